@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("berthctl: not implemented yet (see issues)");
+    std::process::exit(1);
+}

@@ -1,0 +1,1 @@
+//! Image and snapshot service (filled by the images issue).
