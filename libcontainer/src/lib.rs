@@ -1,1 +1,24 @@
-//! libcontainer
+//! libcontainer: turn an OCI bundle into a running, isolated process, and manage it after.
+//!
+//! The parent side (`create`, `container`) drives the init side (`init`) over a typed channel;
+//! `cgroups` is one manager interface over the host's cgroup layout; `sys` holds the only
+//! `unsafe` system-call wrappers.
+
+pub mod cgroups;
+pub mod channel;
+pub mod config;
+pub mod container;
+pub mod create;
+pub mod error;
+pub mod features;
+pub mod hooks;
+pub mod init;
+pub mod namespaces;
+pub mod procfs;
+pub mod sealed;
+pub mod spec_default;
+pub mod state;
+pub mod sys;
+pub mod timefmt;
+
+pub use error::{Error, Result};

@@ -1,0 +1,368 @@
+//! The cgroupfs manager: one directory per mounted hierarchy.
+
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxDevice, LinuxResources};
+
+use super::{devices, CgroupError, CgroupPaths, Manager};
+
+pub struct FsManager {
+    paths: CgroupPaths,
+}
+
+/// One mounted cgroup hierarchy: its controllers (`""` for cgroup2) and mount point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub controllers: String,
+    pub mount_point: PathBuf,
+}
+
+/// The cgroup hierarchies mounted in this mount namespace, from /proc/self/mountinfo.
+pub fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
+    let p = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(p).map_err(|e| CgroupError::io("read", p, e))?;
+    Ok(parse_hierarchies(&text))
+}
+
+pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split(' ');
+        let fstype = post.next().unwrap_or("");
+        let _source = post.next();
+        let super_opts = post.next().unwrap_or("");
+        let Some(mount_point) = pre.split(' ').nth(4) else {
+            continue;
+        };
+        let controllers = match fstype {
+            "cgroup2" => String::new(),
+            "cgroup" => super_opts
+                .split(',')
+                .filter(|o| {
+                    !matches!(
+                        *o,
+                        "rw" | "ro"
+                            | "relatime"
+                            | "noatime"
+                            | "nosuid"
+                            | "nodev"
+                            | "noexec"
+                            | "xattr"
+                            | "clone_children"
+                            | "noprefix"
+                            | "cpuset_v2_mode"
+                    ) && !o.starts_with("release_agent=")
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        if out.iter().any(|h| h.controllers == controllers) {
+            continue;
+        }
+        out.push(Hierarchy {
+            controllers,
+            mount_point: PathBuf::from(unescape_mountinfo(mount_point)),
+        });
+    }
+    out
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// This process's own cgroup in the hierarchy with `controllers`, from /proc/self/cgroup.
+fn own_cgroup(proc_self_cgroup: &str, controllers: &str) -> PathBuf {
+    for line in proc_self_cgroup.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or("/"));
+        let same = if controllers.is_empty() {
+            ctrls.is_empty()
+        } else {
+            let mut a: Vec<_> = ctrls.split(',').collect();
+            let mut b: Vec<_> = controllers.split(',').collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            a == b
+        };
+        if same {
+            return PathBuf::from(path);
+        }
+    }
+    PathBuf::from("/")
+}
+
+impl FsManager {
+    /// Absolute `cgroupsPath` is below each hierarchy's root; a relative or empty one is below
+    /// the caller's own cgroup (empty means `<id>`), exactly as runc does.
+    pub fn new(cgroups_path: Option<&Path>, id: &str) -> Result<FsManager, CgroupError> {
+        let hier = hierarchies()?;
+        if hier.is_empty() {
+            return Err(CgroupError::Other("no cgroup hierarchy is mounted".into()));
+        }
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let rel = match cgroups_path {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from(id),
+        };
+        let mut paths = CgroupPaths::default();
+        for h in hier {
+            let inner = if rel.is_absolute() {
+                rel.clone()
+            } else {
+                own_cgroup(&own, &h.controllers).join(&rel)
+            };
+            let dir = h
+                .mount_point
+                .join(inner.strip_prefix("/").unwrap_or(&inner));
+            paths.dirs.insert(h.controllers, dir);
+        }
+        Ok(FsManager { paths })
+    }
+
+    pub fn from_paths(paths: CgroupPaths) -> FsManager {
+        FsManager { paths }
+    }
+
+    fn write(&self, controller: &str, file: &str, value: &str) -> Result<(), CgroupError> {
+        let dir = self.paths.dir_of(controller).ok_or_else(|| {
+            CgroupError::Other(format!(
+                "the {controller} controller is not mounted on this host"
+            ))
+        })?;
+        write_file(&dir.join(file), value)
+    }
+}
+
+fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| CgroupError::io("open", path, e))?;
+    f.write_all(value.as_bytes())
+        .map_err(|e| CgroupError::io("write", path, e))
+}
+
+/// A new cpuset cgroup starts with no cpus and mems; copy them from the parent (runc does too),
+/// else no process can join it.
+fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let p = dir.join(file);
+        let cur = std::fs::read_to_string(&p).map_err(|e| CgroupError::io("read", &p, e))?;
+        if cur.trim().is_empty() {
+            let parent = dir.parent().unwrap_or(dir).join(file);
+            let v = std::fs::read_to_string(&parent)
+                .map_err(|e| CgroupError::io("read", &parent, e))?;
+            write_file(&p, v.trim())?;
+        }
+    }
+    Ok(())
+}
+
+impl Manager for FsManager {
+    fn paths(&self) -> &CgroupPaths {
+        &self.paths
+    }
+
+    fn create(&self) -> Result<(), CgroupError> {
+        for (controllers, dir) in &self.paths.dirs {
+            let is_cpuset = controllers.split(',').any(|c| c == "cpuset");
+            // Create level by level so that each new cpuset level gets its parent's values.
+            let mut missing = Vec::new();
+            let mut d = dir.as_path();
+            while !d.exists() {
+                missing.push(d.to_path_buf());
+                d = match d.parent() {
+                    Some(p) => p,
+                    None => break,
+                };
+            }
+            for m in missing.iter().rev() {
+                match std::fs::create_dir(m) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(CgroupError::io("mkdir", m, e)),
+                }
+                if is_cpuset {
+                    init_cpuset(m)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(), CgroupError> {
+        let v1_devices = self.paths.dir_of("devices").is_some();
+        let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), devs);
+        if v1_devices {
+            devices::apply_v1(self.paths.dir_of("devices").unwrap(), &rules)?;
+        } else if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return Err(CgroupError::Unsupported(
+                "devices (cgroup v2 needs an eBPF program)".into(),
+            ));
+        }
+        let v1 = self.paths.dir_of("memory").is_some();
+        if let Some(m) = r.memory() {
+            if !v1 {
+                return Err(CgroupError::Unsupported("memory".into()));
+            }
+            if let Some(l) = m.limit() {
+                self.write("memory", "memory.limit_in_bytes", &l.to_string())?;
+            }
+            if let Some(l) = m.swap() {
+                self.write("memory", "memory.memsw.limit_in_bytes", &l.to_string())?;
+            }
+            if let Some(l) = m.reservation() {
+                self.write("memory", "memory.soft_limit_in_bytes", &l.to_string())?;
+            }
+            if let Some(s) = m.swappiness() {
+                self.write("memory", "memory.swappiness", &s.to_string())?;
+            }
+            if m.disable_oom_killer() == Some(true) {
+                self.write("memory", "memory.oom_control", "1")?;
+            }
+            if m.check_before_update().is_some() || m.use_hierarchy().is_some() {
+                return Err(CgroupError::Unsupported(
+                    "memory.checkBeforeUpdate/useHierarchy".into(),
+                ));
+            }
+        }
+        if let Some(c) = r.cpu() {
+            if !v1 {
+                return Err(CgroupError::Unsupported("cpu".into()));
+            }
+            if let Some(s) = c.shares() {
+                self.write("cpu", "cpu.shares", &s.to_string())?;
+            }
+            if let Some(p) = c.period() {
+                self.write("cpu", "cpu.cfs_period_us", &p.to_string())?;
+            }
+            if let Some(q) = c.quota() {
+                self.write("cpu", "cpu.cfs_quota_us", &q.to_string())?;
+            }
+            if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+                self.write("cpuset", "cpuset.cpus", s)?;
+            }
+            if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+                self.write("cpuset", "cpuset.mems", s)?;
+            }
+            if c.realtime_period().is_some()
+                || c.realtime_runtime().is_some()
+                || c.idle().is_some()
+                || c.burst().is_some()
+            {
+                return Err(CgroupError::Unsupported("cpu.realtime*/idle/burst".into()));
+            }
+        }
+        if let Some(p) = r.pids() {
+            let v = if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".into()
+            };
+            if v1 {
+                self.write("pids", "pids.max", &v)?;
+            } else {
+                return Err(CgroupError::Unsupported("pids".into()));
+            }
+        }
+        let unsupported = [
+            ("blockIO", r.block_io().is_some()),
+            (
+                "hugepageLimits",
+                r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+            ),
+            ("network", r.network().is_some()),
+            ("rdma", r.rdma().as_ref().is_some_and(|h| !h.is_empty())),
+            (
+                "unified",
+                r.unified().as_ref().is_some_and(|h| !h.is_empty()),
+            ),
+        ];
+        for (name, set) in unsupported {
+            if set {
+                return Err(CgroupError::Unsupported(name.into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        let pid = pid.to_string();
+        for dir in self.paths.dirs.values() {
+            write_file(&dir.join("cgroup.procs"), &pid)?;
+        }
+        Ok(())
+    }
+
+    fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let dir = self
+            .paths
+            .dir_of("pids")
+            .or_else(|| self.paths.dir_of("memory"))
+            .or_else(|| self.paths.dirs.values().next().map(|p| p.as_path()))
+            .ok_or_else(|| CgroupError::Other("container has no cgroup".into()))?;
+        let p = dir.join("cgroup.procs");
+        match std::fs::read_to_string(&p) {
+            Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(CgroupError::io("read", &p, e)),
+        }
+    }
+
+    fn destroy(&self) -> Result<(), CgroupError> {
+        for dir in self.paths.dirs.values() {
+            // A process that just died may still be leaving the cgroup: retry EBUSY briefly.
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(CgroupError::io("rmdir", dir, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+30 23 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+";
+
+    #[test]
+    fn finds_hybrid_hierarchies() {
+        let h = parse_hierarchies(MOUNTINFO);
+        let names: Vec<_> = h.iter().map(|h| h.controllers.as_str()).collect();
+        assert_eq!(names, ["", "cpu", "memory", "name=systemd"]);
+        assert_eq!(h[2].mount_point, Path::new("/sys/fs/cgroup/memory"));
+    }
+
+    #[test]
+    fn relative_paths_are_below_own_cgroup() {
+        let own = "12:memory:/process_api/abc\n3:cpu,cpuacct:/\n0::/\n";
+        assert_eq!(own_cgroup(own, "memory"), Path::new("/process_api/abc"));
+        assert_eq!(own_cgroup(own, "cpuacct,cpu"), Path::new("/"));
+        assert_eq!(own_cgroup(own, ""), Path::new("/"));
+    }
+}

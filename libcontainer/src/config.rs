@@ -1,0 +1,445 @@
+//! Loading and validating a bundle's config.json. Parsing errors name the JSON path of the
+//! offending field; validation covers what the runtime-spec requires beyond the types.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, Result};
+
+/// A bundle whose config.json has been read and validated.
+pub struct Bundle {
+    /// Absolute path of the bundle directory.
+    pub dir: PathBuf,
+    pub spec: Spec,
+    /// Absolute path of the root filesystem.
+    pub rootfs: PathBuf,
+}
+
+impl Bundle {
+    /// Read `<dir>/config.json` and validate it.
+    pub fn load(dir: &Path) -> Result<Bundle> {
+        let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
+        let path = dir.join("config.json");
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let spec = parse(&bytes).map_err(|msg| Error::config(path.display().to_string(), msg))?;
+        let rootfs =
+            validate(&spec, &dir).map_err(|msg| Error::config(path.display().to_string(), msg))?;
+        Ok(Bundle { dir, spec, rootfs })
+    }
+}
+
+/// Parse config.json; an error names the field (`process.user.uid: invalid type ...`).
+pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}
+
+/// Validate what the types do not; returns the absolute rootfs path.
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
+    let version = spec.version();
+    if !version.starts_with("1.") {
+        return Err(format!(
+            "ociVersion: {version:?} is not a 1.x runtime-spec version"
+        ));
+    }
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or("root: missing; the root filesystem is required")?;
+    if root.path().as_os_str().is_empty() {
+        return Err("root.path: empty".into());
+    }
+    let rootfs = bundle.join(root.path());
+    match std::fs::metadata(&rootfs) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("root.path: {rootfs:?} is not a directory")),
+        Err(e) => return Err(format!("root.path: {rootfs:?}: {e}")),
+    }
+    let rootfs =
+        std::fs::canonicalize(&rootfs).map_err(|e| format!("root.path: {rootfs:?}: {e}"))?;
+
+    let process = spec.process().as_ref().ok_or("process: missing")?;
+    match process.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => return Err("process.args: must hold at least the program to run".into()),
+    }
+    if !process.cwd().is_absolute() {
+        return Err(format!(
+            "process.cwd: {:?} is not an absolute path",
+            process.cwd()
+        ));
+    }
+    if process.terminal() == Some(true) {
+        return Err("process.terminal: terminals are not supported yet".into());
+    }
+    for (name, set) in [
+        (
+            "process.apparmorProfile",
+            process.apparmor_profile().is_some(),
+        ),
+        ("process.selinuxLabel", process.selinux_label().is_some()),
+        ("process.ioPriority", process.io_priority().is_some()),
+        ("process.scheduler", process.scheduler().is_some()),
+        (
+            "process.execCPUAffinity",
+            process.exec_cpu_affinity().is_some(),
+        ),
+    ] {
+        if set {
+            return Err(format!("{name}: not supported by berth yet"));
+        }
+    }
+    if let Some(env) = process.env() {
+        for (i, e) in env.iter().enumerate() {
+            if !e.contains('=') || e.starts_with('=') {
+                return Err(format!(
+                    "process.env[{i}]: {e:?} is not of the form KEY=value"
+                ));
+            }
+        }
+    }
+    if let Some(rlimits) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for (i, r) in rlimits.iter().enumerate() {
+            if !seen.insert(format!("{:?}", r.typ())) {
+                return Err(format!(
+                    "process.rlimits[{i}]: duplicate type {:?}",
+                    r.typ()
+                ));
+            }
+            if r.soft() > r.hard() {
+                return Err(format!(
+                    "process.rlimits[{i}]: soft limit {} is above hard limit {}",
+                    r.soft(),
+                    r.hard()
+                ));
+            }
+        }
+    }
+
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or("linux: missing; berth runs Linux containers")?;
+    let mut types = HashSet::new();
+    let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+    for (i, ns) in namespaces.iter().enumerate() {
+        if !types.insert(ns.typ()) {
+            return Err(format!(
+                "linux.namespaces[{i}].type: namespace {} is listed twice",
+                ns_name(ns.typ())
+            ));
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                return Err(format!("linux.namespaces[{i}].path: {p:?} is not absolute"));
+            }
+        }
+    }
+    let private = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
+        && !private(LinuxNamespaceType::Uts)
+    {
+        return Err("hostname: setting a hostname needs a private uts namespace".into());
+    }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty())
+        && !private(LinuxNamespaceType::Uts)
+    {
+        return Err("domainname: setting a domainname needs a private uts namespace".into());
+    }
+    let new_userns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if new_userns && !has_maps {
+        return Err("linux.uidMappings: a new user namespace needs uid and gid mappings".into());
+    }
+    if has_maps && !new_userns {
+        return Err(
+            "linux.uidMappings: mappings are given but no new user namespace is requested".into(),
+        );
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+        if !namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Time && n.path().is_none())
+        {
+            return Err("linux.timeOffsets: offsets need a new time namespace".into());
+        }
+        for clock in linux.time_offsets().as_ref().unwrap().keys() {
+            if clock != "monotonic" && clock != "boottime" {
+                return Err(format!(
+                    "linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+                ));
+            }
+        }
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for key in sysctl.keys() {
+            check_sysctl(key, &private)?;
+        }
+    }
+    if let Some(p) = linux.rootfs_propagation() {
+        if crate::init::mountopts::propagation(p).is_none() {
+            return Err(format!(
+                "linux.rootfsPropagation: {p:?} is not one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable"
+            ));
+        }
+    }
+    for (name, set) in [
+        ("linux.seccomp", linux.seccomp().is_some()),
+        ("linux.intelRdt", linux.intel_rdt().is_some()),
+        ("linux.personality", linux.personality().is_some()),
+        ("linux.memoryPolicy", linux.memory_policy().is_some()),
+        (
+            "linux.netDevices",
+            linux.net_devices().as_ref().is_some_and(|n| !n.is_empty()),
+        ),
+        (
+            "linux.mountLabel",
+            linux.mount_label().as_ref().is_some_and(|n| !n.is_empty()),
+        ),
+    ] {
+        if set {
+            return Err(format!("{name}: not supported by berth yet"));
+        }
+    }
+    for (i, d) in linux
+        .devices()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if !d.path().is_absolute() || !d.path().starts_with("/dev") {
+            return Err(format!(
+                "linux.devices[{i}].path: {:?} is not below /dev",
+                d.path()
+            ));
+        }
+    }
+    if let Some(cg) = linux.cgroups_path() {
+        if cg
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(format!("linux.cgroupsPath: {cg:?} must not contain \"..\""));
+        }
+    }
+
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if !m.destination().is_absolute() {
+            return Err(format!(
+                "mounts[{i}].destination: {:?} is not an absolute path",
+                m.destination()
+            ));
+        }
+        if m.destination()
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return Err(format!(
+                "mounts[{i}].destination: {:?} contains \"..\"",
+                m.destination()
+            ));
+        }
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(format!(
+                "mounts[{i}]: idmapped mounts are not supported by berth yet"
+            ));
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        crate::hooks::validate(hooks)?;
+    }
+    Ok(rootfs)
+}
+
+pub(crate) fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// A sysctl may only be set when it belongs to a namespace the container has of its own
+/// (runc's rule): otherwise it would change the host.
+fn check_sysctl(key: &str, private: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(), String> {
+    use LinuxNamespaceType as T;
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let (ns, ok) = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        ("ipc", private(T::Ipc))
+    } else if key.starts_with("net.") {
+        ("network", private(T::Network))
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        ("uts", private(T::Uts))
+    } else {
+        return Err(format!(
+            "linux.sysctl: {key:?} is not namespaced; setting it would change the host"
+        ));
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "linux.sysctl: {key:?} needs a private {ns} namespace"
+        ))
+    }
+}
+
+/// Check a container id the way runc does: `^[\w+\-.]+$`, not "." or "..".
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidId(id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "."},
+            "process": {"user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/"},
+            "hostname": "h",
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "uts"}, {"type": "mount"}]}
+        })
+    }
+
+    fn check(v: serde_json::Value) -> Result<PathBuf, String> {
+        let spec = parse(v.to_string().as_bytes())?;
+        validate(&spec, Path::new("/"))
+    }
+
+    #[test]
+    fn accepts_a_minimal_config() {
+        check(base()).unwrap();
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        let mut v = base();
+        v["process"]["user"]["uid"] = "zero".into();
+        let e = check(v).unwrap_err();
+        assert!(e.starts_with("process.user.uid: invalid type"), "{e}");
+        let mut v = base();
+        v["linux"]["namespaces"][0]["type"] = "bogus".into();
+        let e = check(v).unwrap_err();
+        assert!(
+            e.contains("linux.namespaces[0].type") && e.contains("bogus"),
+            "{e}"
+        );
+        assert!(parse(b"{\"ociVersion\": ").unwrap_err().contains("EOF"));
+    }
+
+    #[test]
+    fn rejects_invalid_values() {
+        let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+            (Box::new(|v| v["ociVersion"] = "2.0".into()), "ociVersion"),
+            (
+                Box::new(|v| v["root"]["path"] = "/nonexistent-rootfs".into()),
+                "root.path",
+            ),
+            (
+                Box::new(|v| v["process"]["args"] = serde_json::json!([])),
+                "process.args",
+            ),
+            (
+                Box::new(|v| v["process"]["cwd"] = "rel".into()),
+                "process.cwd",
+            ),
+            (
+                Box::new(|v| v["process"]["env"] = serde_json::json!(["NOEQ"])),
+                "process.env[0]",
+            ),
+            (
+                Box::new(|v| {
+                    v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "pid"}])
+                }),
+                "linux.namespaces[1].type",
+            ),
+            (
+                Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([])),
+                "hostname",
+            ),
+            (
+                Box::new(|v| v["linux"]["sysctl"] = serde_json::json!({"kernel.panic": "1"})),
+                "linux.sysctl",
+            ),
+            (
+                Box::new(|v| {
+                    v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"})
+                }),
+                "private network",
+            ),
+            (
+                Box::new(|v| v["linux"]["namespaces"][1] = serde_json::json!({"type": "user"})),
+                "linux.uidMappings",
+            ),
+            (
+                Box::new(|v| v["mounts"] = serde_json::json!([{"destination": "rel"}])),
+                "mounts[0].destination",
+            ),
+            (
+                Box::new(|v| v["linux"]["cgroupsPath"] = "/a/../b".into()),
+                "linux.cgroupsPath",
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut v = base();
+            edit(&mut v);
+            let e = check(v).unwrap_err();
+            assert!(e.contains(want), "{e:?} should mention {want:?}");
+        }
+    }
+
+    #[test]
+    fn ids() {
+        validate_id("abc-1.2_3+x").unwrap();
+        for bad in ["", ".", "..", "a/b", "a b", "é"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Operations on an existing container: start, kill, delete, state, list.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use crate::cgroups;
+use crate::error::{Error, Result};
+use crate::state::{self, OciState, State, StateDir, Status, EXEC_FIFO};
+use crate::{hooks, procfs, sys};
+
+/// A container and its derived status.
+pub struct Listed {
+    pub state: State,
+    pub status: Status,
+    pub owner: String,
+}
+
+impl Listed {
+    pub fn oci_state(&self) -> OciState<'_> {
+        OciState {
+            oci_version: state::OCI_VERSION,
+            id: &self.state.id,
+            pid: if self.status == Status::Stopped {
+                0
+            } else {
+                self.state.pid
+            },
+            status: self.status,
+            bundle: &self.state.bundle,
+            rootfs: &self.state.rootfs,
+            created: &self.state.created,
+            annotations: &self.state.annotations,
+            owner: &self.owner,
+        }
+    }
+}
+
+fn owner_of(dir: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata(dir).map(|m| m.uid()) else {
+        return String::new();
+    };
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("#{uid}"), |u| u.name)
+}
+
+/// The state of one container, without taking its lock.
+pub fn load(root: &Path, id: &str) -> Result<Listed> {
+    crate::config::validate_id(id)?;
+    let dir = root.join(id);
+    let state = state::read_state(&dir)?;
+    let status = state.status(&dir);
+    Ok(Listed {
+        state,
+        status,
+        owner: owner_of(&dir),
+    })
+}
+
+/// All containers under `root` that have a state.
+pub fn list(root: &Path) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    for id in state::list_ids(root)? {
+        match load(root, &id) {
+            Ok(l) => out.push(l),
+            Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// A pidfd for the container's init, if it is still the process that was created.
+fn init_pidfd(state: &State) -> Option<std::os::fd::OwnedFd> {
+    let fd = sys::pidfd_open(state.pid).ok()?;
+    // Checked after opening: the pidfd now pins the process, so a match is not a reused pid.
+    match procfs::stat(state.pid) {
+        Ok(Some(st)) if st.start_time == state.pid_start => Some(fd),
+        _ => None,
+    }
+}
+
+/// `start`: release a created container's init through the exec fifo. Waits until init has
+/// exec'd the process (the fifo closes on exec) so that an exec failure is start's error.
+/// Returns warnings of failed poststart hooks.
+pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
+    let dir = StateDir::open(root, id)?;
+    let state = dir.read()?;
+    match state.status(&dir.path) {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(Error::InvalidState(
+                "cannot start a container that has stopped".into(),
+            ))
+        }
+        Status::Paused => {
+            return Err(Error::InvalidState(
+                "cannot start a paused container".into(),
+            ))
+        }
+        s => {
+            return Err(Error::InvalidState(format!(
+                "cannot start an already {s} container"
+            )))
+        }
+    }
+    let fifo_path = dir.path.join(EXEC_FIFO);
+    let fifo = nix::fcntl::open(
+        &fifo_path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", &fifo_path, e.into()))?;
+    let pidfd = init_pidfd(&state)
+        .ok_or_else(|| Error::InvalidState("cannot start a container that has stopped".into()))?;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => r.map_err(|e| Error::sys("poll exec fifo", e))?,
+        };
+        let fifo_ev = fds[0].revents().unwrap_or(PollFlags::empty());
+        let init_exited = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if fifo_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP) {
+            match nix::unistd::read(&fifo, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(Error::sys("read exec fifo", e)),
+            }
+        } else if init_exited {
+            return Err(Error::InvalidState(
+                "container init exited before it could be started".into(),
+            ));
+        }
+    }
+    let _ = std::fs::remove_file(&fifo_path);
+    match data.split_first() {
+        Some((b'0', rest)) if rest.is_empty() => {}
+        Some((b'0', rest)) => return Err(Error::Start(String::from_utf8_lossy(rest).into_owned())),
+        _ => {
+            return Err(Error::InvalidState(
+                "container init exited before it could be started".into(),
+            ))
+        }
+    }
+    Ok(poststart(&state))
+}
+
+/// Run poststart hooks; their failures are warnings (runtime-spec), not errors.
+pub(crate) fn poststart(state: &State) -> Vec<String> {
+    let hooks = state
+        .config
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststart().as_ref());
+    match hooks::run("poststart", hooks, &state.hook_state(Status::Running)) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+/// `kill`: send a signal to init, or with `all` to every process of the container's cgroup.
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let l = load(root, id)?;
+    if l.status == Status::Stopped && !all {
+        return Err(Error::InvalidState("container not running".into()));
+    }
+    if all {
+        return signal_all(&l.state, sig);
+    }
+    let pidfd =
+        init_pidfd(&l.state).ok_or_else(|| Error::InvalidState("container not running".into()))?;
+    sys::pidfd_send_signal(pidfd.as_fd(), sig)
+        .map_err(|e| Error::sys(format!("kill init (pid {})", l.state.pid), e))
+}
+
+fn signal_all(state: &State, sig: i32) -> Result<()> {
+    let cg = cgroups::manager_for(&state.cgroup);
+    for pid in cg.pids()? {
+        match nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::try_from(sig).ok(),
+        ) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(Error::sys(format!("kill pid {pid}"), e)),
+        }
+    }
+    Ok(())
+}
+
+/// `delete`: remove a stopped (or, with `force`, any) container. Returns warnings of failed
+/// poststop hooks.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
+    let dir = match StateDir::open(root, id) {
+        Ok(d) => d,
+        Err(e) => return Err(e),
+    };
+    let state = match dir.read() {
+        Ok(s) => s,
+        Err(Error::NotFound(_)) => {
+            // A create that died before writing state (we hold its lock, so it is not running).
+            dir.remove()?;
+            return if force {
+                Ok(Vec::new())
+            } else {
+                Err(Error::NotFound(id.into()))
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let status = state.status(&dir.path);
+    match status {
+        Status::Stopped | Status::Created => {}
+        s if force => {
+            let _ = s;
+        }
+        s => {
+            return Err(Error::InvalidState(format!(
+                "cannot delete container {id} that is not stopped: {s}"
+            )))
+        }
+    }
+    if status != Status::Stopped {
+        if let Some(pidfd) = init_pidfd(&state) {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            crate::create::wait_exit(pidfd.as_fd(), 5000);
+        }
+    }
+    destroy(dir, &state)
+}
+
+/// Kill what is left in the cgroup, remove it, run poststop hooks, remove the state.
+fn destroy(dir: StateDir, state: &State) -> Result<Vec<String>> {
+    let cg = cgroups::manager_for(&state.cgroup);
+    if cgroups::is_frozen(&state.cgroup) {
+        if let Some(f) = state.cgroup.dir_of("freezer") {
+            let _ = std::fs::write(f.join("freezer.state"), "THAWED");
+        }
+    }
+    for _ in 0..100 {
+        let pids = cg.pids().unwrap_or_default();
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    cg.destroy()?;
+    let mut warnings = Vec::new();
+    let hooks = state
+        .config
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststop().as_ref());
+    if let Err(e) = hooks::run("poststop", hooks, &state.hook_state(Status::Stopped)) {
+        warnings.push(e.to_string());
+    }
+    dir.remove()?;
+    Ok(warnings)
+}
+
+/// Remove a container after its process exited (`run` in the foreground).
+pub fn destroy_stopped(root: &Path, id: &str) -> Result<Vec<String>> {
+    let dir = StateDir::open(root, id)?;
+    let state = dir.read()?;
+    destroy(dir, &state)
+}

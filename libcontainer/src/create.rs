@@ -1,0 +1,335 @@
+//! `create` (and the first half of `run`): from a bundle to an init process that waits to be
+//! started. A failure at any step leaves nothing behind: no state dir, cgroup, or process.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crate::cgroups::{self, Manager};
+use crate::channel::{Channel, Msg};
+use crate::config::Bundle;
+use crate::error::{Error, Result};
+use crate::init::{InitContext, StartSignal};
+use crate::namespaces::{self, Plan};
+use crate::state::{State, StateDir, Status, EXEC_FIFO};
+use crate::{hooks, procfs, sys, timefmt};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub systemd_cgroup: bool,
+}
+
+/// How the new container is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// `create`: init waits on the exec fifo for `berth start`.
+    Fifo,
+    /// `run`: init waits for [`NewContainer::start`].
+    Now,
+}
+
+/// A container whose init is set up and waiting.
+pub struct NewContainer {
+    pub state: State,
+    pub pidfd: OwnedFd,
+    /// Whether init is this process's child (else a grandchild; `run` makes itself a subreaper).
+    pub direct_child: bool,
+    dir: StateDir,
+    chan: Channel,
+    cleanup: Cleanup,
+}
+
+/// Undoes a partial create unless disarmed.
+struct Cleanup {
+    armed: bool,
+    dir: Option<PathBuf>,
+    cgroup: Option<Box<dyn Manager>>,
+    child: Option<(i32, OwnedFd, bool)>,
+}
+
+impl Cleanup {
+    fn run(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.armed = false;
+        if let Some((pid, pidfd, direct)) = self.child.take() {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            if direct {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            } else {
+                wait_exit(pidfd.as_fd(), 2000);
+            }
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.destroy();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+/// Wait up to `ms` for the process behind a pidfd to exit. True if it did.
+pub(crate) fn wait_exit(pidfd: std::os::fd::BorrowedFd, ms: u16) -> bool {
+    let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
+    loop {
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(n) => return n > 0,
+            Err(_) => return false,
+        }
+    }
+}
+
+pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
+    crate::config::validate_id(&opts.id)?;
+    let bundle = Bundle::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    if opts.console_socket.is_some() {
+        return Err(Error::config(
+            "--console-socket",
+            "cannot use a console socket when process.terminal is false",
+        ));
+    }
+    let dir = StateDir::create(&opts.root, &opts.id)?;
+    let mut cleanup = Cleanup {
+        armed: true,
+        dir: Some(dir.path.clone()),
+        cgroup: None,
+        child: None,
+    };
+
+    let start = match mode {
+        StartMode::Fifo => {
+            let fifo = dir.path.join(EXEC_FIFO);
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+                .map_err(|e| Error::io("mkfifo", &fifo, e.into()))?;
+            let fd = nix::fcntl::open(
+                &fifo,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::io("open", &fifo, e.into()))?;
+            StartSignal::Fifo(fd)
+        }
+        StartMode::Now => StartSignal::Channel,
+    };
+
+    let linux = spec.linux().as_ref().expect("validated");
+    let cg = cgroups::manager(
+        linux.cgroups_path().as_deref(),
+        &opts.id,
+        opts.systemd_cgroup,
+    )?;
+    cg.create().inspect_err(|_| {
+        cleanup.cgroup = None;
+    })?;
+    cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
+    if let Some(r) = linux.resources() {
+        cg.apply(r, linux.devices().as_deref().unwrap_or_default())?;
+    }
+
+    let plan = Plan::new(spec);
+    let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
+    let flags = if plan.fast() { plan.clone_flags() } else { 0 };
+    let child = match sys::clone3(flags).map_err(|e| Error::sys("clone3", e))? {
+        None => {
+            // In the child: become the container's init (or stage 1 of the slow path).
+            drop(chan);
+            std::mem::forget(cleanup);
+            let ctx = |wait_go: bool, unshare_cgroupns: bool, chan: Channel| InitContext {
+                spec,
+                id: &opts.id,
+                bundle: &bundle.dir,
+                rootfs: &bundle.rootfs,
+                chan,
+                start,
+                no_pivot: opts.no_pivot,
+                no_new_keyring: opts.no_new_keyring,
+                preserve_fds: opts.preserve_fds,
+                wait_go,
+                unshare_cgroupns,
+                in_new_userns: plan.new_userns(),
+                cgroupns: plan.has_cgroupns(),
+            };
+            if plan.fast() {
+                crate::init::run(ctx(true, plan.new_cgroupns(), child_chan));
+            }
+            let stage_chan = child_chan;
+            namespaces::stage1(&plan, &stage_chan, || {
+                match stage_chan.duplicate() {
+                    Ok(chan) => crate::init::run(ctx(false, false, chan)),
+                    // SAFETY: _exit in a forked child; stage 1 reports the lost init.
+                    Err(_) => unsafe { libc::_exit(1) },
+                }
+            });
+        }
+        Some(c) => c,
+    };
+    drop(child_chan);
+    let stage1_pid = child.pid;
+    cleanup.child = Some((child.pid, child.pidfd, true));
+
+    cg.add(child.pid)?;
+    if plan.fast() && plan.new_userns() {
+        namespaces::write_id_maps(child.pid, spec).map_err(|e| Error::sys("write id maps", e))?;
+    }
+    chan.send(&Msg::Go)
+        .map_err(|e| Error::sys("sync with init", e))?;
+
+    let mut init_pid = child.pid;
+    let created = timefmt::now_rfc3339();
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    loop {
+        let msg = chan.recv().map_err(|e| Error::sys("sync with init", e))?;
+        match msg {
+            Some(Msg::MapsRequest) => {
+                namespaces::write_id_maps(stage1_pid, spec)
+                    .map_err(|e| Error::sys("write id maps", e))?;
+                chan.send(&Msg::MapsWritten)
+                    .map_err(|e| Error::sys("sync with init", e))?;
+            }
+            Some(Msg::InitPid(pid)) => {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1_pid), None);
+                let pidfd = sys::pidfd_open(pid)
+                    .map_err(|e| Error::sys(format!("pidfd_open({pid})"), e))?;
+                cleanup.child = Some((pid, pidfd, false));
+                init_pid = pid;
+            }
+            Some(Msg::RunHooks) => {
+                let st = crate::state::HookState {
+                    oci_version: crate::state::OCI_VERSION,
+                    id: &opts.id,
+                    status: Status::Creating,
+                    pid: init_pid,
+                    bundle: &bundle.dir,
+                    annotations: &annotations,
+                };
+                let st = serde_json::to_vec(&st).expect("state serializes");
+                if let Some(h) = spec.hooks() {
+                    #[allow(deprecated)]
+                    hooks::run("prestart", h.prestart().as_ref(), &st)?;
+                    hooks::run("createRuntime", h.create_runtime().as_ref(), &st)?;
+                }
+                chan.send(&Msg::HooksDone)
+                    .map_err(|e| Error::sys("sync with init", e))?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Failed(e)) => return Err(Error::Init(e)),
+            Some(other) => {
+                return Err(Error::sys(
+                    "sync with init",
+                    std::io::Error::other(format!("unexpected message {other:?}")),
+                ))
+            }
+            None => {
+                return Err(Error::sys(
+                    "sync with init",
+                    std::io::Error::other("init exited before it was set up"),
+                ))
+            }
+        }
+    }
+
+    let pid_start = procfs::stat(init_pid)
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            Error::sys(
+                "read init's start time",
+                std::io::Error::from_raw_os_error(libc::ESRCH),
+            )
+        })?
+        .start_time;
+    let state = State {
+        id: opts.id.clone(),
+        pid: init_pid,
+        pid_start,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created,
+        annotations,
+        cgroup: cg.paths().clone(),
+        config: bundle.spec.clone(),
+    };
+    dir.write(&state)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, init_pid)?;
+    }
+    let (_, pidfd, direct) = cleanup.child.take().expect("init exists");
+    cleanup.child = Some((
+        init_pid,
+        pidfd.try_clone().map_err(|e| Error::sys("dup pidfd", e))?,
+        direct,
+    ));
+    Ok(NewContainer {
+        state,
+        pidfd,
+        direct_child: direct,
+        dir,
+        chan,
+        cleanup,
+    })
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("getcwd", ".", e))?
+            .join(path)
+    };
+    crate::state::write_atomic(&path, pid.to_string().as_bytes())
+}
+
+impl NewContainer {
+    /// `create` is done: keep the container, release the lock.
+    pub fn detach(mut self) {
+        self.cleanup.armed = false;
+    }
+
+    /// `run`: let init exec the process; fails if the exec (or a startContainer hook) fails,
+    /// and then removes the container. Returns poststart hook warnings.
+    pub fn start(mut self) -> Result<(State, OwnedFd, bool, Vec<String>)> {
+        self.chan
+            .send(&Msg::Start)
+            .map_err(|e| Error::sys("start init", e))?;
+        match self.chan.recv() {
+            // The channel closes on a successful exec.
+            Ok(None) => {}
+            Ok(Some(Msg::Failed(e))) => {
+                if let Some(p) = self.cleanup.child.as_ref().filter(|c| c.2).map(|c| c.0) {
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p), None);
+                    self.cleanup.child = None;
+                }
+                return Err(Error::Init(e));
+            }
+            Ok(Some(m)) => {
+                return Err(Error::sys(
+                    "start init",
+                    std::io::Error::other(format!("unexpected message {m:?}")),
+                ))
+            }
+            Err(e) => return Err(Error::sys("start init", e)),
+        }
+        self.cleanup.armed = false;
+        let warnings = crate::container::poststart(&self.state);
+        drop(self.dir);
+        Ok((self.state, self.pidfd, self.direct_child, warnings))
+    }
+}

@@ -1,0 +1,273 @@
+//! The container's init: the process berth clones into the container's namespaces. It sets the
+//! container up in one ordered list of steps (runc's order), reports the first failure with its
+//! step, path and errno, waits to be started, and execs the user's process.
+
+mod devices;
+pub mod mountopts;
+mod process;
+mod rootfs;
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{Channel, Msg};
+
+/// One failed step of init, as reported to `create`/`start`.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub struct InitError {
+    pub step: String,
+    pub path: Option<String>,
+    pub errno: Option<i32>,
+    pub msg: String,
+}
+
+impl std::fmt::Display for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.step)?;
+        if let Some(p) = &self.path {
+            write!(f, " {p:?}")?;
+        }
+        write!(f, ": {}", self.msg)
+    }
+}
+
+impl InitError {
+    pub(crate) fn new(step: impl Into<String>, path: Option<&Path>, err: std::io::Error) -> Self {
+        InitError {
+            step: step.into(),
+            path: path.map(|p| p.display().to_string()),
+            errno: err.raw_os_error(),
+            msg: err.to_string(),
+        }
+    }
+
+    pub(crate) fn msg(
+        step: impl Into<String>,
+        path: Option<&Path>,
+        msg: impl Into<String>,
+    ) -> Self {
+        InitError {
+            step: step.into(),
+            path: path.map(|p| p.display().to_string()),
+            errno: None,
+            msg: msg.into(),
+        }
+    }
+}
+
+pub(crate) type Result<T> = std::result::Result<T, InitError>;
+
+/// Extension to turn any error with an errno into an [`InitError`] of a step.
+pub(crate) trait StepExt<T> {
+    fn step(self, step: &str, path: Option<&Path>) -> Result<T>;
+}
+
+impl<T, E: Into<std::io::Error>> StepExt<T> for std::result::Result<T, E> {
+    fn step(self, step: &str, path: Option<&Path>) -> Result<T> {
+        self.map_err(|e| InitError::new(step, path, e.into()))
+    }
+}
+
+/// How init learns that it may exec the user's process.
+pub enum StartSignal {
+    /// `create`: block opening the exec fifo (an O_PATH fd) until `berth start` opens it.
+    Fifo(OwnedFd),
+    /// `run`: a [`Msg::Start`] on the channel.
+    Channel,
+}
+
+/// Everything init needs; it is a fork of `berth create`, so this is plain memory.
+pub struct InitContext<'a> {
+    pub spec: &'a Spec,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub chan: Channel,
+    pub start: StartSignal,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    /// Whether init waits for [`Msg::Go`] (the parent has not told stage 1 yet).
+    pub wait_go: bool,
+    /// Whether init itself unshares the cgroup namespace, after joining its cgroup.
+    pub unshare_cgroupns: bool,
+    /// Whether init is in a user namespace it created (devices are bind-mounted, not made).
+    pub in_new_userns: bool,
+    /// Whether the container has its own cgroup namespace (cgroup mounts are real mounts).
+    pub cgroupns: bool,
+}
+
+/// Run init. Never returns: it execs the user's process or exits after reporting a failure.
+pub fn run(ctx: InitContext) -> ! {
+    let err = match setup(&ctx) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    // The parent may be gone if the failure is that it went away; nothing more to tell.
+    let _ = ctx.chan.send(&Msg::Failed(err));
+    // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the parent berth.
+    unsafe { libc::_exit(1) }
+}
+
+fn expect(chan: &Channel, want: &str, f: impl Fn(&Msg) -> bool) -> Result<()> {
+    match chan.recv() {
+        Ok(Some(m)) if f(&m) => Ok(()),
+        Ok(Some(m)) => Err(InitError::msg(
+            "sync",
+            None,
+            format!("expected {want}, got {m:?}"),
+        )),
+        Ok(None) => Err(InitError::msg(
+            "sync",
+            None,
+            format!("berth went away while init waited for {want}"),
+        )),
+        Err(e) => Err(InitError::new("sync", None, e)),
+    }
+}
+
+/// The ordered setup. Each line is one step; the order is runc's and matters (e.g. mounts
+/// before pivot_root, capabilities after the user switch, the exec fifo last).
+fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
+    let spec = ctx.spec;
+    let process = spec.process().as_ref().expect("validated");
+    let linux = spec.linux().as_ref().expect("validated");
+    crate::sys::umask(0);
+
+    if ctx.wait_go {
+        expect(&ctx.chan, "Go", |m| matches!(m, Msg::Go))?;
+    }
+    if ctx.unshare_cgroupns {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .step("unshare cgroup namespace", None)?;
+    }
+    if ctx.in_new_userns {
+        process::become_namespace_root()?;
+    }
+
+    let has_mntns = has_ns(spec, oci_spec::runtime::LinuxNamespaceType::Mount);
+    if has_mntns {
+        let root = rootfs::prepare_root(ctx.rootfs, linux.rootfs_propagation().as_deref())?;
+        rootfs::mount_all(ctx, &root)?;
+        devices::setup(ctx, &root)?;
+        rootfs::create_cwd(&root, process.cwd())?;
+    }
+
+    ctx.chan.send(&Msg::RunHooks).step("sync", None)?;
+    expect(&ctx.chan, "HooksDone", |m| matches!(m, Msg::HooksDone))?;
+    let creating_state = hook_state(ctx, crate::state::Status::Creating);
+    crate::hooks::run(
+        "createContainer",
+        spec.hooks()
+            .as_ref()
+            .and_then(|h| h.create_container().as_ref()),
+        &creating_state,
+    )
+    .map_err(|e| InitError::msg("createContainer hook", None, e.to_string()))?;
+
+    if has_mntns {
+        if ctx.no_pivot {
+            rootfs::move_root(ctx.rootfs)?;
+        } else {
+            rootfs::pivot_root(ctx.rootfs)?;
+        }
+        if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+            rootfs::remount_readonly(Path::new("/"))?;
+        }
+    } else {
+        nix::unistd::chroot(ctx.rootfs).step("chroot", Some(ctx.rootfs))?;
+        nix::unistd::chdir("/").step("chdir", Some(Path::new("/")))?;
+    }
+    if !ctx.no_new_keyring {
+        process::join_session_keyring(ctx.id)?;
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).step("sethostname", None)?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        process::set_domainname(d)?;
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        process::write_sysctls(sysctl)?;
+    }
+    if has_mntns {
+        rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+        rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    }
+    process::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(adj) = process.oom_score_adj() {
+        process::set_oom_score_adj(adj)?;
+    }
+    if process.no_new_privileges() == Some(true) {
+        process::set_no_new_privs()?;
+    }
+    process::close_host_fds(ctx.preserve_fds)?;
+    process::switch_user(process)?;
+    process::enter_cwd(process.cwd())?;
+    crate::sys::umask(process.user().umask().unwrap_or(0o022));
+    let exec = process::Exec::prepare(process)?;
+
+    ctx.chan.send(&Msg::Ready).step("sync", None)?;
+    let mut fifo_writer = wait_start(ctx)?;
+    let created_state = hook_state(ctx, crate::state::Status::Created);
+    let hooks = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref());
+    let err = match crate::hooks::run("startContainer", hooks, &created_state) {
+        Err(e) => InitError::msg("startContainer hook", None, e.to_string()),
+        Ok(()) => exec.exec(),
+    };
+    // `start` reads the fifo until it closes on exec; an error written there is its error.
+    if let Some(f) = fifo_writer.as_mut() {
+        use std::io::Write;
+        let _ = f.write_all(err.to_string().as_bytes());
+    }
+    Err(err)
+}
+
+fn has_ns(spec: &Spec, t: oci_spec::runtime::LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == t))
+}
+
+fn hook_state(ctx: &InitContext, status: crate::state::Status) -> Vec<u8> {
+    let annotations = ctx.spec.annotations().clone().unwrap_or_default();
+    let s = crate::state::HookState {
+        oci_version: crate::state::OCI_VERSION,
+        id: ctx.id,
+        status,
+        pid: nix::unistd::getpid().as_raw(),
+        bundle: ctx.bundle,
+        annotations: &annotations,
+    };
+    serde_json::to_vec(&s).expect("state serializes")
+}
+
+/// Wait for the start signal. With the exec fifo, returns its write end: it closes on exec,
+/// which tells `berth start` that exec succeeded, and carries the error if it did not.
+fn wait_start(ctx: &InitContext) -> Result<Option<std::fs::File>> {
+    match &ctx.start {
+        StartSignal::Channel => {
+            expect(&ctx.chan, "Start", |m| matches!(m, Msg::Start)).map(|()| None)
+        }
+        StartSignal::Fifo(fd) => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = crate::sys::fd_path(std::os::fd::AsFd::as_fd(fd));
+            // Blocks until `berth start` opens the fifo for reading.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+                .step("open exec fifo", Some(&path))?;
+            f.write_all(b"0").step("write exec fifo", None)?;
+            Ok(Some(f))
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The process side of init: credentials, capabilities, limits, descriptors, and the exec.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{PosixRlimit, PosixRlimitType, Process};
+
+use super::{InitError, Result, StepExt};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// In a new user namespace, become its root (uid/gid 0 map to the configured host ids).
+pub fn become_namespace_root() -> Result<()> {
+    let _ = nix::unistd::setgroups(&[]);
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .step("setresgid(0) in user namespace", None)?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .step("setresuid(0) in user namespace", None)
+}
+
+/// A session keyring of the container's own (not the caller's).
+pub fn join_session_keyring(id: &str) -> Result<()> {
+    let name = CString::new(format!("_ses.{id}")).expect("ids have no NUL");
+    match crate::sys::join_session_keyring(&name) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+        r => r.step("join session keyring", None),
+    }
+}
+
+pub fn set_domainname(name: &str) -> Result<()> {
+    crate::sys::setdomainname(name).step("setdomainname", None)
+}
+
+pub fn write_sysctls(sysctl: &HashMap<String, String>) -> Result<()> {
+    for (k, v) in sysctl {
+        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&p, v).step("write sysctl", Some(&p))?;
+    }
+    Ok(())
+}
+
+fn resource(t: PosixRlimitType) -> nix::sys::resource::Resource {
+    use nix::sys::resource::Resource as R;
+    use PosixRlimitType as T;
+    match t {
+        T::RlimitCpu => R::RLIMIT_CPU,
+        T::RlimitFsize => R::RLIMIT_FSIZE,
+        T::RlimitData => R::RLIMIT_DATA,
+        T::RlimitStack => R::RLIMIT_STACK,
+        T::RlimitCore => R::RLIMIT_CORE,
+        T::RlimitRss => R::RLIMIT_RSS,
+        T::RlimitNproc => R::RLIMIT_NPROC,
+        T::RlimitNofile => R::RLIMIT_NOFILE,
+        T::RlimitMemlock => R::RLIMIT_MEMLOCK,
+        T::RlimitAs => R::RLIMIT_AS,
+        T::RlimitLocks => R::RLIMIT_LOCKS,
+        T::RlimitSigpending => R::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => R::RLIMIT_MSGQUEUE,
+        T::RlimitNice => R::RLIMIT_NICE,
+        T::RlimitRtprio => R::RLIMIT_RTPRIO,
+        T::RlimitRttime => R::RLIMIT_RTTIME,
+    }
+}
+
+pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
+    for r in rlimits {
+        nix::sys::resource::setrlimit(resource(r.typ()), r.soft(), r.hard()).map_err(|e| {
+            InitError::new(
+                format!(
+                    "setrlimit {:?} (soft {}, hard {})",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                ),
+                None,
+                e.into(),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+pub fn set_oom_score_adj(adj: i32) -> Result<()> {
+    let p = Path::new("/proc/self/oom_score_adj");
+    std::fs::write(p, adj.to_string()).step("write", Some(p))
+}
+
+pub fn set_no_new_privs() -> Result<()> {
+    nix::sys::prctl::set_no_new_privs().step("prctl(PR_SET_NO_NEW_PRIVS)", None)
+}
+
+/// Mark every descriptor but stdio and the preserved ones close-on-exec (CVE-2024-21626), and
+/// make sure the preserved ones survive the exec.
+pub fn close_host_fds(preserve: u32) -> Result<()> {
+    crate::sys::cloexec_from(3 + preserve).step("close_range", None)?;
+    for fd in 3..3 + preserve as i32 {
+        // SAFETY: the caller of berth passed these descriptors on purpose.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .step("preserve fd", None)?;
+    }
+    Ok(())
+}
+
+fn capset(names: Option<&oci_spec::runtime::Capabilities>, field: &str) -> Result<CapsHashSet> {
+    let mut out = CapsHashSet::new();
+    for c in names.into_iter().flatten() {
+        let name = c.to_string();
+        let name = if name.starts_with("CAP_") {
+            name
+        } else {
+            format!("CAP_{}", name.to_uppercase())
+        };
+        let cap = Capability::from_str(&name).map_err(|_| {
+            InitError::msg(
+                "capabilities",
+                None,
+                format!(
+                    "process.capabilities.{field}: {name} is not known to this kernel interface"
+                ),
+            )
+        })?;
+        out.insert(cap);
+    }
+    Ok(out)
+}
+
+/// Switch to the process's user and groups and set its capabilities: bounding set first (while
+/// berth still has CAP_SETPCAP), then the ids with keep-caps, then the other sets.
+pub fn switch_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    let caps = process.capabilities().as_ref();
+    if let Some(c) = caps {
+        let bounding = capset(c.bounding().as_ref(), "bounding")?;
+        for cap in caps::all() {
+            if !bounding.contains(&cap)
+                && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+            {
+                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                    InitError::msg("drop bounding capability", None, format!("{cap}: {e}"))
+                })?;
+            }
+        }
+        nix::sys::prctl::set_keepcaps(true).step("prctl(PR_SET_KEEPCAPS)", None)?;
+    }
+    let gids: Vec<Gid> = user
+        .additional_gids()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&gids).step("setgroups", None)?;
+    let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
+    nix::unistd::setresgid(gid, gid, gid)
+        .map_err(|e| InitError::new(format!("setresgid({gid})"), None, e.into()))?;
+    nix::unistd::setresuid(uid, uid, uid)
+        .map_err(|e| InitError::new(format!("setresuid({uid})"), None, e.into()))?;
+    let Some(c) = caps else { return Ok(()) };
+    nix::sys::prctl::set_keepcaps(false).step("prctl(PR_SET_KEEPCAPS)", None)?;
+    let set = |s: CapSet, v: &CapsHashSet, name: &str| {
+        caps::set(None, s, v)
+            .map_err(|e| InitError::msg("set capabilities", None, format!("{name}: {e}")))
+    };
+    let inheritable = capset(c.inheritable().as_ref(), "inheritable")?;
+    let effective = capset(c.effective().as_ref(), "effective")?;
+    let permitted = capset(c.permitted().as_ref(), "permitted")?;
+    let ambient = capset(c.ambient().as_ref(), "ambient")?;
+    set(CapSet::Inheritable, &inheritable, "inheritable")?;
+    set(CapSet::Effective, &effective, "effective")?;
+    set(CapSet::Permitted, &permitted, "permitted")?;
+    caps::clear(None, CapSet::Ambient)
+        .map_err(|e| InitError::msg("set capabilities", None, format!("ambient: {e}")))?;
+    for cap in ambient {
+        // The kernel only allows ambient capabilities that are permitted and inheritable;
+        // runc skips the others the same way.
+        if permitted.contains(&cap) && inheritable.contains(&cap) {
+            caps::raise(None, CapSet::Ambient, cap).map_err(|e| {
+                InitError::msg("set capabilities", None, format!("ambient {cap}: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Enter the process's cwd and make sure it is inside the container's root: a cwd that
+/// resolves outside it would hand the container the host's filesystem (CVE-2024-21626).
+pub fn enter_cwd(cwd: &Path) -> Result<()> {
+    nix::unistd::chdir(cwd).step("chdir to cwd", Some(cwd))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) => Err(InitError::msg(
+            "chdir to cwd",
+            Some(cwd),
+            format!("cwd {p:?} is outside the container"),
+        )),
+        Err(e) => Err(InitError::new(
+            "getcwd (cwd outside the container?)",
+            Some(cwd),
+            e.into(),
+        )),
+    }
+}
+
+/// The resolved program, argv and envp, ready before the process is started so that a missing
+/// binary is an error of `create` (as with runc).
+pub struct Exec {
+    path: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString> {
+    CString::new(s)
+        .map_err(|_| InitError::msg("exec", None, format!("{what} {s:?} contains a NUL byte")))
+}
+
+impl Exec {
+    pub fn prepare(process: &Process) -> Result<Exec> {
+        let args = process.args().as_deref().unwrap_or_default();
+        let env = process.env().as_deref().unwrap_or_default();
+        let name = &args[0];
+        let path = if name.contains('/') {
+            let p = PathBuf::from(name);
+            check_executable(&p).map_err(|e| InitError::new("exec", Some(&p), e))?;
+            p
+        } else {
+            let search = env
+                .iter()
+                .rev()
+                .find_map(|e| e.strip_prefix("PATH="))
+                .unwrap_or(DEFAULT_PATH);
+            search
+                .split(':')
+                .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(name))
+                .find(|p| check_executable(p).is_ok())
+                .ok_or_else(|| {
+                    InitError::msg(
+                        "exec",
+                        Some(Path::new(name)),
+                        "executable file not found in $PATH",
+                    )
+                })?
+        };
+        Ok(Exec {
+            path: CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| InitError::msg("exec", None, "path contains a NUL byte"))?,
+            args: args
+                .iter()
+                .map(|a| cstring(a, "argument"))
+                .collect::<Result<_>>()?,
+            env: env
+                .iter()
+                .map(|e| cstring(e, "env"))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// execve; returns only on failure.
+    pub fn exec(&self) -> InitError {
+        crate::sys::reset_signals();
+        let err = nix::unistd::execve(&self.path, &self.args, &self.env).unwrap_err();
+        InitError::new(
+            "exec",
+            Some(Path::new(&*self.path.to_string_lossy())),
+            err.into(),
+        )
+    }
+}
+
+fn check_executable(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::metadata(p)?;
+    if m.is_dir() {
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if m.permissions().mode() & 0o111 == 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+    }
+    Ok(())
+}

@@ -1,0 +1,582 @@
+//! The container's root filesystem: propagation, the config's mounts in order, pivot_root,
+//! read-only and masked paths.
+//!
+//! Every mount destination is resolved inside the rootfs with openat2(RESOLVE_IN_ROOT), so a
+//! symlink in the rootfs can never point a mount outside it (CVE-2021-30465), and the mount is
+//! made onto `/proc/self/fd/N` of that very file. /proc and /sys targets must end up as real
+//! procfs/sysfs (CVE-2019-19921), and masked paths are covered only with the real /dev/null
+//! (CVE-2025-31133).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::Mount;
+
+use super::mountopts::{self, MountOpts};
+use super::{InitContext, InitError, Result, StepExt};
+use crate::sys::{fd_path, openat2};
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+/// An open rootfs: the directory fd every destination is resolved against.
+pub struct Root {
+    pub fd: OwnedFd,
+}
+
+fn flags(bits: u64) -> MsFlags {
+    MsFlags::from_bits_retain(bits)
+}
+
+fn none() -> Option<&'static str> {
+    None
+}
+
+/// Set the propagation of the whole tree (rslave unless configured) so nothing the container
+/// mounts reaches the host, and bind the rootfs onto itself so pivot_root can use it.
+pub fn prepare_root(rootfs: &Path, propagation: Option<&str>) -> Result<Root> {
+    let prop = propagation
+        .and_then(mountopts::propagation)
+        .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
+    mount(none(), "/", none(), flags(prop), none())
+        .step("set rootfs propagation", Some(Path::new("/")))?;
+    mount(
+        Some(rootfs),
+        rootfs,
+        none(),
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none(),
+    )
+    .step("bind rootfs", Some(rootfs))?;
+    let fd = nix::fcntl::open(
+        rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .step("open rootfs", Some(rootfs))?;
+    Ok(Root { fd })
+}
+
+/// `path` relative to the rootfs ("/a/b" -> "a/b"), without `.` components.
+fn rel(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+/// Open `path` inside the rootfs as O_PATH, resolving symlinks as if the rootfs were `/`.
+pub fn open_in_root(root: &Root, path: &Path) -> std::io::Result<OwnedFd> {
+    let r = rel(path);
+    let r = if r.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        r
+    };
+    openat2(
+        root.fd.as_fd(),
+        &r,
+        libc::O_PATH,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// Create `path` inside the rootfs (directories, and a file at the end when `file` is set),
+/// each level resolved inside the rootfs; returns an O_PATH fd of it.
+pub fn create_in_root(root: &Root, path: &Path, file: bool) -> std::io::Result<OwnedFd> {
+    let target = rel(path);
+    let comps: Vec<_> = target.components().collect();
+    let mut parent = open_in_root(root, Path::new("/"))?;
+    let mut prefix = PathBuf::new();
+    for (i, c) in comps.iter().enumerate() {
+        prefix.push(c);
+        let last = i + 1 == comps.len();
+        match open_in_root(root, &prefix) {
+            Ok(fd) => parent = fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let name = c.as_os_str();
+                if last && file {
+                    let fd = nix::fcntl::openat(
+                        parent.as_fd(),
+                        name,
+                        nix::fcntl::OFlag::O_CREAT
+                            | nix::fcntl::OFlag::O_EXCL
+                            | nix::fcntl::OFlag::O_WRONLY
+                            | nix::fcntl::OFlag::O_NOFOLLOW
+                            | nix::fcntl::OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::from_bits_truncate(0o644),
+                    );
+                    match fd {
+                        Ok(_) | Err(nix::errno::Errno::EEXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                } else {
+                    match nix::sys::stat::mkdirat(
+                        parent.as_fd(),
+                        name,
+                        nix::sys::stat::Mode::from_bits_truncate(0o755),
+                    ) {
+                        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                parent = open_in_root(root, &prefix)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(parent)
+}
+
+fn fs_magic(fd: BorrowedFd) -> std::io::Result<i64> {
+    let st = nix::sys::statfs::fstatfs(fd)?;
+    Ok(st.filesystem_type().0 as i64)
+}
+
+/// The MS_* flags a mount has now (needed to remount without dropping locked flags in a user
+/// namespace).
+fn current_flags(fd: BorrowedFd) -> u64 {
+    use nix::sys::statvfs::FsFlags;
+    let Ok(st) = nix::sys::statvfs::fstatvfs(fd) else {
+        return 0;
+    };
+    let f = st.flags();
+    let mut out = 0;
+    for (st_flag, ms) in [
+        (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+        (FsFlags::ST_NODEV, libc::MS_NODEV),
+        (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if f.contains(st_flag) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+/// Mount every entry of config.json's `mounts`, in order.
+pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
+    for (i, m) in ctx
+        .spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        mount_one(ctx, root, m).map_err(|mut e| {
+            e.step = format!(
+                "mounts[{i}] ({} on {})",
+                m.typ().as_deref().unwrap_or("none"),
+                m.destination().display()
+            );
+            e
+        })?;
+    }
+    Ok(())
+}
+
+fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("none");
+    let mut opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
+    if typ == "bind" {
+        opts.flags |= libc::MS_BIND;
+    }
+    check_proc_sys_target(dest, typ, &opts)?;
+    if typ == "cgroup" {
+        return mount_cgroup(ctx, root, dest, &opts);
+    }
+    if opts.is_bind() {
+        let src = m.source().as_deref().unwrap_or(Path::new(""));
+        let src = if src.is_absolute() {
+            src.to_path_buf()
+        } else {
+            ctx.bundle.join(src)
+        };
+        let meta = std::fs::metadata(&src).step("stat bind source", Some(&src))?;
+        let target = create_in_root(root, dest, !meta.is_dir())
+            .step("create mount destination", Some(dest))?;
+        bind(&src, target.as_fd(), root, dest, &opts)
+            .map_err(|e| InitError::new("bind mount", Some(&src), e))?;
+    } else {
+        let target =
+            create_in_root(root, dest, false).step("create mount destination", Some(dest))?;
+        let src = m.source().as_deref().unwrap_or(Path::new(typ));
+        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+        let mut res = mount(
+            Some(src),
+            &fd_path(target.as_fd()),
+            Some(typ),
+            flags(opts.flags),
+            data,
+        );
+        if res == Err(nix::errno::Errno::EPERM) && typ == "sysfs" {
+            // Without a network namespace of its own, a user namespace may not mount sysfs;
+            // runc binds the host's /sys instead.
+            let mut b = opts.clone();
+            b.flags |= libc::MS_BIND | libc::MS_REC;
+            res = bind(Path::new("/sys"), target.as_fd(), root, dest, &b)
+                .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+        }
+        res.step("mount", Some(src))?;
+        propagate(root, dest, &opts)?;
+    }
+    verify_proc_sys(root, dest)
+}
+
+/// Bind `src` onto `dest` (already created, `target` its fd), then remount with the requested
+/// flags. The remount reopens `dest` by path: the old fd names the covered directory, and a
+/// magic link does not cross the new mount.
+fn bind(
+    src: &Path,
+    target: BorrowedFd,
+    root: &Root,
+    dest: &Path,
+    opts: &MountOpts,
+) -> std::io::Result<()> {
+    let rec = if opts.is_recursive() {
+        MsFlags::MS_REC
+    } else {
+        MsFlags::empty()
+    };
+    mount(
+        Some(src),
+        &fd_path(target),
+        none(),
+        MsFlags::MS_BIND | rec,
+        none(),
+    )?;
+    if opts.remount_flags() != 0 {
+        let new = open_in_root(root, dest)?;
+        let f = opts.remount_flags() | current_flags(new.as_fd());
+        mount(
+            none(),
+            &fd_path(new.as_fd()),
+            none(),
+            flags(libc::MS_BIND | libc::MS_REMOUNT | f),
+            none(),
+        )?;
+    }
+    Ok(())
+}
+
+fn propagate(root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
+    if opts.propagation.is_empty() {
+        return Ok(());
+    }
+    let fd = open_in_root(root, dest).step("open mount", Some(dest))?;
+    for p in &opts.propagation {
+        mount(none(), &fd_path(fd.as_fd()), none(), flags(*p), none())
+            .step("set propagation", Some(dest))?;
+    }
+    Ok(())
+}
+
+/// Below /proc only procfs itself, or binds of procfs files, may be mounted (runc allows a few
+/// files for lxcfs). Anything else could cover /proc/self/attr and friends.
+fn check_proc_sys_target(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()> {
+    const LXCFS_FILES: &[&str] = &[
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+    ];
+    let d = Path::new("/").join(rel(dest));
+    if d == Path::new("/proc") {
+        if typ != "proc" {
+            return Err(InitError::msg(
+                "check mount",
+                Some(dest),
+                format!("only procfs may be mounted on /proc, not {typ}"),
+            ));
+        }
+    } else if d.starts_with("/proc")
+        && !(opts.is_bind() && LXCFS_FILES.iter().any(|f| d == Path::new(f)))
+    {
+        return Err(InitError::msg(
+            "check mount",
+            Some(dest),
+            "mounts below /proc are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// After mounting on /proc or /sys, make sure what is there really is procfs/sysfs.
+fn verify_proc_sys(root: &Root, dest: &Path) -> Result<()> {
+    let d = Path::new("/").join(rel(dest));
+    let want = if d == Path::new("/proc") {
+        PROC_SUPER_MAGIC
+    } else if d == Path::new("/sys") {
+        SYSFS_MAGIC
+    } else {
+        return Ok(());
+    };
+    let fd = open_in_root(root, &d).step("open", Some(&d))?;
+    let magic = fs_magic(fd.as_fd()).step("statfs", Some(&d))?;
+    if magic != want {
+        return Err(InitError::msg(
+            "verify mount",
+            Some(&d),
+            format!(
+                "not a real {} mount (filesystem magic {magic:#x})",
+                if want == PROC_SUPER_MAGIC {
+                    "procfs"
+                } else {
+                    "sysfs"
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A `cgroup` mount: on cgroup v1 and hybrid hosts a tmpfs with one directory per hierarchy,
+/// each a real cgroup mount when the container has its own cgroup namespace, else a bind of the
+/// container's own cgroup directory; cgroup2 on unified hosts. Read-only as configured.
+fn mount_cgroup(ctx: &InitContext, root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
+    let hier = crate::cgroups::fs::hierarchies()
+        .map_err(|e| InitError::msg("cgroup mount", Some(dest), e.to_string()))?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .step("read", Some(Path::new("/proc/self/cgroup")))?;
+    let base = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY);
+    let ro = opts.flags & libc::MS_RDONLY;
+    let unified_only = hier.len() == 1 && hier[0].controllers.is_empty();
+    let target = create_in_root(root, dest, false).step("create mount destination", Some(dest))?;
+    if unified_only {
+        mount_one_hierarchy(ctx, root, dest, &hier[0], &own, base | ro)?;
+        return propagate(root, dest, opts);
+    }
+    mount(
+        Some("tmpfs"),
+        &fd_path(target.as_fd()),
+        Some("tmpfs"),
+        flags(base),
+        Some("mode=755"),
+    )
+    .step("mount tmpfs", Some(dest))?;
+    for h in &hier {
+        let name = h
+            .mount_point
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let sub = dest.join(&name);
+        create_in_root(root, &sub, false).step("create mount destination", Some(&sub))?;
+        mount_one_hierarchy(ctx, root, &sub, h, &own, base | ro)?;
+    }
+    if ro != 0 {
+        let fd = open_in_root(root, dest).step("open", Some(dest))?;
+        mount(
+            none(),
+            &fd_path(fd.as_fd()),
+            none(),
+            flags(libc::MS_REMOUNT | base | ro),
+            none(),
+        )
+        .step("remount read-only", Some(dest))?;
+    }
+    propagate(root, dest, opts)
+}
+
+fn mount_one_hierarchy(
+    ctx: &InitContext,
+    root: &Root,
+    dest: &Path,
+    h: &crate::cgroups::fs::Hierarchy,
+    own: &str,
+    f: u64,
+) -> Result<()> {
+    let fd = open_in_root(root, dest).step("open", Some(dest))?;
+    let target = &fd_path(fd.as_fd());
+    if ctx.cgroupns {
+        let (typ, data) = if h.controllers.is_empty() {
+            ("cgroup2", None)
+        } else {
+            ("cgroup", Some(h.controllers.as_str()))
+        };
+        return mount(Some("cgroup"), target, Some(typ), flags(f), data)
+            .step("mount cgroup", Some(&h.mount_point));
+    }
+    // Without a cgroup namespace, show the container its own cgroup directory only.
+    let inner = own
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (_, c, p) = (it.next()?, it.next()?, it.next()?);
+            let same = if h.controllers.is_empty() {
+                c.is_empty()
+            } else {
+                !c.is_empty()
+                    && c.split(',')
+                        .all(|x| h.controllers.split(',').any(|y| y == x))
+            };
+            same.then(|| p.to_string())
+        })
+        .next()
+        .unwrap_or_else(|| "/".into());
+    let src = h.mount_point.join(inner.trim_start_matches('/'));
+    let o = MountOpts {
+        flags: libc::MS_BIND | libc::MS_REC | f,
+        ..Default::default()
+    };
+    bind(&src, fd.as_fd(), root, dest, &o).step("bind cgroup", Some(&src))
+}
+
+/// runc creates the process's cwd in the rootfs if it is missing.
+pub fn create_cwd(root: &Root, cwd: &Path) -> Result<()> {
+    create_in_root(root, cwd, false)
+        .map(drop)
+        .step("create cwd", Some(cwd))
+}
+
+/// pivot_root without a temporary directory: pivot onto "." and detach the old root.
+pub fn pivot_root(rootfs: &Path) -> Result<()> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let old = open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("open /", None)?;
+    let new = open(
+        rootfs,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("open rootfs", Some(rootfs))?;
+    nix::unistd::fchdir(&new).step("fchdir", Some(rootfs))?;
+    nix::unistd::pivot_root(".", ".").step("pivot_root", Some(rootfs))?;
+    nix::unistd::fchdir(&old).step("fchdir old root", None)?;
+    // Make the old root a slave so that unmounting it does not propagate anywhere.
+    mount(
+        none(),
+        ".",
+        none(),
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        none(),
+    )
+    .step("make old root rslave", None)?;
+    umount2(".", MntFlags::MNT_DETACH).step("unmount old root", None)?;
+    nix::unistd::chdir("/").step("chdir /", None)
+}
+
+/// `--no-pivot`: move the rootfs mount onto / and chroot into it.
+pub fn move_root(rootfs: &Path) -> Result<()> {
+    nix::unistd::chdir(rootfs).step("chdir", Some(rootfs))?;
+    mount(Some(rootfs), "/", none(), MsFlags::MS_MOVE, none())
+        .step("move rootfs to /", Some(rootfs))?;
+    nix::unistd::chroot(".").step("chroot", Some(rootfs))?;
+    nix::unistd::chdir("/").step("chdir /", None)
+}
+
+/// Remount a bind mount read-only, keeping its other (possibly locked) flags.
+pub fn remount_readonly(path: &Path) -> Result<()> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .step("open", Some(path))?;
+    let f = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | current_flags(fd.as_fd());
+    mount(none(), &fd_path(fd.as_fd()), none(), flags(f), none())
+        .step("remount read-only", Some(path))
+}
+
+fn open_nofollow(p: &Path) -> std::io::Result<Option<OwnedFd>> {
+    match nix::fcntl::open(
+        p,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `linux.readonlyPaths`: bind each onto itself and remount it read-only.
+pub fn readonly_paths(paths: &[String]) -> Result<()> {
+    for p in paths {
+        let p = Path::new(p);
+        let Some(fd) = open_nofollow(p).step("open readonly path", Some(p))? else {
+            continue;
+        };
+        let fp = fd_path(fd.as_fd());
+        mount(
+            Some(&fp),
+            &fp,
+            none(),
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none(),
+        )
+        .step("bind readonly path", Some(p))?;
+        remount_readonly(p)?;
+    }
+    Ok(())
+}
+
+/// `linux.maskedPaths`: cover files with /dev/null and directories with an empty read-only
+/// tmpfs. /dev/null is checked to be the real null device first (CVE-2025-31133: a container
+/// could otherwise replace it with a symlink to a file it wants writable).
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let null_path = Path::new("/dev/null");
+    let null = nix::fcntl::open(
+        null_path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .step("open", Some(null_path))?;
+    let st = nix::sys::stat::fstat(&null).step("stat", Some(null_path))?;
+    let is_chr = (st.st_mode & libc::S_IFMT) == libc::S_IFCHR;
+    if !is_chr || st.st_rdev != libc::makedev(1, 3) {
+        return Err(InitError::msg(
+            "mask paths",
+            Some(null_path),
+            "is not the null device (char 1:3); refusing to mask with it",
+        ));
+    }
+    for p in paths {
+        let p = Path::new(p);
+        let Some(fd) = open_nofollow(p).step("open masked path", Some(p))? else {
+            continue;
+        };
+        let meta = std::fs::metadata(fd_path(fd.as_fd()));
+        let is_dir = meta.as_ref().is_ok_and(|m| m.is_dir());
+        let target = fd_path(fd.as_fd());
+        if is_dir {
+            mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                none(),
+            )
+            .step("mask directory", Some(p))?;
+        } else {
+            mount(
+                Some(&fd_path(null.as_fd())),
+                &target,
+                none(),
+                MsFlags::MS_BIND,
+                none(),
+            )
+            .step("mask file", Some(p))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Which namespaces a container gets, and how init is cloned into them.
+//!
+//! Fast path (no namespace joined by path, no time namespace): one clone3 with every new
+//! namespace's flag; the child is the container's init. Otherwise a stage 1 child joins the
+//! given namespaces (user first), unshares the new ones, sets time offsets and forks init,
+//! which then lives in all of them.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::channel::{Channel, Msg};
+use crate::init::{InitError, StepExt};
+
+pub(crate) fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+pub struct Plan {
+    /// Namespaces to create.
+    pub new: CloneFlags,
+    /// Namespaces to join: (type, path), in config order.
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+    pub time_offsets: Vec<(String, i64, u32)>,
+}
+
+impl Plan {
+    pub fn new(spec: &Spec) -> Plan {
+        let linux = spec.linux().as_ref();
+        let mut new = CloneFlags::empty();
+        let mut join = Vec::new();
+        for ns in linux
+            .and_then(|l| l.namespaces().as_deref())
+            .unwrap_or_default()
+        {
+            match ns.path() {
+                Some(p) => join.push((ns.typ(), p.clone())),
+                None => new |= flag(ns.typ()),
+            }
+        }
+        let mut time_offsets: Vec<_> = linux
+            .and_then(|l| l.time_offsets().as_ref())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.secs().unwrap_or(0), v.nanosecs().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        time_offsets.sort();
+        Plan {
+            new,
+            join,
+            time_offsets,
+        }
+    }
+
+    pub fn new_userns(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWUSER)
+    }
+
+    pub fn new_cgroupns(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWCGROUP)
+    }
+
+    pub fn has_cgroupns(&self) -> bool {
+        self.new_cgroupns()
+            || self
+                .join
+                .iter()
+                .any(|(t, _)| *t == LinuxNamespaceType::Cgroup)
+    }
+
+    /// One clone3 is enough: nothing to join, and no time namespace (its offsets must be
+    /// written before any process enters it).
+    pub fn fast(&self) -> bool {
+        self.join.is_empty()
+            && !self
+                .new
+                .contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+    }
+
+    /// The flags of the fast path's clone3: every new namespace but the cgroup one, which init
+    /// unshares after the parent has moved it into its cgroup.
+    pub fn clone_flags(&self) -> u64 {
+        (self.new - CloneFlags::CLONE_NEWCGROUP).bits() as u64
+    }
+}
+
+/// Stage 1 of the slow path: join, unshare, fork init. Runs in the first child; `init` is what
+/// the forked init runs. Never returns.
+pub fn stage1(plan: &Plan, chan: &Channel, init: impl FnOnce()) -> ! {
+    let r = (|| -> Result<i32, InitError> {
+        match chan.recv() {
+            Ok(Some(Msg::Go)) => {}
+            _ => {
+                return Err(InitError::msg(
+                    "sync",
+                    None,
+                    "berth went away before stage 1 started",
+                ))
+            }
+        }
+        // Open every namespace first: joining one (the mount namespace) may hide the others' paths.
+        let mut fds: Vec<(LinuxNamespaceType, OwnedFd, &PathBuf)> = Vec::new();
+        for (t, p) in &plan.join {
+            let fd = nix::fcntl::open(
+                p,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .step(
+                &format!("open {} namespace", crate::config::ns_name(*t)),
+                Some(p),
+            )?;
+            fds.push((*t, fd, p));
+        }
+        // The user namespace first (it owns the others), the mount namespace last.
+        fds.sort_by_key(|(t, _, _)| match t {
+            LinuxNamespaceType::User => 0,
+            LinuxNamespaceType::Mount => 2,
+            _ => 1,
+        });
+        for (t, fd, p) in &fds {
+            nix::sched::setns(fd, flag(*t)).step(
+                &format!("join {} namespace", crate::config::ns_name(*t)),
+                Some(p),
+            )?;
+        }
+        if plan.new_userns() {
+            nix::sched::unshare(CloneFlags::CLONE_NEWUSER).step("unshare user namespace", None)?;
+            chan.send(&Msg::MapsRequest).step("sync", None)?;
+            match chan.recv() {
+                Ok(Some(Msg::MapsWritten)) => {}
+                _ => {
+                    return Err(InitError::msg(
+                        "sync",
+                        None,
+                        "berth did not write the id maps",
+                    ))
+                }
+            }
+            let _ = nix::unistd::setgroups(&[]);
+            nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+                .step("setresgid(0) in user namespace", None)?;
+            nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+                .step("setresuid(0) in user namespace", None)?;
+        }
+        let rest = plan.new - CloneFlags::CLONE_NEWUSER;
+        if !rest.is_empty() {
+            nix::sched::unshare(rest).step("unshare namespaces", None)?;
+        }
+        if !plan.time_offsets.is_empty() {
+            let text: String = plan
+                .time_offsets
+                .iter()
+                .map(|(c, s, n)| format!("{c} {s} {n}\n"))
+                .collect();
+            let p = std::path::Path::new("/proc/self/timens_offsets");
+            std::fs::write(p, text).step("write time offsets", Some(p))?;
+        }
+        match crate::sys::clone3(0).step("fork init", None)? {
+            None => {
+                init();
+                unreachable!("init returns only by exec or exit")
+            }
+            Some(child) => Ok(child.pid),
+        }
+    })();
+    let code = match r {
+        Ok(pid) => chan.send(&Msg::InitPid(pid)).map_or(1, |_| 0),
+        Err(e) => {
+            let _ = chan.send(&Msg::Failed(e));
+            1
+        }
+    };
+    // SAFETY: _exit skips the parent berth's atexit handlers and buffered output.
+    unsafe { libc::_exit(code) }
+}
+
+/// Write uid_map and gid_map of a process in a new user namespace.
+pub fn write_id_maps(pid: i32, spec: &Spec) -> std::io::Result<()> {
+    let linux = spec.linux().as_ref();
+    let fmt = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        m.map(|v| {
+            v.iter()
+                .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let uid = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gid = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
+    std::fs::write(format!("/proc/{pid}/uid_map"), uid)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("write /proc/{pid}/uid_map: {e}")))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), gid)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("write /proc/{pid}/gid_map: {e}")))
+}

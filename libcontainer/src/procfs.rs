@@ -1,0 +1,64 @@
+//! What berth reads about a process from /proc.
+
+use std::io;
+
+/// The fields of /proc/PID/stat that berth uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Field 3: R, S, D, Z, T, t, X, ...
+    pub state: char,
+    /// Field 22: start time in clock ticks since boot; with the pid it names one process.
+    pub start_time: u64,
+}
+
+/// Read /proc/PID/stat. `Ok(None)` when no such process exists.
+pub fn stat(pid: i32) -> io::Result<Option<ProcStat>> {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => parse_stat(&s).map(Some).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/{pid}/stat: cannot parse"),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Parse the text of /proc/PID/stat; the command name may hold spaces and parentheses, so
+/// fields are counted after the last ')'.
+pub fn parse_stat(s: &str) -> Option<ProcStat> {
+    let rest = &s[s.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state (field 3), field 22 is 19 fields further on.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_parens_and_spaces() {
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 18446744073709551615";
+        assert_eq!(
+            parse_stat(line),
+            Some(ProcStat {
+                state: 'S',
+                start_time: 987654
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn own_process_is_found_and_missing_one_is_not() {
+        let me = stat(std::process::id() as i32).unwrap().unwrap();
+        assert!(me.start_time > 0);
+        assert_eq!(stat(i32::MAX).unwrap(), None);
+    }
+}

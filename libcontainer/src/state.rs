@@ -1,0 +1,295 @@
+//! A container's persistent state: `<root>/<id>/state.json`, written atomically under a
+//! per-container lock, and the status derived from it.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::CgroupPaths;
+use crate::error::{Error, Result};
+use crate::procfs;
+
+pub const STATE_FILE: &str = "state.json";
+/// The fifo that holds a created container's init until `start` opens it (runc's protocol).
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+/// The OCI version berth implements, as written in states and `features`.
+pub const OCI_VERSION: &str = "1.2.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What berth records about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    /// The init process as seen from the host, with its start time (guards against pid reuse).
+    pub pid: i32,
+    pub pid_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    /// The cgroup directories created for the container.
+    pub cgroup: CgroupPaths,
+    /// The config the container was created from (hooks, namespaces, process defaults).
+    pub config: oci_spec::runtime::Spec,
+}
+
+/// The state JSON of the OCI runtime-spec plus runc's `rootfs`, `created` and `owner`, as
+/// printed by `state` and `list --format json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub created: &'a str,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: &'a HashMap<String, String>,
+    pub owner: &'a str,
+}
+
+/// The state given to hooks on stdin (runtime-spec `state` without runc's extras).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub status: Status,
+    pub pid: i32,
+    pub bundle: &'a Path,
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: &'a HashMap<String, String>,
+}
+
+impl State {
+    /// Derive the status: never trusted from disk, always from the live process.
+    pub fn status(&self, dir: &Path) -> Status {
+        if self.pid <= 0 {
+            return Status::Stopped;
+        }
+        match procfs::stat(self.pid) {
+            Ok(Some(st))
+                if st.start_time == self.pid_start && st.state != 'Z' && st.state != 'X' => {}
+            _ => return Status::Stopped,
+        }
+        if dir.join(EXEC_FIFO).exists() {
+            Status::Created
+        } else if crate::cgroups::is_frozen(&self.cgroup) {
+            Status::Paused
+        } else {
+            Status::Running
+        }
+    }
+
+    pub fn hook_state(&self, status: Status) -> Vec<u8> {
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.pid
+        };
+        let s = HookState {
+            oci_version: OCI_VERSION,
+            id: &self.id,
+            status,
+            pid,
+            bundle: &self.bundle,
+            annotations: &self.annotations,
+        };
+        serde_json::to_vec(&s).expect("state serializes")
+    }
+}
+
+/// A container's state directory, locked (flock) for as long as this value lives.
+pub struct StateDir {
+    pub path: PathBuf,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl StateDir {
+    /// Create `<root>/<id>` for a new container. mkdir is atomic, so of two concurrent creates
+    /// of one id exactly one gets here; the other gets [`Error::Exists`].
+    pub fn create(root: &Path, id: &str) -> Result<StateDir> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(root)
+            .map_err(|e| Error::io("create state root", root, e))?;
+        let path = root.join(id);
+        match std::fs::DirBuilder::new().mode(0o711).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(id.to_string()))
+            }
+            Err(e) => return Err(Error::io("create state dir", &path, e)),
+        }
+        match lock(&path) {
+            Ok(f) => Ok(StateDir { path, _lock: f }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Open and lock the state directory of an existing container.
+    pub fn open(root: &Path, id: &str) -> Result<StateDir> {
+        crate::config::validate_id(id)?;
+        let path = root.join(id);
+        let f = lock(&path).map_err(|e| match e {
+            Error::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound => {
+                Error::NotFound(id.to_string())
+            }
+            e => e,
+        })?;
+        Ok(StateDir { path, _lock: f })
+    }
+
+    pub fn read(&self) -> Result<State> {
+        read_state(&self.path)
+    }
+
+    /// Write state.json atomically: a temporary file, fsync, rename.
+    pub fn write(&self, state: &State) -> Result<()> {
+        let data = serde_json::to_vec(state).expect("state serializes");
+        write_atomic(&self.path.join(STATE_FILE), &data)
+    }
+
+    /// Remove the directory and everything in it.
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.path)
+            .map_err(|e| Error::io("remove state dir", &self.path, e))
+    }
+}
+
+/// Read `<dir>/state.json` without taking the lock (it is only ever replaced atomically).
+pub fn read_state(dir: &Path) -> Result<State> {
+    let path = dir.join(STATE_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            return Err(Error::NotFound(id));
+        }
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::config(path.display().to_string(), format!("corrupt state: {e}")))
+}
+
+fn lock(path: &Path) -> Result<nix::fcntl::Flock<File>> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io("open state dir", path, e))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::sys(format!("lock {path:?}"), e))
+}
+
+/// Write a file atomically: `<path>.tmp`, fsync, rename over `path`.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("write", path, e)
+    })
+}
+
+/// The ids of the containers under `root`, sorted.
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(Error::io("read", root, e)),
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            ids.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = std::env::temp_dir().join(format!("berth-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_one_create_of_an_id_wins() {
+        let root = std::env::temp_dir().join(format!("berth-root-test-{}", std::process::id()));
+        let first = StateDir::create(&root, "x").unwrap();
+        assert!(matches!(
+            StateDir::create(&root, "x"),
+            Err(Error::Exists(_))
+        ));
+        first.remove().unwrap();
+        assert!(matches!(
+            StateDir::open(&root, "x"),
+            Err(Error::NotFound(_))
+        ));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

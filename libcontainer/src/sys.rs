@@ -1,0 +1,173 @@
+//! Thin wrappers around the system calls that neither std nor nix wraps. Each `unsafe` block is
+//! one call with a `// SAFETY:` line; everything above this module is safe code.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// The result of [`clone3`]: `None` in the child, the child's pid and pidfd in the parent.
+pub struct Child {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+/// clone3(2) without CLONE_VM: a fork that may also create namespaces. The caller must be
+/// single-threaded (berth never starts threads), so the child may allocate freely.
+pub fn clone3(namespace_flags: u64) -> io::Result<Option<Child>> {
+    let mut pidfd: RawFd = -1;
+    let mut args: libc::clone_args = unsafe_zeroed_clone_args();
+    args.flags = namespace_flags | libc::CLONE_PIDFD as u64;
+    args.pidfd = &mut pidfd as *mut RawFd as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: args is a valid clone_args of the size passed; without CLONE_VM the child gets its
+    // own copy of the address space, so returning twice is a plain fork.
+    let ret = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    })?;
+    if ret == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the kernel stored a new pidfd that nobody else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Some(Child {
+        pid: ret as i32,
+        pidfd,
+    }))
+}
+
+fn unsafe_zeroed_clone_args() -> libc::clone_args {
+    // SAFETY: clone_args is plain integers; all-zero is its documented "no options" value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// openat2(2): open `path` relative to `dir` with RESOLVE_* flags.
+pub fn openat2(dir: BorrowedFd, path: &Path, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
+    let c = cstr(path)?;
+    // SAFETY: open_how is plain integers.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    // SAFETY: c is NUL-terminated and how is a valid open_how of the size passed.
+    let fd = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })?;
+    // SAFETY: a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: no pointers are passed.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: i32) -> io::Result<()> {
+    // SAFETY: a null siginfo is allowed and means "as kill(2) would send it".
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Mark every descriptor from `first` on close-on-exec, so that none of berth's own descriptors
+/// reaches the container's process (CVE-2024-21626) while berth can still use them until exec.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: no pointers are passed.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    })
+    .map(drop)
+}
+
+pub fn memfd_create(name: &std::ffi::CStr, flags: u32) -> io::Result<OwnedFd> {
+    // SAFETY: name is NUL-terminated.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Join a new anonymous session keyring, so that the container does not share the caller's.
+pub fn join_session_keyring(name: &std::ffi::CStr) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: name is NUL-terminated.
+    cvt(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) })
+        .map(drop)
+}
+
+/// Set the process umask; returns the previous one.
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// `/proc/self/fd/N` for a descriptor: a name that the kernel resolves to exactly that file.
+pub fn fd_path(fd: BorrowedFd) -> std::path::PathBuf {
+    format!("/proc/self/fd/{}", fd.as_raw_fd()).into()
+}
+
+pub fn setdomainname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes.
+    let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Restore the default disposition of every signal and unblock all of them, so the container's
+/// process does not inherit berth's (Rust ignores SIGPIPE; `run` blocks signals it forwards).
+pub fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is a valid disposition for every catchable signal; errors (for
+        // signals the C library reserves) are harmless.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+}
