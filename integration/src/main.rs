@@ -1,1 +1,197 @@
-fn main() {}
+//! Differential integration tests: run real busybox containers against the
+//! runtime named by `BERTH_TEST_RUNTIME` (runc or berth) and check the OCI
+//! runtime-spec and runc command-line behaviour.
+//!
+//! Usage: `BERTH_TEST_RUNTIME=/usr/sbin/runc integration [FILTER]`
+
+mod config;
+mod context;
+mod fixture;
+mod harness;
+mod hostmount;
+mod mountinfo;
+mod runtime;
+mod tests;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use context::Ctx;
+use harness::Failure;
+use runtime::Runtime;
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("integration: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Re-exec the suite in a private mount namespace (`unshare -m --propagation
+/// private`), so that a mount a broken runtime leaks dies with the suite.
+/// `BERTH_IT_NO_UNSHARE=1` turns this off.
+fn enter_private_mount_ns() -> Result<(), String> {
+    if std::env::var_os("BERTH_IT_IN_NS").is_some()
+        || std::env::var_os("BERTH_IT_NO_UNSHARE").is_some()
+    {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let err = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env("BERTH_IT_IN_NS", "1")
+        .exec();
+    Err(format!("cannot re-exec under `unshare --mount`: {err}"))
+}
+
+fn real_main() -> Result<ExitCode, String> {
+    enter_private_mount_ns()?;
+    let filter = std::env::args().nth(1).unwrap_or_default();
+    let path = std::env::var("BERTH_TEST_RUNTIME")
+        .map_err(|_| "set BERTH_TEST_RUNTIME to the runtime binary's absolute path".to_string())?;
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(format!(
+            "BERTH_TEST_RUNTIME must be absolute: {}",
+            path.display()
+        ));
+    }
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    let tmp = PathBuf::from(format!("/tmp/berth-it-{}", std::process::id()));
+    mkdir_mode(&tmp, 0o755)?;
+    let io = tmp.join("io");
+    mkdir_mode(&io, 0o700)?;
+    let rootfs = tmp.join("rootfs");
+    fixture::build_rootfs(&rootfs)?;
+
+    let root = PathBuf::from("/run/berth-test").join(&name);
+    let rt = Runtime::new(path.clone(), root, io)?;
+    println!("runtime {} ({})", path.display(), rt.version);
+    let parents_before = cgroup_parents();
+    let ctx = Ctx::new(rt, tmp.clone(), rootfs);
+
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let started = Instant::now();
+    for t in tests::all() {
+        if !t.name.contains(&filter) {
+            continue;
+        }
+        let t0 = Instant::now();
+        let res = (t.run)(&ctx);
+        let ms = t0.elapsed().as_millis();
+        match res {
+            Ok(()) => {
+                passed += 1;
+                println!("PASS {} ({ms} ms)", t.name);
+            }
+            Err(Failure::Fail(why)) => {
+                failed += 1;
+                println!("FAIL {}: {why}", t.name);
+            }
+            Err(Failure::Skip(why)) => {
+                skipped += 1;
+                println!("SKIP {}: {why}", t.name);
+            }
+        }
+    }
+
+    // The suite's own check that nothing is left behind.
+    let mut left = ctx.leaks.borrow().clone();
+    left.extend(leftovers(&ctx));
+    for parent in cgroup_parents() {
+        if !parents_before.contains(&parent) {
+            let _ = fs::remove_dir(&parent);
+        }
+    }
+    if left.is_empty() {
+        passed += 1;
+        println!("PASS nothing_left_behind");
+    } else {
+        failed += 1;
+        println!("FAIL nothing_left_behind: {}", left.join("; "));
+    }
+    if left.is_empty() {
+        let _ = Command::new("rm")
+            .args(["-rf", "--one-file-system"])
+            .arg(&tmp)
+            .status();
+    } else {
+        println!("(kept {} for inspection)", tmp.display());
+    }
+
+    println!("({} s)", started.elapsed().as_secs());
+    println!(
+        "runtime {}: {passed} passed, {failed} failed, {skipped} skipped",
+        path.display()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn mkdir_mode(p: &Path, mode: u32) -> Result<(), String> {
+    fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", p.display()))
+}
+
+/// Existing `/sys/fs/cgroup/*/berth-test` directories.
+fn cgroup_parents() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+        bases.extend(rd.flatten().map(|e| e.path()));
+    }
+    for b in bases {
+        let p = b.join("berth-test");
+        if p.is_dir() {
+            v.push(p);
+        }
+    }
+    v
+}
+
+/// Everything of this run still on the host after all tests.
+fn leftovers(ctx: &Ctx) -> Vec<String> {
+    let mut left = Vec::new();
+    if let Ok(rd) = fs::read_dir(&ctx.rt.root) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&ctx.prefix) {
+                left.push(format!("state dir {}", e.path().display()));
+            }
+        }
+    }
+    let ids = ctx.ids.borrow().clone();
+    for id in &ids {
+        for cg in context::cgroup_dirs(id) {
+            left.push(format!("cgroup {}", cg.display()));
+        }
+        for pid in context::processes_of(id, &ctx.tmp) {
+            left.push(format!("process {pid} ({})", context::comm(pid)));
+        }
+    }
+    let tmp = ctx.tmp.to_string_lossy().into_owned();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in info.lines().filter(|l| l.contains(&tmp)) {
+        left.push(format!("mount {l}"));
+    }
+    left.sort();
+    left.dedup();
+    left
+}

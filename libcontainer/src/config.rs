@@ -376,60 +376,54 @@ mod tests {
 
     #[test]
     fn rejects_invalid_values() {
-        let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
-            (Box::new(|v| v["ociVersion"] = "2.0".into()), "ociVersion"),
+        use serde_json::json;
+        // (JSON pointer to replace, new value, what the error must mention)
+        let cases = [
+            ("/ociVersion", json!("2.0"), "ociVersion"),
+            ("/root/path", json!("/nonexistent-rootfs"), "root.path"),
+            ("/process/args", json!([]), "process.args"),
+            ("/process/cwd", json!("rel"), "process.cwd"),
+            ("/process/env", json!(["NOEQ"]), "process.env[0]"),
             (
-                Box::new(|v| v["root"]["path"] = "/nonexistent-rootfs".into()),
-                "root.path",
-            ),
-            (
-                Box::new(|v| v["process"]["args"] = serde_json::json!([])),
-                "process.args",
-            ),
-            (
-                Box::new(|v| v["process"]["cwd"] = "rel".into()),
-                "process.cwd",
-            ),
-            (
-                Box::new(|v| v["process"]["env"] = serde_json::json!(["NOEQ"])),
-                "process.env[0]",
-            ),
-            (
-                Box::new(|v| {
-                    v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "pid"}])
-                }),
+                "/linux/namespaces",
+                json!([{"type": "pid"}, {"type": "pid"}]),
                 "linux.namespaces[1].type",
             ),
+            ("/linux/namespaces", json!([]), "hostname"),
             (
-                Box::new(|v| v["linux"]["namespaces"] = serde_json::json!([])),
-                "hostname",
-            ),
-            (
-                Box::new(|v| v["linux"]["sysctl"] = serde_json::json!({"kernel.panic": "1"})),
+                "/linux/sysctl",
+                json!({"kernel.panic": "1"}),
                 "linux.sysctl",
             ),
             (
-                Box::new(|v| {
-                    v["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"})
-                }),
+                "/linux/sysctl",
+                json!({"net.ipv4.ip_forward": "1"}),
                 "private network",
             ),
             (
-                Box::new(|v| v["linux"]["namespaces"][1] = serde_json::json!({"type": "user"})),
+                "/linux/namespaces/2",
+                json!({"type": "user"}),
                 "linux.uidMappings",
             ),
             (
-                Box::new(|v| v["mounts"] = serde_json::json!([{"destination": "rel"}])),
+                "/mounts",
+                json!([{"destination": "rel"}]),
                 "mounts[0].destination",
             ),
-            (
-                Box::new(|v| v["linux"]["cgroupsPath"] = "/a/../b".into()),
-                "linux.cgroupsPath",
-            ),
+            ("/linux/cgroupsPath", json!("/a/../b"), "linux.cgroupsPath"),
         ];
-        for (edit, want) in cases {
+        for (pointer, value, want) in cases {
             let mut v = base();
-            edit(&mut v);
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            let parent = if parent.is_empty() {
+                &mut v
+            } else {
+                v.pointer_mut(parent).unwrap()
+            };
+            match parent {
+                serde_json::Value::Array(a) => a[key.parse::<usize>().unwrap()] = value,
+                other => other[key] = value,
+            }
             let e = check(v).unwrap_err();
             assert!(e.contains(want), "{e:?} should mention {want:?}");
         }

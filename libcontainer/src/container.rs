@@ -144,7 +144,7 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     }
     let _ = std::fs::remove_file(&fifo_path);
     match data.split_first() {
-        Some((b'0', rest)) if rest.is_empty() => {}
+        Some((b'0', [])) => {}
         Some((b'0', rest)) => return Err(Error::Start(String::from_utf8_lossy(rest).into_owned())),
         _ => {
             return Err(Error::InvalidState(
@@ -200,10 +200,7 @@ fn signal_all(state: &State, sig: i32) -> Result<()> {
 /// `delete`: remove a stopped (or, with `force`, any) container. Returns warnings of failed
 /// poststop hooks.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
-    let dir = match StateDir::open(root, id) {
-        Ok(d) => d,
-        Err(e) => return Err(e),
-    };
+    let dir = StateDir::open(root, id)?;
     let state = match dir.read() {
         Ok(s) => s,
         Err(Error::NotFound(_)) => {
@@ -232,7 +229,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     if status != Status::Stopped {
         if let Some(pidfd) = init_pidfd(&state) {
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-            crate::create::wait_exit(pidfd.as_fd(), 5000);
+            let _ = sys::pidfd_wait(pidfd.as_fd(), Some(std::time::Duration::from_secs(5)));
         }
     }
     destroy(dir, &state)

@@ -65,7 +65,7 @@ impl Cleanup {
             if direct {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             } else {
-                wait_exit(pidfd.as_fd(), 2000);
+                let _ = sys::pidfd_wait(pidfd.as_fd(), Some(std::time::Duration::from_secs(2)));
             }
         }
         if let Some(cg) = self.cgroup.take() {
@@ -80,18 +80,6 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         self.run();
-    }
-}
-
-/// Wait up to `ms` for the process behind a pidfd to exit. True if it did.
-pub(crate) fn wait_exit(pidfd: std::os::fd::BorrowedFd, ms: u16) -> bool {
-    let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
-    loop {
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Ok(n) => return n > 0,
-            Err(_) => return false,
-        }
     }
 }
 

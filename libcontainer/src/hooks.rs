@@ -66,18 +66,10 @@ fn run_one(hook: &Hook, state: &[u8]) -> Result<(), String> {
     let status = match hook.timeout() {
         Some(secs) => {
             let pidfd = crate::sys::pidfd_open(child.id() as i32).map_err(|e| e.to_string())?;
-            let mut fds = [nix::poll::PollFd::new(
-                pidfd.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            let ms = u16::try_from(i64::from(secs).saturating_mul(1000)).unwrap_or(u16::MAX);
-            let ready = loop {
-                match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    r => break r.map_err(|e| e.to_string())?,
-                }
-            };
-            if ready == 0 {
+            let limit = std::time::Duration::from_secs(secs.max(0) as u64);
+            let exited =
+                crate::sys::pidfd_wait(pidfd.as_fd(), Some(limit)).map_err(|e| e.to_string())?;
+            if !exited {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!("timed out after {secs}s"));

@@ -171,3 +171,27 @@ pub fn reset_signals() {
         None,
     );
 }
+
+/// Wait until the process behind `pidfd` exits, or `timeout` passes (`None`: no limit).
+/// Returns whether it exited.
+pub fn pidfd_wait(pidfd: BorrowedFd, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        // poll takes at most ~65 s as a u16 of milliseconds: wait in slices.
+        let slice = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                PollTimeout::from(u16::try_from(left.as_millis()).unwrap_or(60_000))
+            }
+        };
+        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        match poll(&mut fds, slice) {
+            Ok(n) if n > 0 => return Ok(true),
+            Ok(_) if deadline.is_some_and(|d| std::time::Instant::now() >= d) => return Ok(false),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -13,6 +13,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use libcontainer::container;
 use libcontainer::create::{self, CreateOptions, StartMode};
 
+/// `berth --version`, in runc's layout (containerd and podman parse the first line).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
+
 #[derive(Parser)]
 #[command(
     name = "berth",
@@ -36,8 +39,8 @@ struct Cli {
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
     /// Accepted for runc compatibility (auto, true, false).
-    #[arg(long, global = true, hide = true)]
-    rootless: Option<String>,
+    #[arg(long = "rootless", id = "rootless_mode", hide = true)]
+    rootless_mode: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -126,6 +129,10 @@ enum Cmd {
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {
+            println!("berth version {VERSION}");
+            std::process::exit(0);
+        }
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
             let _ = e.print();

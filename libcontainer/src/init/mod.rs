@@ -174,6 +174,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         } else {
             rootfs::pivot_root(ctx.rootfs)?;
         }
+        rootfs::finish_propagation(linux.rootfs_propagation().as_deref())?;
         if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
             rootfs::remount_readonly(Path::new("/"))?;
         }

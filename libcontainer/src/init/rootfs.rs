@@ -33,14 +33,30 @@ fn none() -> Option<&'static str> {
     None
 }
 
-/// Set the propagation of the whole tree (rslave unless configured) so nothing the container
-/// mounts reaches the host, and bind the rootfs onto itself so pivot_root can use it.
+/// Whether `rootfsPropagation` can only be applied after pivot_root: pivot_root refuses a
+/// shared current root, and an unbindable tree cannot be bound.
+fn propagation_after_pivot(propagation: Option<&str>) -> Option<u64> {
+    propagation
+        .and_then(mountopts::propagation)
+        .filter(|p| p & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0)
+}
+
+/// Set the propagation of the whole tree (`rootfsPropagation`, rslave by default) so nothing
+/// the container mounts reaches the host unless asked, and bind the rootfs onto itself so
+/// pivot_root can use it. pivot_root refuses a shared new root or parent, and an unbindable
+/// tree cannot be bound, so for those the rootfs's parent mount is made private first and the
+/// propagation is applied to the new `/` again after the pivot ([`finish_propagation`]).
 pub fn prepare_root(rootfs: &Path, propagation: Option<&str>) -> Result<Root> {
     let prop = propagation
         .and_then(mountopts::propagation)
         .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     mount(none(), "/", none(), flags(prop), none())
         .step("set rootfs propagation", Some(Path::new("/")))?;
+    if propagation_after_pivot(propagation).is_some() {
+        let parent = mount_point_of(rootfs)?;
+        mount(none(), &parent, none(), MsFlags::MS_PRIVATE, none())
+            .step("make rootfs parent mount private", Some(&parent))?;
+    }
     mount(
         Some(rootfs),
         rootfs,
@@ -56,6 +72,19 @@ pub fn prepare_root(rootfs: &Path, propagation: Option<&str>) -> Result<Root> {
     )
     .step("open rootfs", Some(rootfs))?;
     Ok(Root { fd })
+}
+
+/// The mount point of the mount that holds `path` (the longest mount point prefixing it).
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let info = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(info).step("read", Some(info))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/")))
 }
 
 /// `path` relative to the rootfs ("/a/b" -> "a/b"), without `.` components.
@@ -223,8 +252,8 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
                 .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
         }
         res.step("mount", Some(src))?;
-        propagate(root, dest, &opts)?;
     }
+    propagate(root, dest, &opts)?;
     verify_proc_sys(root, dest)
 }
 
@@ -431,6 +460,15 @@ fn mount_one_hierarchy(
         ..Default::default()
     };
     bind(&src, fd.as_fd(), root, dest, &o).step("bind cgroup", Some(&src))
+}
+
+/// Apply a shared or unbindable `rootfsPropagation` to the container's new `/`.
+pub fn finish_propagation(propagation: Option<&str>) -> Result<()> {
+    match propagation_after_pivot(propagation) {
+        Some(p) => mount(none(), "/", none(), flags(p), none())
+            .step("set rootfs propagation", Some(Path::new("/"))),
+        None => Ok(()),
+    }
 }
 
 /// runc creates the process's cwd in the rootfs if it is missing.

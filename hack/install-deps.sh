@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Usage: hack/install-deps.sh [--update]
+#
+# Install the Debian 12 packages berth's build, tests and benchmarks need, and check
+# that the Rust toolchain (cargo, from rustup) is present. Idempotent: when every
+# package is already installed it does not touch apt at all; otherwise (or with
+# --update) it runs `apt-get update` and `apt-get install` for the missing ones.
+# Must run as root. The package list lives in PACKAGES below and nowhere else.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# The one list of Debian packages the project needs.
+PACKAGES=(
+	runc           # reference runtime for the differential integration suite and benchmarks
+	crun           # second peer runtime for benchmarks
+	busybox-static # rootfs of test and benchmark bundles (hack/mkbundle.sh)
+	hyperfine      # benchmarks (hack/bench.sh)
+	jq             # config.json editing
+	time           # GNU /usr/bin/time for peak RSS
+	umoci          # OCI image layouts for tests
+	skopeo         # OCI layout <-> archive / registry copies
+	containerd     # shim and `ctr --runc-binary` tests
+	cpio           # initramfs for the cgroup v2 VM
+)
+
+force_update=0
+case "${1:-}" in
+"") ;;
+--update) force_update=1 ;;
+-h | --help)
+	usage
+	exit 0
+	;;
+*) die "unknown argument: $1 (usage: hack/install-deps.sh [--update])" ;;
+esac
+
+need_root
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" != installed ]]; then
+		missing+=("$p")
+	fi
+done
+
+if ((${#missing[@]} == 0 && force_update == 0)); then
+	log "all ${#PACKAGES[@]} Debian packages already installed"
+else
+	export DEBIAN_FRONTEND=noninteractive
+	log "apt-get update"
+	apt-get update -qq
+	if ((force_update)); then missing=("${PACKAGES[@]}"); fi
+	log "apt-get install ${missing[*]}"
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# busybox-static and busybox (the dynamic one) both provide /bin/busybox; bundles
+# need the static one because the rootfs has no libc.
+if ldd /bin/busybox >/dev/null 2>&1; then
+	die "/bin/busybox is dynamically linked; install busybox-static (apt-get install busybox-static)"
+fi
+
+ensure_cargo
+log "$(cargo --version)"
+for sub in fmt clippy; do
+	if ! cargo "$sub" --version >/dev/null 2>&1; then
+		log "warning: 'cargo $sub' is missing (rustup component add ${sub/fmt/rustfmt}); hack/test.sh needs it"
+	fi
+done

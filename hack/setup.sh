@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Usage: hack/setup.sh [BUNDLE_DIR]
+#
+# First command on a fresh machine (as root, from anywhere in the repository):
+#   1. hack/install-deps.sh (Debian packages; checks cargo)
+#   2. cargo build --release
+#   3. symlink target/release/berth to /usr/local/bin/berth (only if that path is free
+#      or already a symlink; nothing else is installed system-wide)
+#   4. hack/mkbundle.sh BUNDLE_DIR echo hello from berth
+#      (default BUNDLE_DIR /tmp/berth-hello, replaced if it is a bundle from a previous
+#      run; a BUNDLE_DIR you give must be empty or absent)
+#   5. berth run --bundle BUNDLE_DIR <id>, printing the container's output
+# Environment: RUNTIME (binary whose `spec` makes config.json; default: the berth just
+# built), BERTH (binary that runs the container; default target/release/berth),
+# BERTH_ROOT (passed as --root when set; otherwise berth's default state root),
+# CARGO_TARGET_DIR (honoured), SKIP_INSTALL_DEPS=1 (skip step 1).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case "${1:-}" in
+-h | --help)
+	usage
+	exit 0
+	;;
+esac
+(($# <= 1)) || die "usage: hack/setup.sh [BUNDLE_DIR]"
+need_root
+
+default_bundle=/tmp/berth-hello
+bundle=${1:-$default_bundle}
+target_dir=${CARGO_TARGET_DIR:-$REPO/target}
+built=$target_dir/release/berth
+BERTH=${BERTH:-$built}
+RUNTIME=${RUNTIME:-$built}
+
+# 1. dependencies
+if [[ ${SKIP_INSTALL_DEPS:-0} != 1 ]]; then
+	log "installing dependencies"
+	"$HACK/install-deps.sh"
+fi
+ensure_cargo
+
+# 2. build
+log "cargo build --release"
+(cd "$REPO" && cargo build --release)
+[[ -x $built ]] || die "cargo build did not produce $built"
+
+# 3. the one system-wide change: a symlink on PATH
+link=/usr/local/bin/berth
+if [[ -L $link || ! -e $link ]]; then
+	ln -sfn "$built" "$link"
+	log "$link -> $built"
+else
+	log "warning: $link exists and is not a symlink; left alone"
+fi
+
+# 4. bundle
+if [[ $bundle == "$default_bundle" && -f $bundle/config.json && -d $bundle/rootfs ]]; then
+	log "replacing the bundle from a previous run at $bundle"
+	rm -rf --one-file-system "$bundle"
+fi
+RUNTIME=$RUNTIME "$HACK/mkbundle.sh" "$bundle" echo hello from berth
+
+# 5. run a container
+id=hello-$$
+root_args=()
+if [[ -n ${BERTH_ROOT:-} ]]; then root_args=(--root "$BERTH_ROOT"); fi
+log "$BERTH ${root_args[*]} run --bundle $bundle $id"
+rc=0
+out=$("$BERTH" "${root_args[@]}" run --bundle "$bundle" "$id" 2>&1) || rc=$?
+if ((rc != 0)); then
+	"$BERTH" "${root_args[@]}" delete --force "$id" >/dev/null 2>&1 || true
+	printf '%s\n' "$out" >&2
+	die "the container failed (exit $rc)"
+fi
+printf '%s\n' "$out"
+[[ $out == *"hello from berth"* ]] || die "unexpected output from the container"
+log "done: berth is built and runs containers; the bundle is at $bundle." \
+	"Next: hack/test.sh (the whole suite), hack/bench.sh (benchmarks)."

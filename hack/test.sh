@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Usage: hack/test.sh
+#
+# The whole test suite, as CI runs it (.ci/run), as root on a fresh machine:
+#   1. hack/install-deps.sh
+#   2. cargo fmt --all -- --check
+#   3. cargo clippy --workspace --all-targets -- -D warnings
+#   4. cargo build --release --workspace
+#   5. cargo test --workspace --release                  (unit tests)
+#   6. integration suite against berth: BERTH_TEST_RUNTIME=<target>/release/berth
+#   7. integration suite against runc:  BERTH_TEST_RUNTIME=/usr/sbin/runc
+# Steps 2-5 all run even when one fails; 6 and 7 both run when the build succeeded
+# (each runs the built binary <target>/release/integration, in a private mount
+# namespace so that a mount leaked by a runtime bug cannot stay in the host's).
+# At the end it prints one line per step and both integration summaries, and exits
+# non-zero if any step failed.
+# Environment: CARGO_TARGET_DIR (honoured), RUNC (default /usr/sbin/runc),
+# INTEGRATION_TIMEOUT (seconds per integration pass, default 1800),
+# INTEGRATION_ARGS (extra arguments to the integration binary, split on spaces),
+# BERTH_TEST_NO_UNSHARE=1 (run the integration binary in the host's mount namespace).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case "${1:-}" in
+"") ;;
+-h | --help)
+	usage
+	exit 0
+	;;
+*) die "usage: hack/test.sh (no arguments; see the environment variables in its header)" ;;
+esac
+need_root
+cd "$REPO"
+
+target_dir=${CARGO_TARGET_DIR:-$REPO/target}
+RUNC=${RUNC:-/usr/sbin/runc}
+INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-1800}
+logs=$(mktemp -d /tmp/berth-test-logs.XXXXXX)
+trap 'rm -rf "$logs"' EXIT
+
+STEPS=()   # "name<TAB>PASS|FAIL|SKIP<TAB>seconds"
+failed=0
+suite_start=$SECONDS
+
+# step NAME CMD...: run CMD, record the result; never exits on failure.
+step() {
+	local name=$1 start=$SECONDS rc=0
+	shift
+	log "=== $name: $*"
+	"$@" || rc=$?
+	if ((rc == 0)); then
+		STEPS+=("$name"$'\t'PASS$'\t'$((SECONDS - start)))
+	else
+		STEPS+=("$name"$'\t'"FAIL (exit $rc)"$'\t'$((SECONDS - start)))
+		failed=1
+		log "=== $name: FAILED (exit $rc)"
+	fi
+	return "$rc"
+}
+skip() { STEPS+=("$1"$'\t'"SKIP ($2)"$'\t'0); failed=1; log "=== $1: skipped ($2)"; }
+
+# integration LABEL RUNTIME_BINARY: one pass of the integration suite, its output
+# shown and kept in $logs/LABEL.log for the summary.
+# shellcheck disable=SC2317 # called through step
+integration() {
+	local label=$1 runtime=$2 bin=$target_dir/release/integration
+	local -a cmd=(timeout --kill-after=30 "$INTEGRATION_TIMEOUT" "$bin")
+	# shellcheck disable=SC2206 # INTEGRATION_ARGS is split on purpose
+	cmd+=(${INTEGRATION_ARGS:-})
+	if [[ ${BERTH_TEST_NO_UNSHARE:-0} != 1 ]]; then
+		cmd=(unshare -m --propagation private -- "${cmd[@]}")
+	fi
+	[[ -x $runtime ]] || {
+		echo "runtime binary $runtime not found" | tee "$logs/$label.log"
+		return 1
+	}
+	BERTH_TEST_RUNTIME=$runtime "${cmd[@]}" 2>&1 | tee "$logs/$label.log"
+}
+
+# summary_line LABEL: the integration binary's own summary (its last line with
+# "N passed"), or else its last non-empty line.
+summary_line() {
+	local f=$logs/$1.log line
+	[[ -s $f ]] || {
+		echo "(no output)"
+		return
+	}
+	line=$(grep -aE '[0-9]+ passed' "$f" | tail -n 1 || true)
+	[[ -n $line ]] || line=$(grep -av '^[[:space:]]*$' "$f" | tail -n 1 || true)
+	printf '%s\n' "${line:-(no output)}"
+}
+
+if ! step install-deps "$HACK/install-deps.sh"; then
+	die "hack/install-deps.sh failed; nothing else can run"
+fi
+ensure_cargo
+
+step fmt cargo fmt --all -- --check || true
+step clippy cargo clippy --workspace --all-targets -- -D warnings || true
+build_ok=1
+step build cargo build --release --workspace || build_ok=0
+step unit-tests cargo test --workspace || true
+
+if ((build_ok)) && [[ -x $target_dir/release/integration ]]; then
+	step "integration (berth)" integration berth "$target_dir/release/berth" || true
+	step "integration (runc)" integration runc "$RUNC" || true
+else
+	skip "integration (berth)" "build failed"
+	skip "integration (runc)" "build failed"
+fi
+
+echo
+echo "==================== hack/test.sh summary ===================="
+for s in "${STEPS[@]}"; do
+	IFS=$'\t' read -r name result secs <<<"$s"
+	printf '%-22s %-20s %5ss\n' "$name" "$result" "$secs"
+done
+for rt in berth runc; do
+	if [[ -f $logs/$rt.log ]]; then
+		printf 'integration (%s) summary: %s\n' "$rt" "$(summary_line "$rt")"
+	else
+		printf 'integration (%s) summary: not run\n' "$rt"
+	fi
+done
+printf 'total %ss: %s\n' "$((SECONDS - suite_start))" "$( ((failed)) && echo FAILED || echo PASSED)"
+exit "$failed"

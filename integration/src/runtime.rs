@@ -1,0 +1,311 @@
+//! Driving the runtime under test through runc's command-line contract.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::Failure;
+
+/// How long one runtime command may take before the harness kills it.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The result of one runtime command.
+#[derive(Debug)]
+pub struct Out {
+    pub cmd: String,
+    /// Exit code; `None` if killed by a signal or by the harness's timeout.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+}
+
+impl Out {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// A one-line description for failure messages.
+    pub fn describe(&self) -> String {
+        let status = match (self.code, self.timed_out) {
+            (_, true) => "timed out".to_string(),
+            (Some(c), _) => format!("exit {c}"),
+            (None, _) => "killed by a signal".to_string(),
+        };
+        format!(
+            "`{}` -> {status}; stdout {:?}; stderr {:?}",
+            self.cmd,
+            clip(&self.stdout),
+            clip(&self.stderr)
+        )
+    }
+
+    /// Require exit status 0.
+    pub fn ok(self) -> Result<Out, Failure> {
+        if self.success() {
+            Ok(self)
+        } else {
+            Err(Failure::Fail(self.describe()))
+        }
+    }
+
+    /// Require a non-zero exit (not a timeout, not a crash by signal) and a message on stderr.
+    pub fn failed(self) -> Result<Out, Failure> {
+        match self.code {
+            Some(c) if c != 0 && !self.timed_out => {
+                if self.stderr.trim().is_empty() {
+                    Err(Failure::Fail(format!(
+                        "failed without a message on stderr: {}",
+                        self.describe()
+                    )))
+                } else {
+                    Ok(self)
+                }
+            }
+            _ => Err(Failure::Fail(format!(
+                "expected a non-zero exit: {}",
+                self.describe()
+            ))),
+        }
+    }
+
+    /// Require stderr to mention `needle` (case-insensitive).
+    pub fn stderr_mentions(&self, needle: &str) -> Result<(), Failure> {
+        if self.stderr.to_lowercase().contains(&needle.to_lowercase()) {
+            Ok(())
+        } else {
+            Err(Failure::Fail(format!(
+                "stderr does not mention {needle:?}: {}",
+                self.describe()
+            )))
+        }
+    }
+
+    /// Parse stdout as JSON.
+    pub fn json(&self) -> Result<Value, Failure> {
+        serde_json::from_str(&self.stdout)
+            .map_err(|e| Failure::Fail(format!("stdout is not JSON ({e}): {}", self.describe())))
+    }
+}
+
+fn clip(s: &str) -> String {
+    const MAX: usize = 600;
+    if s.len() <= MAX {
+        s.to_string()
+    } else {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    }
+}
+
+/// A runtime command started in the background (see [`Runtime::spawn`]).
+pub struct Pending {
+    cmd: String,
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Pending {
+    /// Wait for the command (killing it after `timeout`) and collect its output.
+    pub fn wait(mut self, timeout: Duration) -> Out {
+        let deadline = Instant::now() + timeout;
+        let mut timed_out = false;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Ok(None) => {
+                    timed_out = true;
+                    // Our own child, by pid (Child::kill).
+                    let _ = self.child.kill();
+                    break self.child.wait().ok();
+                }
+                Err(_) => break None,
+            }
+        };
+        let read = |p: &Path| {
+            let s = std::fs::read(p)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let _ = std::fs::remove_file(p);
+            s
+        };
+        Out {
+            cmd: self.cmd,
+            code: if timed_out {
+                None
+            } else {
+                status.and_then(|s| s.code())
+            },
+            stdout: read(&self.out),
+            stderr: read(&self.err),
+            timed_out,
+        }
+    }
+}
+
+/// The runtime binary under test, with its private `--root`.
+pub struct Runtime {
+    pub path: PathBuf,
+    pub root: PathBuf,
+    /// First line of `--version`.
+    pub version: String,
+    /// `(major, minor)` when the binary is runc.
+    pub runc: Option<(u32, u32)>,
+    io_dir: PathBuf,
+    seq: Cell<u64>,
+}
+
+impl Runtime {
+    pub fn new(path: PathBuf, root: PathBuf, io_dir: PathBuf) -> Result<Runtime, String> {
+        let out = Command::new(&path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let version = text.lines().next().unwrap_or("").trim().to_string();
+        let runc = parse_runc_version(&text);
+        Ok(Runtime {
+            path,
+            root,
+            version,
+            runc,
+            io_dir,
+            seq: Cell::new(0),
+        })
+    }
+
+    /// True when the runtime is runc older than `major.minor`.
+    pub fn is_runc_before(&self, major: u32, minor: u32) -> bool {
+        matches!(self.runc, Some(v) if v < (major, minor))
+    }
+
+    /// Start `<runtime> --root R ARGS...` with stdin from /dev/null and stdout/stderr
+    /// going to files (so that a container inheriting them never blocks the harness).
+    pub fn spawn(&self, args: &[&str]) -> Result<Pending, Failure> {
+        self.spawn_in(None, args)
+    }
+
+    /// Like [`Runtime::spawn`], in working directory `cwd`.
+    pub fn spawn_in(&self, cwd: Option<&Path>, args: &[&str]) -> Result<Pending, Failure> {
+        let n = self.seq.get() + 1;
+        self.seq.set(n);
+        let out = self.io_dir.join(format!("{n}.out"));
+        let err = self.io_dir.join(format!("{n}.err"));
+        let mut cmd = Command::new(&self.path);
+        cmd.arg("--root").arg(&self.root).args(args);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(File::create(&out)?)
+            .stderr(File::create(&err)?);
+        let child = cmd.spawn()?;
+        Ok(Pending {
+            cmd: format!("{} {}", self.name(), args.join(" ")),
+            child,
+            out,
+            err,
+        })
+    }
+
+    /// Run `<runtime> --root R ARGS...` to completion (killed after [`CMD_TIMEOUT`]).
+    pub fn exec(&self, args: &[&str]) -> Out {
+        self.exec_timeout(args, CMD_TIMEOUT)
+    }
+
+    /// Run a command to completion in working directory `cwd`.
+    pub fn exec_in(&self, cwd: &Path, args: &[&str]) -> Out {
+        self.exec_full(Some(cwd), args, CMD_TIMEOUT)
+    }
+
+    pub fn exec_timeout(&self, args: &[&str], timeout: Duration) -> Out {
+        self.exec_full(None, args, timeout)
+    }
+
+    fn exec_full(&self, cwd: Option<&Path>, args: &[&str], timeout: Duration) -> Out {
+        match self.spawn_in(cwd, args) {
+            Ok(p) => p.wait(timeout),
+            Err(e) => Out {
+                cmd: format!("{} {}", self.name(), args.join(" ")),
+                code: None,
+                stdout: String::new(),
+                stderr: format!("harness could not spawn the runtime: {e:?}"),
+                timed_out: false,
+            },
+        }
+    }
+
+    /// The basename of the binary.
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// `state <id>` parsed as JSON.
+    pub fn state(&self, id: &str) -> Result<Value, Failure> {
+        self.exec(&["state", id]).ok()?.json()
+    }
+
+    /// The `status` field of `state <id>`, or `None` if `state` fails.
+    pub fn status(&self, id: &str) -> Option<String> {
+        let out = self.exec(&["state", id]);
+        if !out.success() {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&out.stdout).ok()?;
+        v.get("status")?.as_str().map(str::to_string)
+    }
+
+    /// Wait until `state <id>` reports `status`.
+    pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Result<(), Failure> {
+        let mut last = None;
+        let ok = crate::harness::wait_until(timeout, || {
+            last = self.status(id);
+            last.as_deref() == Some(status)
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Failure::Fail(format!(
+                "container {id} never reached status {status:?} (last {last:?})"
+            )))
+        }
+    }
+}
+
+/// Parse `runc version X.Y.Z...` from `--version` output.
+fn parse_runc_version(text: &str) -> Option<(u32, u32)> {
+    let rest = text.lines().next()?.trim().strip_prefix("runc version ")?;
+    let mut it = rest.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod unit {
+    use super::parse_runc_version;
+
+    #[test]
+    fn runc_version() {
+        assert_eq!(
+            parse_runc_version("runc version 1.1.5+ds1\ncommit: x\n"),
+            Some((1, 1))
+        );
+        assert_eq!(parse_runc_version("berth version 0.1.0\n"), None);
+    }
+}

@@ -1,0 +1,98 @@
+//! Bad input: each failure exits non-zero, says what was wrong on stderr, and
+//! leaves nothing behind (state dir, cgroup, mount, process).
+
+use std::fs;
+
+use serde_json::json;
+
+use crate::context::Ctx;
+use crate::fixture::Bundle;
+use crate::harness::{Test, TestResult};
+
+pub fn tests() -> Vec<Test> {
+    crate::tests![
+        bad_malformed_config,
+        bad_unknown_namespace_type,
+        bad_string_for_number,
+        bad_missing_rootfs,
+        bad_missing_binary,
+        bad_mount_source,
+        bad_prestart_hook_fails,
+        bad_create_runtime_hook_fails,
+    ]
+}
+
+/// `create` must fail mentioning `needle`, and leave nothing behind.
+fn create_fails(b: &Bundle, needle: &str) -> TestResult {
+    let out = b.create(&[]).failed()?;
+    out.stderr_mentions(needle)?;
+    b.ensure_clean()
+}
+
+fn bad_malformed_config(ctx: &Ctx) -> TestResult {
+    let b = ctx.bundle()?;
+    fs::write(
+        b.dir.join("config.json"),
+        "{\"ociVersion\": \"1.0.2\", \"process\": {",
+    )?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = ctx.rt.exec(&["create", "--bundle", &dir, &b.id]).failed()?;
+    // Name the file or the problem (runc says only "unexpected EOF").
+    if out.stderr_mentions("config.json").is_err() {
+        out.stderr_mentions("EOF")?;
+    }
+    b.ensure_clean()
+}
+
+fn bad_unknown_namespace_type(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.ns_add("bogusns");
+    create_fails(&b, "bogusns")
+}
+
+fn bad_string_for_number(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set("/process/user/uid", json!("zero"));
+    create_fails(&b, "uid")
+}
+
+fn bad_missing_rootfs(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set("/root/path", json!("no-such-rootfs"));
+    create_fails(&b, "no-such-rootfs")
+}
+
+fn bad_missing_binary(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.args(&["/no/such/binary", "arg"]);
+    let out = b.run(&[]).failed()?;
+    out.stderr_mentions("/no/such/binary")?;
+    b.ensure_clean()
+}
+
+fn bad_mount_source(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg
+        .add_mount("/mnt/x", "bind", "/no/such/source-dir", &["rbind"]);
+    create_fails(&b, "/no/such/source-dir")
+}
+
+fn failing_hook(ctx: &Ctx, phase: &str) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.add_hook(
+        phase,
+        json!({"path": "/bin/sh", "args": ["sh", "-c", "echo hook-said-no >&2; exit 7"]}),
+    );
+    let out = b.create(&[]).failed()?;
+    out.stderr_mentions("hook")?;
+    out.stderr_mentions("hook-said-no")?;
+    b.ensure_clean()
+}
+
+fn bad_prestart_hook_fails(ctx: &Ctx) -> TestResult {
+    failing_hook(ctx, "prestart")
+}
+
+fn bad_create_runtime_hook_fails(ctx: &Ctx) -> TestResult {
+    failing_hook(ctx, "createRuntime")
+}

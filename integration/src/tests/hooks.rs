@@ -1,0 +1,276 @@
+//! Hooks at the six OCI points: state on stdin, args, env, phase, timeout.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::{read_trim, wait_file};
+use crate::context::Ctx;
+use crate::fixture::Bundle;
+use crate::harness::{Test, TestResult};
+use crate::{ensure, ensure_eq, fail, skip};
+
+pub fn tests() -> Vec<Test> {
+    crate::tests![
+        hooks_run_at_their_phases,
+        hook_poststart_runs_after_the_process_starts,
+        hook_timeout_fails_create,
+    ]
+}
+
+/// Every phase but poststart, whose timing has its own test (runc 1.1 runs it
+/// during `create`).
+const PHASES: [&str; 5] = [
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststop",
+];
+
+/// A hook that records stdin, argv, env and its mount namespace into
+/// `<markers>/<phase>.*` and appends the phase to `<markers>/order`.
+fn marker_hook(markers: &Path, phase: &str) -> Value {
+    let m = markers.to_string_lossy();
+    let script = format!(
+        "cat > {m}/{phase}.stdin; printf '%s\\n' \"$0\" \"$@\" > {m}/{phase}.args; \
+         echo \"$HOOK_VAR\" > {m}/{phase}.env; readlink /proc/self/ns/mnt > {m}/{phase}.mnt; \
+         echo {phase} >> {m}/order"
+    );
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", script, "hook-argv0", "one", "two words"],
+        "env": [format!("HOOK_VAR=env-of-{phase}"), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        "timeout": 10
+    })
+}
+
+fn order(markers: &Path) -> Vec<String> {
+    fs::read_to_string(markers.join("order"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A bundle with a `markers` dir bind-mounted at the same path inside, so
+/// hooks resolving paths in either the runtime's or the container's mount
+/// namespace write to the same place.
+fn marker_bundle(ctx: &Ctx) -> Result<(Bundle<'_>, PathBuf), crate::harness::Failure> {
+    let mut b = ctx.bundle()?;
+    let markers = b.dir.join("markers");
+    fs::create_dir(&markers)?;
+    fs::set_permissions(&markers, fs::Permissions::from_mode(0o777))?;
+    b.cfg.add_bind(&markers, &markers.to_string_lossy(), &[]);
+    Ok((b, markers))
+}
+
+fn hooks_run_at_their_phases(ctx: &Ctx) -> TestResult {
+    let (mut b, markers) = marker_bundle(ctx)?;
+    let m = markers.to_string_lossy().into_owned();
+    for p in PHASES {
+        b.cfg.add_hook(p, marker_hook(&markers, p));
+    }
+    b.cfg.sh(&format!(
+        "cp {m}/order {m}/order-at-process; touch {m}/started; \
+         i=0; while [ ! -e {m}/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+    ));
+
+    b.create(&[]).ok()?;
+    ensure_eq!(
+        order(&markers),
+        ["prestart", "createRuntime", "createContainer"],
+        "hooks run by create"
+    );
+    let pid = b.pid()?;
+    let container_mnt = fs::read_link(format!("/proc/{pid}/ns/mnt"))?;
+
+    b.start().ok()?;
+    // startContainer runs in the container just before the user process,
+    // which may be after `start` returns.
+    wait_file(&markers.join("started"))?;
+    ensure_eq!(
+        order(&markers),
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer"
+        ],
+        "hooks run by the time the user process runs"
+    );
+    let at_process = read_trim(&markers.join("order-at-process"))?;
+    ensure!(
+        at_process.starts_with("prestart\ncreateRuntime\ncreateContainer\nstartContainer"),
+        "hooks run before the user process: {at_process:?}"
+    );
+
+    fs::write(markers.join("go"), "")?;
+    b.wait_status("stopped")?;
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    ensure!(
+        !order(&markers).iter().any(|p| p == "poststop"),
+        "poststop ran before delete"
+    );
+    b.delete().ok()?;
+    ensure_eq!(order(&markers).len(), 5, "number of hooks run after delete");
+    ensure_eq!(
+        order(&markers).last().map(String::as_str),
+        Some("poststop"),
+        "last hook"
+    );
+
+    for p in PHASES {
+        let args = fs::read_to_string(markers.join(format!("{p}.args")))?;
+        ensure_eq!(
+            args,
+            "hook-argv0\none\ntwo words\n",
+            format!("{p} hook argv")
+        );
+        ensure_eq!(
+            read_trim(&markers.join(format!("{p}.env")))?,
+            format!("env-of-{p}"),
+            format!("{p} hook env")
+        );
+        let mnt = read_trim(&markers.join(format!("{p}.mnt")))?;
+        let (want, which) = if p == "createContainer" || p == "startContainer" {
+            (
+                container_mnt.to_string_lossy().into_owned(),
+                "the container's",
+            )
+        } else {
+            (super::host_ns("mnt"), "the runtime's")
+        };
+        ensure_eq!(
+            mnt,
+            want,
+            format!("{p} hook mount namespace (should be {which})")
+        );
+        let stdin = fs::read_to_string(markers.join(format!("{p}.stdin")))?;
+        let st: Value = match serde_json::from_str(&stdin) {
+            Ok(v) => v,
+            Err(e) => fail!("{p} hook stdin is not state JSON ({e}): {stdin:?}"),
+        };
+        ensure_eq!(st["id"], b.id.as_str(), format!("{p} state id"));
+        ensure_eq!(
+            st["bundle"],
+            b.dir.to_string_lossy().as_ref(),
+            format!("{p} state bundle")
+        );
+        ensure!(
+            st["ociVersion"].is_string(),
+            "{p} state lacks ociVersion: {st}"
+        );
+        if p == "poststop" {
+            ensure_eq!(st["status"], "stopped", "poststop state status");
+        } else if p == "createContainer" || p == "startContainer" {
+            // state.md: for hooks in the container namespace, the pid as the container sees it.
+            ensure_eq!(
+                st["pid"].as_u64(),
+                Some(1),
+                format!("{p} state pid (as seen in the container)")
+            );
+            ensure!(st["status"].is_string(), "{p} state lacks status: {st}");
+        } else {
+            ensure_eq!(
+                st["pid"].as_u64(),
+                Some(pid as u64),
+                format!("{p} state pid")
+            );
+            ensure!(st["status"].is_string(), "{p} state lacks status: {st}");
+        }
+    }
+    b.ensure_clean()
+}
+
+fn hook_poststart_runs_after_the_process_starts(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc_before(1, 5) {
+        skip!(
+            "runc runs poststart hooks during `create`, before the user process is \
+             executed (runc issue #1710; moved to `start` by runc PR #5186, after 1.4)"
+        );
+    }
+    let (mut b, markers) = marker_bundle(ctx)?;
+    let m = markers.to_string_lossy().into_owned();
+    b.cfg.add_hook(
+        "poststart",
+        json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!(
+                "cat > {m}/poststart.stdin; \
+                 pid=$(grep -o '\"pid\": *[0-9]*' {m}/poststart.stdin | grep -o '[0-9]*$'); \
+                 tr '\\0' ' ' < /proc/$pid/cmdline > {m}/poststart.cmdline; echo poststart >> {m}/order")],
+            "timeout": 10
+        }),
+    );
+    b.cfg.sh(&format!(
+        "i=0; while [ ! -e {m}/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+    ));
+    b.create(&[]).ok()?;
+    ensure!(
+        order(&markers).is_empty(),
+        "poststart ran during create: {:?}",
+        order(&markers)
+    );
+    let pid = b.pid()?;
+    b.start().ok()?;
+    ensure_eq!(
+        order(&markers),
+        ["poststart"],
+        "hooks run by the time start returns"
+    );
+    let st: Value = serde_json::from_str(&fs::read_to_string(markers.join("poststart.stdin"))?)?;
+    ensure_eq!(st["id"], b.id.as_str(), "poststart state id");
+    ensure_eq!(st["pid"].as_u64(), Some(pid as u64), "poststart state pid");
+    let cmdline = read_trim(&markers.join("poststart.cmdline"))?;
+    ensure!(
+        cmdline.starts_with("sh -c i=0;"),
+        "poststart ran before the user process was executed (pid {pid} ran {cmdline:?})"
+    );
+    fs::write(markers.join("go"), "")?;
+    b.wait_status("stopped")?;
+    Ok(())
+}
+
+fn hook_timeout_fails_create(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let marker = "7.4321";
+    b.cfg.add_hook(
+        "prestart",
+        json!({"path": "/bin/sleep", "args": ["sleep", marker], "timeout": 1}),
+    );
+    let out = b.create(&[]).failed()?;
+    let lower = out.stderr.to_lowercase();
+    ensure!(
+        lower.contains("timeout") || lower.contains("timed out"),
+        "stderr does not say the hook timed out: {}",
+        out.describe()
+    );
+    b.ensure_clean()?;
+    let survivors = sleeping_hooks(marker);
+    ensure!(
+        survivors.is_empty(),
+        "the timed-out hook is still running: pids {survivors:?}"
+    );
+    Ok(())
+}
+
+/// Live processes whose command line contains `arg` as an argument.
+fn sleeping_hooks(arg: &str) -> Vec<u32> {
+    let mut v = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.split(|c| *c == 0).any(|a| a == arg.as_bytes()) && crate::context::alive(pid)
+            {
+                v.push(pid);
+            }
+        }
+    }
+    v
+}

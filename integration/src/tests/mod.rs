@@ -1,0 +1,72 @@
+//! All tests, grouped by area.
+
+mod cli;
+mod devices;
+mod errors;
+mod hooks;
+mod kill_list;
+mod lifecycle;
+mod mounts;
+mod namespaces;
+mod process;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{wait_until, Failure, Test};
+
+pub fn all() -> Vec<Test> {
+    let mut v = Vec::new();
+    v.extend(lifecycle::tests());
+    v.extend(kill_list::tests());
+    v.extend(cli::tests());
+    v.extend(namespaces::tests());
+    v.extend(mounts::tests());
+    v.extend(devices::tests());
+    v.extend(process::tests());
+    v.extend(hooks::tests());
+    v.extend(errors::tests());
+    v
+}
+
+/// A shell loop that keeps a container alive until `/shared/go` appears (max ~60 s).
+pub const WAIT_FOR_GO: &str =
+    "i=0; while [ ! -e /shared/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done";
+
+/// Wait for a file to appear.
+pub fn wait_file(p: &Path) -> Result<(), Failure> {
+    if wait_until(Duration::from_secs(10), || p.exists()) {
+        Ok(())
+    } else {
+        Err(Failure::Fail(format!("{} never appeared", p.display())))
+    }
+}
+
+/// Read a file, trimmed.
+pub fn read_trim(p: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Failure::Fail(format!("read {}: {e}", p.display())))
+}
+
+/// Parse `key value` lines into a map.
+pub fn key_values(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once(' ')?;
+            Some((k.to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The host's namespace link for `kind` (`net`, `mnt`, ...), e.g. `net:[4026531840]`.
+pub fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A script printing `<kind> <link>` for each namespace kind.
+pub const PRINT_NS: &str =
+    "for n in cgroup ipc mnt net pid time user uts; do echo $n $(readlink /proc/self/ns/$n); done";

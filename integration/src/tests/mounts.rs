@@ -1,0 +1,494 @@
+//! Rootfs and mounts: order, bind/rbind, flags, tmpfs data, special filesystems,
+//! propagation, read-only root, --no-pivot, masked and read-only paths.
+
+use std::fs;
+
+use serde_json::json;
+
+use super::{wait_file, WAIT_FOR_GO};
+use crate::context::Ctx;
+use crate::harness::{Test, TestResult};
+use crate::hostmount::HostMount;
+use crate::mountinfo::{self, require};
+use crate::{ensure, ensure_eq, skip};
+
+pub fn tests() -> Vec<Test> {
+    crate::tests![
+        mounts_in_config_order,
+        bind_and_rbind,
+        mount_flags_ro_nosuid_nodev_noexec,
+        tmpfs_size_and_mode,
+        special_filesystems,
+        mount_propagation_rprivate_rslave,
+        mount_propagation_rshared,
+        rootfs_propagation_private,
+        rootfs_propagation_shared_unbindable,
+        root_readonly,
+        root_writable,
+        no_pivot,
+        masked_paths,
+        readonly_paths,
+    ]
+}
+
+const MOUNTINFO: &str = "cat /proc/self/mountinfo";
+
+fn mounts_in_config_order(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let src = ctx.scratch_dir("order-src")?;
+    fs::write(src.join("marker"), "deep")?;
+    b.cfg.add_mount("/a", "tmpfs", "tmpfs", &["size=1m"]);
+    b.cfg.add_mount("/a/b", "tmpfs", "tmpfs", &["size=1m"]);
+    b.cfg.add_bind(&src, "/a/b/c", &[]);
+    b.cfg.sh(&format!("cat /a/b/c/marker; echo; {MOUNTINFO}"));
+    let out = b.run_ok()?;
+    ensure_eq!(
+        out.lines().next().unwrap_or(""),
+        "deep",
+        "file through nested mounts"
+    );
+    let m = mountinfo::parse(&out);
+    let pos = |mp: &str| m.iter().position(|x| x.mount_point == mp);
+    let (a, ab, abc) = (pos("/a"), pos("/a/b"), pos("/a/b/c"));
+    ensure!(
+        a.is_some() && ab.is_some() && abc.is_some() && a < ab && ab < abc,
+        "mounts not in config order: /a {a:?}, /a/b {ab:?}, /a/b/c {abc:?}"
+    );
+    Ok(())
+}
+
+fn bind_and_rbind(ctx: &Ctx) -> TestResult {
+    let src = ctx.scratch_dir("rbind-src")?;
+    fs::write(src.join("top"), "top")?;
+    let sub = HostMount::tmpfs(&src.join("sub"), false)?;
+    fs::write(sub.path.join("subfile"), "sub")?;
+    let mut b = ctx.bundle()?;
+    b.cfg.add_bind(&src, "/bind", &[]);
+    b.cfg
+        .add_mount("/rbind", "bind", &src.to_string_lossy(), &["rbind"]);
+    b.cfg.sh(&format!(
+        "echo bind-top $(cat /bind/top); echo bind-sub $(ls -A /bind/sub | wc -l); \
+         echo rbind-sub $(cat /rbind/sub/subfile); {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    ensure_eq!(
+        kv.get("bind-top").map(String::as_str),
+        Some("top"),
+        "bind content"
+    );
+    ensure_eq!(
+        kv.get("bind-sub").map(String::as_str),
+        Some("0"),
+        "submount under a non-recursive bind (must be empty)"
+    );
+    ensure_eq!(
+        kv.get("rbind-sub").map(String::as_str),
+        Some("sub"),
+        "submount under rbind"
+    );
+    let m = mountinfo::parse(&out);
+    ensure!(
+        mountinfo::find(&m, "/rbind/sub").is_some(),
+        "no /rbind/sub mount"
+    );
+    ensure!(
+        mountinfo::find(&m, "/bind/sub").is_none(),
+        "/bind/sub is mounted"
+    );
+    drop(b);
+    drop(sub);
+    Ok(())
+}
+
+fn mount_flags_ro_nosuid_nodev_noexec(ctx: &Ctx) -> TestResult {
+    let src = ctx.scratch_dir("flags-src")?;
+    let mut b = ctx.bundle()?;
+    b.cfg
+        .add_bind(&src, "/m", &["ro", "nosuid", "nodev", "noexec"]);
+    b.cfg.add_mount(
+        "/t",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "nodev", "noexec", "size=1m"],
+    );
+    b.cfg.sh(&format!(
+        "touch /m/x 2>/dev/null && echo m-writable || echo m-readonly; \
+         touch /t/x && echo t-writable; {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    ensure!(
+        out.contains("m-readonly"),
+        "a ro bind mount is writable: {out}"
+    );
+    ensure!(
+        out.contains("t-writable"),
+        "a rw tmpfs is not writable: {out}"
+    );
+    ensure!(!src.join("x").exists(), "a ro bind mount wrote to the host");
+    let m = mountinfo::parse(&out);
+    let mm = require(&m, "/m")?;
+    for o in ["ro", "nosuid", "nodev", "noexec"] {
+        ensure!(mm.has_opt(o), "/m lacks {o}: {:?}", mm.opts);
+    }
+    let t = require(&m, "/t")?;
+    for o in ["rw", "nosuid", "nodev", "noexec"] {
+        ensure!(t.has_opt(o), "/t lacks {o}: {:?}", t.opts);
+    }
+    Ok(())
+}
+
+fn tmpfs_size_and_mode(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg
+        .add_mount("/t", "tmpfs", "tmpfs", &["size=1m", "mode=710"]);
+    b.cfg.sh(&format!("stat -c %a /t; {MOUNTINFO}"));
+    let out = b.run_ok()?;
+    ensure_eq!(
+        out.lines().next().unwrap_or(""),
+        "710",
+        "mode of the tmpfs root"
+    );
+    let m = mountinfo::parse(&out);
+    let t = require(&m, "/t")?;
+    ensure_eq!(t.fstype, "tmpfs", "fstype of /t");
+    ensure!(
+        t.has_super_opt("size=1024k"),
+        "tmpfs size not 1m: {:?}",
+        t.super_opts
+    );
+    ensure!(
+        t.has_super_opt("mode=710"),
+        "tmpfs mode not 710: {:?}",
+        t.super_opts
+    );
+    Ok(())
+}
+
+fn special_filesystems(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg
+        .sh(&format!("echo init $(cat /proc/1/comm); {MOUNTINFO}"));
+    let out = b.run_ok()?;
+    let m = mountinfo::parse(&out);
+    for (mp, fstype) in [
+        ("/proc", "proc"),
+        ("/sys", "sysfs"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+    ] {
+        ensure_eq!(require(&m, mp)?.fstype, fstype, format!("fstype at {mp}"));
+    }
+    ensure!(require(&m, "/sys")?.has_opt("ro"), "/sys is not ro");
+    let cg: Vec<_> = m
+        .iter()
+        .filter(|x| {
+            x.mount_point == "/sys/fs/cgroup" || x.mount_point.starts_with("/sys/fs/cgroup/")
+        })
+        .collect();
+    ensure!(
+        cg.iter()
+            .any(|x| x.fstype == "cgroup" || x.fstype == "cgroup2"),
+        "no cgroup filesystem under /sys/fs/cgroup: {cg:?}"
+    );
+    for x in cg
+        .iter()
+        .filter(|x| x.fstype == "cgroup" || x.fstype == "cgroup2")
+    {
+        ensure!(x.has_opt("ro"), "cgroup mount {} is not ro", x.mount_point);
+    }
+    if std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        // A v1 host: each hierarchy is visible at its usual place.
+        let mem = require(&m, "/sys/fs/cgroup/memory")?;
+        ensure_eq!(mem.fstype, "cgroup", "fstype of /sys/fs/cgroup/memory");
+    }
+    ensure!(
+        out.lines().next() == Some("init sh"),
+        "/proc is not the container's pid namespace: {out}"
+    );
+    Ok(())
+}
+
+/// One propagation case: a bind of a shared host tmpfs at `dest` with
+/// propagation option `opt`, and what the container must see.
+struct PropCase {
+    dest: &'static str,
+    opt: &'static str,
+    shared: bool,
+    master: bool,
+    /// Does a mount made on the host after the start reach the container?
+    sees_host_mount: bool,
+}
+
+/// Bind a shared host tmpfs into a container (with `linux.rootfsPropagation`
+/// `root_prop`, as the CRI sets it for such mounts) once per case, check the
+/// propagation fields in mountinfo, then mount on the host and check which
+/// binds receive it.
+fn check_mount_propagation(ctx: &Ctx, root_prop: &str, cases: &[PropCase]) -> TestResult {
+    let src = ctx.scratch_dir("prop-src")?;
+    let host = HostMount::tmpfs(&src, true)?;
+    let mut b = ctx.bundle()?;
+    let shared = b.shared()?;
+    let s = host.path.to_string_lossy().into_owned();
+    b.cfg.set("/linux/rootfsPropagation", json!(root_prop));
+    let mut dests = Vec::new();
+    for c in cases {
+        b.cfg.add_mount(c.dest, "bind", &s, &["rbind", c.opt]);
+        dests.push(c.dest);
+    }
+    b.cfg.sh(&format!(
+        "{MOUNTINFO} > /shared/mountinfo; touch /shared/ready; {WAIT_FOR_GO}; \
+         for d in {}; do [ -e $d/late/f ] && echo $d yes || echo $d no; done > /shared/seen",
+        dests.join(" ")
+    ));
+    b.run_detached().ok()?;
+    wait_file(&shared.join("ready"))?;
+    let m = mountinfo::parse(&fs::read_to_string(shared.join("mountinfo"))?);
+    for c in cases {
+        let x = require(&m, c.dest)?;
+        let got = (x.has_optional("shared:"), x.has_optional("master:"));
+        ensure_eq!(
+            got,
+            (c.shared, c.master),
+            format!(
+                "{} bind at {} (rootfsPropagation {root_prop}): (shared, master) in {:?}",
+                c.opt, c.dest, x.optional
+            )
+        );
+    }
+    let late = HostMount::tmpfs(&host.path.join("late"), false)?;
+    fs::write(late.path.join("f"), "")?;
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let seen = super::key_values(&fs::read_to_string(shared.join("seen"))?);
+    for c in cases {
+        let want = if c.sees_host_mount { "yes" } else { "no" };
+        ensure_eq!(
+            seen.get(c.dest).map(String::as_str),
+            Some(want),
+            format!("a later host mount seen through the {} bind", c.opt)
+        );
+    }
+    drop(b);
+    drop(late);
+    drop(host);
+    Ok(())
+}
+
+fn mount_propagation_rprivate_rslave(ctx: &Ctx) -> TestResult {
+    check_mount_propagation(
+        ctx,
+        "rslave",
+        &[
+            PropCase {
+                dest: "/priv",
+                opt: "rprivate",
+                shared: false,
+                master: false,
+                sees_host_mount: false,
+            },
+            PropCase {
+                dest: "/slave",
+                opt: "rslave",
+                shared: false,
+                master: true,
+                sees_host_mount: true,
+            },
+        ],
+    )
+}
+
+fn mount_propagation_rshared(ctx: &Ctx) -> TestResult {
+    check_mount_propagation(
+        ctx,
+        "rshared",
+        &[PropCase {
+            dest: "/shr",
+            opt: "rshared",
+            shared: true,
+            master: false,
+            sees_host_mount: true,
+        }],
+    )
+}
+
+/// Run with `linux.rootfsPropagation` set to each value and check the
+/// propagation of `/` inside: (shared, master, unbindable).
+fn check_rootfs_propagation(ctx: &Ctx, cases: &[(&str, bool, bool, bool)]) -> TestResult {
+    for &(prop, want_shared, want_master, want_unbindable) in cases {
+        let mut b = ctx.bundle()?;
+        b.cfg.set("/linux/rootfsPropagation", json!(prop));
+        b.cfg.args(&["cat", "/proc/self/mountinfo"]);
+        let out = b.run_ok()?;
+        let m = mountinfo::parse(&out);
+        let root = require(&m, "/")?;
+        let got = (
+            root.has_optional("shared:"),
+            root.has_optional("master:"),
+            root.has_optional("unbindable"),
+        );
+        ensure_eq!(
+            got,
+            (want_shared, want_master, want_unbindable),
+            format!(
+                "rootfsPropagation {prop}: (shared, master, unbindable) of / ({:?})",
+                root.optional
+            )
+        );
+    }
+    Ok(())
+}
+
+fn rootfs_propagation_private(ctx: &Ctx) -> TestResult {
+    check_rootfs_propagation(ctx, &[("private", false, false, false)])
+}
+
+fn rootfs_propagation_shared_unbindable(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc_before(1, 3) {
+        skip!(
+            "runc before 1.3 (and 1.2.x before the backport of runc PR #4724) does not apply \
+             rootfsPropagation shared/unbindable to the container's / (runc issue #1755)"
+        );
+    }
+    check_rootfs_propagation(
+        ctx,
+        &[
+            ("shared", true, false, false),
+            ("unbindable", false, false, true),
+        ],
+    )
+}
+
+fn root_readonly(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set("/root/readonly", json!(true));
+    b.cfg.sh(&format!(
+        "touch /x 2>/dev/null && echo writable || echo readonly; touch /tmp/x 2>/dev/null || echo tmp-readonly; {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    ensure!(
+        out.contains("readonly") && out.contains("tmp-readonly"),
+        "root.readonly: / is writable: {out}"
+    );
+    ensure!(
+        !b.rootfs().join("x").exists(),
+        "file written to a read-only rootfs"
+    );
+    let m = mountinfo::parse(&out);
+    ensure!(require(&m, "/")?.has_opt("ro"), "/ is not mounted ro");
+    Ok(())
+}
+
+fn root_writable(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set("/root/readonly", json!(false));
+    b.cfg.sh("echo hello > /x && cat /x");
+    ensure_eq!(b.run_ok()?.trim(), "hello", "write to a writable root");
+    ensure!(
+        b.rootfs().join("x").exists(),
+        "the file is not in the bundle's rootfs"
+    );
+    Ok(())
+}
+
+fn no_pivot(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.sh("head -n1 /etc/passwd; ls /; echo pid $$");
+    let out = b.run(&["--no-pivot"]).ok()?.stdout;
+    ensure!(
+        out.starts_with("root:x:0:0"),
+        "wrong /etc/passwd with --no-pivot: {out}"
+    );
+    ensure!(out.contains("pid 1"), "not pid 1 with --no-pivot: {out}");
+    let host_only = ctx
+        .tmp
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned());
+    ensure!(
+        !out.lines()
+            .any(|l| l == "work" || Some(l.to_string()) == host_only),
+        "host root visible with --no-pivot: {out}"
+    );
+    b.ensure_clean()
+}
+
+fn masked_paths(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let rootfs = b.rootfs();
+    fs::write(rootfs.join("etc/secret"), "s3cr3t")?;
+    fs::create_dir(rootfs.join("secretdir"))?;
+    fs::write(rootfs.join("secretdir/f"), "x")?;
+    b.cfg.push("/linux/maskedPaths", json!("/etc/secret"));
+    b.cfg.push("/linux/maskedPaths", json!("/secretdir"));
+    b.cfg.push("/linux/maskedPaths", json!("/does/not/exist"));
+    b.cfg.sh(&format!(
+        "echo file [$(cat /etc/secret)]; echo dir $(ls -A /secretdir | wc -l); \
+         echo dev $(stat -c %F,%t,%T /etc/secret | tr ' ' _); {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    ensure_eq!(
+        kv.get("file").map(String::as_str),
+        Some("[]"),
+        "content of a masked file"
+    );
+    ensure_eq!(
+        kv.get("dir").map(String::as_str),
+        Some("0"),
+        "entries of a masked dir"
+    );
+    ensure_eq!(
+        kv.get("dev").map(String::as_str),
+        Some("character_special_file,1,3"),
+        "a masked file is /dev/null"
+    );
+    let m = mountinfo::parse(&out);
+    ensure_eq!(
+        require(&m, "/secretdir")?.fstype,
+        "tmpfs",
+        "fstype of a masked dir"
+    );
+    if std::path::Path::new("/proc/kcore").exists() {
+        ensure!(
+            m.iter().any(|x| x.mount_point == "/proc/kcore"),
+            "/proc/kcore not masked"
+        );
+    }
+    Ok(())
+}
+
+fn readonly_paths(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set("/root/readonly", json!(false));
+    fs::create_dir(b.rootfs().join("rodir"))?;
+    b.cfg.push("/linux/readonlyPaths", json!("/rodir"));
+    b.cfg.push("/linux/readonlyPaths", json!("/does/not/exist"));
+    b.cfg.sh(&format!(
+        "touch /rodir/x 2>/dev/null && echo rodir writable || echo rodir readonly; \
+         touch /x && echo root writable; {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    ensure_eq!(
+        kv.get("rodir").map(String::as_str),
+        Some("readonly"),
+        "a readonlyPaths dir"
+    );
+    ensure_eq!(
+        kv.get("root").map(String::as_str),
+        Some("writable"),
+        "the rest of the root"
+    );
+    let m = mountinfo::parse(&out);
+    ensure!(
+        require(&m, "/rodir")?.has_opt("ro"),
+        "/rodir is not mounted ro"
+    );
+    ensure!(
+        require(&m, "/proc/sys")?.has_opt("ro"),
+        "/proc/sys is not mounted ro"
+    );
+    Ok(())
+}
