@@ -25,7 +25,7 @@
 #              call; ~1 ms per call) or unshare (a generated wrapper script doing
 #              `unshare -m` + mount per call; ~4 ms per call, and crun's create+start+
 #              delete measured this way stays ~5 ms slower even after subtracting it)
-#   BERTH, RUNC, CRUN  binaries (defaults: target/release/berth, /usr/sbin/runc,
+#   BERTH, RUNC, CRUN  binaries (defaults: target/x86_64-unknown-linux-gnu/release/berth, /usr/sbin/runc,
 #              /usr/bin/crun); a missing or failing one is skipped with a message.
 # Everything it creates (containers, bundle, root dirs, cgroups) is removed on exit.
 set -euo pipefail
@@ -36,7 +36,7 @@ RUNS=${RUNS:-50}
 WARMUP=${WARMUP:-5}
 RSS_RUNS=${RSS_RUNS:-10}
 BENCH_OUT=${BENCH_OUT:-$REPO/target/bench}
-BERTH=${BERTH:-$REPO/target/release/berth}
+BERTH=${BERTH:-$BIN_DIR/berth}
 RUNC=${RUNC:-/usr/sbin/runc}
 CRUN=${CRUN:-/usr/bin/crun}
 CRUN_NS=${CRUN_NS:-nsenter}

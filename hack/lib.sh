@@ -5,6 +5,8 @@
 
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HACK/.." && pwd)"
+# Where cargo puts the binaries (the workspace builds for an explicit target: .cargo/config.toml).
+export BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release
 export HACK REPO
 
 # log MSG...: a progress line on stderr, prefixed with the calling script's name.

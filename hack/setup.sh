@@ -4,14 +4,14 @@
 # First command on a fresh machine (as root, from anywhere in the repository):
 #   1. hack/install-deps.sh (Debian packages; checks cargo)
 #   2. cargo build --release
-#   3. symlink target/release/berth to /usr/local/bin/berth (only if that path is free
+#   3. symlink target/x86_64-unknown-linux-gnu/release/berth to /usr/local/bin/berth (only if that path is free
 #      or already a symlink; nothing else is installed system-wide)
 #   4. hack/mkbundle.sh BUNDLE_DIR echo hello from berth
 #      (default BUNDLE_DIR /tmp/berth-hello, replaced if it is a bundle from a previous
 #      run; a BUNDLE_DIR you give must be empty or absent)
 #   5. berth run --bundle BUNDLE_DIR <id>, printing the container's output
 # Environment: RUNTIME (binary whose `spec` makes config.json; default: the berth just
-# built), BERTH (binary that runs the container; default target/release/berth),
+# built), BERTH (binary that runs the container; default target/x86_64-unknown-linux-gnu/release/berth),
 # BERTH_ROOT (passed as --root when set; otherwise berth's default state root),
 # CARGO_TARGET_DIR (honoured), SKIP_INSTALL_DEPS=1 (skip step 1).
 set -euo pipefail
@@ -29,8 +29,7 @@ need_root
 
 default_bundle=/tmp/berth-hello
 bundle=${1:-$default_bundle}
-target_dir=${CARGO_TARGET_DIR:-$REPO/target}
-built=$target_dir/release/berth
+built=$BIN_DIR/berth
 BERTH=${BERTH:-$built}
 RUNTIME=${RUNTIME:-$built}
 

@@ -7,10 +7,10 @@
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --release --workspace
 #   5. cargo test --workspace --release                  (unit tests)
-#   6. integration suite against berth: BERTH_TEST_RUNTIME=<target>/release/berth
+#   6. integration suite against berth: BERTH_TEST_RUNTIME=<target>/x86_64-unknown-linux-gnu/release/berth
 #   7. integration suite against runc:  BERTH_TEST_RUNTIME=/usr/sbin/runc
 # Steps 2-5 all run even when one fails; 6 and 7 both run when the build succeeded
-# (each runs the built binary <target>/release/integration, in a private mount
+# (each runs the built binary <target>/x86_64-unknown-linux-gnu/release/integration, in a private mount
 # namespace so that a mount leaked by a runtime bug cannot stay in the host's).
 # At the end it prints one line per step and both integration summaries, and exits
 # non-zero if any step failed.
@@ -33,7 +33,6 @@ esac
 need_root
 cd "$REPO"
 
-target_dir=${CARGO_TARGET_DIR:-$REPO/target}
 RUNC=${RUNC:-/usr/sbin/runc}
 INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-1800}
 logs=$(mktemp -d /tmp/berth-test-logs.XXXXXX)
@@ -64,7 +63,7 @@ skip() { STEPS+=("$1"$'\t'"SKIP ($2)"$'\t'0); failed=1; log "=== $1: skipped ($2
 # shown and kept in $logs/LABEL.log for the summary.
 # shellcheck disable=SC2317 # called through step
 integration() {
-	local label=$1 runtime=$2 bin=$target_dir/release/integration
+	local label=$1 runtime=$2 bin=$BIN_DIR/integration
 	local -a cmd=(timeout --kill-after=30 "$INTEGRATION_TIMEOUT" "$bin")
 	# shellcheck disable=SC2206 # INTEGRATION_ARGS is split on purpose
 	cmd+=(${INTEGRATION_ARGS:-})
@@ -102,8 +101,8 @@ build_ok=1
 step build cargo build --release --workspace || build_ok=0
 step unit-tests cargo test --workspace || true
 
-if ((build_ok)) && [[ -x $target_dir/release/integration ]]; then
-	step "integration (berth)" integration berth "$target_dir/release/berth" || true
+if ((build_ok)) && [[ -x $BIN_DIR/integration ]]; then
+	step "integration (berth)" integration berth "$BIN_DIR/berth" || true
 	step "integration (runc)" integration runc "$RUNC" || true
 else
 	skip "integration (berth)" "build failed"

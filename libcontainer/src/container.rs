@@ -35,15 +35,24 @@ impl Listed {
     }
 }
 
+/// The user owning the state directory, by name from /etc/passwd (read directly: berth is
+/// linked statically, and NSS modules cannot be loaded into a static binary).
 fn owner_of(dir: &Path) -> String {
     use std::os::unix::fs::MetadataExt;
     let Ok(uid) = std::fs::metadata(dir).map(|m| m.uid()) else {
         return String::new();
     };
-    nix::unistd::User::from_uid(uid.into())
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("#{uid}"), |u| u.name)
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    user_name(&passwd, uid).map_or_else(|| format!("#{uid}"), str::to_string)
+}
+
+fn user_name(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?.parse::<u32>().ok()?;
+        (id == uid).then_some(name)
+    })
 }
 
 /// The state of one container, without taking its lock.
@@ -275,4 +284,15 @@ pub fn destroy_stopped(root: &Path, id: &str) -> Result<Vec<String>> {
     let dir = StateDir::open(root, id)?;
     let state = dir.read()?;
     destroy(dir, &state)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn user_names_from_passwd() {
+        let p = "root:x:0:0:root:/root:/bin/sh\nbad\nuser:x:1000:1000::/home/user:/bin/sh\n";
+        assert_eq!(super::user_name(p, 0), Some("root"));
+        assert_eq!(super::user_name(p, 1000), Some("user"));
+        assert_eq!(super::user_name(p, 7), None);
+    }
 }

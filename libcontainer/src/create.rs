@@ -123,13 +123,6 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         &opts.id,
         opts.systemd_cgroup,
     )?;
-    cg.create().inspect_err(|_| {
-        cleanup.cgroup = None;
-    })?;
-    cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
-    if let Some(r) = linux.resources() {
-        cg.apply(r, linux.devices().as_deref().unwrap_or_default())?;
-    }
 
     let plan = Plan::new(spec);
     let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
@@ -150,6 +143,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 no_new_keyring: opts.no_new_keyring,
                 preserve_fds: opts.preserve_fds,
                 wait_go,
+                go_received: std::cell::Cell::new(false),
                 unshare_cgroupns,
                 in_new_userns: plan.new_userns(),
                 cgroupns: plan.has_cgroupns(),
@@ -172,49 +166,80 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let stage1_pid = child.pid;
     cleanup.child = Some((child.pid, child.pidfd, true));
 
+    // The cgroup is made while init already prepares the rootfs (on another core); init waits
+    // for Go before anything that must happen inside it.
+    cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
+    cg.create()?;
+    if let Some(r) = linux.resources() {
+        cg.apply(r, linux.devices().as_deref().unwrap_or_default())?;
+    }
     cg.add(child.pid)?;
     if plan.fast() && plan.new_userns() {
         namespaces::write_id_maps(child.pid, spec).map_err(|e| Error::sys("write id maps", e))?;
     }
-    chan.send(&Msg::Go)
-        .map_err(|e| Error::sys("sync with init", e))?;
+    send(&chan, &Msg::Go)?;
 
-    let mut init_pid = child.pid;
-    let created = timefmt::now_rfc3339();
-    let annotations = spec.annotations().clone().unwrap_or_default();
+    // state.json is written (and fsynced) as soon as init's pid is final, while init sets up the
+    // rootfs; the `creating` marker keeps the status honest until init is ready.
+    let record = |pid: i32| -> Result<State> {
+        let pid_start = procfs::stat(pid)
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                Error::sys(
+                    "read init's start time",
+                    std::io::Error::from_raw_os_error(libc::ESRCH),
+                )
+            })?
+            .start_time;
+        let state = State {
+            id: opts.id.clone(),
+            pid,
+            pid_start,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: timefmt::now_rfc3339(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroup: cg.paths().clone(),
+            config: bundle.spec.clone(),
+        };
+        dir.write(&state)?;
+        Ok(state)
+    };
+    let mut state = if plan.fast() {
+        Some(record(child.pid)?)
+    } else {
+        None
+    };
     loop {
         let msg = chan.recv().map_err(|e| Error::sys("sync with init", e))?;
         match msg {
             Some(Msg::MapsRequest) => {
                 namespaces::write_id_maps(stage1_pid, spec)
                     .map_err(|e| Error::sys("write id maps", e))?;
-                chan.send(&Msg::MapsWritten)
-                    .map_err(|e| Error::sys("sync with init", e))?;
+                send(&chan, &Msg::MapsWritten)?;
             }
             Some(Msg::InitPid(pid)) => {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1_pid), None);
                 let pidfd = sys::pidfd_open(pid)
                     .map_err(|e| Error::sys(format!("pidfd_open({pid})"), e))?;
                 cleanup.child = Some((pid, pidfd, false));
-                init_pid = pid;
+                state = Some(record(pid)?);
             }
             Some(Msg::RunHooks) => {
-                let st = crate::state::HookState {
-                    oci_version: crate::state::OCI_VERSION,
-                    id: &opts.id,
-                    status: Status::Creating,
-                    pid: init_pid,
-                    bundle: &bundle.dir,
-                    annotations: &annotations,
-                };
-                let st = serde_json::to_vec(&st).expect("state serializes");
+                let st = state.as_ref().ok_or_else(|| {
+                    Error::sys(
+                        "sync with init",
+                        std::io::Error::other("hooks requested before init's pid was known"),
+                    )
+                })?;
+                let st = st.hook_state(Status::Creating);
                 if let Some(h) = spec.hooks() {
                     #[allow(deprecated)]
                     hooks::run("prestart", h.prestart().as_ref(), &st)?;
                     hooks::run("createRuntime", h.create_runtime().as_ref(), &st)?;
                 }
-                chan.send(&Msg::HooksDone)
-                    .map_err(|e| Error::sys("sync with init", e))?;
+                send(&chan, &Msg::HooksDone)?;
             }
             Some(Msg::Ready) => break,
             Some(Msg::Failed(e)) => return Err(Error::Init(e)),
@@ -232,29 +257,14 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
             }
         }
     }
-
-    let pid_start = procfs::stat(init_pid)
-        .ok()
-        .flatten()
-        .ok_or_else(|| {
-            Error::sys(
-                "read init's start time",
-                std::io::Error::from_raw_os_error(libc::ESRCH),
-            )
-        })?
-        .start_time;
-    let state = State {
-        id: opts.id.clone(),
-        pid: init_pid,
-        pid_start,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created,
-        annotations,
-        cgroup: cg.paths().clone(),
-        config: bundle.spec.clone(),
-    };
-    dir.write(&state)?;
+    let state = state.ok_or_else(|| {
+        Error::sys(
+            "sync with init",
+            std::io::Error::other("init is ready but its pid is unknown"),
+        )
+    })?;
+    let init_pid = state.pid;
+    dir.created()?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, init_pid)?;
     }
@@ -274,6 +284,14 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     })
 }
 
+/// Send a message to init; if init is gone, its own report of why is the error.
+fn send(chan: &Channel, msg: &Msg) -> Result<()> {
+    chan.send(msg).map_err(|e| match chan.recv() {
+        Ok(Some(Msg::Failed(f))) => Error::Init(f),
+        _ => Error::sys("sync with init", e),
+    })
+}
+
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = if path.is_absolute() {
         path.to_path_buf()
@@ -282,7 +300,7 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
             .map_err(|e| Error::io("getcwd", ".", e))?
             .join(path)
     };
-    crate::state::write_atomic(&path, pid.to_string().as_bytes())
+    crate::state::write_atomic(&path, pid.to_string().as_bytes(), false)
 }
 
 impl NewContainer {

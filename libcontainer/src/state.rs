@@ -16,6 +16,8 @@ use crate::procfs;
 pub const STATE_FILE: &str = "state.json";
 /// The fifo that holds a created container's init until `start` opens it (runc's protocol).
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// Present while `create` is still setting the container up.
+pub const CREATING: &str = "creating";
 
 /// The OCI version berth implements, as written in states and `features`.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -101,7 +103,9 @@ impl State {
                 if st.start_time == self.pid_start && st.state != 'Z' && st.state != 'X' => {}
             _ => return Status::Stopped,
         }
-        if dir.join(EXEC_FIFO).exists() {
+        if dir.join(CREATING).exists() {
+            Status::Creating
+        } else if dir.join(EXEC_FIFO).exists() {
             Status::Created
         } else if crate::cgroups::is_frozen(&self.cgroup) {
             Status::Paused
@@ -151,7 +155,12 @@ impl StateDir {
             }
             Err(e) => return Err(Error::io("create state dir", &path, e)),
         }
-        match lock(&path) {
+        let marked = lock(&path).and_then(|f| {
+            File::create(path.join(CREATING))
+                .map_err(|e| Error::io("create", path.join(CREATING), e))?;
+            Ok(f)
+        });
+        match marked {
             Ok(f) => Ok(StateDir { path, _lock: f }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&path);
@@ -180,7 +189,13 @@ impl StateDir {
     /// Write state.json atomically: a temporary file, fsync, rename.
     pub fn write(&self, state: &State) -> Result<()> {
         let data = serde_json::to_vec(state).expect("state serializes");
-        write_atomic(&self.path.join(STATE_FILE), &data)
+        write_atomic(&self.path.join(STATE_FILE), &data, true)
+    }
+
+    /// The container is set up: drop the `creating` marker.
+    pub fn created(&self) -> Result<()> {
+        let p = self.path.join(CREATING);
+        std::fs::remove_file(&p).map_err(|e| Error::io("remove", p, e))
     }
 
     /// Remove the directory and everything in it.
@@ -219,8 +234,8 @@ fn lock(path: &Path) -> Result<nix::fcntl::Flock<File>> {
         .map_err(|(_, e)| Error::sys(format!("lock {path:?}"), e))
 }
 
-/// Write a file atomically: `<path>.tmp`, fsync, rename over `path`.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+/// Write a file atomically: `<path>.tmp`, fsync if `durable`, rename over `path`.
+pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -231,7 +246,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     res.map_err(|e| {
@@ -266,8 +283,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-state-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("f");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
+        write_atomic(&p, b"one", true).unwrap();
+        write_atomic(&p, b"two", false).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(
             std::fs::read_dir(&dir).unwrap().count(),

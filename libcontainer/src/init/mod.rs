@@ -92,12 +92,33 @@ pub struct InitContext<'a> {
     pub preserve_fds: u32,
     /// Whether init waits for [`Msg::Go`] (the parent has not told stage 1 yet).
     pub wait_go: bool,
+    /// Set once Go has arrived (see [`InitContext::await_go`]).
+    pub go_received: std::cell::Cell<bool>,
     /// Whether init itself unshares the cgroup namespace, after joining its cgroup.
     pub unshare_cgroupns: bool,
     /// Whether init is in a user namespace it created (devices are bind-mounted, not made).
     pub in_new_userns: bool,
     /// Whether the container has its own cgroup namespace (cgroup mounts are real mounts).
     pub cgroupns: bool,
+}
+
+impl InitContext<'_> {
+    /// Wait for the parent's Go (init is in its cgroup, id maps are written), once, then unshare
+    /// the cgroup namespace so that its root is the container's cgroup.
+    pub(crate) fn await_go(&self) -> Result<()> {
+        if self.go_received.get() {
+            return Ok(());
+        }
+        if self.wait_go {
+            expect(&self.chan, "Go", |m| matches!(m, Msg::Go))?;
+        }
+        if self.unshare_cgroupns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .step("unshare cgroup namespace", None)?;
+        }
+        self.go_received.set(true);
+        Ok(())
+    }
 }
 
 /// Run init. Never returns: it execs the user's process or exits after reporting a failure.
@@ -137,21 +158,20 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     let linux = spec.linux().as_ref().expect("validated");
     crate::sys::umask(0);
 
-    if ctx.wait_go {
-        expect(&ctx.chan, "Go", |m| matches!(m, Msg::Go))?;
-    }
-    if ctx.unshare_cgroupns {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .step("unshare cgroup namespace", None)?;
+    // Without a new user namespace init may prepare the rootfs while the parent still makes
+    // the cgroup; with one, it must first have its id maps.
+    let has_mntns = has_ns(spec, oci_spec::runtime::LinuxNamespaceType::Mount);
+    if ctx.in_new_userns || !has_mntns {
+        ctx.await_go()?;
     }
     if ctx.in_new_userns {
         process::become_namespace_root()?;
     }
 
-    let has_mntns = has_ns(spec, oci_spec::runtime::LinuxNamespaceType::Mount);
     if has_mntns {
         let root = rootfs::prepare_root(ctx.rootfs, linux.rootfs_propagation().as_deref())?;
         rootfs::mount_all(ctx, &root)?;
+        ctx.await_go()?;
         devices::setup(ctx, &root)?;
         rootfs::create_cwd(&root, process.cwd())?;
     }

@@ -217,6 +217,8 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
     }
     check_proc_sys_target(dest, typ, &opts)?;
     if typ == "cgroup" {
+        // Needs the container's own cgroup (and cgroup namespace): wait until the parent made it.
+        ctx.await_go()?;
         return mount_cgroup(ctx, root, dest, &opts);
     }
     if opts.is_bind() {
