@@ -26,11 +26,15 @@ pub enum Msg {
     Ready,
     /// parent -> init: exec the process now (`run`; `create` uses the exec fifo).
     Start,
+    /// init -> parent: the pty master follows (foreground `run`/`exec` with a terminal).
+    Pty,
     /// init -> parent: a step failed.
     Failed(InitError),
 }
 
-pub struct Channel(OwnedFd);
+/// One end of the init channel. A descriptor that arrives with a message (SCM_RIGHTS) is kept
+/// until [`Channel::take_fd`].
+pub struct Channel(OwnedFd, std::cell::RefCell<Option<OwnedFd>>);
 
 impl Channel {
     /// A connected pair, close-on-exec: (parent's end, init's end).
@@ -41,12 +45,16 @@ impl Channel {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
-        Ok((Channel(a), Channel(b)))
+        Ok((Channel::new(a), Channel::new(b)))
+    }
+
+    fn new(fd: OwnedFd) -> Channel {
+        Channel(fd, std::cell::RefCell::new(None))
     }
 
     /// Another descriptor for the same socket (close-on-exec).
     pub fn duplicate(&self) -> std::io::Result<Channel> {
-        Ok(Channel(self.0.try_clone()?))
+        Ok(Channel::new(self.0.try_clone()?))
     }
 
     pub fn send(&self, msg: &Msg) -> std::io::Result<()> {
@@ -58,15 +66,53 @@ impl Channel {
         Ok(())
     }
 
+    /// Send a message with a descriptor attached (SCM_RIGHTS).
+    pub fn send_with_fd(&self, msg: &Msg, fd: BorrowedFd) -> std::io::Result<()> {
+        let data = serde_json::to_vec(msg).expect("message serializes");
+        crate::tty::send_fd(
+            self.0.as_fd(),
+            std::str::from_utf8(&data).expect("JSON is UTF-8"),
+            fd,
+        )
+    }
+
+    /// The descriptor that came with the last message, if any.
+    pub fn take_fd(&self) -> Option<OwnedFd> {
+        self.1.borrow_mut().take()
+    }
+
     /// The next message; `None` when the other end is closed (init exec'd or exited).
     pub fn recv(&self) -> std::io::Result<Option<Msg>> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::{AsRawFd, FromRawFd, RawFd};
         let mut buf = [0u8; 16 * 1024];
-        let n = loop {
-            match nix::unistd::read(&self.0, &mut buf) {
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let (n, fds) = loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                r => break r?,
+                Err(e) => return Err(e.into()),
+                Ok(m) => {
+                    let mut fds = Vec::new();
+                    for c in m.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(v) = c {
+                            fds.extend(v);
+                        }
+                    }
+                    break (m.bytes, fds);
+                }
             }
         };
+        for fd in fds {
+            // SAFETY: the kernel installed these descriptors for us.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            self.1.borrow_mut().get_or_insert(owned);
+        }
         if n == 0 {
             return Ok(None);
         }

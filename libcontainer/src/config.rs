@@ -68,63 +68,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         std::fs::canonicalize(&rootfs).map_err(|e| format!("root.path: {rootfs:?}: {e}"))?;
 
     let process = spec.process().as_ref().ok_or("process: missing")?;
-    match process.args() {
-        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
-        _ => return Err("process.args: must hold at least the program to run".into()),
-    }
-    if !process.cwd().is_absolute() {
-        return Err(format!(
-            "process.cwd: {:?} is not an absolute path",
-            process.cwd()
-        ));
-    }
-    if process.terminal() == Some(true) {
-        return Err("process.terminal: terminals are not supported yet".into());
-    }
-    for (name, set) in [
-        (
-            "process.apparmorProfile",
-            process.apparmor_profile().is_some(),
-        ),
-        ("process.selinuxLabel", process.selinux_label().is_some()),
-        ("process.ioPriority", process.io_priority().is_some()),
-        ("process.scheduler", process.scheduler().is_some()),
-        (
-            "process.execCPUAffinity",
-            process.exec_cpu_affinity().is_some(),
-        ),
-    ] {
-        if set {
-            return Err(format!("{name}: not supported by berth yet"));
-        }
-    }
-    if let Some(env) = process.env() {
-        for (i, e) in env.iter().enumerate() {
-            if !e.contains('=') || e.starts_with('=') {
-                return Err(format!(
-                    "process.env[{i}]: {e:?} is not of the form KEY=value"
-                ));
-            }
-        }
-    }
-    if let Some(rlimits) = process.rlimits() {
-        let mut seen = HashSet::new();
-        for (i, r) in rlimits.iter().enumerate() {
-            if !seen.insert(format!("{:?}", r.typ())) {
-                return Err(format!(
-                    "process.rlimits[{i}]: duplicate type {:?}",
-                    r.typ()
-                ));
-            }
-            if r.soft() > r.hard() {
-                return Err(format!(
-                    "process.rlimits[{i}]: soft limit {} is above hard limit {}",
-                    r.soft(),
-                    r.hard()
-                ));
-            }
-        }
-    }
+    validate_process(process, "process")?;
 
     let linux = spec
         .linux()
@@ -269,6 +213,64 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         crate::hooks::validate(hooks)?;
     }
     Ok(rootfs)
+}
+
+/// Check a process (config.json's `process`, or the `--process` file of `exec`); `field` is how
+/// errors name it.
+pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Result<(), String> {
+    match process.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => {
+            return Err(format!(
+                "{field}.args: must hold at least the program to run"
+            ))
+        }
+    }
+    if !process.cwd().is_absolute() {
+        return Err(format!(
+            "{field}.cwd: {:?} is not an absolute path",
+            process.cwd()
+        ));
+    }
+    for (name, set) in [
+        ("apparmorProfile", process.apparmor_profile().is_some()),
+        ("selinuxLabel", process.selinux_label().is_some()),
+        ("ioPriority", process.io_priority().is_some()),
+        ("scheduler", process.scheduler().is_some()),
+        ("execCPUAffinity", process.exec_cpu_affinity().is_some()),
+    ] {
+        if set {
+            return Err(format!("{field}.{name}: not supported by berth yet"));
+        }
+    }
+    if let Some(env) = process.env() {
+        for (i, e) in env.iter().enumerate() {
+            if !e.contains('=') || e.starts_with('=') {
+                return Err(format!(
+                    "{field}.env[{i}]: {e:?} is not of the form KEY=value"
+                ));
+            }
+        }
+    }
+    if let Some(rlimits) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for (i, r) in rlimits.iter().enumerate() {
+            if !seen.insert(format!("{:?}", r.typ())) {
+                return Err(format!(
+                    "{field}.rlimits[{i}]: duplicate type {:?}",
+                    r.typ()
+                ));
+            }
+            if r.soft() > r.hard() {
+                return Err(format!(
+                    "{field}.rlimits[{i}]: soft limit {} is above hard limit {}",
+                    r.soft(),
+                    r.hard()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn ns_name(t: LinuxNamespaceType) -> &'static str {

@@ -82,7 +82,7 @@ pub fn list(root: &Path) -> Result<Vec<Listed>> {
 }
 
 /// A pidfd for the container's init, if it is still the process that was created.
-fn init_pidfd(state: &State) -> Option<std::os::fd::OwnedFd> {
+pub(crate) fn init_pidfd(state: &State) -> Option<std::os::fd::OwnedFd> {
     let fd = sys::pidfd_open(state.pid).ok()?;
     // Checked after opening: the pidfd now pins the process, so a match is not a reused pid.
     match procfs::stat(state.pid) {

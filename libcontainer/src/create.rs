@@ -24,6 +24,9 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub systemd_cgroup: bool,
+    /// The caller will not stay attached (`create`, `run --detach`): a terminal then needs a
+    /// console socket.
+    pub detach: bool,
 }
 
 /// How the new container is started.
@@ -41,9 +44,21 @@ pub struct NewContainer {
     pub pidfd: OwnedFd,
     /// Whether init is this process's child (else a grandchild; `run` makes itself a subreaper).
     pub direct_child: bool,
+    /// The pty master, for a foreground `run` with a terminal.
+    pub pty: Option<OwnedFd>,
     dir: StateDir,
     chan: Channel,
     cleanup: Cleanup,
+}
+
+/// A container whose process runs (`run`).
+pub struct Started {
+    pub state: State,
+    pub pidfd: OwnedFd,
+    /// The pty master, for a foreground `run` with a terminal.
+    pub pty: Option<OwnedFd>,
+    /// Failed poststart hooks.
+    pub warnings: Vec<String>,
 }
 
 /// Undoes a partial create unless disarmed.
@@ -87,12 +102,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     crate::config::validate_id(&opts.id)?;
     let bundle = Bundle::load(&opts.bundle)?;
     let spec = &bundle.spec;
-    if opts.console_socket.is_some() {
-        return Err(Error::config(
-            "--console-socket",
-            "cannot use a console socket when process.terminal is false",
-        ));
-    }
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    let console = console_for(terminal, opts.console_socket.as_deref(), opts.detach)?;
     let dir = StateDir::create(&opts.root, &opts.id)?;
     let mut cleanup = Cleanup {
         armed: true,
@@ -142,6 +153,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 no_pivot: opts.no_pivot,
                 no_new_keyring: opts.no_new_keyring,
                 preserve_fds: opts.preserve_fds,
+                console,
                 wait_go,
                 go_received: std::cell::Cell::new(false),
                 unshare_cgroupns,
@@ -206,6 +218,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         dir.write(&state)?;
         Ok(state)
     };
+    let mut pty = None;
     let mut state = if plan.fast() {
         Some(record(child.pid)?)
     } else {
@@ -241,6 +254,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 }
                 send(&chan, &Msg::HooksDone)?;
             }
+            Some(Msg::Pty) => pty = chan.take_fd(),
             Some(Msg::Ready) => break,
             Some(Msg::Failed(e)) => return Err(Error::Init(e)),
             Some(other) => {
@@ -278,10 +292,35 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         state,
         pidfd,
         direct_child: direct,
+        pty,
         dir,
         chan,
         cleanup,
     })
+}
+
+/// Who gets the pty master: runc's rules for `--console-socket` and `process.terminal`.
+pub(crate) fn console_for(
+    terminal: bool,
+    socket: Option<&Path>,
+    detach: bool,
+) -> Result<crate::init::Console> {
+    use crate::init::Console;
+    match (terminal, socket) {
+        (false, None) => Ok(Console::None),
+        (false, Some(_)) => Err(Error::config(
+            "--console-socket",
+            "cannot use a console socket when process.terminal is false",
+        )),
+        (true, Some(p)) => crate::tty::connect(p)
+            .map(Console::Socket)
+            .map_err(|e| Error::io("connect to console socket", p, e)),
+        (true, None) if detach => Err(Error::config(
+            "process.terminal",
+            "cannot allocate a terminal for a detached container without --console-socket",
+        )),
+        (true, None) => Ok(Console::Parent),
+    }
 }
 
 /// Send a message to init; if init is gone, its own report of why is the error.
@@ -292,7 +331,7 @@ fn send(chan: &Channel, msg: &Msg) -> Result<()> {
     })
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -310,8 +349,8 @@ impl NewContainer {
     }
 
     /// `run`: let init exec the process; fails if the exec (or a startContainer hook) fails,
-    /// and then removes the container. Returns poststart hook warnings.
-    pub fn start(mut self) -> Result<(State, OwnedFd, bool, Vec<String>)> {
+    /// and then removes the container.
+    pub fn start(mut self) -> Result<Started> {
         self.chan
             .send(&Msg::Start)
             .map_err(|e| Error::sys("start init", e))?;
@@ -336,6 +375,11 @@ impl NewContainer {
         self.cleanup.armed = false;
         let warnings = crate::container::poststart(&self.state);
         drop(self.dir);
-        Ok((self.state, self.pidfd, self.direct_child, warnings))
+        Ok(Started {
+            state: self.state,
+            pidfd: self.pidfd,
+            pty: self.pty,
+            warnings,
+        })
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod container;
 pub mod create;
 pub mod error;
+pub mod exec;
 pub mod features;
 pub mod hooks;
 pub mod init;
@@ -20,5 +21,6 @@ pub mod spec_default;
 pub mod state;
 pub mod sys;
 pub mod timefmt;
+pub mod tty;
 
 pub use error::{Error, Result};

@@ -242,3 +242,24 @@ pub fn mount_set_readonly(fd: BorrowedFd) -> io::Result<()> {
     })
     .map(drop)
 }
+
+/// ioctl(2) with an integer argument.
+pub fn ioctl_int(fd: BorrowedFd, req: libc::c_ulong, arg: libc::c_int) -> io::Result<libc::c_int> {
+    // SAFETY: the request takes an int by value; no memory is passed.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// ioctl(2) with a pointer to a `T` the kernel reads or fills.
+pub fn ioctl_ptr<T>(fd: BorrowedFd, req: libc::c_ulong, arg: &mut T) -> io::Result<()> {
+    // SAFETY: arg is a valid, exclusive `T` of the layout this request uses (callers pass the
+    // request's own type: c_int for TIOCGPTN/TIOCSPTLCK, winsize for TIOCSWINSZ/TIOCGWINSZ).
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg as *mut T) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

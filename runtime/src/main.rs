@@ -2,6 +2,8 @@
 //! exit codes, state JSON and log lines follow runc's.
 
 mod log;
+mod process_args;
+mod relay;
 mod signals;
 
 use std::io::Write;
@@ -75,6 +77,60 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(Args)]
+struct ExecArgs {
+    /// Unix socket to send the pty master to (with --tty).
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Working directory of the process.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Extra environment variables (KEY=value).
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// uid[:gid] to run as.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Additional groups.
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// A process.json to run instead of the command line.
+    #[arg(short = 'p', long)]
+    process: Option<PathBuf>,
+    /// Do not wait for the process.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// SELinux process label (not supported on this host).
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// AppArmor profile (not supported on this host).
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// Set no_new_privs.
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// Add a capability.
+    #[arg(short = 'c', long = "cap")]
+    cap: Vec<String>,
+    /// Pass this many extra descriptors (3, 4, ...) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Ignored (cgroup v2 sub-cgroups are not supported).
+    #[arg(long, hide = true)]
+    cgroup: Vec<String>,
+    /// Container id.
+    id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a container, held before running its process until `start`.
@@ -91,6 +147,8 @@ enum Cmd {
         #[arg(default_value = "SIGTERM")]
         signal: String,
     },
+    /// Run a new process inside a running container.
+    Exec(Box<ExecArgs>),
     /// Delete a container and everything it holds.
     Delete {
         #[arg(short = 'f', long)]
@@ -159,7 +217,7 @@ fn main() {
     }
 }
 
-fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
+fn create_options(cli: &Cli, a: &CreateArgs, detach: bool) -> CreateOptions {
     CreateOptions {
         root: cli.root.clone(),
         id: a.id.clone(),
@@ -170,6 +228,7 @@ fn create_options(cli: &Cli, a: &CreateArgs) -> CreateOptions {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         systemd_cgroup: cli.systemd_cgroup,
+        detach,
     }
 }
 
@@ -184,7 +243,7 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
     match &cli.cmd {
         Cmd::Create(a) => {
             libcontainer::sealed::ensure_sealed()?;
-            create::create(&create_options(cli, a), StartMode::Fifo)
+            create::create(&create_options(cli, a, true), StartMode::Fifo)
                 .with_context(|| format!("create container {:?}", a.id))?
                 .detach();
         }
@@ -195,6 +254,10 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
         } => {
             libcontainer::sealed::ensure_sealed()?;
             return run(cli, logger, create, *detach, *keep);
+        }
+        Cmd::Exec(a) => {
+            libcontainer::sealed::ensure_sealed()?;
+            return exec(cli, a);
         }
         Cmd::Start { id } => {
             let w =
@@ -288,71 +351,86 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// `run`: create with an immediate start; in the foreground forward signals to init, wait for
-/// it, remove the container and exit with its status (128+signal if killed).
+/// `run`: create with an immediate start; in the foreground forward signals to init (and
+/// relay its terminal), wait for it, remove the container and exit with its status.
 fn run(cli: &Cli, logger: &log::Logger, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-    use nix::sys::signalfd::SignalFd;
-    let opts = create_options(cli, a);
-    let mut sigfd = None;
-    if !detach {
-        // Block every signal before init exists so none is lost; init resets its mask.
-        let mut set = SigSet::all();
-        for s in [
-            Signal::SIGSEGV,
-            Signal::SIGBUS,
-            Signal::SIGILL,
-            Signal::SIGFPE,
-            Signal::SIGABRT,
-        ] {
-            set.remove(s);
-        }
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-        sigfd = Some(SignalFd::new(&set)?);
+    let opts = create_options(cli, a, detach);
+    let sigfd = if detach {
+        None
+    } else {
         nix::sys::prctl::set_child_subreaper(true)?;
-    }
+        Some(relay::block_signals()?)
+    };
     let new = create::create(&opts, StartMode::Now)
         .with_context(|| format!("create container {:?}", a.id))?;
-    let (state, pidfd, _direct, warnings) = new
+    let started = new
         .start()
         .with_context(|| format!("run container {:?}", a.id))?;
-    warn_all(logger, &warnings);
+    warn_all(logger, &started.warnings);
     let Some(sigfd) = sigfd else { return Ok(0) };
-    let status = wait_forwarding(&sigfd, state.pid, pidfd.as_fd())?;
+    let status = relay::wait(
+        &sigfd,
+        started.state.pid,
+        started.pidfd.as_fd(),
+        started.pty,
+    )?;
     if !keep {
-        let w = container::destroy_stopped(&cli.root, &state.id)
-            .with_context(|| format!("remove container {:?}", state.id))?;
+        let w = container::destroy_stopped(&cli.root, &started.state.id)
+            .with_context(|| format!("remove container {:?}", started.state.id))?;
         warn_all(logger, &w);
     }
     Ok(status)
 }
 
-fn wait_forwarding(
-    sigfd: &nix::sys::signalfd::SignalFd,
-    init: i32,
-    pidfd: std::os::fd::BorrowedFd,
-) -> Result<i32> {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    loop {
-        let Some(info) = sigfd.read_signal()? else {
-            continue;
-        };
-        let sig = info.ssi_signo as i32;
-        if sig != libc::SIGCHLD {
-            let _ = libcontainer::sys::pidfd_send_signal(pidfd, sig);
-            continue;
-        }
-        // Reap every child that exited (a subreaper also inherits orphans of the container).
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init => return Ok(code),
-                Ok(WaitStatus::Signaled(pid, s, _)) if pid.as_raw() == init => {
-                    return Ok(128 + s as i32)
-                }
-                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
-                Ok(_) => {}
-                Err(e) => return Err(e).context("waitpid"),
-            }
-        }
+/// `exec`: start a process in a running container; in the foreground wait for it.
+fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
+    if a.apparmor.is_some() {
+        bail!("--apparmor: AppArmor is not enabled on this host");
     }
+    if a.process_label.is_some() {
+        bail!("--process-label: SELinux is not enabled on this host");
+    }
+    let process = match &a.process {
+        Some(p) => process_args::from_file(p)?,
+        None => {
+            let l = container::load(&cli.root, &a.id)?;
+            let base = l
+                .state
+                .config
+                .process()
+                .clone()
+                .context("the container has no process spec")?;
+            process_args::build(
+                &base,
+                &process_args::Overrides {
+                    args: &a.command,
+                    tty: a.tty,
+                    cwd: a.cwd.as_deref(),
+                    env: &a.env,
+                    user: a.user.as_deref(),
+                    additional_gids: &a.additional_gids,
+                    caps: &a.cap,
+                    no_new_privs: a.no_new_privs,
+                },
+            )?
+        }
+    };
+    let opts = libcontainer::exec::ExecOptions {
+        root: cli.root.clone(),
+        id: a.id.clone(),
+        process,
+        console_socket: a.console_socket.clone(),
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        preserve_fds: a.preserve_fds,
+    };
+    let sigfd = if a.detach {
+        None
+    } else {
+        Some(relay::block_signals()?)
+    };
+    let execd =
+        libcontainer::exec::exec(&opts).with_context(|| format!("exec in container {:?}", a.id))?;
+    let Some(sigfd) = sigfd else { return Ok(0) };
+    relay::wait(&sigfd, execd.pid, execd.pidfd.as_fd(), execd.pty)
 }

@@ -4,10 +4,10 @@
 
 mod devices;
 pub mod mountopts;
-mod process;
+pub(crate) mod process;
 mod rootfs;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use oci_spec::runtime::Spec;
@@ -71,6 +71,46 @@ impl<T, E: Into<std::io::Error>> StepExt<T> for std::result::Result<T, E> {
     }
 }
 
+/// Who receives the pty master of a container with `process.terminal`.
+pub enum Console {
+    /// No terminal: the process keeps the stdio berth was given.
+    None,
+    /// `--console-socket`: a connected unix socket (runc's protocol).
+    Socket(OwnedFd),
+    /// Foreground `run`: back to the parent over the channel, which relays the caller's stdio.
+    Parent,
+}
+
+/// Make the pty (inside the container: its /dev/ptmx), hand the master to whoever holds the
+/// console and make the slave the process's controlling terminal and stdio.
+pub(crate) fn setup_console(
+    console: &Console,
+    chan: &Channel,
+    size: Option<(u16, u16)>,
+) -> Result<()> {
+    if matches!(console, Console::None) {
+        return Ok(());
+    }
+    let ptmx = Path::new("/dev/ptmx");
+    let pty = crate::tty::open(ptmx).step("open pty", Some(ptmx))?;
+    if let Some((rows, cols)) = size {
+        crate::tty::set_size(pty.slave.as_fd(), rows, cols).step("set console size", None)?;
+    }
+    match console {
+        Console::Socket(sock) => crate::tty::send_fd(sock.as_fd(), &pty.name, pty.master.as_fd())
+            .step("send pty master to the console socket", None)?,
+        Console::Parent => chan
+            .send_with_fd(&Msg::Pty, pty.master.as_fd())
+            .step("send pty master", None)?,
+        Console::None => {}
+    }
+    drop(pty.master);
+    crate::tty::become_controlled_by(&pty.slave).step(
+        "make the pty the controlling terminal",
+        Some(Path::new(&pty.name)),
+    )
+}
+
 /// How init learns that it may exec the user's process.
 pub enum StartSignal {
     /// `create`: block opening the exec fifo (an O_PATH fd) until `berth start` opens it.
@@ -90,6 +130,8 @@ pub struct InitContext<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Where the pty master goes when process.terminal is set.
+    pub console: Console,
     /// Whether init waits for [`Msg::Go`] (the parent has not told stage 1 yet).
     pub wait_go: bool,
     /// Set once Go has arrived (see [`InitContext::await_go`]).
@@ -195,6 +237,10 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             rootfs::pivot_root(ctx.rootfs)?;
         }
         rootfs::finish_propagation(linux.rootfs_propagation().as_deref())?;
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        setup_console(&ctx.console, &ctx.chan, size)?;
         if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
             rootfs::remount_readonly(Path::new("/"))?;
         }

@@ -1,0 +1,203 @@
+//! `exec`: run another process in a running container. It joins every namespace of the
+//! container's init and its cgroup, and gets the credentials, capabilities, rlimits and
+//! no_new_privs of its process spec.
+//!
+//! The pid and time namespaces apply to children only, so berth joins those itself and clones
+//! once: the child is born in them and joins the others (through init's pidfd, all at once),
+//! then sets the process up with the same steps as init and execs. One fork, no re-exec.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::Process;
+
+use crate::cgroups;
+use crate::channel::{Channel, Msg};
+use crate::container;
+use crate::error::{Error, Result};
+use crate::init::{self, process as steps, InitError, StepExt};
+use crate::state::Status;
+use crate::{namespaces, sys};
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    /// The caller will not wait (a terminal then needs a console socket).
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// A process started in a container.
+pub struct Execd {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// The pty master, for a foreground exec with a terminal.
+    pub pty: Option<OwnedFd>,
+}
+
+pub fn exec(opts: &ExecOptions) -> Result<Execd> {
+    let l = container::load(&opts.root, &opts.id)?;
+    match l.status {
+        Status::Created | Status::Running => {}
+        Status::Paused => {
+            return Err(Error::InvalidState(
+                "cannot exec in a paused container".into(),
+            ))
+        }
+        s => {
+            return Err(Error::InvalidState(format!(
+                "cannot exec in a {s} container"
+            )))
+        }
+    }
+    crate::config::validate_process(&opts.process, "process")
+        .map_err(|m| Error::config("--process", m))?;
+    let terminal = opts.process.terminal() == Some(true);
+    let console =
+        crate::create::console_for(terminal, opts.console_socket.as_deref(), opts.detach)?;
+    let init_fd = container::init_pidfd(&l.state)
+        .ok_or_else(|| Error::InvalidState("cannot exec in a stopped container".into()))?;
+
+    // The namespaces the container has (its own or joined by path): exactly those of its init.
+    let mut join = CloneFlags::empty();
+    for ns in l
+        .state
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|x| x.namespaces().as_deref())
+        .unwrap_or_default()
+    {
+        join |= namespaces::flag(ns.typ());
+    }
+    let for_children =
+        join & (CloneFlags::CLONE_NEWPID | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
+    if !for_children.is_empty() {
+        nix::sched::setns(&init_fd, for_children)
+            .map_err(|e| Error::sys("join the container's pid namespace", e))?;
+    }
+    let in_userns = join.contains(CloneFlags::CLONE_NEWUSER);
+    let rest = join - for_children;
+
+    // init's root, opened from the host: after joining the mount namespace the child enters it
+    // (with --no-pivot the container's root is a chroot, not the namespace's root).
+    let root_path = format!("/proc/{}/root", l.state.pid);
+    let init_root = nix::fcntl::open(
+        root_path.as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", &root_path, e.into()))?;
+    let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
+    let child = match sys::clone3(0).map_err(|e| Error::sys("clone3", e))? {
+        None => {
+            drop(chan);
+            let err = match child_setup(
+                &opts.process,
+                &init_fd,
+                &init_root,
+                rest,
+                in_userns,
+                &console,
+                &child_chan,
+                opts.preserve_fds,
+            ) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let _ = child_chan.send(&Msg::Failed(err));
+            // SAFETY: _exit in the forked child skips the parent's atexit handlers.
+            unsafe { libc::_exit(127) }
+        }
+        Some(c) => c,
+    };
+    drop(child_chan);
+    let kill_child = |e: Error| {
+        let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
+        e
+    };
+    cgroups::manager_for(&l.state.cgroup)
+        .add(child.pid)
+        .map_err(|e| kill_child(e.into()))?;
+    chan.send(&Msg::Go)
+        .map_err(|e| kill_child(Error::sys("sync with exec process", e)))?;
+    let mut pty = None;
+    loop {
+        match chan.recv() {
+            Ok(None) => break,
+            Ok(Some(Msg::Pty)) => pty = chan.take_fd(),
+            Ok(Some(Msg::Failed(e))) => {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
+                return Err(Error::Init(e));
+            }
+            Ok(Some(m)) => {
+                return Err(kill_child(Error::sys(
+                    "sync with exec process",
+                    std::io::Error::other(format!("unexpected message {m:?}")),
+                )))
+            }
+            Err(e) => return Err(kill_child(Error::sys("sync with exec process", e))),
+        }
+    }
+    if let Some(p) = &opts.pid_file {
+        crate::create::write_pid_file(p, child.pid)?;
+    }
+    Ok(Execd {
+        pid: child.pid,
+        pidfd: child.pidfd,
+        pty,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+/// The exec'd process, before exec: the same steps (and order) as init's, minus the rootfs.
+fn child_setup(
+    process: &Process,
+    init_fd: &OwnedFd,
+    init_root: &OwnedFd,
+    join: CloneFlags,
+    in_userns: bool,
+    console: &init::Console,
+    chan: &Channel,
+    preserve_fds: u32,
+) -> init::Result<std::convert::Infallible> {
+    match chan.recv() {
+        Ok(Some(Msg::Go)) => {}
+        _ => {
+            return Err(InitError::msg(
+                "sync",
+                None,
+                "berth went away before the process started",
+            ))
+        }
+    }
+    if !join.is_empty() {
+        nix::sched::setns(init_fd, join).step("join the container's namespaces", None)?;
+    }
+    if in_userns {
+        steps::become_namespace_root()?;
+    }
+    nix::unistd::fchdir(init_root).step("enter the container's root", None)?;
+    nix::unistd::chroot(".").step("chroot into the container's root", None)?;
+    nix::unistd::chdir("/").step("chdir /", None)?;
+    let size = process
+        .console_size()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    init::setup_console(console, chan, size)?;
+    steps::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if process.no_new_privileges() == Some(true) {
+        steps::set_no_new_privs()?;
+    }
+    steps::close_host_fds(preserve_fds)?;
+    steps::switch_user(process)?;
+    steps::enter_cwd(process.cwd())?;
+    crate::sys::umask(process.user().umask().unwrap_or(0o022));
+    let exec = steps::Exec::prepare(process)?;
+    Err(exec.exec())
+}

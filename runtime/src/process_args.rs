@@ -1,0 +1,158 @@
+//! The process spec of `berth exec`, built the way runc builds it: `--process FILE`, or the
+//! container's own process with the command line's args and overrides.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{Capability, Process};
+
+/// The flags of `exec` that shape the process.
+pub struct Overrides<'a> {
+    pub args: &'a [String],
+    pub tty: bool,
+    pub cwd: Option<&'a Path>,
+    pub env: &'a [String],
+    pub user: Option<&'a str>,
+    pub additional_gids: &'a [u32],
+    pub caps: &'a [String],
+    pub no_new_privs: bool,
+}
+
+pub fn from_file(path: &Path) -> Result<Process> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("read process file {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parse process file {}", path.display()))
+}
+
+fn cap(name: &str) -> Result<Capability> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| anyhow::anyhow!("--cap: unknown capability {name:?}"))
+}
+
+/// `uid[:gid]`
+fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let uid = u
+        .parse()
+        .with_context(|| format!("--user {s:?}: uid must be a number"))?;
+    let gid = g
+        .map(|g| {
+            g.parse()
+                .with_context(|| format!("--user {s:?}: gid must be a number"))
+        })
+        .transpose()?;
+    Ok((uid, gid))
+}
+
+pub fn build(base: &Process, o: &Overrides) -> Result<Process> {
+    if o.args.is_empty() {
+        bail!("exec: a command to run is required (or --process FILE)");
+    }
+    let mut p = base.clone();
+    p.set_args(Some(o.args.to_vec()));
+    p.set_terminal(Some(o.tty));
+    p.set_console_size(None);
+    if let Some(cwd) = o.cwd {
+        p.set_cwd(cwd.to_path_buf());
+    }
+    if !o.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        env.extend(o.env.iter().cloned());
+        p.set_env(Some(env));
+    }
+    if let Some(u) = o.user {
+        let (uid, gid) = parse_user(u)?;
+        p.user_mut().set_uid(uid);
+        if let Some(g) = gid {
+            p.user_mut().set_gid(g);
+        }
+    }
+    if !o.additional_gids.is_empty() {
+        p.user_mut()
+            .set_additional_gids(Some(o.additional_gids.to_vec()));
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !o.caps.is_empty() {
+        let extra: Vec<Capability> = o.caps.iter().map(|c| cap(c)).collect::<Result<_>>()?;
+        let mut caps = p
+            .capabilities()
+            .clone()
+            .unwrap_or_else(|| serde_json::from_str("{}").expect("empty capabilities"));
+        let add = |set: Option<oci_spec::runtime::Capabilities>| {
+            let mut s = set.unwrap_or_default();
+            s.extend(extra.iter().copied());
+            Some(s)
+        };
+        caps.set_bounding(add(caps.bounding().clone()));
+        caps.set_effective(add(caps.effective().clone()));
+        caps.set_permitted(add(caps.permitted().clone()));
+        caps.set_inheritable(add(caps.inheritable().clone()));
+        caps.set_ambient(add(caps.ambient().clone()));
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_like_runc() {
+        let base: Process = serde_json::from_value(serde_json::json!({
+            "user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/", "env": ["A=1"],
+            "capabilities": {"bounding": ["CAP_KILL"]}
+        }))
+        .unwrap();
+        let args = vec!["ls".to_string(), "-l".to_string()];
+        let env = vec!["B=2".to_string()];
+        let caps = vec!["CAP_NET_ADMIN".to_string()];
+        let p = build(
+            &base,
+            &Overrides {
+                args: &args,
+                tty: true,
+                cwd: Some(Path::new("/tmp")),
+                env: &env,
+                user: Some("1000:100"),
+                additional_gids: &[5],
+                caps: &caps,
+                no_new_privs: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &args);
+        assert_eq!(p.env().as_ref().unwrap(), &["A=1", "B=2"]);
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 100));
+        assert_eq!(p.terminal(), Some(true));
+        assert!(p
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::NetAdmin));
+        let bad = vec!["CAP_NOPE".to_string()];
+        assert!(build(
+            &base,
+            &Overrides {
+                args: &args,
+                tty: false,
+                cwd: None,
+                env: &[],
+                user: None,
+                additional_gids: &[],
+                caps: &bad,
+                no_new_privs: false
+            }
+        )
+        .is_err());
+        assert!(parse_user("x").is_err());
+    }
+}
