@@ -296,3 +296,9 @@ mod tests {
         assert_eq!(super::user_name(p, 7), None);
     }
 }
+
+/// The pids (as seen from the host) of every process of a container, from its cgroup.
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let l = load(root, id)?;
+    Ok(cgroups::manager_for(&l.state.cgroup).pids()?)
+}

@@ -166,6 +166,15 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// List the processes of a container.
+    Ps {
+        #[arg(short = 'f', long, default_value = "table")]
+        format: String,
+        id: String,
+        /// Options for ps(1) (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
     /// List containers.
     List {
         #[arg(short = 'f', long, default_value = "table")]
@@ -279,6 +288,11 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
             warn_all(logger, &w);
         }
         Cmd::List { format, quiet } => list(root, format, *quiet)?,
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(root, id, format, ps_args)?,
         Cmd::Spec { bundle, rootless } => {
             let dir = bundle.clone().unwrap_or_else(|| PathBuf::from("."));
             let path = dir.join("config.json");
@@ -296,6 +310,51 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
         ),
     }
     Ok(0)
+}
+
+/// `ps`: the container's pids as JSON, or the lines of ps(1) for them (runc's behaviour).
+fn ps(root: &Path, id: &str, format: &str, args: &[String]) -> Result<()> {
+    let pids = container::pids(root, id).with_context(|| format!("ps of container {id:?}"))?;
+    match format {
+        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "table" => {
+            let args: Vec<String> = if args.is_empty() {
+                vec!["-ef".into()]
+            } else {
+                args.to_vec()
+            };
+            let out = std::process::Command::new("ps")
+                .args(&args)
+                .output()
+                .context("run ps")?;
+            if !out.status.success() {
+                bail!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            let col = header
+                .split_whitespace()
+                .position(|h| h == "PID")
+                .context("ps output has no PID column")?;
+            println!("{header}");
+            for line in lines {
+                let pid = line
+                    .split_whitespace()
+                    .nth(col)
+                    .and_then(|p| p.parse::<i32>().ok());
+                if pid.is_some_and(|p| pids.contains(&p)) {
+                    println!("{line}");
+                }
+            }
+        }
+        f => bail!("invalid format option {f:?}: table or json"),
+    }
+    Ok(())
 }
 
 fn list(root: &Path, format: &str, quiet: bool) -> Result<()> {
