@@ -286,6 +286,12 @@ pub fn destroy_stopped(root: &Path, id: &str) -> Result<Vec<String>> {
     destroy(dir, &state)
 }
 
+/// The pids (as seen from the host) of every process of a container, from its cgroup.
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let l = load(root, id)?;
+    Ok(cgroups::manager_for(&l.state.cgroup).pids()?)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -295,10 +301,4 @@ mod tests {
         assert_eq!(super::user_name(p, 1000), Some("user"));
         assert_eq!(super::user_name(p, 7), None);
     }
-}
-
-/// The pids (as seen from the host) of every process of a container, from its cgroup.
-pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
-    let l = load(root, id)?;
-    Ok(cgroups::manager_for(&l.state.cgroup).pids()?)
 }
