@@ -252,18 +252,23 @@ fn destroy(dir: StateDir, state: &State) -> Result<Vec<String>> {
             let _ = std::fs::write(f.join("freezer.state"), "THAWED");
         }
     }
-    for _ in 0..100 {
-        let pids = cg.pids().unwrap_or_default();
-        if pids.is_empty() {
-            break;
+    // With a pid namespace of its own, the container's processes died with its init. Without
+    // one they may outlive it, so kill what is left in the cgroup (runc does the same, and only
+    // then: a cgroup may be shared with other containers).
+    if !has_own_pid_ns(state) {
+        for _ in 0..100 {
+            let pids = cg.pids().unwrap_or_default();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        for pid in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     cg.destroy()?;
     let mut warnings = Vec::new();
@@ -277,6 +282,19 @@ fn destroy(dir: StateDir, state: &State) -> Result<Vec<String>> {
     }
     dir.remove()?;
     Ok(warnings)
+}
+
+fn has_own_pid_ns(state: &State) -> bool {
+    state
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+            })
+        })
 }
 
 /// Remove a container after its process exited (`run` in the foreground).

@@ -26,7 +26,10 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
 }
 
 pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
-    let mut out: Vec<Hierarchy> = Vec::new();
+    // (mount point, fstype, super options) of every mount, in mount order; a later mount on the
+    // same point or on a parent directory covers the earlier ones, which are then not reachable
+    // (e.g. a tmpfs hiding /sys/fs/cgroup/unified).
+    let mut mounts: Vec<(&str, &str, &str)> = Vec::new();
     for line in mountinfo.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
             continue;
@@ -38,6 +41,11 @@ pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         let Some(mount_point) = pre.split(' ').nth(4) else {
             continue;
         };
+        mounts.retain(|(mp, _, _)| !Path::new(mp).starts_with(mount_point));
+        mounts.push((mount_point, fstype, super_opts));
+    }
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for (mount_point, fstype, super_opts) in mounts {
         let controllers = match fstype {
             "cgroup2" => String::new(),
             "cgroup" => super_opts
@@ -356,6 +364,14 @@ mod tests {
         let names: Vec<_> = h.iter().map(|h| h.controllers.as_str()).collect();
         assert_eq!(names, ["", "cpu", "memory", "name=systemd"]);
         assert_eq!(h[2].mount_point, Path::new("/sys/fs/cgroup/memory"));
+        // A tmpfs mounted over the cgroup2 mount hides it.
+        let covered =
+            format!("{MOUNTINFO}40 30 0:40 / /sys/fs/cgroup/unified rw - tmpfs none rw,size=4k\n");
+        let names: Vec<_> = parse_hierarchies(&covered)
+            .into_iter()
+            .map(|h| h.controllers)
+            .collect();
+        assert_eq!(names, ["cpu", "memory", "name=systemd"]);
     }
 
     #[test]
