@@ -209,7 +209,11 @@ fn signal_all(state: &State, sig: i32) -> Result<()> {
 /// `delete`: remove a stopped (or, with `force`, any) container. Returns warnings of failed
 /// poststop hooks.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
-    let dir = StateDir::open(root, id)?;
+    let dir = match StateDir::open(root, id) {
+        // As runc: forcing the deletion of a container that is already gone succeeds.
+        Err(Error::NotFound(_)) if force => return Ok(Vec::new()),
+        r => r?,
+    };
     let state = match dir.read() {
         Ok(s) => s,
         Err(Error::NotFound(_)) => {
