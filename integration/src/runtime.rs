@@ -199,11 +199,44 @@ impl Runtime {
 
     /// Like [`Runtime::spawn`], in working directory `cwd`.
     pub fn spawn_in(&self, cwd: Option<&Path>, args: &[&str]) -> Result<Pending, Failure> {
+        self.spawn_full(cwd, &[], args)
+    }
+
+    /// Like [`Runtime::spawn_in`]; the runtime also starts with `fds[i]` open (read-only, not
+    /// close-on-exec) as descriptor `3 + i`, the way a careless parent leaves descriptors to
+    /// its children. A `/bin/sh` opens them and then `exec`s the runtime (same pid), since the
+    /// standard library opens everything close-on-exec. At most 7 (descriptors 3..=9).
+    fn spawn_full(
+        &self,
+        cwd: Option<&Path>,
+        fds: &[&Path],
+        args: &[&str],
+    ) -> Result<Pending, Failure> {
+        if fds.len() > 7 {
+            return Err(Failure::Fail(format!(
+                "at most 7 inherited descriptors, not {}",
+                fds.len()
+            )));
+        }
         let n = self.seq.get() + 1;
         self.seq.set(n);
         let out = self.io_dir.join(format!("{n}.out"));
         let err = self.io_dir.join(format!("{n}.err"));
-        let mut cmd = Command::new(&self.path);
+        let mut cmd = if fds.is_empty() {
+            Command::new(&self.path)
+        } else {
+            let opens: Vec<String> = (0..fds.len())
+                .map(|i| format!("{}<\"${}\"", i + 3, i + 1))
+                .collect();
+            let script = format!(
+                "exec {} || exit 127; shift {}; exec \"$@\"",
+                opens.join(" "),
+                fds.len()
+            );
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(script).arg("sh").args(fds).arg(&self.path);
+            c
+        };
         cmd.arg("--root").arg(&self.root).args(args);
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
@@ -212,8 +245,13 @@ impl Runtime {
             .stdout(File::create(&out)?)
             .stderr(File::create(&err)?);
         let child = cmd.spawn()?;
+        let inherited = if fds.is_empty() {
+            String::new()
+        } else {
+            format!(" (inheriting {} host descriptors)", fds.len())
+        };
         Ok(Pending {
-            cmd: format!("{} {}", self.name(), args.join(" ")),
+            cmd: format!("{} {}{inherited}", self.name(), args.join(" ")),
             child,
             out,
             err,
@@ -228,6 +266,21 @@ impl Runtime {
     /// Run a command to completion in working directory `cwd`.
     pub fn exec_in(&self, cwd: &Path, args: &[&str]) -> Out {
         self.exec_full(Some(cwd), args, CMD_TIMEOUT)
+    }
+
+    /// Run a command to completion with `fds` inherited as descriptors 3, 4, ... (see
+    /// [`Runtime::spawn_full`]).
+    pub fn exec_with_fds(&self, fds: &[&Path], args: &[&str]) -> Out {
+        match self.spawn_full(None, fds, args) {
+            Ok(p) => p.wait(CMD_TIMEOUT),
+            Err(e) => Out {
+                cmd: format!("{} {}", self.name(), args.join(" ")),
+                code: None,
+                stdout: String::new(),
+                stderr: format!("harness could not spawn the runtime: {e:?}"),
+                timed_out: false,
+            },
+        }
     }
 
     pub fn exec_timeout(&self, args: &[&str], timeout: Duration) -> Out {

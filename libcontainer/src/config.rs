@@ -143,7 +143,13 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     for (name, set) in [
         ("linux.seccomp", linux.seccomp().is_some()),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
-        ("linux.personality", linux.personality().is_some()),
+        (
+            "linux.personality.flags",
+            linux
+                .personality()
+                .as_ref()
+                .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty())),
+        ),
         ("linux.memoryPolicy", linux.memory_policy().is_some()),
         (
             "linux.netDevices",
@@ -235,8 +241,6 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
     for (name, set) in [
         ("apparmorProfile", process.apparmor_profile().is_some()),
         ("selinuxLabel", process.selinux_label().is_some()),
-        ("ioPriority", process.io_priority().is_some()),
-        ("scheduler", process.scheduler().is_some()),
         ("execCPUAffinity", process.exec_cpu_affinity().is_some()),
     ] {
         if set {
@@ -249,6 +253,34 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
                 return Err(format!(
                     "{field}.env[{i}]: {e:?} is not of the form KEY=value"
                 ));
+            }
+        }
+    }
+    if let Some(io) = process.io_priority() {
+        if !(0..=7).contains(&io.priority()) {
+            return Err(format!(
+                "{field}.ioPriority.priority: {} is not in 0..7",
+                io.priority()
+            ));
+        }
+    }
+    if let Some(sch) = process.scheduler() {
+        use oci_spec::runtime::LinuxSchedulerPolicy as P;
+        let realtime = matches!(sch.policy(), P::SchedFifo | P::SchedRr);
+        let prio = sch.priority().unwrap_or(0);
+        if realtime && !(1..=99).contains(&prio) {
+            return Err(format!(
+                "{field}.scheduler.priority: {prio} is not in 1..99 for a real-time policy"
+            ));
+        }
+        if !realtime && prio != 0 {
+            return Err(format!(
+                "{field}.scheduler.priority: must be 0 unless the policy is SCHED_FIFO or SCHED_RR"
+            ));
+        }
+        if let Some(n) = sch.nice() {
+            if !(-20..=19).contains(n) {
+                return Err(format!("{field}.scheduler.nice: {n} is not in -20..19"));
             }
         }
     }

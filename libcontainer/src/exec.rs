@@ -93,20 +93,28 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::io("open", &root_path, e.into()))?;
+    let personality = l
+        .state
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|x| x.personality().as_ref());
     let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
     let child = match sys::clone3(0).map_err(|e| Error::sys("clone3", e))? {
         None => {
             drop(chan);
-            let err = match child_setup(
-                &opts.process,
-                &init_fd,
-                &init_root,
-                rest,
+            let child = ExecChild {
+                process: &opts.process,
+                personality,
+                init_fd: &init_fd,
+                init_root: &init_root,
+                join: rest,
                 in_userns,
-                &console,
-                &child_chan,
-                opts.preserve_fds,
-            ) {
+                console: &console,
+                chan: &child_chan,
+                preserve_fds: opts.preserve_fds,
+            };
+            let err = match child.setup() {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -155,49 +163,68 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-/// The exec'd process, before exec: the same steps (and order) as init's, minus the rootfs.
-fn child_setup(
-    process: &Process,
-    init_fd: &OwnedFd,
-    init_root: &OwnedFd,
+/// The exec'd process before it execs.
+struct ExecChild<'a> {
+    process: &'a Process,
+    personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
+    /// The container's init (namespaces are joined through it).
+    init_fd: &'a OwnedFd,
+    /// init's root directory, opened from the host.
+    init_root: &'a OwnedFd,
+    /// Namespaces still to join (the parent joined pid and time).
     join: CloneFlags,
     in_userns: bool,
-    console: &init::Console,
-    chan: &Channel,
+    console: &'a init::Console,
+    chan: &'a Channel,
     preserve_fds: u32,
-) -> init::Result<std::convert::Infallible> {
-    match chan.recv() {
-        Ok(Some(Msg::Go)) => {}
-        _ => {
-            return Err(InitError::msg(
-                "sync",
-                None,
-                "berth went away before the process started",
-            ))
+}
+
+impl ExecChild<'_> {
+    /// The same steps (and order) as init's, minus the rootfs.
+    fn setup(&self) -> init::Result<std::convert::Infallible> {
+        let (process, chan) = (self.process, self.chan);
+        match chan.recv() {
+            Ok(Some(Msg::Go)) => {}
+            _ => {
+                return Err(InitError::msg(
+                    "sync",
+                    None,
+                    "berth went away before the process started",
+                ))
+            }
         }
+        if !self.join.is_empty() {
+            nix::sched::setns(self.init_fd, self.join)
+                .step("join the container's namespaces", None)?;
+        }
+        if self.in_userns {
+            steps::become_namespace_root()?;
+        }
+        nix::unistd::fchdir(self.init_root).step("enter the container's root", None)?;
+        nix::unistd::chroot(".").step("chroot into the container's root", None)?;
+        nix::unistd::chdir("/").step("chdir /", None)?;
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        init::setup_console(self.console, chan, size)?;
+        steps::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+        if let Some(p) = self.personality {
+            steps::set_personality(p)?;
+        }
+        if let Some(io) = process.io_priority() {
+            steps::set_io_priority(io)?;
+        }
+        if let Some(sch) = process.scheduler() {
+            steps::set_scheduler(sch)?;
+        }
+        if process.no_new_privileges() == Some(true) {
+            steps::set_no_new_privs()?;
+        }
+        steps::close_host_fds(self.preserve_fds)?;
+        steps::switch_user(process)?;
+        steps::enter_cwd(process.cwd())?;
+        crate::sys::umask(process.user().umask().unwrap_or(0o022));
+        let exec = steps::Exec::prepare(process)?;
+        Err(exec.exec())
     }
-    if !join.is_empty() {
-        nix::sched::setns(init_fd, join).step("join the container's namespaces", None)?;
-    }
-    if in_userns {
-        steps::become_namespace_root()?;
-    }
-    nix::unistd::fchdir(init_root).step("enter the container's root", None)?;
-    nix::unistd::chroot(".").step("chroot into the container's root", None)?;
-    nix::unistd::chdir("/").step("chdir /", None)?;
-    let size = process
-        .console_size()
-        .map(|b| (b.height() as u16, b.width() as u16));
-    init::setup_console(console, chan, size)?;
-    steps::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    if process.no_new_privileges() == Some(true) {
-        steps::set_no_new_privs()?;
-    }
-    steps::close_host_fds(preserve_fds)?;
-    steps::switch_user(process)?;
-    steps::enter_cwd(process.cwd())?;
-    crate::sys::umask(process.user().umask().unwrap_or(0o022));
-    let exec = steps::Exec::prepare(process)?;
-    Err(exec.exec())
 }

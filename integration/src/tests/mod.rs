@@ -9,6 +9,7 @@ mod lifecycle;
 mod mounts;
 mod namespaces;
 mod process;
+mod security;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Test> {
     v.extend(process::tests());
     v.extend(hooks::tests());
     v.extend(errors::tests());
+    v.extend(security::tests());
     v
 }
 

@@ -265,6 +265,15 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
     }
     process::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(p) = linux.personality() {
+        process::set_personality(p)?;
+    }
+    if let Some(io) = process.io_priority() {
+        process::set_io_priority(io)?;
+    }
+    if let Some(sch) = process.scheduler() {
+        process::set_scheduler(sch)?;
+    }
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj)?;
     }

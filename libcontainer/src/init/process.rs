@@ -287,3 +287,65 @@ fn check_executable(p: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// `linux.personality`: the execution domain (flags are refused at validation).
+pub fn set_personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<()> {
+    const PER_LINUX32: libc::c_ulong = 0x0008;
+    let persona = match p.domain() {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0,
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => PER_LINUX32,
+    };
+    crate::sys::personality(persona).step("personality", None)
+}
+
+/// `process.ioPriority`.
+pub fn set_io_priority(p: &oci_spec::runtime::LinuxIOPriority) -> Result<()> {
+    use oci_spec::runtime::IOPriorityClass as C;
+    let class = match p.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    crate::sys::ioprio_set(class, p.priority()).step("ioprio_set", None)
+}
+
+/// `process.scheduler`, with sched_setattr(2).
+pub fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let flags = s
+        .flags()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .fold(0u64, |acc, f| {
+            acc | match f {
+                F::SchedResetOnFork => 0x01,
+                F::SchedFlagReclaim => 0x02,
+                F::SchedFlagDLOverrun => 0x04,
+                F::SchedFlagKeepPolicy => 0x08,
+                F::SchedFlagKeepParams => 0x10,
+                F::SchedFlagUtilClampMin => 0x20,
+                F::SchedFlagUtilClampMax => 0x40,
+            }
+        });
+    let mut attr = crate::sys::SchedAttr {
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0).max(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+        ..Default::default()
+    };
+    crate::sys::sched_setattr(&mut attr).step("sched_setattr", None)
+}
