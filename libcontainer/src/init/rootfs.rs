@@ -111,21 +111,36 @@ pub fn open_in_root(root: &Root, path: &Path) -> std::io::Result<OwnedFd> {
 }
 
 /// Create `path` inside the rootfs (directories, and a file at the end when `file` is set),
-/// each level resolved inside the rootfs; returns an O_PATH fd of it.
+/// each level resolved inside the rootfs; returns an O_PATH fd of it. A dangling symlink on the
+/// way is followed inside the rootfs and its target created (as runc does), never outside.
 pub fn create_in_root(root: &Root, path: &Path, file: bool) -> std::io::Result<OwnedFd> {
+    create_in_root_depth(root, path, file, 0)
+}
+
+fn create_in_root_depth(
+    root: &Root,
+    path: &Path,
+    file: bool,
+    depth: u32,
+) -> std::io::Result<OwnedFd> {
+    // The kernel's own limit on symlinks followed in one lookup.
+    if depth > 40 {
+        return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+    }
     let target = rel(path);
     let comps: Vec<_> = target.components().collect();
     let mut parent = open_in_root(root, Path::new("/"))?;
     let mut prefix = PathBuf::new();
     for (i, c) in comps.iter().enumerate() {
+        let here = prefix.clone();
         prefix.push(c);
         let last = i + 1 == comps.len();
         match open_in_root(root, &prefix) {
             Ok(fd) => parent = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 let name = c.as_os_str();
-                if last && file {
-                    let fd = nix::fcntl::openat(
+                let made = if last && file {
+                    nix::fcntl::openat(
                         parent.as_fd(),
                         name,
                         nix::fcntl::OFlag::O_CREAT
@@ -134,20 +149,34 @@ pub fn create_in_root(root: &Root, path: &Path, file: bool) -> std::io::Result<O
                             | nix::fcntl::OFlag::O_NOFOLLOW
                             | nix::fcntl::OFlag::O_CLOEXEC,
                         nix::sys::stat::Mode::from_bits_truncate(0o644),
-                    );
-                    match fd {
-                        Ok(_) | Err(nix::errno::Errno::EEXIST) => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    )
+                    .map(drop)
                 } else {
-                    match nix::sys::stat::mkdirat(
+                    nix::sys::stat::mkdirat(
                         parent.as_fd(),
                         name,
                         nix::sys::stat::Mode::from_bits_truncate(0o755),
-                    ) {
-                        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-                        Err(e) => return Err(e.into()),
+                    )
+                };
+                match made {
+                    Ok(()) => {}
+                    Err(nix::errno::Errno::EEXIST) => {
+                        // Something is there but does not resolve: a dangling symlink. Follow it
+                        // inside the rootfs: the rest of the path continues from its target.
+                        let link = nix::fcntl::readlinkat(parent.as_fd(), name)?;
+                        let link = Path::new(&link);
+                        let mut next = if link.is_absolute() {
+                            PathBuf::from("/")
+                        } else {
+                            Path::new("/").join(&here)
+                        };
+                        next.push(link);
+                        for rest in &comps[i + 1..] {
+                            next.push(rest);
+                        }
+                        return create_in_root_depth(root, &normalize(&next), file, depth + 1);
                     }
+                    Err(e) => return Err(e.into()),
                 }
                 parent = open_in_root(root, &prefix)?;
             }
@@ -155,6 +184,21 @@ pub fn create_in_root(root: &Root, path: &Path, file: bool) -> std::io::Result<O
         }
     }
     Ok(parent)
+}
+
+/// `..` and `.` removed lexically, never above `/` (the rootfs's root, as RESOLVE_IN_ROOT).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn fs_magic(fd: BorrowedFd) -> std::io::Result<i64> {
@@ -619,4 +663,19 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_never_leaves_the_root() {
+        assert_eq!(
+            normalize(Path::new("/a/../../../etc/x")),
+            Path::new("/etc/x")
+        );
+        assert_eq!(normalize(Path::new("/a/./b/../c")), Path::new("/a/c"));
+        assert_eq!(rel(Path::new("/proc/../sys")), Path::new("proc/sys"));
+    }
 }
