@@ -131,7 +131,8 @@ impl FsManager {
             let dir = h
                 .mount_point
                 .join(inner.strip_prefix("/").unwrap_or(&inner));
-            paths.dirs.insert(h.controllers, dir);
+            paths.dirs.insert(h.controllers.clone(), dir);
+            paths.mounts.insert(h.controllers, h.mount_point);
         }
         Ok(FsManager { paths })
     }
@@ -204,10 +205,18 @@ impl Manager for FsManager {
                 }
             }
         }
+        if self.paths.is_unified() {
+            if let (Some(root), Some(leaf)) = (self.paths.mounts.get(""), self.paths.dirs.get("")) {
+                super::v2::enable_controllers(root, leaf)?;
+            }
+        }
         Ok(())
     }
 
     fn apply(&self, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(), CgroupError> {
+        if self.paths.is_unified() {
+            return super::v2::apply(self.paths.dirs.get("").expect("unified"), r, devs);
+        }
         let v1_devices = self.paths.dir_of("devices").is_some();
         let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), devs);
         if v1_devices {

@@ -2,8 +2,10 @@
 //! hybrid, unified) found by probing the mounts. Resource control beyond the basics is filled
 //! in by the cgroups issue; anything not applied is refused with a clear error, never ignored.
 
+pub mod bpf;
 pub mod devices;
 pub mod fs;
+pub mod v2;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,9 @@ impl CgroupError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CgroupPaths {
     pub dirs: BTreeMap<String, PathBuf>,
+    /// Each hierarchy's mount point, same keys.
+    #[serde(default)]
+    pub mounts: BTreeMap<String, PathBuf>,
 }
 
 impl CgroupPaths {
@@ -50,6 +55,11 @@ impl CgroupPaths {
             .iter()
             .find(|(k, _)| k.split(',').any(|c| c == controller))
             .map(|(_, v)| v.as_path())
+    }
+
+    /// Whether the host is pure cgroup v2 (one unified hierarchy).
+    pub fn is_unified(&self) -> bool {
+        self.dirs.len() == 1 && self.dirs.contains_key("")
     }
 
     /// The cgroup2 directory, if there is a cgroup2 hierarchy.
