@@ -308,6 +308,54 @@ pub fn destroy_stopped(root: &Path, id: &str) -> Result<Vec<String>> {
     destroy(dir, &state)
 }
 
+/// `pause`: freeze every process of a running container.
+pub fn pause(root: &Path, id: &str) -> Result<()> {
+    let dir = StateDir::open(root, id)?;
+    let state = dir.read()?;
+    match state.status(&dir.path) {
+        Status::Running => {}
+        s => return Err(Error::InvalidState(format!("container not running: {s}"))),
+    }
+    Ok(cgroups::manager_for(&state.cgroup).freeze(true)?)
+}
+
+/// `resume`: thaw a paused container.
+pub fn resume(root: &Path, id: &str) -> Result<()> {
+    let dir = StateDir::open(root, id)?;
+    let state = dir.read()?;
+    match state.status(&dir.path) {
+        Status::Paused => {}
+        s => return Err(Error::InvalidState(format!("container not paused: {s}"))),
+    }
+    Ok(cgroups::manager_for(&state.cgroup).freeze(false)?)
+}
+
+/// `update`: apply `resources` (already merged with the container's current ones by the
+/// caller) and record them in the container's state.
+pub fn update(root: &Path, id: &str, resources: oci_spec::runtime::LinuxResources) -> Result<()> {
+    let dir = StateDir::open(root, id)?;
+    let mut state = dir.read()?;
+    if state.status(&dir.path) == Status::Stopped {
+        return Err(Error::InvalidState("container not running".into()));
+    }
+    cgroups::manager_for(&state.cgroup).apply(&resources, &[])?;
+    if let Some(linux) = state.config.linux_mut() {
+        linux.set_resources(Some(resources));
+    }
+    dir.write(&state)
+}
+
+/// The resources a container was created with (or last updated to).
+pub fn resources(root: &Path, id: &str) -> Result<oci_spec::runtime::LinuxResources> {
+    let l = load(root, id)?;
+    Ok(l.state
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|x| x.resources().clone())
+        .unwrap_or_else(|| serde_json::from_str("{}").expect("empty resources")))
+}
+
 /// The pids (as seen from the host) of every process of a container, from its cgroup.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
     let l = load(root, id)?;

@@ -5,6 +5,7 @@ mod log;
 mod process_args;
 mod relay;
 mod signals;
+mod update;
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -175,6 +176,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change a container's resource limits.
+    Update(Box<update::UpdateArgs>),
     /// List containers.
     List {
         #[arg(short = 'f', long, default_value = "table")]
@@ -293,6 +300,18 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
             id,
             ps_args,
         } => ps(root, id, format, ps_args)?,
+        Cmd::Pause { id } => {
+            container::pause(root, id).with_context(|| format!("pause container {id:?}"))?
+        }
+        Cmd::Resume { id } => {
+            container::resume(root, id).with_context(|| format!("resume container {id:?}"))?
+        }
+        Cmd::Update(a) => {
+            let current = container::resources(root, &a.id)?;
+            let r = update::resources(a, &current)?;
+            container::update(root, &a.id, r)
+                .with_context(|| format!("update container {:?}", a.id))?;
+        }
         Cmd::Spec { bundle, rootless } => {
             let dir = bundle.clone().unwrap_or_else(|| PathBuf::from("."));
             let path = dir.join("config.json");

@@ -160,6 +160,48 @@ fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
         .map_err(|e| CgroupError::io("write", path, e))
 }
 
+/// v1: write the state, then wait while the kernel is FREEZING (there is no notification).
+fn freeze_v1(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
+    let want = if frozen { "FROZEN" } else { "THAWED" };
+    let p = dir.join("freezer.state");
+    for _ in 0..1000 {
+        write_file(&p, want)?;
+        let now = std::fs::read_to_string(&p).map_err(|e| CgroupError::io("read", &p, e))?;
+        if now.trim() == want {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(CgroupError::Other(format!(
+        "{}: still not {want} after 1 s",
+        p.display()
+    )))
+}
+
+/// v2: write cgroup.freeze, then wait for cgroup.events to say so (it notifies pollers).
+fn freeze_v2(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
+    use std::os::fd::AsFd;
+    write_file(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+    let want = if frozen { "frozen 1" } else { "frozen 0" };
+    let p = dir.join("cgroup.events");
+    let f = std::fs::File::open(&p).map_err(|e| CgroupError::io("open", &p, e))?;
+    for _ in 0..100 {
+        let now = std::fs::read_to_string(&p).map_err(|e| CgroupError::io("read", &p, e))?;
+        if now.lines().any(|l| l.trim() == want) {
+            return Ok(());
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            f.as_fd(),
+            nix::poll::PollFlags::POLLPRI,
+        )];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u16));
+    }
+    Err(CgroupError::Other(format!(
+        "{}: not {want} after 1 s",
+        p.display()
+    )))
+}
+
 /// A new cpuset cgroup starts with no cpus and mems; copy them from the parent (runc does too),
 /// else no process can join it.
 fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
@@ -219,7 +261,9 @@ impl Manager for FsManager {
         }
         let v1_devices = self.paths.dir_of("devices").is_some();
         let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), devs);
-        if v1_devices {
+        // Only when rules are given: an update without them must not reset the container's.
+        let any_rules = r.devices().as_ref().is_some_and(|d| !d.is_empty()) || !devs.is_empty();
+        if v1_devices && any_rules {
             devices::apply_v1(self.paths.dir_of("devices").unwrap(), &rules)?;
         } else if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
             return Err(CgroupError::Unsupported(
@@ -332,6 +376,18 @@ impl Manager for FsManager {
             Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(CgroupError::io("read", &p, e)),
+        }
+    }
+
+    fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        if let Some(dir) = self.paths.dir_of("freezer") {
+            return freeze_v1(dir, frozen);
+        }
+        match self.paths.unified() {
+            Some(dir) if self.paths.is_unified() => freeze_v2(dir, frozen),
+            _ => Err(CgroupError::Other(
+                "no freezer: neither a v1 freezer hierarchy nor cgroup v2".into(),
+            )),
         }
     }
 

@@ -83,6 +83,8 @@ pub trait Manager {
     fn pids(&self) -> Result<Vec<i32>, CgroupError>;
     /// Remove the cgroup directories this container made (never a parent).
     fn destroy(&self) -> Result<(), CgroupError>;
+    /// Freeze (pause) or thaw (resume) every process of the cgroup; returns once done.
+    fn freeze(&self, frozen: bool) -> Result<(), CgroupError>;
 }
 
 /// Choose the manager for `cgroupsPath` of container `id`.
