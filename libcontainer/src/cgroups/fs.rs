@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
 
-use super::{devices, CgroupError, CgroupPaths, Manager};
+use super::{CgroupError, CgroupPaths, Manager};
 
 pub struct FsManager {
     paths: CgroupPaths,
@@ -140,15 +140,6 @@ impl FsManager {
     pub fn from_paths(paths: CgroupPaths) -> FsManager {
         FsManager { paths }
     }
-
-    fn write(&self, controller: &str, file: &str, value: &str) -> Result<(), CgroupError> {
-        let dir = self.paths.dir_of(controller).ok_or_else(|| {
-            CgroupError::Other(format!(
-                "the {controller} controller is not mounted on this host"
-            ))
-        })?;
-        write_file(&dir.join(file), value)
-    }
 }
 
 fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -259,101 +250,7 @@ impl Manager for FsManager {
         if self.paths.is_unified() {
             return super::v2::apply(self.paths.dirs.get("").expect("unified"), r, devs);
         }
-        let v1_devices = self.paths.dir_of("devices").is_some();
-        let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), devs);
-        // Only when rules are given: an update without them must not reset the container's.
-        let any_rules = r.devices().as_ref().is_some_and(|d| !d.is_empty()) || !devs.is_empty();
-        if v1_devices && any_rules {
-            devices::apply_v1(self.paths.dir_of("devices").unwrap(), &rules)?;
-        } else if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return Err(CgroupError::Unsupported(
-                "devices (cgroup v2 needs an eBPF program)".into(),
-            ));
-        }
-        let v1 = self.paths.dir_of("memory").is_some();
-        if let Some(m) = r.memory() {
-            if !v1 {
-                return Err(CgroupError::Unsupported("memory".into()));
-            }
-            if let Some(l) = m.limit() {
-                self.write("memory", "memory.limit_in_bytes", &l.to_string())?;
-            }
-            if let Some(l) = m.swap() {
-                self.write("memory", "memory.memsw.limit_in_bytes", &l.to_string())?;
-            }
-            if let Some(l) = m.reservation() {
-                self.write("memory", "memory.soft_limit_in_bytes", &l.to_string())?;
-            }
-            if let Some(s) = m.swappiness() {
-                self.write("memory", "memory.swappiness", &s.to_string())?;
-            }
-            if m.disable_oom_killer() == Some(true) {
-                self.write("memory", "memory.oom_control", "1")?;
-            }
-            if m.check_before_update().is_some() || m.use_hierarchy().is_some() {
-                return Err(CgroupError::Unsupported(
-                    "memory.checkBeforeUpdate/useHierarchy".into(),
-                ));
-            }
-        }
-        if let Some(c) = r.cpu() {
-            if !v1 {
-                return Err(CgroupError::Unsupported("cpu".into()));
-            }
-            if let Some(s) = c.shares() {
-                self.write("cpu", "cpu.shares", &s.to_string())?;
-            }
-            if let Some(p) = c.period() {
-                self.write("cpu", "cpu.cfs_period_us", &p.to_string())?;
-            }
-            if let Some(q) = c.quota() {
-                self.write("cpu", "cpu.cfs_quota_us", &q.to_string())?;
-            }
-            if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
-                self.write("cpuset", "cpuset.cpus", s)?;
-            }
-            if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
-                self.write("cpuset", "cpuset.mems", s)?;
-            }
-            if c.realtime_period().is_some()
-                || c.realtime_runtime().is_some()
-                || c.idle().is_some()
-                || c.burst().is_some()
-            {
-                return Err(CgroupError::Unsupported("cpu.realtime*/idle/burst".into()));
-            }
-        }
-        if let Some(p) = r.pids() {
-            let v = if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".into()
-            };
-            if v1 {
-                self.write("pids", "pids.max", &v)?;
-            } else {
-                return Err(CgroupError::Unsupported("pids".into()));
-            }
-        }
-        let unsupported = [
-            ("blockIO", r.block_io().is_some()),
-            (
-                "hugepageLimits",
-                r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
-            ),
-            ("network", r.network().is_some()),
-            ("rdma", r.rdma().as_ref().is_some_and(|h| !h.is_empty())),
-            (
-                "unified",
-                r.unified().as_ref().is_some_and(|h| !h.is_empty()),
-            ),
-        ];
-        for (name, set) in unsupported {
-            if set {
-                return Err(CgroupError::Unsupported(name.into()));
-            }
-        }
-        Ok(())
+        super::v1::apply(&self.paths, r, devs)
     }
 
     fn add(&self, pid: i32) -> Result<(), CgroupError> {
