@@ -192,18 +192,26 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         .map_err(|e| Error::sys(format!("kill init (pid {})", l.state.pid), e))
 }
 
+/// Signal every process of the cgroup, frozen meanwhile so that none can fork away between
+/// the listing and the signal (runc does the same, and thaws afterwards).
 fn signal_all(state: &State, sig: i32) -> Result<()> {
     let cg = cgroups::manager_for(&state.cgroup);
-    for pid in cg.pids()? {
-        match nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::try_from(sig).ok(),
-        ) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => return Err(Error::sys(format!("kill pid {pid}"), e)),
+    let frozen = cg.freeze(true).is_ok();
+    let result = (|| {
+        for pid in cg.pids()? {
+            match sys::kill(pid, sig) {
+                Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
+                    return Err(Error::sys(format!("kill pid {pid}"), e))
+                }
+                _ => {}
+            }
         }
+        Ok(())
+    })();
+    if frozen {
+        cg.freeze(false)?;
     }
-    Ok(())
+    result
 }
 
 /// `delete`: remove a stopped (or, with `force`, any) container. Returns warnings of failed

@@ -310,3 +310,12 @@ pub fn sched_setattr(attr: &mut SchedAttr) -> io::Result<()> {
     // SAFETY: attr is a valid sched_attr whose size field says how large it is.
     cvt(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *mut SchedAttr, 0) }).map(drop)
 }
+
+/// kill(2) with any signal number (real-time signals included).
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: no pointers are passed.
+    if unsafe { libc::kill(pid, sig) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
