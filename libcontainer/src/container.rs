@@ -318,24 +318,27 @@ pub fn destroy_stopped(root: &Path, id: &str) -> Result<Vec<String>> {
 
 /// `pause`: freeze every process of a running container.
 pub fn pause(root: &Path, id: &str) -> Result<()> {
-    let dir = StateDir::open(root, id)?;
-    let state = dir.read()?;
-    match state.status(&dir.path) {
-        Status::Running => {}
-        s => return Err(Error::InvalidState(format!("container not running: {s}"))),
-    }
-    Ok(cgroups::manager_for(&state.cgroup).freeze(true)?)
+    set_frozen(root, id, true)
 }
 
 /// `resume`: thaw a paused container.
 pub fn resume(root: &Path, id: &str) -> Result<()> {
+    set_frozen(root, id, false)
+}
+
+fn set_frozen(root: &Path, id: &str, frozen: bool) -> Result<()> {
     let dir = StateDir::open(root, id)?;
     let state = dir.read()?;
-    match state.status(&dir.path) {
-        Status::Paused => {}
-        s => return Err(Error::InvalidState(format!("container not paused: {s}"))),
+    let (want, name) = if frozen {
+        (Status::Running, "running")
+    } else {
+        (Status::Paused, "paused")
+    };
+    let s = state.status(&dir.path);
+    if s != want {
+        return Err(Error::InvalidState(format!("container not {name}: {s}")));
     }
-    Ok(cgroups::manager_for(&state.cgroup).freeze(false)?)
+    Ok(cgroups::manager_for(&state.cgroup).freeze(frozen)?)
 }
 
 /// `update`: apply `resources` (already merged with the container's current ones by the

@@ -207,24 +207,7 @@ impl ExecChild<'_> {
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16));
         init::setup_console(self.console, chan, size)?;
-        steps::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-        if let Some(p) = self.personality {
-            steps::set_personality(p)?;
-        }
-        if let Some(io) = process.io_priority() {
-            steps::set_io_priority(io)?;
-        }
-        if let Some(sch) = process.scheduler() {
-            steps::set_scheduler(sch)?;
-        }
-        if process.no_new_privileges() == Some(true) {
-            steps::set_no_new_privs()?;
-        }
-        steps::close_host_fds(self.preserve_fds)?;
-        steps::switch_user(process)?;
-        steps::enter_cwd(process.cwd())?;
-        crate::sys::umask(process.user().umask().unwrap_or(0o022));
-        let exec = steps::Exec::prepare(process)?;
+        let exec = steps::prepare(process, self.personality, self.preserve_fds)?;
         Err(exec.exec())
     }
 }

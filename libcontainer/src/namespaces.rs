@@ -150,11 +150,7 @@ pub fn stage1(plan: &Plan, chan: &Channel, init: impl FnOnce()) -> ! {
                     ))
                 }
             }
-            let _ = nix::unistd::setgroups(&[]);
-            nix::unistd::setresgid(0.into(), 0.into(), 0.into())
-                .step("setresgid(0) in user namespace", None)?;
-            nix::unistd::setresuid(0.into(), 0.into(), 0.into())
-                .step("setresuid(0) in user namespace", None)?;
+            crate::init::process::become_namespace_root()?;
         }
         let rest = plan.new - CloneFlags::CLONE_NEWUSER;
         if !rest.is_empty() {

@@ -69,6 +69,22 @@ impl CgroupPaths {
     }
 }
 
+/// The `rdma.max` lines of `linux.resources.rdma` (the same on v1 and v2).
+pub(crate) fn rdma_lines(r: &LinuxResources) -> Vec<String> {
+    let mut out = Vec::new();
+    for (dev, rd) in r.rdma().iter().flatten() {
+        let mut line = dev.clone();
+        if let Some(h) = rd.hca_handles() {
+            line.push_str(&format!(" hca_handle={h}"));
+        }
+        if let Some(o) = rd.hca_objects() {
+            line.push_str(&format!(" hca_object={o}"));
+        }
+        out.push(line);
+    }
+    out
+}
+
 /// What every cgroup layout offers the runtime.
 pub trait Manager {
     /// The directories of this container's cgroup.

@@ -187,20 +187,8 @@ pub fn apply(
             )?;
         }
     }
-    for (dev, rd) in r
-        .rdma()
-        .as_ref()
-        .map(|m| m.iter().collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
-        let mut val = dev.clone();
-        if let Some(h) = rd.hca_handles() {
-            val.push_str(&format!(" hca_handle={h}"));
-        }
-        if let Some(o) = rd.hca_objects() {
-            val.push_str(&format!(" hca_object={o}"));
-        }
-        v.write("rdma", "rdma", "rdma.max", &val)?;
+    for line in super::rdma_lines(r) {
+        v.write("rdma", "rdma", "rdma.max", &line)?;
     }
     if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(CgroupError::Other(

@@ -182,20 +182,8 @@ pub fn apply(dir: &Path, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(),
             &h.limit().to_string(),
         )?;
     }
-    for (dev, rd) in r
-        .rdma()
-        .as_ref()
-        .map(|m| m.iter().collect::<Vec<_>>())
-        .unwrap_or_default()
-    {
-        let mut v = dev.clone();
-        if let Some(h) = rd.hca_handles() {
-            v.push_str(&format!(" hca_handle={h}"));
-        }
-        if let Some(o) = rd.hca_objects() {
-            v.push_str(&format!(" hca_object={o}"));
-        }
-        write(dir, "rdma.max", &v)?;
+    for line in super::rdma_lines(r) {
+        write(dir, "rdma.max", &line)?;
     }
     if r.network().is_some() {
         return Err(CgroupError::Unsupported(

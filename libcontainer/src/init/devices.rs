@@ -2,7 +2,7 @@
 //! standard symlinks. Outside a user namespace nodes are made with mknod; inside one (where
 //! mknod is not allowed) the host's node is bind-mounted onto an empty file, as runc does.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{mknodat, Mode, SFlag};
@@ -146,15 +146,20 @@ fn make_node(root: &Root, n: &Node, userns: bool) -> Result<()> {
     .step("chown device", Some(&n.path))
 }
 
-/// /dev/ptmx points at the container's own devpts instance.
-fn setup_ptmx(root: &Root) -> Result<()> {
+/// The container's /dev as a directory descriptor (resolved inside the rootfs).
+fn open_dev(root: &Root) -> Result<OwnedFd> {
     let dev = open_in_root(root, Path::new("/dev")).step("open", Some(Path::new("/dev")))?;
-    let dev = nix::fcntl::open(
+    nix::fcntl::open(
         &fd_path(dev.as_fd()),
         nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .step("open", Some(Path::new("/dev")))?;
+    .step("open", Some(Path::new("/dev")))
+}
+
+/// /dev/ptmx points at the container's own devpts instance.
+fn setup_ptmx(root: &Root) -> Result<()> {
+    let dev = open_dev(root)?;
     match nix::unistd::unlinkat(&dev, "ptmx", nix::unistd::UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(InitError::new("remove /dev/ptmx", None, e.into())),
@@ -163,13 +168,7 @@ fn setup_ptmx(root: &Root) -> Result<()> {
 }
 
 fn symlinks(root: &Root) -> Result<()> {
-    let dev = open_in_root(root, Path::new("/dev")).step("open", Some(Path::new("/dev")))?;
-    let dev = nix::fcntl::open(
-        &fd_path(dev.as_fd()),
-        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .step("open", Some(Path::new("/dev")))?;
+    let dev = open_dev(root)?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),

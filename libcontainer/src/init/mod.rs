@@ -264,27 +264,10 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
         rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
     }
-    process::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    if let Some(p) = linux.personality() {
-        process::set_personality(p)?;
-    }
-    if let Some(io) = process.io_priority() {
-        process::set_io_priority(io)?;
-    }
-    if let Some(sch) = process.scheduler() {
-        process::set_scheduler(sch)?;
-    }
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj)?;
     }
-    if process.no_new_privileges() == Some(true) {
-        process::set_no_new_privs()?;
-    }
-    process::close_host_fds(ctx.preserve_fds)?;
-    process::switch_user(process)?;
-    process::enter_cwd(process.cwd())?;
-    crate::sys::umask(process.user().umask().unwrap_or(0o022));
-    let exec = process::Exec::prepare(process)?;
+    let exec = process::prepare(process, linux.personality().as_ref(), ctx.preserve_fds)?;
 
     ctx.chan.send(&Msg::Ready).step("sync", None)?;
     let mut fifo_writer = wait_start(ctx)?;

@@ -14,6 +14,33 @@ use super::{InitError, Result, StepExt};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The steps init and exec share, in order, from limits to the resolved program: everything that
+/// needs privileges comes before the user switch and the capability drop.
+pub fn prepare(
+    process: &Process,
+    personality: Option<&oci_spec::runtime::LinuxPersonality>,
+    preserve_fds: u32,
+) -> Result<Exec> {
+    set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(p) = personality {
+        set_personality(p)?;
+    }
+    if let Some(io) = process.io_priority() {
+        set_io_priority(io)?;
+    }
+    if let Some(sch) = process.scheduler() {
+        set_scheduler(sch)?;
+    }
+    if process.no_new_privileges() == Some(true) {
+        set_no_new_privs()?;
+    }
+    close_host_fds(preserve_fds)?;
+    switch_user(process)?;
+    enter_cwd(process.cwd())?;
+    crate::sys::umask(process.user().umask().unwrap_or(0o022));
+    Exec::prepare(process)
+}
+
 /// In a new user namespace, become its root (uid/gid 0 map to the configured host ids).
 pub fn become_namespace_root() -> Result<()> {
     let _ = nix::unistd::setgroups(&[]);
