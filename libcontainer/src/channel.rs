@@ -28,6 +28,8 @@ pub enum Msg {
     Start,
     /// init -> parent: the pty master follows (foreground `run`/`exec` with a terminal).
     Pty,
+    /// init -> parent: the seccomp notify listener follows (for `linux.seccomp.listenerPath`).
+    SeccompListener,
     /// init -> parent: a step failed.
     Failed(InitError),
 }

@@ -141,7 +141,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         }
     }
     for (name, set) in [
-        ("linux.seccomp", linux.seccomp().is_some()),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         (
             "linux.personality.flags",
@@ -162,6 +161,34 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     ] {
         if set {
             return Err(format!("{name}: not supported by berth yet"));
+        }
+    }
+    if let Some(sc) = linux.seccomp() {
+        use oci_spec::runtime::LinuxSeccompAction as A;
+        for (i, rule) in sc
+            .syscalls()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if rule.action() != A::ScmpActNotify {
+                continue;
+            }
+            if sc
+                .listener_path()
+                .as_ref()
+                .is_none_or(|p| p.as_os_str().is_empty())
+            {
+                return Err(format!(
+                    "linux.seccomp.syscalls[{i}].action: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath"
+                ));
+            }
+            if rule.names().iter().any(|n| n == "sendmsg") {
+                return Err(format!(
+                    "linux.seccomp.syscalls[{i}]: SCMP_ACT_NOTIFY on sendmsg would stop berth from handing over the listener"
+                ));
+            }
         }
     }
     for (i, d) in linux

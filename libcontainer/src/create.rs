@@ -135,6 +135,11 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         opts.systemd_cgroup,
     )?;
 
+    let seccomp = linux
+        .seccomp()
+        .as_ref()
+        .map(crate::seccomp::compile)
+        .transpose()?;
     let plan = Plan::new(spec);
     let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
     let flags = if plan.fast() { plan.clone_flags() } else { 0 };
@@ -154,6 +159,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 no_new_keyring: opts.no_new_keyring,
                 preserve_fds: opts.preserve_fds,
                 console,
+                seccomp: seccomp.as_ref(),
                 wait_go,
                 go_received: std::cell::Cell::new(false),
                 unshare_cgroupns,
@@ -255,6 +261,22 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 send(&chan, &Msg::HooksDone)?;
             }
             Some(Msg::Pty) => pty = chan.take_fd(),
+            Some(Msg::SeccompListener) => {
+                let st = state.as_ref().ok_or_else(|| {
+                    Error::sys(
+                        "sync with init",
+                        std::io::Error::other("seccomp listener before init's pid"),
+                    )
+                })?;
+                if let (Some(fd), Some(profile)) = (chan.take_fd(), linux.seccomp()) {
+                    send_seccomp_listener(
+                        profile,
+                        st.pid,
+                        &st.hook_state(Status::Creating),
+                        fd.as_fd(),
+                    )?;
+                }
+            }
             Some(Msg::Ready) => break,
             Some(Msg::Failed(e)) => return Err(Error::Init(e)),
             Some(other) => {
@@ -297,6 +319,34 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         chan,
         cleanup,
     })
+}
+
+/// Hand a seccomp notify listener to `listenerPath` (runtime-spec's container process state:
+/// JSON naming the descriptor, the descriptor as SCM_RIGHTS).
+pub(crate) fn send_seccomp_listener(
+    profile: &oci_spec::runtime::LinuxSeccomp,
+    pid: i32,
+    state_json: &[u8],
+    fd: std::os::fd::BorrowedFd,
+) -> Result<()> {
+    let path = profile.listener_path().as_ref().ok_or_else(|| {
+        Error::config(
+            "linux.seccomp.listenerPath",
+            "SCMP_ACT_NOTIFY rules need a listener path",
+        )
+    })?;
+    let state: serde_json::Value = serde_json::from_slice(state_json).expect("state is JSON");
+    let msg = serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": profile.listener_metadata().clone().unwrap_or_default(),
+        "state": state,
+    });
+    let sock = crate::tty::connect(path)
+        .map_err(|e| Error::io("connect to the seccomp listener", path, e))?;
+    crate::tty::send_fd(sock.as_fd(), &msg.to_string(), fd)
+        .map_err(|e| Error::io("send the seccomp listener", path, e))
 }
 
 /// Who gets the pty master: runc's rules for `--console-socket` and `process.terminal`.

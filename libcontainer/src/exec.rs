@@ -93,12 +93,12 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::io("open", &root_path, e.into()))?;
-    let personality = l
-        .state
-        .config
-        .linux()
-        .as_ref()
-        .and_then(|x| x.personality().as_ref());
+    let linux = l.state.config.linux().as_ref();
+    let personality = linux.and_then(|x| x.personality().as_ref());
+    let seccomp = linux
+        .and_then(|x| x.seccomp().as_ref())
+        .map(crate::seccomp::compile)
+        .transpose()?;
     let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
     let child = match sys::clone3(0).map_err(|e| Error::sys("clone3", e))? {
         None => {
@@ -113,6 +113,7 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
                 console: &console,
                 chan: &child_chan,
                 preserve_fds: opts.preserve_fds,
+                seccomp: seccomp.as_ref(),
             };
             let err = match child.setup() {
                 Ok(never) => match never {},
@@ -140,6 +141,14 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
         match chan.recv() {
             Ok(None) => break,
             Ok(Some(Msg::Pty)) => pty = chan.take_fd(),
+            Ok(Some(Msg::SeccompListener)) => {
+                let profile = linux.and_then(|x| x.seccomp().as_ref());
+                if let (Some(fd), Some(profile)) = (chan.take_fd(), profile) {
+                    let st = l.state.hook_state(Status::Running);
+                    crate::create::send_seccomp_listener(profile, child.pid, &st, fd.as_fd())
+                        .map_err(kill_child)?;
+                }
+            }
             Ok(Some(Msg::Failed(e))) => {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
                 return Err(Error::Init(e));
@@ -177,6 +186,7 @@ struct ExecChild<'a> {
     console: &'a init::Console,
     chan: &'a Channel,
     preserve_fds: u32,
+    seccomp: Option<&'a crate::seccomp::Compiled>,
 }
 
 impl ExecChild<'_> {
@@ -207,7 +217,12 @@ impl ExecChild<'_> {
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16));
         init::setup_console(self.console, chan, size)?;
-        let exec = steps::prepare(process, self.personality, self.preserve_fds)?;
+        let (exec, listener) =
+            steps::prepare(process, self.personality, self.preserve_fds, self.seccomp)?;
+        if let Some(fd) = listener {
+            chan.send_with_fd(&Msg::SeccompListener, fd.as_fd())
+                .step("send the seccomp listener", None)?;
+        }
         Err(exec.exec())
     }
 }

@@ -17,6 +17,7 @@ pub mod init;
 pub mod namespaces;
 pub mod procfs;
 pub mod sealed;
+pub mod seccomp;
 pub mod spec_default;
 pub mod state;
 pub mod sys;

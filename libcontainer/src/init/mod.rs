@@ -132,6 +132,8 @@ pub struct InitContext<'a> {
     pub preserve_fds: u32,
     /// Where the pty master goes when process.terminal is set.
     pub console: Console,
+    /// `linux.seccomp`, compiled by the parent (errors before anything exists).
+    pub seccomp: Option<&'a crate::seccomp::Compiled>,
     /// Whether init waits for [`Msg::Go`] (the parent has not told stage 1 yet).
     pub wait_go: bool,
     /// Set once Go has arrived (see [`InitContext::await_go`]).
@@ -267,7 +269,17 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj)?;
     }
-    let exec = process::prepare(process, linux.personality().as_ref(), ctx.preserve_fds)?;
+    let (exec, listener) = process::prepare(
+        process,
+        linux.personality().as_ref(),
+        ctx.preserve_fds,
+        ctx.seccomp,
+    )?;
+    if let Some(fd) = listener {
+        ctx.chan
+            .send_with_fd(&Msg::SeccompListener, fd.as_fd())
+            .step("send the seccomp listener", None)?;
+    }
 
     ctx.chan.send(&Msg::Ready).step("sync", None)?;
     let mut fifo_writer = wait_start(ctx)?;

@@ -16,11 +16,16 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// The steps init and exec share, in order, from limits to the resolved program: everything that
 /// needs privileges comes before the user switch and the capability drop.
+///
+/// seccomp is loaded last when no_new_privs is set (as close to exec as possible); without it,
+/// loading needs CAP_SYS_ADMIN, so it comes before the user switch drops capabilities (runc's
+/// order). Returns the SCMP_ACT_NOTIFY listener, if the profile has one.
 pub fn prepare(
     process: &Process,
     personality: Option<&oci_spec::runtime::LinuxPersonality>,
     preserve_fds: u32,
-) -> Result<Exec> {
+    seccomp: Option<&crate::seccomp::Compiled>,
+) -> Result<(Exec, Option<std::os::fd::OwnedFd>)> {
     set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     if let Some(p) = personality {
         set_personality(p)?;
@@ -31,14 +36,26 @@ pub fn prepare(
     if let Some(sch) = process.scheduler() {
         set_scheduler(sch)?;
     }
-    if process.no_new_privileges() == Some(true) {
+    let nnp = process.no_new_privileges() == Some(true);
+    if nnp {
         set_no_new_privs()?;
     }
     close_host_fds(preserve_fds)?;
+    let load = |s: &crate::seccomp::Compiled| {
+        crate::seccomp::load(s).map_err(|e| InitError::msg("seccomp", None, e.to_string()))
+    };
+    let mut listener = None;
+    if let (false, Some(s)) = (nnp, seccomp) {
+        listener = load(s)?;
+    }
     switch_user(process)?;
     enter_cwd(process.cwd())?;
     crate::sys::umask(process.user().umask().unwrap_or(0o022));
-    Exec::prepare(process)
+    let exec = Exec::prepare(process)?;
+    if let (true, Some(s)) = (nnp, seccomp) {
+        listener = load(s)?;
+    }
+    Ok((exec, listener))
 }
 
 /// In a new user namespace, become its root (uid/gid 0 map to the configured host ids).

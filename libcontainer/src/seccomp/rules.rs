@@ -1,0 +1,180 @@
+//! `linux.seccomp` -> a checked, flat list of rules (one per syscall name and condition set),
+//! with runc's reading of the profile:
+//!
+//! - `SCMP_ACT_KILL` is KILL_THREAD; `errnoRet` defaults to EPERM for ERRNO and TRACE.
+//! - A rule whose verdict equals the default verdict is dropped (runc skips it as redundant).
+//! - A rule's `args` are ANDed; when two of them test the same argument index, runc (after
+//!   libseccomp's old behaviour) makes each a rule of its own, ORed, and so does berth.
+//! - `SCMP_CMP_MASKED_EQ` is `(arg & value) == valueTwo`; other operators ignore `valueTwo`.
+//! - SCMP_ACT_NOTIFY is refused as the default action and for `write`, as runc refuses it.
+
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompFilterFlag, LinuxSeccompOperator};
+
+use super::verdict::Verdict;
+use super::SeccompError;
+
+/// A comparison of one syscall argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Ne,
+    Lt,
+    Le,
+    Eq,
+    Ge,
+    Gt,
+    /// `(arg & mask) == value`.
+    MaskedEq {
+        mask: u64,
+    },
+}
+
+/// `args[index] <op> value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cond {
+    pub index: u8,
+    pub op: Op,
+    pub value: u64,
+}
+
+/// One syscall name under one verdict, matching when all `conds` hold (always, if empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Rule {
+    pub verdict: Verdict,
+    pub name: String,
+    pub conds: Vec<Cond>,
+}
+
+/// The profile's filter flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Flags {
+    pub tsync: bool,
+    pub log: bool,
+    pub spec_allow: bool,
+    pub wait_killable_recv: bool,
+}
+
+/// A checked profile.
+#[derive(Clone, Debug)]
+pub(crate) struct Profile {
+    pub default: Verdict,
+    pub rules: Vec<Rule>,
+    /// Every syscall name the profile lists, under any action (runc's ENOSYS stub and the
+    /// "unknown name" report look at all of them).
+    pub names: Vec<String>,
+    pub flags: Flags,
+}
+
+/// Seccomp passes six syscall arguments.
+const MAX_ARGS: usize = 6;
+
+pub(crate) fn normalize(profile: &LinuxSeccomp) -> Result<Profile, SeccompError> {
+    let default = Verdict::from_oci(
+        profile.default_action(),
+        profile.default_errno_ret(),
+        "linux.seccomp.defaultErrnoRet",
+    )?;
+    if default == Verdict::Notify {
+        return Err(SeccompError::invalid(
+            "linux.seccomp.defaultAction",
+            "SCMP_ACT_NOTIFY cannot be the default action",
+        ));
+    }
+
+    let mut flags = Flags::default();
+    for flag in profile.flags().iter().flatten() {
+        match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => flags.tsync = true,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => flags.log = true,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => flags.spec_allow = true,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                flags.wait_killable_recv = true
+            }
+        }
+    }
+
+    let mut rules = Vec::new();
+    let mut names = Vec::new();
+    for (i, syscall) in profile.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}]");
+        let verdict = Verdict::from_oci(
+            syscall.action(),
+            syscall.errno_ret(),
+            &format!("{field}.errnoRet"),
+        )?;
+        let cond_sets = condition_sets(syscall.args().as_deref().unwrap_or(&[]), &field)?;
+        for (k, name) in syscall.names().iter().enumerate() {
+            if name.is_empty() {
+                return Err(SeccompError::invalid(
+                    format!("{field}.names[{k}]"),
+                    "an empty string is not a syscall name",
+                ));
+            }
+            if verdict == Verdict::Notify && name == "write" {
+                return Err(SeccompError::invalid(
+                    format!("{field}.names[{k}]"),
+                    "SCMP_ACT_NOTIFY cannot be used for write (the runtime needs write to hand \
+                     the listener over)",
+                ));
+            }
+            names.push(name.clone());
+            if verdict == default {
+                continue;
+            }
+            for conds in &cond_sets {
+                rules.push(Rule {
+                    verdict,
+                    name: name.clone(),
+                    conds: conds.clone(),
+                });
+            }
+        }
+    }
+    Ok(Profile {
+        default,
+        rules,
+        names,
+        flags,
+    })
+}
+
+/// The ORed condition sets of one `syscalls[i]` entry: one set of all its args, or (when an
+/// argument index repeats, as runc does) one set per arg.
+fn condition_sets(
+    args: &[oci_spec::runtime::LinuxSeccompArg],
+    field: &str,
+) -> Result<Vec<Vec<Cond>>, SeccompError> {
+    let mut conds = Vec::with_capacity(args.len());
+    let mut per_index = [0usize; MAX_ARGS];
+    for (j, arg) in args.iter().enumerate() {
+        let index = arg.index();
+        if index >= MAX_ARGS {
+            return Err(SeccompError::invalid(
+                format!("{field}.args[{j}].index"),
+                format!("{index} is not a syscall argument (0 to 5)"),
+            ));
+        }
+        per_index[index] += 1;
+        let (op, value) = match arg.op() {
+            LinuxSeccompOperator::ScmpCmpNe => (Op::Ne, arg.value()),
+            LinuxSeccompOperator::ScmpCmpLt => (Op::Lt, arg.value()),
+            LinuxSeccompOperator::ScmpCmpLe => (Op::Le, arg.value()),
+            LinuxSeccompOperator::ScmpCmpEq => (Op::Eq, arg.value()),
+            LinuxSeccompOperator::ScmpCmpGe => (Op::Ge, arg.value()),
+            LinuxSeccompOperator::ScmpCmpGt => (Op::Gt, arg.value()),
+            LinuxSeccompOperator::ScmpCmpMaskedEq => (
+                Op::MaskedEq { mask: arg.value() },
+                arg.value_two().unwrap_or(0),
+            ),
+        };
+        conds.push(Cond {
+            index: index as u8,
+            op,
+            value,
+        });
+    }
+    if per_index.iter().any(|&n| n > 1) {
+        Ok(conds.into_iter().map(|c| vec![c]).collect())
+    } else {
+        Ok(vec![conds])
+    }
+}
