@@ -246,3 +246,24 @@ fn compiles_and_maps_known_syscalls() {
     assert_eq!(verdict_nr(&c, Abi::X32, X32_SYSCALL_BIT | 515, &[]), ALLOW); // readv
     assert_eq!(verdict(&c, Abi::X32, "keyctl", &[]), eperm);
 }
+
+/// `testdata/docker-default.oci.json` is [`docker_default`] written out, for users outside this
+/// crate (the integration suite, the image service's bundles). It must stay in sync:
+/// `BERTH_UPDATE_GOLDEN=1 cargo test -p libcontainer golden` rewrites it.
+#[test]
+fn golden_oci_profile_is_current() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/seccomp/testdata/docker-default.oci.json"
+    );
+    let mut want = serde_json::to_string_pretty(&docker_default()).unwrap();
+    want.push('\n');
+    if std::env::var_os("BERTH_UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{path} is stale: run with BERTH_UPDATE_GOLDEN=1"
+    );
+}
