@@ -1,6 +1,7 @@
 //! berth: a runc-compatible OCI runtime. A thin command line over libcontainer; its flags,
 //! exit codes, state JSON and log lines follow runc's.
 
+mod events;
 mod log;
 mod process_args;
 mod relay;
@@ -15,6 +16,21 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use libcontainer::container;
 use libcontainer::create::{self, CreateOptions, StartMode};
+
+/// println! that ends the process quietly when stdout is a closed pipe (`berth state X | head`)
+/// instead of panicking; berth keeps SIGPIPE ignored so that a hook or an init that goes away
+/// is an error it can report, not a signal that kills it.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = writeln!(o, $($arg)*).and_then(|()| o.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 
 /// `berth --version`, in runc's layout (containerd and podman parse the first line).
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
@@ -176,6 +192,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Display container events such as OOM notifications, cpu, memory, and IO usage statistics.
+    Events(events::EventsArgs),
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -204,7 +222,7 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {
-            println!("berth version {VERSION}");
+            out!("berth version {VERSION}");
             std::process::exit(0);
         }
         Err(e) => {
@@ -226,6 +244,12 @@ fn main() {
     };
     match dispatch(&cli, &logger) {
         Ok(code) => std::process::exit(code),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::exit(0);
+        }
         Err(e) => {
             logger.fatal(&format!("{e:#}"));
             std::process::exit(1);
@@ -282,7 +306,7 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
         }
         Cmd::State { id } => {
             let l = container::load(root, id)?;
-            println!("{}", serde_json::to_string_pretty(&l.oci_state())?);
+            out!("{}", serde_json::to_string_pretty(&l.oci_state())?);
         }
         Cmd::Kill { all, id, signal } => {
             let sig = signals::parse(signal)?;
@@ -300,6 +324,7 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
             id,
             ps_args,
         } => ps(root, id, format, ps_args)?,
+        Cmd::Events(a) => events::run(root, a, logger)?,
         Cmd::Pause { id } => {
             container::pause(root, id).with_context(|| format!("pause container {id:?}"))?
         }
@@ -323,7 +348,7 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
             text.push('\n');
             std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
         }
-        Cmd::Features => println!(
+        Cmd::Features => out!(
             "{}",
             serde_json::to_string_pretty(&libcontainer::features::features())?
         ),
@@ -335,7 +360,7 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
 fn ps(root: &Path, id: &str, format: &str, args: &[String]) -> Result<()> {
     let pids = container::pids(root, id).with_context(|| format!("ps of container {id:?}"))?;
     match format {
-        "json" => println!("{}", serde_json::to_string(&pids)?),
+        "json" => out!("{}", serde_json::to_string(&pids)?),
         "table" => {
             let args: Vec<String> = if args.is_empty() {
                 vec!["-ef".into()]
@@ -360,14 +385,14 @@ fn ps(root: &Path, id: &str, format: &str, args: &[String]) -> Result<()> {
                 .split_whitespace()
                 .position(|h| h == "PID")
                 .context("ps output has no PID column")?;
-            println!("{header}");
+            out!("{header}");
             for line in lines {
                 let pid = line
                     .split_whitespace()
                     .nth(col)
                     .and_then(|p| p.parse::<i32>().ok());
                 if pid.is_some_and(|p| pids.contains(&p)) {
-                    println!("{line}");
+                    out!("{line}");
                 }
             }
         }

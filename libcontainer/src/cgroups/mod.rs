@@ -5,6 +5,7 @@
 pub mod bpf;
 pub mod devices;
 pub mod fs;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
