@@ -115,6 +115,10 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
             )))
         }
     }
+    // Pin init before opening the fifo: the open releases it, and a short process may exit and be
+    // reaped by its parent (a shim, conmon) before a pidfd opened afterwards could find it.
+    let pidfd = init_pidfd(&state)
+        .ok_or_else(|| Error::InvalidState("cannot start a container that has stopped".into()))?;
     let fifo_path = dir.path.join(EXEC_FIFO);
     let fifo = nix::fcntl::open(
         &fifo_path,
@@ -122,8 +126,6 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::io("open", &fifo_path, e.into()))?;
-    let pidfd = init_pidfd(&state)
-        .ok_or_else(|| Error::InvalidState("cannot start a container that has stopped".into()))?;
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

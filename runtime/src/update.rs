@@ -25,7 +25,8 @@ pub struct UpdateArgs {
     /// Ignored (kernel memory accounting is deprecated), as in runc.
     #[arg(long = "kernel-memory", hide = true)]
     kernel_memory: Option<String>,
-    #[arg(long = "cpu-shares")]
+    /// CPU shares (runc spells it --cpu-share).
+    #[arg(long = "cpu-share", alias = "cpu-shares")]
     cpu_shares: Option<u64>,
     #[arg(long = "cpu-quota")]
     cpu_quota: Option<i64>,
