@@ -12,16 +12,19 @@ set -euo pipefail
 
 # The one list of Debian packages the project needs.
 PACKAGES=(
-	runc           # reference runtime for the differential integration suite and benchmarks
-	crun           # second peer runtime for benchmarks
-	busybox-static # rootfs of test and benchmark bundles (hack/mkbundle.sh)
-	hyperfine      # benchmarks (hack/bench.sh)
-	jq             # config.json editing
-	time           # GNU /usr/bin/time for peak RSS
-	umoci          # OCI image layouts for tests
-	skopeo         # OCI layout <-> archive / registry copies
-	containerd     # shim and `ctr --runc-binary` tests
-	cpio           # initramfs for the cgroup v2 VM
+	runc              # reference runtime for the differential integration suite and benchmarks
+	crun              # second peer runtime for benchmarks
+	busybox-static    # rootfs of test and benchmark bundles (hack/mkbundle.sh)
+	hyperfine         # benchmarks (hack/bench.sh)
+	jq                # config.json editing
+	time              # GNU /usr/bin/time for peak RSS
+	umoci             # OCI image layouts for tests
+	skopeo            # OCI layout <-> archive / registry copies
+	containerd        # shim and `ctr --runc-binary` tests; integration client tests (ctr)
+	podman            # integration client tests: `podman --runtime` through conmon
+	cpio              # initramfs of the cgroup v2 VM (hack/vm-run.sh)
+	qemu-system-x86   # the cgroup v2 VM: qemu-system-x86_64 -accel tcg
+	linux-image-amd64 # the cgroup v2 VM's kernel and modules (/boot/vmlinuz-*, /lib/modules)
 )
 
 force_update=0

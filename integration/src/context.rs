@@ -22,11 +22,14 @@ pub struct Ctx {
     pub ids: RefCell<Vec<String>>,
     /// What bundle guards found (and cleaned up) after `delete --force`.
     pub leaks: RefCell<Vec<String>>,
+    /// The image, containerd and podman of the client tests (started lazily).
+    pub clients: crate::clients::Clients,
 }
 
 impl Ctx {
     pub fn new(rt: Runtime, tmp: PathBuf, rootfs: PathBuf) -> Ctx {
         Ctx {
+            clients: crate::clients::Clients::new(tmp.join("clients")),
             rt,
             tmp,
             rootfs,

@@ -4,6 +4,7 @@
 //!
 //! Usage: `BERTH_TEST_RUNTIME=/usr/sbin/runc integration [FILTER]`
 
+mod clients;
 mod config;
 mod context;
 mod fixture;
@@ -108,8 +109,11 @@ fn real_main() -> Result<ExitCode, String> {
         }
     }
 
-    // The suite's own check that nothing is left behind.
+    // The suite's own check that nothing is left behind. The clients go
+    // first: containerd is stopped, and what they left is removed.
+    let client_left = ctx.clients.shutdown();
     let mut left = ctx.leaks.borrow().clone();
+    left.extend(client_left);
     left.extend(leftovers(&ctx));
     for parent in cgroup_parents() {
         if !parents_before.contains(&parent) {

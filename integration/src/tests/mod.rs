@@ -1,6 +1,7 @@
 //! All tests, grouped by area.
 
 mod cli;
+mod clients;
 mod devices;
 mod errors;
 mod hooks;
@@ -9,6 +10,7 @@ mod lifecycle;
 mod mounts;
 mod namespaces;
 mod process;
+mod seccomp;
 mod security;
 
 use std::collections::BTreeMap;
@@ -28,7 +30,9 @@ pub fn all() -> Vec<Test> {
     v.extend(process::tests());
     v.extend(hooks::tests());
     v.extend(errors::tests());
+    v.extend(seccomp::tests());
     v.extend(security::tests());
+    v.extend(clients::tests());
     v
 }
 

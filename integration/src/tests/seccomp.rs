@@ -1,0 +1,124 @@
+//! seccomp: Docker's default profile, actions, argument conditions, bad profiles.
+
+use serde_json::{json, Value};
+
+use crate::context::Ctx;
+use crate::harness::{Test, TestResult};
+use crate::{ensure, ensure_eq};
+
+pub fn tests() -> Vec<Test> {
+    crate::tests![
+        seccomp_docker_default_profile,
+        seccomp_errno_ret_and_unknown_names,
+        seccomp_argument_conditions,
+        seccomp_kill_process,
+        seccomp_invalid_profile_fails,
+    ]
+}
+
+/// Docker's default profile in OCI form, as dockerd hands it to a runtime for a container with
+/// Docker's default capabilities on amd64 (kept in sync with moby's by a libcontainer test).
+fn docker_default() -> Result<Value, crate::harness::Failure> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../libcontainer/src/seccomp/testdata/docker-default.oci.json"
+    );
+    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+}
+
+/// Under Docker's default profile busybox works normally, while what the profile forbids
+/// (user namespaces, mount) fails with EPERM.
+fn seccomp_docker_default_profile(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set("/linux/seccomp", docker_default()?);
+    b.cfg.sh(
+        "echo hi; ls / >/dev/null && echo ls-ok; date >/dev/null && echo date-ok; \
+         grep '^Seccomp:' /proc/self/status; \
+         unshare -U true 2>&1; echo unshare=$?; mount -t tmpfs x /tmp 2>&1; echo mount=$?",
+    );
+    let out = b.run_ok()?;
+    for want in [
+        "hi",
+        "ls-ok",
+        "date-ok",
+        "Seccomp:\t2",
+        "unshare=1",
+        "mount=1",
+        "Operation not permitted",
+    ] {
+        ensure!(out.contains(want), "{want:?} missing from {out:?}");
+    }
+    Ok(())
+}
+
+/// An ERRNO rule returns its errnoRet; unknown syscall names are ignored (as runc does).
+fn seccomp_errno_ret_and_unknown_names(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["no_such_syscall_berth", "getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+        ]}),
+    );
+    b.cfg.sh("/bin/pwd 2>&1; echo pwd=$?; echo alive");
+    let out = b.run_ok()?;
+    ensure!(out.contains("pwd=1"), "pwd should fail: {out:?}");
+    ensure!(
+        out.contains("Function not implemented"),
+        "errno 38 is ENOSYS: {out:?}"
+    );
+    ensure!(out.contains("alive"), "{out:?}");
+    Ok(())
+}
+
+/// An argument condition: kill(pid, SIGTERM) is denied, kill(pid, 0) is not.
+fn seccomp_argument_conditions(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 1, "value": 15, "op": "SCMP_CMP_EQ"}]}
+        ]}),
+    );
+    b.cfg.sh("sleep 30 & p=$!; kill -0 $p; echo probe=$?; kill -TERM $p 2>&1; echo term=$?; kill -KILL $p; echo killed=$?");
+    let out = b.run_ok()?;
+    ensure!(out.contains("probe=0"), "{out:?}");
+    ensure!(out.contains("term=1"), "SIGTERM should be denied: {out:?}");
+    ensure!(
+        out.contains("killed=0"),
+        "SIGKILL is another value: {out:?}"
+    );
+    Ok(())
+}
+
+/// KILL_PROCESS ends the process with SIGSYS (exit status 128+31 from `run`).
+fn seccomp_kill_process(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getcwd"], "action": "SCMP_ACT_KILL_PROCESS"}
+        ]}),
+    );
+    b.cfg.args(&["/bin/pwd"]);
+    let out = b.run(&[]);
+    ensure_eq!(
+        out.code,
+        Some(159),
+        format!("exit status of a SIGSYS kill: {out:?}")
+    );
+    b.ensure_clean()
+}
+
+/// An action the runtime-spec does not know is an error naming seccomp, and nothing is left.
+fn seccomp_invalid_profile_fails(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_BOGUS"}]}),
+    );
+    let out = b.create(&[]).failed()?;
+    out.stderr_mentions("SCMP_ACT_BOGUS")?;
+    b.ensure_clean()
+}
