@@ -1,5 +1,5 @@
 //! `update`: runc's flags, or a `linux.resources` JSON (`-r FILE`, `-r -` for stdin), merged
-//! over the container's current resources (flags win over the file, the file over what is).
+//! over the container's current resources. As in runc, with `-r` the other flags are ignored.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -98,6 +98,8 @@ pub fn resources(
         }
         let file: Value = serde_json::from_str(&text).context("parse the resources JSON")?;
         merge(&mut v, file);
+        return serde_json::from_value(v)
+            .context("the merged resources are not valid linux.resources");
     }
     let mut flags = json!({});
     let mut set = |path: &[&str], val: Value| {
@@ -148,11 +150,9 @@ pub fn resources(
         set(&["blockIO", "weight"], json!(x));
     }
     merge(&mut v, flags);
-    // Device rules are only changed when given explicitly.
-    if a.resources.is_none() {
-        if let Some(o) = v.as_object_mut() {
-            o.remove("devices");
-        }
+    // Device rules are only changed when given explicitly (in a -r file).
+    if let Some(o) = v.as_object_mut() {
+        o.remove("devices");
     }
     serde_json::from_value(v).context("the merged resources are not valid linux.resources")
 }

@@ -1,5 +1,6 @@
 //! All tests, grouped by area.
 
+mod cgroups;
 mod cli;
 mod clients;
 mod devices;
@@ -32,6 +33,7 @@ pub fn all() -> Vec<Test> {
     v.extend(errors::tests());
     v.extend(seccomp::tests());
     v.extend(security::tests());
+    v.extend(cgroups::tests());
     v.extend(clients::tests());
     v
 }

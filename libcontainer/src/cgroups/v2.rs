@@ -144,11 +144,16 @@ pub fn apply(dir: &Path, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(),
     }
     if let Some(b) = r.block_io() {
         if let Some(w) = b.weight() {
-            write(
-                dir,
-                "io.weight",
-                &format!("default {}", blkio_to_io_weight(w)),
-            )?;
+            // With BFQ the weight keeps its v1 range (runc writes it there unconverted).
+            if dir.join("io.bfq.weight").exists() {
+                write(dir, "io.bfq.weight", &w.to_string())?;
+            } else {
+                write(
+                    dir,
+                    "io.weight",
+                    &format!("default {}", blkio_to_io_weight(w)),
+                )?;
+            }
         }
         for d in b.weight_device().as_deref().unwrap_or_default() {
             if let Some(w) = d.weight() {

@@ -1,0 +1,1275 @@
+//! Cgroup resources (`linux.resources`): each field is read back from the container's own
+//! cgroup files on the layout the host has, and felt in behaviour where it can be (an OOM kill,
+//! a fork that fails, a device that cannot be opened, throttled CPU and I/O); then `update`,
+//! `pause`/`resume`, `kill --all` and `events`.
+//!
+//! The layout is found by statfs(2) of /sys/fs/cgroup (`stat -f`): cgroup2 there is a pure v2
+//! host, anything else (tmpfs) has v1 hierarchies, each found in /proc/self/mountinfo by its
+//! controller (hybrid hosts also have a cgroup2 mount, usually /sys/fs/cgroup/unified). The
+//! container's directory is its `cgroupsPath` below each hierarchy's mount point.
+//!
+//! runc's behaviour is the reference. Where runc 1.1 and berth legitimately differ, the test is
+//! skipped for the one that differs and says why.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{key_values, wait_file, WAIT_FOR_GO};
+use crate::context::{processes_of, Ctx};
+use crate::fixture::Bundle;
+use crate::harness::{wait_until, Failure, Test, TestResult};
+use crate::runtime::{Out, CMD_TIMEOUT};
+use crate::{ensure, ensure_eq, fail, skip};
+
+pub fn tests() -> Vec<Test> {
+    crate::tests![
+        cgroup_dirs_follow_cgroups_path,
+        cgroup_memory_limit_oom_kill,
+        cgroup_memory_reservation,
+        cgroup_memory_swap,
+        cgroup_memory_swappiness,
+        cgroup_memory_disable_oom_killer,
+        cgroup_cpu_shares,
+        cgroup_cpu_quota_period_throttles,
+        cgroup_cpu_burst,
+        cgroup_cpuset_cpus_mems,
+        cgroup_pids_limit_fork_fails,
+        cgroup_devices_denied_device_cannot_be_opened,
+        cgroup_devices_allow_rule_access,
+        cgroup_blkio_weight,
+        cgroup_blkio_throttle_bps,
+        cgroup_hugepage_limits,
+        cgroup_network_class_id_priorities,
+        cgroup_unified,
+        cgroup_update_flags,
+        cgroup_update_resources_stdin,
+        cgroup_pause_resume,
+        cgroup_kill_all,
+        cgroup_events_stats,
+        cgroup_events_oom,
+    ]
+}
+
+const MIB: i64 = 1 << 20;
+
+/// A memory hog that touches its memory from user space (awk doubling a string), so that the
+/// memory cgroup's OOM handling sees user faults (a `read()` into a buffer would only fail
+/// with EFAULT when the OOM killer is disabled).
+const MEMORY_HOG: &str = "exec awk 'BEGIN { s = \"x\"; while (1) s = s s }'";
+
+// ---------------------------------------------------------------------------------------------
+// The host's cgroup layout and the container's cgroup files.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// cgroup v1 hierarchies (legacy or hybrid).
+    V1,
+    /// One cgroup2 hierarchy at /sys/fs/cgroup.
+    V2,
+}
+
+const CGROUP2_SUPER_MAGIC: &str = "63677270";
+const TMPFS_MAGIC: &str = "1021994";
+
+/// The layout, by statfs(2) of /sys/fs/cgroup (`stat -f -c %t` prints `f_type` in hex).
+fn layout() -> Result<Layout, Failure> {
+    static LAYOUT: OnceLock<Result<Layout, String>> = OnceLock::new();
+    LAYOUT
+        .get_or_init(|| {
+            let out = Command::new("stat")
+                .args(["-f", "-c", "%t", "/sys/fs/cgroup"])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run `stat -f /sys/fs/cgroup`: {e}"))?;
+            let magic = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            match magic.as_str() {
+                CGROUP2_SUPER_MAGIC => Ok(Layout::V2),
+                TMPFS_MAGIC => Ok(Layout::V1),
+                _ => Err(format!(
+                    "/sys/fs/cgroup has filesystem magic {magic:?}: neither cgroup2 nor tmpfs"
+                )),
+            }
+        })
+        .clone()
+        .map_err(Failure::Fail)
+}
+
+/// The mounts of this mount namespace.
+fn mounts() -> Vec<crate::mountinfo::Mount> {
+    crate::mountinfo::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+/// Mount point of the v1 hierarchy that has controller `ctrl`.
+fn v1_mount(ctrl: &str) -> Option<PathBuf> {
+    mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.fstype == "cgroup" && m.has_super_opt(ctrl))
+        .map(|m| PathBuf::from(m.mount_point))
+}
+
+/// Mount point of a cgroup2 hierarchy, if any (the unified one on hybrid hosts).
+fn v2_mount() -> Option<PathBuf> {
+    mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| PathBuf::from(m.mount_point))
+}
+
+/// Controllers of a cgroup2 directory's `cgroup.subtree_control` (enabled for its children).
+fn subtree_control(dir: &Path) -> Vec<String> {
+    fs::read_to_string(dir.join("cgroup.subtree_control"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The cgroup of one container: its `cgroupsPath` below the host's hierarchies.
+struct Cg {
+    layout: Layout,
+    /// The absolute `cgroupsPath` (`/berth-test/<id>`).
+    path: String,
+}
+
+impl Cg {
+    fn of(b: &Bundle) -> Result<Cg, Failure> {
+        let path = b
+            .cfg
+            .0
+            .pointer("/linux/cgroupsPath")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        ensure!(
+            path.starts_with('/'),
+            "the test needs an absolute cgroupsPath, not {path:?}"
+        );
+        Ok(Cg {
+            layout: layout()?,
+            path,
+        })
+    }
+
+    fn v1(&self) -> bool {
+        self.layout == Layout::V1
+    }
+
+    /// The container's directory in the hierarchy of `ctrl` (v2: the one directory).
+    fn dir(&self, ctrl: &str) -> Result<PathBuf, Failure> {
+        let rel = self.path.trim_start_matches('/');
+        match self.layout {
+            Layout::V2 => Ok(Path::new("/sys/fs/cgroup").join(rel)),
+            Layout::V1 => match v1_mount(ctrl) {
+                Some(m) => Ok(m.join(rel)),
+                None => Err(Failure::Fail(format!(
+                    "no cgroup v1 hierarchy with the {ctrl} controller is mounted"
+                ))),
+            },
+        }
+    }
+
+    fn file(&self, ctrl: &str, file: &str) -> Result<PathBuf, Failure> {
+        Ok(self.dir(ctrl)?.join(file))
+    }
+
+    fn has(&self, ctrl: &str, file: &str) -> bool {
+        self.file(ctrl, file).is_ok_and(|p| p.exists())
+    }
+
+    fn read(&self, ctrl: &str, file: &str) -> Result<String, Failure> {
+        let p = self.file(ctrl, file)?;
+        fs::read_to_string(&p)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| Failure::Fail(format!("read {}: {e}", p.display())))
+    }
+
+    /// Require the file to read `want` (trimmed).
+    fn expect(&self, ctrl: &str, file: &str, want: &str) -> TestResult {
+        let got = self.read(ctrl, file)?;
+        ensure_eq!(got, want, format!("{}", self.file(ctrl, file)?.display()));
+        Ok(())
+    }
+
+    /// A `key value` line of a flat-keyed file (`cpu.stat`, `memory.oom_control`).
+    fn key(&self, ctrl: &str, file: &str, key: &str) -> Result<u64, Failure> {
+        let text = self.read(ctrl, file)?;
+        key_values(&text)
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Failure::Fail(format!("no {key:?} in {file}: {text:?}")))
+    }
+
+    /// Require process `pid` to be in this cgroup, for `ctrl`'s hierarchy (v2: `0::`).
+    fn expect_member(&self, pid: u32, ctrl: &str) -> TestResult {
+        let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+        let line = text.lines().find(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls) = (f.next(), f.next().unwrap_or(""));
+            match self.layout {
+                Layout::V2 => l.starts_with("0::"),
+                Layout::V1 => ctrls.split(',').any(|c| c == ctrl),
+            }
+        });
+        let path = line.and_then(|l| l.splitn(3, ':').nth(2)).unwrap_or("");
+        ensure_eq!(
+            path,
+            self.path.as_str(),
+            format!("cgroup of pid {pid} for {ctrl} (/proc/{pid}/cgroup {text:?})")
+        );
+        Ok(())
+    }
+}
+
+/// `(v1 file, v2 file)` by layout.
+fn pick<'a>(cg: &Cg, v1: &'a str, v2: &'a str) -> &'a str {
+    if cg.v1() {
+        v1
+    } else {
+        v2
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the runtime in the background (or with stdin), with a guard that stops it.
+
+/// A runtime command running in the background; its output goes to files in the bundle.
+/// Dropping it kills the command (our own child, by pid) and reaps it.
+struct Bg {
+    cmd: String,
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Bg {
+    /// Start `<runtime> --root R ARGS...`; `input` (if any) is written to its stdin, which is
+    /// then closed (otherwise stdin is /dev/null).
+    fn start(b: &Bundle, name: &str, args: &[&str], input: Option<&str>) -> Result<Bg, Failure> {
+        let rt = &b.ctx.rt;
+        let out = b.dir.join(format!("{name}.out"));
+        let err = b.dir.join(format!("{name}.err"));
+        let mut cmd = Command::new(&rt.path);
+        cmd.arg("--root")
+            .arg(&rt.root)
+            .args(args)
+            .stdout(File::create(&out)?)
+            .stderr(File::create(&err)?)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd.spawn()?;
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            // Dropping `stdin` closes it: the runtime sees EOF.
+            stdin.write_all(text.as_bytes())?;
+        }
+        Ok(Bg {
+            cmd: format!("{} {}", rt.name(), args.join(" ")),
+            child,
+            out,
+            err,
+        })
+    }
+
+    /// What the command wrote to stdout so far.
+    fn stdout_now(&self) -> String {
+        fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Wait for the command (killed after `timeout`) and collect its output.
+    fn wait(mut self, timeout: Duration) -> Out {
+        let (status, timed_out) = wait_child(&mut self.child, timeout);
+        Out {
+            cmd: self.cmd.clone(),
+            code: if timed_out {
+                None
+            } else {
+                status.and_then(|s| s.code())
+            },
+            stdout: fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: fs::read_to_string(&self.err).unwrap_or_default(),
+            timed_out,
+        }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        // Not yet reaped, so the pid cannot have been reused.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait for `child` until `timeout`, then kill it; `(status, timed out)`.
+fn wait_child(child: &mut Child, timeout: Duration) -> (Option<ExitStatus>, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return (Some(st), false),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                return (child.wait().ok(), true);
+            }
+            Err(_) => return (None, false),
+        }
+    }
+}
+
+/// `run --bundle DIR ID` in the foreground, started in the background (config.json written).
+fn spawn_run(b: &Bundle) -> Result<Bg, Failure> {
+    b.write_config()?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    Bg::start(b, "run", &["run", "--bundle", &dir, &b.id], None)
+}
+
+/// Run the runtime to completion with `input` on stdin.
+fn exec_stdin(b: &Bundle, name: &str, args: &[&str], input: &str) -> Result<Out, Failure> {
+    Ok(Bg::start(b, name, args, Some(input))?.wait(CMD_TIMEOUT))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+/// A detached container that touches `/shared/ready`, waits for `/shared/go`, then runs `then`.
+/// Returns the shared dir once the container is ready.
+fn start_waiting(b: &mut Bundle, then: &str) -> Result<PathBuf, Failure> {
+    let shared = b.shared()?;
+    b.cfg
+        .sh(&format!("touch /shared/ready; {WAIT_FOR_GO}; {then}"));
+    b.run_detached().ok()?;
+    wait_file(&shared.join("ready"))?;
+    Ok(shared)
+}
+
+/// `create` must fail with a message mentioning one of `needles`, and leave nothing behind.
+fn create_fails(b: &Bundle, needles: &[&str]) -> TestResult {
+    let out = b.create(&[]).failed()?;
+    let err = out.stderr.to_lowercase();
+    ensure!(
+        needles.iter().any(|n| err.contains(&n.to_lowercase())),
+        "stderr mentions none of {needles:?}: {}",
+        out.describe()
+    );
+    b.ensure_clean()
+}
+
+/// A cgroup v1-only field on a v2 host: berth refuses it (`create` fails naming it, nothing
+/// left behind). runc 1.1 does not look at it on v2 (its fs2 manager has no swappiness,
+/// disableOOMKiller or network): if runc's `create` succeeds, the test is skipped for runc.
+fn v1_only_field(ctx: &Ctx, b: &Bundle, field: &str, needles: &[&str]) -> TestResult {
+    if is_runc(ctx) {
+        let out = b.create(&[]);
+        if out.success() {
+            skip!(
+                "cgroup v2 has no file for linux.resources.{field}: runc 1.1 ignores the field \
+                 there (create succeeded) while berth refuses it with an error"
+            );
+        }
+        out.failed()?;
+        return b.ensure_clean();
+    }
+    create_fails(b, needles)
+}
+
+fn is_runc(ctx: &Ctx) -> bool {
+    ctx.rt.runc.is_some()
+}
+
+/// The whole disk (`major:minor`) holding `path`, if it is on a block device.
+fn block_device_of(path: &Path) -> Option<String> {
+    let dev = fs::metadata(path).ok()?.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let sys = fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+    // blk-throttle and the weights take whole disks only: a partition's disk is its parent.
+    let disk = if sys.join("partition").exists() {
+        sys.parent()?.to_path_buf()
+    } else {
+        sys
+    };
+    Some(
+        fs::read_to_string(disk.join("dev"))
+            .ok()?
+            .trim()
+            .to_string(),
+    )
+}
+
+/// Seconds since boot, from /proc/uptime as the container wrote it (`"12.34"`).
+fn secs(s: &str) -> Result<f64, Failure> {
+    s.trim()
+        .parse()
+        .map_err(|_| Failure::Fail(format!("not a number of seconds: {s:?}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+
+/// The container's init is in `cgroupsPath` below every mounted hierarchy (v1: each controller's).
+fn cgroup_dirs_follow_cgroups_path(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    start_waiting(&mut b, "true")?;
+    let pid = b.pid()?;
+    let ctrls: &[&str] = if cg.v1() {
+        &[
+            "memory", "cpu", "cpuset", "pids", "devices", "freezer", "blkio",
+        ]
+    } else {
+        &[""]
+    };
+    for ctrl in ctrls {
+        if cg.v1() && v1_mount(ctrl).is_none() {
+            continue;
+        }
+        let dir = cg.dir(ctrl)?;
+        ensure!(dir.is_dir(), "{} is not a directory", dir.display());
+        cg.expect_member(pid, ctrl)?;
+        let procs = fs::read_to_string(dir.join("cgroup.procs"))?;
+        ensure!(
+            procs.lines().any(|l| l.trim() == pid.to_string()),
+            "init {pid} is not in {}/cgroup.procs: {procs:?}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `memory.limit`: memory.limit_in_bytes / memory.max, and a container that allocates more is
+/// OOM-killed (`run` exits 128+SIGKILL).
+fn cgroup_memory_limit_oom_kill(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let shared = b.shared()?;
+    b.cfg
+        .set("/linux/resources/memory", json!({"limit": 32 * MIB}));
+    b.cfg
+        .sh(&format!("touch /shared/ready; {WAIT_FOR_GO}; {MEMORY_HOG}"));
+    let run = spawn_run(&b)?;
+    wait_file(&shared.join("ready"))?;
+    cg.expect(
+        "memory",
+        pick(&cg, "memory.limit_in_bytes", "memory.max"),
+        &(32 * MIB).to_string(),
+    )?;
+    fs::write(shared.join("go"), "")?;
+    let out = run.wait(CMD_TIMEOUT);
+    ensure_eq!(
+        out.code,
+        Some(137),
+        format!("exit code of the OOM-killed container ({})", out.describe())
+    );
+    b.ensure_clean()
+}
+
+/// `memory.reservation`: memory.soft_limit_in_bytes (v1) / memory.low (v2).
+fn cgroup_memory_reservation(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set(
+        "/linux/resources/memory",
+        json!({"limit": 64 * MIB, "reservation": 32 * MIB}),
+    );
+    start_waiting(&mut b, "true")?;
+    cg.expect(
+        "memory",
+        pick(&cg, "memory.soft_limit_in_bytes", "memory.low"),
+        &(32 * MIB).to_string(),
+    )
+}
+
+/// `memory.swap` is memory+swap: memory.memsw.limit_in_bytes (v1); on v2 runc writes the swap
+/// alone, swap - limit, to memory.swap.max.
+fn cgroup_memory_swap(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    if cg.v1() {
+        let Some(root) = v1_mount("memory") else {
+            skip!("no v1 memory hierarchy is mounted");
+        };
+        if !root.join("memory.memsw.limit_in_bytes").exists() {
+            skip!("the kernel has no swap accounting (no memory.memsw.* files)");
+        }
+    }
+    b.cfg.set(
+        "/linux/resources/memory",
+        json!({"limit": 64 * MIB, "swap": 128 * MIB}),
+    );
+    start_waiting(&mut b, "true")?;
+    if cg.v1() {
+        cg.expect(
+            "memory",
+            "memory.memsw.limit_in_bytes",
+            &(128 * MIB).to_string(),
+        )?;
+    } else {
+        if !cg.has("memory", "memory.swap.max") {
+            skip!("the kernel has no swap accounting (no memory.swap.max)");
+        }
+        cg.expect("memory", "memory.swap.max", &(64 * MIB).to_string())?;
+    }
+    cg.expect(
+        "memory",
+        pick(&cg, "memory.limit_in_bytes", "memory.max"),
+        &(64 * MIB).to_string(),
+    )
+}
+
+/// `memory.swappiness` (cgroup v1 only).
+fn cgroup_memory_swappiness(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg
+        .set("/linux/resources/memory", json!({"swappiness": 42}));
+    if !cg.v1() {
+        return v1_only_field(ctx, &b, "memory.swappiness", &["swappiness"]);
+    }
+    start_waiting(&mut b, "true")?;
+    cg.expect("memory", "memory.swappiness", "42")
+}
+
+/// `memory.disableOOMKiller` (cgroup v1 only): memory.oom_control says so, and a container
+/// over its limit is not killed but waits, under OOM.
+fn cgroup_memory_disable_oom_killer(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set(
+        "/linux/resources/memory",
+        json!({"limit": 32 * MIB, "disableOOMKiller": true}),
+    );
+    if !cg.v1() {
+        return v1_only_field(ctx, &b, "memory.disableOOMKiller", &["disableOOMKiller"]);
+    }
+    let shared = start_waiting(&mut b, MEMORY_HOG)?;
+    ensure_eq!(
+        cg.key("memory", "memory.oom_control", "oom_kill_disable")?,
+        1,
+        "oom_kill_disable in memory.oom_control"
+    );
+    fs::write(shared.join("go"), "")?;
+    let mut under = 0;
+    let ok = wait_until(Duration::from_secs(10), || {
+        under = cg
+            .key("memory", "memory.oom_control", "under_oom")
+            .unwrap_or(0);
+        under == 1
+    });
+    ensure!(ok, "the container never went under OOM (under_oom {under})");
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status of the container under OOM"
+    );
+    ensure_eq!(
+        cg.key("memory", "memory.oom_control", "oom_kill")?,
+        0,
+        "oom_kill with the OOM killer disabled"
+    );
+    Ok(())
+}
+
+/// `cpu.shares`: cpu.shares (v1); v2 cpu.weight = 1 + (shares - 2) * 9999 / 262142.
+fn cgroup_cpu_shares(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set("/linux/resources/cpu", json!({"shares": 512}));
+    start_waiting(&mut b, "true")?;
+    if cg.v1() {
+        cg.expect("cpu", "cpu.shares", "512")
+    } else {
+        cg.expect(
+            "cpu",
+            "cpu.weight",
+            &(1 + (512 - 2) * 9999 / 262_142).to_string(),
+        )
+    }
+}
+
+/// `cpu.quota`/`cpu.period`: cpu.cfs_quota_us/cpu.cfs_period_us (v1), cpu.max (v2); a busy
+/// loop with 20% of a CPU gets throttled.
+fn cgroup_cpu_quota_period_throttles(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set(
+        "/linux/resources/cpu",
+        json!({"quota": 20000, "period": 100_000}),
+    );
+    let shared = b.shared()?;
+    b.cfg.sh(&format!(
+        "(while :; do :; done) & touch /shared/ready; {WAIT_FOR_GO}"
+    ));
+    b.run_detached().ok()?;
+    wait_file(&shared.join("ready"))?;
+    if cg.v1() {
+        cg.expect("cpu", "cpu.cfs_quota_us", "20000")?;
+        cg.expect("cpu", "cpu.cfs_period_us", "100000")?;
+    } else {
+        cg.expect("cpu", "cpu.max", "20000 100000")?;
+    }
+    let mut n = 0;
+    let ok = wait_until(Duration::from_secs(5), || {
+        n = cg.key("cpu", "cpu.stat", "nr_throttled").unwrap_or(0);
+        n >= 3
+    });
+    ensure!(ok, "a busy loop was throttled only {n} times in 5 s");
+    Ok(())
+}
+
+/// `cpu.burst`: cpu.cfs_burst_us (v1), cpu.max.burst (v2), where the kernel has it.
+fn cgroup_cpu_burst(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc_before(1, 2) {
+        skip!(
+            "runc 1.1 predates linux.resources.cpu.burst (runtime-spec 1.1, runc 1.2): it \
+             ignores the field (the burst file stays 0)"
+        );
+    }
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let file = pick(&cg, "cpu.cfs_burst_us", "cpu.max.burst");
+    if cg.v1() && !v1_mount("cpu").is_some_and(|m| m.join(file).exists()) {
+        skip!("the kernel has no {file} (CONFIG_CFS_BANDWIDTH burst, Linux 5.14)");
+    }
+    b.cfg.set(
+        "/linux/resources/cpu",
+        json!({"quota": 20000, "period": 100_000, "burst": 10000}),
+    );
+    start_waiting(&mut b, "true")?;
+    if !cg.has("cpu", file) {
+        skip!("the kernel has no {file} (Linux 5.14)");
+    }
+    cg.expect("cpu", file, "10000")
+}
+
+/// `cpu.cpus`/`cpu.mems`: cpuset.cpus/cpuset.mems, and the container's affinity.
+fn cgroup_cpuset_cpus_mems(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg
+        .set("/linux/resources/cpu", json!({"cpus": "0", "mems": "0"}));
+    let shared = start_waiting(
+        &mut b,
+        "grep -E '^(Cpus|Mems)_allowed_list' /proc/self/status > /shared/status",
+    )?;
+    cg.expect("cpuset", "cpuset.cpus", "0")?;
+    cg.expect("cpuset", "cpuset.mems", "0")?;
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let status = fs::read_to_string(shared.join("status"))?;
+    let kv: Vec<(&str, &str)> = status
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    ensure_eq!(
+        kv,
+        vec![("Cpus_allowed_list", "0"), ("Mems_allowed_list", "0")],
+        "the container's /proc/self/status"
+    );
+    Ok(())
+}
+
+/// `pids.limit`: pids.max, and a loop starting background processes cannot get past it (the
+/// shell's fork fails).
+fn cgroup_pids_limit_fork_fails(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set("/linux/resources/pids", json!({"limit": 8}));
+    let shared = start_waiting(
+        &mut b,
+        "exec 2>/shared/err; i=0; while [ $i -lt 30 ]; do sleep 30 & i=$((i+1)); \
+         echo $i > /shared/n; done; touch /shared/all",
+    )?;
+    cg.expect("pids", "pids.max", "8")?;
+    let current: u64 = cg.read("pids", "pids.current")?.parse().unwrap_or(0);
+    ensure!(current >= 1, "pids.current is {current}");
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let n: u32 = fs::read_to_string(shared.join("n"))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let err = fs::read_to_string(shared.join("err")).unwrap_or_default();
+    ensure!(
+        !shared.join("all").exists() && n < 8,
+        "{n} background processes were started with pids.limit 8 (stderr {err:?})"
+    );
+    ensure!(
+        err.contains("fork"),
+        "the shell did not report a failed fork: stderr {err:?}, {n} started"
+    );
+    Ok(())
+}
+
+/// Add CAP_MKNOD to the container's bounding, effective and permitted sets.
+fn add_mknod(b: &mut Bundle) {
+    for set in ["bounding", "effective", "permitted"] {
+        b.cfg
+            .push(&format!("/process/capabilities/{set}"), json!("CAP_MKNOD"));
+    }
+}
+
+/// A script that makes /dev/k (c 1:11, /dev/kmsg) and reports `mknod`, `read` and `write`
+/// opens of it (`ok` or the error), and a write to /dev/null. Nothing is read or written.
+const DEVICE_PROBE: &str = "mknod /dev/k c 1 11 && echo mknod=ok; \
+     if e=$(head -c 0 /dev/k 2>&1); then echo read=ok; else echo \"read=$e\"; fi; \
+     if e=$( (exec 3>/dev/k) 2>&1); then echo write=ok; else echo \"write=$e\"; fi; \
+     echo x > /dev/null && echo null=ok";
+
+fn probe_lines(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Device rules: the base config denies all; a device outside the default allow list cannot be
+/// opened (EPERM from the devices cgroup, v2: the eBPF program), while /dev/null works.
+fn cgroup_devices_denied_device_cannot_be_opened(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    add_mknod(&mut b);
+    let shared = start_waiting(&mut b, &format!("{{ {DEVICE_PROBE}; }} > /shared/out"))?;
+    if cg.v1() {
+        let list = cg.read("devices", "devices.list")?;
+        let rules: Vec<&str> = list.lines().collect();
+        ensure!(
+            !rules.iter().any(|r| r.starts_with("a ")),
+            "devices.list allows all: {list:?}"
+        );
+        ensure!(
+            rules.contains(&"c 1:3 rwm"),
+            "devices.list does not allow /dev/null: {list:?}"
+        );
+        ensure!(
+            !rules.iter().any(|r| r.starts_with("c 1:11 ")),
+            "devices.list allows 1:11: {list:?}"
+        );
+    }
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let out = fs::read_to_string(shared.join("out"))?;
+    let p = probe_lines(&out);
+    ensure_eq!(
+        p.get("mknod").map(String::as_str),
+        Some("ok"),
+        "mknod (the m access is allowed)"
+    );
+    for access in ["read", "write"] {
+        let got = p.get(access).map(String::as_str).unwrap_or("");
+        ensure!(
+            got.contains("Operation not permitted"),
+            "{access} open of a denied device: {got:?} (output {out:?})"
+        );
+    }
+    ensure_eq!(
+        p.get("null").map(String::as_str),
+        Some("ok"),
+        "write to /dev/null"
+    );
+    Ok(())
+}
+
+/// A rule allowing `c 1:11 w`: a write open works, a read open is still denied.
+fn cgroup_devices_allow_rule_access(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    add_mknod(&mut b);
+    b.cfg.push(
+        "/linux/resources/devices",
+        json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"}),
+    );
+    let shared = start_waiting(&mut b, &format!("{{ {DEVICE_PROBE}; }} > /shared/out"))?;
+    if cg.v1() {
+        let list = cg.read("devices", "devices.list")?;
+        ensure!(
+            list.lines().any(|l| l == "c 1:11 w"),
+            "devices.list has no `c 1:11 w`: {list:?}"
+        );
+    }
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let out = fs::read_to_string(shared.join("out"))?;
+    let p = probe_lines(&out);
+    ensure_eq!(
+        p.get("write").map(String::as_str),
+        Some("ok"),
+        "write open of c 1:11 (allowed w)"
+    );
+    let read = p.get("read").map(String::as_str).unwrap_or("");
+    ensure!(
+        read.contains("Operation not permitted"),
+        "read open of c 1:11 (only w allowed): {read:?} (output {out:?})"
+    );
+    ensure_eq!(
+        p.get("null").map(String::as_str),
+        Some("ok"),
+        "write to /dev/null"
+    );
+    Ok(())
+}
+
+/// `blockIO.weight`: blkio.weight or BFQ's blkio.bfq.weight (v1), io.bfq.weight (raw, as runc)
+/// or io.weight (`default` converted to 1..10000) on v2. Without any weight file (no
+/// proportional I/O scheduler) the runtime must fail with a message.
+fn cgroup_blkio_weight(ctx: &Ctx) -> TestResult {
+    // Which weight files does a container cgroup get here? A probe container without weight.
+    let probe = ctx.bundle()?;
+    let pcg = Cg::of(&probe)?;
+    probe.create(&[]).ok()?;
+    let candidates: &[&str] = if pcg.v1() {
+        &["blkio.weight", "blkio.bfq.weight"]
+    } else {
+        &["io.bfq.weight", "io.weight"]
+    };
+    let file = candidates
+        .iter()
+        .find(|f| pcg.has("blkio", f))
+        .map(|f| f.to_string());
+    drop(probe);
+
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg
+        .set("/linux/resources/blockIO", json!({"weight": 500}));
+    let Some(file) = file else {
+        return create_fails(&b, &["weight", "blkio", "io."]);
+    };
+    start_waiting(&mut b, "true")?;
+    let got = cg.read("blkio", &file)?;
+    let want = match file.as_str() {
+        "io.weight" => format!("default {}", 1 + (500 - 10) * 9999 / 990),
+        _ => "500".to_string(),
+    };
+    // v1's and BFQ's files print `default N` first on newer kernels, a bare N on older ones.
+    let first = got.lines().next().unwrap_or("");
+    ensure!(
+        first == want || first == format!("default {want}"),
+        "{}: {got:?}, want {want:?}",
+        cg.file("blkio", &file)?.display()
+    );
+    Ok(())
+}
+
+/// `blockIO.throttleReadBpsDevice`/`throttleWriteBpsDevice` on the disk holding the bundle:
+/// blkio.throttle.*_bps_device (v1), io.max (v2), and a direct 1 MiB write at 1 MiB/s takes
+/// most of a second.
+fn cgroup_blkio_throttle_bps(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let Some(dev) = block_device_of(&b.dir) else {
+        skip!(
+            "{} is not on a block device (nothing to throttle)",
+            b.dir.display()
+        );
+    };
+    let (major, minor) = dev
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .ok_or_else(|| Failure::Fail(format!("bad device number {dev:?}")))?;
+    let rate = MIB;
+    b.cfg.set(
+        "/linux/resources/blockIO",
+        json!({
+            "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 2 * rate}],
+            "throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": rate}]
+        }),
+    );
+    let shared = start_waiting(
+        &mut b,
+        "a=$(cut -d' ' -f1 /proc/uptime); \
+         dd if=/dev/zero of=/shared/f bs=64k count=16 oflag=direct 2>/shared/dd.err || exit 1; \
+         z=$(cut -d' ' -f1 /proc/uptime); echo \"$a $z\" > /shared/t",
+    )?;
+    if cg.v1() {
+        cg.expect(
+            "blkio",
+            "blkio.throttle.read_bps_device",
+            &format!("{dev} {}", 2 * rate),
+        )?;
+        cg.expect(
+            "blkio",
+            "blkio.throttle.write_bps_device",
+            &format!("{dev} {rate}"),
+        )?;
+    } else {
+        let io_max = cg.read("blkio", "io.max")?;
+        let line = io_max
+            .lines()
+            .find(|l| l.starts_with(&format!("{dev} ")))
+            .unwrap_or("");
+        let kv: Vec<&str> = line.split_whitespace().skip(1).collect();
+        ensure!(
+            kv.contains(&format!("rbps={}", 2 * rate).as_str())
+                && kv.contains(&format!("wbps={rate}").as_str()),
+            "io.max: {io_max:?}"
+        );
+    }
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let t = fs::read_to_string(shared.join("t")).map_err(|e| {
+        let err = fs::read_to_string(shared.join("dd.err")).unwrap_or_default();
+        Failure::Fail(format!(
+            "the direct write did not finish ({e}); dd: {err:?}"
+        ))
+    })?;
+    let (a, z) = t.trim().split_once(' ').unwrap_or(("", ""));
+    let took = secs(z)? - secs(a)?;
+    if took < 0.5 {
+        fail!("a direct 1 MiB write at {rate} B/s took only {took:.2} s");
+    }
+    Ok(())
+}
+
+/// `hugepageLimits`: hugetlb.<size>.limit_in_bytes (v1) or hugetlb.<size>.max (v2, and a
+/// hybrid host's cgroup2 mount where hugetlb is enabled for children). Where the container's
+/// cgroup can have no hugetlb files (this hybrid host: hugetlb only on the cgroup2 mount, not in
+/// its root's cgroup.subtree_control) both runtimes fail: berth says that hugetlb is not
+/// enabled for child cgroups, runc 1.1 "cannot set hugetlb limit: container could not join or
+/// create cgroup".
+fn cgroup_hugepage_limits(ctx: &Ctx) -> TestResult {
+    if !Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
+        skip!("the kernel has no 2 MB huge pages");
+    }
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let limit = 2 * 2 * MIB;
+    b.cfg.set(
+        "/linux/resources/hugepageLimits",
+        json!([{"pageSize": "2MB", "limit": limit}]),
+    );
+    let want = limit.to_string();
+    if !cg.v1() {
+        if !subtree_control(Path::new("/sys/fs/cgroup")).contains(&"hugetlb".to_string()) {
+            return create_fails(&b, &["hugetlb", "hugepage"]);
+        }
+        start_waiting(&mut b, "true")?;
+        return cg.expect("hugetlb", "hugetlb.2MB.max", &want);
+    }
+    if v1_mount("hugetlb").is_some() {
+        start_waiting(&mut b, "true")?;
+        return cg.expect("hugetlb", "hugetlb.2MB.limit_in_bytes", &want);
+    }
+    let unified = v2_mount();
+    let enabled = unified
+        .as_deref()
+        .is_some_and(|u| subtree_control(u).contains(&"hugetlb".to_string()));
+    if !enabled {
+        return create_fails(&b, &["hugetlb", "hugepage"]);
+    }
+    // Hybrid with hugetlb enabled for children on the cgroup2 mount: berth writes it there.
+    let out = b.run_detached();
+    if !out.success() && is_runc(ctx) {
+        skip!(
+            "runc 1.1 sets hugepageLimits only through a v1 hugetlb hierarchy; on this hybrid \
+             host (hugetlb only on the cgroup2 mount) it fails: {}",
+            out.describe()
+        );
+    }
+    out.ok()?;
+    let dir = unified
+        .unwrap_or_default()
+        .join(cg.path.trim_start_matches('/'));
+    let got = fs::read_to_string(dir.join("hugetlb.2MB.max"))?;
+    ensure_eq!(got.trim(), want, "hugetlb.2MB.max on the cgroup2 mount");
+    Ok(())
+}
+
+/// `network.classID`/`network.priorities`: net_cls.classid and net_prio.ifpriomap (v1), where
+/// those hierarchies are mounted; otherwise (and on v2, which has neither) berth fails with a
+/// message. runc 1.1 fails too on v1 without them; on v2 it ignores the fields.
+fn cgroup_network_class_id_priorities(ctx: &Ctx) -> TestResult {
+    let class_id = 0x0010_0001u32;
+    let cases: [(&str, Value, &str); 2] = [
+        ("net_cls", json!({"classID": class_id}), "net_cls.classid"),
+        (
+            "net_prio",
+            json!({"priorities": [{"name": "lo", "priority": 5}]}),
+            "net_prio.ifpriomap",
+        ),
+    ];
+    for (ctrl, network, file) in cases {
+        let mut b = ctx.bundle()?;
+        let cg = Cg::of(&b)?;
+        b.cfg.set("/linux/resources/network", network);
+        if !cg.v1() {
+            v1_only_field(ctx, &b, "network", &["network"])?;
+            continue;
+        }
+        if v1_mount(ctrl).is_none() {
+            create_fails(&b, &[ctrl])?;
+            continue;
+        }
+        start_waiting(&mut b, "true")?;
+        let got = cg.read(ctrl, file)?;
+        if ctrl == "net_cls" {
+            ensure_eq!(got, class_id.to_string(), file);
+        } else {
+            ensure!(
+                got.lines().any(|l| l.trim() == "lo 5"),
+                "{file} has no `lo 5`: {got:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `unified` (cgroup v2 only): each key is written to the container's file; on v1 (and
+/// hybrid) hosts both runtimes refuse it.
+fn cgroup_unified(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let high = (96 * MIB).to_string();
+    b.cfg
+        .set("/linux/resources/unified", json!({"memory.high": high}));
+    if cg.v1() {
+        return create_fails(&b, &["unified"]);
+    }
+    start_waiting(&mut b, "true")?;
+    cg.expect("memory", "memory.high", &high)
+}
+
+/// A running container with memory 128M, pids 10, shares 1024 (checked); returns the name of
+/// the memory limit file.
+fn start_for_update(b: &mut Bundle, cg: &Cg) -> Result<&'static str, Failure> {
+    b.cfg.set(
+        "/linux/resources",
+        json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": 128 * MIB},
+            "pids": {"limit": 10},
+            "cpu": {"shares": 1024}
+        }),
+    );
+    start_waiting(b, "true")?;
+    let mem = pick(cg, "memory.limit_in_bytes", "memory.max");
+    cg.expect("memory", mem, &(128 * MIB).to_string())?;
+    cg.expect("pids", "pids.max", "10")?;
+    Ok(mem)
+}
+
+/// The cpu file and its value for cpu shares `s` (v2: runc's conversion to cpu.weight).
+fn shares_file(cg: &Cg, s: u64) -> (&'static str, String) {
+    if cg.v1() {
+        ("cpu.shares", s.to_string())
+    } else {
+        ("cpu.weight", (1 + (s - 2) * 9999 / 262_142).to_string())
+    }
+}
+
+/// `update --memory 64m --pids-limit 20 --cpu-share 512` (runc's flag names) changes the files
+/// of a running container.
+fn cgroup_update_flags(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let mem = start_for_update(&mut b, &cg)?;
+    ctx.rt
+        .exec(&[
+            "update",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "20",
+            "--cpu-share",
+            "512",
+            &b.id,
+        ])
+        .ok()?;
+    cg.expect("memory", mem, &(64 * MIB).to_string())?;
+    cg.expect("pids", "pids.max", "20")?;
+    let (f, v) = shares_file(&cg, 512);
+    cg.expect("cpu", f, &v)?;
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status after update"
+    );
+    Ok(())
+}
+
+/// `update -r -`: a linux.resources JSON on stdin changes the files of a running container;
+/// with `-r`, runc ignores every other option ("if data is to be read from a file or the
+/// standard input, all other options are ignored", `runc update --help`).
+fn cgroup_update_resources_stdin(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let mem = start_for_update(&mut b, &cg)?;
+    let json = json!({
+        "memory": {"limit": 96 * MIB},
+        "pids": {"limit": 30},
+        "cpu": {"shares": 256}
+    })
+    .to_string();
+    exec_stdin(&b, "update", &["update", "-r", "-", &b.id], &json)?.ok()?;
+    cg.expect("memory", mem, &(96 * MIB).to_string())?;
+    cg.expect("pids", "pids.max", "30")?;
+    let (f, v) = shares_file(&cg, 256);
+    cg.expect("cpu", f, &v)?;
+
+    let json = json!({"pids": {"limit": 40}}).to_string();
+    exec_stdin(
+        &b,
+        "update2",
+        &["update", "-r", "-", "--pids-limit", "50", &b.id],
+        &json,
+    )?
+    .ok()?;
+    cg.expect("pids", "pids.max", "40").map_err(|e| match e {
+        Failure::Fail(m) => Failure::Fail(format!(
+            "`update -r - --pids-limit 50` with pids.limit 40 on stdin: {m} (runc ignores \
+                 the other options when -r is given)"
+        )),
+        s => s,
+    })?;
+    cg.expect("memory", mem, &(96 * MIB).to_string())?;
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status after update"
+    );
+    Ok(())
+}
+
+/// `pause`: the container stops running (a counter it appends to does not move), `state` says
+/// paused and the freezer says frozen; `resume` lets it continue.
+fn cgroup_pause_resume(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let shared = b.shared()?;
+    let count = shared.join("count");
+    b.cfg
+        .sh("while :; do echo x >> /shared/count; sleep 0.01; done");
+    b.run_detached().ok()?;
+    let len = || fs::metadata(&count).map(|m| m.len()).unwrap_or(0);
+    ensure!(
+        wait_until(Duration::from_secs(10), || len() >= 4),
+        "the counter never moved"
+    );
+    ctx.rt.exec(&["pause", &b.id]).ok()?;
+    ensure_eq!(b.status().as_deref(), Some("paused"), "status after pause");
+    if cg.v1() {
+        cg.expect("freezer", "freezer.state", "FROZEN")?;
+    } else {
+        let events = cg.read("", "cgroup.events")?;
+        ensure!(
+            events.lines().any(|l| l.trim() == "frozen 1"),
+            "cgroup.events after pause: {events:?}"
+        );
+    }
+    let frozen_at = len();
+    // Nothing to poll for: the point is that nothing happens for a while.
+    std::thread::sleep(Duration::from_millis(300));
+    ensure_eq!(len(), frozen_at, "counter length while paused");
+
+    ctx.rt.exec(&["resume", &b.id]).ok()?;
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status after resume"
+    );
+    if cg.v1() {
+        cg.expect("freezer", "freezer.state", "THAWED")?;
+    }
+    ensure!(
+        wait_until(Duration::from_secs(10), || len() > frozen_at),
+        "the counter did not move after resume"
+    );
+    Ok(())
+}
+
+/// `kill --all`: in a container without its own pid namespace (so that the init's death does
+/// not take the others along), every process of the cgroup gets the signal.
+fn cgroup_kill_all(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.ns_remove("pid");
+    let shared = b.shared()?;
+    b.cfg.sh(&format!(
+        "for i in 1 2 3; do sleep 60 & done; touch /shared/ready; {WAIT_FOR_GO}"
+    ));
+    b.run_detached().ok()?;
+    wait_file(&shared.join("ready"))?;
+    let before = processes_of(&b.id, &b.dir);
+    ensure!(
+        before.len() >= 4,
+        "expected the init and 3 sleeps in the cgroup, found {before:?}"
+    );
+    ctx.rt.exec(&["kill", "--all", &b.id, "KILL"]).ok()?;
+    let mut left = Vec::new();
+    let gone = wait_until(Duration::from_secs(10), || {
+        left = processes_of(&b.id, &b.dir);
+        left.is_empty()
+    });
+    ensure!(
+        gone,
+        "processes left after kill --all KILL: {left:?} (of {before:?})"
+    );
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
+    b.ensure_clean()
+}
+
+/// `events --stats`: one stats event with memory usage > 0 and pids.current >= 1.
+fn cgroup_events_stats(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    start_waiting(&mut b, "true")?;
+    let ev = ctx.rt.exec(&["events", "--stats", &b.id]).ok()?.json()?;
+    ensure_eq!(ev["type"], "stats", "event type");
+    ensure_eq!(ev["id"], b.id.as_str(), "event id");
+    let usage = ev
+        .pointer("/data/memory/usage/usage")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    ensure!(usage > 0, "memory usage is not > 0: {ev}");
+    let pids = ev
+        .pointer("/data/pids/current")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    ensure!(pids >= 1, "pids.current is not >= 1: {ev}");
+    Ok(())
+}
+
+/// `events --interval 1s` in the background reports `{"type":"oom"}` when the container is
+/// OOM-killed.
+fn cgroup_events_oom(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg
+        .set("/linux/resources/memory", json!({"limit": 32 * MIB}));
+    let shared = start_waiting(&mut b, MEMORY_HOG)?;
+    let events = Bg::start(&b, "events", &["events", "--interval", "1s", &b.id], None)?;
+    // The first stats event shows that the runtime is watching.
+    let ready = wait_until(Duration::from_secs(10), || {
+        events.stdout_now().contains("\"stats\"")
+    });
+    if !ready {
+        let out = events.wait(Duration::ZERO);
+        fail!("no stats event within 10 s: {}", out.describe());
+    }
+    fs::write(shared.join("go"), "")?;
+    let oom_line = |text: &str| {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["type"] == "oom")
+    };
+    let got_oom = wait_until(Duration::from_secs(15), || {
+        oom_line(&events.stdout_now()).is_some()
+    });
+    let out = events.wait(Duration::ZERO);
+    let Some(v) = oom_line(&out.stdout).filter(|_| got_oom) else {
+        fail!("no oom event: {}", out.describe());
+    };
+    ensure_eq!(v["id"], b.id.as_str(), format!("oom event id ({v})"));
+    b.wait_status("stopped")?;
+    Ok(())
+}
