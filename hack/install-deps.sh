@@ -22,7 +22,9 @@ PACKAGES=(
 	skopeo            # OCI layout <-> archive / registry copies
 	containerd        # shim and `ctr --runc-binary` tests; integration client tests (ctr)
 	podman            # integration client tests: `podman --runtime` through conmon
+	docker-registry   # registry pull tests (image/tests/registry.rs), berthctl pull
 	cpio              # initramfs of the cgroup v2 VM (hack/vm-run.sh)
+	e2fsprogs         # mkfs.ext4: the cgroup v2 VM's /tmp disk
 	qemu-system-x86   # the cgroup v2 VM: qemu-system-x86_64 -accel tcg
 	linux-image-amd64 # the cgroup v2 VM's kernel and modules (/boot/vmlinuz-*, /lib/modules)
 )

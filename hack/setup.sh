@@ -10,6 +10,8 @@
 #      (default BUNDLE_DIR /tmp/berth-hello, replaced if it is a bundle from a previous
 #      run; a BUNDLE_DIR you give must be empty or absent)
 #   5. berth run --bundle BUNDLE_DIR <id>, printing the container's output
+#   6. a busybox image from busybox-static (hack/mkimage.sh), `berthctl import`ed into the
+#      default store (/var/lib/berth), and `berthctl run --rm busybox echo hello from berthctl`
 # Environment: RUNTIME (binary whose `spec` makes config.json; default: the berth just
 # built), BERTH (binary that runs the container; default target/x86_64-unknown-linux-gnu/release/berth),
 # BERTH_ROOT (passed as --root when set; otherwise berth's default state root),
@@ -75,5 +77,17 @@ if ((rc != 0)); then
 fi
 printf '%s\n' "$out"
 [[ $out == *"hello from berth"* ]] || die "unexpected output from the container"
-log "done: berth is built and runs containers; the bundle is at $bundle." \
+
+# The image service: a busybox image from busybox-static, imported and run with berthctl.
+ctl=$BIN_DIR/berthctl
+[[ -x $ctl ]] || die "cargo build did not produce $ctl"
+ctl_link=/usr/local/bin/berthctl
+if [[ -L $ctl_link || ! -e $ctl_link ]]; then ln -sfn "$ctl" "$ctl_link"; fi
+archive=$(mktemp /tmp/berth-busybox.XXXXXX.tar)
+"$HACK/mkimage.sh" "$archive"
+"$ctl" import "$archive"
+rm -f "$archive"
+log "$ctl run --rm busybox echo hello from berthctl"
+"$ctl" run --rm busybox echo hello from berthctl
+log "done: berth and berthctl are built and run containers; the bundle is at $bundle." \
 	"Next: hack/test.sh (the whole suite), hack/bench.sh (benchmarks)."

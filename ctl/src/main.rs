@@ -1,4 +1,690 @@
+//! berthctl: a daemonless, docker-style client. Images live in berth's image store (the `image`
+//! crate) under a data root; containers run through the `berth` runtime's runc-compatible
+//! command line. See ctl/README.md.
+
+mod containers;
+mod ctx;
+mod progress;
+mod run;
+mod util;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use containers::Status;
+use ctx::Ctx;
+
+#[derive(Parser)]
+#[command(
+    name = "berthctl",
+    version,
+    about = "Run containers from OCI and docker images with the berth runtime (no daemon)"
+)]
+struct Cli {
+    /// Data root: images, snapshots and containers.
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/berth",
+        env = "BERTHCTL_ROOT"
+    )]
+    root: PathBuf,
+    /// The runtime binary (default: berth next to berthctl, else in PATH).
+    #[arg(long, global = true, env = "BERTHCTL_RUNTIME")]
+    runtime: Option<PathBuf>,
+    /// Snapshotter for containers' root filesystems: overlay, copy or auto.
+    #[arg(long, global = true)]
+    snapshotter: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Import an OCI layout directory, an OCI archive or a `docker save` archive.
+    Import {
+        /// Name for the image (when the archive holds one).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only store the blobs; unpack on first use.
+        #[arg(long = "no-unpack")]
+        no_unpack: bool,
+        path: PathBuf,
+    },
+    /// Pull an image from a registry (distribution API v2).
+    Pull {
+        /// Use HTTP instead of HTTPS (a local registry).
+        #[arg(long = "plain-http")]
+        plain_http: bool,
+        /// USER:PASSWORD for the registry.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only store the blobs; unpack on first use.
+        #[arg(long = "no-unpack")]
+        no_unpack: bool,
+        reference: String,
+    },
+    /// List images.
+    #[command(alias = "ls")]
+    Images {
+        /// Only show image ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove images (and the blobs and snapshots nothing else uses).
+    Rmi {
+        /// Also when containers use them.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Create and run a container.
+    Run(Box<run::RunArgs>),
+    /// List containers.
+    Ps {
+        /// Also stopped containers.
+        #[arg(short, long)]
+        all: bool,
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Full ids and commands.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+    },
+    /// Run a command in a running container.
+    Exec {
+        #[arg(short = 'd', long)]
+        detach: bool,
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        #[arg(short = 'w', long = "workdir")]
+        workdir: Option<String>,
+        /// User (name|uid[:group|gid]).
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Show a detached container's output.
+    Logs {
+        /// Keep following until the container exits.
+        #[arg(short, long)]
+        follow: bool,
+        container: String,
+    },
+    /// Send a signal (default KILL) to containers.
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop containers: the image's stop signal (default TERM), then KILL after a timeout.
+    Stop {
+        /// Seconds to wait before KILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(short, long)]
+        signal: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill running containers first.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove stopped containers, then blobs and snapshots nothing uses.
+    Prune,
+    /// (internal) Watch a detached container.
+    #[command(name = "__monitor", hide = true)]
+    Monitor { id: String },
+}
+
 fn main() {
-    eprintln!("berthctl: not implemented yet (see issues)");
-    std::process::exit(1);
+    let cli = Cli::parse();
+    let code = match dispatch(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berthctl: {e:#}");
+            125
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: &Cli) -> Result<i32> {
+    let ctx = Ctx::open(
+        &cli.root,
+        cli.runtime.as_deref(),
+        cli.snapshotter.as_deref(),
+    )?;
+    let mut root_args = vec!["--root".to_string(), ctx.root.display().to_string()];
+    if let Some(s) = &cli.snapshotter {
+        root_args.push("--snapshotter".into());
+        root_args.push(s.clone());
+    }
+    if !matches!(
+        cli.cmd,
+        Cmd::Import { .. } | Cmd::Pull { .. } | Cmd::Images { .. } | Cmd::Rmi { .. }
+    ) {
+        ctx.require_runtime()?;
+    }
+    match &cli.cmd {
+        Cmd::Import {
+            name,
+            no_unpack,
+            path,
+        } => import(&ctx, path, name.clone(), !no_unpack),
+        Cmd::Pull {
+            plain_http,
+            user,
+            no_unpack,
+            reference,
+        } => pull(&ctx, reference, *plain_http, user.as_deref(), !no_unpack),
+        Cmd::Images { quiet } => images(&ctx, *quiet),
+        Cmd::Rmi { force, images } => rmi(&ctx, images, *force),
+        Cmd::Run(a) => run::run(&ctx, a, &root_args),
+        Cmd::Ps {
+            all,
+            quiet,
+            no_trunc,
+        } => ps(&ctx, *all, *quiet, *no_trunc),
+        Cmd::Exec {
+            detach,
+            tty,
+            interactive,
+            env,
+            workdir,
+            user,
+            container,
+            command,
+        } => exec(
+            &ctx,
+            container,
+            command,
+            ExecFlags {
+                detach: *detach,
+                tty: *tty,
+                interactive: *interactive,
+                env,
+                workdir: workdir.as_deref(),
+                user: user.as_deref(),
+            },
+        ),
+        Cmd::Logs { follow, container } => logs(&ctx, container, *follow),
+        Cmd::Kill { signal, containers } => kill(&ctx, containers, signal),
+        Cmd::Stop {
+            time,
+            signal,
+            containers,
+        } => stop(&ctx, containers, signal.as_deref(), *time),
+        Cmd::Rm { force, containers } => rm(&ctx, containers, *force),
+        Cmd::Prune => prune(&ctx),
+        Cmd::Monitor { id } => run::monitor(&ctx, id),
+    }
+}
+
+fn import(ctx: &Ctx, path: &std::path::Path, name: Option<String>, unpack: bool) -> Result<i32> {
+    let opts = image::import::ImportOptions {
+        name,
+        unpack,
+        ..Default::default()
+    };
+    let recs = image::import::import(&ctx.store, path, &opts, &progress::Reporter::new())
+        .with_context(|| format!("import {}", path.display()))?;
+    for r in recs {
+        println!("Loaded image: {} ({})", r.name, r.id());
+    }
+    Ok(0)
+}
+
+fn pull(
+    ctx: &Ctx,
+    reference: &str,
+    plain_http: bool,
+    user: Option<&str>,
+    unpack: bool,
+) -> Result<i32> {
+    let credentials = match user {
+        Some(u) => {
+            let (a, b) = u.split_once(':').context("--user: use USER:PASSWORD")?;
+            Some((a.to_string(), b.to_string()))
+        }
+        None => None,
+    };
+    let opts = image::registry::PullOptions {
+        plain_http,
+        credentials,
+        unpack,
+        ..Default::default()
+    };
+    let rec = image::registry::pull(&ctx.store, reference, &opts, &progress::Reporter::new())
+        .with_context(|| format!("pull {reference}"))?;
+    println!("Pulled {} ({})", rec.name, rec.manifest);
+    Ok(0)
+}
+
+fn split_name(name: &str) -> (String, String) {
+    match image::Reference::parse(name) {
+        Ok(r) => (
+            r.familiar_repository(),
+            r.tag.clone().unwrap_or_else(|| "<none>".into()),
+        ),
+        Err(_) => (name.to_string(), "<none>".into()),
+    }
+}
+
+fn images(ctx: &Ctx, quiet: bool) -> Result<i32> {
+    let imgs = ctx.store.list_images()?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for i in imgs {
+            writeln!(out, "{}", i.id().short())?;
+        }
+        return Ok(0);
+    }
+    let rows: Vec<[String; 5]> = imgs
+        .iter()
+        .map(|i| {
+            let (repo, tag) = split_name(&i.name);
+            let created = i
+                .created
+                .as_deref()
+                .and_then(util::parse_rfc3339)
+                .map(util::ago)
+                .unwrap_or_else(|| "N/A".into());
+            [
+                repo,
+                tag,
+                i.id().short().to_string(),
+                created,
+                util::human_size(i.size()),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+        &rows,
+    )?;
+    Ok(0)
+}
+
+fn table(out: &mut impl Write, head: &[&str], rows: &[[String; 5]]) -> Result<()> {
+    table_n(out, head, rows.iter().map(|r| r.to_vec()).collect())
+}
+
+fn table_n(out: &mut impl Write, head: &[&str], rows: Vec<Vec<String>>) -> Result<()> {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        let n = cells.len();
+        cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == n {
+                    c
+                } else {
+                    format!("{c:<width$}   ", width = w[i])
+                }
+            })
+            .collect::<String>()
+    };
+    writeln!(
+        out,
+        "{}",
+        line(head.iter().map(|h| h.to_string()).collect())
+    )?;
+    for r in rows {
+        writeln!(out, "{}", line(r))?;
+    }
+    Ok(())
+}
+
+fn rmi(ctx: &Ctx, names: &[String], force: bool) -> Result<i32> {
+    let containers = ctx.list()?;
+    let mut failed = false;
+    for n in names {
+        let rec = match ctx.store.image(n) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("berthctl: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        // Given by id: every name of that id goes; by name: that name only.
+        let by_name = image::Reference::parse(n)
+            .map(|r| r.to_string() == rec.name)
+            .unwrap_or(false);
+        let targets: Vec<String> = if by_name {
+            vec![rec.name.clone()]
+        } else {
+            ctx.store
+                .list_images()?
+                .into_iter()
+                .filter(|i| i.id() == rec.id())
+                .map(|i| i.name)
+                .collect()
+        };
+        if !force {
+            if let Some(c) = containers.iter().find(|c| targets.contains(&c.image)) {
+                eprintln!(
+                    "berthctl: image {n} is used by container {} ({}): remove it first or use -f",
+                    &c.id[..12],
+                    c.name
+                );
+                failed = true;
+                continue;
+            }
+        }
+        for t in targets {
+            ctx.store.delete_image(&t)?;
+            println!("Untagged: {t}");
+        }
+    }
+    let r = ctx.store.gc()?;
+    for b in &r.blobs {
+        println!("Deleted: {b}");
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn ps(ctx: &Ctx, all: bool, quiet: bool, no_trunc: bool) -> Result<i32> {
+    let states = ctx.runtime_states();
+    let mut rows = Vec::new();
+    for c in ctx.list()? {
+        let st = ctx.status_with(&c, states.get(&c.id).map(String::as_str));
+        if !all && !st.is_running() {
+            continue;
+        }
+        let id = if no_trunc {
+            c.id.clone()
+        } else {
+            c.id[..12].to_string()
+        };
+        if quiet {
+            rows.push(vec![id]);
+            continue;
+        }
+        let status = match st {
+            Status::Running => format!("Up {}", util::human_duration(util::now() - c.created)),
+            Status::Paused => format!(
+                "Up {} (Paused)",
+                util::human_duration(util::now() - c.created)
+            ),
+            Status::Created => "Created".into(),
+            Status::Exited(code, t) => format!("Exited ({code}) {}", util::ago(t)),
+            Status::Unknown => "Unknown".into(),
+        };
+        let mut cmd = format!("\"{}\"", c.command.join(" "));
+        if !no_trunc && cmd.chars().count() > 22 {
+            cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
+        }
+        let (repo, tag) = split_name(&c.image);
+        let img = if tag == "latest" {
+            repo
+        } else {
+            format!("{repo}:{tag}")
+        };
+        rows.push(vec![
+            id,
+            img,
+            cmd,
+            util::ago(c.created),
+            status,
+            c.name.clone(),
+        ]);
+    }
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for r in rows {
+            writeln!(out, "{}", r[0])?;
+        }
+        return Ok(0);
+    }
+    table_n(
+        &mut out,
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ],
+        rows,
+    )?;
+    Ok(0)
+}
+
+struct ExecFlags<'a> {
+    detach: bool,
+    tty: bool,
+    interactive: bool,
+    env: &'a [String],
+    workdir: Option<&'a str>,
+    user: Option<&'a str>,
+}
+
+fn exec(ctx: &Ctx, what: &str, command: &[String], f: ExecFlags<'_>) -> Result<i32> {
+    let c = ctx.find(what)?;
+    match ctx.status(&c) {
+        Status::Running => {}
+        Status::Paused => bail!("container {} is paused", c.name),
+        _ => bail!("container {} is not running", c.name),
+    }
+    let mut cmd = ctx.runtime_cmd();
+    cmd.arg("exec");
+    if f.detach {
+        cmd.arg("--detach");
+    }
+    if f.tty {
+        cmd.arg("--tty");
+    }
+    for e in f.env {
+        cmd.arg("--env").arg(if e.contains('=') {
+            e.clone()
+        } else {
+            format!("{e}={}", std::env::var(e).unwrap_or_default())
+        });
+    }
+    if let Some(w) = f.workdir {
+        cmd.arg("--cwd").arg(w);
+    }
+    if let Some(u) = f.user {
+        // Names are resolved against the container's own /etc/passwd and /etc/group.
+        let r = image::user::resolve_user(&ctx.rootfs_dir(&c.id), u)?;
+        cmd.arg("--user").arg(format!("{}:{}", r.uid, r.gid));
+        for g in r.additional_gids.iter().skip(1) {
+            cmd.arg("--additional-gids").arg(g.to_string());
+        }
+    }
+    cmd.arg(&c.id).args(command);
+    if !(f.interactive || f.tty) {
+        cmd.stdin(Stdio::null());
+    }
+    run::run_forwarding_signals(cmd)
+}
+
+fn logs(ctx: &Ctx, what: &str, follow: bool) -> Result<i32> {
+    let c = ctx.find(what)?;
+    let path = ctx.log_path(&c.id);
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !c.detached {
+                bail!(
+                    "container {} ran in the foreground: its output went to the terminal",
+                    c.name
+                );
+            }
+            return Ok(0);
+        }
+        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+    };
+    let mut out = std::io::stdout().lock();
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        f.seek(SeekFrom::Start(pos))?;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])?;
+            pos += n as u64;
+        }
+        out.flush()?;
+        if !follow || ctx.exit_of(&c.id).is_some() || !ctx.container_dir(&c.id).is_dir() {
+            // One last read after the exit was recorded.
+            if follow {
+                f.seek(SeekFrom::Start(pos))?;
+                std::io::copy(&mut f, &mut out)?;
+            }
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kill(ctx: &Ctx, names: &[String], signal: &str) -> Result<i32> {
+    let sig = util::parse_signal(signal).with_context(|| format!("unknown signal {signal:?}"))?;
+    let mut failed = false;
+    for n in names {
+        let r = ctx.find(n).and_then(|c| {
+            if !ctx.status(&c).is_running() {
+                bail!("container {} is not running", c.name);
+            }
+            let st = ctx
+                .runtime_cmd()
+                .args(["kill", &c.id, &sig.to_string()])
+                .status()?;
+            if !st.success() {
+                bail!("the runtime could not signal {}", c.name);
+            }
+            Ok(c)
+        });
+        match r {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("berthctl: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn stop(ctx: &Ctx, names: &[String], signal: Option<&str>, secs: u64) -> Result<i32> {
+    let mut failed = false;
+    for n in names {
+        let r = ctx.find(n).and_then(|c| {
+            if !ctx.status(&c).is_running() {
+                return Ok(());
+            }
+            let sig_name = signal
+                .map(str::to_string)
+                .or_else(|| c.stop_signal.clone())
+                .unwrap_or_else(|| "TERM".into());
+            let sig = util::parse_signal(&sig_name)
+                .with_context(|| format!("unknown signal {sig_name:?}"))?;
+            let _ = ctx
+                .runtime_cmd()
+                .args(["kill", &c.id, &sig.to_string()])
+                .stderr(Stdio::null())
+                .status();
+            if !ctx.wait_stopped(&c, Duration::from_secs(secs)) {
+                let _ = ctx
+                    .runtime_cmd()
+                    .args(["kill", "--all", &c.id, "9"])
+                    .stderr(Stdio::null())
+                    .status();
+                if !ctx.wait_stopped(&c, Duration::from_secs(10)) {
+                    bail!("container {} did not stop", c.name);
+                }
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("berthctl: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn rm(ctx: &Ctx, names: &[String], force: bool) -> Result<i32> {
+    let mut failed = false;
+    for n in names {
+        let r = ctx.find(n).and_then(|c| {
+            if ctx.status(&c).is_running() {
+                if !force {
+                    bail!(
+                        "container {} is running: stop it first or use rm -f",
+                        c.name
+                    );
+                }
+                let _ = ctx
+                    .runtime_cmd()
+                    .args(["kill", "--all", &c.id, "9"])
+                    .stderr(Stdio::null())
+                    .status();
+                ctx.wait_stopped(&c, Duration::from_secs(10));
+            }
+            ctx.remove(&c)
+        });
+        match r {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("berthctl: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn prune(ctx: &Ctx) -> Result<i32> {
+    let states = ctx.runtime_states();
+    for c in ctx.list()? {
+        let st = ctx.status_with(&c, states.get(&c.id).map(String::as_str));
+        if matches!(st, Status::Exited(..)) {
+            ctx.remove(&c)?;
+            println!("Deleted container: {}", c.id);
+        }
+    }
+    let r = ctx.store.gc()?;
+    for b in &r.blobs {
+        println!("Deleted blob: {b}");
+    }
+    for s in &r.snapshots {
+        println!("Deleted snapshot: {s}");
+    }
+    Ok(0)
 }

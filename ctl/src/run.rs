@@ -1,0 +1,591 @@
+//! `run`: prepare the container's snapshot (its own writable layer over the image's), mount it
+//! as the bundle's rootfs, write config.json, then
+//! - in the foreground: `berth run` with our stdio (the runtime relays a terminal and forwards
+//!   signals), record the exit code, unmount, and with `--rm` remove everything;
+//! - detached (`-d`): start a small monitor process (`berthctl __monitor`, in its own session)
+//!   that runs `berth create` with the container's output going to its log file (or, with `-t`,
+//!   receives the pty master over `--console-socket` and copies it to the log), `berth start`,
+//!   reports success to us over a pipe, waits for the container as a child subreaper, records
+//!   the exit code, deletes the runtime's container and unmounts (and removes it with `--rm`).
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail, Context, Result};
+use image::bundle::{self, Bind, BundleOptions, Network};
+
+use crate::containers::Container;
+use crate::ctx::Ctx;
+use crate::util;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background; print the container id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin open (foreground).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Environment variables (KEY=value, or KEY to pass this process's value).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid]).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Container name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Number of CPUs (e.g. 0.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes.
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// none (own network namespace, loopback only) or host.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    /// Bind mount: HOST:CONTAINER[:ro|rw].
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// Override the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container hostname.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Mount the rootfs read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Parent cgroup (absolute); the container's cgroup is PARENT/<id>.
+    #[arg(long = "cgroup-parent", default_value = "/berth")]
+    pub cgroup_parent: String,
+    /// Image name or id.
+    pub image: String,
+    /// Command and arguments (replace the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<BundleOptions> {
+    let mut o = BundleOptions::new(id);
+    o.args = a.command.clone();
+    if let Some(ep) = &a.entrypoint {
+        o.entrypoint = Some(if ep.is_empty() {
+            vec![]
+        } else {
+            vec![ep.clone()]
+        });
+    }
+    o.env = a
+        .env
+        .iter()
+        .map(|e| {
+            if e.contains('=') {
+                e.clone()
+            } else {
+                // docker: `-e KEY` passes this process's value (or nothing when unset).
+                match std::env::var(e) {
+                    Ok(v) => format!("{e}={v}"),
+                    Err(_) => e.clone(),
+                }
+            }
+        })
+        .collect();
+    o.workdir = a.workdir.clone();
+    o.user = a.user.clone();
+    o.terminal = a.tty;
+    o.readonly_rootfs = a.read_only;
+    o.network = match a.network.as_str() {
+        "none" => Network::None,
+        "host" => Network::Host,
+        other => bail!("--network {other}: use none or host"),
+    };
+    if let Some(h) = &a.hostname {
+        o.hostname = h.clone();
+    } else if o.network == Network::Host {
+        o.hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "berth".into());
+    }
+    if let Some(m) = &a.memory {
+        o.memory =
+            Some(util::parse_memory(m).ok_or_else(|| anyhow!("--memory {m:?}: use e.g. 64m, 1g"))?);
+    }
+    if let Some(c) = a.cpus {
+        if c <= 0.0 {
+            bail!("--cpus must be positive");
+        }
+        o.cpus = Some(c);
+    }
+    o.pids_limit = a.pids_limit;
+    if !a.cgroup_parent.starts_with('/') {
+        bail!(
+            "--cgroup-parent {:?} must be an absolute cgroup path",
+            a.cgroup_parent
+        );
+    }
+    o.cgroups_path = format!("{}/{id}", a.cgroup_parent.trim_end_matches('/'));
+    for v in &a.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [s, d] => (*s, *d, false),
+            [s, d, "ro"] => (*s, *d, true),
+            [s, d, "rw"] => (*s, *d, false),
+            _ => bail!("-v {v:?}: use HOST:CONTAINER[:ro]"),
+        };
+        let src = std::fs::canonicalize(src)
+            .with_context(|| format!("-v {v:?}: the host path {src:?}"))?;
+        o.binds.push(Bind {
+            source: src,
+            destination: dst.to_string(),
+            readonly: ro,
+        });
+    }
+    // /etc/hostname and /etc/hosts of the container (docker's), /etc/resolv.conf with the
+    // host's network.
+    let dir = ctx.container_dir(id);
+    std::fs::write(dir.join("hostname"), format!("{}\n", o.hostname))?;
+    let hosts = if o.network == Network::Host {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            o.hostname
+        )
+    };
+    std::fs::write(dir.join("hosts"), hosts)?;
+    o.binds.push(Bind {
+        source: dir.join("hostname"),
+        destination: "/etc/hostname".into(),
+        readonly: false,
+    });
+    o.binds.push(Bind {
+        source: dir.join("hosts"),
+        destination: "/etc/hosts".into(),
+        readonly: false,
+    });
+    if o.network == Network::Host && Path::new("/etc/resolv.conf").exists() {
+        let resolv = dir.join("resolv.conf");
+        std::fs::copy("/etc/resolv.conf", &resolv)?;
+        o.binds.push(Bind {
+            source: resolv,
+            destination: "/etc/resolv.conf".into(),
+            readonly: false,
+        });
+    }
+    Ok(o)
+}
+
+/// Create the container: record, snapshot, rootfs mount, config.json. On failure nothing stays.
+pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
+    let lock = ctx.store.lock_shared()?;
+    let img = ctx.store.image(&a.image).map_err(|e| match e {
+        image::Error::NotFound(_) => anyhow!(
+            "image {:?} not found: `berthctl import FILE` or `berthctl pull {}` first",
+            a.image,
+            a.image
+        ),
+        e => e.into(),
+    })?;
+    let config: image::oci_spec::image::ImageConfiguration =
+        serde_json::from_slice(&ctx.store.content.read(img.id())?)
+            .context("parse the image config")?;
+    let id = util::new_id();
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => {
+            let base = image::Reference::parse(&img.name)
+                .map(|r| r.familiar_repository())
+                .unwrap_or_default();
+            let base = base.rsplit('/').next().unwrap_or("c").to_string();
+            format!("{base}-{}", &id[..6])
+        }
+    };
+    ctx.reserve_name(&name, &id)?;
+    let dir = ctx.container_dir(&id);
+    let rootfs = ctx.rootfs_dir(&id);
+    let r = (|| -> Result<Container> {
+        std::fs::create_dir_all(&rootfs)?;
+        let mounts = ctx
+            .store
+            .snapshots
+            .prepare(&id, img.top_chain_id().as_ref())
+            .context("prepare the container's snapshot")?;
+        image::snapshot::mount_all(&mounts, &rootfs).context("mount the rootfs")?;
+        let opts = bundle_options(ctx, a, &id)?;
+        let spec = bundle::generate(&config, &rootfs, &opts)?;
+        image::fsutil::write_atomic(
+            &ctx.bundle_dir(&id).join("config.json"),
+            &serde_json::to_vec_pretty(&spec)?,
+        )?;
+        let c = Container {
+            id: id.clone(),
+            name: name.clone(),
+            image: img.name.clone(),
+            image_id: img.id().to_string(),
+            command: spec["process"]["args"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            created: util::now(),
+            detached: a.detach,
+            auto_remove: a.rm,
+            tty: a.tty,
+            stop_signal: config
+                .config()
+                .as_ref()
+                .and_then(|c| c.stop_signal().clone()),
+        };
+        ctx.save(&c)?;
+        Ok(c)
+    })();
+    drop(lock);
+    match r {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let _ = image::snapshot::unmount(&rootfs);
+            let _ = ctx.store.snapshots.remove(&id);
+            let _ = image::fsutil::remove_path(&dir);
+            ctx.release_name(&name, &id);
+            Err(e)
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, a: &RunArgs, root_args: &[String]) -> Result<i32> {
+    if a.detach && a.rm && a.interactive {
+        bail!("-d with -i: stdin of detached containers is closed; drop -i");
+    }
+    let c = create(ctx, a)?;
+    if a.detach {
+        return detach(ctx, &c, root_args);
+    }
+    foreground(ctx, &c, a)
+}
+
+fn foreground(ctx: &Ctx, c: &Container, a: &RunArgs) -> Result<i32> {
+    let mut cmd = ctx.runtime_cmd();
+    cmd.arg("run")
+        .arg("--bundle")
+        .arg(ctx.bundle_dir(&c.id))
+        .arg(&c.id);
+    if !(a.interactive || a.tty) {
+        cmd.stdin(Stdio::null());
+    }
+    let code = match run_forwarding_signals(cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = ctx.remove(c);
+            return Err(e);
+        }
+    };
+    // Released first: a recorded exit means nothing of the container runs or is mounted.
+    if c.auto_remove {
+        ctx.remove(c)?;
+    } else {
+        ctx.release_runtime(&c.id);
+        ctx.record_exit(&c.id, code);
+    }
+    Ok(code)
+}
+
+/// Run `cmd`, forwarding SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 to it, ignoring SIGINT and
+/// SIGQUIT (a terminal sends those to the whole foreground group, the runtime included);
+/// returns its exit code (128+signal when killed).
+pub fn run_forwarding_signals(mut cmd: Command) -> Result<i32> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+    ] {
+        set.add(s);
+    }
+    set.thread_block().context("block signals")?;
+    // The child gets an empty signal mask back (std resets it before exec).
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("run {:?}", cmd.get_program()))?;
+    let pid = child.id() as i32;
+    std::thread::spawn(move || loop {
+        let Ok(sig) = set.wait() else { return };
+        if matches!(sig, Signal::SIGINT | Signal::SIGQUIT) {
+            continue;
+        }
+        // SAFETY: plain kill(2) of our own child's pid.
+        unsafe { libc::kill(pid, sig as i32) };
+    });
+    let mut child = child;
+    let st = child.wait().context("wait for the runtime")?;
+    Ok(exit_code(st))
+}
+
+fn exit_code(st: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 255,
+    }
+}
+
+/// Start the monitor and wait for its word: the container runs, or why it did not.
+fn detach(ctx: &Ctx, c: &Container, root_args: &[String]) -> Result<i32> {
+    let exe = std::fs::read_link("/proc/self/exe").context("find berthctl's own binary")?;
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(root_args)
+        .arg("--runtime")
+        .arg(&ctx.runtime)
+        .arg("__monitor")
+        .arg(&c.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(wr))
+        .stderr(Stdio::null());
+    // SAFETY: setsid and close_range are async-signal-safe. The monitor outlives us: it keeps
+    // no descriptor of ours (a caller's pipe left open would keep the caller waiting).
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("start the container's monitor")?;
+    drop(cmd); // closes our copy of the pipe's write end
+    let mut msg = String::new();
+    std::fs::File::from(rd).read_to_string(&mut msg)?;
+    if msg.trim() == "ok" {
+        // The monitor goes on alone; do not leave a zombie behind if we lived on.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        println!("{}", c.id);
+        return Ok(0);
+    }
+    let _ = child.wait();
+    let why = msg
+        .trim()
+        .strip_prefix("error: ")
+        .unwrap_or(msg.trim())
+        .to_string();
+    let _ = ctx.remove(c);
+    bail!(
+        "{}",
+        if why.is_empty() {
+            "the container's monitor died".to_string()
+        } else {
+            why
+        }
+    )
+}
+
+/// The runtime's last error message in its log file (runc's `msg="..."` format, or plain).
+fn runtime_error(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    if let Some(i) = line.find("msg=\"") {
+        let rest = &line[i + 5..];
+        let end = rest.rfind('"').unwrap_or(rest.len());
+        return rest[..end].replace("\\\"", "\"");
+    }
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        if let Some(m) = v["msg"].as_str() {
+            return m.to_string();
+        }
+    }
+    line.to_string()
+}
+
+/// `berthctl __monitor ID`: stdout is the pipe to the waiting `berthctl run -d`.
+pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
+    let c = ctx.load(id)?;
+    let report = |msg: &str| {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{msg}");
+        let _ = out.flush();
+        // From now on stdout is /dev/null: the waiting client sees EOF.
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2_stdout(null.as_fd());
+        }
+    };
+    match monitor_start(ctx, &c) {
+        Ok((init_pid, console)) => {
+            report("ok");
+            let code = wait_for(init_pid);
+            if let Some(t) = console {
+                // The pty's last output is copied by now or never: do not wait long.
+                let _ = t.join();
+            }
+            if c.auto_remove {
+                let _ = ctx.remove(&c);
+            } else {
+                ctx.release_runtime(&c.id);
+                ctx.record_exit(&c.id, code);
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            ctx.release_runtime(&c.id);
+            report(&format!("error: {e:#}"));
+            Ok(1)
+        }
+    }
+}
+
+type ConsoleThread = std::thread::JoinHandle<()>;
+
+fn monitor_start(ctx: &Ctx, c: &Container) -> Result<(i32, Option<ConsoleThread>)> {
+    nix::sys::prctl::set_child_subreaper(true).context("become a child subreaper")?;
+    let dir = ctx.container_dir(&c.id);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ctx.log_path(&c.id))
+        .context("open the log file")?;
+    let runtime_log = dir.join("runtime.log");
+    let pid_file = dir.join("init.pid");
+    let mut cmd = ctx.runtime_cmd();
+    cmd.arg("--log").arg(&runtime_log).arg("create");
+    cmd.arg("--bundle").arg(ctx.bundle_dir(&c.id));
+    cmd.arg("--pid-file").arg(&pid_file);
+    let mut console = None;
+    let sock_path: PathBuf;
+    if c.tty {
+        sock_path = std::env::temp_dir().join(format!(
+            "berthctl-console-{}.sock",
+            image::fsutil::random_hex(6)
+        ));
+        let listener = std::os::unix::net::UnixListener::bind(&sock_path)
+            .with_context(|| format!("listen on {}", sock_path.display()))?;
+        cmd.arg("--console-socket").arg(&sock_path);
+        let log2 = log.try_clone()?;
+        console = Some(std::thread::spawn(move || {
+            if let Ok(master) = receive_pty(&listener) {
+                copy_pty(master, log2);
+            }
+        }));
+    } else {
+        sock_path = PathBuf::new();
+    }
+    cmd.arg(&c.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log.try_clone()?));
+    let st = cmd.status().context("run the runtime's create")?;
+    if c.tty {
+        let _ = std::fs::remove_file(&sock_path);
+    }
+    if !st.success() {
+        bail!("{}", runtime_error(&runtime_log));
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .context("read the container's pid file")?
+        .trim()
+        .parse()
+        .context("parse the container's pid file")?;
+    let st = ctx
+        .runtime_cmd()
+        .arg("--log")
+        .arg(&runtime_log)
+        .args(["start", &c.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("run the runtime's start")?;
+    if !st.success() {
+        bail!("{}", runtime_error(&runtime_log));
+    }
+    Ok((pid, console))
+}
+
+/// Wait for `pid` (our child since `create` exited: we are a subreaper), reaping any other
+/// orphan that comes our way. Returns its exit code (128+signal when killed).
+fn wait_for(pid: i32) -> i32 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return code,
+            Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == pid => return 128 + s as i32,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => {
+                // Not our child after all (should not happen): poll until it is gone.
+                while Path::new(&format!("/proc/{pid}")).exists() {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                return 255;
+            }
+        }
+    }
+}
+
+fn receive_pty(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let (stream, _) = listener.accept()?;
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for cm in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cm {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just gave us this descriptor.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    bail!("no pty master received on the console socket")
+}
+
+fn copy_pty(master: OwnedFd, mut log: std::fs::File) {
+    let mut f = std::fs::File::from(master);
+    let mut buf = [0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if log.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return, // EIO: the last process holding the pty's other side is gone
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Small helpers: ids, names, times, sizes, process status.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A new container id: 64 hex digits.
+pub fn new_id() -> String {
+    image::fsutil::random_hex(32)
+}
+
+/// Container names: a letter or digit, then letters, digits, `_`, `.`, `-` (docker's rule).
+pub fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
+/// "3 seconds", "5 minutes", "2 hours", "4 days", "3 weeks", "2 months", "1 year".
+pub fn human_duration(secs: u64) -> String {
+    let (n, unit) = match secs {
+        0..=1 => return "Less than a second".into(),
+        2..=59 => (secs, "second"),
+        60..=3599 => (secs / 60, "minute"),
+        3600..=86_399 => (secs / 3600, "hour"),
+        86_400..=1_209_599 => (secs / 86_400, "day"),
+        1_209_600..=5_183_999 => (secs / 604_800, "week"),
+        5_184_000..=31_535_999 => (secs / 2_592_000, "month"),
+        _ => (secs / 31_536_000, "year"),
+    };
+    if n == 1 {
+        format!("{} {unit}", if unit == "hour" { "An" } else { "1" })
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+pub fn ago(t: u64) -> String {
+    let d = now().saturating_sub(t);
+    if d < 2 {
+        "Less than a second ago".into()
+    } else {
+        format!("{} ago", human_duration(d))
+    }
+}
+
+/// docker's sizes: "4.3MB" (powers of 1000).
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[i]
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 time ("2024-01-02T03:04:05.123Z", "+01:00" offsets).
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let mut t = days * 86_400 + h * 3600 + mi * 60 + se;
+    // Offset.
+    let rest = &s[19..];
+    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    if let Some(sign) = rest.chars().next().filter(|c| *c == '+' || *c == '-') {
+        let oh: i64 = rest.get(1..3)?.parse().ok()?;
+        let om: i64 = rest.get(4..6)?.parse().ok()?;
+        let off = oh * 3600 + om * 60;
+        t -= if sign == '+' { off } else { -off };
+    }
+    u64::try_from(t).ok()
+}
+
+/// Parse a docker memory size: "64m", "1g", "512k", "1000" (bytes).
+pub fn parse_memory(s: &str) -> Option<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mul) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1i64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        't' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let v: f64 = num.parse().ok()?;
+    if v <= 0.0 {
+        return None;
+    }
+    Some((v * mul as f64) as i64)
+}
+
+/// Signal names and numbers: "TERM", "SIGTERM", "15".
+pub fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let sig = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "WINCH" => libc::SIGWINCH,
+        "ALRM" => libc::SIGALRM,
+        "PWR" => libc::SIGPWR,
+        _ => return None,
+    };
+    Some(sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsing() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:10Z"), Some(10));
+        assert_eq!(
+            parse_rfc3339("2000-03-01T00:00:00.5+01:00"),
+            Some(951_865_200)
+        );
+        assert_eq!(parse_memory("64m"), Some(64 << 20));
+        assert_eq!(parse_memory("1G"), Some(1 << 30));
+        assert_eq!(parse_memory("100"), Some(100));
+        assert_eq!(parse_memory("x"), None);
+        assert_eq!(parse_signal("SIGTERM"), Some(15));
+        assert_eq!(parse_signal("kill"), Some(9));
+        assert_eq!(parse_signal("10"), Some(10));
+        assert_eq!(human_size(1_234_567), "1.235MB");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_duration(3600), "An hour");
+        assert_eq!(human_duration(7200), "2 hours");
+        assert!(valid_name("web-1") && !valid_name("-x") && !valid_name("a/b"));
+    }
+}

@@ -1,0 +1,423 @@
+//! End-to-end tests of `berthctl` with the `berth` runtime, as root: import a busybox image made
+//! with umoci + skopeo from busybox-static, run containers (foreground, detached, with a
+//! terminal), exec, logs, stop, rm, rmi. Each test has its own data root and cleans up after
+//! itself: containers (rm -f), mounts under its root, its temp dir, and at exit the cgroup
+//! parent this process used (`/berthctl-test-<pid>`, only where empty).
+//!
+//! The runtime is `BERTH_BIN`, or `berth` next to the berthctl under test (`cargo build -p berth`
+//! into the same target dir), or the release build of the same target dir; without it, or
+//! without root/umoci/skopeo, tests are skipped with a message.
+
+#[path = "../../image/tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+
+fn berthctl() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_berthctl"))
+}
+
+fn runtime() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    // Next to berthctl, else the release build beside this debug one (hack/test.sh builds
+    // release first, then runs `cargo test`, which builds no debug berth binary).
+    let dir = berthctl().parent()?.to_path_buf();
+    [dir.join("berth"), dir.parent()?.join("release/berth")]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+fn cgroup_parent() -> String {
+    format!("/berthctl-test-{}", std::process::id())
+}
+
+extern "C" fn remove_cgroup_parent() {
+    let name = cgroup_parent();
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let d = e.path().join(name.trim_start_matches('/'));
+        if d.is_dir() {
+            let _ = std::fs::remove_dir(&d); // only succeeds when empty: ours and done
+        }
+    }
+}
+
+struct Env {
+    root: tempfile::TempDir,
+    runtime: PathBuf,
+    fixture: &'static common::Fixture,
+}
+
+static ATEXIT: Once = Once::new();
+
+fn env() -> Option<Env> {
+    let fixture = match common::fixture() {
+        Ok(f) => f,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return None;
+        }
+    };
+    let Some(runtime) = runtime() else {
+        eprintln!("skipped: no berth binary next to berthctl (cargo build -p berth) nor BERTH_BIN");
+        return None;
+    };
+    ATEXIT.call_once(|| {
+        // SAFETY: registers a plain extern "C" function.
+        unsafe { libc::atexit(remove_cgroup_parent) };
+    });
+    let root = tempfile::Builder::new()
+        .prefix("berthctl-test-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    Some(Env {
+        root,
+        runtime,
+        fixture,
+    })
+}
+
+impl Env {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(berthctl());
+        c.arg("--root")
+            .arg(self.root.path())
+            .arg("--runtime")
+            .arg(&self.runtime)
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    /// Run and expect success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "berthctl {args:?}: {}\nstdout: {}\nstderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+    /// `run` with this process's cgroup parent.
+    fn run_ctr(&self, args: &[&str]) -> Output {
+        let mut a = vec!["run", "--cgroup-parent"];
+        let cg = cgroup_parent();
+        a.push(&cg);
+        a.extend_from_slice(args);
+        self.run(&a)
+    }
+    fn import_busybox(&self) {
+        let out = self.ok(&["import", self.fixture.archive.to_str().unwrap()]);
+        assert!(out.contains("docker.io/library/busybox:latest"), "{out}");
+    }
+    fn mounts_under_root(&self) -> Vec<String> {
+        let root = self.root.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|m| m.starts_with(&root))
+            .collect()
+    }
+    fn assert_clean(&self) {
+        assert!(
+            self.mounts_under_root().is_empty(),
+            "{:?}",
+            self.mounts_under_root()
+        );
+        let active: Vec<_> = std::fs::read_dir(self.root.path().join("snapshots/active"))
+            .unwrap()
+            .collect();
+        assert!(active.is_empty(), "active snapshots left: {active:?}");
+        let ctrs: Vec<_> = std::fs::read_dir(self.root.path().join("containers"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "names")
+            .collect();
+        assert!(ctrs.is_empty(), "containers left: {ctrs:?}");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Containers first (kills and unmounts), then any mount left under our root.
+        if let Ok(o) = self.cmd(&["ps", "-aq", "--no-trunc"]).output() {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = self.cmd(&["rm", "-f", id]).output();
+            }
+        }
+        for m in self.mounts_under_root().iter().rev() {
+            let _ = nix::mount::umount2(Path::new(m), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn import_then_run_rm_echo_hi() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let images = e.ok(&["images"]);
+    assert!(
+        images.contains("busybox") && images.contains("latest"),
+        "{images}"
+    );
+    let o = e.run_ctr(&["--rm", "busybox", "echo", "hi"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout(&o), "hi\n");
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    e.assert_clean();
+}
+
+#[test]
+fn exit_codes_are_kept_until_rm() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&["--name", "three", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    let ps = e.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (3)") && ps.contains("three"), "{ps}");
+    assert_eq!(e.ok(&["ps"]).lines().count(), 1, "only the header");
+    // The name is taken while the container exists.
+    let o = e.run_ctr(&["--name", "three", "busybox", "true"]);
+    assert!(!o.status.success());
+    e.ok(&["rm", "three"]);
+    // An exec failure is an error of run, and leaves nothing behind.
+    let o = e.run_ctr(&["--rm", "busybox", "/no/such/binary"]);
+    assert!(!o.status.success());
+    let o = e.run_ctr(&["--rm", "-d", "busybox", "/no/such/binary"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no/such/binary"));
+    e.assert_clean();
+}
+
+#[test]
+fn detached_logs_exec_stop_rm() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "bg",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 0' TERM; echo started; while true; do sleep 0.1; done",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(id.len(), 64);
+    assert!(e.ok(&["ps"]).contains("Up"));
+    // logs: the output so far.
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = e.ok(&["logs", "bg"]);
+        if logs.contains("started") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(logs.contains("started"), "{logs}");
+    // exec: output, exit code, user resolved in the image (with additional groups), env, cwd.
+    assert_eq!(e.ok(&["exec", "bg", "echo", "from-exec"]), "from-exec\n");
+    let o = e.run(&["exec", &id[..12], "sh", "-c", "exit 5"]);
+    assert_eq!(o.status.code(), Some(5));
+    let idout = e.ok(&["exec", "-u", "user1", "bg", "id"]);
+    assert!(
+        idout.contains("uid=1000") && idout.contains("2000"),
+        "{idout}"
+    );
+    assert_eq!(
+        e.ok(&[
+            "exec",
+            "-e",
+            "X=y",
+            "-w",
+            "/tmp",
+            "bg",
+            "sh",
+            "-c",
+            "echo $X $(pwd)"
+        ]),
+        "y /tmp\n"
+    );
+    // stop: the trap runs, the exit is recorded.
+    e.ok(&["stop", "-t", "10", "bg"]);
+    let ps = e.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (0)"), "{ps}");
+    assert!(e.ok(&["logs", "bg"]).contains("got-term"));
+    assert!(
+        e.mounts_under_root().is_empty(),
+        "a stopped container is unmounted"
+    );
+    e.ok(&["rm", "bg"]);
+    e.assert_clean();
+}
+
+#[test]
+fn detached_with_rm_flag_and_kill() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let id = stdout(&e.run_ctr(&["-d", "--rm", "busybox", "sleep", "1000"]))
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "run -d printed the id");
+    assert!(e.ok(&["ps", "-q"]).contains(&id[..12]));
+    // rm without -f refuses a running container.
+    assert!(!e.run(&["rm", &id]).status.success());
+    e.ok(&["kill", &id]);
+    // The monitor removes it (--rm).
+    for _ in 0..100 {
+        if e.ok(&["ps", "-aq"]).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    e.assert_clean();
+    // rm -f of a running one.
+    let id = stdout(&e.run_ctr(&["-d", "busybox", "sleep", "1000"]))
+        .trim()
+        .to_string();
+    e.ok(&["rm", "-f", &id]);
+    e.assert_clean();
+}
+
+#[test]
+fn terminal_detached_output_goes_to_the_log() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&[
+        "-d",
+        "-t",
+        "--name",
+        "tty",
+        "busybox",
+        "sh",
+        "-c",
+        "tty; echo tty-out",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = e.ok(&["logs", "tty"]);
+        if logs.contains("tty-out") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        logs.contains("/dev/pts/0") && logs.contains("tty-out\r\n"),
+        "{logs:?}"
+    );
+    e.ok(&["rm", "-f", "tty"]);
+    e.assert_clean();
+}
+
+#[test]
+fn user_env_workdir_volumes_limits_network() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let vol = tempfile::tempdir().unwrap();
+    std::fs::write(vol.path().join("f"), "volume\n").unwrap();
+    let v = format!("{}:/data:ro", vol.path().display());
+    let o = e.run_ctr(&[
+        "--rm", "-u", "user1", "-e", "FOO=bar", "-w", "/tmp", "-v", &v, "-m", "64m",
+        "--pids-limit", "50", "--cpus", "0.5", "busybox", "sh", "-c",
+        "id -u; id -G; echo $FOO $HOME; pwd; cat /data/f; touch /data/x 2>/dev/null || echo read-only; \
+         cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; \
+         ls /sys/class/net",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1000");
+    assert!(
+        lines[1].contains("1000") && lines[1].contains("2000"),
+        "{out}"
+    );
+    assert_eq!(lines[2], "bar /home/user1");
+    assert_eq!(lines[3], "/tmp");
+    assert_eq!(lines[4], "volume");
+    assert_eq!(lines[5], "read-only");
+    assert_eq!(lines[6], "67108864");
+    assert_eq!(lines[7], "50");
+    assert_eq!(lines[8], "lo", "--network none: loopback only");
+    assert!(!vol.path().join("x").exists());
+    // --entrypoint, and the host's network.
+    let o = e.run_ctr(&[
+        "--rm",
+        "--network",
+        "host",
+        "--entrypoint",
+        "/bin/echo",
+        "busybox",
+        "a",
+        "b",
+    ]);
+    assert_eq!(stdout(&o), "a b\n");
+    e.assert_clean();
+}
+
+#[test]
+fn layered_image_and_rmi_gc() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    e.ok(&["import", e.fixture.layered_archive.to_str().unwrap()]);
+    let o = e.run_ctr(&[
+        "--name",
+        "l",
+        "layered",
+        "sh",
+        "-c",
+        "ls /data; echo changed > /data/keep",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "keep\nnew\n",
+        "whiteouts applied: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Another container of the same image does not see the first one's change.
+    let o = e.run_ctr(&["--rm", "layered", "cat", "/data/keep"]);
+    assert_eq!(stdout(&o), "keep\n");
+    // rmi refuses while a container uses the image, then removes only what is unused.
+    assert!(!e.run(&["rmi", "layered"]).status.success());
+    e.ok(&["rm", "l"]);
+    let out = e.ok(&["rmi", "layered"]);
+    assert!(
+        out.contains("Untagged: docker.io/library/layered:latest"),
+        "{out}"
+    );
+    let snaps = std::fs::read_dir(e.root.path().join("snapshots/committed"))
+        .unwrap()
+        .count();
+    assert_eq!(snaps, 1, "busybox's layer stays");
+    assert_eq!(
+        stdout(&e.run_ctr(&["--rm", "busybox", "echo", "ok"])),
+        "ok\n"
+    );
+    e.ok(&["rmi", "busybox"]);
+    e.ok(&["prune"]);
+    assert_eq!(
+        std::fs::read_dir(e.root.path().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    e.assert_clean();
+}

@@ -1,0 +1,1191 @@
+//! Applying a layer (a tar stream) to a directory, with the OCI whiteout rules, never writing
+//! outside that directory.
+//!
+//! Confinement rules, each with a unit test below:
+//! - entry names are cleaned lexically: a leading `/` is dropped and `..` stops at the root
+//!   (`/etc/x`, `../../etc/x` and `a/../../etc/x` all land at `<root>/etc/x`);
+//! - parent directories are opened with `openat2(RESOLVE_IN_ROOT)`, so a symlinked parent
+//!   (`lib -> /usr/lib`, `x -> ../../..`) is followed as if `<root>` were `/`;
+//! - the last component is created with *at calls relative to that parent and is never followed:
+//!   whatever exists there (a symlink to anywhere, say) is removed first and the new entry made
+//!   with `O_CREAT|O_EXCL|O_NOFOLLOW` / `mkdirat` / `symlinkat` / `linkat`;
+//! - hard link targets are resolved the same way, inside the root; `linkat` without
+//!   `AT_SYMLINK_FOLLOW` links a symlink itself, never what it points at;
+//! - symlinks are stored as they are (their targets are only ever resolved inside a root);
+//! - character and block devices are skipped (or refused, by policy); FIFOs are created;
+//! - a duplicate entry replaces the earlier one (a directory over a directory merges);
+//! - `trusted.overlay.*` xattrs in the tar are dropped (a layer cannot forge whiteouts).
+//!
+//! Ownership (numeric uid/gid, when running as root), modes (with setuid/setgid/sticky), xattrs
+//! (PAX `SCHILY.xattr.*`) and mtimes (directories' after their content) are preserved.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, HashingReader};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, c_name, errno_result, lstat_at, openat2};
+
+/// How whiteouts are recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// The directory is an overlayfs upper layer: `.wh.x` becomes a 0/0 character device `x`,
+    /// `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` on its directory.
+    Overlay,
+    /// The directory holds the merged content of the layers below: whiteouts delete.
+    Delete,
+}
+
+/// What to do with character and block device entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevicePolicy {
+    /// Leave them out (counted in `ApplyStats::skipped`).
+    Skip,
+    /// Fail the whole layer.
+    Refuse,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    pub whiteouts: WhiteoutMode,
+    /// For `Overlay`: the lower layers' directories, top-most first. A directory this layer
+    /// needs but does not carry is created with the attributes it has below.
+    pub lowers: Vec<PathBuf>,
+    pub devices: DevicePolicy,
+    /// chown entries to their uid/gid (default: when running as root).
+    pub chown: bool,
+}
+
+impl ApplyOptions {
+    pub fn overlay(lowers: Vec<PathBuf>) -> Self {
+        ApplyOptions {
+            whiteouts: WhiteoutMode::Overlay,
+            lowers,
+            devices: DevicePolicy::Skip,
+            chown: nix::unistd::geteuid().is_root(),
+        }
+    }
+    pub fn delete() -> Self {
+        ApplyOptions {
+            whiteouts: WhiteoutMode::Delete,
+            lowers: Vec::new(),
+            devices: DevicePolicy::Skip,
+            chown: nix::unistd::geteuid().is_root(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub entries: u64,
+    pub whiteouts: u64,
+    /// Entries left out (device nodes, unknown types).
+    pub skipped: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// Compression of a layer blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// From the first bytes of the blob.
+    pub fn detect(magic: &[u8]) -> Compression {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// A decompressing reader over `r`.
+pub fn decompress<'a, R: Read + 'a>(r: R, c: Compression) -> Result<Box<dyn Read + 'a>> {
+    Ok(match c {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(1 << 17, r),
+        )),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(r).map_err(|e| Error::io("zstd decoder", e))?)
+        }
+    })
+}
+
+/// Apply the layer blob at `blob` (tar, tar+gzip or tar+zstd: detected from its first bytes)
+/// to `root`. Decompression (and hashing of the uncompressed stream) runs in a second thread.
+/// With `diff_id`, the uncompressed stream must hash to it. Returns the stats and the DiffID.
+pub fn apply_blob(
+    root: &Path,
+    blob: &Path,
+    diff_id: Option<&Digest>,
+    opts: &ApplyOptions,
+) -> Result<(ApplyStats, Digest)> {
+    let mut f = File::open(blob).ctx("open layer", blob)?;
+    let mut magic = [0u8; 4];
+    let n = read_full(&mut f, &mut magic).ctx("read layer", blob)?;
+    let compression = Compression::detect(&magic[..n]);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+    let blob_owned = blob.to_path_buf();
+    let producer = std::thread::spawn(move || -> Result<(Digest, u64)> {
+        let f = File::open(&blob_owned).ctx("open layer", &blob_owned)?;
+        let mut r = HashingReader::new(decompress(f, compression)?);
+        loop {
+            let mut buf = vec![0u8; 1 << 18];
+            let mut filled = 0;
+            while filled < buf.len() {
+                match r.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let _ = tx.send(Err(e));
+                        return Err(Error::io(
+                            format!("decompress {}", blob_owned.display()),
+                            io::Error::other(msg),
+                        ));
+                    }
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            buf.truncate(filled);
+            if tx.send(Ok(buf)).is_err() {
+                // The consumer failed and went away; its error is the one reported.
+                break;
+            }
+        }
+        drop(tx);
+        Ok(r.finish())
+    });
+    let mut reader = ChannelReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
+    };
+    let applied = apply(root, &mut reader, opts).and_then(|s| {
+        // Read to the end so the whole stream is hashed (tar padding after the last entry).
+        io::copy(&mut reader, &mut io::sink()).ctx("read layer", blob)?;
+        Ok(s)
+    });
+    drop(reader);
+    let produced = producer
+        .join()
+        .map_err(|_| Error::io("decompress", io::Error::other("thread panicked")))?;
+    let stats = applied?;
+    let (actual, _) = produced?;
+    if let Some(want) = diff_id {
+        if &actual != want {
+            return Err(Error::DigestMismatch {
+                expected: want.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+    }
+    Ok((stats, actual))
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Apply the (uncompressed) tar stream `tar` to the directory `root`.
+pub fn apply(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplyStats> {
+    let root_fd = openat2(
+        fsutil::open_dir(root)?.as_fd(),
+        b".",
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        0,
+    )
+    .ctx("open", root)?;
+    let lowers = opts
+        .lowers
+        .iter()
+        .map(|l| fsutil::open_dir(l))
+        .collect::<Result<Vec<_>>>()?;
+    let mut a = Applier {
+        root: root_fd,
+        root_path: root.to_path_buf(),
+        opts,
+        lowers,
+        cache: None,
+        written: HashSet::new(),
+        dir_times: Vec::new(),
+        stats: ApplyStats::default(),
+        buf: vec![0u8; 1 << 17],
+    };
+    let mut archive = tar::Archive::new(tar);
+    let entries = archive.entries().ctx("read tar", root)?;
+    for e in entries {
+        let e = e.map_err(|e| Error::io("read tar entry", e))?;
+        a.entry(e)?;
+    }
+    a.finish()?;
+    Ok(a.stats)
+}
+
+/// A cleaned entry name: its components, none of them empty, `.` or `..`.
+pub fn clean_name(raw: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            c => out.push(c.to_vec()),
+        }
+    }
+    out
+}
+
+fn join(comps: &[Vec<u8>]) -> Vec<u8> {
+    comps.join(&b'/')
+}
+
+fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: libc::timespec,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+struct Applier<'o> {
+    root: OwnedFd,
+    root_path: PathBuf,
+    opts: &'o ApplyOptions,
+    lowers: Vec<OwnedFd>,
+    /// The last parent directory opened: (its cleaned path, an O_PATH fd).
+    cache: Option<(Vec<u8>, OwnedFd)>,
+    /// Paths written by this layer (for opaque directories in `Delete` mode).
+    written: HashSet<Vec<u8>>,
+    /// Directories whose mtime is set at the end: (path, mtime).
+    dir_times: Vec<(Vec<Vec<u8>>, libc::timespec)>,
+    stats: ApplyStats,
+    buf: Vec<u8>,
+}
+
+impl Applier<'_> {
+    fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<()> {
+        use tar::EntryType as T;
+        let etype = e.header().entry_type();
+        if matches!(
+            etype,
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let raw = e.path_bytes().into_owned();
+        let comps = clean_name(&raw);
+        let Some((name, parent)) = comps.split_last() else {
+            // The root itself ("./", "/"): its attributes are the snapshot's, not the layer's.
+            return Ok(());
+        };
+        self.stats.entries += 1;
+        if let Some(target) = name.strip_prefix(b".wh.") {
+            self.stats.whiteouts += 1;
+            if target == b".wh..opq" {
+                return self.opaque(parent);
+            }
+            if target.starts_with(b".wh.") {
+                // AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): not content.
+                return Ok(());
+            }
+            if target.is_empty() || target == b"." || target == b".." {
+                return Err(Error::Unsafe {
+                    path: show(&raw),
+                    why: "whiteout of an invalid name".into(),
+                });
+            }
+            return self.whiteout(parent, target);
+        }
+        let meta = self.meta(&mut e, &raw)?;
+        let pfd = self.dir(parent, true).map_err(|err| match err {
+            Error::Io { source, .. } => Error::io(format!("parent of {:?}", show(&raw)), source),
+            other => other,
+        })?;
+        let pfd = pfd.as_fd();
+        let cname = c_name(name).map_err(|_| Error::Unsafe {
+            path: show(&raw),
+            why: "NUL in name".into(),
+        })?;
+        let existing = lstat_at(pfd, name).ctx_with(|| format!("stat {:?}", show(&raw)))?;
+        let full = join(&comps);
+        if self.opts.whiteouts == WhiteoutMode::Delete {
+            self.written.insert(full.clone());
+        }
+        let io_err = |op: &str, err: io::Error| Error::io(format!("{op} {:?}", show(&raw)), err);
+        match etype {
+            T::Directory => {
+                if let Some(st) = existing {
+                    if !fsutil::is_dir(&st) {
+                        self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
+                        self.mkdir(pfd, &cname).map_err(|er| io_err("mkdir", er))?;
+                    }
+                } else {
+                    self.mkdir(pfd, &cname).map_err(|er| io_err("mkdir", er))?;
+                }
+                let fd = openat2(
+                    pfd,
+                    name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                    libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+                )
+                .map_err(|er| io_err("open", er))?;
+                self.set_meta_fd(fd.as_fd(), &meta, false)
+                    .map_err(|er| io_err("set attributes of", er))?;
+                self.dir_times.push((comps.clone(), meta.mtime));
+            }
+            T::Regular | T::Continuous | T::GNUSparse => {
+                if existing.is_some() {
+                    self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
+                }
+                // SAFETY: valid fd and C string; O_EXCL|O_NOFOLLOW never opens something else.
+                let fd = unsafe {
+                    libc::openat(
+                        pfd.as_raw_fd(),
+                        cname.as_ptr(),
+                        libc::O_WRONLY
+                            | libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_NOFOLLOW
+                            | libc::O_CLOEXEC,
+                        0o600,
+                    )
+                };
+                if fd < 0 {
+                    return Err(io_err("create", io::Error::last_os_error()));
+                }
+                // SAFETY: fresh descriptor we own.
+                let mut f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+                loop {
+                    let n = match e.read(&mut self.buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(er) if er.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(er) => return Err(io_err("read content of", er)),
+                    };
+                    f.write_all(&self.buf[..n])
+                        .map_err(|er| io_err("write", er))?;
+                    self.stats.bytes += n as u64;
+                }
+                self.set_meta_fd(f.as_fd(), &meta, true)
+                    .map_err(|er| io_err("set attributes of", er))?;
+            }
+            T::Symlink => {
+                let target = e.link_name_bytes().ok_or_else(|| Error::Unsafe {
+                    path: show(&raw),
+                    why: "symlink without a target".into(),
+                })?;
+                let ctarget = c_name(&target).map_err(|_| Error::Unsafe {
+                    path: show(&raw),
+                    why: "NUL in link target".into(),
+                })?;
+                if existing.is_some() {
+                    self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
+                }
+                // SAFETY: valid fd and C strings.
+                errno_result(unsafe {
+                    libc::symlinkat(ctarget.as_ptr(), pfd.as_raw_fd(), cname.as_ptr())
+                })
+                .map_err(|er| io_err("symlink", er))?;
+                self.set_meta_at(pfd, &cname, &meta)
+                    .map_err(|er| io_err("set attributes of", er))?;
+            }
+            T::Link => {
+                let target = e.link_name_bytes().ok_or_else(|| Error::Unsafe {
+                    path: show(&raw),
+                    why: "hard link without a target".into(),
+                })?;
+                self.hardlink(&raw, pfd, name, &cname, &target, existing)?;
+            }
+            T::Char | T::Block => {
+                match self.opts.devices {
+                    DevicePolicy::Skip => self.stats.skipped += 1,
+                    DevicePolicy::Refuse => {
+                        return Err(Error::Unsafe {
+                            path: show(&raw),
+                            why: "device node".into(),
+                        })
+                    }
+                }
+                self.written.remove(&full);
+            }
+            T::Fifo => {
+                if existing.is_some() {
+                    self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
+                }
+                // SAFETY: valid fd and C string.
+                errno_result(unsafe {
+                    libc::mknodat(pfd.as_raw_fd(), cname.as_ptr(), libc::S_IFIFO | 0o600, 0)
+                })
+                .map_err(|er| io_err("mkfifo", er))?;
+                self.set_meta_at(pfd, &cname, &meta)
+                    .map_err(|er| io_err("set attributes of", er))?;
+                self.chmod_at(pfd, &cname, meta.mode)
+                    .map_err(|er| io_err("chmod", er))?;
+            }
+            _ => {
+                self.stats.skipped += 1;
+                self.written.remove(&full);
+            }
+        }
+        Ok(())
+    }
+
+    fn meta<R: Read>(&self, e: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
+        let h = e.header();
+        let bad = |what: &str, er: io::Error| Error::Unsafe {
+            path: show(raw),
+            why: format!("bad {what} in header: {er}"),
+        };
+        // A numeric field left blank (all NULs or spaces) reads as 0, as Go's archive/tar does.
+        let old = h.as_old();
+        let num = |v: io::Result<u64>, raw: &[u8], what: &str| -> Result<u64> {
+            match v {
+                Ok(v) => Ok(v),
+                Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+                Err(er) => Err(bad(what, er)),
+            }
+        };
+        let mode = num(h.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777;
+        let mut uid = num(h.uid(), &old.uid, "uid")?;
+        let mut gid = num(h.gid(), &old.gid, "gid")?;
+        let mut mtime = libc::timespec {
+            tv_sec: num(h.mtime(), &old.mtime, "mtime")? as libc::time_t,
+            tv_nsec: 0,
+        };
+        let mut xattrs = Vec::new();
+        if let Some(pax) = e.pax_extensions().map_err(|er| bad("PAX header", er))? {
+            for ext in pax {
+                let ext = ext.map_err(|er| bad("PAX header", er))?;
+                let Ok(key) = ext.key() else { continue };
+                let val = ext.value_bytes();
+                if let Some(x) = key.strip_prefix("SCHILY.xattr.") {
+                    if x.starts_with("trusted.overlay.") {
+                        continue;
+                    }
+                    if ["user.", "trusted.", "security."]
+                        .iter()
+                        .any(|p| x.starts_with(p))
+                    {
+                        xattrs.push((x.as_bytes().to_vec(), val.to_vec()));
+                    }
+                } else if key == "mtime" {
+                    if let Some(t) = parse_pax_time(val) {
+                        mtime = t;
+                    }
+                } else if key == "uid" {
+                    if let Some(v) = std::str::from_utf8(val).ok().and_then(|s| s.parse().ok()) {
+                        uid = v;
+                    }
+                } else if key == "gid" {
+                    if let Some(v) = std::str::from_utf8(val).ok().and_then(|s| s.parse().ok()) {
+                        gid = v;
+                    }
+                }
+            }
+        }
+        let id = |v: u64, what: &str| -> Result<u32> {
+            u32::try_from(v).map_err(|_| Error::Unsafe {
+                path: show(raw),
+                why: format!("{what} {v} out of range"),
+            })
+        };
+        Ok(Meta {
+            mode,
+            uid: id(uid, "uid")?,
+            gid: id(gid, "gid")?,
+            mtime,
+            xattrs,
+        })
+    }
+
+    /// An O_PATH fd of the directory `comps` inside the root, creating missing directories
+    /// (with the attributes they have in a lower layer, else root-owned 0755) when `create`.
+    fn dir(&mut self, comps: &[Vec<u8>], create: bool) -> Result<OwnedFd> {
+        let path = join(comps);
+        if let Some((p, fd)) = &self.cache {
+            if *p == path {
+                return fd.try_clone().ctx("dup", &self.root_path);
+            }
+        }
+        let fd = self.open_dir_rec(comps, create)?;
+        self.cache = Some((path, fd.try_clone().ctx("dup", &self.root_path)?));
+        Ok(fd)
+    }
+
+    fn open_dir_rec(&mut self, comps: &[Vec<u8>], create: bool) -> Result<OwnedFd> {
+        let path = join(comps);
+        match fsutil::open_dir_in_root(self.root.as_fd(), &path) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!(
+                        "open directory {:?} in {}",
+                        show(&path),
+                        self.root_path.display()
+                    ),
+                    e,
+                ))
+            }
+        }
+        let (last, up) = comps.split_last().expect("the root always exists");
+        let pfd = self.open_dir_rec(up, true)?;
+        let (mode, uid, gid) = self.lower_dir_attrs(comps).unwrap_or((0o755, 0, 0));
+        let c = c_name(last).ctx_with(|| format!("mkdir {:?}", show(&path)))?;
+        // SAFETY: valid fd and C string.
+        let r = unsafe { libc::mkdirat(pfd.as_raw_fd(), c.as_ptr(), 0o700) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(Error::io(format!("mkdir {:?}", show(&path)), e));
+            }
+        } else {
+            let fd = openat2(
+                pfd.as_fd(),
+                last,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+            )
+            .ctx_with(|| format!("open {:?}", show(&path)))?;
+            if self.opts.chown {
+                nix::unistd::fchown(&fd, Some(uid.into()), Some(gid.into()))
+                    .ctx_with(|| format!("chown {:?}", show(&path)))?;
+            }
+            nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))
+                .ctx_with(|| format!("chmod {:?}", show(&path)))?;
+        }
+        fsutil::open_dir_in_root(self.root.as_fd(), &path).ctx_with(|| {
+            format!(
+                "open directory {:?} in {}",
+                show(&path),
+                self.root_path.display()
+            )
+        })
+    }
+
+    /// Mode, uid and gid of `comps` in the first lower layer that has it as a directory.
+    fn lower_dir_attrs(&self, comps: &[Vec<u8>]) -> Option<(u32, u32, u32)> {
+        let path = join(comps);
+        for l in &self.lowers {
+            let Ok(fd) = openat2(
+                l.as_fd(),
+                &path,
+                libc::O_PATH | libc::O_NOFOLLOW,
+                0,
+                fsutil::IN_ROOT,
+            ) else {
+                continue;
+            };
+            let st = fsutil::fstat(fd.as_fd()).ok()?;
+            if fsutil::is_dir(&st) {
+                return Some((st.st_mode & 0o7777, st.st_uid, st.st_gid));
+            }
+            return None;
+        }
+        None
+    }
+
+    fn mkdir(&mut self, pfd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<()> {
+        // SAFETY: valid fd and C string.
+        errno_result(unsafe { libc::mkdirat(pfd.as_raw_fd(), name.as_ptr(), 0o700) })
+    }
+
+    /// Remove whatever is at `name` (it is about to be replaced): drops the parent cache.
+    fn remove(&mut self, pfd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+        self.cache = None;
+        fsutil::remove_at(pfd, name)
+    }
+
+    fn set_meta_fd(&self, fd: BorrowedFd<'_>, m: &Meta, times: bool) -> io::Result<()> {
+        if self.opts.chown {
+            nix::unistd::fchown(fd, Some(m.uid.into()), Some(m.gid.into()))?;
+        }
+        nix::sys::stat::fchmod(fd, nix::sys::stat::Mode::from_bits_retain(m.mode))?;
+        for (k, v) in &m.xattrs {
+            let ck = c_name(k)?;
+            // SAFETY: valid fd, C string name and value buffer.
+            let r = unsafe {
+                libc::fsetxattr(
+                    fd.as_raw_fd(),
+                    ck.as_ptr(),
+                    v.as_ptr() as *const libc::c_void,
+                    v.len(),
+                    0,
+                )
+            };
+            if r != 0 {
+                let e = io::Error::last_os_error();
+                // Not supported here (or not permitted unprivileged): like containerd, go on.
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOTSUP) | Some(libc::EPERM) | Some(libc::EACCES)
+                ) {
+                    return Err(e);
+                }
+            }
+        }
+        if times {
+            let ts = [m.mtime, m.mtime];
+            // SAFETY: valid fd and two timespecs.
+            errno_result(unsafe { libc::futimens(fd.as_raw_fd(), ts.as_ptr()) })?;
+        }
+        Ok(())
+    }
+
+    /// Owner and times of `name` in `pfd`, without following it (symlinks, FIFOs).
+    fn set_meta_at(&self, pfd: BorrowedFd<'_>, name: &std::ffi::CStr, m: &Meta) -> io::Result<()> {
+        if self.opts.chown {
+            // SAFETY: valid fd and C string.
+            errno_result(unsafe {
+                libc::fchownat(
+                    pfd.as_raw_fd(),
+                    name.as_ptr(),
+                    m.uid,
+                    m.gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            })?;
+        }
+        let ts = [m.mtime, m.mtime];
+        // SAFETY: valid fd, C string and two timespecs.
+        errno_result(unsafe {
+            libc::utimensat(
+                pfd.as_raw_fd(),
+                name.as_ptr(),
+                ts.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })
+    }
+
+    fn chmod_at(&self, pfd: BorrowedFd<'_>, name: &std::ffi::CStr, mode: u32) -> io::Result<()> {
+        // A FIFO: opening it could block, so chmod by name (fchmodat never follows the last
+        // component here: it was just created as a FIFO and is not a symlink).
+        // SAFETY: valid fd and C string.
+        errno_result(unsafe { libc::fchmodat(pfd.as_raw_fd(), name.as_ptr(), mode, 0) })
+    }
+
+    fn hardlink(
+        &mut self,
+        raw: &[u8],
+        pfd: BorrowedFd<'_>,
+        name: &[u8],
+        cname: &std::ffi::CStr,
+        target: &[u8],
+        existing: Option<libc::stat>,
+    ) -> Result<()> {
+        let tcomps = clean_name(target);
+        let Some((tname, tparent)) = tcomps.split_last() else {
+            return Err(Error::Unsafe {
+                path: show(raw),
+                why: "hard link to the root".into(),
+            });
+        };
+        let tpfd = self.dir(tparent, false).map_err(|_| Error::Unsafe {
+            path: show(raw),
+            why: format!("hard link target {:?} is not in the layer", show(target)),
+        })?;
+        let Some(tst) =
+            lstat_at(tpfd.as_fd(), tname).ctx_with(|| format!("stat {:?}", show(target)))?
+        else {
+            return Err(Error::Unsafe {
+                path: show(raw),
+                why: format!("hard link target {:?} is not in the layer", show(target)),
+            });
+        };
+        if fsutil::is_dir(&tst) {
+            return Err(Error::Unsafe {
+                path: show(raw),
+                why: "hard link to a directory".into(),
+            });
+        }
+        if let Some(st) = existing {
+            if st.st_ino == tst.st_ino && st.st_dev == tst.st_dev {
+                return Ok(());
+            }
+            self.remove(pfd, name)
+                .ctx_with(|| format!("replace {:?}", show(raw)))?;
+        }
+        let ctname = c_name(tname).ctx_with(|| format!("link {:?}", show(raw)))?;
+        // SAFETY: valid fds and C strings; flags 0: a symlink target is linked itself.
+        errno_result(unsafe {
+            libc::linkat(
+                tpfd.as_raw_fd(),
+                ctname.as_ptr(),
+                pfd.as_raw_fd(),
+                cname.as_ptr(),
+                0,
+            )
+        })
+        .ctx_with(|| format!("link {:?} to {:?}", show(raw), show(target)))
+    }
+
+    fn whiteout(&mut self, parent: &[Vec<u8>], target: &[u8]) -> Result<()> {
+        let mut full = parent.to_vec();
+        full.push(target.to_vec());
+        let shown = show(&join(&full));
+        match self.opts.whiteouts {
+            WhiteoutMode::Overlay => {
+                let pfd = self.dir(parent, true)?;
+                if lstat_at(pfd.as_fd(), target)
+                    .ctx_with(|| format!("stat {shown:?}"))?
+                    .is_some()
+                {
+                    self.remove(pfd.as_fd(), target)
+                        .ctx_with(|| format!("whiteout {shown:?}"))?;
+                }
+                let c = c_name(target).ctx_with(|| format!("whiteout {shown:?}"))?;
+                // SAFETY: valid fd and C string; a 0/0 char device is overlayfs's whiteout.
+                errno_result(unsafe {
+                    libc::mknodat(
+                        pfd.as_raw_fd(),
+                        c.as_ptr(),
+                        libc::S_IFCHR,
+                        libc::makedev(0, 0),
+                    )
+                })
+                .ctx_with(|| format!("whiteout {shown:?}"))
+            }
+            WhiteoutMode::Delete => {
+                let pfd = match self.dir(parent, false) {
+                    Ok(fd) => fd,
+                    // Nothing below to hide.
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) =>
+                    {
+                        return Ok(())
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.remove(pfd.as_fd(), target)
+                    .ctx_with(|| format!("whiteout {shown:?}"))
+            }
+        }
+    }
+
+    fn opaque(&mut self, dir: &[Vec<u8>]) -> Result<()> {
+        let shown = show(&join(dir));
+        let pfd = self.dir(dir, true)?;
+        let fd = openat2(pfd.as_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY, 0, 0)
+            .ctx_with(|| format!("open {shown:?}"))?;
+        match self.opts.whiteouts {
+            WhiteoutMode::Overlay => {
+                let v = b"y";
+                // SAFETY: valid fd, C string and value.
+                errno_result(unsafe {
+                    libc::fsetxattr(
+                        fd.as_raw_fd(),
+                        c"trusted.overlay.opaque".as_ptr(),
+                        v.as_ptr() as *const libc::c_void,
+                        1,
+                        0,
+                    )
+                })
+                .ctx_with(|| format!("mark {shown:?} opaque"))
+            }
+            WhiteoutMode::Delete => {
+                let prefix = join(dir);
+                for n in fsutil::list_dir(fd.as_fd()).ctx_with(|| format!("list {shown:?}"))? {
+                    let nb = std::os::unix::ffi::OsStrExt::as_bytes(n.as_os_str()).to_vec();
+                    let mut p = prefix.clone();
+                    if !p.is_empty() {
+                        p.push(b'/');
+                    }
+                    p.extend_from_slice(&nb);
+                    if !self.written.contains(&p) {
+                        self.remove(fd.as_fd(), &nb)
+                            .ctx_with(|| format!("clear opaque {shown:?}"))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let times = std::mem::take(&mut self.dir_times);
+        for (comps, t) in times.iter().rev() {
+            let Some((name, parent)) = comps.split_last() else {
+                continue;
+            };
+            let Ok(pfd) = self.dir(parent, false) else {
+                continue;
+            };
+            let Ok(c) = c_name(name) else { continue };
+            match lstat_at(pfd.as_fd(), name) {
+                Ok(Some(st)) if fsutil::is_dir(&st) => {}
+                _ => continue,
+            }
+            let ts = [*t, *t];
+            // SAFETY: valid fd, C string and two timespecs.
+            errno_result(unsafe {
+                libc::utimensat(
+                    pfd.as_raw_fd(),
+                    c.as_ptr(),
+                    ts.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            })
+            .ctx_with(|| format!("set times of {:?}", show(&join(comps))))?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_pax_time(v: &[u8]) -> Option<libc::timespec> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (sec, frac) = match s.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (s, ""),
+    };
+    let sec: i64 = sec.parse().ok()?;
+    let mut nsec: i64 = 0;
+    if !frac.is_empty() {
+        let digits: String = frac.chars().take(9).collect();
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        nsec = format!("{digits:0<9}").parse().ok()?;
+    }
+    Some(libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as _,
+    })
+}
+
+/// Count of hard links already made while merging, by (dev, ino) of the source.
+type LinkMap = HashMap<(u64, u64), Vec<u8>>;
+
+/// Merge overlay-format layer directories (bottom-most first) into `dest` as overlayfs would
+/// show them: 0/0 character devices delete, `trusted.overlay.opaque=y` directories hide what is
+/// below. The copy fallback for hosts without overlayfs.
+pub fn merge_layers(layers: &[PathBuf], dest: &Path) -> Result<()> {
+    let dfd = fsutil::open_dir(dest)?;
+    for l in layers {
+        let sfd = fsutil::open_dir(l)?;
+        let mut links = LinkMap::new();
+        merge_dir(sfd.as_fd(), dfd.as_fd(), dfd.as_fd(), &[], &mut links)
+            .ctx_with(|| format!("merge {} into {}", l.display(), dest.display()))?;
+    }
+    Ok(())
+}
+
+fn open_nofollow(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<OwnedFd> {
+    openat2(
+        dir,
+        name,
+        flags | libc::O_NOFOLLOW,
+        0,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    )
+}
+
+fn xattr_list(fd: BorrowedFd<'_>) -> io::Result<Vec<(std::ffi::CString, Vec<u8>)>> {
+    let mut names = vec![0u8; 4096];
+    // SAFETY: valid fd and buffer.
+    let n = unsafe {
+        libc::flistxattr(
+            fd.as_raw_fd(),
+            names.as_mut_ptr() as *mut libc::c_char,
+            names.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENOTSUP) {
+            Ok(Vec::new())
+        } else {
+            Err(e)
+        };
+    }
+    let mut out = Vec::new();
+    for k in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|k| !k.is_empty())
+    {
+        if k.starts_with(b"trusted.overlay.") {
+            continue;
+        }
+        let ck = c_name(k)?;
+        let mut v = vec![0u8; 65536];
+        // SAFETY: valid fd, name and buffer.
+        let m = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                ck.as_ptr(),
+                v.as_mut_ptr() as *mut libc::c_void,
+                v.len(),
+            )
+        };
+        if m >= 0 {
+            v.truncate(m as usize);
+            out.push((ck, v));
+        }
+    }
+    Ok(out)
+}
+
+fn is_opaque(fd: BorrowedFd<'_>) -> bool {
+    let mut v = [0u8; 4];
+    // SAFETY: valid fd, name and buffer.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            c"trusted.overlay.opaque".as_ptr(),
+            v.as_mut_ptr() as *mut libc::c_void,
+            v.len(),
+        )
+    };
+    n == 1 && v[0] == b'y'
+}
+
+fn copy_attrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &libc::stat) -> io::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::fchown(dst, Some(st.st_uid.into()), Some(st.st_gid.into()))?;
+    }
+    nix::sys::stat::fchmod(
+        dst,
+        nix::sys::stat::Mode::from_bits_retain(st.st_mode & 0o7777),
+    )?;
+    for (k, v) in xattr_list(src)? {
+        // SAFETY: valid fd, name and value.
+        unsafe {
+            libc::fsetxattr(
+                dst.as_raw_fd(),
+                k.as_ptr(),
+                v.as_ptr() as *const libc::c_void,
+                v.len(),
+                0,
+            )
+        };
+    }
+    Ok(())
+}
+
+fn times_of(st: &libc::stat) -> [libc::timespec; 2] {
+    [
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    ]
+}
+
+fn merge_dir(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    droot: BorrowedFd<'_>,
+    rel: &[u8],
+    links: &mut LinkMap,
+) -> io::Result<()> {
+    for n in fsutil::list_dir(src)? {
+        let name = std::os::unix::ffi::OsStrExt::as_bytes(n.as_os_str()).to_vec();
+        let cname = c_name(&name)?;
+        let Some(st) = lstat_at(src, &name)? else {
+            continue;
+        };
+        let fmt = st.st_mode & libc::S_IFMT;
+        let existing = lstat_at(dst, &name)?;
+        let mut child_rel = rel.to_vec();
+        if !child_rel.is_empty() {
+            child_rel.push(b'/');
+        }
+        child_rel.extend_from_slice(&name);
+        if fmt == libc::S_IFCHR && st.st_rdev == 0 {
+            fsutil::remove_at(dst, &name)?;
+            continue;
+        }
+        if fmt == libc::S_IFDIR {
+            let sfd = open_nofollow(src, &name, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            match existing {
+                Some(e) if fsutil::is_dir(&e) => {
+                    if is_opaque(sfd.as_fd()) {
+                        fsutil::remove_tree_at(dst, &name)?;
+                    }
+                }
+                Some(_) => {
+                    fsutil::remove_at(dst, &name)?;
+                    // SAFETY: valid fd and C string.
+                    errno_result(unsafe { libc::mkdirat(dst.as_raw_fd(), cname.as_ptr(), 0o700) })?;
+                }
+                None => {
+                    // SAFETY: valid fd and C string.
+                    errno_result(unsafe { libc::mkdirat(dst.as_raw_fd(), cname.as_ptr(), 0o700) })?;
+                }
+            }
+            let dfd = open_nofollow(dst, &name, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            copy_attrs(sfd.as_fd(), dfd.as_fd(), &st)?;
+            merge_dir(sfd.as_fd(), dfd.as_fd(), droot, &child_rel, links)?;
+            let ts = times_of(&st);
+            // SAFETY: valid fd and timespecs.
+            errno_result(unsafe { libc::futimens(dfd.as_raw_fd(), ts.as_ptr()) })?;
+            continue;
+        }
+        if existing.is_some() {
+            fsutil::remove_at(dst, &name)?;
+        }
+        match fmt {
+            libc::S_IFREG => {
+                if st.st_nlink > 1 {
+                    if let Some(first) = links.get(&(st.st_dev, st.st_ino)) {
+                        let (fdir, fname) = match first.iter().rposition(|&b| b == b'/') {
+                            Some(i) => (&first[..i], &first[i + 1..]),
+                            None => (&b""[..], &first[..]),
+                        };
+                        let fd_dir = openat2(
+                            droot,
+                            fdir,
+                            libc::O_PATH | libc::O_DIRECTORY,
+                            0,
+                            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+                        )?;
+                        let cf = c_name(fname)?;
+                        // SAFETY: valid fds and C strings.
+                        errno_result(unsafe {
+                            libc::linkat(
+                                fd_dir.as_raw_fd(),
+                                cf.as_ptr(),
+                                dst.as_raw_fd(),
+                                cname.as_ptr(),
+                                0,
+                            )
+                        })?;
+                        continue;
+                    }
+                    links.insert((st.st_dev, st.st_ino), child_rel.clone());
+                }
+                let sfd = open_nofollow(src, &name, libc::O_RDONLY)?;
+                // SAFETY: valid fd and C string; O_EXCL|O_NOFOLLOW.
+                let fd = unsafe {
+                    libc::openat(
+                        dst.as_raw_fd(),
+                        cname.as_ptr(),
+                        libc::O_WRONLY
+                            | libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_NOFOLLOW
+                            | libc::O_CLOEXEC,
+                        0o600,
+                    )
+                };
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: fresh descriptor we own.
+                let dfd = unsafe { OwnedFd::from_raw_fd(fd) };
+                let mut sf = File::from(sfd);
+                let mut df = File::from(dfd);
+                io::copy(&mut sf, &mut df)?;
+                copy_attrs(sf.as_fd(), df.as_fd(), &st)?;
+                let ts = times_of(&st);
+                // SAFETY: valid fd and timespecs.
+                errno_result(unsafe { libc::futimens(df.as_raw_fd(), ts.as_ptr()) })?;
+            }
+            libc::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(src, n.as_os_str()).map_err(io::Error::from)?;
+                nix::unistd::symlinkat(target.as_os_str(), dst, n.as_os_str())
+                    .map_err(io::Error::from)?;
+                if nix::unistd::geteuid().is_root() {
+                    // SAFETY: valid fd and C string.
+                    errno_result(unsafe {
+                        libc::fchownat(
+                            dst.as_raw_fd(),
+                            cname.as_ptr(),
+                            st.st_uid,
+                            st.st_gid,
+                            libc::AT_SYMLINK_NOFOLLOW,
+                        )
+                    })?;
+                }
+                let ts = times_of(&st);
+                // SAFETY: valid fd, C string and timespecs.
+                errno_result(unsafe {
+                    libc::utimensat(
+                        dst.as_raw_fd(),
+                        cname.as_ptr(),
+                        ts.as_ptr(),
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    )
+                })?;
+            }
+            libc::S_IFIFO | libc::S_IFSOCK => {
+                // SAFETY: valid fd and C string.
+                errno_result(unsafe {
+                    libc::mknodat(
+                        dst.as_raw_fd(),
+                        cname.as_ptr(),
+                        fmt | (st.st_mode & 0o7777),
+                        0,
+                    )
+                })?;
+            }
+            _ => {} // device nodes never come out of `apply`
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "layer_tests.rs"]
+mod tests;

@@ -1,0 +1,481 @@
+//! Pull over the distribution API v2: manifests, indexes and blobs, anonymous or with bearer
+//! tokens (and basic auth), `plain_http` for a local registry. Only blobs missing from the
+//! content store are fetched, layers in parallel (3 at a time); an interrupted download is
+//! resumed with a Range request on retry (up to 3 attempts), every byte verified by the store.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::images::{
+    media, resolve, BlobSource, Desc, Event, ImageRecord, Platform, Progress, Store,
+};
+use crate::reference::Reference;
+use crate::store::ContentStore;
+
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    /// Speak HTTP, not HTTPS (a local registry).
+    pub plain_http: bool,
+    /// user, password (basic auth, or to get a bearer token).
+    pub credentials: Option<(String, String)>,
+    pub platform: Platform,
+    pub unpack: bool,
+    /// Parallel blob downloads.
+    pub parallel: usize,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            plain_http: false,
+            credentials: None,
+            platform: Platform::host(),
+            unpack: true,
+            parallel: 3,
+        }
+    }
+}
+
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// A client for one repository.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    repo: String,
+    credentials: Option<(String, String)>,
+    token: Mutex<Option<String>>,
+    /// Blobs this client stored (not reported again as already there).
+    fresh: Mutex<std::collections::HashSet<Digest>>,
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `Bearer realm="...",service="...",scope="..."` -> (scheme, params).
+fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    let mut params = Vec::new();
+    let mut s = rest.trim();
+    while !s.is_empty() {
+        let Some((k, v)) = s.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_string();
+        let v = v.trim_start();
+        let (val, rest) = if let Some(q) = v.strip_prefix('"') {
+            match q.find('"') {
+                Some(e) => (q[..e].to_string(), &q[e + 1..]),
+                None => (q.to_string(), ""),
+            }
+        } else {
+            match v.find(',') {
+                Some(e) => (v[..e].to_string(), &v[e..]),
+                None => (v.to_string(), ""),
+            }
+        };
+        params.push((k, val));
+        s = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+    }
+    (scheme.to_ascii_lowercase(), params)
+}
+
+fn query_escape(s: &str) -> String {
+    let mut o = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
+fn reg_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Registry(format!("{what}: {e}"))
+}
+
+impl Client {
+    pub fn new(r: &Reference, plain_http: bool, credentials: Option<(String, String)>) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(10)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_recv_body(None)
+            .build();
+        Client {
+            agent: config.into(),
+            base: format!(
+                "{}://{}",
+                if plain_http { "http" } else { "https" },
+                r.registry_host()
+            ),
+            repo: r.path.clone(),
+            credentials,
+            token: Mutex::new(None),
+            fresh: Mutex::new(Default::default()),
+        }
+    }
+
+    fn basic(&self) -> Option<String> {
+        self.credentials
+            .as_ref()
+            .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())))
+    }
+
+    /// GET `path` (below /v2/<repo>/), authenticating on a 401 challenge.
+    fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        from: u64,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let url = format!("{}/v2/{}/{}", self.base, self.repo, path);
+        for attempt in 0..2 {
+            let mut req = self.agent.get(&url);
+            if let Some(a) = accept {
+                req = req.header("Accept", a);
+            }
+            if from > 0 {
+                req = req.header("Range", format!("bytes={from}-"));
+            }
+            let auth = self
+                .token
+                .lock()
+                .expect("lock")
+                .clone()
+                .or_else(|| self.basic());
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            let resp = req.call().map_err(|e| reg_err(&format!("GET {url}"), e))?;
+            if resp.status().as_u16() != 401 || attempt == 1 {
+                return Ok(resp);
+            }
+            let challenge = resp
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            self.authenticate(&challenge)?;
+        }
+        unreachable!("two attempts")
+    }
+
+    fn authenticate(&self, challenge: &str) -> Result<()> {
+        let (scheme, params) = parse_challenge(challenge);
+        match scheme.as_str() {
+            "bearer" => {
+                let get = |k: &str| params.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+                let realm = get("realm")
+                    .ok_or_else(|| reg_err("auth", "bearer challenge without realm"))?;
+                let mut url = realm.clone();
+                let mut sep = if url.contains('?') { '&' } else { '?' };
+                if let Some(s) = get("service") {
+                    url.push_str(&format!("{sep}service={}", query_escape(&s)));
+                    sep = '&';
+                }
+                let scope =
+                    get("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repo));
+                url.push_str(&format!("{sep}scope={}", query_escape(&scope)));
+                let mut req = self.agent.get(&url);
+                if let Some(b) = self.basic() {
+                    req = req.header("Authorization", b);
+                }
+                let mut resp = req
+                    .call()
+                    .map_err(|e| reg_err(&format!("GET {realm}"), e))?;
+                if !resp.status().is_success() {
+                    return Err(reg_err(
+                        "token",
+                        format!("{realm} answered {}", resp.status()),
+                    ));
+                }
+                let body = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(1 << 20)
+                    .read_to_vec()
+                    .map_err(|e| reg_err("token", e))?;
+                let v: serde_json::Value = serde_json::from_slice(&body)?;
+                let tok = v["token"]
+                    .as_str()
+                    .or_else(|| v["access_token"].as_str())
+                    .ok_or_else(|| reg_err("token", "no token in the answer"))?;
+                *self.token.lock().expect("lock") = Some(format!("Bearer {tok}"));
+                Ok(())
+            }
+            "basic" => {
+                if self.credentials.is_none() {
+                    return Err(Error::Registry(
+                        "the registry wants a user and password (--user)".into(),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(Error::Registry(format!(
+                "unauthorized, and no usable challenge ({challenge:?})"
+            ))),
+        }
+    }
+
+    fn check(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<()> {
+        let s = resp.status();
+        if s.is_success() {
+            return Ok(());
+        }
+        Err(match s.as_u16() {
+            404 => Error::NotFound(what.to_string()),
+            401 | 403 => Error::Registry(format!("{what}: access denied ({s})")),
+            _ => Error::Registry(format!("{what}: {s}")),
+        })
+    }
+
+    /// The manifest or index for `object` (a tag or digest): (media type, bytes, digest).
+    pub fn manifest(&self, object: &str) -> Result<(String, Vec<u8>, Digest)> {
+        let mut resp = self.get(&format!("manifests/{object}"), Some(MANIFEST_ACCEPT), 0)?;
+        Self::check(&resp, &format!("manifest {}:{object}", self.repo))?;
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(16 << 20)
+            .read_to_vec()
+            .map_err(|e| reg_err("read manifest", e))?;
+        let d = Digest::of(&body);
+        if object.starts_with("sha256:") && d.as_str() != object {
+            return Err(Error::DigestMismatch {
+                expected: object.to_string(),
+                actual: d.to_string(),
+            });
+        }
+        Ok((ct, body, d))
+    }
+
+    /// Download blob `desc` into the store (resuming after a failure, up to 3 attempts).
+    fn fetch_blob(&self, store: &ContentStore, desc: &Desc, progress: &dyn Progress) -> Result<()> {
+        if media::is_index(&desc.media_type) || media::is_manifest(&desc.media_type) {
+            let (_, body, d) = self.manifest(desc.digest.as_str())?;
+            if d != desc.digest {
+                return Err(Error::DigestMismatch {
+                    expected: desc.digest.to_string(),
+                    actual: d.to_string(),
+                });
+            }
+            store.put(&body)?;
+            return Ok(());
+        }
+        let mut w = store.writer(Some(desc.digest.clone()), Some(desc.size))?;
+        let mut last_err = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(500 * attempt as u64));
+            }
+            let from = w.written();
+            let resp = match self.get(&format!("blobs/{}", desc.digest), None, from) {
+                Ok(r) => r,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            Self::check(&resp, &format!("blob {}", desc.digest))?;
+            if from > 0 && resp.status().as_u16() != 206 {
+                // No range support: start over.
+                w = store.writer(Some(desc.digest.clone()), Some(desc.size))?;
+            }
+            let mut r = resp.into_body().into_reader();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut last_report = std::time::Instant::now();
+            let res: io::Result<()> = loop {
+                match r.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        if let Err(e) = w.write_all(&buf[..n]) {
+                            break Err(e);
+                        }
+                        if last_report.elapsed() > Duration::from_millis(100) {
+                            progress.event(Event::Fetching {
+                                digest: &desc.digest,
+                                done: w.written(),
+                                total: desc.size,
+                            });
+                            last_report = std::time::Instant::now();
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            match res {
+                Ok(()) if w.written() >= desc.size => {
+                    progress.event(Event::Fetching {
+                        digest: &desc.digest,
+                        done: w.written(),
+                        total: desc.size,
+                    });
+                    w.commit()?;
+                    return Ok(());
+                }
+                Ok(()) => last_err = Some(reg_err("blob", "connection closed early")),
+                Err(e) => last_err = Some(reg_err(&format!("download {}", desc.digest), e)),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| reg_err("blob", "failed")))
+    }
+}
+
+impl BlobSource for Client {
+    fn fetch(&self, store: &ContentStore, descs: &[Desc], progress: &dyn Progress) -> Result<()> {
+        let missing: Vec<&Desc> = descs
+            .iter()
+            .filter(|d| {
+                let have = store.exists(&d.digest);
+                if have && !self.fresh.lock().expect("lock").contains(&d.digest) {
+                    progress.event(Event::Fetched {
+                        digest: &d.digest,
+                        cached: true,
+                    });
+                }
+                !have
+            })
+            .collect();
+        let next = AtomicUsize::new(0);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..missing.len().clamp(1, 3) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(d) = missing.get(i) else { return };
+                    if first_error.lock().expect("lock").is_some() {
+                        return;
+                    }
+                    progress.event(Event::Fetching {
+                        digest: &d.digest,
+                        done: 0,
+                        total: d.size,
+                    });
+                    match self.fetch_blob(store, d, progress) {
+                        Ok(()) => progress.event(Event::Fetched {
+                            digest: &d.digest,
+                            cached: false,
+                        }),
+                        Err(e) => {
+                            first_error.lock().expect("lock").get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().expect("lock") {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Pull `reference` into `store` (and unpack it). Returns the stored image.
+pub fn pull(
+    store: &Store,
+    reference: &str,
+    opts: &PullOptions,
+    progress: &dyn Progress,
+) -> Result<ImageRecord> {
+    let r = Reference::parse(reference)?;
+    let client = Client::new(&r, opts.plain_http, opts.credentials.clone());
+    let _lock = store.lock_shared()?;
+    let (ct, body, digest) = client.manifest(&r.object())?;
+    let had = store.content.exists(&digest);
+    store.content.put(&body)?;
+    if !had {
+        client.fresh.lock().expect("lock").insert(digest.clone());
+        progress.event(Event::Fetched {
+            digest: &digest,
+            cached: false,
+        });
+    }
+    let media_type = if ct.is_empty() || !(media::is_index(&ct) || media::is_manifest(&ct)) {
+        // Let resolution sniff it from the document.
+        String::new()
+    } else {
+        ct
+    };
+    let top = Desc {
+        media_type,
+        digest,
+        size: body.len() as u64,
+    };
+    let rec = resolve(
+        &store.content,
+        &client,
+        &r.to_string(),
+        &top,
+        &opts.platform,
+        progress,
+    )?;
+    if opts.unpack {
+        store.unpack(&rec, progress)?;
+    }
+    store.save_image(&rec)?;
+    Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_and_encodings() {
+        let (s, p) = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        );
+        assert_eq!(s, "bearer");
+        assert_eq!(
+            p[0],
+            ("realm".into(), "https://auth.docker.io/token".into())
+        );
+        assert_eq!(p[1], ("service".into(), "registry.docker.io".into()));
+        assert_eq!(p[2].1, "repository:library/busybox:pull");
+        let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
+        assert_eq!(s, "basic");
+        assert_eq!(p[0].1, "Registry Realm");
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(
+            query_escape("repository:a/b:pull"),
+            "repository%3Aa%2Fb%3Apull"
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! The content store: blobs by digest under `<root>/blobs/sha256/<hex>`.
+//!
+//! A blob is written to a unique temp file under `<root>/ingest/`, hashed while it is written,
+//! checked against the expected digest and size, fsynced and renamed into place (then the
+//! directory is fsynced). A mismatch is an error and leaves nothing behind. Two processes
+//! writing the same blob each write their own temp file; both renames put identical content
+//! in place, so either order is correct.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+
+#[derive(Clone, Debug)]
+pub struct ContentStore {
+    blobs: PathBuf,
+    ingest: PathBuf,
+}
+
+impl ContentStore {
+    /// The store under data root `root` (directories are created).
+    pub fn open(root: &Path) -> Result<ContentStore> {
+        let blobs = root.join("blobs").join("sha256");
+        let ingest = root.join("ingest");
+        for d in [&blobs, &ingest] {
+            fs::create_dir_all(d).ctx("create", d)?;
+        }
+        Ok(ContentStore { blobs, ingest })
+    }
+
+    pub fn path(&self, d: &Digest) -> PathBuf {
+        self.blobs.join(d.hex())
+    }
+
+    pub fn exists(&self, d: &Digest) -> bool {
+        self.path(d).is_file()
+    }
+
+    /// Size of a stored blob.
+    pub fn size(&self, d: &Digest) -> Result<u64> {
+        match fs::metadata(self.path(d)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(d.to_string())),
+            Err(e) => Err(Error::io(format!("stat blob {d}"), e)),
+        }
+    }
+
+    pub fn open_blob(&self, d: &Digest) -> Result<File> {
+        match File::open(self.path(d)) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(d.to_string())),
+            Err(e) => Err(Error::io(format!("open blob {d}"), e)),
+        }
+    }
+
+    /// Read a (small) blob whole, verifying its digest again.
+    pub fn read(&self, d: &Digest) -> Result<Vec<u8>> {
+        let mut data = Vec::new();
+        self.open_blob(d)?
+            .read_to_end(&mut data)
+            .ctx_with(|| format!("read blob {d}"))?;
+        let actual = Digest::of(&data);
+        if &actual != d {
+            return Err(Error::DigestMismatch {
+                expected: d.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(data)
+    }
+
+    /// A writer for a new blob. With `expected`, the content must hash to it (and have `size`
+    /// bytes when given); without, the digest is whatever the content hashes to.
+    pub fn writer(&self, expected: Option<Digest>, size: Option<u64>) -> Result<BlobWriter> {
+        let tmp = fsutil::temp_name(
+            &self.ingest,
+            expected
+                .as_ref()
+                .map(|d| d.hex())
+                .unwrap_or("blob")
+                .as_bytes(),
+        );
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
+        Ok(BlobWriter {
+            out: Some(HashingWriter::new(BufWriter::with_capacity(1 << 20, f))),
+            tmp,
+            blobs: self.blobs.clone(),
+            expected,
+            size,
+        })
+    }
+
+    /// Copy `r` into the store. Returns the digest and size.
+    pub fn ingest(
+        &self,
+        r: &mut dyn Read,
+        expected: Option<&Digest>,
+        size: Option<u64>,
+    ) -> Result<(Digest, u64)> {
+        if let Some(d) = expected {
+            if self.exists(d) {
+                return Ok((d.clone(), self.size(d)?));
+            }
+        }
+        let mut w = self.writer(expected.cloned(), size)?;
+        io::copy(r, &mut w).ctx_with(|| {
+            format!(
+                "write blob {}",
+                expected.map(|d| d.to_string()).unwrap_or_default()
+            )
+        })?;
+        w.commit()
+    }
+
+    /// Store `data`; returns its digest.
+    pub fn put(&self, data: &[u8]) -> Result<Digest> {
+        let d = Digest::of(data);
+        if !self.exists(&d) {
+            let mut w = self.writer(Some(d.clone()), Some(data.len() as u64))?;
+            w.write_all(data).ctx_with(|| format!("write blob {d}"))?;
+            w.commit()?;
+        }
+        Ok(d)
+    }
+
+    /// Every stored blob.
+    pub fn list(&self) -> Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.blobs).ctx("read", &self.blobs)? {
+            let e = e.ctx("read", &self.blobs)?;
+            if let Some(n) = e.file_name().to_str() {
+                if let Ok(d) = Digest::parse(&format!("sha256:{n}")) {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn delete(&self, d: &Digest) -> Result<()> {
+        match fs::remove_file(self.path(d)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove blob {d}"), e)),
+        }
+    }
+
+    /// Remove temp files left by writers that died (call with the store's exclusive lock held).
+    pub fn clean_ingest(&self) -> Result<usize> {
+        let mut n = 0;
+        for e in fs::read_dir(&self.ingest).ctx("read", &self.ingest)? {
+            let e = e.ctx("read", &self.ingest)?;
+            fsutil::remove_path(&e.path())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// A blob being written; see `ContentStore::writer`. Dropped without `commit`, it removes its
+/// temp file.
+pub struct BlobWriter {
+    out: Option<HashingWriter<BufWriter<File>>>,
+    tmp: PathBuf,
+    blobs: PathBuf,
+    expected: Option<Digest>,
+    size: Option<u64>,
+}
+
+impl BlobWriter {
+    /// Bytes written so far (a retry may resume from here).
+    pub fn written(&self) -> u64 {
+        self.out.as_ref().map(|o| o.count()).unwrap_or(0)
+    }
+
+    /// Verify, fsync and move the blob into place.
+    pub fn commit(mut self) -> Result<(Digest, u64)> {
+        let out = self.out.take().expect("commit once");
+        let (buf, actual, count) = out.finish();
+        let f = buf
+            .into_inner()
+            .map_err(|e| Error::io(format!("write {}", self.tmp.display()), e.into_error()))?;
+        if let Some(want) = &self.expected {
+            if let Some(size) = self.size {
+                if size != count {
+                    return Err(Error::SizeMismatch {
+                        digest: want.to_string(),
+                        expected: size,
+                        actual: count,
+                    });
+                }
+            }
+            if &actual != want {
+                return Err(Error::DigestMismatch {
+                    expected: want.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+        }
+        f.sync_all().ctx("fsync", &self.tmp)?;
+        drop(f);
+        let dest = self.blobs.join(actual.hex());
+        fs::rename(&self.tmp, &dest).ctx("rename blob to", &dest)?;
+        fsutil::sync_dir(&self.blobs)?;
+        Ok((actual, count))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.as_mut().expect("not committed").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if self.out.is_some() || self.tmp.exists() {
+            self.out = None;
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verified_write_and_mismatch_leaves_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let s = ContentStore::open(t.path()).unwrap();
+        let d = s.put(b"hello").unwrap();
+        assert_eq!(d, Digest::of(b"hello"));
+        assert_eq!(s.read(&d).unwrap(), b"hello");
+        assert_eq!(s.size(&d).unwrap(), 5);
+
+        // Wrong digest: error, nothing stored, no temp file left.
+        let wrong = Digest::of(b"other");
+        let err = s
+            .ingest(&mut &b"hello!"[..], Some(&wrong), None)
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        assert!(!s.exists(&wrong));
+        // Wrong size.
+        let d2 = Digest::of(b"abc");
+        let err = s.ingest(&mut &b"abc"[..], Some(&d2), Some(4)).unwrap_err();
+        assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
+        assert!(!s.exists(&d2));
+        assert_eq!(fs::read_dir(t.path().join("ingest")).unwrap().count(), 0);
+        assert_eq!(s.list().unwrap(), vec![d]);
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_blob() {
+        let t = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let d = Digest::of(&data);
+        std::thread::scope(|sc| {
+            for _ in 0..4 {
+                sc.spawn(|| {
+                    let s = ContentStore::open(t.path()).unwrap();
+                    let mut w = s.writer(Some(d.clone()), Some(data.len() as u64)).unwrap();
+                    for c in data.chunks(100_000) {
+                        w.write_all(c).unwrap();
+                    }
+                    w.commit().unwrap();
+                });
+            }
+        });
+        let s = ContentStore::open(t.path()).unwrap();
+        assert_eq!(s.read(&d).unwrap().len(), data.len());
+        assert_eq!(fs::read_dir(t.path().join("ingest")).unwrap().count(), 0);
+    }
+}

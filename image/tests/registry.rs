@@ -1,0 +1,395 @@
+//! Pull from Debian's docker-registry (distribution 2.8) started by the test on 127.0.0.1,
+//! anonymously and through a bearer-token front (a tiny proxy in this test that challenges,
+//! hands out a token, and forwards to the registry). Skipped without root, the fixture tools, or
+//! /usr/bin/docker-registry (apt-get install docker-registry).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use image::registry::{pull, PullOptions};
+use image::{Event, Progress, Store};
+
+struct Registry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    if TcpListener::bind("127.0.0.1:5000").is_ok() {
+        return 5000;
+    }
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_registry() -> Option<Registry> {
+    if !Path::new("/usr/bin/docker-registry").exists() {
+        eprintln!("skipped: /usr/bin/docker-registry missing (apt-get install docker-registry)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("/usr/bin/docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reg = Registry {
+        child,
+        addr: addr.clone(),
+        _dir: dir,
+    };
+    let start = Instant::now();
+    while TcpStream::connect(&addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(reg)
+}
+
+fn push(layout: &Path, tag: &str, dest: &str) {
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{dest}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Counts blobs actually downloaded.
+#[derive(Default)]
+struct Count {
+    fetched: AtomicUsize,
+    cached: AtomicUsize,
+    unpacked: AtomicUsize,
+}
+
+impl Progress for Count {
+    fn event(&self, e: Event<'_>) {
+        match e {
+            Event::Fetched { cached: false, .. } => {
+                self.fetched.fetch_add(1, Ordering::SeqCst);
+            }
+            Event::Fetched { cached: true, .. } => {
+                self.cached.fetch_add(1, Ordering::SeqCst);
+            }
+            Event::Unpacked { cached: false, .. } => {
+                self.unpacked.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn plain() -> PullOptions {
+    PullOptions {
+        plain_http: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn pull_fetches_only_missing_layers() {
+    let f = match common::fixture() {
+        Ok(f) => f,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let Some(reg) = start_registry() else { return };
+    push(
+        &f.layout,
+        "busybox",
+        &format!("{}/busybox:latest", reg.addr),
+    );
+    push(
+        &f.layout,
+        "layered",
+        &format!("{}/test/layered:v1", reg.addr),
+    );
+
+    let t = tempfile::tempdir().unwrap();
+    let store = Store::open(t.path(), None).unwrap();
+    let c = Count::default();
+    let rec = pull(&store, &format!("{}/busybox", reg.addr), &plain(), &c).unwrap();
+    assert_eq!(rec.name, format!("{}/busybox:latest", reg.addr));
+    // manifest, config, 1 layer.
+    assert_eq!(c.fetched.load(Ordering::SeqCst), 3);
+    assert_eq!(c.cached.load(Ordering::SeqCst), 0);
+    assert_eq!(c.unpacked.load(Ordering::SeqCst), 1);
+    let top = rec.top_chain_id().unwrap();
+    assert!(store.snapshots.fs_path(&top).join("bin/busybox").is_file());
+
+    // Again: nothing to fetch or unpack.
+    let c = Count::default();
+    pull(
+        &store,
+        &format!("{}/busybox:latest", reg.addr),
+        &plain(),
+        &c,
+    )
+    .unwrap();
+    assert_eq!(c.fetched.load(Ordering::SeqCst), 0);
+    assert_eq!(c.unpacked.load(Ordering::SeqCst), 0);
+
+    // layered shares its first layer: manifest, config, 2 layers fetched, 2 unpacked.
+    let c = Count::default();
+    let rec = pull(
+        &store,
+        &format!("{}/test/layered:v1", reg.addr),
+        &plain(),
+        &c,
+    )
+    .unwrap();
+    assert_eq!(rec.layers.len(), 3);
+    assert_eq!(c.fetched.load(Ordering::SeqCst), 4);
+    assert_eq!(c.cached.load(Ordering::SeqCst), 1);
+    assert_eq!(c.unpacked.load(Ordering::SeqCst), 2);
+
+    // By digest, and errors for what does not exist.
+    let by_digest = format!(
+        "{}/busybox@{}",
+        reg.addr,
+        store
+            .image(&format!("{}/busybox", reg.addr))
+            .unwrap()
+            .target
+            .digest
+    );
+    pull(&store, &by_digest, &plain(), &Count::default()).unwrap();
+    let err = pull(
+        &store,
+        &format!("{}/nosuch:latest", reg.addr),
+        &plain(),
+        &Count::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, image::Error::NotFound(_)), "{err}");
+
+    // Through a bearer-token front.
+    let front = TokenFront::start(&reg.addr);
+    let t2 = tempfile::tempdir().unwrap();
+    let store2 = Store::open(t2.path(), None).unwrap();
+    let rec = pull(
+        &store2,
+        &format!("{}/test/layered:v1", front.addr),
+        &plain(),
+        &Count::default(),
+    )
+    .unwrap();
+    assert_eq!(rec.layers.len(), 3);
+    assert!(front.tokens_issued.load(Ordering::SeqCst) >= 1);
+    assert!(
+        front.denied.load(Ordering::SeqCst) >= 1,
+        "the first request was challenged"
+    );
+    front.stop();
+}
+
+/// A front that answers 401 with a Bearer challenge unless the request carries the token it
+/// hands out at /token, and forwards authorized requests to the registry.
+struct TokenFront {
+    addr: String,
+    tokens_issued: Arc<AtomicUsize>,
+    denied: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl TokenFront {
+    fn start(upstream: &str) -> TokenFront {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        l.set_nonblocking(true).unwrap();
+        let tokens_issued = Arc::new(AtomicUsize::new(0));
+        let denied = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ti, de, st, up, me) = (
+            tokens_issued.clone(),
+            denied.clone(),
+            stop.clone(),
+            upstream.to_string(),
+            addr.clone(),
+        );
+        let handle = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !st.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        let (ti, de, up, me) = (ti.clone(), de.clone(), up.clone(), me.clone());
+                        std::thread::spawn(move || serve(s, &ti, &de, &up, &me));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        TokenFront {
+            addr,
+            tokens_issued,
+            denied,
+            stop,
+            handle: Mutex::new(Some(handle)),
+        }
+    }
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.lock().unwrap().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve(s: TcpStream, issued: &AtomicUsize, denied: &AtomicUsize, upstream: &str, me: &str) {
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end().to_string();
+            if h.is_empty() {
+                break;
+            }
+            headers.push(h);
+        }
+        let auth = headers
+            .iter()
+            .find(|h| h.to_ascii_lowercase().starts_with("authorization:"))
+            .map(|h| h[14..].trim().to_string());
+        if path.starts_with("/token") {
+            issued.fetch_add(1, Ordering::SeqCst);
+            let body = r#"{"token":"t0k3n"}"#;
+            let _ = write!(
+                w,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            continue;
+        }
+        if auth.as_deref() != Some("Bearer t0k3n") {
+            denied.fetch_add(1, Ordering::SeqCst);
+            let body = "{}";
+            let _ = write!(
+                w,
+                "HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Bearer realm=\"http://{me}/token\",service=\"test\",scope=\"repository:test/layered:pull\"\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            continue;
+        }
+        // Forward to the registry (GET only), following its redirects itself.
+        let mut req = ureq_get(&format!("http://{upstream}{path}"), &headers);
+        let status = req.0;
+        let _ = write!(w, "HTTP/1.1 {status} X\r\n");
+        for (k, v) in &req.1 {
+            let _ = write!(w, "{k}: {v}\r\n");
+        }
+        let _ = write!(w, "Content-Length: {}\r\n\r\n", req.2.len());
+        let _ = w.write_all(&std::mem::take(&mut req.2));
+    }
+}
+
+fn ureq_get(url: &str, headers: &[String]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    // A plain HTTP/1.0 client for the upstream registry: enough for GETs in a test.
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = TcpStream::connect(host).unwrap();
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n");
+    for h in headers {
+        let l = h.to_ascii_lowercase();
+        if l.starts_with("accept:") || l.starts_with("range:") {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    let body = all[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let hs: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            k == "content-type"
+                || k == "docker-content-digest"
+                || k == "location"
+                || k == "content-range"
+        })
+        .collect();
+    if (300..400).contains(&status) {
+        let loc = hs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let loc = if loc.starts_with('/') {
+            format!("http://{host}{loc}")
+        } else {
+            loc
+        };
+        return ureq_get(&loc, headers);
+    }
+    (status, hs, body)
+}
