@@ -5,6 +5,8 @@
 #   (a) `RUNTIME run` of /bin/true
 #   (b) `RUNTIME create`, `RUNTIME start`, wait for /bin/true to exit, `RUNTIME delete`
 #   (c) `RUNTIME exec` of /bin/true into a running container (one per runtime, own cgroup)
+#   (d) (b) with a typical resource block: memory limit+reservation, cpu shares/quota/period,
+#       pids limit, and the default deny-all device rule plus the default allow list
 # on one busybox bundle (hack/mkbundle.sh, absolute cgroupsPath /berth/<bundle name>),
 # a fresh container id per iteration and a --root directory of the benchmark's own per
 # runtime; then the peak RSS (GNU time %M, max over RSS_RUNS `run`s of /bin/true) of
@@ -98,7 +100,8 @@ cleanup() {
 		kill "$NSHOLDER" 2>/dev/null || true
 		wait "$NSHOLDER" 2>/dev/null || true
 	fi
-	for d in /sys/fs/cgroup/*/"${CGROUP_PARENT#/}/$name" /sys/fs/cgroup/*/"${CGROUP_PARENT#/}/$name"-exec-*; do
+	for d in /sys/fs/cgroup/*/"${CGROUP_PARENT#/}/$name" /sys/fs/cgroup/*/"${CGROUP_PARENT#/}/$name"-exec-* \
+		/sys/fs/cgroup/*/"${CGROUP_PARENT#/}/$name"-res; do
 		[[ -d $d ]] || continue
 		rmdir "$d" 2>/dev/null || {
 			log "warning: could not remove cgroup $d"
@@ -124,6 +127,12 @@ spec_rt=$RUNC # whose `spec` makes the base config.json: runc's, else whichever 
 [[ -x $spec_rt ]] || spec_rt=$BERTH
 RUNTIME=$spec_rt CGROUP_PARENT=$CGROUP_PARENT "$HACK/mkbundle.sh" "$bundle" /bin/true 2>/dev/null ||
 	die "hack/mkbundle.sh failed (RUNTIME=$spec_rt)"
+bundle_res=$work/$name-res # same, with a resource block (cgroupsPath .../$name-res)
+RUNTIME=$spec_rt CGROUP_PARENT=$CGROUP_PARENT "$HACK/mkbundle.sh" "$bundle_res" /bin/true 2>/dev/null ||
+	die "hack/mkbundle.sh failed (RUNTIME=$spec_rt)"
+jq '.linux.resources += {"memory": {"limit": 268435456, "reservation": 134217728},
+	"cpu": {"shares": 512, "quota": 50000, "period": 100000}, "pids": {"limit": 128}}' \
+	"$bundle_res/config.json" >"$bundle_res/config.json.new" && mv "$bundle_res/config.json.new" "$bundle_res/config.json"
 
 # --- crun's namespace (hybrid cgroups only) ---------------------------------------------
 # NSPREFIX: shell words that run a command in a mount namespace where the cgroup2 mount
@@ -227,6 +236,9 @@ for rt in "${RUNTIMES[@]}"; do
 	hf_args+=(-n "$rt run" "$r run --bundle $b $id-run-\$\$")
 	hf_args+=(-n "$rt create+start+delete"
 		"x=\$($r create --bundle $b $id-csd-\$\$ && $r start $id-csd-\$\$) && $r delete --force $id-csd-\$\$")
+	br=$(q "$bundle_res")
+	hf_args+=(-n "$rt create+start+delete (resources)"
+		"x=\$($r create --bundle $br $id-res-\$\$ && $r start $id-res-\$\$) && $r delete --force $id-res-\$\$")
 	# exec: into a sleeping container of its own (own bundle, so its own cgroup), started once.
 	bx=$work/$name-exec-$id
 	RUNTIME=$spec_rt CGROUP_PARENT=$CGROUP_PARENT "$HACK/mkbundle.sh" "$bx" sleep 3600 2>/dev/null ||
@@ -281,11 +293,12 @@ median_ms() { # median_ms NAME -> median in ms from the hyperfine JSON, empty if
 fmt() { awk -v x="$1" 'BEGIN { if (x == "") print "—"; else printf "%.1f", x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
 
-declare -A RUN CSD EXEC
+declare -A RUN CSD EXEC RES
 for rt in "${RUNTIMES[@]}"; do
 	RUN[$rt]=$(median_ms "$rt run")
 	CSD[$rt]=$(median_ms "$rt create+start+delete")
 	EXEC[$rt]=$(median_ms "$rt exec")
+	RES[$rt]=$(median_ms "$rt create+start+delete (resources)")
 done
 wrap_ms=""
 if [[ -n ${CMD[crun]:-} && -n $NSPREFIX ]]; then
@@ -294,6 +307,7 @@ if [[ -n ${CMD[crun]:-} && -n $NSPREFIX ]]; then
 	RUN["crun - wrapper"]=$(awk -v a="${RUN[crun]}" -v w="$wrap_ms" 'BEGIN { printf "%.4f", a - w }')
 	CSD["crun - wrapper"]=$(awk -v a="${CSD[crun]}" -v w="$wrap_ms" 'BEGIN { printf "%.4f", a - 3 * w }')
 	EXEC["crun - wrapper"]=$(awk -v a="${EXEC[crun]}" -v w="$wrap_ms" 'BEGIN { printf "%.4f", a - w }')
+	RES["crun - wrapper"]=$(awk -v a="${RES[crun]}" -v w="$wrap_ms" 'BEGIN { printf "%.4f", a - 3 * w }')
 fi
 
 rows=("${RUNTIMES[@]}")
@@ -301,8 +315,8 @@ if [[ -n $wrap_ms ]]; then rows+=("crun - wrapper"); fi
 {
 	echo "## berth benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs, runs=$RUNS, warmup=$WARMUP)"
 	echo
-	echo "| runtime | run /bin/true, median ms | create+start+delete, median ms | exec /bin/true, median ms | run ÷ crun | run ÷ runc | c+s+d ÷ crun | c+s+d ÷ runc | exec ÷ crun | exec ÷ runc | peak RSS, MB |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| runtime | run /bin/true, median ms | create+start+delete, median ms | c+s+d with resources, median ms | exec /bin/true, median ms | run ÷ crun | run ÷ runc | c+s+d ÷ crun | c+s+d ÷ runc | res ÷ crun | res ÷ runc | exec ÷ crun | exec ÷ runc | peak RSS, MB |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for rt in "${rows[@]}"; do
 		crun_ref=crun
 		[[ -n $wrap_ms ]] && crun_ref="crun - wrapper"
@@ -313,10 +327,11 @@ if [[ -n $wrap_ms ]]; then rows+=("crun - wrapper"); fi
 		# Through crun's own wrapper, berth compares with crun as measured, not with the estimate.
 		ref=$crun_ref
 		[[ $rt == "berth (crun's wrapper)" ]] && ref=crun
-		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
-			"$(fmt "${RUN[$rt]}")" "$(fmt "${CSD[$rt]}")" "$(fmt "${EXEC[$rt]}")" \
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
+			"$(fmt "${RUN[$rt]}")" "$(fmt "${CSD[$rt]}")" "$(fmt "${RES[$rt]}")" "$(fmt "${EXEC[$rt]}")" \
 			"$(ratio "${RUN[$rt]}" "${RUN[$ref]:-}")" "$(ratio "${RUN[$rt]}" "${RUN[runc]:-}")" \
 			"$(ratio "${CSD[$rt]}" "${CSD[$ref]:-}")" "$(ratio "${CSD[$rt]}" "${CSD[runc]:-}")" \
+			"$(ratio "${RES[$rt]}" "${RES[$ref]:-}")" "$(ratio "${RES[$rt]}" "${RES[runc]:-}")" \
 			"$(ratio "${EXEC[$rt]}" "${EXEC[$ref]:-}")" "$(ratio "${EXEC[$rt]}" "${EXEC[runc]:-}")" "$rss"
 	done
 	echo
