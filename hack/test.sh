@@ -9,15 +9,18 @@
 #   5. cargo test --workspace --release                  (unit tests)
 #   6. integration suite against berth: BERTH_TEST_RUNTIME=<target>/x86_64-unknown-linux-gnu/release/berth
 #   7. integration suite against runc:  BERTH_TEST_RUNTIME=/usr/sbin/runc
+#   8. opt-in, BERTH_VM=1, only when 6 and 7 passed: the integration suite in the pure
+#      cgroup v2 VM (hack/vm-run.sh), against berth and against runc
 # Steps 2-5 all run even when one fails; 6 and 7 both run when the build succeeded
 # (each runs the built binary <target>/x86_64-unknown-linux-gnu/release/integration, in a private mount
 # namespace so that a mount leaked by a runtime bug cannot stay in the host's).
-# At the end it prints one line per step and both integration summaries, and exits
-# non-zero if any step failed.
+# At the end it prints one line per step and both integration summaries (four with
+# BERTH_VM=1), and exits non-zero if any step failed.
 # Environment: CARGO_TARGET_DIR (honoured), RUNC (default /usr/sbin/runc),
 # INTEGRATION_TIMEOUT (seconds per integration pass, default 1800),
 # INTEGRATION_ARGS (extra arguments to the integration binary, split on spaces),
-# BERTH_TEST_NO_UNSHARE=1 (run the integration binary in the host's mount namespace).
+# BERTH_TEST_NO_UNSHARE=1 (run the integration binary in the host's mount namespace),
+# BERTH_VM=1 (step 8; VM_TIMEOUT, default INTEGRATION_TIMEOUT, limits each VM run).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -77,6 +80,21 @@ integration() {
 	BERTH_TEST_RUNTIME=$runtime "${cmd[@]}" 2>&1 | tee "$logs/$label.log"
 }
 
+# integration_vm LABEL RUNTIME_BINARY: one pass of the integration suite inside the
+# cgroup v2 VM (hack/vm-run.sh: the suite's own unshare works there), kept in $logs/LABEL.log.
+# shellcheck disable=SC2317 # called through step
+integration_vm() {
+	local label=$1 runtime=$2
+	local -a args
+	read -ra args <<<"${INTEGRATION_ARGS:-}"
+	[[ -x $runtime ]] || {
+		echo "runtime binary $runtime not found" | tee "$logs/$label.log"
+		return 1
+	}
+	VM_TIMEOUT=${VM_TIMEOUT:-$INTEGRATION_TIMEOUT} "$HACK/vm-run.sh" \
+		env BERTH_TEST_RUNTIME="$runtime" "$BIN_DIR/integration" "${args[@]}" 2>&1 | tee "$logs/$label.log"
+}
+
 # summary_line LABEL: the integration binary's own summary (its last line with
 # "N passed"), or else its last non-empty line.
 summary_line() {
@@ -101,12 +119,26 @@ build_ok=1
 step build cargo build --release --workspace || build_ok=0
 step unit-tests cargo test --workspace || true
 
+host_integration_ok=0
 if ((build_ok)) && [[ -x $BIN_DIR/integration ]]; then
-	step "integration (berth)" integration berth "$BIN_DIR/berth" || true
-	step "integration (runc)" integration runc "$RUNC" || true
+	host_integration_ok=1
+	step "integration (berth)" integration berth "$BIN_DIR/berth" || host_integration_ok=0
+	step "integration (runc)" integration runc "$RUNC" || host_integration_ok=0
 else
 	skip "integration (berth)" "build failed"
 	skip "integration (runc)" "build failed"
+fi
+
+vm_labels=()
+if [[ ${BERTH_VM:-0} == 1 ]]; then
+	vm_labels=(vm-berth vm-runc)
+	if ((host_integration_ok)); then
+		step "integration-vm (berth)" integration_vm vm-berth "$BIN_DIR/berth" || true
+		step "integration-vm (runc)" integration_vm vm-runc "$RUNC" || true
+	else
+		skip "integration-vm (berth)" "host integration failed"
+		skip "integration-vm (runc)" "host integration failed"
+	fi
 fi
 
 echo
@@ -115,11 +147,15 @@ for s in "${STEPS[@]}"; do
 	IFS=$'\t' read -r name result secs <<<"$s"
 	printf '%-22s %-20s %5ss\n' "$name" "$result" "$secs"
 done
-for rt in berth runc; do
+for rt in berth runc "${vm_labels[@]}"; do
+	case $rt in
+	vm-*) title="integration-vm (${rt#vm-})" ;;
+	*) title="integration ($rt)" ;;
+	esac
 	if [[ -f $logs/$rt.log ]]; then
-		printf 'integration (%s) summary: %s\n' "$rt" "$(summary_line "$rt")"
+		printf '%s summary: %s\n' "$title" "$(summary_line "$rt")"
 	else
-		printf 'integration (%s) summary: not run\n' "$rt"
+		printf '%s summary: not run\n' "$title"
 	fi
 done
 printf 'total %ss: %s\n' "$((SECONDS - suite_start))" "$( ((failed)) && echo FAILED || echo PASSED)"
