@@ -1,0 +1,192 @@
+//! The short-lived commands containerd runs: `start` (fork the server, print its address) and
+//! `delete` (clean up after a dead shim, print a DeleteResponse).
+
+use crate::args::{self, Args};
+use crate::options::RuntimeOpts;
+use crate::runtime::{CallIo, Runtime};
+use anyhow::{bail, Context, Result};
+use containerd_shim_protos::api::DeleteResponse;
+use protobuf::{Message, MessageField};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Where containerd 1.6/1.7 keep shim sockets, whatever their state dir.
+const SOCKET_DIR: &str = "/run/containerd/s";
+/// Containers of one pod share a shim (the CRI plugin's annotation).
+const SANDBOX_ANNOTATIONS: &[&str] = &[
+    "io.kubernetes.cri.sandbox-id",
+    "io.kubernetes.cri-o.SandboxID",
+];
+
+fn bundle_dir(a: &Args) -> Result<PathBuf> {
+    match &a.bundle {
+        Some(b) => Ok(b.clone()),
+        None => std::env::current_dir().context("current directory"),
+    }
+}
+
+/// The id a shim is shared by: the pod's sandbox id, else the container's id.
+pub fn grouping_id(bundle: &Path, id: &str) -> String {
+    let v: Option<serde_json::Value> = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    v.as_ref()
+        .and_then(|v| v.get("annotations"))
+        .and_then(|a| {
+            SANDBOX_ANNOTATIONS
+                .iter()
+                .find_map(|k| a.get(*k).and_then(|s| s.as_str()))
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or(id)
+        .to_string()
+}
+
+/// containerd's shim.SocketAddress: sha256 of "<address>/<namespace>/<id>" under /run/containerd/s.
+pub fn socket_path(containerd_address: &str, namespace: &str, id: &str) -> PathBuf {
+    let joined = format!(
+        "{}/{namespace}/{id}",
+        containerd_address.trim_end_matches('/')
+    );
+    let digest = Sha256::digest(joined.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Path::new(SOCKET_DIR).join(hex)
+}
+
+fn listen(path: &Path) -> Result<Option<UnixListener>> {
+    std::fs::create_dir_all(SOCKET_DIR).with_context(|| format!("creating {SOCKET_DIR}"))?;
+    match UnixListener::bind(path) {
+        Ok(l) => {
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            Ok(Some(l))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if UnixStream::connect(path).is_ok() {
+                return Ok(None); // a live shim of the same group
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale socket {}", path.display()))?;
+            Ok(Some(UnixListener::bind(path).with_context(|| {
+                format!("listening on {}", path.display())
+            })?))
+        }
+        Err(e) => Err(e).with_context(|| format!("listening on {}", path.display())),
+    }
+}
+
+pub fn start(a: &Args) -> Result<()> {
+    if a.id.is_empty() || a.namespace.is_empty() {
+        bail!("start needs -id and -namespace");
+    }
+    let bundle = bundle_dir(a)?;
+    let group = grouping_id(&bundle, &a.id);
+    let path = socket_path(&a.address, &a.namespace, &group);
+    let address = format!("unix://{}", path.display());
+    if let Some(listener) = listen(&path)? {
+        let exe = std::env::current_exe().context("locating the shim binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(args::server_args(a))
+            .current_dir(&bundle)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = match crate::sys::spawn_with_fds(&mut cmd, &[listener.as_fd()]) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e).context("starting the shim server");
+            }
+        };
+        let _ = std::fs::write(bundle.join("shim.pid"), child.id().to_string());
+        // As the runc shim: one point worse than containerd, so the OOM killer takes shims first.
+        let ppid = nix::unistd::getppid();
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{ppid}/oom_score_adj")) {
+            if let Ok(v) = s.trim().parse::<i32>() {
+                let _ = std::fs::write(
+                    format!("/proc/{}/oom_score_adj", child.id()),
+                    (v + 1).min(1000).to_string(),
+                );
+            }
+        }
+    }
+    std::fs::write(bundle.join("address"), &address).context("writing the address file")?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(address.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+pub fn delete(a: &Args) -> Result<()> {
+    let bundle = bundle_dir(a)?;
+    let opts = RuntimeOpts::load(&bundle);
+    let rt = Runtime::new(
+        opts.binary(),
+        opts.root(&a.namespace),
+        opts.systemd_cgroup,
+        &bundle,
+    );
+    let pid = std::fs::read_to_string(bundle.join("init.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    // Unmount first: a runtime may wait for an init that only a lazy PID 1 reaps (runc polls
+    // for up to 10 s), and the container keeps its own copy of the mount in its namespace.
+    let rootfs = bundle.join("rootfs");
+    if crate::mounts::is_mountpoint(&rootfs) {
+        if let Err(e) = crate::mounts::unmount_all(&rootfs) {
+            eprintln!("containerd-shim-berth-v2: {e:#}");
+        }
+    }
+    // A dead shim's socket stays behind (containerd 1.6 does not remove it); a live one may
+    // still serve other containers of the pod.
+    if !a.address.is_empty() {
+        let sock = socket_path(&a.address, &a.namespace, &grouping_id(&bundle, &a.id));
+        if sock.exists() && UnixStream::connect(&sock).is_err() {
+            let _ = std::fs::remove_file(&sock);
+        }
+    }
+    if let Err(e) = rt.call(&["delete", "--force", &a.id], CallIo::default()) {
+        eprintln!("containerd-shim-berth-v2: {e}");
+    }
+    let mut resp = DeleteResponse::new();
+    resp.pid = pid;
+    resp.exit_status = 128 + libc::SIGKILL as u32;
+    resp.exited_at = MessageField::some(crate::util::now());
+    let mut out = std::io::stdout().lock();
+    out.write_all(&resp.write_to_bytes()?)?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_address_is_containerds() {
+        // containerd 1.6: sha256("/run/containerd/containerd.sock/default/abc")
+        let p = socket_path("/run/containerd/containerd.sock", "default", "abc");
+        let want = Sha256::digest(b"/run/containerd/containerd.sock/default/abc");
+        let hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(p, Path::new("/run/containerd/s").join(hex));
+    }
+
+    #[test]
+    fn grouping_by_sandbox() {
+        let d = std::env::temp_dir().join(format!("berth-shim-grp-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        assert_eq!(grouping_id(&d, "c1"), "c1");
+        std::fs::write(
+            d.join("config.json"),
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(grouping_id(&d, "c1"), "pod1");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

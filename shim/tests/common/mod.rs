@@ -1,0 +1,439 @@
+//! A private containerd 1.6 for end-to-end tests of the shim: own root, state, socket and
+//! namespace, CRI disabled; a busybox image built with umoci + skopeo from Debian's
+//! busybox-static and imported with `ctr images import`. Everything started here is stopped by
+//! pid and everything created is removed in `Drop`.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "docker.io/library/busybox:latest";
+
+pub struct Runtime {
+    pub name: String,
+    pub binary: PathBuf,
+    pub config: PathBuf,
+}
+
+pub struct Env {
+    pub dir: PathBuf,
+    pub sock: PathBuf,
+    pub ns: String,
+    pub shim: PathBuf,
+    config: PathBuf,
+    containerd: Option<Child>,
+    pub ids: Vec<String>,
+}
+
+/// containerd 1.6's shim socket for a container: /run/containerd/s/sha256(address/ns/id).
+pub fn shim_socket(address: &Path, ns: &str, id: &str) -> PathBuf {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{}/{ns}/{id}", address.display()).as_bytes());
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    Path::new("/run/containerd/s").join(hex)
+}
+
+pub fn have(bin: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Why the end-to-end tests cannot run here, if they cannot.
+pub fn missing_prerequisite() -> Option<String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Some("not root".into());
+    }
+    for b in ["containerd", "ctr", "umoci", "skopeo"] {
+        if !have(b) {
+            return Some(format!("{b} is not installed"));
+        }
+    }
+    if !Path::new("/bin/busybox").exists() {
+        return Some("busybox-static is not installed".into());
+    }
+    None
+}
+
+/// Run a command with a deadline; on timeout kill it (by its pid) and fail.
+pub fn run_timeout(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Output, String> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let desc = format!("{cmd:?}");
+    let mut child = cmd.spawn().map_err(|e| format!("{desc}: {e}"))?;
+    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut w, &data);
+        });
+    }
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let to = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let te = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{desc}: timed out after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(Output {
+        status,
+        stdout: to.join().unwrap_or_default(),
+        stderr: te.join().unwrap_or_default(),
+    })
+}
+
+fn sh(script: &str) -> Result<(), String> {
+    let o = run_timeout(
+        Command::new("sh").arg("-ec").arg(script),
+        None,
+        Duration::from_secs(120),
+    )?;
+    if !o.status.success() {
+        return Err(format!("{script}: {}", String::from_utf8_lossy(&o.stderr)));
+    }
+    Ok(())
+}
+
+/// The shim binary under test and the berth binary next to it (or BERTH_BINARY).
+pub fn shim_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-berth-v2"))
+}
+
+pub fn berth_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_BINARY") {
+        return Some(PathBuf::from(p));
+    }
+    let p = shim_binary().parent()?.join("berth");
+    p.is_file().then_some(p)
+}
+
+impl Env {
+    pub fn new(tag: &str) -> Result<Env, String> {
+        let dir = PathBuf::from(format!("/tmp/berth-shim-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut env = Env {
+            sock: dir.join("containerd.sock"),
+            config: dir.join("config.toml"),
+            ns: format!("berth-shim-{tag}-{}", std::process::id()),
+            shim: shim_binary(),
+            dir,
+            containerd: None,
+            ids: Vec::new(),
+        };
+        env.build_image()?;
+        env.write_config()?;
+        env.start_containerd()?;
+        let tar = env.dir.join("busybox.tar");
+        env.ctr_ok(&["images", "import", tar.to_str().unwrap()])?;
+        Ok(env)
+    }
+
+    fn build_image(&self) -> Result<(), String> {
+        let d = self.dir.display();
+        sh(&format!(
+            r#"L={d}/layout; W={d}/work
+umoci init --layout $L
+umoci new --image $L:busybox
+umoci unpack --image $L:busybox $W
+R=$W/rootfs; mkdir -p $R/bin $R/etc $R/tmp $R/proc $R/sys $R/dev $R/root; chmod 1777 $R/tmp
+cp /bin/busybox $R/bin/busybox
+for a in $(/bin/busybox --list-full); do [ "$a" = bin/busybox ] && continue; mkdir -p $R/$(dirname $a); ln -sf /bin/busybox $R/$a; done
+echo 'root:x:0:0:root:/root:/bin/sh' > $R/etc/passwd; echo 'root:x:0:' > $R/etc/group
+umoci repack --image $L:busybox $W
+umoci config --image $L:busybox --config.cmd /bin/sh --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin
+skopeo copy oci:$L:busybox oci-archive:{d}/busybox.tar:{IMAGE} >/dev/null
+rm -rf $W"#
+        ))
+    }
+
+    fn write_config(&self) -> Result<(), String> {
+        let o = run_timeout(
+            Command::new("containerd").args(["config", "default"]),
+            None,
+            Duration::from_secs(30),
+        )?;
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let d = self.dir.display();
+        let mut out = String::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            let t = line.trim_start();
+            if t.starts_with('[') {
+                section = t.to_string();
+            }
+            let indent = &line[..line.len() - t.len()];
+            let replaced = if section.is_empty() && t.starts_with("root = ") {
+                format!("root = \"{d}/root\"")
+            } else if section.is_empty() && t.starts_with("state = ") {
+                format!("state = \"{d}/state\"")
+            } else if section.is_empty() && t.starts_with("disabled_plugins = ") {
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]".to_string()
+            } else if section == "[grpc]" && t.starts_with("address = ") {
+                format!("{indent}address = \"{}\"", self.sock.display())
+            } else if (section == "[ttrpc]" || section == "[debug]" || section == "[metrics]")
+                && t.starts_with("address = ")
+            {
+                format!("{indent}address = \"\"")
+            } else if t.starts_with("path = \"/opt/containerd\"") {
+                format!("{indent}path = \"{d}/opt\"")
+            } else {
+                line.to_string()
+            };
+            out.push_str(&replaced);
+            out.push('\n');
+        }
+        std::fs::write(&self.config, out).map_err(|e| e.to_string())
+    }
+
+    pub fn start_containerd(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("containerd.log"))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting containerd: {e}"))?;
+        self.containerd = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.sock).is_ok()
+                && self.ctr(&["version"]).is_ok_and(|o| o.status.success())
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "containerd did not come up; log:\n{}",
+            self.containerd_log_tail()
+        ))
+    }
+
+    pub fn stop_containerd(&mut self) {
+        if let Some(mut c) = self.containerd.take() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn containerd_log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    pub fn ctr_cmd(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("-a").arg(&self.sock).arg("-n").arg(&self.ns);
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Result<Output, String> {
+        run_timeout(self.ctr_cmd().args(args), None, Duration::from_secs(60))
+    }
+
+    pub fn ctr_ok(&self, args: &[&str]) -> Result<String, String> {
+        let o = self.ctr(args)?;
+        if !o.status.success() {
+            return Err(format!(
+                "ctr {args:?}: {}\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    /// `ctr run --runtime SHIM --runtime-config-path CFG ...ARGS` (ARGS start with run's options).
+    pub fn run_args<'a>(&'a self, rt: &'a Runtime, args: &[&'a str]) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "run".into(),
+            "--runtime".into(),
+            self.shim.display().to_string(),
+        ];
+        v.push("--runtime-config-path".into());
+        v.push(rt.config.display().to_string());
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    pub fn note_id(&mut self, id: &str) {
+        self.ids.push(id.to_string());
+    }
+
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.dir
+            .join("state/io.containerd.runtime.v2.task")
+            .join(&self.ns)
+            .join(id)
+    }
+
+    /// The status column of `ctr task ls` for a task ("" when it is not listed).
+    pub fn task_status(&self, id: &str) -> String {
+        let out = self.ctr_ok(&["task", "ls"]).unwrap_or_default();
+        out.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&id)).then(|| f.get(2).unwrap_or(&"").to_string())
+            })
+            .next()
+            .unwrap_or_default()
+    }
+
+    pub fn wait_status(&self, id: &str, want: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.task_status(id);
+            if s == want {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("task {id}: status {s:?}, want {want:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Kill, delete and remove a container, whatever state it is in.
+    pub fn remove(&self, id: &str) {
+        let _ = self.ctr(&["task", "kill", "-s", "KILL", id]);
+        let _ = self.wait_status(id, "STOPPED", Duration::from_secs(5));
+        let _ = self.ctr(&["task", "rm", "-f", id]);
+        let _ = self.ctr(&["container", "rm", id]);
+    }
+
+    /// Mount points at or below our directory.
+    pub fn our_mounts(&self) -> Vec<String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.dir.display().to_string();
+        info.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .map(String::from)
+            .collect()
+    }
+
+    /// The shim serving container `id` (its command line has `-id ID` and our containerd).
+    pub fn shim_pid(&self, id: &str) -> Option<i32> {
+        let sock = self.sock.display().to_string();
+        let want = format!("\0-id\0{id}\0");
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("containerd-shim") && cmd.contains(&sock) && cmd.contains(&want) {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    /// Processes of this environment's shims (their command line names our containerd).
+    pub fn our_shims(&self) -> Vec<i32> {
+        let sock = self.sock.display().to_string();
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("containerd-shim") && cmd.contains(&sock) && cmd.contains(&self.ns) {
+                v.push(pid);
+            }
+        }
+        v
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in self.ids.clone() {
+            if !self.task_status(&id).is_empty() || self.ctr_ok(&["container", "info", &id]).is_ok()
+            {
+                self.remove(&id);
+            }
+        }
+        let _ = self.ctr(&["images", "rm", IMAGE]);
+        self.stop_containerd();
+        for pid in self.our_shims() {
+            eprintln!("leaked shim pid {pid}: killing it");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let mut mounts = self.our_mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        // Cgroups the runtimes created for our namespace (ctr uses /<namespace>/<id>).
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = ctrl.path().join(&self.ns);
+            if p.is_dir() {
+                let _ = std::fs::remove_dir(&p);
+            }
+        }
+        for id in &self.ids {
+            let _ = std::fs::remove_file(shim_socket(&self.sock, &self.ns, id));
+        }
+        let _ = Command::new("rm")
+            .arg("-rf")
+            .arg("--one-file-system")
+            .arg(&self.dir)
+            .status();
+    }
+}
