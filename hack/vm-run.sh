@@ -49,7 +49,8 @@
 #   VM_ENV      space-separated names of more variables to pass to COMMAND
 #   VM_SCRATCH  scratch dir to share (kept afterwards; default a fresh temporary dir
 #               below /tmp, removed on exit)
-# Needs root, qemu-system-x86, linux-image-amd64, busybox-static, cpio (hack/install-deps.sh).
+# Needs root, qemu-system-x86, linux-image-amd64, busybox-static, cpio, e2fsprogs
+# (hack/install-deps.sh).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -88,12 +88,17 @@ fn ensure_tty_output(out: &Out) -> TestResult {
 }
 
 /// The cgroup path (of the memory hierarchy) in `/proc/self/cgroup` text.
+/// The memory cgroup of /proc/PID/cgroup: the v1 `memory` line, or on pure cgroup v2 the one
+/// `0::` line.
 fn memory_cgroup(text: &str) -> Option<&str> {
-    text.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        ctrls.split(',').any(|c| c == "memory").then_some(path)
-    })
+    let find = |want: &dyn Fn(&str) -> bool| {
+        text.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            want(ctrls).then_some(path)
+        })
+    };
+    find(&|c: &str| c.split(',').any(|c| c == "memory")).or_else(|| find(&|c: &str| c.is_empty()))
 }
 
 // ---- containerd 1.6, stock runc shim ------------------------------------------
