@@ -1,9 +1,13 @@
 //! A process's stdio. containerd names fifos (or `file://` / `binary://` URIs); the container
 //! gets pipes (or a terminal, received over a console socket) and the shim moves the bytes
 //! between them with splice(2) in its event loop: no user-space buffers, backpressure for free
-//! (what does not fit stays in the source pipe). A fifo is opened O_RDWR so that opening never
-//! blocks and a departed reader never turns writes into EPIPE (the runc shim keeps a reader open
-//! for the same reason); stdin ends with CloseIO.
+//! (what does not fit stays in the source pipe). An output fifo is held open for writing only
+//! (opened through a momentary reader, so it never blocks): containerd's blocking open for
+//! reading then returns at once, and a write without a reader fails with EPIPE instead of putting
+//! bytes into a fifo that nobody might ever open (they would be thrown away when we close it).
+//! On EPIPE the pump leaves the output in the pipe and retries with backoff, so nothing is lost
+//! before the client connects and the container is held back (not the bytes dropped) when the
+//! client is gone. The stdin fifo ends when containerd's writer closes it, or at CloseIO.
 
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -28,15 +32,36 @@ pub struct StdioPaths {
 pub enum Wait {
     Src,
     Dst,
+    /// The destination fifo has no reader (yet, or any more).
+    Reader,
     Done,
+}
+
+/// Where a pump writes.
+pub enum Dst {
+    Fd(OwnedFd),
+    /// A fifo, opened once a reader is there.
+    Fifo(PathBuf),
+}
+
+/// What a pump is registered on in the event loop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reg {
+    None,
+    Src,
+    Dst,
 }
 
 /// One direction of copying: `src` -> `dst`.
 pub struct Pump {
     pub src: OwnedFd,
-    pub dst: OwnedFd,
-    /// Registered on dst (EPOLLOUT) rather than src (EPOLLIN).
-    pub on_dst: bool,
+    dst: Option<OwnedFd>,
+    fifo: Option<PathBuf>,
+    pub reg: Reg,
+    /// Bytes moved so far (for the debug log).
+    pub moved: u64,
+    /// Next wait before retrying a reader-less fifo.
+    pub retry: Duration,
     /// stdin after CloseIO: finish once the source is drained.
     pub closing: bool,
     pub is_stdin: bool,
@@ -52,17 +77,61 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 }
 
 impl Pump {
-    pub fn new(src: OwnedFd, dst: OwnedFd, is_stdin: bool) -> io::Result<Pump> {
+    pub fn new(src: OwnedFd, dst: Dst, is_stdin: bool) -> io::Result<Pump> {
         set_nonblocking(&src)?;
-        set_nonblocking(&dst)?;
-        Ok(Pump {
+        let (dst, fifo) = match dst {
+            Dst::Fd(fd) => {
+                set_nonblocking(&fd)?;
+                (Some(fd), None)
+            }
+            Dst::Fifo(p) => (None, Some(p)),
+        };
+        let mut p = Pump {
             src,
             dst,
-            on_dst: false,
+            fifo,
+            reg: Reg::None,
+            moved: 0,
+            retry: Duration::from_millis(1),
             closing: false,
             is_stdin,
             fallback: None,
-        })
+        };
+        p.try_open()?;
+        Ok(p)
+    }
+
+    /// Open a fifo destination write-only: a non-blocking reader of our own makes the
+    /// non-blocking open for writing succeed, and is closed right after.
+    pub fn try_open(&mut self) -> io::Result<bool> {
+        if self.dst.is_some() {
+            return Ok(true);
+        }
+        let Some(path) = &self.fifo else {
+            return Ok(true);
+        };
+        let err = |e: io::Error| {
+            io::Error::new(e.kind(), format!("opening fifo {}: {e}", path.display()))
+        };
+        let flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+            .map_err(err)?;
+        let writer = OpenOptions::new()
+            .write(true)
+            .custom_flags(flags)
+            .open(path)
+            .map_err(err)?;
+        drop(reader);
+        self.dst = Some(writer.into());
+        Ok(true)
+    }
+
+    /// The destination, once open.
+    pub fn dst(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.dst.as_ref().map(|d| d.as_fd())
     }
 
     /// A read of 0. For the stdin fifo (opened O_RDONLY|O_NONBLOCK) that also happens before
@@ -90,16 +159,26 @@ impl Pump {
     /// Move what can be moved now; tell what to wait for next.
     pub fn run(&mut self) -> Wait {
         use nix::errno::Errno;
+        match self.try_open() {
+            Ok(true) => {}
+            Ok(false) => return Wait::Reader,
+            Err(_) => return Wait::Done,
+        }
+        let Some(dst) = self.dst.as_ref() else {
+            return Wait::Done;
+        };
         for _ in 0..64 {
             if let Some(buf) = self.fallback.as_mut() {
                 if !buf.is_empty() {
-                    match nix::unistd::write(&self.dst, buf) {
+                    match nix::unistd::write(dst, buf) {
                         Ok(n) => {
                             buf.drain(..n);
+                            self.moved += n as u64;
                             continue;
                         }
                         Err(Errno::EAGAIN) => return Wait::Dst,
                         Err(Errno::EINTR) => continue,
+                        Err(Errno::EPIPE) if self.fifo.is_some() => return Wait::Reader,
                         Err(_) => return Wait::Done,
                     }
                 }
@@ -114,10 +193,15 @@ impl Pump {
                 continue;
             }
             let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
-            match splice(&self.src, None, &self.dst, None, 1 << 16, flags) {
+            match splice(&self.src, None, dst, None, 1 << 16, flags) {
                 Ok(0) => return self.at_eof(),
-                Ok(_) => {}
+                Ok(n) => {
+                    self.moved += n as u64;
+                    self.retry = Duration::from_millis(1);
+                }
                 Err(Errno::EINTR) => {}
+                // A fifo without a reader (not connected yet, or gone): keep the bytes.
+                Err(Errno::EPIPE) if self.fifo.is_some() => return Wait::Reader,
                 Err(Errno::EAGAIN) => {
                     return if crate::sys::readable_bytes(self.src.as_fd()) > 0 {
                         Wait::Dst
@@ -206,16 +290,6 @@ pub fn open_fifo_reader(path: &Path) -> io::Result<OwnedFd> {
     Ok(f.into())
 }
 
-pub fn open_fifo(path: &Path) -> io::Result<OwnedFd> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening fifo {}: {e}", path.display())))?;
-    Ok(f.into())
-}
-
 fn open_log_file(path: &Path) -> io::Result<OwnedFd> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -248,14 +322,14 @@ pub struct Prepared {
     pub pumps: Vec<Pump>,
     pub console: Option<ConsoleSocket>,
     /// Terminal mode: where the terminal's output goes and where its input comes from.
-    pub term_out: Option<OwnedFd>,
+    pub term_out: Option<Dst>,
     pub term_in: Option<OwnedFd>,
     pub logger: Option<Child>,
 }
 
 /// A sink for output: fd to pump into, or a pipe end the container writes directly.
 enum Sink {
-    Pumped(OwnedFd),
+    Pumped(Dst),
     Direct(OwnedFd),
 }
 
@@ -318,15 +392,15 @@ pub fn prepare(p: &StdioPaths, id: &str, ns: &str, uid: u32, gid: u32) -> io::Re
     } else {
         if let Some(u) = &out_uri {
             out_sink = Some(Sink::Pumped(match u {
-                Uri::Fifo(path) => open_fifo(path)?,
-                Uri::File(path) => open_log_file(path)?,
+                Uri::Fifo(path) => Dst::Fifo(path.clone()),
+                Uri::File(path) => Dst::Fd(open_log_file(path)?),
                 Uri::Binary { .. } => unreachable!(),
             }));
         }
         if let Some(u) = &err_uri {
             err_sink = Some(Sink::Pumped(match u {
-                Uri::Fifo(path) => open_fifo(path)?,
-                Uri::File(path) => open_log_file(path)?,
+                Uri::Fifo(path) => Dst::Fifo(path.clone()),
+                Uri::File(path) => Dst::Fd(open_log_file(path)?),
                 Uri::Binary { .. } => {
                     return Err(inval("a binary:// stderr needs a binary:// stdout".into()))
                 }
@@ -342,7 +416,8 @@ pub fn prepare(p: &StdioPaths, id: &str, ns: &str, uid: u32, gid: u32) -> io::Re
         prep.console = Some(ConsoleSocket::new()?);
         prep.term_in = stdin;
         prep.term_out = match out_sink {
-            Some(Sink::Pumped(fd)) | Some(Sink::Direct(fd)) => Some(fd),
+            Some(Sink::Pumped(dst)) => Some(dst),
+            Some(Sink::Direct(fd)) => Some(Dst::Fd(fd)),
             None => None,
         };
         return Ok(prep);
@@ -351,7 +426,7 @@ pub fn prepare(p: &StdioPaths, id: &str, ns: &str, uid: u32, gid: u32) -> io::Re
         let (r, w) = pipe()?;
         chown(&r, uid, gid);
         prep.call_stdin = Some(r);
-        prep.pumps.push(Pump::new(fifo, w, true)?);
+        prep.pumps.push(Pump::new(fifo, Dst::Fd(w), true)?);
     }
     for (sink, slot) in [
         (out_sink, &mut prep.call_stdout),
@@ -384,7 +459,7 @@ pub fn terminal_pumps(master: &OwnedFd, prep: &mut Prepared) -> io::Result<Vec<P
         pumps.push(Pump::new(master.try_clone()?, out, false)?);
     }
     if let Some(inp) = prep.term_in.take() {
-        pumps.push(Pump::new(inp, master.try_clone()?, true)?);
+        pumps.push(Pump::new(inp, Dst::Fd(master.try_clone()?), true)?);
     }
     Ok(pumps)
 }
@@ -485,13 +560,23 @@ mod tests {
         let fifo = dir.join("out");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let (r, w) = pipe().unwrap();
-        let dst = open_fifo(&fifo).unwrap();
-        let reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
+        let mut p = Pump::new(r, Dst::Fifo(fifo.clone()), false).unwrap();
+        nix::unistd::write(&w, b"early").unwrap();
+        assert_eq!(p.run(), Wait::Reader); // no reader: the bytes stay in the pipe
+                                           // A client's blocking open for reading returns at once: the pump holds a writer.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f2 = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(OpenOptions::new().read(true).open(&f2));
+        });
+        let reader = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("blocking open hung")
             .unwrap();
-        let mut p = Pump::new(r, dst, false).unwrap();
+        set_nonblocking(&OwnedFd::from(reader.try_clone().unwrap())).unwrap();
+        assert_eq!(p.run(), Wait::Src);
+        let mut early = [0u8; 8];
+        assert_eq!(nix::unistd::read(&reader, &mut early).unwrap(), 5);
         nix::unistd::write(&w, b"hello").unwrap();
         assert_eq!(p.run(), Wait::Src);
         let mut buf = [0u8; 16];
@@ -539,7 +624,7 @@ mod tests {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let src = open_fifo_reader(&fifo).unwrap();
         let (r, w) = pipe().unwrap();
-        let mut p = Pump::new(src, w, true).unwrap();
+        let mut p = Pump::new(src, Dst::Fd(w), true).unwrap();
         assert_eq!(p.run(), Wait::Src); // no writer yet: not the end
         let writer = OpenOptions::new().write(true).open(&fifo).unwrap();
         nix::unistd::write(&writer, b"hey").unwrap();
@@ -562,7 +647,7 @@ mod tests {
         let src = open_fifo_reader(&fifo).unwrap();
         let writer = OpenOptions::new().write(true).open(&fifo).unwrap();
         let (r, w) = pipe().unwrap();
-        let mut p = Pump::new(src, w, true).unwrap();
+        let mut p = Pump::new(src, Dst::Fd(w), true).unwrap();
         nix::unistd::write(&writer, b"abc").unwrap();
         p.closing = true;
         assert_eq!(p.run(), Wait::Done);

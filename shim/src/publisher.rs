@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: u64 = 2;
 const MAX_ATTEMPTS: u32 = 12;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Pending {
     topic: String,
@@ -29,6 +30,8 @@ pub struct Publisher {
     queue: VecDeque<Pending>,
     wire: Option<Wire>,
     inflight: Option<u32>,
+    /// When the in-flight request was sent (a Forward unanswered for 10 s is retried).
+    sent_at: Option<Instant>,
     next_id: u32,
     retry_at: Option<Instant>,
     registered_out: bool,
@@ -54,6 +57,7 @@ impl Publisher {
             queue: VecDeque::new(),
             wire: None,
             inflight: None,
+            sent_at: None,
             next_id: 1,
             retry_at: None,
             registered_out: false,
@@ -92,11 +96,18 @@ impl Publisher {
 
     /// How long the loop may sleep before a retry is due.
     pub fn timeout(&self) -> Option<Duration> {
-        self.retry_at
-            .map(|t| t.saturating_duration_since(Instant::now()))
+        let due = match (self.retry_at, self.sent_at) {
+            (Some(r), _) => Some(r),
+            (None, Some(s)) => Some(s + FORWARD_TIMEOUT),
+            (None, None) => None,
+        };
+        due.map(|t| t.saturating_duration_since(Instant::now()))
     }
 
     pub fn on_tick(&mut self, ep: &Epoll) {
+        if self.inflight.is_some() && self.sent_at.is_some_and(|s| s.elapsed() >= FORWARD_TIMEOUT) {
+            self.fail(ep, "containerd did not answer within 10 s");
+        }
         if self.retry_at.is_some_and(|t| t <= Instant::now()) {
             self.retry_at = None;
             self.kick(ep);
@@ -108,6 +119,7 @@ impl Publisher {
             let _ = ep.delete(&w.sock);
         }
         self.inflight = None;
+        self.sent_at = None;
         self.registered_out = false;
         if let Some(head) = self.queue.front_mut() {
             head.attempts += 1;
@@ -152,6 +164,7 @@ impl Publisher {
         let w = self.wire.as_mut().expect("connected");
         w.queue(id, wire::REQUEST, &self.queue[0].request);
         self.inflight = Some(id);
+        self.sent_at = Some(Instant::now());
         self.flush(ep);
     }
 
@@ -191,6 +204,7 @@ impl Publisher {
             match w.next_frame() {
                 Ok(Some(f)) if f.kind == wire::RESPONSE && Some(f.stream_id) == self.inflight => {
                     self.inflight = None;
+                    self.sent_at = None;
                     let head = self.queue.pop_front();
                     if let (Ok(resp), Some(h)) =
                         (ttrpc::Response::parse_from_bytes(&f.payload), head)

@@ -4,7 +4,7 @@
 
 use crate::args::Args;
 use crate::cgroup::OomWatch;
-use crate::io::{Pump, Wait};
+use crate::io::{Pump, Reg, Wait};
 use crate::publisher::{self, Publisher};
 use crate::service::{Container, ProcKey};
 use crate::wire::{self, Wire};
@@ -38,6 +38,16 @@ pub struct Shim {
     next_token: u64,
     sigfd: SignalFd,
     pub pumps: HashMap<u64, (Pump, ProcKey)>,
+    /// Pumps whose destination fifo has no reader yet, and when to try again.
+    reader_waits: HashMap<u64, Instant>,
+    /// Exits announced once their output reached a reader (deadline, pid, process, status, time).
+    pub held_exits: Vec<(
+        Instant,
+        i32,
+        ProcKey,
+        u32,
+        protobuf::well_known_types::timestamp::Timestamp,
+    )>,
     pub ooms: HashMap<u64, (OomWatch, String)>,
     pub containers: BTreeMap<String, Container>,
     pub pids: HashMap<i32, ProcKey>,
@@ -80,6 +90,8 @@ pub fn serve(args: Args) -> Result<()> {
         next_token: FIRST_DYNAMIC,
         sigfd,
         pumps: HashMap::new(),
+        reader_waits: HashMap::new(),
+        held_exits: Vec::new(),
         ooms: HashMap::new(),
         containers: BTreeMap::new(),
         pids: HashMap::new(),
@@ -122,6 +134,10 @@ impl Shim {
                 }
             }
             let mut timeout = self.publisher.timeout();
+            if let Some(next) = self.reader_waits.values().min() {
+                let d = next.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(d, |t| t.min(d)));
+            }
             if self.shutdown {
                 timeout = Some(
                     timeout
@@ -154,6 +170,8 @@ impl Shim {
                 }
             }
             self.publisher.on_tick(&self.ep);
+            self.retry_readers();
+            self.release_held_exits();
             self.deliver();
         }
     }
@@ -330,16 +348,43 @@ impl Shim {
 
     pub fn add_pump(&mut self, pump: Pump, owner: ProcKey) -> Option<u64> {
         let t = self.token();
-        if let Err(e) = self
-            .ep
-            .add(pump.src.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, t))
-        {
-            crate::error!("watching stdio: {e}");
-            return None;
-        }
         self.pumps.insert(t, (pump, owner));
         self.pump_event(t);
         Some(t)
+    }
+
+    /// Register a pump on its source (EPOLLIN), its destination (EPOLLOUT) or nothing.
+    fn set_reg(&mut self, token: u64, want: Reg) {
+        let Some((p, _)) = self.pumps.get_mut(&token) else {
+            return;
+        };
+        if p.reg == want {
+            return;
+        }
+        match p.reg {
+            Reg::Src => {
+                let _ = self.ep.delete(p.src.as_fd());
+            }
+            Reg::Dst => {
+                if let Some(d) = p.dst() {
+                    let _ = self.ep.delete(d);
+                }
+            }
+            Reg::None => {}
+        }
+        let ok = match want {
+            Reg::Src => self
+                .ep
+                .add(p.src.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+                .is_ok(),
+            Reg::Dst => p.dst().is_some_and(|d| {
+                self.ep
+                    .add(d, EpollEvent::new(EpollFlags::EPOLLOUT, token))
+                    .is_ok()
+            }),
+            Reg::None => true,
+        };
+        p.reg = if ok { want } else { Reg::None };
     }
 
     /// Run a pump; re-arm it or retire it.
@@ -348,34 +393,55 @@ impl Shim {
             return;
         };
         match p.run() {
-            Wait::Src if p.on_dst => {
-                let _ = self.ep.delete(p.dst.as_fd());
-                let _ = self
-                    .ep
-                    .add(p.src.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token));
-                p.on_dst = false;
-            }
-            Wait::Dst if !p.on_dst => {
-                let _ = self.ep.delete(p.src.as_fd());
-                let _ = self
-                    .ep
-                    .add(p.dst.as_fd(), EpollEvent::new(EpollFlags::EPOLLOUT, token));
-                p.on_dst = true;
+            Wait::Src => self.set_reg(token, Reg::Src),
+            Wait::Dst => self.set_reg(token, Reg::Dst),
+            Wait::Reader => {
+                // Retry the open soon, then less and less often.
+                let delay = p.retry;
+                p.retry = (delay * 2).min(Duration::from_millis(200));
+                self.set_reg(token, Reg::None);
+                self.reader_waits.insert(token, Instant::now() + delay);
             }
             Wait::Done => self.remove_pump(token),
-            _ => {}
+        }
+    }
+
+    /// Is this output pump holding bytes for a fifo that has no reader?
+    pub fn output_waits_for_reader(&self, token: u64) -> bool {
+        self.reader_waits.contains_key(&token)
+            && self
+                .pumps
+                .get(&token)
+                .is_some_and(|(p, _)| crate::sys::readable_bytes(p.src.as_fd()) > 0)
+    }
+
+    fn retry_readers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<u64> = self
+            .reader_waits
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for t in due {
+            self.reader_waits.remove(&t);
+            self.pump_event(t);
         }
     }
 
     pub fn remove_pump(&mut self, token: u64) {
-        if let Some((p, _)) = self.pumps.remove(&token) {
-            let fd = if p.on_dst {
-                p.dst.as_fd()
-            } else {
-                p.src.as_fd()
-            };
-            let _ = self.ep.delete(fd);
+        if let Some((p, k)) = self.pumps.get(&token) {
+            crate::debug!(
+                "stdio of {}/{} ({}): {} bytes moved",
+                k.0,
+                k.1,
+                if p.is_stdin { "in" } else { "out" },
+                p.moved
+            );
         }
+        self.set_reg(token, Reg::None);
+        self.pumps.remove(&token);
+        self.reader_waits.remove(&token);
     }
 
     pub fn add_oom(&mut self, watch: OomWatch, cid: &str) -> Option<u64> {

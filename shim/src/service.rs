@@ -552,7 +552,11 @@ impl Shim {
         for t in pumps {
             if self.pumps.get(&t).is_some_and(|(p, _)| !p.is_stdin) {
                 if let Some((p, _)) = self.pumps.get_mut(&t) {
-                    let _ = p.run();
+                    let pending = crate::sys::readable_bytes(p.src.as_fd());
+                    let w = p.run();
+                    crate::debug!(
+                        "finishing stdio of {id}/{exec_id}: {pending} bytes pending, {w:?}"
+                    );
                 }
             }
             self.remove_pump(t);
@@ -610,9 +614,26 @@ impl Shim {
             self.finish_io(&r.id, e);
         }
         self.finish_io(&r.id, "");
-        let Some(c) = self.containers.remove(&r.id) else {
+        let Some(mut c) = self.containers.remove(&r.id) else {
             return Ok(resp);
         };
+        // Whoever still waits on a process of the container (one that never ran, killed by
+        // the runtime's delete) learns that it is gone.
+        let now = crate::util::now();
+        for p in std::iter::once(&mut c.init).chain(c.execs.values_mut()) {
+            if p.waiters.is_empty() {
+                continue;
+            }
+            if p.status != TaskStatus::STOPPED {
+                p.status = TaskStatus::STOPPED;
+                p.exit_status = 128 + libc::SIGKILL as u32;
+                p.exited_at = Some(now.clone());
+            }
+            let reply = Self::wait_reply(p);
+            for (conn, stream) in std::mem::take(&mut p.waiters) {
+                self.outbox.push((conn, stream, reply.clone()));
+            }
+        }
         if let Some(t) = c.oom {
             self.remove_oom(t);
         }
@@ -876,6 +897,61 @@ impl Shim {
             crate::debug!("reaped pid {pid} (status {exit_status})");
             return;
         };
+        // Output still waiting in the pipe for containerd's reader (its client has not
+        // connected yet): announce the exit once it got there, or after 2 s, so that the client
+        // does not give up on its stdio before the bytes arrive.
+        let waiting = self
+            .containers
+            .get(&key.0)
+            .and_then(|c| Self::proc_ref(c, &key.1).ok())
+            .is_some_and(|p| {
+                p.pumps.iter().any(|t| {
+                    self.pumps.get(t).is_some_and(|(pump, _)| !pump.is_stdin)
+                        && self.output_waits_for_reader(*t)
+                })
+            });
+        // Exits of one container keep their order.
+        let waiting = waiting || self.held_exits.iter().any(|h| h.2 .0 == key.0);
+        if waiting {
+            crate::debug!("exit of {}/{} held until its output is read", key.0, key.1);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            self.held_exits.push((deadline, pid, key, exit_status, at));
+            return;
+        }
+        self.announce_exit(pid, key, exit_status, at);
+    }
+
+    /// Announce held exits whose output went out (or whose time is up).
+    pub fn release_held_exits(&mut self) {
+        if self.held_exits.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let held = std::mem::take(&mut self.held_exits);
+        for (deadline, pid, key, status, at) in held {
+            if self.held_exits.iter().any(|h| h.2 .0 == key.0) {
+                self.held_exits.push((deadline, pid, key, status, at));
+                continue;
+            }
+            let waiting = self
+                .containers
+                .get(&key.0)
+                .and_then(|c| Self::proc_ref(c, &key.1).ok())
+                .is_some_and(|p| {
+                    p.pumps.iter().any(|t| {
+                        self.pumps.get(t).is_some_and(|(pump, _)| !pump.is_stdin)
+                            && self.output_waits_for_reader(*t)
+                    })
+                });
+            if waiting && now < deadline {
+                self.held_exits.push((deadline, pid, key, status, at));
+            } else {
+                self.announce_exit(pid, key, status, at);
+            }
+        }
+    }
+
+    fn announce_exit(&mut self, pid: i32, key: ProcKey, exit_status: u32, at: Timestamp) {
         let Some(c) = self.containers.get_mut(&key.0) else {
             return;
         };

@@ -21,9 +21,15 @@ pub fn spawn_with_fds(cmd: &mut Command, fds: &[BorrowedFd<'_>]) -> io::Result<C
         high.push(unsafe { OwnedFd::from_raw_fd(n) });
     }
     let raw: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
-    // SAFETY: the closure only calls async-signal-safe dup2 between fork and exec.
+    // SAFETY: the closure only calls async-signal-safe functions (sigprocmask, dup2) between
+    // fork and exec.
     unsafe {
         cmd.pre_exec(move || {
+            // The shim blocks SIGCHLD/SIGTERM/SIGINT for its signalfd and this (fork) path of
+            // std does not reset the mask: a child must not inherit it.
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             for (i, fd) in raw.iter().enumerate() {
                 if libc::dup2(*fd, 3 + i as RawFd) < 0 {
                     return Err(io::Error::last_os_error());

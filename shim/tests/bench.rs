@@ -28,6 +28,16 @@ fn status_kb(pid: i32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Proportional set size: shared pages (the binary) divided among the processes mapping them.
+fn pss_kb(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     if v.is_empty() {
@@ -124,6 +134,7 @@ fn parallel(env: &mut Env, s: &Setup, n: usize) -> Result<String, String> {
         .count();
     let shims = env.our_shims();
     let rss: u64 = shims.iter().map(|p| status_kb(*p, "VmRSS:")).sum();
+    let pss: u64 = shims.iter().map(|p| pss_kb(*p)).sum();
     for id in &ids {
         let _ = env.ctr(&["task", "kill", "-s", "KILL", id]);
     }
@@ -151,13 +162,14 @@ fn parallel(env: &mut Env, s: &Setup, n: usize) -> Result<String, String> {
         .map(|d| d.count())
         .unwrap_or(0);
     let report = format!(
-        "{n} started in {:.1} s, {} failed, {running} running, {} shims holding {} MB in total; \
+        "{n} started in {:.1} s, {} failed, {running} running, {} shims: VmRSS {} MB summed, PSS {} MB in total; \
          left after removal: {left_containers} containers, {left_shims} shims, {left_mounts} mounts, \
          {left_cgroups} memory cgroups, {} test fds",
         started.as_secs_f64(),
         failed.len(),
         shims.len(),
         rss / 1024,
+        pss / 1024,
         fds_after as i64 - fds_before as i64
     );
     if !failed.is_empty()

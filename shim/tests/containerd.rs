@@ -324,6 +324,14 @@ fn log_uris(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let env_line = read(&bo.with_extension("out.env"));
+    // The logging binary ends with its container's output.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !env.our_helpers().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check(env.our_helpers().is_empty(), || {
+        format!("logging binary still running: {:?}", env.our_helpers())
+    })?;
     check(read(&bo) == "to-out\n" && read(&be) == "to-err\n", || {
         format!("logger got {:?} {:?}", read(&bo), read(&be))
     })?;
@@ -661,7 +669,10 @@ fn shim_killed(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(50));
     }
     check(!alive(), || {
-        format!("container init {init_pid} survived its shim")
+        format!(
+            "container init {init_pid} survived its shim; containerd:\n{}",
+            env.containerd_log_tail()
+        )
     })?;
     let mounted = || env.our_mounts().iter().any(|m| m.contains(id));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -672,8 +683,16 @@ fn shim_killed(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
         format!("rootfs still mounted: {:?}", env.our_mounts())
     })?;
     let sock = common::shim_socket(&env.sock, &env.ns, id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     check(!sock.exists(), || {
-        format!("dead shim's socket {} left", sock.display())
+        format!(
+            "dead shim's socket {} left; processes:\n{}",
+            sock.display(),
+            env.process_report()
+        )
     })?;
     env.ctr_ok(&["container", "rm", id])?;
     Ok(())
@@ -754,6 +773,9 @@ fn containerd_e2e() {
             eprintln!("{line}");
             if let Err(e) = r {
                 eprintln!("     {e}");
+                if let Some(dest) = std::env::var_os("BERTH_SHIM_E2E_SAVE_LOG") {
+                    let _ = std::fs::copy(env.dir.join("containerd.log"), dest);
+                }
                 failures.push(format!("{} / {name}: {e}", rt.name));
             }
             lines.push(line);

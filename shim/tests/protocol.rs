@@ -48,7 +48,7 @@ start) c=$(id "$@"); [ -d "$root/$c" ] || fail "container $c does not exist"; to
 kill)
     c=$1; sig=$2; [ "$c" = --all ] && { c=$2; sig=$3; }
     kill -s "$sig" "$(cat "$root/$c/pid")" 2>/dev/null || fail "container not running" ;;
-delete) c=$(id "$@"); rm -rf "$root/$c" ;;
+delete) c=$(id "$@"); kill -9 "$(cat "$root/$c/pid" 2>/dev/null)" 2>/dev/null; rm -rf "$root/$c" ;;
 ps) c=$(id "$@"); echo "[$(cat "$root/$c/pid")]" ;;
 pause|resume) : ;;
 update) cat > "$root/$(id "$@")/update.json" ;;
@@ -81,6 +81,20 @@ impl Drop for Fixture {
         if self.shim.try_wait().ok().flatten().is_none() {
             let _ = self.shim.kill();
             let _ = self.shim.wait();
+        }
+        // Whatever the fake runtime started (by pid: their command lines name our directory).
+        let dir = self.dir.display().to_string();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&dir) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -121,8 +135,14 @@ fn setup(tag: &str) -> (Fixture, TaskClient) {
     .current_dir(dir.join("bundle"))
     .env("TTRPC_ADDRESS", &ev_sock)
     .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    .stdout(Stdio::null());
+    // BERTH_SHIM_TEST_DEBUG=1: the shim's debug log on the test's stderr.
+    if std::env::var_os("BERTH_SHIM_TEST_DEBUG").is_some() {
+        cmd.env("BERTH_SHIM_LOG_STDERR", "1")
+            .env("BERTH_SHIM_DEBUG", "1");
+    } else {
+        cmd.stderr(Stdio::null());
+    }
     // SAFETY: dup2 between fork and exec, nothing else.
     unsafe {
         cmd.pre_exec(move || {
@@ -467,4 +487,86 @@ impl NonBlock for std::fs::OpenOptions {
     fn custom_flags_nonblock(&mut self) -> &mut Self {
         std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK)
     }
+}
+
+#[test]
+fn delete_of_a_created_task_answers_its_waiters() {
+    let (mut fx, client) = setup("created");
+    let mut c = CreateTaskRequest::new();
+    c.id = "c1".into();
+    c.bundle = fx.dir.join("bundle").display().to_string();
+    c.options = options(&fx.dir);
+    client.create(ctx(), &c).unwrap();
+    let waiter = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let mut w = WaitRequest::new();
+            w.id = "c1".into();
+            client.wait(ttrpc::context::with_duration(Duration::from_secs(30)), &w)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let mut del = DeleteRequest::new();
+    del.id = "c1".into();
+    client.delete(ctx(), &del).unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap().exit_status, 137);
+    client.shutdown(ctx(), &ShutdownRequest::new()).unwrap();
+    assert!(wait_for(|| fx.shim.try_wait().ok().flatten().is_some()));
+}
+
+/// The client's reader connects after the process exited: the exit is announced once the
+/// output got to it (so a client never gives up on its stdio before the bytes arrive).
+#[test]
+fn exit_is_announced_after_the_output_reached_a_late_reader() {
+    let (mut fx, client) = setup("late");
+    let out = fx.dir.join("out");
+    mkfifo(&out);
+    let mut c = CreateTaskRequest::new();
+    c.id = "c1".into();
+    c.bundle = fx.dir.join("bundle").display().to_string();
+    c.stdout = out.display().to_string();
+    c.options = options(&fx.dir);
+    client.create(ctx(), &c).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let mut w = WaitRequest::new();
+            w.id = "c1".into();
+            let _ =
+                tx.send(client.wait(ttrpc::context::with_duration(Duration::from_secs(30)), &w));
+        });
+    }
+    let mut s = StartRequest::new();
+    s.id = "c1".into();
+    client.start(ctx(), &s).unwrap();
+    // The process prints and exits at once (its stdin is /dev/null); nobody reads yet.
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "exit announced before the output was read"
+    );
+    let mut r = std::fs::File::options()
+        .read(true)
+        .custom_flags_nonblock()
+        .open(&out)
+        .unwrap();
+    let waited = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no exit")
+        .unwrap();
+    assert_eq!(waited.exit_status, 7);
+    let mut got = String::new();
+    assert!(wait_for(|| {
+        let mut b = [0u8; 64];
+        if let Ok(n) = r.read(&mut b) {
+            got.push_str(&String::from_utf8_lossy(&b[..n]));
+        }
+        got.contains('\n')
+    }));
+    assert_eq!(got, "out-from-init\n");
+    let mut del = DeleteRequest::new();
+    del.id = "c1".into();
+    client.delete(ctx(), &del).unwrap();
+    client.shutdown(ctx(), &ShutdownRequest::new()).unwrap();
+    assert!(wait_for(|| fx.shim.try_wait().ok().flatten().is_some()));
 }

@@ -222,7 +222,11 @@ rm -rf $W"#
             .append(true)
             .open(self.dir.join("containerd.log"))
             .map_err(|e| e.to_string())?;
-        let child = Command::new("containerd")
+        let mut cmd = Command::new("containerd");
+        if std::env::var_os("BERTH_SHIM_E2E_SAVE_LOG").is_some() {
+            cmd.env("BERTH_SHIM_DEBUG", "1"); // the shims' debug lines, for the saved log
+        }
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())
@@ -376,6 +380,59 @@ rm -rf $W"#
         None
     }
 
+    /// Every process whose command line mentions the shim or a runtime, with state and wchan
+    /// (for a failure message).
+    pub fn process_report(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains("containerd-shim") || cmd.contains("berth") && !cmd.contains("cargo") {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let state = stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("?")
+                    .to_string();
+                let wchan =
+                    std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+                out.push_str(&format!("{pid} {state} {wchan} {cmd}\n"));
+            }
+        }
+        out
+    }
+
+    /// Processes (other than containerd and shims) whose command line names our directory:
+    /// logging binaries and the like, which must not outlive their containers.
+    pub fn our_helpers(&self) -> Vec<i32> {
+        let dir = self.dir.display().to_string();
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "));
+            if cmd.contains(&dir)
+                && !cmd.starts_with("containerd")
+                && !cmd.starts_with("ctr")
+                && !cmd.contains("containerd-shim")
+                && !zombie
+            {
+                v.push(pid);
+            }
+        }
+        v
+    }
+
     /// Processes of this environment's shims (their command line names our containerd).
     pub fn our_shims(&self) -> Vec<i32> {
         let sock = self.sock.display().to_string();
@@ -404,8 +461,8 @@ impl Drop for Env {
         }
         let _ = self.ctr(&["images", "rm", IMAGE]);
         self.stop_containerd();
-        for pid in self.our_shims() {
-            eprintln!("leaked shim pid {pid}: killing it");
+        for pid in self.our_shims().into_iter().chain(self.our_helpers()) {
+            eprintln!("leaked process {pid}: killing it");
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
