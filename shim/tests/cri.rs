@@ -14,7 +14,8 @@
 //! Opt-in (root, containerd 1.6, umoci, skopeo, busybox-static, python3-grpcio,
 //! python3-grpc-tools): `BERTH_SHIM_E2E=1 cargo test -p containerd-shim-berth-v2 --release
 //! --test cri -- --nocapture`. `BERTH_SHIM_CRI_HANDLERS=berth,runc` narrows the handlers;
-//! `BERTH_BINARY` names berth (default: next to the shim binary).
+//! `BERTH_BINARY` names berth (default: next to the shim binary); `BERTH_SHIM_E2E_SAVE_LOG=FILE`
+//! keeps containerd's log, with the shims' debug lines.
 
 mod common;
 
@@ -178,9 +179,11 @@ state = "{d}/state"
   conf_dir = "{d}/cni/conf"
 [{cri}.containerd]
   snapshotter = "overlayfs"
-  default_runtime_name = "runc"
+  default_runtime_name = "{default}"
 {runtimes}"#,
-            sock = self.sock.display()
+            sock = self.sock.display(),
+            // The default must be one of the runtimes configured, or the CRI plugin fails to load.
+            default = handlers.first().ok_or("no runtime handler")?
         );
         std::fs::write(&self.config, text).map_err(|e| e.to_string())
     }
@@ -220,7 +223,21 @@ state = "{d}/state"
             if std::os::unix::net::UnixStream::connect(&self.sock).is_ok()
                 && self.ctr(&["version"]).is_ok_and(|o| o.status.success())
             {
-                return Ok(());
+                // containerd serves without a plugin that failed to load: say so here, not as
+                // "unknown service runtime.v1.RuntimeService" later.
+                let plugins = self.ctr_ok(&["plugins", "ls"])?;
+                let cri = plugins.lines().find(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.first() == Some(&"io.containerd.grpc.v1") && f.get(1) == Some(&"cri")
+                });
+                if cri.is_some_and(|l| l.trim_end().ends_with("ok")) {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "the CRI plugin did not load ({}); log:\n{}",
+                    cri.unwrap_or("not listed").trim(),
+                    self.containerd_log_tail()
+                ));
             }
             if let Some(Ok(Some(st))) = self.containerd.as_mut().map(|c| c.try_wait()) {
                 return Err(format!(
@@ -359,7 +376,7 @@ state = "{d}/state"
     /// What is left of a run: shims, processes, mounts, cgroups, shim sockets.
     fn leftovers(&self) -> Vec<String> {
         let mut v = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(15);
         while !self.our_shims().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -437,6 +454,10 @@ impl Drop for CriEnv {
             }
         }
         self.stop_containerd();
+        // With BERTH_SHIM_E2E_SAVE_LOG=FILE, containerd's log (with the shims' debug lines).
+        if let Some(dest) = std::env::var_os("BERTH_SHIM_E2E_SAVE_LOG") {
+            let _ = std::fs::copy(self.dir.join("containerd.log"), dest);
+        }
         for pid in self.our_shims().into_iter().chain(self.our_cgroup_procs()) {
             eprintln!("leaked process {pid}: killing it");
             let _ = nix::sys::signal::kill(
@@ -577,9 +598,6 @@ fn cri_e2e() {
         errs.extend(env.leftovers());
         if !errs.is_empty() {
             errs.push(format!("containerd log:\n{}", env.containerd_log_tail()));
-            if let Some(dest) = std::env::var_os("BERTH_SHIM_E2E_SAVE_LOG") {
-                let _ = std::fs::copy(env.dir.join("containerd.log"), dest);
-            }
         }
         let line = format!(
             "{:4} {h:<11} pod lifecycle through CRI ({} ms)",

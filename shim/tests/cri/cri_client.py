@@ -77,7 +77,7 @@ def check(cond, msg):
         raise Failure(msg() if callable(msg) else msg)
 
 
-def poll(fn, what, timeout=10.0, interval=0.02):
+def poll(fn, what, timeout=30.0, interval=0.02):
     """Call fn until it returns a true value; fail with `what` after timeout seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -131,6 +131,15 @@ def memory_cgroup(pid):
             if ctrls == "" and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
                 return "/sys/fs/cgroup" + path, path  # pure cgroup v2
     raise Failure(f"no memory cgroup for pid {pid}")
+
+
+def cgroup_memory_limit(pid):
+    d, _ = memory_cgroup(pid)
+    for f in "memory.limit_in_bytes", "memory.max":
+        if os.path.exists(os.path.join(d, f)):
+            with open(os.path.join(d, f)) as fh:
+                return int(fh.read())
+    raise Failure(f"no memory limit file in {d}")
 
 
 def run(a):
@@ -257,7 +266,7 @@ def run(a):
                         return text in f.read()
                 except OSError:
                     return False
-            poll(found, f"{text!r} in {path}", timeout=5)
+            poll(found, f"{text!r} in {path}", timeout=15)
             with open(path) as f:
                 return f.read()
 
@@ -308,16 +317,37 @@ def run(a):
         result["shim_pid"] = step("one shim for the pod", one_shim)
 
         def memory_limit():
-            d, path = memory_cgroup(result["pids"]["c1"])
+            _, path = memory_cgroup(result["pids"]["c1"])
             check(path.startswith(a.cgroup_parent + "/"),
                   f"c1's cgroup {path} is not below {a.cgroup_parent}")
-            f = "memory.limit_in_bytes" if os.path.exists(
-                os.path.join(d, "memory.limit_in_bytes")) else "memory.max"
-            with open(os.path.join(d, f)) as fh:
-                got = int(fh.read())
-            check(got == mem_limit, f"{d}/{f} = {got}, want {mem_limit}")
+            got = cgroup_memory_limit(result["pids"]["c1"])
+            check(got == mem_limit, f"memory limit {got}, want {mem_limit}")
 
         step("c1 cgroup below parent, memory limit", memory_limit)
+
+        def exec_timeout():
+            try:
+                rt.ExecSync(pb.ExecSyncRequest(container_id=c1, cmd=["sleep", "33"], timeout=1),
+                            timeout=T)
+            except grpc.RpcError as e:
+                check("timeout" in e.details(), f"error {e.details()!r}, want a timeout")
+            else:
+                raise Failure("ExecSync of sleep 33 with timeout 1 returned")
+            # The exec was killed: nothing but the container's own processes is left.
+            r = rt.ExecSync(pb.ExecSyncRequest(container_id=c1, cmd=["ps", "-o", "args"],
+                                               timeout=30), timeout=T)
+            check(b"sleep 33" not in r.stdout, f"the timed-out exec still runs:\n{r.stdout}")
+
+        step("ExecSync timeout (exec killed)", exec_timeout)
+
+        def update_memory():
+            rt.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+                container_id=c1, linux=pb.LinuxContainerResources(
+                    memory_limit_in_bytes=2 * mem_limit)), timeout=T)
+            got = cgroup_memory_limit(result["pids"]["c1"])
+            check(got == 2 * mem_limit, f"memory limit {got} after update, want {2 * mem_limit}")
+
+        step("UpdateContainerResources c1 (memory)", update_memory)
 
         def stats():
             r = rt.ContainerStats(pb.ContainerStatsRequest(container_id=c1), timeout=T)
@@ -328,8 +358,9 @@ def run(a):
             check(s.memory.timestamp > 0 and
                   (s.memory.working_set_bytes.value > 0 or s.memory.usage_bytes.value > 0),
                   f"memory {s.memory}")
-            check(s.memory.available_bytes.value <= mem_limit,
-                  f"available {s.memory.available_bytes.value} > limit {mem_limit}")
+            limit = 2 * mem_limit  # as updated above
+            check(0 < s.memory.available_bytes.value <= limit,
+                  f"available {s.memory.available_bytes.value}, limit {limit}")
             return {"cpu_ns": s.cpu.usage_core_nano_seconds.value,
                     "working_set": s.memory.working_set_bytes.value}
 
@@ -354,6 +385,32 @@ def run(a):
         step("ListContainers (2 running)", list_containers,
              [(c1, "CONTAINER_RUNNING"), (c2, "CONTAINER_RUNNING")])
 
+        def exited(cid, want_code, want_reason):
+            def done():
+                s = cstatus(cid).status
+                return s if s.state == pb.CONTAINER_EXITED else None
+            s = poll(done, f"container {cid} EXITED")
+            check((s.exit_code, s.reason) == (want_code, want_reason) and s.finished_at > 0,
+                  f"exit {s.exit_code} reason {s.reason!r} finished_at {s.finished_at}; "
+                  f"want exit {want_code} reason {want_reason!r}")
+
+        c3 = step("CreateContainer c3 (exits 7)", create, container_config(
+            "c3", ["sh", "-c", "echo bye; exit 7"]))
+        step("StartContainer c3", start, c3)
+        step("ContainerStatus c3 = EXITED 7 (Error)", exited, c3, 7, "Error")
+        step("c3 log has bye", log_has, os.path.join(a.log_dir, "c3.log"), "bye")
+        c4 = step("CreateContainer c4 (16 MiB, OOM)", create, container_config(
+            "c4", ["sh", "-c", "x=a; while true; do x=$x$x; done"], memory=16 << 20))
+        step("StartContainer c4", start, c4)
+        step("ContainerStatus c4 = EXITED 137 (OOMKilled)", exited, c4, 137, "OOMKilled")
+
+        def still_one_shim():
+            found = shims(a.socket)
+            check(list(found) == [result["shim_pid"]],
+                  f"shims {found}, want the pod's {result['shim_pid']} only")
+
+        step("still one shim (4 containers)", still_one_shim)
+
         def stop(cid, timeout, want_code):
             rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=timeout),
                              timeout=T + timeout)
@@ -372,6 +429,8 @@ def run(a):
 
         step("RemoveContainer c1", remove, c1)
         step("RemoveContainer c2", remove, c2)
+        step("RemoveContainer c3", remove, c3)
+        step("RemoveContainer c4", remove, c4)
         step("ListContainers (none)", list_containers, [])
 
         def sandbox_shim_only():
@@ -402,9 +461,9 @@ def run(a):
 
         def all_gone():
             poll(lambda: not shims(a.socket), f"no shim left (have {shims(a.socket)})",
-                 timeout=5)
+                 timeout=15)
             for name, p in result["pids"].items():
-                poll(lambda: not alive(p), f"{name} process {p} to go", timeout=5)
+                poll(lambda: not alive(p), f"{name} process {p} to go", timeout=15)
 
         step("shim and pod processes gone", all_gone)
     finally:
