@@ -8,7 +8,9 @@
 //! * `runc`: containerd's own io.containerd.runc.v2 shim and runc, the reference.
 //!
 //! For each: a host-network pod (no CNI needed) with an absolute cgroup parent of its own, two
-//! containers, ExecSync, stats, stop, remove; every container of the pod must share one shim.
+//! containers, ExecSync, containerd restarted under the running pod (recovered: the same one
+//! shim), stats, update, exits and an OOM kill, stop, remove; every container of the pod must
+//! share one shim.
 //! Afterwards nothing may be left: shims, pod processes, mounts, cgroups, shim sockets.
 //!
 //! Opt-in (root, containerd 1.6, umoci, skopeo, busybox-static, python3-grpcio,
@@ -314,6 +316,59 @@ state = "{d}/state"
         )
     }
 
+    /// Run the client; when it creates `restart.ready`, restart containerd (stop and start
+    /// by pid, the shims keep running) and create `restart.go`.
+    fn client_with_restart(&mut self, args: &[&str]) -> Result<std::process::Output, String> {
+        let flag = self.dir.join("restart");
+        let (ready, go) = (flag.with_extension("ready"), flag.with_extension("go"));
+        let _ = std::fs::remove_file(&ready);
+        let _ = std::fs::remove_file(&go);
+        let (out, err) = (self.dir.join("client.out"), self.dir.join("client.err"));
+        let file = |p: &Path| std::fs::File::create(p).map_err(|e| e.to_string());
+        let mut child = Command::new(PYTHON)
+            .arg(script())
+            .args(args)
+            .arg("--restart-file")
+            .arg(&flag)
+            .arg("--socket")
+            .arg(&self.sock)
+            .arg("--work")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(file(&out)?)
+            .stderr(file(&err)?)
+            .spawn()
+            .map_err(|e| format!("{PYTHON}: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(240);
+        let mut restart_err = None;
+        let status = loop {
+            if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+                break s;
+            }
+            if ready.exists() && !go.exists() {
+                self.stop_containerd();
+                if let Err(e) = self.start_containerd() {
+                    restart_err = Some(e);
+                }
+                file(&go)?;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the CRI client timed out after 240 s: {:?}", args));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(e) = restart_err {
+            return Err(format!("restarting containerd: {e}"));
+        }
+        Ok(std::process::Output {
+            status,
+            stdout: std::fs::read(&out).unwrap_or_default(),
+            stderr: std::fs::read(&err).unwrap_or_default(),
+        })
+    }
+
     /// Live shim processes of this containerd (their command line names our socket).
     fn our_shims(&self) -> Vec<i32> {
         let sock = self.sock.display().to_string();
@@ -549,7 +604,7 @@ fn cri_e2e() {
         let result = env.dir.join(format!("result-{h}.json"));
         eprintln!("--- handler {h}");
         let start = Instant::now();
-        let o = env.client(&[
+        let o = env.client_with_restart(&[
             "run",
             "--handler",
             h,

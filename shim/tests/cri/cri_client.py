@@ -11,8 +11,11 @@ Used by shim/tests/cri.rs; runnable by hand against any containerd with the CRI 
 cgroup parent), CreateContainer + StartContainer, ContainerStatus, the container's log, ExecSync
 (exit 0 and non-zero, stdout and stderr), a second container, the pod's shim count (every
 container of a pod must share one shim process), the memory limit in the container's cgroup,
-ContainerStats/ListContainerStats, StopContainer (SIGTERM handled, and timeout 0), RemoveContainer,
-StopPodSandbox, RemovePodSandbox, then that the pod's shim and processes are gone. Each step is
+with --restart-file a containerd restart (the pod, its containers and its one shim recovered),
+ExecSync past its timeout, UpdateContainerResources, ContainerStats/ListContainerStats, a
+container that exits by itself and one that is OOM-killed, StopContainer (SIGTERM handled, and
+timeout 0), RemoveContainer, StopPodSandbox, RemovePodSandbox, then that the pod's shim and
+processes are gone. Each step is
 timed; the timings and ids go to --result as JSON. Exit status 1 with "FAIL <step>: <why>" on the
 first failed check.
 
@@ -325,6 +328,36 @@ def run(a):
 
         step("c1 cgroup below parent, memory limit", memory_limit)
 
+        if a.restart_file:
+            def restart():
+                # The caller restarts containerd (it owns the process) between .ready and .go.
+                with open(a.restart_file + ".ready", "w") as f:
+                    f.write(str(result["shim_pid"]))
+                poll(lambda: os.path.exists(a.restart_file + ".go"), "containerd's restart",
+                     timeout=60)
+                rt.Version(pb.VersionRequest(version="v1"), timeout=T, wait_for_ready=True)
+
+            step("containerd restarted (by the caller)", restart)
+
+            def recovered():
+                r = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod),
+                                        timeout=T)
+                check(r.status.state == pb.SANDBOX_READY,
+                      f"sandbox {pb.PodSandboxState.Name(r.status.state)} after the restart")
+                for cid in c1, c2:
+                    st = cstatus(cid).status
+                    check(st.state == pb.CONTAINER_RUNNING,
+                          f"{cid} {pb.ContainerState.Name(st.state)} after the restart")
+                found = shims(a.socket)
+                check(list(found) == [result["shim_pid"]],
+                      f"shims {found} after the restart, want the same {result['shim_pid']}")
+
+            step("pod, containers and shim recovered", recovered)
+            step("ExecSync in c1 after the restart", exec_sync, c1, ["echo", "again"],
+                 b"again\n", b"", 0)
+            step("ExecSync in c2 after the restart", exec_sync, c2, ["echo", "again"],
+                 b"again\n", b"", 0)
+
         def exec_timeout():
             try:
                 rt.ExecSync(pb.ExecSyncRequest(container_id=c1, cmd=["sleep", "33"], timeout=1),
@@ -508,6 +541,9 @@ def main():
     ap.add_argument("--cgroup-parent", default="/berth-cri-test")
     ap.add_argument("--log-dir", default="/tmp/berth-cri-logs")
     ap.add_argument("--result", help="write ids, pids and timings here (JSON)")
+    ap.add_argument("--restart-file",
+                    help="mid-run, create FILE.ready and wait for FILE.go while the caller "
+                         "restarts containerd; then check that the pod was recovered")
     a = ap.parse_args()
     try:
         run(a) if a.action == "run" else cleanup(a)
