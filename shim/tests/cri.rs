@@ -578,6 +578,45 @@ fn procs() -> impl Iterator<Item = (i32, Vec<String>)> {
         })
 }
 
+/// Each step's milliseconds side by side, one column per handler (from the clients' results).
+fn timing_table(results: &[(String, serde_json::Value)]) -> String {
+    let mut steps: Vec<String> = Vec::new();
+    let mut ms = std::collections::HashMap::new();
+    for (h, r) in results {
+        for t in r["timings"].as_array().into_iter().flatten() {
+            let (Some(name), Some(v)) = (t[0].as_str(), t[1].as_f64()) else {
+                continue;
+            };
+            if !steps.iter().any(|s| s == name) {
+                steps.push(name.to_string());
+            }
+            ms.insert((h.as_str(), name.to_string()), v);
+        }
+    }
+    let mut out = format!("{:<46}", "step (ms)");
+    for (h, _) in results {
+        out.push_str(&format!("{h:>11}"));
+    }
+    let mut totals = vec![0.0; results.len()];
+    for s in &steps {
+        out.push_str(&format!("\n{s:<46}"));
+        for (i, (h, _)) in results.iter().enumerate() {
+            match ms.get(&(h.as_str(), s.clone())) {
+                Some(v) => {
+                    totals[i] += v;
+                    out.push_str(&format!("{v:>11.1}"));
+                }
+                None => out.push_str(&format!("{:>11}", "-")),
+            }
+        }
+    }
+    out.push_str(&format!("\n{:<46}", "total"));
+    for t in totals {
+        out.push_str(&format!("{t:>11.1}"));
+    }
+    out
+}
+
 #[test]
 fn cri_e2e() {
     if std::env::var_os("BERTH_SHIM_E2E").is_none() {
@@ -596,6 +635,7 @@ fn cri_e2e() {
     let mut env = CriEnv::new(&handlers).expect("setting up containerd with CRI");
     let mut failures = Vec::new();
     let mut summary = Vec::new();
+    let mut results = Vec::new();
     for h in &handlers {
         let parent = format!("/berth-cri-{}-{h}", std::process::id());
         env.cgroup_parents.push(parent.clone());
@@ -646,6 +686,7 @@ fn cri_e2e() {
         if let Some(id) = parsed.get("sandbox_id").and_then(|v| v.as_str()) {
             env.sandboxes.push(id.to_string());
         }
+        results.push((h.to_string(), parsed));
         if !errs.is_empty() {
             // Leave nothing for the next handler (the client removes its pod on failure too).
             let _ = env.client(&["cleanup"]);
@@ -667,6 +708,7 @@ fn cri_e2e() {
             failures.push(format!("{h}: {e}"));
         }
     }
+    eprintln!("{}", timing_table(&results));
     eprintln!("{}", summary.join("\n"));
     drop(env);
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
