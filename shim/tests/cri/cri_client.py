@@ -330,12 +330,28 @@ def run(a):
 
         if a.restart_file:
             def restart():
+                nonlocal ch, rt, im
                 # The caller restarts containerd (it owns the process) between .ready and .go.
                 with open(a.restart_file + ".ready", "w") as f:
                     f.write(str(result["shim_pid"]))
                 poll(lambda: os.path.exists(a.restart_file + ".go"), "containerd's restart",
                      timeout=60)
-                rt.Version(pb.VersionRequest(version="v1"), timeout=T, wait_for_ready=True)
+                # A new channel: the old one's first call would go to the dead connection.
+                ch.close()
+                ch = grpc.insecure_channel("unix://" + a.socket)
+                rt = pbg.RuntimeServiceStub(ch)
+                im = pbg.ImageServiceStub(ch)
+
+                def answers():
+                    try:
+                        return rt.Version(pb.VersionRequest(version="v1"), timeout=5,
+                                          wait_for_ready=True)
+                    except grpc.RpcError as e:
+                        if e.code() != grpc.StatusCode.UNAVAILABLE:
+                            raise
+                        return None
+
+                poll(answers, "containerd's CRI after the restart", interval=0.1)
 
             step("containerd restarted (by the caller)", restart)
 
