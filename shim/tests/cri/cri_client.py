@@ -145,6 +145,20 @@ def cgroup_memory_limit(pid):
     raise Failure(f"no memory limit file in {d}")
 
 
+def wait_initialized(grpc, pb, rt):
+    """Wait until containerd's CRI serves: after a (re)start it refuses calls ("server is not
+    initialized yet", code Unknown) while it recovers its state, and may not listen yet."""
+    def answers():
+        try:
+            return rt.Version(pb.VersionRequest(version="v1"), timeout=5, wait_for_ready=True)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE or "not initialized" in (e.details() or ""):
+                return None
+            raise
+
+    poll(answers, "containerd's CRI to serve", interval=0.1)
+
+
 def run(a):
     grpc, pb, pbg = stubs(a.work)
     ch = grpc.insecure_channel("unix://" + a.socket)
@@ -166,6 +180,7 @@ def run(a):
     )
     pod = None
     containers = []
+    wait_initialized(grpc, pb, rt)
 
     def version():
         v = rt.Version(pb.VersionRequest(version="v1"), timeout=T)
@@ -342,16 +357,7 @@ def run(a):
                 rt = pbg.RuntimeServiceStub(ch)
                 im = pbg.ImageServiceStub(ch)
 
-                def answers():
-                    try:
-                        return rt.Version(pb.VersionRequest(version="v1"), timeout=5,
-                                          wait_for_ready=True)
-                    except grpc.RpcError as e:
-                        if e.code() != grpc.StatusCode.UNAVAILABLE:
-                            raise
-                        return None
-
-                poll(answers, "containerd's CRI after the restart", interval=0.1)
+                wait_initialized(grpc, pb, rt)
 
             step("containerd restarted (by the caller)", restart)
 
@@ -538,6 +544,7 @@ def run(a):
 def cleanup(a):
     grpc, pb, pbg = stubs(a.work)
     rt = pbg.RuntimeServiceStub(grpc.insecure_channel("unix://" + a.socket))
+    wait_initialized(grpc, pb, rt)
     for p in rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=CALL_TIMEOUT).items:
         print(f"cleanup: removing pod {p.id} ({p.metadata.name})", file=sys.stderr)
         rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=p.id), timeout=CALL_TIMEOUT)
