@@ -614,6 +614,16 @@ fn timing_table(results: &[(String, serde_json::Value)]) -> String {
     for t in totals {
         out.push_str(&format!("{t:>11.1}"));
     }
+    out.push_str(&format!(
+        "\n{:<46}",
+        "pod shim VmRSS, sandbox + 2 containers (KiB)"
+    ));
+    for (_, r) in results {
+        match r["shim_rss_kib"].as_u64() {
+            Some(k) => out.push_str(&format!("{k:>11}")),
+            None => out.push_str(&format!("{:>11}", "-")),
+        }
+    }
     out
 }
 

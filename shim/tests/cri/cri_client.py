@@ -333,6 +333,11 @@ def run(a):
             return pid
 
         result["shim_pid"] = step("one shim for the pod", one_shim)
+        with open(f"/proc/{result['shim_pid']}/status") as f:
+            rss = [ln.split()[1] for ln in f if ln.startswith("VmRSS:")]
+        result["shim_rss_kib"] = int(rss[0]) if rss else 0
+        print(f"  {a.handler:<11} {'(VmRSS of the pod shim, 3 containers)':<44} "
+              f"{result['shim_rss_kib']:8d} KiB", flush=True)
 
         def memory_limit():
             _, path = memory_cgroup(result["pids"]["c1"])
