@@ -27,6 +27,8 @@ PACKAGES=(
 	e2fsprogs         # mkfs.ext4: the cgroup v2 VM's /tmp disk
 	qemu-system-x86   # the cgroup v2 VM: qemu-system-x86_64 -accel tcg
 	linux-image-amd64 # the cgroup v2 VM's kernel and modules (/boot/vmlinuz-*, /lib/modules)
+	python3-grpcio    # the shim's CRI test (shim/tests/cri.rs): gRPC for its CRI client
+	python3-grpc-tools # the CRI test's Python stubs, generated from shim/tests/cri/api.proto
 )
 
 force_update=0

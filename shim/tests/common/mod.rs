@@ -112,7 +112,7 @@ pub fn run_timeout(
     })
 }
 
-fn sh(script: &str) -> Result<(), String> {
+pub fn sh(script: &str) -> Result<(), String> {
     let o = run_timeout(
         Command::new("sh").arg("-ec").arg(script),
         None,
@@ -135,6 +135,26 @@ pub fn berth_binary() -> Option<PathBuf> {
     }
     let p = shim_binary().parent()?.join("berth");
     p.is_file().then_some(p)
+}
+
+/// Build the busybox image in `dir`: the OCI layout `dir/layout` (tag `busybox`, cmd /bin/sh)
+/// and `dir/busybox.tar`, an archive `ctr images import` takes as [`IMAGE`].
+pub fn build_image(dir: &Path) -> Result<(), String> {
+    let d = dir.display();
+    sh(&format!(
+        r#"L={d}/layout; W={d}/work
+umoci init --layout $L
+umoci new --image $L:busybox
+umoci unpack --image $L:busybox $W
+R=$W/rootfs; mkdir -p $R/bin $R/etc $R/tmp $R/proc $R/sys $R/dev $R/root; chmod 1777 $R/tmp
+cp /bin/busybox $R/bin/busybox
+for a in $(/bin/busybox --list-full); do [ "$a" = bin/busybox ] && continue; mkdir -p $R/$(dirname $a); ln -sf /bin/busybox $R/$a; done
+echo 'root:x:0:0:root:/root:/bin/sh' > $R/etc/passwd; echo 'root:x:0:' > $R/etc/group
+umoci repack --image $L:busybox $W
+umoci config --image $L:busybox --config.cmd /bin/sh --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin
+skopeo copy oci:$L:busybox oci-archive:{d}/busybox.tar:{IMAGE} >/dev/null
+rm -rf $W"#
+    ))
 }
 
 impl Env {
@@ -160,21 +180,7 @@ impl Env {
     }
 
     fn build_image(&self) -> Result<(), String> {
-        let d = self.dir.display();
-        sh(&format!(
-            r#"L={d}/layout; W={d}/work
-umoci init --layout $L
-umoci new --image $L:busybox
-umoci unpack --image $L:busybox $W
-R=$W/rootfs; mkdir -p $R/bin $R/etc $R/tmp $R/proc $R/sys $R/dev $R/root; chmod 1777 $R/tmp
-cp /bin/busybox $R/bin/busybox
-for a in $(/bin/busybox --list-full); do [ "$a" = bin/busybox ] && continue; mkdir -p $R/$(dirname $a); ln -sf /bin/busybox $R/$a; done
-echo 'root:x:0:0:root:/root:/bin/sh' > $R/etc/passwd; echo 'root:x:0:' > $R/etc/group
-umoci repack --image $L:busybox $W
-umoci config --image $L:busybox --config.cmd /bin/sh --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin
-skopeo copy oci:$L:busybox oci-archive:{d}/busybox.tar:{IMAGE} >/dev/null
-rm -rf $W"#
-        ))
+        build_image(&self.dir)
     }
 
     fn write_config(&self) -> Result<(), String> {
