@@ -10,8 +10,23 @@ use serde_json::Value;
 
 use crate::harness::Failure;
 
-/// How long one runtime command may take before the harness kills it.
-pub const CMD_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one runtime command may take before the harness kills it: 20 s, times
+/// `BERTH_TEST_TIMEOUT_SCALE` (an integer, default 1; hack/test.sh sets it in the slow VM).
+pub fn cmd_timeout() -> Duration {
+    Duration::from_secs(20) * timeout_scale()
+}
+
+/// `BERTH_TEST_TIMEOUT_SCALE`, or 1.
+pub fn timeout_scale() -> u32 {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| {
+        std::env::var("BERTH_TEST_TIMEOUT_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1)
+    })
+}
 
 /// The result of one runtime command.
 #[derive(Debug)]
@@ -258,21 +273,21 @@ impl Runtime {
         })
     }
 
-    /// Run `<runtime> --root R ARGS...` to completion (killed after [`CMD_TIMEOUT`]).
+    /// Run `<runtime> --root R ARGS...` to completion (killed after [`cmd_timeout`]).
     pub fn exec(&self, args: &[&str]) -> Out {
-        self.exec_timeout(args, CMD_TIMEOUT)
+        self.exec_timeout(args, cmd_timeout())
     }
 
     /// Run a command to completion in working directory `cwd`.
     pub fn exec_in(&self, cwd: &Path, args: &[&str]) -> Out {
-        self.exec_full(Some(cwd), args, CMD_TIMEOUT)
+        self.exec_full(Some(cwd), args, cmd_timeout())
     }
 
     /// Run a command to completion with `fds` inherited as descriptors 3, 4, ... (see
     /// [`Runtime::spawn_full`]).
     pub fn exec_with_fds(&self, fds: &[&Path], args: &[&str]) -> Out {
         match self.spawn_full(None, fds, args) {
-            Ok(p) => p.wait(CMD_TIMEOUT),
+            Ok(p) => p.wait(cmd_timeout()),
             Err(e) => Out {
                 cmd: format!("{} {}", self.name(), args.join(" ")),
                 code: None,

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use super::image::{Image, IMAGE_REF};
 use super::{
-    cgroup_dirs, describe_pids, kill_all, kill_pid, processes_in_cgroup, processes_with_args,
-    remove_new_cgroup_dirs, require_program, settle, unmount_below, Runner, CLIENT_TIMEOUT,
+    cgroup_dirs, client_timeout, describe_pids, kill_all, kill_pid, processes_in_cgroup,
+    processes_with_args, remove_new_cgroup_dirs, require_program, settle, unmount_below, Runner,
 };
 use crate::context::Ctx;
 use crate::harness::{wait_until, Failure};
@@ -161,7 +161,7 @@ impl Containerd {
 
     /// `ctr --address SOCK --namespace default ARGS...` (killed after 30 s).
     pub fn ctr(&self, args: &[&str]) -> Out {
-        self.ctr_timeout(args, CLIENT_TIMEOUT)
+        self.ctr_timeout(args, client_timeout())
     }
 
     fn ctr_timeout(&self, args: &[&str], timeout: Duration) -> Out {
@@ -190,7 +190,7 @@ impl Containerd {
                 let args = strs(a);
                 let desc = format!("ctr {}", args.join(" "));
                 self.runner
-                    .spawn(self.ctr_command(&args), desc, CLIENT_TIMEOUT, None)
+                    .spawn(self.ctr_command(&args), desc, client_timeout(), None)
             })
             .collect();
         pending
@@ -208,7 +208,7 @@ impl Containerd {
         argv.extend(self.global_args());
         argv.extend(args.iter().map(|s| s.to_string()));
         let desc = format!("ctr {}", args.join(" "));
-        self.runner.run_in_pty(&argv, &[], &desc, CLIENT_TIMEOUT)
+        self.runner.run_in_pty(&argv, &[], &desc, client_timeout())
     }
 
     fn global_args(&self) -> Vec<String> {
@@ -433,7 +433,7 @@ impl Containerd {
         cmd.arg("--root")
             .arg(self.runc_root.join(NAMESPACE))
             .args(["delete", "--force", id]);
-        let _ = self.runner.run(cmd, CLIENT_TIMEOUT);
+        let _ = self.runner.run(cmd, client_timeout());
         for cg in cgroup_dirs(&Self::cgroup(id)) {
             let _ = fs::remove_dir(&cg);
         }

@@ -30,8 +30,11 @@ use containerd::Containerd;
 use image::Image;
 use podman::Podman;
 
-/// How long one client command may take before it is killed.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one client command may take before it is killed (30 s, scaled like
+/// [`crate::runtime::cmd_timeout`]).
+pub fn client_timeout() -> Duration {
+    Duration::from_secs(30) * crate::runtime::timeout_scale()
+}
 
 /// The lazily built image and client instances of one suite run.
 pub struct Clients {
@@ -340,7 +343,7 @@ pub fn require_program(prog: &str, what: &str) -> Result<PathBuf, String> {
 /// Run a setup command (not a test step): stdout on success, or an error
 /// with its output.
 pub fn setup_cmd(runner: &Runner, cmd: Command) -> Result<String, String> {
-    let out = runner.run(cmd, CLIENT_TIMEOUT);
+    let out = runner.run(cmd, client_timeout());
     if out.success() {
         Ok(out.stdout)
     } else {

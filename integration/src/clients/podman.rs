@@ -19,8 +19,8 @@ use std::process::Command;
 
 use super::image::{Image, IMAGE_REF};
 use super::{
-    cgroup_dirs, describe_pids, kill_all, processes_in_cgroup, processes_with_args,
-    remove_new_cgroup_dirs, require_program, settle, unmount_below, Runner, CLIENT_TIMEOUT,
+    cgroup_dirs, client_timeout, describe_pids, kill_all, processes_in_cgroup, processes_with_args,
+    remove_new_cgroup_dirs, require_program, settle, unmount_below, Runner,
 };
 use crate::context::Ctx;
 use crate::harness::Failure;
@@ -165,7 +165,7 @@ impl Podman {
             cmd.env_remove(v);
         }
         self.runner
-            .run_as(cmd, format!("podman {}", args.join(" ")), CLIENT_TIMEOUT)
+            .run_as(cmd, format!("podman {}", args.join(" ")), client_timeout())
     }
 
     /// Like [`Podman::podman`], with a terminal (under `script`).
@@ -175,7 +175,7 @@ impl Podman {
         argv.extend(args.iter().map(|s| s.to_string()));
         let desc = format!("podman {}", args.join(" "));
         self.runner
-            .run_in_pty(&argv, &self.envs(), &desc, CLIENT_TIMEOUT)
+            .run_in_pty(&argv, &self.envs(), &desc, client_timeout())
     }
 
     /// Arguments of `podman run FLAGS... --name N --cidfile F --network=none
@@ -239,7 +239,7 @@ impl Podman {
     fn runtime_knows(&self, cid: &str) -> bool {
         let mut cmd = Command::new(&self.runtime);
         cmd.args(["state", cid]);
-        self.runner.run(cmd, CLIENT_TIMEOUT).success()
+        self.runner.run(cmd, client_timeout()).success()
     }
 
     fn leftovers(&self, name: &str, cid: Option<&str>) -> Vec<String> {
@@ -276,7 +276,7 @@ impl Podman {
         kill_all(&processes_with_args(&[cid]));
         let mut cmd = Command::new(&self.runtime);
         cmd.args(["delete", "--force", cid]);
-        let _ = self.runner.run(cmd, CLIENT_TIMEOUT);
+        let _ = self.runner.run(cmd, client_timeout());
         for d in cgroup_dirs(&cg) {
             let _ = fs::remove_dir(&d);
         }

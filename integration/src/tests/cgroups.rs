@@ -25,7 +25,7 @@ use super::{key_values, wait_file, WAIT_FOR_GO};
 use crate::context::{processes_of, Ctx};
 use crate::fixture::Bundle;
 use crate::harness::{wait_until, Failure, Test, TestResult};
-use crate::runtime::{Out, CMD_TIMEOUT};
+use crate::runtime::{cmd_timeout, Out};
 use crate::{ensure, ensure_eq, fail, skip};
 
 pub fn tests() -> Vec<Test> {
@@ -336,7 +336,7 @@ fn spawn_run(b: &Bundle) -> Result<Bg, Failure> {
 
 /// Run the runtime to completion with `input` on stdin.
 fn exec_stdin(b: &Bundle, name: &str, args: &[&str], input: &str) -> Result<Out, Failure> {
-    Ok(Bg::start(b, name, args, Some(input))?.wait(CMD_TIMEOUT))
+    Ok(Bg::start(b, name, args, Some(input))?.wait(cmd_timeout()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,7 +465,7 @@ fn cgroup_memory_limit_oom_kill(ctx: &Ctx) -> TestResult {
         &(32 * MIB).to_string(),
     )?;
     fs::write(shared.join("go"), "")?;
-    let out = run.wait(CMD_TIMEOUT);
+    let out = run.wait(cmd_timeout());
     ensure_eq!(
         out.code,
         Some(137),

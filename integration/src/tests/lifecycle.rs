@@ -294,7 +294,7 @@ fn concurrent_create_same_id(ctx: &Ctx) -> TestResult {
         let pb = ctx
             .rt
             .spawn(&ba.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let t = crate::runtime::CMD_TIMEOUT;
+        let t = crate::runtime::cmd_timeout();
         let (oa, ob) = (pa.wait(t), pb.wait(t));
         let loser = match (oa.success(), ob.success()) {
             (true, false) => ob,
