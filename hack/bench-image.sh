@@ -238,10 +238,7 @@ cleanup() {
 			timeout 10 ctr -a "$SOCK" tasks delete -f "$c" >/dev/null 2>&1 || true
 			timeout 10 ctr -a "$SOCK" containers delete "$c" >/dev/null 2>&1 || true
 		done
-		kill "$CTRD_PID" 2>/dev/null || true
-		for _ in $(seq 100); do kill -0 "$CTRD_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$CTRD_PID" 2>/dev/null || true
-		wait "$CTRD_PID" 2>/dev/null || true
+		stop_containerd
 	fi
 	unmount_under "$work"
 	rm -rf --one-file-system "$work" || log "warning: could not remove all of $work"
@@ -256,6 +253,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# stop_containerd: TERM by pid, KILL after 10 s.
+stop_containerd() {
+	[[ -n $CTRD_PID ]] || return 0
+	kill "$CTRD_PID" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$CTRD_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$CTRD_PID" 2>/dev/null || true
+	wait "$CTRD_PID" 2>/dev/null || true
+	CTRD_PID=""
+}
+
 start_containerd() {
 	mkdir -p "$work/containerd"
 	local d=$work/containerd
@@ -268,7 +275,7 @@ start_containerd() {
 		(section == "[ttrpc]" || section == "[debug]" || section == "[metrics]") && /^[[:space:]]*address = / { print "  address = \"\""; next }
 		/path = "\/opt\/containerd"/ { print "    path = \"" d "/opt\""; next }
 		{ print }' >"$d/config.toml"
-	containerd --config "$d/config.toml" </dev/null >"$d/containerd.log" 2>&1 &
+	containerd --config "$d/config.toml" </dev/null >>"$d/containerd.log" 2>&1 &
 	CTRD_PID=$!
 	for _ in $(seq 200); do
 		if timeout 5 ctr -a "$SOCK" version >/dev/null 2>&1; then return 0; fi
@@ -286,8 +293,16 @@ md=$BENCH_OUT/bench-image-$stamp.md
 CTR="ctr -a $(q "$SOCK")"
 BCTL=$(q "$BERTHCTL")
 
-# ctr_clean REF: remove REF from containerd with its content and snapshots (synchronous GC).
-ctr_clean="$CTR images rm --sync"
+# ctr_fresh: a clean containerd for each ctr run: stop it (by pid), remove its root and state,
+# start it again. (`ctr images rm --sync` leaves snapshots behind for a while, and the gzip and
+# zstd images share their snapshots: a leftover would make the next unpack a no-op.)
+ctr_fresh() {
+	stop_containerd
+	unmount_under "$work/containerd"
+	rm -rf --one-file-system "$work/containerd/root" "$work/containerd/state"
+	start_containerd
+	[[ $($CTR snapshots ls | tail -n +2 | wc -l) -eq 0 ]] || die "a fresh containerd has snapshots"
+}
 for tool in /usr/bin/time getconf; do command -v "$tool" >/dev/null || die "$tool not found"; done
 
 # --- unpack ------------------------------------------------------------------------------------
@@ -305,7 +320,7 @@ if want unpack; then
 	gz_list=$(printf '%q ' "${GZ_BLOBS[@]}")
 	add_u "berthctl import+unpack (gzip)" "rm -rf --one-file-system $(q "$broot")" \
 		"$BCTL --root $(q "$broot") import $(q "$CACHE/gzip.tar") >/dev/null"
-	add_u "ctr images import+unpack (gzip)" "$ctr_clean $IMAGE_NAME:gzip || true" \
+	add_u "ctr images import+unpack (gzip)" @ctr_fresh \
 		"$CTR images import $(q "$CACHE/gzip.tar") >/dev/null"
 	add_u "umoci unpack (gzip)" "rm -rf --one-file-system $(q "$uroot")" \
 		"umoci unpack --image $(q "$CACHE/layout"):gzip $(q "$uroot") >/dev/null"
@@ -318,7 +333,7 @@ if want zstd; then
 	zst_list=$(printf '%q ' "${ZST_BLOBS[@]}")
 	add_u "berthctl import+unpack (zstd)" "rm -rf --one-file-system $(q "$broot_z")" \
 		"$BCTL --root $(q "$broot_z") import $(q "$CACHE/zstd.tar") >/dev/null"
-	add_u "ctr images import+unpack (zstd)" "$ctr_clean $IMAGE_NAME:zstd || true" \
+	add_u "ctr images import+unpack (zstd)" @ctr_fresh \
 		"$CTR images import $(q "$CACHE/zstd.tar") >/dev/null"
 	add_u "zstd -dc (bound)" true "zstd -qdc $zst_list >/dev/null"
 fi
@@ -333,7 +348,11 @@ if ((${#U_NAMES[@]} > 0)); then
 	for ((r = 0; r <= RUNS; r++)); do
 		for ((j = 0; j < n; j++)); do
 			i=$(((j + r) % n))
-			bash -c "${U_PREP[i]}" >/dev/null 2>&1 || die "preparing '${U_NAMES[i]}' failed: ${U_PREP[i]}"
+			if [[ ${U_PREP[i]} == @* ]]; then
+				"${U_PREP[i]#@}"
+			else
+				bash -c "${U_PREP[i]}" >/dev/null 2>&1 || die "preparing '${U_NAMES[i]}' failed: ${U_PREP[i]}"
+			fi
 			c0=$(ctrd_cpu)
 			/usr/bin/time -f '%e %U %S' -o "$work/time.out" bash -c "${U_CMD[i]}" ||
 				die "'${U_NAMES[i]}' failed: ${U_CMD[i]}"
@@ -351,8 +370,7 @@ if ((${#U_NAMES[@]} > 0)); then
 			"snapshots; GNU tar's tree has $(count "$troot") entries, umoci's rootfs $(count "$uroot/rootfs")"
 	fi
 	rm -rf --one-file-system "$work/bctl-unpack" "$work/bctl-unpack-zstd" "$work/tar-unpack" "$work/umoci-unpack"
-	$ctr_clean "$IMAGE_NAME:gzip" >/dev/null 2>&1 || true
-	$ctr_clean "$IMAGE_NAME:zstd" >/dev/null 2>&1 || true
+	ctr_fresh
 fi
 
 # --- run ---------------------------------------------------------------------------------------
