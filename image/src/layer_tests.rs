@@ -654,7 +654,13 @@ fn implicit_dirs_fixed_later_match_applying_with_lowers() {
         0o755,
         "before the fix-up: the default"
     );
-    fix_implicit_dirs(&later, &stats.implicit_dirs, &[lower.clone()], false).unwrap();
+    fix_implicit_dirs(
+        &later,
+        &stats.implicit_dirs,
+        std::slice::from_ref(&lower),
+        false,
+    )
+    .unwrap();
     for d in ["a", "a/b", "c", "d", "e"] {
         assert_eq!(
             mode(&later.join(d)),

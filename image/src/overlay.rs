@@ -314,6 +314,13 @@ fn mount_fsconfig(o: &Options, target: &Path) -> std::result::Result<(), FsConfi
     // SAFETY: the kernel returned a new descriptor that we now own.
     let fd = unsafe { OwnedFd::from_raw_fd(r as i32) };
     let key = |k: &str| cstring(k.as_bytes(), "overlay option").map_err(FsConfigError::Failed);
+    // The source shown in mountinfo, as mount(2) with "overlay" would show it.
+    let _ = fsconfig(
+        &fd,
+        FSCONFIG_SET_STRING,
+        Some(&key("source")?),
+        Some(&key("overlay")?),
+    );
     let lower_key = key("lowerdir+")?;
     for (i, l) in o.lowers.iter().enumerate() {
         let v = cstring(l.as_bytes(), "lowerdir").map_err(FsConfigError::Failed)?;
