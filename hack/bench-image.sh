@@ -2,14 +2,12 @@
 # Usage: hack/bench-image.sh [-n RUNS] [-r RUN_RUNS] [-o OUTDIR] [-B] [-s SECTIONS]
 #
 # Image import + unpack, and `run --rm` of a tiny container, for berthctl against containerd
-# 1.6 (`ctr`), umoci and podman, with the raw decompression bound, in one hyperfine run per
-# part:
+# 1.6 (`ctr`), umoci and podman, with the raw decompression bound:
 #   unpack (the same multi-layer image, every run from a clean state):
 #     berthctl --root TMP import ARCHIVE        (import + unpack into snapshots: runnable)
 #     ctr images import ARCHIVE                 (a private containerd 1.6; unpacks by default
-#                                                into its overlayfs snapshotter; the image and
-#                                                its content/snapshots removed with
-#                                                `ctr images rm --sync` before each run)
+#                                                into its overlayfs snapshotter; restarted by
+#                                                pid with an empty root before each run)
 #     umoci unpack --image LAYOUT:gzip DIR      (no import step: reads the layout in place)
 #     gzip -dc BLOBS > /dev/null                (the decompression bound, one process)
 #     tar -xzf BLOB -C DIR per layer            (GNU tar + gzip: a plain extraction)
@@ -28,16 +26,18 @@
 # /var/tmp/berth-bench-image; -B rebuilds it): an OCI layout and oci-archive with 5 gzip
 # layers of files from installed Debian packages (busybox-static as a base; /usr/bin and
 # /usr/sbin; /usr/share/locale and /usr/share/doc; /usr/include and /usr/lib/python3.11;
-# /usr/share/man, /usr/share/perl and /usr/share/i18n); about 1.2 GB unpacked, over 300 MB of
-# gzip. Layer sets can be changed with BENCH_LAYERS (';' between layers, paths relative to /).
+# /usr/share/man, /usr/share/perl and /usr/share/i18n): ~1 GB of tar in ~47k entries, ~360 MB
+# of gzip (on the machine it was written on). Layer sets can be changed with BENCH_LAYERS (';' between layers, paths relative to /).
 #
 # Options and environment:
 #   -n RUNS      rounds of the unpack part (env RUNS, default 5; plus a warm-up round)
 #   -r RUN_RUNS  hyperfine --runs for the run part (env RUN_RUNS, default 20; warm-up 3)
-#   -o OUTDIR    where bench-image-<time>.{json,md} go (env BENCH_OUT, default target/bench)
+#   -o OUTDIR    where bench-image-<time>{.md,-unpack.tsv,-run.json} go (env BENCH_OUT,
+#                default target/bench)
 #   -B           rebuild the cached image
 #   -s SECTIONS  what to run: unpack, zstd, run, or a comma list (default unpack,zstd,run);
 #                image: only build the cached image
+#   BENCH_IMAGE_CACHE, BENCH_LAYERS  see above
 #   BERTHCTL, BERTH  binaries (default $BIN_DIR/berthctl, $BIN_DIR/berth: cargo build --release)
 #   RUNC         runc for ctr/podman/berthctl-with-runc (default /usr/sbin/runc)
 # Everything it starts (containerd, by pid) it stops, everything it mounts it unmounts, and
