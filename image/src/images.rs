@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{chain_ids, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, FileLock};
-use crate::layer::{apply_blob, ApplyOptions};
+use crate::layer::{apply_blob, ApplyOptions, ApplyStats};
 use crate::reference::Reference;
 use crate::snapshot::{Mode, Snapshotter};
 use crate::store::ContentStore;
@@ -413,6 +413,9 @@ pub fn resolve(
     })
 }
 
+/// At most this many layers are unpacked at once (fewer on fewer CPUs).
+pub const MAX_PARALLEL_UNPACK: usize = 4;
+
 /// What `gc` removed.
 #[derive(Clone, Debug, Default)]
 pub struct GcReport {
@@ -534,54 +537,154 @@ impl Store {
     }
 
     /// Unpack every layer of `rec` that has no snapshot yet (one snapshot per ChainID). Each
-    /// layer is applied to a fresh snapshot, its DiffID checked, then committed by rename.
+    /// layer is applied to a fresh snapshot of its own, several layers at a time (a layer's
+    /// content does not depend on the layers below it; only the attributes of the directories it
+    /// implies do, and those are fixed once the layers below are unpacked), its DiffID checked;
+    /// then all are committed by rename, parents first, after one `syncfs`.
     pub fn unpack(&self, rec: &ImageRecord, progress: &dyn Progress) -> Result<()> {
         let chains = rec.chain_ids();
+        let mut todo = Vec::new();
         for (i, (layer, chain)) in rec.layers.iter().zip(&chains).enumerate() {
             if self.snapshots.exists(chain) {
                 progress.event(Event::Unpacked {
                     digest: &layer.digest,
                     cached: true,
                 });
-                continue;
+            } else {
+                todo.push(i);
             }
-            progress.event(Event::Unpacking {
-                digest: &layer.digest,
-                chain_id: chain,
-            });
-            let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
-            let key = format!(
-                "extract-{}-{}-{}",
-                std::process::id(),
-                fsutil::random_hex(4),
-                chain.short()
-            );
-            let (fs_dir, lowers) = self.snapshots.prepare_diff(&key, parent)?;
-            let blob = self.content.path(&layer.digest);
-            let r = apply_blob(
-                &fs_dir,
-                &blob,
-                Some(&layer.diff_id),
-                &ApplyOptions::overlay(lowers),
-            )
-            .map_err(|e| match e {
-                Error::DigestMismatch { expected, actual } => Error::invalid(
-                    format!("layer {}", layer.digest),
-                    format!("its content hashes to {actual}, the config says {expected}"),
-                ),
-                e => e,
-            })
-            .and_then(|_| self.snapshots.commit(chain, &key));
-            if let Err(e) = r {
-                let _ = self.snapshots.remove(&key);
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, MAX_PARALLEL_UNPACK)
+            .min(todo.len());
+        // Biggest layers first, so that a big one does not start last and run alone.
+        let mut order: Vec<usize> = (0..todo.len()).collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(rec.layers[todo[k]].size));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        type Slot = std::sync::Mutex<Option<Result<(String, ApplyStats)>>>;
+        let results: Vec<Slot> = todo.iter().map(|_| Default::default()).collect();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let n = next.fetch_add(1, SeqCst);
+                    if n >= order.len() || failed.load(SeqCst) {
+                        break;
+                    }
+                    let k = order[n];
+                    let r = self.unpack_layer(rec, &chains, todo[k], progress);
+                    if r.is_err() {
+                        failed.store(true, SeqCst);
+                    }
+                    *results[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                });
+            }
+        });
+        let mut first_err = None;
+        let mut done: Vec<(usize, String, ApplyStats)> = Vec::new();
+        for (k, slot) in results.into_iter().enumerate() {
+            match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(Ok((key, stats))) => done.push((todo[k], key, stats)),
+                Some(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        let cleanup = |done: &[(usize, String, ApplyStats)]| {
+            for (_, key, _) in done {
+                let _ = self.snapshots.remove(key);
+            }
+        };
+        if let Some(e) = first_err {
+            cleanup(&done);
+            return Err(e);
+        }
+        // The directories each layer implies, as they are below it (in the snapshots just
+        // unpacked, or the committed ones).
+        let fs_of = |i: usize| match done.iter().find(|(j, _, _)| *j == i) {
+            Some((_, key, _)) => self.snapshots.active_fs_path(key),
+            None => self.snapshots.fs_path(&chains[i]),
+        };
+        let chown = nix::unistd::geteuid().is_root();
+        for (i, key, stats) in &done {
+            let lowers: Vec<PathBuf> = (0..*i).rev().map(fs_of).collect();
+            if let Err(e) = crate::layer::fix_implicit_dirs(
+                &self.snapshots.active_fs_path(key),
+                &stats.implicit_dirs,
+                &lowers,
+                chown,
+            ) {
+                cleanup(&done);
                 return Err(e);
             }
+        }
+        let items: Vec<(&Digest, &str)> = done
+            .iter()
+            .map(|(i, key, _)| (&chains[*i], key.as_str()))
+            .collect();
+        if let Err(e) = self.snapshots.commit_all(&items) {
+            cleanup(&done);
+            return Err(e);
+        }
+        for (i, _, _) in &done {
             progress.event(Event::Unpacked {
-                digest: &layer.digest,
+                digest: &rec.layers[*i].digest,
                 cached: false,
             });
         }
         Ok(())
+    }
+
+    /// Apply layer `i` of `rec` to a new active snapshot (its parent possibly not committed
+    /// yet); returns the snapshot's key and what was applied.
+    fn unpack_layer(
+        &self,
+        rec: &ImageRecord,
+        chains: &[Digest],
+        i: usize,
+        progress: &dyn Progress,
+    ) -> Result<(String, ApplyStats)> {
+        let (layer, chain) = (&rec.layers[i], &chains[i]);
+        progress.event(Event::Unpacking {
+            digest: &layer.digest,
+            chain_id: chain,
+        });
+        let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
+        let key = format!(
+            "extract-{}-{}-{}",
+            std::process::id(),
+            fsutil::random_hex(4),
+            chain.short()
+        );
+        let fs_dir = self.snapshots.prepare_diff_detached(&key, parent)?;
+        let blob = self.content.path(&layer.digest);
+        let r = apply_blob(
+            &fs_dir,
+            &blob,
+            Some(&layer.diff_id),
+            &ApplyOptions::overlay(Vec::new()),
+        )
+        .map_err(|e| match e {
+            Error::DigestMismatch { expected, actual } => Error::invalid(
+                format!("layer {}", layer.digest),
+                format!("its content hashes to {actual}, the config says {expected}"),
+            ),
+            e => e,
+        });
+        match r {
+            Ok((stats, _)) => Ok((key, stats)),
+            Err(e) => {
+                let _ = self.snapshots.remove(&key);
+                Err(e)
+            }
+        }
     }
 
     /// Remove blobs and snapshots no image needs. Active snapshots (containers' own layers) are

@@ -86,6 +86,11 @@ pub struct ApplyStats {
     pub skipped: u64,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Directories this layer implies but does not carry (created for an entry below them),
+    /// parents first: created with the attributes they have in `ApplyOptions::lowers`, or, where
+    /// no lower has them, root-owned 0755. A layer applied before its lowers are known (parallel
+    /// unpack) gets them from `fix_implicit_dirs` later.
+    pub implicit_dirs: Vec<Vec<u8>>,
 }
 
 /// Compression of a layer blob.
@@ -258,6 +263,7 @@ pub fn apply(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplySt
         cache: None,
         written: HashSet::new(),
         dir_times: Vec::new(),
+        implicit: HashSet::new(),
         stats: ApplyStats::default(),
         buf: vec![0u8; 1 << 17],
     };
@@ -268,7 +274,71 @@ pub fn apply(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplySt
         a.entry(e)?;
     }
     a.finish()?;
+    let implicit = std::mem::take(&mut a.implicit);
+    a.stats.implicit_dirs.retain(|p| implicit.contains(p));
     Ok(a.stats)
+}
+
+/// Give the directories `dirs` of `root` (`ApplyStats::implicit_dirs` of a layer applied there
+/// without its lowers) the mode and owner they have in the first of `lowers` (top-most first)
+/// that has them as a directory, as `apply` with those lowers would have. Directories that are
+/// no longer there (or no longer directories) are left alone; nothing outside `root` is opened.
+pub fn fix_implicit_dirs(
+    root: &Path,
+    dirs: &[Vec<u8>],
+    lowers: &[PathBuf],
+    chown: bool,
+) -> Result<()> {
+    if dirs.is_empty() || lowers.is_empty() {
+        return Ok(());
+    }
+    let root_fd = fsutil::open_dir(root)?;
+    let lowers = lowers
+        .iter()
+        .map(|l| fsutil::open_dir(l))
+        .collect::<Result<Vec<_>>>()?;
+    for d in dirs {
+        let Some((mode, uid, gid)) = lower_dir_attrs(&lowers, d) else {
+            continue;
+        };
+        let Ok(fd) = openat2(
+            root_fd.as_fd(),
+            d,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        ) else {
+            continue;
+        };
+        if chown {
+            nix::unistd::fchown(&fd, Some(uid.into()), Some(gid.into()))
+                .ctx_with(|| format!("chown {:?} in {}", show(d), root.display()))?;
+        }
+        nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))
+            .ctx_with(|| format!("chmod {:?} in {}", show(d), root.display()))?;
+    }
+    Ok(())
+}
+
+/// Mode, uid and gid of `path` in the first of `lowers` that has it as a directory.
+fn lower_dir_attrs(lowers: &[OwnedFd], path: &[u8]) -> Option<(u32, u32, u32)> {
+    for l in lowers {
+        let Ok(fd) = openat2(
+            l.as_fd(),
+            path,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+            fsutil::IN_ROOT,
+        ) else {
+            continue;
+        };
+        let st = fsutil::fstat(fd.as_fd()).ok()?;
+        if fsutil::is_dir(&st) {
+            return Some((st.st_mode & 0o7777, st.st_uid, st.st_gid));
+        }
+        return None;
+    }
+    None
 }
 
 /// A cleaned entry name: its components, none of them empty, `.` or `..`.
@@ -313,6 +383,8 @@ struct Applier<'o> {
     written: HashSet<Vec<u8>>,
     /// Directories whose mtime is set at the end: (path, mtime).
     dir_times: Vec<(Vec<Vec<u8>>, libc::timespec)>,
+    /// Implied directories not (yet) given by an entry of their own.
+    implicit: HashSet<Vec<u8>>,
     stats: ApplyStats,
     buf: Vec<u8>,
 }
@@ -369,6 +441,9 @@ impl Applier<'_> {
         let io_err = |op: &str, err: io::Error| Error::io(format!("{op} {:?}", show(&raw)), err);
         match etype {
             T::Directory => {
+                if !self.implicit.is_empty() {
+                    self.implicit.remove(&full);
+                }
                 if let Some(st) = existing {
                     if !fsutil::is_dir(&st) {
                         self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
@@ -586,7 +661,7 @@ impl Applier<'_> {
         }
         let (last, up) = comps.split_last().expect("the root always exists");
         let pfd = self.open_dir_rec(up, true)?;
-        let (mode, uid, gid) = self.lower_dir_attrs(comps).unwrap_or((0o755, 0, 0));
+        let (mode, uid, gid) = lower_dir_attrs(&self.lowers, &path).unwrap_or((0o755, 0, 0));
         let c = c_name(last).ctx_with(|| format!("mkdir {:?}", show(&path)))?;
         // SAFETY: valid fd and C string.
         let r = unsafe { libc::mkdirat(pfd.as_raw_fd(), c.as_ptr(), 0o700) };
@@ -596,6 +671,8 @@ impl Applier<'_> {
                 return Err(Error::io(format!("mkdir {:?}", show(&path)), e));
             }
         } else {
+            self.implicit.insert(path.clone());
+            self.stats.implicit_dirs.push(path.clone());
             let fd = openat2(
                 pfd.as_fd(),
                 last,
@@ -618,28 +695,6 @@ impl Applier<'_> {
                 self.root_path.display()
             )
         })
-    }
-
-    /// Mode, uid and gid of `comps` in the first lower layer that has it as a directory.
-    fn lower_dir_attrs(&self, comps: &[Vec<u8>]) -> Option<(u32, u32, u32)> {
-        let path = join(comps);
-        for l in &self.lowers {
-            let Ok(fd) = openat2(
-                l.as_fd(),
-                &path,
-                libc::O_PATH | libc::O_NOFOLLOW,
-                0,
-                fsutil::IN_ROOT,
-            ) else {
-                continue;
-            };
-            let st = fsutil::fstat(fd.as_fd()).ok()?;
-            if fsutil::is_dir(&st) {
-                return Some((st.st_mode & 0o7777, st.st_uid, st.st_gid));
-            }
-            return None;
-        }
-        None
     }
 
     fn mkdir(&mut self, pfd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<()> {

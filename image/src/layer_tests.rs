@@ -610,3 +610,74 @@ fn mutated_tar_input_never_escapes() {
     }
     s.assert_outside_untouched();
 }
+
+#[test]
+fn implicit_dirs_fixed_later_match_applying_with_lowers() {
+    // The lower layer: a/ 0700, a/b/ 0750, c/ 0711 (the parallel unpack's case: the upper
+    // layer is applied before the lower one is known, then fixed up).
+    let t = tempfile::tempdir().unwrap();
+    let lower = t.path().join("lower");
+    std::fs::create_dir(&lower).unwrap();
+    let mut l = Tar::new();
+    l.raw("a/", tar::EntryType::Directory, "", 0o700, b"");
+    l.raw("a/b/", tar::EntryType::Directory, "", 0o750, b"");
+    l.raw("c/", tar::EntryType::Directory, "", 0o711, b"");
+    apply(&lower, &l.finish()[..], &ApplyOptions::overlay(Vec::new())).unwrap();
+    // The upper layer implies a/, a/b/, c/ and d/ (not below), carries e/ itself.
+    let mut u = Tar::new();
+    u.file("a/b/f", "1").file("c/g", "2").file("d/h", "3");
+    u.raw("e/", tar::EntryType::Directory, "", 0o701, b"");
+    u.file("e/i", "4");
+    let upper = u.finish();
+
+    let with_lowers = t.path().join("with");
+    std::fs::create_dir(&with_lowers).unwrap();
+    let stats = apply(
+        &with_lowers,
+        &upper[..],
+        &ApplyOptions::overlay(vec![lower.clone()]),
+    )
+    .unwrap();
+    let mut implicit = stats.implicit_dirs.clone();
+    implicit.sort();
+    assert_eq!(
+        implicit,
+        vec![b"a".to_vec(), b"a/b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+    );
+
+    let later = t.path().join("later");
+    std::fs::create_dir(&later).unwrap();
+    let stats = apply(&later, &upper[..], &ApplyOptions::overlay(Vec::new())).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode(&later.join("a")),
+        0o755,
+        "before the fix-up: the default"
+    );
+    fix_implicit_dirs(
+        &later,
+        &stats.implicit_dirs,
+        std::slice::from_ref(&lower),
+        false,
+    )
+    .unwrap();
+    for d in ["a", "a/b", "c", "d", "e"] {
+        assert_eq!(
+            mode(&later.join(d)),
+            mode(&with_lowers.join(d)),
+            "{d}: fixed up later vs applied with lowers"
+        );
+    }
+    assert_eq!(mode(&later.join("a/b")), 0o750);
+    assert_eq!(mode(&later.join("d")), 0o755);
+    assert_eq!(mode(&later.join("e")), 0o701);
+    // A fix-up never follows a symlink out of the root.
+    let s = Sandbox::new();
+    std::os::unix::fs::symlink(&s.outside, s.root.join("x")).unwrap();
+    let lower2 = t.path().join("lower2");
+    std::fs::create_dir_all(lower2.join("x")).unwrap();
+    std::fs::set_permissions(lower2.join("x"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    fix_implicit_dirs(&s.root, &[b"x".to_vec()], &[lower2], false).unwrap();
+    assert_eq!(mode(&s.outside), 0o755);
+    s.assert_outside_untouched();
+}

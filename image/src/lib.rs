@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod images;
 pub mod import;
 pub mod layer;
+pub mod overlay;
 pub mod reference;
 pub mod registry;
 pub mod seccomp;

@@ -96,26 +96,8 @@ impl Mount {
                 Ok(())
             }
             "overlay" => {
-                let data = self.options.join(",");
-                if data.len() >= 4095 {
-                    return Err(Error::Unsupported(format!(
-                        "{} layers: overlay mount options too long ({} bytes)",
-                        self.options
-                            .iter()
-                            .find_map(|o| o.strip_prefix("lowerdir="))
-                            .map(|l| l.split(':').count())
-                            .unwrap_or(0),
-                        data.len()
-                    )));
-                }
-                mount(
-                    Some("overlay"),
-                    target,
-                    Some("overlay"),
-                    MsFlags::empty(),
-                    Some(data.as_str()),
-                )
-                .ctx("mount overlay on", target)
+                crate::overlay::mount(&self.options, target, crate::overlay::Strategy::Auto)?;
+                Ok(())
             }
             other => Err(Error::Unsupported(format!("mount type {other}"))),
         }
@@ -274,13 +256,24 @@ impl Snapshotter {
         kind: Kind,
         diff: bool,
     ) -> Result<PathBuf> {
+        self.create_active_checked(key, parent, kind, diff, true)
+    }
+
+    fn create_active_checked(
+        &self,
+        key: &str,
+        parent: Option<&Digest>,
+        kind: Kind,
+        diff: bool,
+        check_parent: bool,
+    ) -> Result<PathBuf> {
         if !valid_key(key) {
             return Err(Error::invalid(
                 "snapshot key",
                 format!("{key:?}: use letters, digits, '.', '_', '-'"),
             ));
         }
-        if let Some(p) = parent {
+        if let (Some(p), true) = (parent, check_parent) {
             if !self.exists(p) {
                 return Err(Error::NotFound(format!("parent snapshot {p}")));
             }
@@ -352,6 +345,15 @@ impl Snapshotter {
         Ok((dir.join("fs"), lowers))
     }
 
+    /// Like `prepare_diff`, for a layer unpacked while its parent is still being unpacked
+    /// (parallel unpack): the parent need not be committed yet (it must be before this one is:
+    /// `commit_all` in order), and no lowers are returned; the directories the layer implies get
+    /// their attributes later (`layer::fix_implicit_dirs`). Returns the directory to apply to.
+    pub fn prepare_diff_detached(&self, key: &str, parent: Option<&Digest>) -> Result<PathBuf> {
+        let dir = self.create_active_checked(key, parent, Kind::Active, true, false)?;
+        Ok(dir.join("fs"))
+    }
+
     /// The mounts of active snapshot or view `key`.
     pub fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         let info = self.active_info(key)?;
@@ -400,27 +402,47 @@ impl Snapshotter {
     /// Commit active snapshot `key` as `name`. Returns false when `name` already existed (the
     /// active snapshot is then removed: another process committed the same content first).
     pub fn commit(&self, name: &Digest, key: &str) -> Result<bool> {
-        let mut info = self.active_info(key)?;
-        if info.kind != Kind::Active {
-            return Err(Error::invalid(
-                "commit",
-                format!("{key} is not an active snapshot"),
-            ));
+        Ok(self.commit_all(&[(name, key)])?[0])
+    }
+
+    /// Commit active snapshots (`(name, key)`, parents before children) with one `syncfs` for
+    /// all: each one's content and info are on disk before any of them becomes visible under
+    /// its name. Returns, for each, whether it was committed (false: `name` already existed, the
+    /// active snapshot is removed). On an error, the ones before it are committed and the rest
+    /// left active (the caller removes them).
+    pub fn commit_all(&self, items: &[(&Digest, &str)]) -> Result<Vec<bool>> {
+        for (_, key) in items {
+            let mut info = self.active_info(key)?;
+            if info.kind != Kind::Active {
+                return Err(Error::invalid(
+                    "commit",
+                    format!("{key} is not an active snapshot"),
+                ));
+            }
+            let dir = self.active_dir(key);
+            let _ = fsutil::remove_path(&dir.join("work"));
+            info.kind = Kind::Committed;
+            info.created = now();
+            fsutil::write_atomic(&dir.join("info.json"), &serde_json::to_vec_pretty(&info)?)?;
         }
-        let dir = self.active_dir(key);
-        let _ = fsutil::remove_path(&dir.join("work"));
-        info.kind = Kind::Committed;
-        info.created = now();
-        fsutil::write_atomic(&dir.join("info.json"), &serde_json::to_vec_pretty(&info)?)?;
-        fsutil::syncfs(&dir)?;
-        let dest = self.committed_dir(name);
-        if fsutil::rename_noreplace(&dir, &dest)? {
+        if let Some((_, key)) = items.first() {
+            fsutil::syncfs(&self.active_dir(key))?;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (name, key) in items {
+            let dir = self.active_dir(key);
+            let dest = self.committed_dir(name);
+            if fsutil::rename_noreplace(&dir, &dest)? {
+                out.push(true);
+            } else {
+                fsutil::remove_path(&dir)?;
+                out.push(false);
+            }
+        }
+        if out.iter().any(|&c| c) {
             fsutil::sync_dir(&self.root.join("committed"))?;
-            Ok(true)
-        } else {
-            fsutil::remove_path(&dir)?;
-            Ok(false)
         }
+        Ok(out)
     }
 
     /// Remove active snapshot or view `key` (unmount it first).
