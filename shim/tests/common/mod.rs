@@ -493,6 +493,11 @@ impl Drop for Env {
         for id in &self.ids {
             let _ = std::fs::remove_file(shim_socket(&self.sock, &self.ns, id));
         }
+        // The runtimes' state roots for our namespace (the shims' default Root/<namespace>),
+        // empty once every container is deleted.
+        for rt in ["berth", "runc"] {
+            let _ = std::fs::remove_dir(Path::new("/run/containerd").join(rt).join(&self.ns));
+        }
         let _ = Command::new("rm")
             .arg("-rf")
             .arg("--one-file-system")
