@@ -79,7 +79,7 @@ fn real_main() -> Result<ExitCode, String> {
     fixture::build_rootfs(&rootfs)?;
 
     let root = PathBuf::from("/run/berth-test").join(&name);
-    let rt = Runtime::new(path.clone(), root, io)?;
+    let rt = Runtime::new(path.clone(), root.clone(), io)?;
     println!("runtime {} ({})", path.display(), rt.version);
     let parents_before = cgroup_parents();
     let ctx = Ctx::new(rt, tmp.clone(), rootfs);
@@ -132,6 +132,9 @@ fn real_main() -> Result<ExitCode, String> {
             .args(["-rf", "--one-file-system"])
             .arg(&tmp)
             .status();
+        // The runtime's --root (empty now) and its parent, unless another run uses it.
+        let _ = fs::remove_dir(&root);
+        let _ = fs::remove_dir("/run/berth-test");
     } else {
         println!("(kept {} for inspection)", tmp.display());
     }
