@@ -900,18 +900,8 @@ impl Shim {
         // Output still waiting in the pipe for containerd's reader (its client has not
         // connected yet): announce the exit once it got there, or after 2 s, so that the client
         // does not give up on its stdio before the bytes arrive.
-        let waiting = self
-            .containers
-            .get(&key.0)
-            .and_then(|c| Self::proc_ref(c, &key.1).ok())
-            .is_some_and(|p| {
-                p.pumps.iter().any(|t| {
-                    self.pumps.get(t).is_some_and(|(pump, _)| !pump.is_stdin)
-                        && self.output_waits_for_reader(*t)
-                })
-            });
         // Exits of one container keep their order.
-        let waiting = waiting || self.held_exits.iter().any(|h| h.2 .0 == key.0);
+        let waiting = self.output_unread(&key) || self.held_exits.iter().any(|h| h.2 .0 == key.0);
         if waiting {
             crate::debug!("exit of {}/{} held until its output is read", key.0, key.1);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
@@ -919,6 +909,19 @@ impl Shim {
             return;
         }
         self.announce_exit(pid, key, exit_status, at);
+    }
+
+    /// Does an output pump of this process still hold bytes for a fifo without a reader?
+    fn output_unread(&self, key: &ProcKey) -> bool {
+        self.containers
+            .get(&key.0)
+            .and_then(|c| Self::proc_ref(c, &key.1).ok())
+            .is_some_and(|p| {
+                p.pumps.iter().any(|t| {
+                    self.pumps.get(t).is_some_and(|(pump, _)| !pump.is_stdin)
+                        && self.output_waits_for_reader(*t)
+                })
+            })
     }
 
     /// Announce held exits whose output went out (or whose time is up).
@@ -933,17 +936,7 @@ impl Shim {
                 self.held_exits.push((deadline, pid, key, status, at));
                 continue;
             }
-            let waiting = self
-                .containers
-                .get(&key.0)
-                .and_then(|c| Self::proc_ref(c, &key.1).ok())
-                .is_some_and(|p| {
-                    p.pumps.iter().any(|t| {
-                        self.pumps.get(t).is_some_and(|(pump, _)| !pump.is_stdin)
-                            && self.output_waits_for_reader(*t)
-                    })
-                });
-            if waiting && now < deadline {
+            if self.output_unread(&key) && now < deadline {
                 self.held_exits.push((deadline, pid, key, status, at));
             } else {
                 self.announce_exit(pid, key, status, at);
