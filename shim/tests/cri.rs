@@ -191,11 +191,6 @@ state = "{d}/state"
     }
 
     fn start_containerd(&mut self) -> Result<(), String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("containerd.log"))
-            .map_err(|e| e.to_string())?;
         let mut cmd = Command::new("containerd");
         // io.containerd.berth.v2 -> containerd-shim-berth-v2: the binary under test first.
         let shim_dir = common::shim_binary()
@@ -208,17 +203,7 @@ state = "{d}/state"
             "PATH",
             std::env::join_paths(paths).map_err(|e| e.to_string())?,
         );
-        if std::env::var_os("BERTH_SHIM_E2E_SAVE_LOG").is_some() {
-            cmd.env("BERTH_SHIM_DEBUG", "1");
-        }
-        let child = cmd
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting containerd: {e}"))?;
+        let child = common::spawn_containerd(cmd, &self.config, &self.dir)?;
         self.containerd = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

@@ -28,6 +28,30 @@ pub struct Env {
     pub ids: Vec<String>,
 }
 
+/// Start `cmd` (containerd) with `--config CONFIG`, its output appended to DIR/containerd.log
+/// (with the shims' debug lines when BERTH_SHIM_E2E_SAVE_LOG asks for a saved log).
+pub fn spawn_containerd(
+    mut cmd: Command,
+    config: &Path,
+    dir: &Path,
+) -> Result<std::process::Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .map_err(|e| e.to_string())?;
+    if std::env::var_os("BERTH_SHIM_E2E_SAVE_LOG").is_some() {
+        cmd.env("BERTH_SHIM_DEBUG", "1");
+    }
+    cmd.arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting containerd: {e}"))
+}
+
 /// containerd 1.6's shim socket for a container: /run/containerd/s/sha256(address/ns/id).
 pub fn shim_socket(address: &Path, ns: &str, id: &str) -> PathBuf {
     use sha2::Digest;
@@ -223,23 +247,7 @@ impl Env {
     }
 
     pub fn start_containerd(&mut self) -> Result<(), String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("containerd.log"))
-            .map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("containerd");
-        if std::env::var_os("BERTH_SHIM_E2E_SAVE_LOG").is_some() {
-            cmd.env("BERTH_SHIM_DEBUG", "1"); // the shims' debug lines, for the saved log
-        }
-        let child = cmd
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting containerd: {e}"))?;
+        let child = spawn_containerd(Command::new("containerd"), &self.config, &self.dir)?;
         self.containerd = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
