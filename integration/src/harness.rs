@@ -83,9 +83,10 @@ macro_rules! ensure_eq {
     };
 }
 
-/// Poll `cond` every 20 ms until it is true or `timeout` passes; returns whether it became true.
+/// Poll `cond` every 20 ms until it is true or `timeout` (times `BERTH_TEST_TIMEOUT_SCALE`)
+/// passes; returns whether it became true.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + timeout * crate::runtime::timeout_scale();
     loop {
         if cond() {
             return true;

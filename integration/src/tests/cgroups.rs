@@ -1240,13 +1240,24 @@ fn cgroup_events_stats(ctx: &Ctx) -> TestResult {
     Ok(())
 }
 
-/// `events --interval 1s` in the background reports `{"type":"oom"}` when the container is
-/// OOM-killed.
+/// `events --interval 1s` in the background reports `{"type":"oom"}` when a process of the
+/// container is OOM-killed.
+///
+/// The hog runs as a child of the container's shell, which outlives it until the test has seen
+/// the event: runc 1.1 on cgroup v2 stops watching as soon as the cgroup is empty and can miss
+/// an OOM kill that empties it (its watcher may read `cgroup.events` first).
 fn cgroup_events_oom(ctx: &Ctx) -> TestResult {
     let mut b = ctx.bundle()?;
     b.cfg
         .set("/linux/resources/memory", json!({"limit": 32 * MIB}));
-    let shared = start_waiting(&mut b, MEMORY_HOG)?;
+    let hog = MEMORY_HOG.trim_start_matches("exec ");
+    let shared = start_waiting(
+        &mut b,
+        &format!(
+            "{hog}; {}",
+            WAIT_FOR_GO.replace("/shared/go", "/shared/end")
+        ),
+    )?;
     let events = Bg::start(&b, "events", &["events", "--interval", "1s", &b.id], None)?;
     // The first stats event shows that the runtime is watching.
     let ready = wait_until(Duration::from_secs(10), || {
@@ -1270,6 +1281,7 @@ fn cgroup_events_oom(ctx: &Ctx) -> TestResult {
         fail!("no oom event: {}", out.describe());
     };
     ensure_eq!(v["id"], b.id.as_str(), format!("oom event id ({v})"));
+    fs::write(shared.join("end"), "")?;
     b.wait_status("stopped")?;
     Ok(())
 }
