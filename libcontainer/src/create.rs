@@ -143,7 +143,19 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let plan = Plan::new(spec);
     let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
     let flags = if plan.fast() { plan.clone_flags() } else { 0 };
-    let child = match sys::clone3(flags).map_err(|e| Error::sys("clone3", e))? {
+
+    // The cgroup exists before init: init is born in its cgroup2 directory and joins the v1
+    // hierarchies itself (see cgroups::spawn). Moving it from here would wait for the kernel's
+    // global threadgroup lock (an RCU grace period, 10-20 ms under containerd); only an init
+    // born in a new user namespace has to be moved, since it lacks the rights on the host.
+    cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
+    cg.create()?;
+    let unified = cg.open_unified()?;
+    let (child, rest) =
+        cgroups::spawn(flags, unified.as_ref()).map_err(|e| Error::sys("clone3", e))?;
+    drop(unified);
+    let parent_moves = plan.fast() && plan.new_userns();
+    let child = match child {
         None => {
             // In the child: become the container's init (or stage 1 of the slow path).
             drop(chan);
@@ -162,15 +174,21 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 seccomp: seccomp.as_ref(),
                 wait_go,
                 go_received: std::cell::Cell::new(false),
+                join_cgroup: None,
                 unshare_cgroupns,
                 in_new_userns: plan.new_userns(),
                 cgroupns: plan.has_cgroupns(),
             };
+            let join = (!parent_moves).then_some((cg.as_ref(), rest));
             if plan.fast() {
-                crate::init::run(ctx(true, plan.new_cgroupns(), child_chan));
+                let ctx = InitContext {
+                    join_cgroup: join,
+                    ..ctx(true, plan.new_cgroupns(), child_chan)
+                };
+                crate::init::run(ctx);
             }
             let stage_chan = child_chan;
-            namespaces::stage1(&plan, &stage_chan, || {
+            namespaces::stage1(&plan, &stage_chan, join, || {
                 match stage_chan.duplicate() {
                     Ok(chan) => crate::init::run(ctx(false, false, chan)),
                     // SAFETY: _exit in a forked child; stage 1 reports the lost init.
@@ -184,14 +202,14 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let stage1_pid = child.pid;
     cleanup.child = Some((child.pid, child.pidfd, true));
 
-    // The cgroup is made while init already prepares the rootfs (on another core); init waits
-    // for Go before anything that must happen inside it.
-    cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
-    cg.create()?;
+    // Resources are applied while init already prepares the rootfs (on another core); init
+    // waits for Go before anything that must happen under them.
     if let Some(r) = linux.resources() {
         cg.apply(r, linux.devices().as_deref().unwrap_or_default())?;
     }
-    cg.add(child.pid)?;
+    if parent_moves {
+        cg.add(child.pid, rest)?;
+    }
     if plan.fast() && plan.new_userns() {
         namespaces::write_id_maps(child.pid, spec).map_err(|e| Error::sys("write id maps", e))?;
     }

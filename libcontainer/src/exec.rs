@@ -100,10 +100,18 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
         .map(crate::seccomp::compile)
         .transpose()?;
     let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
-    let child = match sys::clone3(0).map_err(|e| Error::sys("clone3", e))? {
+    // Born in the container's cgroup2 directory, the child joins the v1 hierarchies itself
+    // (see cgroups::spawn): no move from here, which would wait for a global lock.
+    let cg = cgroups::manager_for(&l.state.cgroup);
+    let unified = cg.open_unified()?;
+    let (child, cg_rest) =
+        cgroups::spawn(0, unified.as_ref()).map_err(|e| Error::sys("clone3", e))?;
+    drop(unified);
+    let child = match child {
         None => {
             drop(chan);
             let child = ExecChild {
+                cgroup: (cg.as_ref(), cg_rest),
                 process: &opts.process,
                 personality,
                 init_fd: &init_fd,
@@ -131,9 +139,6 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
         e
     };
-    cgroups::manager_for(&l.state.cgroup)
-        .add(child.pid)
-        .map_err(|e| kill_child(e.into()))?;
     chan.send(&Msg::Go)
         .map_err(|e| kill_child(Error::sys("sync with exec process", e)))?;
     let mut pty = None;
@@ -174,6 +179,8 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
 
 /// The exec'd process before it execs.
 struct ExecChild<'a> {
+    /// The container's cgroup and the hierarchies still to join.
+    cgroup: (&'a dyn cgroups::Manager, cgroups::Hierarchies),
     process: &'a Process,
     personality: Option<&'a oci_spec::runtime::LinuxPersonality>,
     /// The container's init (namespaces are joined through it).
@@ -193,6 +200,7 @@ impl ExecChild<'_> {
     /// The same steps (and order) as init's, minus the rootfs.
     fn setup(&self) -> init::Result<std::convert::Infallible> {
         let (process, chan) = (self.process, self.chan);
+        init::join_cgroup(self.cgroup.0, self.cgroup.1)?;
         match chan.recv() {
             Ok(Some(Msg::Go)) => {}
             _ => {

@@ -99,8 +99,17 @@ impl Plan {
 
 /// Stage 1 of the slow path: join, unshare, fork init. Runs in the first child; `init` is what
 /// the forked init runs. Never returns.
-pub fn stage1(plan: &Plan, chan: &Channel, init: impl FnOnce()) -> ! {
+pub fn stage1(
+    plan: &Plan,
+    chan: &Channel,
+    cgroup: Option<(&dyn crate::cgroups::Manager, crate::cgroups::Hierarchies)>,
+    init: impl FnOnce(),
+) -> ! {
     let r = (|| -> Result<i32, InitError> {
+        // Init inherits the cgroup from stage 1, which joins it before anything else.
+        if let Some((cg, which)) = cgroup {
+            crate::init::join_cgroup(cg, which)?;
+        }
         match chan.recv() {
             Ok(Some(Msg::Go)) => {}
             _ => {

@@ -29,9 +29,23 @@ pub struct Child {
 /// clone3(2) without CLONE_VM: a fork that may also create namespaces. The caller must be
 /// single-threaded (berth never starts threads), so the child may allocate freely.
 pub fn clone3(namespace_flags: u64) -> io::Result<Option<Child>> {
+    clone3_into(namespace_flags, None)
+}
+
+/// include/uapi/linux/sched.h (libc's constant is a c_int, too narrow for it).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// [`clone3`], with the child born in the cgroup2 directory `cgroup` (CLONE_INTO_CGROUP,
+/// Linux 5.7): no later write of its pid to `cgroup.procs`, which waits for the global
+/// threadgroup lock.
+pub fn clone3_into(namespace_flags: u64, cgroup: Option<BorrowedFd>) -> io::Result<Option<Child>> {
     let mut pidfd: RawFd = -1;
     let mut args: libc::clone_args = unsafe_zeroed_clone_args();
     args.flags = namespace_flags | libc::CLONE_PIDFD as u64;
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
     args.pidfd = &mut pidfd as *mut RawFd as u64;
     args.exit_signal = libc::SIGCHLD as u64;
     // SAFETY: args is a valid clone_args of the size passed; without CLONE_VM the child gets its

@@ -31,6 +31,7 @@ use crate::{ensure, ensure_eq, fail, skip};
 pub fn tests() -> Vec<Test> {
     crate::tests![
         cgroup_dirs_follow_cgroups_path,
+        cgroup_every_process_in_every_hierarchy,
         cgroup_memory_limit_oom_kill,
         cgroup_memory_reservation,
         cgroup_memory_swap,
@@ -444,6 +445,77 @@ fn cgroup_dirs_follow_cgroups_path(ctx: &Ctx) -> TestResult {
             dir.display()
         );
     }
+    Ok(())
+}
+
+/// Every process of a container is in the container's cgroup in every hierarchy (each v1
+/// hierarchy and cgroup2, which hybrid hosts have too), whichever way it got there. berth has
+/// three: init born in the cgroup2 directory (CLONE_INTO_CGROUP) that joins the v1 hierarchies
+/// itself; init in a new user namespace, which lacks the rights to and is moved by the runtime;
+/// init forked by stage 1 (here: a namespace joined by path). The exec'd process is born in
+/// the cgroup2 directory and joins the v1 ones itself, as init does.
+fn cgroup_every_process_in_every_hierarchy(ctx: &Ctx) -> TestResult {
+    let mut a = ctx.bundle()?;
+    let cg = Cg::of(&a)?;
+    start_waiting(&mut a, "true")?;
+    let pid = a.pid()?;
+    in_every_hierarchy(&cg, pid, "init")?;
+
+    let pid_file = a.dir.join("exec.pid");
+    ctx.rt
+        .exec(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            &pid_file.to_string_lossy(),
+            &a.id,
+            "sleep",
+            "60",
+        ])
+        .ok()?;
+    let exec_pid: u32 = fs::read_to_string(&pid_file)?
+        .trim()
+        .parse()
+        .map_err(|e| Failure::Fail(format!("{}: {e}", pid_file.display())))?;
+    in_every_hierarchy(&cg, exec_pid, "the exec'd process")?;
+
+    let mut b = ctx.bundle()?;
+    b.cfg.ns_join("uts", &format!("/proc/{pid}/ns/uts"));
+    start_waiting(&mut b, "true")?;
+    in_every_hierarchy(&Cg::of(&b)?, b.pid()?, "init forked by stage 1")?;
+
+    let mut c = ctx.bundle()?;
+    c.cfg.ns_add("user");
+    let st = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(c.rootfs())
+        .status()?;
+    ensure!(st.success(), "chown of the rootfs failed");
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    c.cfg.set("/linux/uidMappings", map.clone());
+    c.cfg.set("/linux/gidMappings", map);
+    start_waiting(&mut c, "true")?;
+    in_every_hierarchy(&Cg::of(&c)?, c.pid()?, "init in a new user namespace")
+}
+
+/// Require every line of `/proc/<pid>/cgroup` to name `cg`'s path, and one to be cgroup2's
+/// where a cgroup2 hierarchy is mounted.
+fn in_every_hierarchy(cg: &Cg, pid: u32, who: &str) -> TestResult {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    for line in text.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+        ensure_eq!(
+            path,
+            cg.path.as_str(),
+            format!("cgroup of {who} (pid {pid}) in {line:?}")
+        );
+    }
+    let cgroup2 =
+        cg.layout == Layout::V2 || Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists();
+    ensure!(
+        !cgroup2 || text.lines().any(|l| l.starts_with("0::")),
+        "{who} (pid {pid}) is in no cgroup2 cgroup: {text:?}"
+    );
     Ok(())
 }
 

@@ -1,11 +1,13 @@
 //! The cgroupfs manager: one directory per mounted hierarchy.
 
 use std::io::{ErrorKind, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
 
-use super::{CgroupError, CgroupPaths, Manager};
+use super::{CgroupError, CgroupPaths, Hierarchies, Manager};
 
 pub struct FsManager {
     paths: CgroupPaths,
@@ -140,6 +142,15 @@ impl FsManager {
     pub fn from_paths(paths: CgroupPaths) -> FsManager {
         FsManager { paths }
     }
+
+    /// The (controllers, directory) of the hierarchies `which`.
+    fn dirs(&self, which: Hierarchies) -> impl Iterator<Item = (&str, &Path)> {
+        self.paths
+            .dirs
+            .iter()
+            .filter(move |(c, _)| which == Hierarchies::All || !c.is_empty())
+            .map(|(c, d)| (c.as_str(), d.as_path()))
+    }
 }
 
 fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -194,19 +205,30 @@ fn freeze_v2(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
 }
 
 /// A new cpuset cgroup starts with no cpus and mems; copy them from the parent (runc does too),
-/// else no process can join it.
-fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
+/// else no process can join it. A parent that is empty as well was just made by a concurrent
+/// create that has not filled it yet: it is filled the same way first, up to the mount point
+/// `root` (runc's cpusetEnsureParent), so that two creates under one new parent cannot leave
+/// either child empty (ENOSPC when joining).
+fn init_cpuset(dir: &Path, root: &Path) -> Result<(), CgroupError> {
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let p = dir.join(file);
-        let cur = std::fs::read_to_string(&p).map_err(|e| CgroupError::io("read", &p, e))?;
-        if cur.trim().is_empty() {
-            let parent = dir.parent().unwrap_or(dir).join(file);
-            let v = std::fs::read_to_string(&parent)
-                .map_err(|e| CgroupError::io("read", &parent, e))?;
-            write_file(&p, v.trim())?;
-        }
+        cpuset_value(dir, file, root)?;
     }
     Ok(())
+}
+
+fn cpuset_value(dir: &Path, file: &str, root: &Path) -> Result<String, CgroupError> {
+    let p = dir.join(file);
+    let cur = std::fs::read_to_string(&p).map_err(|e| CgroupError::io("read", &p, e))?;
+    let cur = cur.trim();
+    if !cur.is_empty() || dir == root || !dir.starts_with(root) {
+        return Ok(cur.to_string());
+    }
+    let Some(parent) = dir.parent() else {
+        return Ok(cur.to_string());
+    };
+    let v = cpuset_value(parent, file, root)?;
+    write_file(&p, &v)?;
+    Ok(v)
 }
 
 impl Manager for FsManager {
@@ -217,25 +239,14 @@ impl Manager for FsManager {
     fn create(&self) -> Result<(), CgroupError> {
         for (controllers, dir) in &self.paths.dirs {
             let is_cpuset = controllers.split(',').any(|c| c == "cpuset");
-            // Create level by level so that each new cpuset level gets its parent's values.
-            let mut missing = Vec::new();
-            let mut d = dir.as_path();
-            while !d.exists() {
-                missing.push(d.to_path_buf());
-                d = match d.parent() {
-                    Some(p) => p,
-                    None => break,
-                };
-            }
-            for m in missing.iter().rev() {
-                match std::fs::create_dir(m) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(CgroupError::io("mkdir", m, e)),
-                }
-                if is_cpuset {
-                    init_cpuset(m)?;
-                }
+            std::fs::create_dir_all(dir).map_err(|e| CgroupError::io("mkdir", dir, e))?;
+            if is_cpuset {
+                let root = self
+                    .paths
+                    .mounts
+                    .get(controllers)
+                    .map_or(Path::new("/sys/fs/cgroup/cpuset"), |m| m.as_path());
+                init_cpuset(dir, root)?;
             }
         }
         if self.paths.is_unified() {
@@ -253,12 +264,39 @@ impl Manager for FsManager {
         super::v1::apply(&self.paths, r, devs)
     }
 
-    fn add(&self, pid: i32) -> Result<(), CgroupError> {
+    fn add(&self, pid: i32, which: Hierarchies) -> Result<(), CgroupError> {
         let pid = pid.to_string();
-        for dir in self.paths.dirs.values() {
+        for (_, dir) in self.dirs(which) {
             write_file(&dir.join("cgroup.procs"), &pid)?;
         }
         Ok(())
+    }
+
+    fn join_self(&self, which: Hierarchies) -> Result<(), CgroupError> {
+        for (controllers, dir) in self.dirs(which) {
+            // "0" is the writer. v1's `tasks` moves one thread, which the kernel does without
+            // the global threadgroup lock; cgroup2 has no such file for domain cgroups.
+            let file = if controllers.is_empty() {
+                "cgroup.procs"
+            } else {
+                "tasks"
+            };
+            write_file(&dir.join(file), "0")?;
+        }
+        Ok(())
+    }
+
+    fn open_unified(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        let Some(dir) = self.paths.unified() else {
+            return Ok(None);
+        };
+        nix::fcntl::open(
+            dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(Some)
+        .map_err(|e| CgroupError::io("open", dir, e.into()))
     }
 
     fn pids(&self) -> Result<Vec<i32>, CgroupError> {
@@ -334,6 +372,42 @@ mod tests {
             .map(|h| h.controllers)
             .collect();
         assert_eq!(names, ["cpu", "memory", "name=systemd"]);
+    }
+
+    /// Two creates under one new parent: the second finds the parent made but not filled yet.
+    /// Its child must still get cpus and mems (the parent is filled on the way).
+    #[test]
+    fn cpuset_fills_an_empty_parent_first() {
+        let tmp = std::env::temp_dir().join(format!("berth-cpuset-{}", std::process::id()));
+        let leaf = tmp.join("parent/leaf");
+        std::fs::create_dir_all(&leaf).unwrap();
+        for (dir, cpus, mems) in [
+            (&tmp, "0-3", "0"),
+            (&tmp.join("parent"), "", ""),
+            (&leaf, "", ""),
+        ] {
+            std::fs::write(dir.join("cpuset.cpus"), cpus).unwrap();
+            std::fs::write(dir.join("cpuset.mems"), mems).unwrap();
+        }
+        init_cpuset(&leaf, &tmp).unwrap();
+        for dir in [tmp.join("parent"), leaf.clone()] {
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cpuset.cpus")).unwrap(),
+                "0-3"
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cpuset.mems")).unwrap(),
+                "0"
+            );
+        }
+        // A level that has values keeps them.
+        std::fs::write(leaf.join("cpuset.cpus"), "1").unwrap();
+        init_cpuset(&leaf, &tmp).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(leaf.join("cpuset.cpus")).unwrap(),
+            "1"
+        );
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

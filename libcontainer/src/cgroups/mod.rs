@@ -10,6 +10,7 @@ pub mod v1;
 pub mod v2;
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
@@ -95,14 +96,52 @@ pub trait Manager {
     /// Apply `linux.resources`, plus the device rules for the container's `linux.devices`.
     fn apply(&self, resources: &LinuxResources, devices: &[LinuxDevice])
         -> Result<(), CgroupError>;
-    /// Move a process into the cgroup.
-    fn add(&self, pid: i32) -> Result<(), CgroupError>;
+    /// Move another process into the cgroup (the hierarchies `which`). Waits for the kernel's
+    /// global threadgroup lock: a new process is better born in the cgroup ([`spawn`]).
+    fn add(&self, pid: i32, which: Hierarchies) -> Result<(), CgroupError>;
+    /// Move the calling process, which must be single-threaded, into the cgroup (the
+    /// hierarchies `which`). On v1 it moves its one thread through `tasks`, which takes no
+    /// global lock.
+    fn join_self(&self, which: Hierarchies) -> Result<(), CgroupError>;
+    /// The cgroup2 directory, opened to clone a process into it; `None` without cgroup2.
+    fn open_unified(&self) -> Result<Option<OwnedFd>, CgroupError>;
     /// The pids in the cgroup.
     fn pids(&self) -> Result<Vec<i32>, CgroupError>;
     /// Remove the cgroup directories this container made (never a parent).
     fn destroy(&self) -> Result<(), CgroupError>;
     /// Freeze (pause) or thaw (resume) every process of the cgroup; returns once done.
     fn freeze(&self, frozen: bool) -> Result<(), CgroupError>;
+}
+
+/// Which of a container's hierarchies a move covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hierarchies {
+    All,
+    /// Every one but cgroup2 (the process was born there).
+    ExceptUnified,
+}
+
+/// Clone a process (as [`crate::sys::clone3`]) into the container's cgroup2 directory
+/// `unified` (from [`Manager::open_unified`]) where the kernel can; returns the hierarchies
+/// the process still has to join: all of them where the kernel predates CLONE_INTO_CGROUP.
+pub fn spawn(
+    flags: u64,
+    unified: Option<&OwnedFd>,
+) -> std::io::Result<(Option<crate::sys::Child>, Hierarchies)> {
+    let Some(fd) = unified else {
+        return Ok((crate::sys::clone3(flags)?, Hierarchies::All));
+    };
+    match crate::sys::clone3_into(flags, Some(fd.as_fd())) {
+        Ok(child) => Ok((child, Hierarchies::ExceptUnified)),
+        // Linux < 5.7: an unknown flag (EINVAL) or a larger clone_args (E2BIG).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::E2BIG)) => {
+            Ok((crate::sys::clone3(flags)?, Hierarchies::All))
+        }
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("clone3 into the container's cgroup2 directory: {e}"),
+        )),
+    }
 }
 
 /// Choose the manager for `cgroupsPath` of container `id`.

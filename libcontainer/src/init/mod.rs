@@ -111,6 +111,24 @@ pub(crate) fn setup_console(
     )
 }
 
+/// Move the calling process (init, stage 1 or an exec'd process: single-threaded, and still
+/// outside any new user namespace) into the container's cgroup. It is the first step of each,
+/// so the cgroup namespace init unshares later is rooted there.
+pub(crate) fn join_cgroup(
+    cg: &dyn crate::cgroups::Manager,
+    which: crate::cgroups::Hierarchies,
+) -> Result<()> {
+    use crate::cgroups::CgroupError;
+    cg.join_self(which).map_err(|e| match e {
+        CgroupError::Io { what, path, err } => InitError::new(
+            format!("join the container's cgroup ({what})"),
+            Some(&path),
+            err,
+        ),
+        e => InitError::msg("join the container's cgroup", None, e.to_string()),
+    })
+}
+
 /// How init learns that it may exec the user's process.
 pub enum StartSignal {
     /// `create`: block opening the exec fifo (an O_PATH fd) until `berth start` opens it.
@@ -138,6 +156,8 @@ pub struct InitContext<'a> {
     pub wait_go: bool,
     /// Set once Go has arrived (see [`InitContext::await_go`]).
     pub go_received: std::cell::Cell<bool>,
+    /// The container's cgroup, when init moves itself there (else the parent moves it).
+    pub join_cgroup: Option<(&'a dyn crate::cgroups::Manager, crate::cgroups::Hierarchies)>,
     /// Whether init itself unshares the cgroup namespace, after joining its cgroup.
     pub unshare_cgroupns: bool,
     /// Whether init is in a user namespace it created (devices are bind-mounted, not made).
@@ -201,6 +221,9 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     let process = spec.process().as_ref().expect("validated");
     let linux = spec.linux().as_ref().expect("validated");
     crate::sys::umask(0);
+    if let Some((cg, which)) = ctx.join_cgroup {
+        join_cgroup(cg, which)?;
+    }
 
     // Without a new user namespace init may prepare the rootfs while the parent still makes
     // the cgroup; with one, it must first have its id maps.
