@@ -7,6 +7,7 @@
 #   (c) `RUNTIME exec` of /bin/true into a running container (one per runtime, own cgroup)
 #   (d) (b) with a typical resource block: memory limit+reservation, cpu shares/quota/period,
 #       pids limit, and the default deny-all device rule plus the default allow list
+# for berth (also installed on a read-only mount, which spares its protective re-exec),
 # on one busybox bundle (hack/mkbundle.sh, absolute cgroupsPath /berth/<bundle name>),
 # a fresh container id per iteration and a --root directory of the benchmark's own per
 # runtime; then the peak RSS (GNU time %M, max over RSS_RUNS `run`s of /bin/true) of
@@ -45,6 +46,8 @@ CRUN=${CRUN:-/usr/bin/crun}
 CRUN_NS=${CRUN_NS:-nsenter}
 CGROUP_PARENT=/berth
 NSHOLDER=""
+RO_MOUNT=""
+RO_ROW="berth (read-only install)"
 
 while getopts 'n:o:h' opt; do
 	case $opt in
@@ -113,6 +116,7 @@ cleanup() {
 		[[ -d $d && " ${cgparent_existed[*]} " != *" $d "* ]] || continue
 		rmdir "$d" 2>/dev/null || true
 	done
+	if [[ -n $RO_MOUNT ]]; then umount "$RO_MOUNT" || leftover=1; fi
 	rm -rf --one-file-system "$work" || leftover=1
 	((leftover == 0)) || log "warning: some of $work or its cgroups could not be removed"
 	exit "$rc"
@@ -215,6 +219,15 @@ add_runtime() {
 add_runtime berth "$BERTH" "build it with: cargo build --release"
 add_runtime runc "$RUNC"
 add_runtime crun "$CRUN"
+# berth installed on a read-only mount, as libcontainer/src/sealed.rs describes: it then
+# skips the re-exec that protects a writable binary (CVE-2019-5736). The bind mount is
+# this run's own, made on a copy in the work dir, and is removed on exit.
+if [[ -n ${CMD[berth]:-} ]]; then
+	mkdir -p "$work/ro" && cp "$BERTH" "$work/ro/berth"
+	mount --bind "$work/ro" "$work/ro" && RO_MOUNT=$work/ro
+	mount -o remount,bind,ro "$work/ro"
+	add_runtime "$RO_ROW" "$work/ro/berth"
+fi
 # berth through the very wrapper crun needs here: a like-for-like comparison with crun.
 if [[ -n $NSPREFIX && -n ${CMD[berth]:-} && -n ${CMD[crun]:-} ]]; then
 	add_runtime "berth (crun's wrapper)" "$BERTH"
@@ -263,7 +276,7 @@ hyperfine --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" 
 # --- peak RSS -----------------------------------------------------------------------------
 declare -A RSS # runtime -> max KiB
 for rt in "${RUNTIMES[@]}"; do
-	[[ $rt == "berth (crun's wrapper)" ]] && continue # same binary as the berth row
+	[[ $rt == "berth (crun's wrapper)" || $rt == "$RO_ROW" ]] && continue # berth's binary again
 	rssfile=$work/rss-$rt
 	if [[ $rt == crun && -n $NSPREFIX ]]; then
 		# Measure inside the namespace so that the wrapper's processes are not counted.
@@ -341,6 +354,12 @@ if [[ -n $wrap_ms ]]; then rows+=("crun - wrapper"); fi
 			"(median). The crun row includes it once for run and three times for create+start+delete;" \
 			"the \"crun − wrapper\" row subtracts that and is the reference of the ÷ crun columns." \
 			"crun's RSS is measured inside the namespace (wrapper not counted)."
+		echo
+	fi
+	if [[ -n ${RUN[$RO_ROW]:-} ]]; then
+		echo "\"$RO_ROW\": the same binary on a read-only bind mount, from which berth needs no" \
+			"re-exec to protect itself against CVE-2019-5736 (libcontainer/src/sealed.rs); the default" \
+			"\"berth\" row pays that re-exec on each create, run and exec."
 		echo
 	fi
 	echo "Peak RSS: GNU time %M (max RSS of the runtime and its reaped children, i.e. its init" \
