@@ -258,7 +258,7 @@ pub fn mount_set_readonly(fd: BorrowedFd) -> io::Result<()> {
 }
 
 /// ioctl(2) with an integer argument.
-pub fn ioctl_int(fd: BorrowedFd, req: libc::c_ulong, arg: libc::c_int) -> io::Result<libc::c_int> {
+pub fn ioctl_int(fd: BorrowedFd, req: libc::Ioctl, arg: libc::c_int) -> io::Result<libc::c_int> {
     // SAFETY: the request takes an int by value; no memory is passed.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) };
     if r < 0 {
@@ -268,7 +268,7 @@ pub fn ioctl_int(fd: BorrowedFd, req: libc::c_ulong, arg: libc::c_int) -> io::Re
 }
 
 /// ioctl(2) with a pointer to a `T` the kernel reads or fills.
-pub fn ioctl_ptr<T>(fd: BorrowedFd, req: libc::c_ulong, arg: &mut T) -> io::Result<()> {
+pub fn ioctl_ptr<T>(fd: BorrowedFd, req: libc::Ioctl, arg: &mut T) -> io::Result<()> {
     // SAFETY: arg is a valid, exclusive `T` of the layout this request uses (callers pass the
     // request's own type: c_int for TIOCGPTN/TIOCSPTLCK, winsize for TIOCSWINSZ/TIOCGWINSZ).
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg as *mut T) };

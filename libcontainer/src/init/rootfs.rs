@@ -221,7 +221,8 @@ fn current_flags(fd: BorrowedFd) -> u64 {
         (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
         (FsFlags::ST_NOATIME, libc::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+        // ST_RELATIME (4096): nix names it on glibc only.
+        (FsFlags::from_bits_retain(4096), libc::MS_RELATIME),
     ] {
         if f.contains(st_flag) {
             out |= ms;
