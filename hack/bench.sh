@@ -29,7 +29,7 @@
 #              call; ~1 ms per call) or unshare (a generated wrapper script doing
 #              `unshare -m` + mount per call; ~4 ms per call, and crun's create+start+
 #              delete measured this way stays ~5 ms slower even after subtracting it)
-#   BERTH, RUNC, CRUN  binaries (defaults: target/x86_64-unknown-linux-gnu/release/berth, /usr/sbin/runc,
+#   BERTH, RUNC, CRUN  binaries (defaults: $BIN_DIR/berth, /usr/sbin/runc,
 #              /usr/bin/crun); a missing or failing one is skipped with a message.
 # Everything it creates (containers, bundle, root dirs, cgroups) is removed on exit.
 set -euo pipefail

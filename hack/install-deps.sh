@@ -29,6 +29,7 @@ PACKAGES=(
 	linux-image-amd64 # the cgroup v2 VM's kernel and modules (/boot/vmlinuz-*, /lib/modules)
 	python3-grpcio    # the shim's CRI test (shim/tests/cri.rs): gRPC for its CRI client
 	python3-grpc-tools # the CRI test's Python stubs, generated from shim/tests/cri/api.proto
+	musl-tools        # musl-gcc: the C parts of zstd and ring for the musl build (hack/lib.sh)
 )
 
 force_update=0
@@ -70,6 +71,12 @@ fi
 
 ensure_cargo
 log "$(cargo --version)"
+# The musl target (hack/lib.sh's pick_target); without it everything builds against glibc.
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+	log "rustup target add x86_64-unknown-linux-musl"
+	timeout 300 rustup target add x86_64-unknown-linux-musl >&2 ||
+		log "warning: could not add the musl target; berth builds against glibc (slower start-up)"
+fi
 for sub in fmt clippy; do
 	if ! cargo "$sub" --version >/dev/null 2>&1; then
 		log "warning: 'cargo $sub' is missing (rustup component add ${sub/fmt/rustfmt}); hack/test.sh needs it"

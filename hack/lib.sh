@@ -5,9 +5,28 @@
 
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HACK/.." && pwd)"
-# Where cargo puts the binaries (the workspace builds for an explicit target: .cargo/config.toml).
-export BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release
 export HACK REPO
+
+# pick_target: set CARGO_BUILD_TARGET and BIN_DIR (where cargo puts the release binaries).
+# musl (static; .cargo/config.toml's default) where its Rust target and musl-gcc (for the C
+# in zstd and ring) are installed, which hack/install-deps.sh tries to do: a process of a
+# glibc binary spends ~0.6 ms of its start reading the CPU's cache topology with cpuid, which
+# traps to the hypervisor on these VMs, musl none. Otherwise static glibc. BERTH_TARGET
+# chooses.
+pick_target() {
+	local musl=x86_64-unknown-linux-musl sysroot
+	sysroot=$("${CARGO_HOME:-$HOME/.cargo}/bin/rustc" --print sysroot 2>/dev/null || rustc --print sysroot 2>/dev/null || true)
+	if [[ -n ${BERTH_TARGET:-} ]]; then
+		CARGO_BUILD_TARGET=$BERTH_TARGET
+	elif [[ -n $sysroot && -d $sysroot/lib/rustlib/$musl/lib ]] && command -v musl-gcc >/dev/null; then
+		CARGO_BUILD_TARGET=$musl
+	else
+		CARGO_BUILD_TARGET=x86_64-unknown-linux-gnu
+	fi
+	BIN_DIR=${CARGO_TARGET_DIR:-$REPO/target}/$CARGO_BUILD_TARGET/release
+	export CARGO_BUILD_TARGET BIN_DIR
+}
+pick_target
 
 # log MSG...: a progress line on stderr, prefixed with the calling script's name.
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }

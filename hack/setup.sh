@@ -4,7 +4,7 @@
 # First command on a fresh machine (as root, from anywhere in the repository):
 #   1. hack/install-deps.sh (Debian packages; checks cargo)
 #   2. cargo build --release
-#   3. symlink target/x86_64-unknown-linux-gnu/release/berth to /usr/local/bin/berth (only if that path is free
+#   3. symlink $BIN_DIR/berth to /usr/local/bin/berth (only if that path is free
 #      or already a symlink; nothing else is installed system-wide)
 #   4. hack/mkbundle.sh BUNDLE_DIR echo hello from berth
 #      (default BUNDLE_DIR /tmp/berth-hello, replaced if it is a bundle from a previous
@@ -13,7 +13,7 @@
 #   6. a busybox image from busybox-static (hack/mkimage.sh), `berthctl import`ed into the
 #      default store (/var/lib/berth), and `berthctl run --rm busybox echo hello from berthctl`
 # Environment: RUNTIME (binary whose `spec` makes config.json; default: the berth just
-# built), BERTH (binary that runs the container; default target/x86_64-unknown-linux-gnu/release/berth),
+# built), BERTH (binary that runs the container; default $BIN_DIR/berth),
 # BERTH_ROOT (passed as --root when set; otherwise berth's default state root),
 # CARGO_TARGET_DIR (honoured), SKIP_INSTALL_DEPS=1 (skip step 1).
 set -euo pipefail
@@ -31,9 +31,6 @@ need_root
 
 default_bundle=/tmp/berth-hello
 bundle=${1:-$default_bundle}
-built=$BIN_DIR/berth
-BERTH=${BERTH:-$built}
-RUNTIME=${RUNTIME:-$built}
 
 # 1. dependencies
 if [[ ${SKIP_INSTALL_DEPS:-0} != 1 ]]; then
@@ -41,6 +38,10 @@ if [[ ${SKIP_INSTALL_DEPS:-0} != 1 ]]; then
 	"$HACK/install-deps.sh"
 fi
 ensure_cargo
+pick_target # install-deps may have added the musl target
+built=$BIN_DIR/berth
+BERTH=${BERTH:-$built}
+RUNTIME=${RUNTIME:-$built}
 
 # 2. build
 log "cargo build --release"

@@ -8,12 +8,12 @@
 #   4. cargo build --release --workspace
 #   5. cargo test --workspace                            (unit tests, and the shim's end-to-end
 #      test against a private containerd 1.6 with berth and with runc: BERTH_SHIM_E2E=1)
-#   6. integration suite against berth: BERTH_TEST_RUNTIME=<target>/x86_64-unknown-linux-gnu/release/berth
+#   6. integration suite against berth: BERTH_TEST_RUNTIME=$BIN_DIR/berth
 #   7. integration suite against runc:  BERTH_TEST_RUNTIME=/usr/sbin/runc
 #   8. only when 6 and 7 passed: the integration suite in the pure cgroup v2 VM
 #      (hack/vm-run.sh), against berth and against runc (BERTH_VM=0 skips it)
 # Steps 2-5 all run even when one fails; 6 and 7 both run when the build succeeded
-# (each runs the built binary <target>/x86_64-unknown-linux-gnu/release/integration, in a private mount
+# (each runs the built binary $BIN_DIR/integration, in a private mount
 # namespace so that a mount leaked by a runtime bug cannot stay in the host's).
 # At the end it prints one line per step and the four integration summaries (two with
 # BERTH_VM=0), and exits non-zero if any step failed.
@@ -126,6 +126,8 @@ if ! step install-deps "$HACK/install-deps.sh"; then
 	die "hack/install-deps.sh failed; nothing else can run"
 fi
 ensure_cargo
+pick_target # install-deps may have added the musl target
+log "building for $CARGO_BUILD_TARGET (binaries in $BIN_DIR)"
 
 step fmt cargo fmt --all -- --check || true
 step clippy cargo clippy --workspace --all-targets -- -D warnings || true

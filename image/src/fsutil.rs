@@ -301,9 +301,10 @@ impl FileLock {
 pub fn rename_noreplace(from: &Path, to: &Path) -> Result<bool> {
     let f = cstr(from.as_os_str().as_bytes()).ctx("rename", from)?;
     let t = cstr(to.as_os_str().as_bytes()).ctx("rename", to)?;
-    // SAFETY: valid C strings.
+    // SAFETY: valid C strings. The raw system call: musl's libc has no renameat2 wrapper.
     let r = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             f.as_ptr(),
             libc::AT_FDCWD,

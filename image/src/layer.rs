@@ -580,7 +580,7 @@ impl Applier<'_> {
         let mut uid = num(h.uid(), &old.uid, "uid")?;
         let mut gid = num(h.gid(), &old.gid, "gid")?;
         let mut mtime = libc::timespec {
-            tv_sec: num(h.mtime(), &old.mtime, "mtime")? as libc::time_t,
+            tv_sec: num(h.mtime(), &old.mtime, "mtime")? as _,
             tv_nsec: 0,
         };
         let mut xattrs = Vec::new();
@@ -960,7 +960,7 @@ fn parse_pax_time(v: &[u8]) -> Option<libc::timespec> {
         nsec = format!("{digits:0<9}").parse().ok()?;
     }
     Some(libc::timespec {
-        tv_sec: sec as libc::time_t,
+        tv_sec: sec as _,
         tv_nsec: nsec as _,
     })
 }
