@@ -485,15 +485,7 @@ fn cgroup_every_process_in_every_hierarchy(ctx: &Ctx) -> TestResult {
     in_every_hierarchy(&Cg::of(&b)?, b.pid()?, "init forked by stage 1")?;
 
     let mut c = ctx.bundle()?;
-    c.cfg.ns_add("user");
-    let st = std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(c.rootfs())
-        .status()?;
-    ensure!(st.success(), "chown of the rootfs failed");
-    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    c.cfg.set("/linux/uidMappings", map.clone());
-    c.cfg.set("/linux/gidMappings", map);
+    super::map_to_userns(&mut c)?;
     start_waiting(&mut c, "true")?;
     in_every_hierarchy(&Cg::of(&c)?, c.pid()?, "init in a new user namespace")
 }

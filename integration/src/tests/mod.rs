@@ -42,6 +42,23 @@ pub fn all() -> Vec<Test> {
 pub const WAIT_FOR_GO: &str =
     "i=0; while [ ! -e /shared/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done";
 
+/// Give the bundle a new user namespace mapping container ids 0..65536 to host 100000.., and
+/// hand its rootfs to the mapped root, as for any user-namespaced container.
+pub fn map_to_userns(b: &mut crate::fixture::Bundle) -> Result<(), Failure> {
+    b.cfg.ns_add("user");
+    let st = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(b.rootfs())
+        .status()?;
+    if !st.success() {
+        return Err(Failure::Fail("chown of the rootfs failed".into()));
+    }
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.cfg.set("/linux/uidMappings", map.clone());
+    b.cfg.set("/linux/gidMappings", map);
+    Ok(())
+}
+
 /// Wait for a file to appear.
 pub fn wait_file(p: &Path) -> Result<(), Failure> {
     if wait_until(Duration::from_secs(10), || p.exists()) {

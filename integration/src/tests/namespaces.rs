@@ -5,7 +5,7 @@ use std::fs;
 
 use serde_json::json;
 
-use super::{host_ns, key_values, wait_file, PRINT_NS, WAIT_FOR_GO};
+use super::{host_ns, key_values, map_to_userns, wait_file, PRINT_NS, WAIT_FOR_GO};
 use crate::context::{mounts_under, Ctx};
 use crate::harness::{Test, TestResult};
 use crate::{ensure, ensure_eq, skip};
@@ -163,16 +163,7 @@ fn ns_mount_invisible_on_host(ctx: &Ctx) -> TestResult {
 fn ns_user_mappings(ctx: &Ctx) -> TestResult {
     let mut b = ctx.bundle()?;
     let shared = b.shared()?;
-    b.cfg.ns_add("user");
-    // The rootfs belongs to the mapped root, as for any user-namespaced container.
-    let st = std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(b.rootfs())
-        .status()?;
-    ensure!(st.success(), "chown of the rootfs failed");
-    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.cfg.set("/linux/uidMappings", map.clone());
-    b.cfg.set("/linux/gidMappings", map);
+    map_to_userns(&mut b)?;
     b.cfg.sh(&format!(
         "cat /proc/self/uid_map > /shared/uid_map; cat /proc/self/gid_map > /shared/gid_map; \
          id -u > /shared/id; readlink /proc/self/ns/user > /shared/userns; {WAIT_FOR_GO}"
