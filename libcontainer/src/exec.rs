@@ -16,7 +16,7 @@ use crate::cgroups;
 use crate::channel::{Channel, Msg};
 use crate::container;
 use crate::error::{Error, Result};
-use crate::init::{self, process as steps, InitError, StepExt};
+use crate::init::{self, process as steps, StepExt};
 use crate::state::Status;
 use crate::{namespaces, sys};
 
@@ -139,8 +139,6 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
         e
     };
-    chan.send(&Msg::Go)
-        .map_err(|e| kill_child(Error::sys("sync with exec process", e)))?;
     let mut pty = None;
     loop {
         match chan.recv() {
@@ -200,17 +198,8 @@ impl ExecChild<'_> {
     /// The same steps (and order) as init's, minus the rootfs.
     fn setup(&self) -> init::Result<std::convert::Infallible> {
         let (process, chan) = (self.process, self.chan);
+        // It moves itself into the cgroup, so there is nothing to wait for from the parent.
         init::join_cgroup(self.cgroup.0, self.cgroup.1)?;
-        match chan.recv() {
-            Ok(Some(Msg::Go)) => {}
-            _ => {
-                return Err(InitError::msg(
-                    "sync",
-                    None,
-                    "berth went away before the process started",
-                ))
-            }
-        }
         if !self.join.is_empty() {
             nix::sched::setns(self.init_fd, self.join)
                 .step("join the container's namespaces", None)?;
