@@ -215,7 +215,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     }
     send(&chan, &Msg::Go)?;
 
-    // state.json is written (and fsynced) as soon as init's pid is final, while init sets up the
+    // state.json is written as soon as init's pid is final, while init sets up the
     // rootfs; the `creating` marker keeps the status honest until init is ready.
     let record = |pid: i32| -> Result<State> {
         let pid_start = procfs::stat(pid)
@@ -407,7 +407,7 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
             .map_err(|e| Error::io("getcwd", ".", e))?
             .join(path)
     };
-    crate::state::write_atomic(&path, pid.to_string().as_bytes(), false)
+    crate::state::write_atomic(&path, pid.to_string().as_bytes())
 }
 
 impl NewContainer {

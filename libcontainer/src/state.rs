@@ -186,10 +186,12 @@ impl StateDir {
         read_state(&self.path)
     }
 
-    /// Write state.json atomically: a temporary file, fsync, rename.
+    /// Write state.json atomically: a temporary file renamed over it. Not fsynced, as runc and
+    /// crun do not: the root is meant for tmpfs, and a reboot ends the containers it describes
+    /// anyway; a crash of berth itself leaves the old file or the new one, never a mix.
     pub fn write(&self, state: &State) -> Result<()> {
         let data = serde_json::to_vec(state).expect("state serializes");
-        write_atomic(&self.path.join(STATE_FILE), &data, true)
+        write_atomic(&self.path.join(STATE_FILE), &data)
     }
 
     /// The container is set up: drop the `creating` marker.
@@ -234,8 +236,8 @@ fn lock(path: &Path) -> Result<nix::fcntl::Flock<File>> {
         .map_err(|(_, e)| Error::sys(format!("lock {path:?}"), e))
 }
 
-/// Write a file atomically: `<path>.tmp`, fsync if `durable`, rename over `path`.
-pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()> {
+/// Write a file atomically: `<path>.tmp<pid>`, renamed over `path`.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -246,9 +248,6 @@ pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()> {
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(data)?;
-        if durable {
-            f.sync_all()?;
-        }
         std::fs::rename(&tmp, path)
     })();
     res.map_err(|e| {
@@ -283,8 +282,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-state-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("f");
-        write_atomic(&p, b"one", true).unwrap();
-        write_atomic(&p, b"two", false).unwrap();
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(
             std::fs::read_dir(&dir).unwrap().count(),

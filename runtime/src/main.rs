@@ -2,6 +2,7 @@
 //! exit codes, state JSON and log lines follow runc's.
 
 mod events;
+mod heap;
 mod log;
 mod process_args;
 mod relay;
@@ -31,6 +32,9 @@ macro_rules! out {
         }
     }};
 }
+
+#[global_allocator]
+static HEAP: heap::Heap = heap::Heap::new();
 
 /// `berth --version`, in runc's layout (containerd and podman parse the first line).
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
@@ -219,6 +223,15 @@ enum Cmd {
 }
 
 fn main() {
+    // Commands that put a process into a container re-exec from a sealed binary first (see
+    // libcontainer::sealed); doing it before clap spares the first image a full parse. If this
+    // guess is wrong or sealing fails here, dispatch() seals (or reports why not) all the same.
+    if matches!(
+        subcommand_hint(std::env::args_os().skip(1)).as_deref(),
+        Some("create" | "run" | "exec")
+    ) {
+        let _ = libcontainer::sealed::ensure_sealed();
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {
@@ -255,6 +268,23 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// The subcommand of a command line without clap: its first word that is neither an option nor
+/// the value of a global option that takes one.
+fn subcommand_hint(args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
+    let mut args = args;
+    while let Some(a) = args.next() {
+        let a = a.to_str()?;
+        match a {
+            "--root" | "--log" | "--log-format" | "--rootless" => {
+                args.next();
+            }
+            _ if a.starts_with('-') => {}
+            _ => return Some(a.to_owned()),
+        }
+    }
+    None
 }
 
 fn create_options(cli: &Cli, a: &CreateArgs, detach: bool) -> CreateOptions {
@@ -536,4 +566,28 @@ fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
         libcontainer::exec::exec(&opts).with_context(|| format!("exec in container {:?}", a.id))?;
     let Some(sigfd) = sigfd else { return Ok(0) };
     relay::wait(&sigfd, execd.pid, execd.pidfd.as_fd(), execd.pty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subcommand_hint;
+
+    fn hint(line: &str) -> Option<String> {
+        subcommand_hint(line.split_whitespace().map(Into::into))
+    }
+
+    #[test]
+    fn subcommand_hint_skips_global_options_and_their_values() {
+        assert_eq!(hint("run -b /b x").as_deref(), Some("run"));
+        assert_eq!(
+            hint("--root /r --log /l --log-format json --debug exec x true").as_deref(),
+            Some("exec")
+        );
+        assert_eq!(
+            hint("--root=/r --systemd-cgroup create x").as_deref(),
+            Some("create")
+        );
+        assert_eq!(hint("--rootless false state x").as_deref(), Some("state"));
+        assert_eq!(hint("--debug"), None);
+    }
 }
