@@ -145,7 +145,12 @@ unsafe impl GlobalAlloc for Heap {
             return unsafe { System.dealloc(p, layout) };
         }
         let class = class_of(layout).expect("arena blocks have a class");
-        self.with_lists(|l, _| {
+        self.with_lists(|l, base| {
+            let off = p as usize - base as usize;
+            if off + block_size(class) == l.next {
+                l.next = off; // the newest block: its space goes back to the arena
+                return;
+            }
             // SAFETY: the block is free now and at least 16 bytes, 16-aligned.
             unsafe { p.cast::<*mut u8>().write(l.free[class]) };
             l.free[class] = p;
@@ -160,8 +165,25 @@ unsafe impl GlobalAlloc for Heap {
         }
         // SAFETY: the caller guarantees new_size is valid for layout's alignment.
         let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if class_of(new) == class_of(layout) {
+        let (old_class, new_class) = (class_of(layout), class_of(new));
+        if new_class == old_class {
             return p; // the block is already that class's size
+        }
+        if let (Some(oc), Some(nc)) = (old_class, new_class) {
+            // The newest block grows or shrinks where it is (a Vec filling up, a file read).
+            let resized = self.with_lists(|l, base| {
+                let off = p as usize - base as usize;
+                let fits = off.is_multiple_of(block_size(nc).min(PAGE))
+                    && off + block_size(nc) <= ARENA_SIZE;
+                let newest = off + block_size(oc) == l.next;
+                if newest && fits {
+                    l.next = off + block_size(nc);
+                }
+                newest && fits
+            });
+            if resized {
+                return p;
+            }
         }
         // SAFETY: as for alloc and dealloc; the old block stays valid until it is freed.
         unsafe {
@@ -209,13 +231,38 @@ mod tests {
             let c = h.alloc(l(4096, 4096));
             assert!((c as usize).is_multiple_of(4096));
 
-            // Growing within a class keeps the block; past it, the bytes move.
+            // Growing within a class keeps the block; past it, the bytes move (unless the block
+            // is the newest, below).
             let d = h.alloc(l(40, 8));
+            let blocker = h.alloc(l(16, 8));
             d.copy_from(b"0123456789".as_ptr(), 10);
             assert_eq!(h.realloc(d, l(40, 8), 60), d);
             let e = h.realloc(d, l(60, 8), 5000);
             assert_ne!(e, d);
             assert_eq!(std::slice::from_raw_parts(e, 10), b"0123456789");
+            assert_eq!(
+                std::slice::from_raw_parts(blocker, 16),
+                [0; 16],
+                "untouched"
+            );
+
+            // The newest block grows and shrinks in place, and its space returns when freed.
+            let top = h.alloc(l(100, 8));
+            let grown = h.realloc(top, l(100, 8), 3000);
+            assert_eq!(grown, top);
+            let after = h.alloc(l(16, 8));
+            assert_eq!(
+                after as usize,
+                top as usize + 4096,
+                "3000 bytes take a 4 KiB block"
+            );
+            h.dealloc(after, l(16, 8));
+            h.dealloc(grown, l(3000, 8));
+            assert_eq!(
+                h.alloc(l(16, 8)),
+                top,
+                "freeing the newest blocks rewinds the arena"
+            );
 
             // Too big, over-aligned, or past the arena's end: the system allocator's.
             let big = h.alloc(l(1 << 20, 8));
