@@ -31,16 +31,19 @@ impl Bundle {
 }
 
 /// Parse config.json; an error names the field (`process.user.uid: invalid type ...`).
+/// A valid file is parsed once, without tracking the path (which allocates for every key);
+/// only a failed parse is repeated to find where it failed.
 pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
+    let err = match serde_json::from_slice(bytes) {
+        Ok(spec) => return Ok(spec),
+        Err(e) => e,
+    };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            e.inner().to_string()
-        } else {
-            format!("{path}: {}", e.inner())
-        }
-    })
+    match serde_path_to_error::deserialize::<_, Spec>(de) {
+        Err(e) if e.path().to_string() != "." => Err(format!("{}: {}", e.path(), e.inner())),
+        // At the top level (or trailing characters after a valid object): serde_json's message.
+        _ => Err(err.to_string()),
+    }
 }
 
 /// Validate what the types do not; returns the absolute rootfs path.
@@ -433,6 +436,10 @@ mod tests {
             "{e}"
         );
         assert!(parse(b"{\"ociVersion\": ").unwrap_err().contains("EOF"));
+        let mut text = base().to_string();
+        text.push_str(" x");
+        let e = parse(text.as_bytes()).unwrap_err();
+        assert!(e.contains("trailing characters"), "{e}");
     }
 
     #[test]
