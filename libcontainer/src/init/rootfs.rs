@@ -127,6 +127,11 @@ fn create_in_root_depth(
     if depth > 40 {
         return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
     }
+    // Most destinations exist already (/proc, /dev, /sys): one lookup instead of one per prefix.
+    match open_in_root(root, path) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        found => return found,
+    }
     let target = rel(path);
     let comps: Vec<_> = target.components().collect();
     let mut parent = open_in_root(root, Path::new("/"))?;
