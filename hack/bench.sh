@@ -7,7 +7,8 @@
 #   (c) `RUNTIME exec` of /bin/true into a running container (one per runtime, own cgroup)
 #   (d) (b) with a typical resource block: memory limit+reservation, cpu shares/quota/period,
 #       pids limit, and the default deny-all device rule plus the default allow list
-# for berth (also installed on a read-only mount, which spares its protective re-exec),
+# for berth (as hack/setup.sh installs it: an immutable copy, which needs no protective
+# re-exec; and the writable binary as built, which re-execs on create, run and exec),
 # on one busybox bundle (hack/mkbundle.sh, absolute cgroupsPath /berth/<bundle name>),
 # a fresh container id per iteration and a --root directory of the benchmark's own per
 # runtime; then the peak RSS (GNU time %M, max over RSS_RUNS `run`s of /bin/true) of
@@ -46,8 +47,8 @@ CRUN=${CRUN:-/usr/bin/crun}
 CRUN_NS=${CRUN_NS:-nsenter}
 CGROUP_PARENT=/berth
 NSHOLDER=""
-RO_MOUNT=""
-RO_ROW="berth (read-only install)"
+INSTALLED="" # berth's immutable copy in the work dir, when chattr works here
+WRITABLE_ROW="berth (writable binary)"
 
 while getopts 'n:o:h' opt; do
 	case $opt in
@@ -116,7 +117,7 @@ cleanup() {
 		[[ -d $d && " ${cgparent_existed[*]} " != *" $d "* ]] || continue
 		rmdir "$d" 2>/dev/null || true
 	done
-	if [[ -n $RO_MOUNT ]]; then umount "$RO_MOUNT" || leftover=1; fi
+	if [[ -n $INSTALLED ]]; then chattr -i "$INSTALLED" || leftover=1; fi
 	rm -rf --one-file-system "$work" || leftover=1
 	((leftover == 0)) || log "warning: some of $work or its cgroups could not be removed"
 	exit "$rc"
@@ -216,21 +217,26 @@ add_runtime() {
 	unset "CMD[$rt]"
 }
 
-add_runtime berth "$BERTH" "build it with: cargo build --release"
+# "berth": installed as hack/setup.sh does, immutable (chattr +i), so that it needs no re-exec
+# to protect itself against CVE-2019-5736 (libcontainer/src/sealed.rs). The copy is this
+# run's own and is removed on exit; where chattr does not work, "berth" is the binary as built.
+BERTH_MAIN=$BERTH
+if [[ -x $BERTH ]]; then
+	mkdir -p "$work/installed" && cp "$BERTH" "$work/installed/berth"
+	if chattr +i "$work/installed/berth" 2>/dev/null; then
+		INSTALLED=$work/installed/berth
+		BERTH_MAIN=$INSTALLED
+	else
+		log "chattr +i does not work in $work: \"berth\" is the writable binary"
+	fi
+fi
+add_runtime berth "$BERTH_MAIN" "build it with: cargo build --release"
+if [[ -n $INSTALLED ]]; then add_runtime "$WRITABLE_ROW" "$BERTH"; fi
 add_runtime runc "$RUNC"
 add_runtime crun "$CRUN"
-# berth installed on a read-only mount, as libcontainer/src/sealed.rs describes: it then
-# skips the re-exec that protects a writable binary (CVE-2019-5736). The bind mount is
-# this run's own, made on a copy in the work dir, and is removed on exit.
-if [[ -n ${CMD[berth]:-} ]]; then
-	mkdir -p "$work/ro" && cp "$BERTH" "$work/ro/berth"
-	mount --bind "$work/ro" "$work/ro" && RO_MOUNT=$work/ro
-	mount -o remount,bind,ro "$work/ro"
-	add_runtime "$RO_ROW" "$work/ro/berth"
-fi
 # berth through the very wrapper crun needs here: a like-for-like comparison with crun.
 if [[ -n $NSPREFIX && -n ${CMD[berth]:-} && -n ${CMD[crun]:-} ]]; then
-	add_runtime "berth (crun's wrapper)" "$BERTH"
+	add_runtime "berth (crun's wrapper)" "$BERTH_MAIN"
 fi
 for s in "${SKIPPED[@]}"; do log "skipping $s"; done
 ((${#RUNTIMES[@]} > 0)) || die "no runtime passed the preflight"
@@ -276,7 +282,7 @@ hyperfine --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" 
 # --- peak RSS -----------------------------------------------------------------------------
 declare -A RSS # runtime -> max KiB
 for rt in "${RUNTIMES[@]}"; do
-	[[ $rt == "berth (crun's wrapper)" || $rt == "$RO_ROW" ]] && continue # berth's binary again
+	[[ $rt == "berth (crun's wrapper)" ]] && continue # berth's binary again
 	rssfile=$work/rss-$rt
 	if [[ $rt == crun && -n $NSPREFIX ]]; then
 		# Measure inside the namespace so that the wrapper's processes are not counted.
@@ -285,7 +291,8 @@ for rt in "${RUNTIMES[@]}"; do
 		case $rt in
 		runc) bin=$RUNC ;;
 		crun) bin=$CRUN ;;
-		*) bin=$BERTH ;;
+		"$WRITABLE_ROW") bin=$BERTH ;;
+		*) bin=$BERTH_MAIN ;;
 		esac
 		runner=(/usr/bin/time -f %M -o "$rssfile" "$bin")
 	fi
@@ -356,10 +363,11 @@ if [[ -n $wrap_ms ]]; then rows+=("crun - wrapper"); fi
 			"crun's RSS is measured inside the namespace (wrapper not counted)."
 		echo
 	fi
-	if [[ -n ${RUN[$RO_ROW]:-} ]]; then
-		echo "\"$RO_ROW\": the same binary on a read-only bind mount, from which berth needs no" \
-			"re-exec to protect itself against CVE-2019-5736 (libcontainer/src/sealed.rs); the default" \
-			"\"berth\" row pays that re-exec on each create, run and exec."
+	if [[ -n ${RUN[$WRITABLE_ROW]:-} ]]; then
+		echo "\"berth\": installed as hack/setup.sh does, immutable (chattr +i), so it needs no" \
+			"re-exec to protect itself against CVE-2019-5736 (libcontainer/src/sealed.rs; a container" \
+			"that may hold CAP_LINUX_IMMUTABLE still gets one). \"$WRITABLE_ROW\": the binary as" \
+			"built, which re-execs from a read-only copy of itself on each create, run and exec."
 		echo
 	fi
 	echo "Peak RSS: GNU time %M (max RSS of the runtime and its reaped children, i.e. its init" \

@@ -102,6 +102,13 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     crate::config::validate_id(&opts.id)?;
     let bundle = Bundle::load(&opts.bundle)?;
     let spec = &bundle.spec;
+    let process_caps = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref());
+    if crate::sealed::caps_may_clear_immutable(process_caps) {
+        crate::sealed::ensure_sealed_strict()?; // nothing is made yet: a re-exec starts over
+    }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let console = console_for(terminal, opts.console_socket.as_deref(), opts.detach)?;
     let dir = StateDir::create(&opts.root, &opts.id)?;

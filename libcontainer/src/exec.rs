@@ -57,6 +57,15 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     }
     crate::config::validate_process(&opts.process, "process")
         .map_err(|m| Error::config("--process", m))?;
+    // Another process of the container may hold CAP_LINUX_IMMUTABLE as well as this one.
+    let container_caps = l.state.config.process().as_ref();
+    if crate::sealed::caps_may_clear_immutable(opts.process.capabilities().as_ref())
+        || crate::sealed::caps_may_clear_immutable(
+            container_caps.and_then(|p| p.capabilities().as_ref()),
+        )
+    {
+        crate::sealed::ensure_sealed_strict()?; // nothing is made yet: a re-exec starts over
+    }
     let terminal = opts.process.terminal() == Some(true);
     let console =
         crate::create::console_for(terminal, opts.console_socket.as_deref(), opts.detach)?;

@@ -7,7 +7,11 @@
 //!   detached once the tree descriptor closes at exec, so it cannot be remounted read-write;
 //! - fallback (no CAP_SYS_ADMIN, old kernels): a sealed memfd copy, as runc 1.1 does.
 //!
-//! A binary that already runs from a read-only mount or a sealed memfd is left alone.
+//! A binary that already runs from a read-only mount or a sealed memfd is left alone, and so is
+//! an immutable one (`chattr +i`, as `hack/setup.sh` installs berth): opening it for writing
+//! fails with EPERM for anyone without CAP_LINUX_IMMUTABLE, and only that capability clears the
+//! flag. A container whose process may hold CAP_LINUX_IMMUTABLE therefore still gets the copy
+//! ([`ensure_sealed_strict`]).
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,27 +21,82 @@ use crate::error::{Error, Result};
 
 const SEALS: i32 = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
-/// Whether this process runs from a binary nobody can write: a read-only mount or a sealed memfd.
-pub fn is_sealed() -> bool {
+/// How the running binary is kept from being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// A read-only mount or a sealed memfd: nobody can write it.
+    ReadOnly,
+    /// An immutable file: only a holder of CAP_LINUX_IMMUTABLE could clear the flag and write.
+    Immutable,
+    /// A plain writable file.
+    None,
+}
+
+/// FS_IOC_GETFLAGS (`_IOR('f', 1, long)`) and FS_IMMUTABLE_FL, from linux/fs.h.
+const FS_IOC_GETFLAGS: libc::Ioctl = 0x8008_6601u32 as libc::Ioctl;
+const FS_IMMUTABLE_FL: libc::c_long = 0x10;
+
+/// How this process's executable is protected.
+pub fn protection() -> Protection {
     let Ok(exe) = std::fs::File::open("/proc/self/exe") else {
-        return false;
+        return Protection::None;
     };
     if nix::sys::statvfs::fstatvfs(&exe)
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
     {
-        return true;
+        return Protection::ReadOnly;
     }
     // SAFETY: F_GET_SEALS takes no argument; exe is an open descriptor.
     let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
-    seals >= 0 && seals & SEALS == SEALS
+    if seals >= 0 && seals & SEALS == SEALS {
+        return Protection::ReadOnly;
+    }
+    let mut flags: libc::c_long = 0;
+    if crate::sys::ioctl_ptr(exe.as_fd(), FS_IOC_GETFLAGS, &mut flags).is_ok()
+        && flags & FS_IMMUTABLE_FL != 0
+    {
+        return Protection::Immutable;
+    }
+    Protection::None
 }
 
-/// Re-exec from a read-only copy unless already running from one. Returns only if already
-/// sealed; otherwise the process image is replaced (same argv and environment).
+/// Re-exec from a read-only copy unless the binary is already read-only or immutable. Returns
+/// only if no re-exec is needed; otherwise the process image is replaced (same argv and
+/// environment).
 pub fn ensure_sealed() -> Result<()> {
-    if is_sealed() {
-        return Ok(());
+    match protection() {
+        Protection::ReadOnly | Protection::Immutable => Ok(()),
+        Protection::None => reexec(),
     }
+}
+
+/// As [`ensure_sealed`], for a process that may hold CAP_LINUX_IMMUTABLE (which could clear
+/// the immutable flag): only a read-only copy will do.
+pub fn ensure_sealed_strict() -> Result<()> {
+    match protection() {
+        Protection::ReadOnly => Ok(()),
+        Protection::Immutable | Protection::None => reexec(),
+    }
+}
+
+/// Whether a process with these capabilities could clear an immutable flag: it holds, or may
+/// raise, CAP_LINUX_IMMUTABLE (any set; the bounding set bounds what it can gain).
+pub fn caps_may_clear_immutable(caps: Option<&oci_spec::runtime::LinuxCapabilities>) -> bool {
+    use oci_spec::runtime::Capability::LinuxImmutable;
+    caps.is_some_and(|c| {
+        [
+            c.bounding(),
+            c.effective(),
+            c.permitted(),
+            c.inheritable(),
+            c.ambient(),
+        ]
+        .iter()
+        .any(|set| set.as_ref().is_some_and(|s| s.contains(&LinuxImmutable)))
+    })
+}
+
+fn reexec() -> Result<()> {
     let exe = match readonly_bind() {
         Ok(fd) => fd,
         Err(_) => sealed_memfd()?,
@@ -78,4 +137,29 @@ fn sealed_memfd() -> Result<OwnedFd> {
         return Err(Error::sys("seal memfd", std::io::Error::last_os_error()));
     }
     Ok(copy.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilitiesBuilder};
+
+    #[test]
+    fn immutable_can_be_cleared_with_the_capability_in_any_set() {
+        assert!(!caps_may_clear_immutable(None));
+        let none = LinuxCapabilitiesBuilder::default().build().unwrap();
+        assert!(!caps_may_clear_immutable(Some(&none)));
+        let other: Capabilities = [Capability::Chown, Capability::Kill].into_iter().collect();
+        let some = LinuxCapabilitiesBuilder::default()
+            .bounding(other)
+            .build()
+            .unwrap();
+        assert!(!caps_may_clear_immutable(Some(&some)));
+        let with: Capabilities = [Capability::LinuxImmutable].into_iter().collect();
+        let ambient = LinuxCapabilitiesBuilder::default()
+            .ambient(with)
+            .build()
+            .unwrap();
+        assert!(caps_may_clear_immutable(Some(&ambient)));
+    }
 }

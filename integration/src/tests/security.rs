@@ -26,6 +26,7 @@ use crate::{ensure, ensure_eq, fail, skip};
 pub fn tests() -> Vec<Test> {
     crate::tests![
         cve_2019_5736_runtime_binary_not_writable_via_proc_exe,
+        cve_2019_5736_immutable_runtime_binary,
         cve_2024_21626_no_host_fds_reach_the_container,
         cve_2024_21626_cwd_in_a_leaked_fd_stays_in_the_root,
         cve_2021_30465_mount_destinations_resolve_in_the_root,
@@ -234,6 +235,126 @@ fn cve_2019_5736_runtime_binary_not_writable_via_proc_exe(ctx: &Ctx) -> TestResu
              EPERM or ETXTBSY: {e}"
         ),
     }
+}
+
+/// **CVE-2019-5736** with the runtime installed immutable (`chattr +i`, as `hack/setup.sh`
+/// installs berth, which then skips its copy). For a container without CAP_LINUX_IMMUTABLE, the
+/// attack's reopen of init's executable must fail as above. A container that has
+/// CAP_LINUX_IMMUTABLE in its bounding set could clear the flag first, so its init must not run
+/// from the installed file itself: `/proc/<init>/exe` must lie on another mount than the file
+/// (a read-only bind mount's clone, or a memfd), told apart by `mnt_id` in fdinfo.
+///
+/// Can it fail? A runtime that trusted the immutable flag for every container would show the
+/// installed file's own mount for the second container. Skipped where the scratch filesystem
+/// has no immutable flag (`chattr +i` fails).
+fn cve_2019_5736_immutable_runtime_binary(ctx: &Ctx) -> TestResult {
+    let dir = ctx.scratch_dir("runtime-immutable")?;
+    let copy = dir.join(ctx.rt.name());
+    fs::copy(&ctx.rt.path, &copy)?;
+    let before = fs::read(&copy)?;
+    let immutable = Immutable::set(&copy)?;
+    let rt = Runtime::new(
+        copy.clone(),
+        ctx.rt.root.clone(),
+        ctx.scratch_dir("runtime-immutable-io")?,
+    )?;
+    let installed_mnt = mnt_id(&fs::File::open(&copy)?)?;
+
+    for with_cap in [false, true] {
+        let case = if with_cap {
+            "bounding set with CAP_LINUX_IMMUTABLE"
+        } else {
+            "default capabilities"
+        };
+        let mut b = ctx.bundle()?;
+        b.cfg.args(&["true"]);
+        if with_cap {
+            b.cfg.push(
+                "/process/capabilities/bounding",
+                json!("CAP_LINUX_IMMUTABLE"),
+            );
+        }
+        b.write_config()?;
+        let bundle = b.dir.to_string_lossy().into_owned();
+        rt.exec(&["create", "--bundle", &bundle, &b.id])
+            .ok()
+            .map_err(|e| in_case(e, case))?;
+        let st = rt.state(&b.id)?;
+        let Some(pid) = st["pid"].as_u64().filter(|p| *p > 0) else {
+            fail!("{case}: state has no pid > 0: {st}");
+        };
+        let exe = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_PATH)
+            .open(format!("/proc/{pid}/exe"))?;
+        let exe_mnt = mnt_id(&exe)?;
+        rt.exec(&["delete", "--force", &b.id]).ok()?;
+        ensure!(
+            wait_until(Duration::from_secs(10), || !alive(pid as u32)),
+            "{case}: init {pid} still alive after delete --force"
+        );
+        let reopened = fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", exe.as_raw_fd()))
+            .map(drop);
+        match reopened {
+            Ok(()) => fail!(
+                "{case}: init's executable could be reopened for writing through \
+                 /proc/<init pid>/exe (nothing was written)"
+            ),
+            Err(e) if matches!(e.raw_os_error(), Some(EROFS | EPERM | ETXTBSY)) => {}
+            Err(e) => fail!("{case}: reopening init's executable failed oddly: {e}"),
+        }
+        if with_cap {
+            ensure!(
+                exe_mnt != installed_mnt,
+                "{case}: init ran from the immutable runtime binary itself (mount {exe_mnt}), \
+                 whose flag a process with CAP_LINUX_IMMUTABLE can clear"
+            );
+        }
+    }
+    drop(immutable);
+    ensure!(
+        fs::read(&copy)? == before,
+        "the runtime binary {} changed",
+        copy.display()
+    );
+    Ok(())
+}
+
+/// A file made immutable with `chattr +i` for as long as this lives.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Result<Immutable, Failure> {
+        let st = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status();
+        match st {
+            Ok(s) if s.success() => Ok(Immutable(path.to_path_buf())),
+            _ => skip!("chattr +i does not work on {} here", path.display()),
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The mount id of an open file (`mnt_id:` in /proc/self/fdinfo).
+fn mnt_id(f: &fs::File) -> Result<u64, Failure> {
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", f.as_raw_fd()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Failure::Fail(format!("no mnt_id in fdinfo: {info}")))
 }
 
 /// Host descriptors the runtime is started with (as descriptors 3..=8) in the CVE-2024-21626
