@@ -298,7 +298,7 @@ for rt in "${RUNTIMES[@]}"; do
 	fi
 	max=0
 	for ((i = 0; i < RSS_RUNS; i++)); do
-		timeout 30 "${runner[@]}" --root "${ROOT[$rt]}" run --bundle "$bundle" "$rt-rss-$$-$i" >/dev/null 2>&1 ||
+		timeout 30 "${runner[@]}" --root "${ROOT[$rt]}" run --bundle "$bundle" "${rt//[^a-z]/_}-rss-$$-$i" >/dev/null 2>&1 ||
 			die "$rt: 'run' failed while measuring RSS"
 		kib=$(tail -n 1 "$rssfile")
 		if ((kib > max)); then max=$kib; fi
