@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: hack/bench.sh [-n RUNS] [-o OUTDIR]
 #
-# Start-up latency and memory of berth against runc and crun, in one hyperfine run:
+# Start-up latency and memory of berth against runc and crun, measured together (hyperfine):
 #   (a) `RUNTIME run` of /bin/true
 #   (b) `RUNTIME create`, `RUNTIME start`, wait for /bin/true to exit, `RUNTIME delete`
 #   (c) `RUNTIME exec` of /bin/true into a running container (one per runtime, own cgroup)
@@ -25,6 +25,10 @@
 #   -n RUNS    hyperfine --runs (env RUNS, default 50); warm-up: env WARMUP (default 5)
 #   -o OUTDIR  where bench-<time>.json/.md go (env BENCH_OUT, default target/bench)
 #   RSS_RUNS   runs per runtime for peak RSS (default 10)
+#   ROUNDS     hyperfine is run this many times (default 3), RUNS/ROUNDS runs each, every
+#              round starting at another command; medians are over all rounds' runs. One
+#              long series favours the commands that come first: later ones share the CPUs
+#              with the kernel's deferred teardown of every container before them.
 #   CRUN_NS    how crun gets that namespace: nsenter (default: one namespace made up
 #              front, held by a sleeping process, entered with `nsenter --mount` per
 #              call; ~1 ms per call) or unshare (a generated wrapper script doing
@@ -40,6 +44,7 @@ set -euo pipefail
 RUNS=${RUNS:-50}
 WARMUP=${WARMUP:-5}
 RSS_RUNS=${RSS_RUNS:-10}
+ROUNDS=${ROUNDS:-3}
 BENCH_OUT=${BENCH_OUT:-$REPO/target/bench}
 BERTH=${BERTH:-$BIN_DIR/berth}
 RUNC=${RUNC:-/usr/sbin/runc}
@@ -64,6 +69,8 @@ done
 [[ $RUNS =~ ^[0-9]+$ && $RUNS -ge 2 ]] || die "RUNS must be an integer >= 2, got '$RUNS'"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be an integer, got '$WARMUP'"
 [[ $RSS_RUNS =~ ^[0-9]+$ && $RSS_RUNS -ge 1 ]] || die "RSS_RUNS must be an integer >= 1"
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 && $((RUNS / ROUNDS)) -ge 2 ]] ||
+	die "ROUNDS must be an integer >= 1 with RUNS/ROUNDS >= 2, got '$ROUNDS'"
 
 need_root
 for tool in hyperfine jq unshare timeout /usr/bin/time; do
@@ -275,9 +282,25 @@ mkdir -p "$BENCH_OUT"
 stamp=$(date +%Y%m%d-%H%M%S)
 json=$BENCH_OUT/bench-$stamp.json
 md=$BENCH_OUT/bench-$stamp.md
-log "hyperfine: ${#RUNTIMES[@]} runtime(s), --warmup $WARMUP --runs $RUNS"
-hyperfine --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" "${hf_args[@]}" >&2 ||
-	die "hyperfine failed (a benchmarked command exited non-zero; see above)"
+per_round=$(((RUNS + ROUNDS - 1) / ROUNDS))
+ncmd=$((${#hf_args[@]} / 3)) # hf_args holds (-n NAME COMMAND) triples
+round_json=()
+for ((k = 0; k < ROUNDS; k++)); do
+	off=$(((k * ncmd / ROUNDS) * 3)) # a whole command: its triple
+	rotated=("${hf_args[@]:off}" "${hf_args[@]:0:off}")
+	rj=$work/round-$k.json
+	log "hyperfine round $((k + 1))/$ROUNDS: ${#RUNTIMES[@]} runtime(s), --warmup $WARMUP" \
+		"--runs $per_round, from command $((off / 3 + 1)) of $ncmd"
+	hyperfine --style basic --warmup "$WARMUP" --runs "$per_round" --export-json "$rj" "${rotated[@]}" >&2 ||
+		die "hyperfine failed (a benchmarked command exited non-zero; see above)"
+	round_json+=("$rj")
+done
+# One result per command over all rounds: its times, their median, mean, min and max.
+jq -s '{results: ([.[].results[]] | group_by(.command) | map({command: .[0].command,
+	times: [.[].times[]]}) | map(. + {median: ((.times | sort) as $t | ($t | length) as $n |
+	if $n % 2 == 1 then $t[($n - 1) / 2] else ($t[$n / 2 - 1] + $t[$n / 2]) / 2 end),
+	mean: ((.times | add) / (.times | length)), min: (.times | min), max: (.times | max)}))}' \
+	"${round_json[@]}" >"$json"
 
 # --- peak RSS -----------------------------------------------------------------------------
 declare -A RSS # runtime -> max KiB
@@ -333,7 +356,7 @@ fi
 rows=("${RUNTIMES[@]}")
 if [[ -n $wrap_ms ]]; then rows+=("crun - wrapper"); fi
 {
-	echo "## berth benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs, runs=$RUNS, warmup=$WARMUP)"
+	echo "## berth benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) CPUs, runs=$((per_round * ROUNDS)) in $ROUNDS rounds, warmup=$WARMUP)"
 	echo
 	echo "| runtime | run /bin/true, median ms | create+start+delete, median ms | c+s+d with resources, median ms | exec /bin/true, median ms | run ÷ crun | run ÷ runc | c+s+d ÷ crun | c+s+d ÷ runc | res ÷ crun | res ÷ runc | exec ÷ crun | exec ÷ runc | peak RSS, MB |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
