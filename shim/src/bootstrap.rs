@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -58,6 +58,23 @@ pub fn socket_path(containerd_address: &str, namespace: &str, id: &str) -> PathB
     Path::new(SOCKET_DIR).join(hex)
 }
 
+/// Whether a shim serves `sock`: a non-blocking connect is accepted into its backlog. A socket
+/// nobody listens on refuses; one whose backlog is full (held open, but nobody accepts) would
+/// block a plain connect forever, and counts as dead.
+fn shim_listens(sock: &Path) -> bool {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let Ok(fd) = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    UnixAddr::new(sock)
+        .is_ok_and(|addr| connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).is_ok())
+}
+
 fn listen(path: &Path) -> Result<Option<UnixListener>> {
     std::fs::create_dir_all(SOCKET_DIR).with_context(|| format!("creating {SOCKET_DIR}"))?;
     match UnixListener::bind(path) {
@@ -66,7 +83,7 @@ fn listen(path: &Path) -> Result<Option<UnixListener>> {
             Ok(Some(l))
         }
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            if UnixStream::connect(path).is_ok() {
+            if shim_listens(path) {
                 return Ok(None); // a live shim of the same group
             }
             std::fs::remove_file(path)
@@ -134,20 +151,22 @@ pub fn delete(a: &Args) -> Result<()> {
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(0);
-    // Unmount first: a runtime may wait for an init that only a lazy PID 1 reaps (runc polls
-    // for up to 10 s), and the container keeps its own copy of the mount in its namespace.
+    // A dead shim's socket stays behind (containerd 1.6 does not remove it); a live one may
+    // still serve other containers of the pod. First, while containerd's 5 s cleanup timeout is
+    // far away.
+    if !a.address.is_empty() {
+        let sock = socket_path(&a.address, &a.namespace, &grouping_id(&bundle, &a.id));
+        if sock.exists() && !shim_listens(&sock) {
+            let _ = std::fs::remove_file(&sock);
+        }
+    }
+    // Unmount before the runtime's delete: a runtime may wait for an init that only a lazy
+    // PID 1 reaps (runc polls for up to 10 s), and the container keeps its own copy of the
+    // mount in its namespace.
     let rootfs = bundle.join("rootfs");
     if crate::mounts::is_mountpoint(&rootfs) {
         if let Err(e) = crate::mounts::unmount_all(&rootfs) {
             eprintln!("containerd-shim-berth-v2: {e:#}");
-        }
-    }
-    // A dead shim's socket stays behind (containerd 1.6 does not remove it); a live one may
-    // still serve other containers of the pod.
-    if !a.address.is_empty() {
-        let sock = socket_path(&a.address, &a.namespace, &grouping_id(&bundle, &a.id));
-        if sock.exists() && UnixStream::connect(&sock).is_err() {
-            let _ = std::fs::remove_file(&sock);
         }
     }
     if let Err(e) = rt.call(&["delete", "--force", &a.id], CallIo::default()) {
@@ -166,6 +185,19 @@ pub fn delete(a: &Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shim_listens_only_while_a_listener_takes_connections() {
+        let dir = std::env::temp_dir().join(format!("berth-shim-listens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("s");
+        let l = UnixListener::bind(&sock).unwrap();
+        assert!(shim_listens(&sock));
+        drop(l); // the file stays, nobody listens: refused
+        assert!(!shim_listens(&sock));
+        assert!(!shim_listens(&dir.join("missing")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn socket_address_is_containerds() {

@@ -689,9 +689,10 @@ fn shim_killed(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
     }
     check(!sock.exists(), || {
         format!(
-            "dead shim's socket {} left; processes:\n{}",
+            "dead shim's socket {} left; processes:\n{}\ncontainerd:\n{}",
             sock.display(),
-            env.process_report()
+            env.process_report(),
+            env.containerd_log_tail()
         )
     })?;
     env.ctr_ok(&["container", "rm", id])?;
