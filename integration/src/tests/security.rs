@@ -187,31 +187,7 @@ fn cve_2019_5736_runtime_binary_not_writable_via_proc_exe(ctx: &Ctx) -> TestResu
     let mut b = ctx.bundle()?;
     b.cfg.args(&["true"]);
     b.write_config()?;
-    let bundle = b.dir.to_string_lossy().into_owned();
-    rt.exec(&["create", "--bundle", &bundle, &b.id]).ok()?;
-    let st = rt.state(&b.id)?;
-    let Some(pid) = st["pid"].as_u64().filter(|p| *p > 0) else {
-        fail!("state has no pid > 0: {st}");
-    };
-    let link = fs::read_link(format!("/proc/{pid}/exe"))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|e| format!("<readlink: {e}>"));
-    let exe = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(O_PATH)
-        .open(format!("/proc/{pid}/exe"))?;
-    rt.exec(&["delete", "--force", &b.id]).ok()?;
-    ensure!(
-        wait_until(Duration::from_secs(10), || !alive(pid as u32)),
-        "init {pid} still alive after delete --force"
-    );
-
-    // The attack's step, minus the write: O_WRONLY without O_TRUNC, closed at once.
-    let reopened = fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{}", exe.as_raw_fd()))
-        .map(drop);
-    drop(exe);
+    let InitExe { link, reopened, .. } = reopen_init_exe(&rt, &b)?;
 
     ensure!(
         fs::read(&copy)? == before,
@@ -275,28 +251,11 @@ fn cve_2019_5736_immutable_runtime_binary(ctx: &Ctx) -> TestResult {
             );
         }
         b.write_config()?;
-        let bundle = b.dir.to_string_lossy().into_owned();
-        rt.exec(&["create", "--bundle", &bundle, &b.id])
-            .ok()
-            .map_err(|e| in_case(e, case))?;
-        let st = rt.state(&b.id)?;
-        let Some(pid) = st["pid"].as_u64().filter(|p| *p > 0) else {
-            fail!("{case}: state has no pid > 0: {st}");
-        };
-        let exe = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(O_PATH)
-            .open(format!("/proc/{pid}/exe"))?;
-        let exe_mnt = mnt_id(&exe)?;
-        rt.exec(&["delete", "--force", &b.id]).ok()?;
-        ensure!(
-            wait_until(Duration::from_secs(10), || !alive(pid as u32)),
-            "{case}: init {pid} still alive after delete --force"
-        );
-        let reopened = fs::OpenOptions::new()
-            .write(true)
-            .open(format!("/proc/self/fd/{}", exe.as_raw_fd()))
-            .map(drop);
+        let InitExe {
+            reopened,
+            mnt_id: exe_mnt,
+            ..
+        } = reopen_init_exe(&rt, &b).map_err(|e| in_case(e, case))?;
         match reopened {
             Ok(()) => fail!(
                 "{case}: init's executable could be reopened for writing through \
@@ -320,6 +279,49 @@ fn cve_2019_5736_immutable_runtime_binary(ctx: &Ctx) -> TestResult {
         copy.display()
     );
     Ok(())
+}
+
+/// What the attack's first steps found: init's executable as `/proc/<pid>/exe` showed it, its
+/// mount id, and whether the reopen for writing worked.
+struct InitExe {
+    link: String,
+    mnt_id: u64,
+    reopened: std::io::Result<()>,
+}
+
+/// The attack's steps, minus the write, on bundle `b` under `rt`: `create` (init is held before
+/// the user process runs, so its exe is still the runtime's), open `/proc/<init>/exe` O_PATH,
+/// `delete --force`, wait until init is gone, then reopen the descriptor O_WRONLY without
+/// O_TRUNC and close it at once.
+fn reopen_init_exe(rt: &Runtime, b: &crate::fixture::Bundle) -> Result<InitExe, Failure> {
+    let bundle = b.dir.to_string_lossy().into_owned();
+    rt.exec(&["create", "--bundle", &bundle, &b.id]).ok()?;
+    let st = rt.state(&b.id)?;
+    let Some(pid) = st["pid"].as_u64().filter(|p| *p > 0) else {
+        fail!("state has no pid > 0: {st}");
+    };
+    let link = fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|e| format!("<readlink: {e}>"));
+    let exe = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_PATH)
+        .open(format!("/proc/{pid}/exe"))?;
+    let mnt_id = mnt_id(&exe)?;
+    rt.exec(&["delete", "--force", &b.id]).ok()?;
+    ensure!(
+        wait_until(Duration::from_secs(10), || !alive(pid as u32)),
+        "init {pid} still alive after delete --force"
+    );
+    let reopened = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", exe.as_raw_fd()))
+        .map(drop);
+    Ok(InitExe {
+        link,
+        mnt_id,
+        reopened,
+    })
 }
 
 /// A file made immutable with `chattr +i` for as long as this lives.
