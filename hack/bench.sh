@@ -25,7 +25,7 @@
 #   -n RUNS    hyperfine --runs (env RUNS, default 50); warm-up: env WARMUP (default 5)
 #   -o OUTDIR  where bench-<time>.json/.md go (env BENCH_OUT, default target/bench)
 #   RSS_RUNS   runs per runtime for peak RSS (default 10)
-#   ROUNDS     hyperfine is run this many times (default 3), RUNS/ROUNDS runs each, every
+#   ROUNDS     hyperfine is run this many times (default 3), RUNS/ROUNDS runs each (rounded up), every
 #              round starting at another command; medians are over all rounds' runs. One
 #              long series favours the commands that come first: later ones share the CPUs
 #              with the kernel's deferred teardown of every container before them.

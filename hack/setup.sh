@@ -8,7 +8,8 @@
 #      symlink, or a berth/berthctl of an earlier run; nothing else is installed
 #      system-wide). berth is installed immutable (chattr +i): a binary nobody can
 #      open for writing needs no re-exec to protect itself against CVE-2019-5736,
-#      which saves ~0.4 ms of every create, run and exec (README, "Security defences").
+#      which saved 0.3-0.8 ms of a run and 0.4 ms of an exec in hack/bench.sh here
+#      (README, "Benchmarks").
 #      Run hack/setup.sh again after a rebuild to update them.
 #   4. hack/mkbundle.sh BUNDLE_DIR echo hello from berth
 #      (default BUNDLE_DIR /tmp/berth-hello, replaced if it is a bundle from a previous
@@ -61,9 +62,16 @@ install_bin() {
 		log "warning: $dest exists and is not a $name of ours; left alone"
 		return 1
 	fi
-	cp "$src" "$dest.new.$$" && chmod 0755 "$dest.new.$$" || return 1
+	local tmp=$dest.new.$$
+	if ! { cp "$src" "$tmp" && chmod 0755 "$tmp"; }; then
+		rm -f "$tmp"
+		return 1
+	fi
 	if [[ -e $dest && ! -L $dest ]]; then chattr -i "$dest" 2>/dev/null || true; fi
-	mv -f "$dest.new.$$" "$dest" || return 1
+	mv -f "$tmp" "$dest" || {
+		rm -f "$tmp"
+		return 1
+	}
 	if [[ -n $immutable ]]; then
 		if chattr +i "$dest" 2>/dev/null; then
 			log "installed $dest (immutable)"

@@ -270,7 +270,8 @@ pub fn ioctl_int(fd: BorrowedFd, req: libc::Ioctl, arg: libc::c_int) -> io::Resu
 /// ioctl(2) with a pointer to a `T` the kernel reads or fills.
 pub fn ioctl_ptr<T>(fd: BorrowedFd, req: libc::Ioctl, arg: &mut T) -> io::Result<()> {
     // SAFETY: arg is a valid, exclusive `T` of the layout this request uses (callers pass the
-    // request's own type: c_int for TIOCGPTN/TIOCSPTLCK, winsize for TIOCSWINSZ/TIOCGWINSZ).
+    // request's own type: c_int for TIOCGPTN/TIOCSPTLCK, winsize for TIOCSWINSZ/TIOCGWINSZ,
+    // c_long for FS_IOC_GETFLAGS, of which the kernel fills the low int).
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req, arg as *mut T) };
     if r < 0 {
         return Err(io::Error::last_os_error());

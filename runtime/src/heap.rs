@@ -83,12 +83,6 @@ impl Heap {
     }
 }
 
-impl Default for Heap {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The class of a layout, or None if it is served by the system allocator.
 fn class_of(layout: Layout) -> Option<usize> {
     if layout.align() > PAGE {

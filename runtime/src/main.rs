@@ -229,12 +229,10 @@ fn main() {
     // Commands that put a process into a container re-exec from a sealed binary first (see
     // libcontainer::sealed); doing it before clap spares the first image a full parse. If this
     // guess is wrong or sealing fails here, dispatch() seals (or reports why not) all the same.
-    if matches!(
+    let sealed = matches!(
         subcommand_hint(std::env::args_os().skip(1)).as_deref(),
         Some("create" | "run" | "exec")
-    ) {
-        let _ = libcontainer::sealed::ensure_sealed();
-    }
+    ) && libcontainer::sealed::ensure_sealed().is_ok();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {
@@ -258,7 +256,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    match dispatch(&cli, &logger) {
+    match dispatch(&cli, &logger, sealed) {
         Ok(code) => std::process::exit(code),
         Err(e)
             if e.downcast_ref::<std::io::Error>()
@@ -311,11 +309,19 @@ fn warn_all(logger: &log::Logger, warnings: &[String]) {
     }
 }
 
-fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
+/// `sealed`: main() already made sure this process runs from a binary nobody can write.
+fn dispatch(cli: &Cli, logger: &log::Logger, sealed: bool) -> Result<i32> {
+    let seal = || {
+        if sealed {
+            Ok(())
+        } else {
+            libcontainer::sealed::ensure_sealed()
+        }
+    };
     let root = cli.root.as_path();
     match &cli.cmd {
         Cmd::Create(a) => {
-            libcontainer::sealed::ensure_sealed()?;
+            seal()?;
             create::create(&create_options(cli, a, true), StartMode::Fifo)
                 .with_context(|| format!("create container {:?}", a.id))?
                 .detach();
@@ -325,11 +331,11 @@ fn dispatch(cli: &Cli, logger: &log::Logger) -> Result<i32> {
             detach,
             keep,
         } => {
-            libcontainer::sealed::ensure_sealed()?;
+            seal()?;
             return run(cli, logger, create, *detach, *keep);
         }
         Cmd::Exec(a) => {
-            libcontainer::sealed::ensure_sealed()?;
+            seal()?;
             return exec(cli, a);
         }
         Cmd::Start { id } => {

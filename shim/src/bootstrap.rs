@@ -9,7 +9,7 @@ use containerd_shim_protos::api::DeleteResponse;
 use protobuf::{Message, MessageField};
 use sha2::{Digest, Sha256};
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -62,17 +62,22 @@ pub fn socket_path(containerd_address: &str, namespace: &str, id: &str) -> PathB
 /// nobody listens on refuses; one whose backlog is full (held open, but nobody accepts) would
 /// block a plain connect forever, and counts as dead.
 fn shim_listens(sock: &Path) -> bool {
+    connect_nonblocking(sock).is_some()
+}
+
+/// A connection to `sock` if one is queued at once (see [`shim_listens`]).
+fn connect_nonblocking(sock: &Path) -> Option<std::os::fd::OwnedFd> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let Ok(fd) = socket(
+    let fd = socket(
         AddressFamily::Unix,
         SockType::Stream,
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
-    ) else {
-        return false;
-    };
-    UnixAddr::new(sock)
-        .is_ok_and(|addr| connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).is_ok())
+    )
+    .ok()?;
+    let addr = UnixAddr::new(sock).ok()?;
+    connect(fd.as_raw_fd(), &addr).ok()?;
+    Some(fd)
 }
 
 fn listen(path: &Path) -> Result<Option<UnixListener>> {
@@ -196,6 +201,30 @@ mod tests {
         drop(l); // the file stays, nobody listens: refused
         assert!(!shim_listens(&sock));
         assert!(!shim_listens(&dir.join("missing")));
+
+        // Held open with a full backlog, nobody accepting: a plain connect would block.
+        use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+        let full = dir.join("full");
+        let l = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(
+            l.as_raw_fd(),
+            &nix::sys::socket::UnixAddr::new(&full).unwrap(),
+        )
+        .unwrap();
+        listen(&l, Backlog::new(0).unwrap()).unwrap();
+        let mut queued = Vec::new();
+        while let Some(c) = connect_nonblocking(&full) {
+            queued.push(c);
+            assert!(queued.len() < 16, "the backlog never filled");
+        }
+        assert!(!shim_listens(&full));
+        drop(l);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

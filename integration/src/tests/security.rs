@@ -173,16 +173,9 @@ impl Drop for RemoveOnDrop {
 /// run of the suite, say) keeps the file busy and turns ETXTBSY into a false pass, and even a
 /// runtime that fails could only ever expose the copy.
 fn cve_2019_5736_runtime_binary_not_writable_via_proc_exe(ctx: &Ctx) -> TestResult {
-    let dir = ctx.scratch_dir("runtime-copy")?;
-    let copy = dir.join(ctx.rt.name());
-    fs::copy(&ctx.rt.path, &copy)?;
+    let (copy, rt) = runtime_copy(ctx, "runtime-copy")?;
     let original = fs::read(&ctx.rt.path)?;
     let before = fs::read(&copy)?;
-    let rt = Runtime::new(
-        copy.clone(),
-        ctx.rt.root.clone(),
-        ctx.scratch_dir("runtime-copy-io")?,
-    )?;
 
     let mut b = ctx.bundle()?;
     b.cfg.args(&["true"]);
@@ -199,18 +192,37 @@ fn cve_2019_5736_runtime_binary_not_writable_via_proc_exe(ctx: &Ctx) -> TestResu
         "the runtime binary {} changed",
         ctx.rt.path.display()
     );
+    write_refused(&reopened, &link)
+}
+
+/// The attack's reopen must have failed, and with EROFS, EPERM or ETXTBSY (`what` names init's
+/// executable in the message).
+fn write_refused(reopened: &std::io::Result<()>, what: &str) -> TestResult {
     match reopened {
         Ok(()) => fail!(
-            "init's executable ({link}) could be reopened for writing through \
+            "init's executable ({what}) could be reopened for writing through \
              /proc/<init pid>/exe once the container was deleted: the runtime binary is \
              exposed (nothing was written)"
         ),
         Err(e) if matches!(e.raw_os_error(), Some(EROFS | EPERM | ETXTBSY)) => Ok(()),
         Err(e) => fail!(
-            "reopening init's executable ({link}) for writing failed, but not with EROFS, \
+            "reopening init's executable ({what}) for writing failed, but not with EROFS, \
              EPERM or ETXTBSY: {e}"
         ),
     }
+}
+
+/// A private copy of the runtime under test in a scratch dir `name`, and a [`Runtime`] for it
+/// (same state root): no other process keeps the copy busy, and only the copy can be exposed.
+fn runtime_copy(ctx: &Ctx, name: &str) -> Result<(PathBuf, Runtime), Failure> {
+    let copy = ctx.scratch_dir(name)?.join(ctx.rt.name());
+    fs::copy(&ctx.rt.path, &copy)?;
+    let rt = Runtime::new(
+        copy.clone(),
+        ctx.rt.root.clone(),
+        ctx.scratch_dir(&format!("{name}-io"))?,
+    )?;
+    Ok((copy, rt))
 }
 
 /// **CVE-2019-5736** with the runtime installed immutable (`chattr +i`, as `hack/setup.sh`
@@ -224,16 +236,9 @@ fn cve_2019_5736_runtime_binary_not_writable_via_proc_exe(ctx: &Ctx) -> TestResu
 /// installed file's own mount for the second container. Skipped where the scratch filesystem
 /// has no immutable flag (`chattr +i` fails).
 fn cve_2019_5736_immutable_runtime_binary(ctx: &Ctx) -> TestResult {
-    let dir = ctx.scratch_dir("runtime-immutable")?;
-    let copy = dir.join(ctx.rt.name());
-    fs::copy(&ctx.rt.path, &copy)?;
+    let (copy, rt) = runtime_copy(ctx, "runtime-immutable")?;
     let before = fs::read(&copy)?;
     let immutable = Immutable::set(&copy)?;
-    let rt = Runtime::new(
-        copy.clone(),
-        ctx.rt.root.clone(),
-        ctx.scratch_dir("runtime-immutable-io")?,
-    )?;
     let installed_mnt = mnt_id(&fs::File::open(&copy)?)?;
 
     for with_cap in [false, true] {
@@ -252,18 +257,11 @@ fn cve_2019_5736_immutable_runtime_binary(ctx: &Ctx) -> TestResult {
         }
         b.write_config()?;
         let InitExe {
+            link,
             reopened,
             mnt_id: exe_mnt,
-            ..
         } = reopen_init_exe(&rt, &b).map_err(|e| in_case(e, case))?;
-        match reopened {
-            Ok(()) => fail!(
-                "{case}: init's executable could be reopened for writing through \
-                 /proc/<init pid>/exe (nothing was written)"
-            ),
-            Err(e) if matches!(e.raw_os_error(), Some(EROFS | EPERM | ETXTBSY)) => {}
-            Err(e) => fail!("{case}: reopening init's executable failed oddly: {e}"),
-        }
+        write_refused(&reopened, &link).map_err(|e| in_case(e, case))?;
         if with_cap {
             ensure!(
                 exe_mnt != installed_mnt,
