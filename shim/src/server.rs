@@ -406,6 +406,16 @@ impl Shim {
         }
     }
 
+    /// Run these output pumps now, except those already waiting for their fifo's reader.
+    pub fn run_output_pumps(&mut self, tokens: &[u64]) {
+        for &t in tokens {
+            let output = self.pumps.get(&t).is_some_and(|(p, _)| !p.is_stdin);
+            if output && !self.reader_waits.contains_key(&t) {
+                self.pump_event(t);
+            }
+        }
+    }
+
     /// Is this output pump holding bytes for a fifo that has no reader?
     pub fn output_waits_for_reader(&self, token: u64) -> bool {
         self.reader_waits.contains_key(&token)

@@ -42,8 +42,12 @@ exec)
     c=$(id "$@"); pf=; proc=
     while [ $# -gt 0 ]; do case $1 in --pid-file) pf=$2; shift 2;; --process) proc=$2; shift 2;; *) shift;; esac; done
     grep -q '"args"' "$proc" || fail "bad process spec"
-    ( echo exec-out; exit 3 ) &
-    echo $! > "$pf" ;;
+    # Not a child of this shell, which may reap its own background jobs before it exits (and
+    # the shim would never see the exit): setsid -f forks and does not wait, so the process is
+    # re-parented to the shim, which is what runc's exec leaves behind.
+    rm -f "$pf.tmp"
+    setsid -f sh -c 'echo $$ > "$1.tmp"; mv "$1.tmp" "$1"; echo exec-out; exit 3' sh "$pf"
+    n=0; while [ ! -e "$pf" ] && [ $n -lt 1000 ]; do sleep 0.01; n=$((n + 1)); done ;;
 start) c=$(id "$@"); [ -d "$root/$c" ] || fail "container $c does not exist"; touch "$root/$c/started" ;;
 kill)
     c=$1; sig=$2; [ "$c" = --all ] && { c=$2; sig=$3; }
