@@ -12,6 +12,7 @@ mod harness;
 mod hostmount;
 mod mountinfo;
 mod runtime;
+mod seccomp_agent;
 mod tests;
 
 use std::fs;

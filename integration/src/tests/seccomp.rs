@@ -1,10 +1,12 @@
-//! seccomp: Docker's default profile, actions, argument conditions, bad profiles.
+//! seccomp: Docker's default profile, actions, argument conditions, the notify listener, bad
+//! profiles.
 
 use serde_json::{json, Value};
 
 use crate::context::Ctx;
 use crate::harness::{Test, TestResult};
-use crate::{ensure, ensure_eq};
+use crate::seccomp_agent::{Agent, Answer};
+use crate::{ensure, ensure_eq, fail};
 
 pub fn tests() -> Vec<Test> {
     crate::tests![
@@ -12,6 +14,7 @@ pub fn tests() -> Vec<Test> {
         seccomp_errno_ret_and_unknown_names,
         seccomp_argument_conditions,
         seccomp_kill_process,
+        seccomp_notify_listener,
         seccomp_invalid_profile_fails,
     ]
 }
@@ -109,6 +112,69 @@ fn seccomp_kill_process(ctx: &Ctx) -> TestResult {
         format!("exit status of a SIGSYS kill: {out:?}")
     );
     b.ensure_clean()
+}
+
+/// SCMP_ACT_NOTIFY: the runtime connects to `listenerPath` and hands over the container
+/// process state (runtime-spec's `containerProcessState`: `fds` naming `seccompFd`, init's
+/// `pid`, `listenerMetadata`, the container's state) with the listener descriptor. The agent
+/// lets `execve` run (the first one is init's, from the state's pid) and answers `mkdir` with a
+/// fake success, so the directory is reported made but absent.
+///
+/// Can it fail? A runtime that sends no listener leaves the container blocked or its calls
+/// failing (ENOSYS); one that sends the wrong state or pid fails the field checks.
+fn seccomp_notify_listener(ctx: &Ctx) -> TestResult {
+    let sock = ctx.scratch_dir("seccomp-agent")?.join("agent.sock");
+    let agent = Agent::start(&sock, |nr| {
+        if is_mkdir(nr) {
+            Answer::Return(0)
+        } else {
+            Answer::Continue
+        }
+    })?;
+    let mut b = ctx.bundle()?;
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW",
+               "listenerPath": sock, "listenerMetadata": "berth-test-metadata",
+               "syscalls": [{"names": ["mkdir", "mkdirat", "execve", "execveat"],
+                             "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    b.cfg.sh(
+        "mkdir /tmp/notified && echo mkdir=ok; [ -d /tmp/notified ] && echo dir=present || echo dir=absent",
+    );
+    let out = b.run_ok()?;
+    let got = agent.finish();
+    ensure!(got.errors.is_empty(), "the agent: {:?}", got.errors);
+    ensure!(
+        out.contains("mkdir=ok") && out.contains("dir=absent"),
+        "the agent's answer (success, nothing made) did not reach the container: {out:?}"
+    );
+    ensure_eq!(got.states.len(), 1, "container process states received");
+    let st = &got.states[0];
+    ensure_eq!(st["fds"], json!(["seccompFd"]), format!("fds in {st}"));
+    ensure_eq!(
+        st["metadata"],
+        json!("berth-test-metadata"),
+        format!("metadata in {st}")
+    );
+    ensure_eq!(st["state"]["id"], json!(b.id), format!("state.id in {st}"));
+    ensure!(st["ociVersion"].is_string(), "no ociVersion in {st}");
+    let Some(first) = got.notifications.first() else {
+        fail!("no notification arrived");
+    };
+    ensure!(
+        !is_mkdir(first.nr) && st["pid"].as_u64() == Some(first.pid as u64),
+        "the first notification (system call {}, pid {}) is not init's execve from the state's pid ({st})",
+        first.nr,
+        first.pid
+    );
+    let mkdirs = got.notifications.iter().filter(|n| is_mkdir(n.nr)).count();
+    ensure_eq!(mkdirs, 1, "mkdir notifications");
+    b.ensure_clean()
+}
+
+fn is_mkdir(nr: i64) -> bool {
+    nr == libc::SYS_mkdir || nr == libc::SYS_mkdirat
 }
 
 /// An action the runtime-spec does not know is an error naming seccomp, and nothing is left.

@@ -14,6 +14,7 @@ use std::os::unix::fs::{symlink, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use libc::{EPERM, EROFS, ETXTBSY, O_PATH};
 use serde_json::json;
 
 use crate::context::{alive, mounts_under, Ctx};
@@ -21,12 +22,14 @@ use crate::harness::{wait_until, Failure, Test, TestResult};
 use crate::hostmount::HostMount;
 use crate::mountinfo::{self, require};
 use crate::runtime::{Out, Runtime};
+use crate::seccomp_agent::{Agent, Answer};
 use crate::{ensure, ensure_eq, fail, skip};
 
 pub fn tests() -> Vec<Test> {
     crate::tests![
         cve_2019_5736_runtime_binary_not_writable_via_proc_exe,
         cve_2019_5736_immutable_runtime_binary,
+        cve_2019_5736_exec_starts_from_a_protected_binary,
         cve_2024_21626_no_host_fds_reach_the_container,
         cve_2024_21626_cwd_in_a_leaked_fd_stays_in_the_root,
         cve_2021_30465_mount_destinations_resolve_in_the_root,
@@ -34,12 +37,6 @@ pub fn tests() -> Vec<Test> {
         cve_2025_31133_masked_paths_only_with_the_real_dev_null,
     ]
 }
-
-/// `O_PATH` (x86_64 and the generic Linux ABI; the crate has no libc dependency).
-const O_PATH: i32 = 0o10000000;
-const EPERM: i32 = 1;
-const ETXTBSY: i32 = 26;
-const EROFS: i32 = 30;
 
 /// Printed first by every container script: tells "the runtime refused" from "the container ran".
 const STARTED: &str = "started-in-container";
@@ -276,6 +273,107 @@ fn cve_2019_5736_immutable_runtime_binary(ctx: &Ctx) -> TestResult {
         "the runtime binary {} changed",
         copy.display()
     );
+    Ok(())
+}
+
+/// **CVE-2019-5736** through `exec`: the process a runtime starts in a running container runs
+/// the runtime's own executable until it executes the user's program, and a container process
+/// can open it through `/proc/<pid>/exe` then. The test catches it there: the container's
+/// seccomp profile notifies `execve`, and a seccomp agent (`listenerPath`) opens the caller's
+/// `/proc/<pid>/exe` O_PATH while it is held. Once the exec is over, reopening that for writing
+/// must fail as in the `create` tests, for a writable runtime binary and for an immutable one
+/// whose exec'd process has CAP_LINUX_IMMUTABLE; the latter must also not run from the
+/// installed file itself (another `mnt_id`).
+///
+/// Can it fail? A runtime whose exec'd process ran from its writable binary hands that file out
+/// (root's O_WRONLY reopen succeeds); one that trusted the immutable flag for a process that can
+/// clear it shows the installed file's own mount.
+fn cve_2019_5736_exec_starts_from_a_protected_binary(ctx: &Ctx) -> TestResult {
+    for immutable in [false, true] {
+        let case = if immutable {
+            "immutable runtime binary, exec'd process with CAP_LINUX_IMMUTABLE"
+        } else {
+            "writable runtime binary"
+        };
+        let (copy, rt) = runtime_copy(ctx, "runtime-exec")?;
+        let before = fs::read(&copy)?;
+        let flag = if immutable {
+            Some(Immutable::set(&copy)?)
+        } else {
+            None
+        };
+        let installed_mnt = mnt_id(&fs::File::open(&copy)?)?;
+        exec_exe_refused(ctx, &rt, immutable, installed_mnt).map_err(|e| in_case(e, case))?;
+        drop(flag);
+        ensure!(
+            fs::read(&copy)? == before,
+            "{case}: the runtime binary {} changed",
+            copy.display()
+        );
+    }
+    Ok(())
+}
+
+/// One case of the test above: a container whose `execve`s are notified, an `exec` of `true`
+/// (with CAP_LINUX_IMMUTABLE in every set when `with_cap`), then the checks on the exec'd
+/// process's executable as the agent caught it.
+fn exec_exe_refused(ctx: &Ctx, rt: &Runtime, with_cap: bool, installed_mnt: u64) -> TestResult {
+    let sock = ctx.scratch_dir("exec-agent")?.join("agent.sock");
+    let agent = Agent::start(&sock, |_| Answer::Continue)?;
+    let mut b = ctx.bundle()?;
+    b.cfg.args(&["sleep", "1000"]);
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+               "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    b.write_config()?;
+    let bundle = b.dir.to_string_lossy().into_owned();
+    rt.exec(&["run", "--detach", "--bundle", &bundle, &b.id])
+        .ok()?;
+    let init = b.pid()?;
+    ensure!(
+        wait_until(Duration::from_secs(10), || agent
+            .with(|r| r.notifications.iter().any(|n| n.pid == init))),
+        "init's execve (pid {init}) was not notified"
+    );
+    let caps = if with_cap {
+        json!(["CAP_LINUX_IMMUTABLE"])
+    } else {
+        json!([])
+    };
+    let process = b.dir.join("exec-process.json");
+    let spec = json!({"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                      "env": ["PATH=/bin:/usr/bin"],
+                      "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}});
+    fs::write(&process, spec.to_string())?;
+    let process = process.to_string_lossy().into_owned();
+    rt.exec(&["exec", "--process", &process, &b.id]).ok()?;
+    let got = agent.finish();
+    ensure!(got.errors.is_empty(), "the agent: {:?}", got.errors);
+    let Some(caught) = got.notifications.iter().find(|n| n.pid != init) else {
+        fail!("the exec'd process's execve was not notified");
+    };
+    let exe = match &caught.exe {
+        Ok(f) => f,
+        Err(e) => fail!(
+            "opening /proc/{}/exe of the exec'd process: {e}",
+            caught.pid
+        ),
+    };
+    let exe_mnt = mnt_id(exe)?;
+    let reopened = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", exe.as_raw_fd()))
+        .map(drop);
+    write_refused(&reopened, &caught.exe_link)?;
+    if with_cap {
+        ensure!(
+            exe_mnt != installed_mnt,
+            "the exec'd process ran from the immutable runtime binary itself (mount \
+             {exe_mnt}), whose flag a process with CAP_LINUX_IMMUTABLE can clear"
+        );
+    }
     Ok(())
 }
 
