@@ -5,8 +5,8 @@
 //! the process is held in the system call).
 
 use std::fs::{self, File};
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{IoSliceMut, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 /// `_IOWR('!', 0, struct seccomp_notif)`: the next notification (80 bytes).
 const NOTIF_RECV: libc::Ioctl = 0xc050_2100u32 as libc::Ioctl;
@@ -132,22 +135,19 @@ fn serve(
 ) {
     let mut listeners: Vec<OwnedFd> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        let mut polled = vec![libc::pollfd {
-            fd: listener.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        polled.extend(listeners.iter().map(|l| libc::pollfd {
-            fd: l.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }));
-        // SAFETY: `polled` is a live array of that many pollfd structs.
-        let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 50) };
-        if n <= 0 {
+        let mut polled: Vec<PollFd> = std::iter::once(listener.as_fd())
+            .chain(listeners.iter().map(|l| l.as_fd()))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        if !matches!(poll(&mut polled, PollTimeout::from(50u8)), Ok(n) if n > 0) {
             continue;
         }
-        if polled[0].revents != 0 {
+        let revents: Vec<PollFlags> = polled
+            .iter()
+            .map(|p| p.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        drop(polled);
+        if !revents[0].is_empty() {
             while let Ok((conn, _)) = listener.accept() {
                 match receive(conn) {
                     Ok((state, fd)) => {
@@ -159,14 +159,14 @@ fn serve(
             }
         }
         let mut gone = Vec::new();
-        for (i, p) in polled.iter().enumerate().skip(1) {
-            if p.revents & libc::POLLIN != 0 {
+        for (i, r) in revents.iter().enumerate().skip(1) {
+            if r.contains(PollFlags::POLLIN) {
                 match handle(&listeners[i - 1], answer) {
                     Ok(Some(n)) => lock(got).notifications.push(n),
                     Ok(None) => {}
                     Err(e) => lock(got).errors.push(format!("a notification: {e}")),
                 }
-            } else if p.revents != 0 {
+            } else if !r.is_empty() {
                 gone.push(i - 1);
             }
         }
@@ -185,36 +185,27 @@ fn receive(conn: UnixStream) -> std::io::Result<(serde_json::Value, OwnedFd)> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
-    let mut control = vec![0u8; space];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: an all-zero msghdr is valid; its pointers are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
-    // SAFETY: msg points at live buffers of the stated lengths.
-    let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut fd = None;
-    // SAFETY: the kernel filled msg_control; CMSG_FIRSTHDR/CMSG_DATA walk inside it.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS
-        {
-            let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-            fd = Some(OwnedFd::from_raw_fd(raw));
-        }
-    }
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let n = msg.bytes;
+    let fds: Vec<OwnedFd> = msg
+        .cmsgs()?
+        .flat_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds,
+            _ => Vec::new(),
+        })
+        // SAFETY: the kernel installed these descriptors for us; nothing else owns them.
+        .map(|f| unsafe { OwnedFd::from_raw_fd(f) })
+        .collect();
+    let fd = fds.into_iter().next();
     let fd = fd.ok_or_else(|| std::io::Error::other("no descriptor came with the state"))?;
-    buf.truncate(n as usize);
+    buf.truncate(n);
     // The state is one JSON value; a runtime may keep the connection open after it (runc
     // does), so read only until it is complete.
     loop {
@@ -240,9 +231,7 @@ fn receive(conn: UnixStream) -> std::io::Result<(serde_json::Value, OwnedFd)> {
 /// Receive one notification on `listener`, note it, answer it.
 fn handle(listener: &OwnedFd, answer: fn(i64) -> Answer) -> std::io::Result<Option<Notification>> {
     let mut n = Notif::default();
-    // SAFETY: NOTIF_RECV fills a zeroed struct seccomp_notif, which `n` is.
-    if unsafe { libc::ioctl(listener.as_raw_fd(), NOTIF_RECV, &mut n) } < 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = listener_ioctl(listener.as_fd(), NOTIF_RECV, &mut n) {
         // ENOENT: the process went away before we got to it.
         return if e.raw_os_error() == Some(libc::ENOENT) {
             Ok(None)
@@ -258,21 +247,19 @@ fn handle(listener: &OwnedFd, answer: fn(i64) -> Answer) -> std::io::Result<Opti
     let exe_link = fs::read_link(&proc_exe)
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|e| format!("<readlink: {e}>"));
-    // SAFETY: NOTIF_ID_VALID reads one u64.
-    let valid = unsafe { libc::ioctl(listener.as_raw_fd(), NOTIF_ID_VALID, &n.id) } == 0;
+    let mut id = n.id;
+    let valid = listener_ioctl(listener.as_fd(), NOTIF_ID_VALID, &mut id).is_ok();
     let (val, flags) = match answer(n.nr as i64) {
         Answer::Continue => (0, FLAG_CONTINUE),
         Answer::Return(v) => (v, 0),
     };
-    let resp = Resp {
+    let mut resp = Resp {
         id: n.id,
         val,
         error: 0,
         flags,
     };
-    // SAFETY: NOTIF_SEND reads one struct seccomp_notif_resp.
-    if unsafe { libc::ioctl(listener.as_raw_fd(), NOTIF_SEND, &resp) } < 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = listener_ioctl(listener.as_fd(), NOTIF_SEND, &mut resp) {
         if e.raw_os_error() != Some(libc::ENOENT) {
             return Err(e);
         }
@@ -287,4 +274,14 @@ fn handle(listener: &OwnedFd, answer: fn(i64) -> Answer) -> std::io::Result<Opti
         exe,
         exe_link,
     }))
+}
+
+/// ioctl(2) on a seccomp listener, with a `T` of the layout `req` uses.
+fn listener_ioctl<T>(fd: BorrowedFd, req: libc::Ioctl, arg: &mut T) -> std::io::Result<()> {
+    // SAFETY: arg is a valid, exclusive `T`, and callers pass the request's own type
+    // (seccomp_notif for NOTIF_RECV, seccomp_notif_resp for NOTIF_SEND, u64 for ID_VALID).
+    if unsafe { libc::ioctl(fd.as_raw_fd(), req, arg as *mut T) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

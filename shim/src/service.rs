@@ -897,7 +897,15 @@ impl Shim {
             crate::debug!("reaped pid {pid} (status {exit_status})");
             return;
         };
-        self.move_output(&key);
+        // Move what it wrote first: the readiness of its pipes may come in the same epoll batch
+        // as SIGCHLD but after it, and a fifo without a reader is only found out by trying.
+        let pumps = self
+            .containers
+            .get(&key.0)
+            .and_then(|c| Self::proc_ref(c, &key.1).ok());
+        if let Some(tokens) = pumps.map(|p| p.pumps.clone()) {
+            self.run_output_pumps(&tokens);
+        }
         // Output still waiting in the pipe for containerd's reader (its client has not
         // connected yet): announce the exit once it got there, or after 2 s, so that the client
         // does not give up on its stdio before the bytes arrive.
@@ -910,21 +918,6 @@ impl Shim {
             return;
         }
         self.announce_exit(pid, key, exit_status, at);
-    }
-
-    /// Move what an exited process wrote before its exit is judged: the readiness of its
-    /// pipes may come in the same epoll batch as SIGCHLD but after it, and a fifo without a
-    /// reader is only found out by trying to write to it.
-    fn move_output(&mut self, key: &ProcKey) {
-        let tokens: Vec<u64> = match self
-            .containers
-            .get(&key.0)
-            .and_then(|c| Self::proc_ref(c, &key.1).ok())
-        {
-            Some(p) => p.pumps.clone(),
-            None => return,
-        };
-        self.run_output_pumps(&tokens);
     }
 
     /// Does an output pump of this process still hold bytes for a fifo without a reader?

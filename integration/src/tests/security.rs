@@ -179,34 +179,43 @@ fn cve_2019_5736_runtime_binary_not_writable_via_proc_exe(ctx: &Ctx) -> TestResu
     b.write_config()?;
     let InitExe { link, reopened, .. } = reopen_init_exe(&rt, &b)?;
 
-    ensure!(
-        fs::read(&copy)? == before,
-        "the runtime binary {} changed",
-        copy.display()
-    );
-    ensure!(
-        fs::read(&ctx.rt.path)? == original,
-        "the runtime binary {} changed",
-        ctx.rt.path.display()
-    );
-    write_refused(&reopened, &link)
+    ensure_unchanged(&copy, &before)?;
+    ensure_unchanged(&ctx.rt.path, &original)?;
+    write_refused(&reopened, &format!("init's executable ({link})"))
 }
 
-/// The attack's reopen must have failed, and with EROFS, EPERM or ETXTBSY (`what` names init's
+/// The attack's step, minus the write: reopen `exe` (an O_PATH descriptor of a
+/// `/proc/<pid>/exe`) O_WRONLY without O_TRUNC, and close it at once.
+fn reopen_for_writing(exe: &fs::File) -> std::io::Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", exe.as_raw_fd()))
+        .map(drop)
+}
+
+/// The attack's reopen must have failed, and with EROFS, EPERM or ETXTBSY (`who` names the
 /// executable in the message).
-fn write_refused(reopened: &std::io::Result<()>, what: &str) -> TestResult {
+fn write_refused(reopened: &std::io::Result<()>, who: &str) -> TestResult {
     match reopened {
         Ok(()) => fail!(
-            "init's executable ({what}) could be reopened for writing through \
-             /proc/<init pid>/exe once the container was deleted: the runtime binary is \
-             exposed (nothing was written)"
+            "{who} could be reopened for writing through /proc/<pid>/exe once its process \
+             was gone: the runtime binary is exposed (nothing was written)"
         ),
         Err(e) if matches!(e.raw_os_error(), Some(EROFS | EPERM | ETXTBSY)) => Ok(()),
-        Err(e) => fail!(
-            "reopening init's executable ({what}) for writing failed, but not with EROFS, \
-             EPERM or ETXTBSY: {e}"
-        ),
+        Err(e) => {
+            fail!("reopening {who} for writing failed, but not with EROFS, EPERM or ETXTBSY: {e}")
+        }
     }
+}
+
+/// The runtime binary at `path` still holds `before`.
+fn ensure_unchanged(path: &Path, before: &[u8]) -> TestResult {
+    ensure!(
+        fs::read(path)? == before,
+        "the runtime binary {} changed",
+        path.display()
+    );
+    Ok(())
 }
 
 /// A private copy of the runtime under test in a scratch dir `name`, and a [`Runtime`] for it
@@ -258,7 +267,8 @@ fn cve_2019_5736_immutable_runtime_binary(ctx: &Ctx) -> TestResult {
             reopened,
             mnt_id: exe_mnt,
         } = reopen_init_exe(&rt, &b).map_err(|e| in_case(e, case))?;
-        write_refused(&reopened, &link).map_err(|e| in_case(e, case))?;
+        write_refused(&reopened, &format!("init's executable ({link})"))
+            .map_err(|e| in_case(e, case))?;
         if with_cap {
             ensure!(
                 exe_mnt != installed_mnt,
@@ -268,12 +278,7 @@ fn cve_2019_5736_immutable_runtime_binary(ctx: &Ctx) -> TestResult {
         }
     }
     drop(immutable);
-    ensure!(
-        fs::read(&copy)? == before,
-        "the runtime binary {} changed",
-        copy.display()
-    );
-    Ok(())
+    ensure_unchanged(&copy, &before)
 }
 
 /// **CVE-2019-5736** through `exec`: the process a runtime starts in a running container runs
@@ -305,11 +310,7 @@ fn cve_2019_5736_exec_starts_from_a_protected_binary(ctx: &Ctx) -> TestResult {
         let installed_mnt = mnt_id(&fs::File::open(&copy)?)?;
         exec_exe_refused(ctx, &rt, immutable, installed_mnt).map_err(|e| in_case(e, case))?;
         drop(flag);
-        ensure!(
-            fs::read(&copy)? == before,
-            "{case}: the runtime binary {} changed",
-            copy.display()
-        );
+        ensure_unchanged(&copy, &before).map_err(|e| in_case(e, case))?;
     }
     Ok(())
 }
@@ -362,11 +363,10 @@ fn exec_exe_refused(ctx: &Ctx, rt: &Runtime, with_cap: bool, installed_mnt: u64)
         ),
     };
     let exe_mnt = mnt_id(exe)?;
-    let reopened = fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{}", exe.as_raw_fd()))
-        .map(drop);
-    write_refused(&reopened, &caught.exe_link)?;
+    write_refused(
+        &reopen_for_writing(exe),
+        &format!("the exec'd process's executable ({})", caught.exe_link),
+    )?;
     if with_cap {
         ensure!(
             exe_mnt != installed_mnt,
@@ -409,10 +409,7 @@ fn reopen_init_exe(rt: &Runtime, b: &crate::fixture::Bundle) -> Result<InitExe, 
         wait_until(Duration::from_secs(10), || !alive(pid as u32)),
         "init {pid} still alive after delete --force"
     );
-    let reopened = fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/self/fd/{}", exe.as_raw_fd()))
-        .map(drop);
+    let reopened = reopen_for_writing(&exe);
     Ok(InitExe {
         link,
         mnt_id,
