@@ -19,7 +19,8 @@
 #     works; VM_SHARE adds directories shared read-write;
 #   - cgroup2 is mounted on /sys/fs/cgroup (no v1 hierarchy at all), with every
 #     available controller (cpuset cpu io memory hugetlb pids rdma misc) enabled in the
-#     root's cgroup.subtree_control; COMMAND runs in the root cgroup (0::/);
+#     root's cgroup.subtree_control, and an empty child cgroup vm.static-keys (see
+#     hack/vm/init); COMMAND runs in the root cgroup (0::/);
 #   - devtmpfs on /dev, devpts on /dev/pts, tmpfs on /dev/shm, mqueue on /dev/mqueue;
 #     loopback up; hostname berth-vm; all capabilities; the host's tools (runc, crun,
 #     busybox, unshare) on PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin;
@@ -31,8 +32,10 @@
 # serial port, ttyS1); vm-run.sh's own messages go to stderr, and so do the kernel's
 # console messages (ttyS0, shown after the VM stopped; none on a healthy run).
 #
-# Exit status: COMMAND's, or 125 if the VM failed (no kernel or QEMU, boot failure,
-# COMMAND's status never written) or hit VM_TIMEOUT; 130/143 on SIGINT/SIGTERM.
+# Exit status: COMMAND's, or 125 if the VM failed (no kernel or QEMU, boot failure, guest
+# kernel panic, COMMAND's status never written) or hit VM_TIMEOUT; 130/143 on SIGINT/SIGTERM.
+# A CPU stuck in the guest's kernel for ~20 s is a panic (softlockup_panic=1), which ends the
+# VM at once (panic=-1) instead of at VM_TIMEOUT.
 # QEMU (stopped by pid) and the temporary dirs are cleaned up in every case.
 #
 # The initramfs (hack/vm/mkinitramfs.sh) is built on first use and cached as
@@ -44,6 +47,7 @@
 #   VM_CPUS     guest CPUs (default 2), VM_MEM guest memory in MiB (default 2048)
 #   VM_DISK     size of /tmp's disk (truncate(1) sizes, default 8G, sparse; 0: a tmpfs)
 #   VM_KERNEL   kernel version to boot (default: the newest installed *-amd64 one)
+#   VM_APPEND   more kernel command-line arguments (e.g. loglevel=7 for a noisy console)
 #   VM_CACHE    initramfs cache dir (default ${CARGO_TARGET_DIR:-<repo>/target}/vm)
 #   VM_SHARE    space-separated host directories to share read-write at the same path
 #   VM_ENV      space-separated names of more variables to pass to COMMAND
@@ -246,7 +250,7 @@ qemu-system-x86_64 -accel tcg -cpu max -smp "$VM_CPUS" -m "$VM_MEM" \
 	-chardev "file,id=kcon,path=${scratch//,/,,}/console.log" -serial chardev:kcon \
 	-chardev stdio,id=out -serial chardev:out \
 	-kernel "$kernel" -initrd "$initrd" \
-	-append "console=ttyS0 quiet panic=-1 mitigations=off cgroup_no_v1=all rdinit=/init" \
+	-append "console=ttyS0 quiet panic=-1 softlockup_panic=1 mitigations=off cgroup_no_v1=all rdinit=/init${VM_APPEND:+ $VM_APPEND}" \
 	"${qemu_fs[@]}" "${qemu_disk[@]}" -device virtio-rng-pci </dev/null &
 qemu_pid=$!
 sleep "$VM_TIMEOUT" &
@@ -276,6 +280,10 @@ scratch_tmp=$cleanup_scratch
 if grep -qv 'reboot: Power down' "$scratch/console.log" 2>/dev/null; then
 	log "the VM's kernel console (ttyS0):"
 	grep -v 'reboot: Power down' "$scratch/console.log" >&2 || true
+fi
+if grep -q 'Kernel panic' "$scratch/console.log" 2>/dev/null; then
+	log "error: the guest kernel panicked (see the kernel console above; VM_APPEND=loglevel=5 shows its backtraces)"
+	exit "$VM_FAILED"
 fi
 if ((timed_out)); then
 	log "error: the VM timed out after ${VM_TIMEOUT}s (VM_TIMEOUT); killed QEMU"
