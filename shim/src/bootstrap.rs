@@ -203,7 +203,9 @@ mod tests {
         assert!(!shim_listens(&dir.join("missing")));
 
         // Held open with a full backlog, nobody accepting: a plain connect would block.
-        use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+        use nix::sys::socket::{
+            bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+        };
         let full = dir.join("full");
         let l = socket(
             AddressFamily::Unix,
@@ -212,11 +214,7 @@ mod tests {
             None,
         )
         .unwrap();
-        bind(
-            l.as_raw_fd(),
-            &nix::sys::socket::UnixAddr::new(&full).unwrap(),
-        )
-        .unwrap();
+        bind(l.as_raw_fd(), &UnixAddr::new(&full).unwrap()).unwrap();
         listen(&l, Backlog::new(0).unwrap()).unwrap();
         let mut queued = Vec::new();
         while let Some(c) = connect_nonblocking(&full) {
