@@ -18,6 +18,9 @@ pub enum Msg {
     MapsWritten,
     /// init (stage 1) -> parent: the pid of the container's init, which stage 1 forked.
     InitPid(i32),
+    /// parent -> init (slow path): stage 1's report of init's pid has arrived; init may now
+    /// ask for anything that needs it (hooks, the seccomp listener).
+    PidKnown,
     /// init -> parent: the mounts are made; run the prestart and createRuntime hooks.
     RunHooks,
     /// parent -> init: the hooks have run.
@@ -89,6 +92,10 @@ impl Channel {
         use std::os::fd::{AsRawFd, FromRawFd, RawFd};
         let mut buf = [0u8; 16 * 1024];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        // A peer that closes with unread messages of ours in its queue (init failing while Go
+        // was on its way) reports ECONNRESET once; what it sent before is still queued behind
+        // it (its Failed report), so read again.
+        let mut reset_seen = false;
         let (n, fds) = loop {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -98,6 +105,10 @@ impl Channel {
                 MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::ECONNRESET) if !reset_seen => {
+                    reset_seen = true;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
                 Ok(m) => {
                     let mut fds = Vec::new();
@@ -127,5 +138,26 @@ impl Channel {
 impl AsFd for Channel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Init fails and exits while the parent's Go is still unread in its queue: the parent
+    /// must still read init's report, not "Connection reset by peer".
+    #[test]
+    fn report_survives_a_reset_by_a_peer_that_closed_with_unread_messages() {
+        let (parent, init) = Channel::pair().unwrap();
+        parent.send(&Msg::Go).unwrap();
+        init.send(&Msg::Failed(InitError::msg("mount", None, "it failed")))
+            .unwrap();
+        drop(init);
+        match parent.recv() {
+            Ok(Some(Msg::Failed(e))) => assert_eq!(e.step, "mount"),
+            other => panic!("expected init's report, got {other:?}"),
+        }
+        assert!(matches!(parent.recv(), Ok(None)));
     }
 }

@@ -23,10 +23,27 @@ impl Bundle {
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
         let path = dir.join("config.json");
         let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-        let spec = parse(&bytes).map_err(|msg| Error::config(path.display().to_string(), msg))?;
+        let mut spec =
+            parse(&bytes).map_err(|msg| Error::config(path.display().to_string(), msg))?;
+        normalize(&mut spec);
         let rootfs =
             validate(&spec, &dir).map_err(|msg| Error::config(path.display().to_string(), msg))?;
         Ok(Bundle { dir, spec, rootfs })
+    }
+}
+
+/// What runc reads differently from the types: a namespace with `"path": ""` is a new one.
+pub fn normalize(spec: &mut Spec) {
+    let Some(linux) = spec.linux_mut() else {
+        return;
+    };
+    let Some(namespaces) = linux.namespaces_mut() else {
+        return;
+    };
+    for ns in namespaces.iter_mut() {
+        if ns.path().as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            ns.set_path(None);
+        }
     }
 }
 
@@ -111,9 +128,14 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     if new_userns && !has_maps {
         return Err("linux.uidMappings: a new user namespace needs uid and gid mappings".into());
     }
-    if has_maps && !new_userns {
+    // With a user namespace joined by path, runc 1.1 requires the mappings (1.2+ reads them
+    // from the namespace): they describe the namespace and are not written.
+    let any_userns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User);
+    if has_maps && !any_userns {
         return Err(
-            "linux.uidMappings: mappings are given but no new user namespace is requested".into(),
+            "linux.uidMappings: mappings are given but no user namespace is requested".into(),
         );
     }
     if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {

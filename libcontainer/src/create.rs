@@ -122,8 +122,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let start = match mode {
         StartMode::Fifo => {
             let fifo = dir.path.join(EXEC_FIFO);
-            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
-                .map_err(|e| Error::io("mkfifo", &fifo, e.into()))?;
+            make_exec_fifo(&fifo, spec)?;
             let fd = nix::fcntl::open(
                 &fifo,
                 nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
@@ -180,10 +179,12 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 console,
                 seccomp: seccomp.as_ref(),
                 wait_go,
+                wait_pid_known: !plan.fast(),
                 go_received: std::cell::Cell::new(false),
                 join_cgroup: None,
                 unshare_cgroupns,
                 in_new_userns: plan.new_userns(),
+                in_userns: plan.userns(),
                 cgroupns: plan.has_cgroupns(),
             };
             let join = (!parent_moves).then_some((cg.as_ref(), rest));
@@ -269,6 +270,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                     .map_err(|e| Error::sys(format!("pidfd_open({pid})"), e))?;
                 cleanup.child = Some((pid, pidfd, false));
                 state = Some(record(pid)?);
+                send(&chan, &Msg::PidKnown)?;
             }
             Some(Msg::RunHooks) => {
                 let st = state.as_ref().ok_or_else(|| {
@@ -344,6 +346,24 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         chan,
         cleanup,
     })
+}
+
+/// runc's exec fifo: mode 0622 whatever the caller's umask, owned by the container's root, so
+/// that init can open it for writing after it switched to the process's user (without
+/// CAP_DAC_OVERRIDE) or while it is root of a user namespace.
+fn make_exec_fifo(fifo: &Path, spec: &oci_spec::runtime::Spec) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        .map_err(|e| Error::io("mkfifo", fifo, e.into()))?;
+    std::fs::set_permissions(fifo, std::fs::Permissions::from_mode(0o622))
+        .map_err(|e| Error::io("chmod", fifo, e))?;
+    let (uid, gid) = namespaces::host_root_ids(spec);
+    nix::unistd::chown(
+        fifo,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| Error::io("chown", fifo, e.into()))
 }
 
 /// Hand a seccomp notify listener to `listenerPath` (runtime-spec's container process state:

@@ -69,16 +69,21 @@ impl Plan {
         self.new.contains(CloneFlags::CLONE_NEWUSER)
     }
 
+    /// Whether init lives in a user namespace other than the host's (new or joined).
+    pub fn userns(&self) -> bool {
+        self.new_userns() || self.joins(LinuxNamespaceType::User)
+    }
+
+    pub fn joins(&self, t: LinuxNamespaceType) -> bool {
+        self.join.iter().any(|(j, _)| *j == t)
+    }
+
     pub fn new_cgroupns(&self) -> bool {
         self.new.contains(CloneFlags::CLONE_NEWCGROUP)
     }
 
     pub fn has_cgroupns(&self) -> bool {
-        self.new_cgroupns()
-            || self
-                .join
-                .iter()
-                .any(|(t, _)| *t == LinuxNamespaceType::Cgroup)
+        self.new_cgroupns() || self.joins(LinuxNamespaceType::Cgroup)
     }
 
     /// One clone3 is enough: nothing to join, and no time namespace (its offsets must be
@@ -146,6 +151,11 @@ pub fn stage1(
                 Some(p),
             )?;
         }
+        if plan.joins(LinuxNamespaceType::User) && !plan.new_userns() {
+            // As runc: the process becomes root of the namespace it joined (devpts and other
+            // mounts need the namespace's root, not an unmapped overflow id).
+            crate::init::process::become_namespace_root()?;
+        }
         if plan.new_userns() {
             nix::sched::unshare(CloneFlags::CLONE_NEWUSER).step("unshare user namespace", None)?;
             chan.send(&Msg::MapsRequest).step("sync", None)?;
@@ -191,6 +201,31 @@ pub fn stage1(
     };
     // SAFETY: _exit skips the parent berth's atexit handlers and buffered output.
     unsafe { libc::_exit(code) }
+}
+
+/// The host uid and gid of the container's root: what uid/gid 0 map to in a new user
+/// namespace (or a joined one whose mappings config.json repeats), else 0 (runc's
+/// HostRootUID/HostRootGID).
+pub fn host_root_ids(spec: &Spec) -> (u32, u32) {
+    let linux = spec.linux().as_ref();
+    let userns = linux
+        .and_then(|l| l.namespaces().as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User);
+    if !userns {
+        return (0, 0);
+    }
+    let host = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.into_iter()
+            .flatten()
+            .find(|m| m.container_id() == 0 && m.size() > 0)
+            .map_or(0, |m| m.host_id())
+    };
+    (
+        host(linux.and_then(|l| l.uid_mappings().as_ref())),
+        host(linux.and_then(|l| l.gid_mappings().as_ref())),
+    )
 }
 
 /// Write uid_map and gid_map of a process in a new user namespace.

@@ -159,6 +159,25 @@ pub fn fd_path(fd: BorrowedFd) -> std::path::PathBuf {
     format!("/proc/self/fd/{}", fd.as_raw_fd()).into()
 }
 
+/// faccessat2(dir, path, W_OK, AT_EACCESS): whether this process, with its effective ids and
+/// capabilities (not access(2)'s real ids), may open `path` for writing.
+pub fn can_write_at(dir: BorrowedFd, path: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: a plain syscall on a borrowed fd and a NUL-terminated path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            libc::W_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn setdomainname(name: &str) -> io::Result<()> {
     // SAFETY: the pointer and length describe `name`'s bytes.
     let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };

@@ -54,6 +54,15 @@ pub fn set_size(fd: BorrowedFd, rows: u16, cols: u16) -> io::Result<()> {
 }
 
 /// The size of the terminal on `fd`, if it is one.
+/// Clear ONLCR (output \n -> \r\n) on a terminal.
+pub fn clear_onlcr(fd: BorrowedFd) -> io::Result<()> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
+    let mut t = tcgetattr(fd)?;
+    t.output_flags.remove(OutputFlags::ONLCR);
+    tcsetattr(fd, SetArg::TCSANOW, &t)?;
+    Ok(())
+}
+
 pub fn get_size(fd: BorrowedFd) -> Option<(u16, u16)> {
     let mut ws = libc::winsize {
         ws_row: 0,

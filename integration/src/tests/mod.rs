@@ -13,6 +13,7 @@ mod namespaces;
 mod process;
 mod seccomp;
 mod security;
+mod users;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Test> {
     v.extend(mounts::tests());
     v.extend(devices::tests());
     v.extend(process::tests());
+    v.extend(users::tests());
     v.extend(hooks::tests());
     v.extend(errors::tests());
     v.extend(seccomp::tests());

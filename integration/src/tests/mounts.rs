@@ -26,6 +26,8 @@ pub fn tests() -> Vec<Test> {
         root_readonly,
         root_writable,
         no_pivot,
+        no_pivot_hides_host_procfs,
+        proc_and_sys_refuse_symlink_destination,
         masked_paths,
         readonly_paths,
     ]
@@ -412,6 +414,54 @@ fn no_pivot(ctx: &Ctx) -> TestResult {
         "host root visible with --no-pivot: {out}"
     );
     b.ensure_clean()
+}
+
+/// With --no-pivot the host's procfs is still in the container's mount namespace, under the
+/// chroot; while it is there the kernel lets a nested user+pid namespace mount a fresh procfs
+/// (a full view of /proc without the masks). runc detaches every full procfs and sysfs mount
+/// of the old root first, so that mount fails with EPERM.
+fn no_pivot_hides_host_procfs(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    fs::create_dir(b.rootfs().join("newproc"))?;
+    // A user, so that mapping it to root of the nested namespace needs no CAP_SETFCAP.
+    b.cfg
+        .set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    b.cfg.sh("unshare -mrpf true && echo nested yes; \
+         if unshare -mrpf mount -t proc proc /newproc 2>/dev/null; then echo mounted yes; \
+         else echo mounted no; fi");
+    for args in [&["--no-pivot"][..], &[]] {
+        let out = b.run(args).ok()?.stdout;
+        ensure!(
+            out.contains("nested yes"),
+            "the nested user namespace itself failed ({args:?}): {out}"
+        );
+        ensure!(
+            out.contains("mounted no"),
+            "a fresh procfs could be mounted ({args:?}): {out}"
+        );
+    }
+    b.ensure_clean()
+}
+
+/// procfs and sysfs are never mounted through a symlink in the rootfs (runc: "must be mounted
+/// on ordinary directory").
+fn proc_and_sys_refuse_symlink_destination(ctx: &Ctx) -> TestResult {
+    for (dest, typ) in [("proc", "proc"), ("sys", "sysfs")] {
+        let mut b = ctx.bundle()?;
+        let rootfs = b.rootfs();
+        fs::remove_dir(rootfs.join(dest))?;
+        fs::create_dir(rootfs.join("elsewhere"))?;
+        std::os::unix::fs::symlink("elsewhere", rootfs.join(dest))?;
+        b.cfg.args(&["true"]);
+        let out = b.run(&[]).failed()?;
+        out.stderr_mentions("must be mounted on ordinary directory")?;
+        ensure!(
+            fs::read_dir(rootfs.join("elsewhere"))?.next().is_none(),
+            "{typ} was mounted through the symlink"
+        );
+        b.ensure_clean()?;
+    }
+    Ok(())
 }
 
 fn masked_paths(ctx: &Ctx) -> TestResult {

@@ -75,7 +75,7 @@ pub fn setup(ctx: &InitContext, root: &Root) -> Result<()> {
         .collect();
     nodes.extend(configured.iter().map(node));
     for n in &nodes {
-        make_node(root, n, ctx.in_new_userns)?;
+        make_node(root, n, ctx.in_userns)?;
     }
     setup_ptmx(root)?;
     symlinks(root)

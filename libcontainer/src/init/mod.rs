@@ -99,9 +99,13 @@ pub(crate) fn setup_console(
     match console {
         Console::Socket(sock) => crate::tty::send_fd(sock.as_fd(), &pty.name, pty.master.as_fd())
             .step("send pty master to the console socket", None)?,
-        Console::Parent => chan
-            .send_with_fd(&Msg::Pty, pty.master.as_fd())
-            .step("send pty master", None)?,
+        Console::Parent => {
+            // berth relays this pty itself: as runc's relay, without turning \n into \r\n on
+            // output (the caller's own terminal does that).
+            crate::tty::clear_onlcr(pty.slave.as_fd()).step("clear ONLCR on the pty", None)?;
+            chan.send_with_fd(&Msg::Pty, pty.master.as_fd())
+                .step("send pty master", None)?
+        }
         Console::None => {}
     }
     drop(pty.master);
@@ -154,6 +158,9 @@ pub struct InitContext<'a> {
     pub seccomp: Option<&'a crate::seccomp::Compiled>,
     /// Whether init waits for [`Msg::Go`] (the parent has not told stage 1 yet).
     pub wait_go: bool,
+    /// Whether init (forked by stage 1) waits for [`Msg::PidKnown`] before its first request:
+    /// its own messages must not overtake stage 1's report of its pid.
+    pub wait_pid_known: bool,
     /// Set once Go has arrived (see [`InitContext::await_go`]).
     pub go_received: std::cell::Cell<bool>,
     /// The container's cgroup, when init moves itself there (else the parent moves it).
@@ -162,6 +169,8 @@ pub struct InitContext<'a> {
     pub unshare_cgroupns: bool,
     /// Whether init is in a user namespace it created (devices are bind-mounted, not made).
     pub in_new_userns: bool,
+    /// Whether init is in any user namespace but the host's (devices are bind-mounted).
+    pub in_userns: bool,
     /// Whether the container has its own cgroup namespace (cgroup mounts are real mounts).
     pub cgroupns: bool,
 }
@@ -243,6 +252,9 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         rootfs::create_cwd(&root, process.cwd())?;
     }
 
+    if ctx.wait_pid_known {
+        expect(&ctx.chan, "PidKnown", |m| matches!(m, Msg::PidKnown))?;
+    }
     ctx.chan.send(&Msg::RunHooks).step("sync", None)?;
     expect(&ctx.chan, "HooksDone", |m| matches!(m, Msg::HooksDone))?;
     let creating_state = hook_state(ctx, crate::state::Status::Creating);
@@ -255,6 +267,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     )
     .map_err(|e| InitError::msg("createContainer hook", None, e.to_string()))?;
 
+    let mut fifo_dir = None;
     if has_mntns {
         if ctx.no_pivot {
             rootfs::move_root(ctx.rootfs)?;
@@ -270,6 +283,8 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             rootfs::remount_readonly(Path::new("/"))?;
         }
     } else {
+        // The exec fifo is reopened through procfs, which the chroot may not have.
+        fifo_dir = Some(open_proc_fd_dir()?);
         nix::unistd::chroot(ctx.rootfs).step("chroot", Some(ctx.rootfs))?;
         nix::unistd::chdir("/").step("chdir", Some(Path::new("/")))?;
     }
@@ -304,8 +319,25 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             .step("send the seccomp listener", None)?;
     }
 
+    // Everything that can fail happens before Ready: `create` must not succeed for an init
+    // that then dies. The fifo open below is checked with the credentials it will run with.
+    let fifo_dir = match (&ctx.start, fifo_dir) {
+        (StartSignal::Fifo(_), None) => Some(open_proc_fd_dir()?),
+        (_, d) => d,
+    };
+    if let (StartSignal::Fifo(fd), Some(dir)) = (&ctx.start, &fifo_dir) {
+        let name = fd_name(fd.as_fd());
+        match crate::sys::can_write_at(dir.as_fd(), &name) {
+            // A seccomp profile may deny the check itself (EPERM, ENOSYS): the open decides.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) => {}
+            r => r.step(
+                "open exec fifo for writing",
+                Some(Path::new(EXEC_FIFO_NAME)),
+            )?,
+        }
+    }
     ctx.chan.send(&Msg::Ready).step("sync", None)?;
-    let mut fifo_writer = wait_start(ctx)?;
+    let mut fifo_writer = wait_start(ctx, fifo_dir.as_ref())?;
     let created_state = hook_state(ctx, crate::state::Status::Created);
     let hooks = spec
         .hooks()
@@ -345,23 +377,48 @@ fn hook_state(ctx: &InitContext, status: crate::state::Status) -> Vec<u8> {
 
 /// Wait for the start signal. With the exec fifo, returns its write end: it closes on exec,
 /// which tells `berth start` that exec succeeded, and carries the error if it did not.
-fn wait_start(ctx: &InitContext) -> Result<Option<std::fs::File>> {
-    match &ctx.start {
-        StartSignal::Channel => {
+fn wait_start(ctx: &InitContext, fd_dir: Option<&OwnedFd>) -> Result<Option<std::fs::File>> {
+    match (&ctx.start, fd_dir) {
+        (StartSignal::Channel, _) => {
             expect(&ctx.chan, "Start", |m| matches!(m, Msg::Start)).map(|()| None)
         }
-        StartSignal::Fifo(fd) => {
+        (StartSignal::Fifo(fd), Some(dir)) => {
             use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let path = crate::sys::fd_path(std::os::fd::AsFd::as_fd(fd));
             // Blocks until `berth start` opens the fifo for reading.
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&path)
-                .step("open exec fifo", Some(&path))?;
+            let f = nix::fcntl::openat(
+                dir.as_fd(),
+                fd_name(fd.as_fd()).as_c_str(),
+                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .step("open exec fifo", Some(Path::new(EXEC_FIFO_NAME)))?;
+            let mut f = std::fs::File::from(f);
             f.write_all(b"0").step("write exec fifo", None)?;
             Ok(Some(f))
         }
+        (StartSignal::Fifo(_), None) => Err(InitError::msg(
+            "open exec fifo",
+            None,
+            "no procfs descriptor to reopen it through",
+        )),
     }
+}
+
+const EXEC_FIFO_NAME: &str = crate::state::EXEC_FIFO;
+
+/// /proc/self/fd, through which init reopens its O_PATH descriptor of the exec fifo.
+fn open_proc_fd_dir() -> Result<OwnedFd> {
+    let p = Path::new("/proc/self/fd");
+    nix::fcntl::open(
+        p,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .step("open", Some(p))
+}
+
+/// The name of a descriptor in /proc/self/fd.
+fn fd_name(fd: std::os::fd::BorrowedFd) -> std::ffi::CString {
+    use std::os::fd::AsRawFd;
+    std::ffi::CString::new(fd.as_raw_fd().to_string()).expect("digits have no NUL")
 }

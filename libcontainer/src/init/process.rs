@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -41,6 +42,11 @@ pub fn prepare(
         set_no_new_privs()?;
     }
     close_host_fds(preserve_fds)?;
+    // The cwd is entered before the user switch (root may reach what the user cannot) and
+    // again after it if root was refused (a directory only the user may enter, as on some
+    // volumes): runc's order. Its CVE-2024-21626 check runs before seccomp is loaded, as crun
+    // does, so a profile denying getcwd cannot break it.
+    let cwd_entered = enter_cwd(process.cwd(), true)?;
     let load = |s: &crate::seccomp::Compiled| {
         crate::seccomp::load(s).map_err(|e| InitError::msg("seccomp", None, e.to_string()))
     };
@@ -48,8 +54,11 @@ pub fn prepare(
     if let (false, Some(s)) = (nnp, seccomp) {
         listener = load(s)?;
     }
+    fix_stdio_owner(process.user().uid())?;
     switch_user(process)?;
-    enter_cwd(process.cwd())?;
+    if !cwd_entered {
+        enter_cwd(process.cwd(), false)?;
+    }
     crate::sys::umask(process.user().umask().unwrap_or(0o022));
     let exec = Exec::prepare(process)?;
     if let (true, Some(s)) = (nnp, seccomp) {
@@ -235,12 +244,52 @@ pub fn switch_user(process: &Process) -> Result<()> {
     Ok(())
 }
 
+/// Give the process's user the stdio descriptors it was handed (pty, pipes, fifos), as runc's
+/// fixStdioPermissions does: only the owner changes (the group may be the tty group), never of
+/// /dev/null, and an inode whose owner or group the namespace cannot map, or on a read-only
+/// mount, is left as it is.
+pub fn fix_stdio_owner(uid: u32) -> Result<()> {
+    let null = nix::sys::stat::stat("/dev/null").ok().map(|s| s.st_rdev);
+    for fd in 0..3 {
+        // SAFETY: stdio descriptors belong to the process for its whole life.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let st = match nix::sys::stat::fstat(fd) {
+            Ok(st) => st,
+            Err(nix::errno::Errno::EBADF) => continue,
+            Err(e) => return Err(InitError::new("fstat stdio", None, e.into())),
+        };
+        let is_chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+        if st.st_uid == uid || (is_chr && Some(st.st_rdev) == null) {
+            continue;
+        }
+        match nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(st.st_gid))) {
+            Ok(())
+            | Err(nix::errno::Errno::EINVAL)
+            | Err(nix::errno::Errno::EPERM)
+            | Err(nix::errno::Errno::EROFS) => {}
+            Err(e) => {
+                return Err(InitError::new(
+                    format!("chown stdio fd {} to uid {uid}", fd.as_raw_fd()),
+                    None,
+                    e.into(),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Enter the process's cwd and make sure it is inside the container's root: a cwd that
 /// resolves outside it would hand the container the host's filesystem (CVE-2024-21626).
-pub fn enter_cwd(cwd: &Path) -> Result<()> {
-    nix::unistd::chdir(cwd).step("chdir to cwd", Some(cwd))?;
+/// With `may_defer`, a refusal (EACCES, EPERM) is not an error but `false`: the caller tries
+/// again as the process's user.
+pub fn enter_cwd(cwd: &Path, may_defer: bool) -> Result<bool> {
+    match nix::unistd::chdir(cwd) {
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) if may_defer => return Ok(false),
+        r => r.step("chdir to cwd", Some(cwd))?,
+    }
     match nix::unistd::getcwd() {
-        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) if p.is_absolute() => Ok(true),
         Ok(p) => Err(InitError::msg(
             "chdir to cwd",
             Some(cwd),

@@ -266,6 +266,9 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
         opts.flags |= libc::MS_BIND;
     }
     check_proc_sys_target(dest, typ, &opts)?;
+    if typ == "proc" || typ == "sysfs" {
+        check_ordinary_dir(root, dest, typ)?;
+    }
     if typ == "cgroup" {
         // Needs the container's own cgroup (and cgroup namespace): wait until the parent made it.
         ctx.await_go()?;
@@ -388,6 +391,34 @@ fn check_proc_sys_target(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()>
             "check mount",
             Some(dest),
             "mounts below /proc are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// procfs and sysfs go only on a directory that is really there, or on nothing yet: never
+/// through a symlink (runc: "must be mounted on ordinary directory").
+fn check_ordinary_dir(root: &Root, dest: &Path, typ: &str) -> Result<()> {
+    let r = rel(dest);
+    if r.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let fd = match openat2(
+        root.fd.as_fd(),
+        &r,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(InitError::new("check mount destination", Some(dest), e)),
+    };
+    let st = nix::sys::stat::fstat(&fd).step("stat mount destination", Some(dest))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(InitError::msg(
+            "check mount destination",
+            Some(dest),
+            format!("filesystem {typ:?} must be mounted on ordinary directory"),
         ));
     }
     Ok(())
@@ -562,13 +593,85 @@ pub fn pivot_root(rootfs: &Path) -> Result<()> {
     nix::unistd::chdir("/").step("chdir /", None)
 }
 
-/// `--no-pivot`: move the rootfs mount onto / and chroot into it.
+/// `--no-pivot`: move the rootfs mount onto / and chroot into it. The host's full procfs and
+/// sysfs mounts stay in the mount namespace under the chroot; while one is reachable the
+/// kernel lets the container mount a fresh procfs (in a nested user namespace), so each is
+/// detached first, or covered with a tmpfs where it cannot be (runc's msMoveRoot).
 pub fn move_root(rootfs: &Path) -> Result<()> {
+    for p in full_proc_sys_mounts(rootfs)? {
+        match mount(
+            none(),
+            &p,
+            none(),
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            none(),
+        ) {
+            // A parent was already detached.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            r => r.step("make host mount rslave", Some(&p))?,
+        }
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => {
+                mount(Some("tmpfs"), &p, Some("tmpfs"), MsFlags::empty(), none())
+                    .step("cover host mount", Some(&p))?
+            }
+            Err(e) => return Err(InitError::new("unmount host mount", Some(&p), e.into())),
+        }
+    }
     nix::unistd::chdir(rootfs).step("chdir", Some(rootfs))?;
     mount(Some(rootfs), "/", none(), MsFlags::MS_MOVE, none())
         .step("move rootfs to /", Some(rootfs))?;
     nix::unistd::chroot(".").step("chroot", Some(rootfs))?;
     nix::unistd::chdir("/").step("chdir /", None)
+}
+
+/// Mount points of whole (root "/") procfs and sysfs mounts outside `rootfs`, from
+/// mountinfo, deepest last (as listed).
+fn full_proc_sys_mounts(rootfs: &Path) -> Result<Vec<PathBuf>> {
+    let info = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(info).step("read", Some(info))?;
+    Ok(parse_full_proc_sys(&text)
+        .into_iter()
+        .filter(|m| !m.starts_with(rootfs))
+        .collect())
+}
+
+fn parse_full_proc_sys(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let f: Vec<&str> = pre.split(' ').collect();
+            let fstype = post.split(' ').next()?;
+            let (root, point) = (f.get(3)?, f.get(4)?);
+            (*root == "/" && (fstype == "proc" || fstype == "sysfs"))
+                .then(|| PathBuf::from(unescape_mountinfo(point)))
+        })
+        .collect()
+}
+
+/// mountinfo's octal escapes (`\040` for a space, ...).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = b[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Remount a bind mount read-only, keeping its other (possibly locked) flags.
@@ -580,8 +683,13 @@ pub fn remount_readonly(path: &Path) -> Result<()> {
     )
     .step("open", Some(path))?;
     let f = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | current_flags(fd.as_fd());
-    mount(none(), &fd_path(fd.as_fd()), none(), flags(f), none())
-        .step("remount read-only", Some(path))
+    // The root itself needs no descriptor (and a container need not mount /proc).
+    let target = if path == Path::new("/") {
+        path.to_path_buf()
+    } else {
+        fd_path(fd.as_fd())
+    };
+    mount(none(), &target, none(), flags(f), none()).step("remount read-only", Some(path))
 }
 
 fn open_nofollow(p: &Path) -> std::io::Result<Option<OwnedFd>> {
@@ -683,5 +791,26 @@ mod tests {
         );
         assert_eq!(normalize(Path::new("/a/./b/../c")), Path::new("/a/c"));
         assert_eq!(rel(Path::new("/proc/../sys")), Path::new("proc/sys"));
+    }
+
+    #[test]
+    fn full_proc_and_sys_mounts_from_mountinfo() {
+        let info = "\
+22 1 8:1 / / rw - ext4 /dev/vda rw
+23 22 0:5 / /proc rw,nosuid - proc proc rw
+24 22 0:6 / /sys rw - sysfs sysfs rw
+25 23 0:7 /sys /proc/sys ro - proc proc rw
+26 22 0:5 / /a\\040b rw - proc proc rw
+27 22 0:8 / /dev rw - devtmpfs udev rw
+28 22 0:6 /kernel /k rw - sysfs sysfs rw
+";
+        assert_eq!(
+            parse_full_proc_sys(info),
+            vec![
+                PathBuf::from("/proc"),
+                PathBuf::from("/sys"),
+                PathBuf::from("/a b")
+            ]
+        );
     }
 }
