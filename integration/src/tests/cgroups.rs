@@ -49,6 +49,8 @@ pub fn tests() -> Vec<Test> {
         cgroup_hugepage_limits,
         cgroup_network_class_id_priorities,
         cgroup_unified,
+        cgroup_zero_values_are_unset,
+        cgroup_minus_one_is_unlimited,
         cgroup_update_flags,
         cgroup_update_resources_stdin,
         cgroup_pause_resume,
@@ -1103,6 +1105,112 @@ fn cgroup_unified(ctx: &Ctx) -> TestResult {
     }
     start_waiting(&mut b, "true")?;
     cg.expect("memory", "memory.high", &high)
+}
+
+/// The `linux.resources` docker 20.10 sends for `docker run` without limits: every field 0
+/// (`blockIO.weight: 0`, `cpu.shares: 0`, ...). runc treats 0 as unset, field by field: the
+/// container starts and every file keeps the kernel's default (no weight file at all is needed
+/// for a weight of 0, and shares stay 1024, not the kernel's minimum 2).
+fn cgroup_zero_values_are_unset(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set(
+        "/linux/resources",
+        json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "kernelTCP": 0,
+                       "disableOOMKiller": false},
+            "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0,
+                    "realtimePeriod": 0, "cpus": "", "mems": ""},
+            "pids": {"limit": 0},
+            "blockIO": {"weight": 0, "leafWeight": 0},
+            "network": {"classID": 0}
+        }),
+    );
+    if !cg.v1() {
+        // runc 1.1 and berth refuse a network section with values on v2; 0 is no value.
+        if let Some(r) = b
+            .cfg
+            .0
+            .pointer_mut("/linux/resources")
+            .and_then(Value::as_object_mut)
+        {
+            r.remove("network");
+        }
+    }
+    start_waiting(&mut b, "true")?;
+    // 9223372036854771712: the kernel's "no limit" (PAGE_COUNTER_MAX pages of 4 KiB).
+    const NO_LIMIT: &str = "9223372036854771712";
+    if cg.v1() {
+        cg.expect("cpu", "cpu.shares", "1024")?;
+        cg.expect("cpu", "cpu.cfs_quota_us", "-1")?;
+        cg.expect("cpu", "cpu.cfs_period_us", "100000")?;
+        cg.expect("memory", "memory.limit_in_bytes", NO_LIMIT)?;
+        cg.expect("memory", "memory.soft_limit_in_bytes", NO_LIMIT)?;
+        if cg.has("memory", "memory.memsw.limit_in_bytes") {
+            cg.expect("memory", "memory.memsw.limit_in_bytes", NO_LIMIT)?;
+        }
+    } else {
+        cg.expect("cpu", "cpu.weight", "100")?;
+        cg.expect("cpu", "cpu.max", "max 100000")?;
+        cg.expect("memory", "memory.max", "max")?;
+        cg.expect("memory", "memory.low", "0")?;
+        if cg.has("memory", "memory.swap.max") {
+            cg.expect("memory", "memory.swap.max", "max")?;
+        }
+    }
+    cg.expect("pids", "pids.max", "max")?;
+    for file in [
+        "blkio.weight",
+        "blkio.bfq.weight",
+        "io.bfq.weight",
+        "io.weight",
+    ] {
+        if cg.has("blkio", file) {
+            let got = cg.read("blkio", file)?;
+            let first = got.lines().next().unwrap_or("");
+            ensure!(
+                first == "100" || first == "default 100",
+                "{file}: {got:?}, want the default weight"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// -1 means unlimited: memory.limit, memory.swap (v1 memory+swap, v2 swap.max), pids.limit and
+/// cpu.quota; a memory limit of -1 without swap sets swap to -1 too.
+fn cgroup_minus_one_is_unlimited(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set(
+        "/linux/resources",
+        json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": -1, "reservation": -1},
+            "cpu": {"quota": -1, "period": 50000},
+            "pids": {"limit": -1}
+        }),
+    );
+    start_waiting(&mut b, "true")?;
+    const NO_LIMIT: &str = "9223372036854771712";
+    if cg.v1() {
+        cg.expect("memory", "memory.limit_in_bytes", NO_LIMIT)?;
+        cg.expect("memory", "memory.soft_limit_in_bytes", NO_LIMIT)?;
+        if cg.has("memory", "memory.memsw.limit_in_bytes") {
+            cg.expect("memory", "memory.memsw.limit_in_bytes", NO_LIMIT)?;
+        }
+        cg.expect("cpu", "cpu.cfs_quota_us", "-1")?;
+        cg.expect("cpu", "cpu.cfs_period_us", "50000")?;
+    } else {
+        cg.expect("memory", "memory.max", "max")?;
+        cg.expect("memory", "memory.low", "max")?;
+        if cg.has("memory", "memory.swap.max") {
+            cg.expect("memory", "memory.swap.max", "max")?;
+        }
+        cg.expect("cpu", "cpu.max", "max 50000")?;
+    }
+    cg.expect("pids", "pids.max", "max")
 }
 
 /// A running container with memory 128M, pids 10, shares 1024 (checked); returns the name of
