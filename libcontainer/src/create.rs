@@ -211,9 +211,10 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
 
     // Resources are applied while init already prepares the rootfs (on another core); init
     // waits for Go before anything that must happen under them.
-    if let Some(r) = linux.resources() {
-        cg.apply(r, linux.devices().as_deref().unwrap_or_default())?;
-    }
+    // Always, as runc: without linux.resources the device rules are still runc's default
+    // allow list. linux.devices only makes nodes; it adds no device rule.
+    let no_resources = oci_spec::runtime::LinuxResources::default();
+    cg.apply(linux.resources().as_ref().unwrap_or(&no_resources), true)?;
     if parent_moves {
         cg.add(child.pid, rest)?;
     }

@@ -150,7 +150,7 @@ pub fn resources(
         set(&["blockIO", "weight"], json!(x));
     }
     merge(&mut v, flags);
-    // Device rules are only changed when given explicitly (in a -r file).
+    // An update never changes device rules (as runc): libcontainer keeps the recorded ones.
     if let Some(o) = v.as_object_mut() {
         o.remove("devices");
     }

@@ -44,6 +44,10 @@ pub fn tests() -> Vec<Test> {
         cgroup_pids_limit_fork_fails,
         cgroup_devices_denied_device_cannot_be_opened,
         cgroup_devices_allow_rule_access,
+        cgroup_devices_linux_devices_add_no_rule,
+        cgroup_devices_rules_are_emulated,
+        cgroup_devices_wildcard_hole_is_refused,
+        cgroup_devices_allow_all_then_deny,
         cgroup_blkio_weight,
         cgroup_blkio_throttle_bps,
         cgroup_hugepage_limits,
@@ -878,6 +882,152 @@ fn cgroup_devices_allow_rule_access(ctx: &Ctx) -> TestResult {
     ensure!(
         read.contains("Operation not permitted"),
         "read open of c 1:11 (only w allowed): {read:?} (output {out:?})"
+    );
+    ensure_eq!(
+        p.get("null").map(String::as_str),
+        Some("ok"),
+        "write to /dev/null"
+    );
+    Ok(())
+}
+
+/// `linux.devices` makes the node but adds no device rule of its own (runc applies only
+/// `linux.resources.devices`): under the base config's deny-all, /dev/kmsg (c 1:11) listed in
+/// `linux.devices` exists and cannot be opened.
+fn cgroup_devices_linux_devices_add_no_rule(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set(
+        "/linux/devices",
+        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666}]),
+    );
+    let shared = start_waiting(
+        &mut b,
+        "{ ls -l /dev/kmsg && echo node=ok; \
+           if e=$(head -c 0 /dev/kmsg 2>&1); then echo read=ok; else echo \"read=$e\"; fi; \
+           echo x > /dev/null && echo null=ok; } > /shared/out 2>&1",
+    )?;
+    if cg.v1() {
+        let list = cg.read("devices", "devices.list")?;
+        ensure!(
+            !list
+                .lines()
+                .any(|l| l.starts_with("c 1:11 ") || l.starts_with("a ")),
+            "devices.list allows /dev/kmsg: {list:?}"
+        );
+    }
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let out = fs::read_to_string(shared.join("out"))?;
+    let p = probe_lines(&out);
+    ensure_eq!(
+        p.get("node").map(String::as_str),
+        Some("ok"),
+        format!("the /dev/kmsg node ({out:?})")
+    );
+    let read = p.get("read").map(String::as_str).unwrap_or("");
+    ensure!(
+        read.contains("Operation not permitted"),
+        "read open of /dev/kmsg (in linux.devices, denied by the rules): {read:?} (output {out:?})"
+    );
+    ensure_eq!(
+        p.get("null").map(String::as_str),
+        Some("ok"),
+        "write to /dev/null"
+    );
+    Ok(())
+}
+
+/// Rules are applied as the devices cgroup's semantics give them, not written verbatim: allow
+/// c 1:11 rwm then deny it `ra` (`a` is no access letter) leaves c 1:11 `wm`; v1 gets the
+/// resulting exception (the kernel would refuse `c 1:11 ra` with EINVAL). (A read open of
+/// /dev/kmsg needs CAP_SYSLOG anyway: mknod and the write open show the rule.)
+fn cgroup_devices_rules_are_emulated(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    add_mknod(&mut b);
+    b.cfg.set(
+        "/linux/resources/devices",
+        json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "ra"}
+        ]),
+    );
+    let shared = start_waiting(&mut b, &format!("{{ {DEVICE_PROBE}; }} > /shared/out"))?;
+    if cg.v1() {
+        let list = cg.read("devices", "devices.list")?;
+        ensure!(
+            list.lines().any(|l| l == "c 1:11 wm"),
+            "devices.list has no `c 1:11 wm`: {list:?}"
+        );
+    }
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let out = fs::read_to_string(shared.join("out"))?;
+    let p = probe_lines(&out);
+    for k in ["mknod", "write", "null"] {
+        ensure_eq!(
+            p.get(k).map(String::as_str),
+            Some("ok"),
+            format!("{k} of c 1:11 ({out:?})")
+        );
+    }
+    Ok(())
+}
+
+/// Denying part of what a wildcard rule allows (c 1:* rwm, then deny c 1:11 w) is something
+/// v1 silently ignores: runc refuses it ("cannot punch hole in existing wildcard rule").
+fn cgroup_devices_wildcard_hole_is_refused(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set(
+        "/linux/resources/devices",
+        json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "w"}
+        ]),
+    );
+    create_fails(&b, &["cannot punch hole"])
+}
+
+/// Allow all, then deny one device (a black list): that device is denied, mknod included;
+/// others are allowed (c 1:4, /dev/port: its open gets past the devices cgroup, the driver may
+/// still say ENXIO). v1 shows the allow-all mode (`a *:* rwm`).
+fn cgroup_devices_allow_all_then_deny(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    add_mknod(&mut b);
+    b.cfg.set(
+        "/linux/resources/devices",
+        json!([
+            {"allow": true, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwm"}
+        ]),
+    );
+    let shared = start_waiting(
+        &mut b,
+        "{ if e=$(mknod /dev/k c 1 11 2>&1); then echo kmsg=ok; else echo \"kmsg=$e\"; fi; \
+           mknod /dev/m c 1 4 && echo port_mknod=ok; \
+           if e=$(head -c 0 /dev/m 2>&1); then echo port=ok; else echo \"port=$e\"; fi; \
+           echo x > /dev/null && echo null=ok; } > /shared/out 2>&1",
+    )?;
+    if cg.v1() {
+        cg.expect("devices", "devices.list", "a *:* rwm")?;
+    }
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let out = fs::read_to_string(shared.join("out"))?;
+    let p = probe_lines(&out);
+    let kmsg = p.get("kmsg").map(String::as_str).unwrap_or("");
+    ensure!(
+        kmsg.contains("Operation not permitted"),
+        "mknod of the denied c 1:11: {kmsg:?} (output {out:?})"
+    );
+    let port = p.get("port").map(String::as_str).unwrap_or("");
+    ensure!(
+        p.contains_key("port_mknod") && !port.contains("Operation not permitted"),
+        "mknod and read open of c 1:4, not denied: {port:?} (output {out:?})"
     );
     ensure_eq!(
         p.get("null").map(String::as_str),

@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
-use oci_spec::runtime::{LinuxDevice, LinuxResources};
+use oci_spec::runtime::LinuxResources;
 
 use super::{CgroupError, CgroupPaths, Hierarchies, Manager};
 
@@ -257,7 +257,7 @@ impl Manager for FsManager {
         Ok(())
     }
 
-    fn apply(&self, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(), CgroupError> {
+    fn apply(&self, r: &LinuxResources, devs: bool) -> Result<(), CgroupError> {
         if self.paths.is_unified() {
             return super::v2::apply(self.paths.dirs.get("").expect("unified"), r, devs);
         }

@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod devices;
+pub mod emulator;
 pub mod fs;
 pub mod stats;
 pub mod v1;
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDevice, LinuxResources};
+use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,9 +94,10 @@ pub trait Manager {
     fn paths(&self) -> &CgroupPaths;
     /// Create the cgroup directories (parents too, as needed).
     fn create(&self) -> Result<(), CgroupError>;
-    /// Apply `linux.resources`, plus the device rules for the container's `linux.devices`.
-    fn apply(&self, resources: &LinuxResources, devices: &[LinuxDevice])
-        -> Result<(), CgroupError>;
+    /// Apply `linux.resources`; with `devices`, also its device rules (plus runc's default
+    /// allow list, even when it has none). `update` passes false: as in runc, an update never
+    /// changes the device rules.
+    fn apply(&self, resources: &LinuxResources, devices: bool) -> Result<(), CgroupError>;
     /// Move another process into the cgroup (the hierarchies `which`). Waits for the kernel's
     /// global threadgroup lock: a new process is better born in the cgroup ([`spawn`]).
     fn add(&self, pid: i32, which: Hierarchies) -> Result<(), CgroupError>;

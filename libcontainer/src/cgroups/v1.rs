@@ -4,7 +4,7 @@
 use std::io::ErrorKind;
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxDevice, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
 use super::{devices, CgroupError, CgroupPaths};
 
@@ -31,16 +31,10 @@ impl V1<'_> {
     }
 }
 
-pub fn apply(
-    paths: &CgroupPaths,
-    r: &LinuxResources,
-    devs: &[LinuxDevice],
-) -> Result<(), CgroupError> {
+pub fn apply(paths: &CgroupPaths, r: &LinuxResources, devs: bool) -> Result<(), CgroupError> {
     let v = V1(paths);
-    // Only when rules are given: an update without them must not reset the container's.
-    let any_rules = r.devices().as_ref().is_some_and(|d| !d.is_empty()) || !devs.is_empty();
-    if any_rules {
-        let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), devs);
+    if devs {
+        let rules = devices::rules(r.devices().as_deref().unwrap_or_default());
         devices::apply_v1(v.dir("devices", "devices")?, &rules)?;
     }
     if let Some(m) = r.memory() {
@@ -415,7 +409,7 @@ mod tests {
         // A weight file, as CFQ or BFQ would have.
         std::fs::write(root.join("blkio/blkio.bfq.weight"), "100").unwrap();
         let r: LinuxResources = serde_json::from_str(json).unwrap();
-        let res = apply(&paths, &r, &[]);
+        let res = apply(&paths, &r, false);
         let mut out = Vec::new();
         for (c, d) in &paths.dirs {
             for e in std::fs::read_dir(d).unwrap() {

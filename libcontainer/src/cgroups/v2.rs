@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxDevice, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
+use super::emulator::Emulator;
 use super::{bpf, devices, CgroupError};
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
@@ -55,9 +56,12 @@ fn limit(v: i64) -> String {
     }
 }
 
-pub fn apply(dir: &Path, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(), CgroupError> {
-    let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), devs);
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) || !devs.is_empty() {
+pub fn apply(dir: &Path, r: &LinuxResources, devs: bool) -> Result<(), CgroupError> {
+    if devs {
+        // Through the emulator, as runc's DeviceFilter: v2 refuses what v1 would.
+        let rules =
+            Emulator::from_rules(&devices::rules(r.devices().as_deref().unwrap_or_default()))?
+                .rules();
         let fd = nix::fcntl::open(
             dir,
             nix::fcntl::OFlag::O_RDONLY
@@ -365,7 +369,7 @@ pub(crate) mod zero_tests {
     fn apply_json(name: &str, json: &str) -> (Result<(), CgroupError>, Vec<(String, String)>) {
         let dir = tmp(name);
         let r: LinuxResources = serde_json::from_str(json).unwrap();
-        let res = apply(&dir, &r, &[]);
+        let res = apply(&dir, &r, false);
         let f = files(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
         (res, f)
