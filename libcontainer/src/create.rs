@@ -155,6 +155,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     // hierarchies itself (see cgroups::spawn). Moving it from here would wait for the kernel's
     // global threadgroup lock (an RCU grace period, 10-20 ms under containerd); only an init
     // born in a new user namespace has to be moved, since it lacks the rights on the host.
+    // A cgroup that is already in use is refused before it becomes ours to clean up.
+    cg.ensure_unused()?;
     cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
     cg.create()?;
     let unified = cg.open_unified()?;

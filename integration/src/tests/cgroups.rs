@@ -55,6 +55,9 @@ pub fn tests() -> Vec<Test> {
         cgroup_unified,
         cgroup_zero_values_are_unset,
         cgroup_minus_one_is_unlimited,
+        cgroup_create_refuses_frozen_cgroup,
+        cgroup_create_refuses_non_empty_cgroup,
+        cgroup_delete_force_removes_sub_cgroups,
         cgroup_update_flags,
         cgroup_update_resources_stdin,
         cgroup_pause_resume,
@@ -1361,6 +1364,157 @@ fn cgroup_minus_one_is_unlimited(ctx: &Ctx) -> TestResult {
         cg.expect("cpu", "cpu.max", "max 50000")?;
     }
     cg.expect("pids", "pids.max", "max")
+}
+
+/// The container's cgroup directory in every mounted hierarchy (v1 ones and any cgroup2).
+fn all_hierarchy_dirs(cg: &Cg) -> Vec<PathBuf> {
+    let rel = cg.path.trim_start_matches('/');
+    let mut out: Vec<PathBuf> = Vec::new();
+    for m in mounts() {
+        if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+            let d = Path::new(&m.mount_point).join(rel);
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// Cgroup directories the test made itself before the runtime ran (a "pre-existing" cgroup),
+/// thawed, emptied of `child` (the test's own process, killed by pid) and removed on drop.
+struct PreCg {
+    dirs: Vec<PathBuf>,
+    child: Option<Child>,
+}
+
+impl PreCg {
+    fn make(cg: &Cg) -> Result<PreCg, Failure> {
+        let dirs = all_hierarchy_dirs(cg);
+        for d in &dirs {
+            fs::create_dir_all(d)?;
+        }
+        Ok(PreCg { dirs, child: None })
+    }
+}
+
+impl Drop for PreCg {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            let _ = fs::write(d.join("freezer.state"), "THAWED");
+            let _ = fs::write(d.join("cgroup.freeze"), "0");
+        }
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for d in &self.dirs {
+            let _ = wait_until(Duration::from_secs(2), || {
+                fs::remove_dir(d).is_ok() || !d.exists()
+            });
+        }
+    }
+}
+
+/// A frozen cgroup at create: runc refuses at once ("container's cgroup unexpectedly
+/// frozen"); the init born in it would wait forever.
+fn cgroup_create_refuses_frozen_cgroup(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let pre = PreCg::make(&cg)?;
+    let file = if cg.v1() {
+        (cg.file("freezer", "freezer.state")?, "FROZEN")
+    } else {
+        (cg.file("", "cgroup.freeze")?, "1")
+    };
+    fs::write(&file.0, file.1)?;
+    b.cfg.sh("true");
+    b.write_config()?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = Bg::start(&b, "run", &["run", "-d", "--bundle", &dir, &b.id], None)?
+        .wait(Duration::from_secs(10));
+    ensure!(
+        !out.timed_out,
+        "`run -d` in a frozen cgroup hung: {}",
+        out.describe()
+    );
+    ensure!(
+        out.code.is_some_and(|c| c != 0)
+            && out
+                .stderr
+                .contains("container's cgroup unexpectedly frozen"),
+        "`run -d` in a frozen cgroup: {}",
+        out.describe()
+    );
+    drop(pre);
+    Ok(())
+}
+
+/// A cgroup that already has a process at create is refused with "container's cgroup is not
+/// empty" (runc 1.2+). runc 1.1 only warns (with those words) and goes on: accepted for it.
+fn cgroup_create_refuses_non_empty_cgroup(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let mut pre = PreCg::make(&cg)?;
+    let child = Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let pid = child.id().to_string();
+    pre.child = Some(child);
+    for d in &pre.dirs {
+        // A new cpuset cgroup has no cpus yet: no process can join it.
+        if !d.starts_with(v1_mount("cpuset").unwrap_or_default()) || !cg.v1() {
+            fs::write(d.join("cgroup.procs"), &pid)?;
+        }
+    }
+    b.cfg.sh("true");
+    let out = b.create(&[]);
+    if ctx.rt.is_runc_before(1, 2) && out.success() {
+        ensure!(
+            out.stderr.contains("container's cgroup is not empty"),
+            "runc 1.1 did not warn: {}",
+            out.describe()
+        );
+        b.delete();
+        skip!(
+            "runc 1.1 only warns about a non-empty cgroup (\"container's cgroup is not empty\") \
+             and creates the container; runc 1.2+ and berth refuse it"
+        );
+    }
+    ensure!(
+        !out.success() && out.stderr.contains("container's cgroup is not empty"),
+        "create in a cgroup with a process: {}",
+        out.describe()
+    );
+    drop(pre);
+    Ok(())
+}
+
+/// `delete --force` of a container with sub-cgroups made inside its cgroup (v1: in every
+/// hierarchy) removes them too; the container is gone.
+fn cgroup_delete_force_removes_sub_cgroups(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    start_waiting(&mut b, "true")?;
+    let dirs = all_hierarchy_dirs(&cg);
+    for d in &dirs {
+        if d.exists() {
+            fs::create_dir_all(d.join("sub/deeper"))?;
+        }
+    }
+    ctx.rt.exec(&["delete", "--force", &b.id]).ok()?;
+    let left: Vec<_> = dirs.iter().filter(|d| d.exists()).collect();
+    ensure!(
+        left.is_empty(),
+        "cgroup dirs left after delete --force: {left:?}"
+    );
+    ensure!(
+        b.status().is_none(),
+        "the container still exists after delete --force"
+    );
+    Ok(())
 }
 
 /// A running container with memory 128M, pids 10, shares 1024 (checked); returns the name of

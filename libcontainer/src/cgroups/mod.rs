@@ -107,9 +107,13 @@ pub trait Manager {
     fn join_self(&self, which: Hierarchies) -> Result<(), CgroupError>;
     /// The cgroup2 directory, opened to clone a process into it; `None` without cgroup2.
     fn open_unified(&self) -> Result<Option<OwnedFd>, CgroupError>;
-    /// The pids in the cgroup.
+    /// The pids in the cgroup and in every cgroup below it.
     fn pids(&self) -> Result<Vec<i32>, CgroupError>;
-    /// Remove the cgroup directories this container made (never a parent).
+    /// Refuse a cgroup that already has processes or is frozen, as runc 1.2+ does (a frozen
+    /// one would hold init forever).
+    fn ensure_unused(&self) -> Result<(), CgroupError>;
+    /// Remove the cgroup directories this container made, with any sub-cgroups made inside
+    /// them (never a parent).
     fn destroy(&self) -> Result<(), CgroupError>;
     /// Freeze (pause) or thaw (resume) every process of the cgroup; returns once done.
     fn freeze(&self, frozen: bool) -> Result<(), CgroupError>;
@@ -169,7 +173,7 @@ pub fn manager_for(paths: &CgroupPaths) -> Box<dyn Manager> {
 pub fn is_frozen(paths: &CgroupPaths) -> bool {
     if let Some(dir) = paths.dir_of("freezer") {
         return std::fs::read_to_string(dir.join("freezer.state"))
-            .is_ok_and(|s| s.trim() == "FROZEN");
+            .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING"));
     }
     if let Some(dir) = paths.unified() {
         return std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1");
