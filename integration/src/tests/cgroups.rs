@@ -60,6 +60,7 @@ pub fn tests() -> Vec<Test> {
         cgroup_delete_force_removes_sub_cgroups,
         cgroup_update_flags,
         cgroup_update_resources_stdin,
+        cgroup_update_minus_one,
         cgroup_pause_resume,
         cgroup_kill_all,
         cgroup_events_stats,
@@ -1610,6 +1611,57 @@ fn cgroup_update_resources_stdin(ctx: &Ctx) -> TestResult {
         s => s,
     })?;
     cg.expect("memory", mem, &(96 * MIB).to_string())?;
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status after update"
+    );
+    Ok(())
+}
+
+/// `update --memory-swap -1 --cpu-quota -1` (runc's flags take -1 for unlimited): swap and
+/// quota become unlimited, the memory limit and the period stay.
+fn cgroup_update_minus_one(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let swap = if cg.v1() {
+        cg.has("memory", "memory.memsw.limit_in_bytes") || {
+            v1_mount("memory").is_some_and(|m| m.join("memory.memsw.limit_in_bytes").exists())
+        }
+    } else {
+        true
+    };
+    let mut mem = json!({"limit": 64 * MIB});
+    if swap {
+        mem["swap"] = json!(128 * MIB);
+    }
+    b.cfg.set(
+        "/linux/resources",
+        json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": mem,
+            "cpu": {"quota": 20000, "period": 100_000}
+        }),
+    );
+    start_waiting(&mut b, "true")?;
+    ctx.rt
+        .exec(&["update", "--memory-swap", "-1", "--cpu-quota", "-1", &b.id])
+        .ok()?;
+    const NO_LIMIT: &str = "9223372036854771712";
+    if cg.v1() {
+        cg.expect("cpu", "cpu.cfs_quota_us", "-1")?;
+        cg.expect("cpu", "cpu.cfs_period_us", "100000")?;
+        cg.expect("memory", "memory.limit_in_bytes", &(64 * MIB).to_string())?;
+        if cg.has("memory", "memory.memsw.limit_in_bytes") {
+            cg.expect("memory", "memory.memsw.limit_in_bytes", NO_LIMIT)?;
+        }
+    } else {
+        cg.expect("cpu", "cpu.max", "max 100000")?;
+        cg.expect("memory", "memory.max", &(64 * MIB).to_string())?;
+        if cg.has("memory", "memory.swap.max") {
+            cg.expect("memory", "memory.swap.max", "max")?;
+        }
+    }
     ensure_eq!(
         b.status().as_deref(),
         Some("running"),
