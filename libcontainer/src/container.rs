@@ -351,8 +351,11 @@ pub fn update(root: &Path, id: &str, resources: oci_spec::runtime::LinuxResource
     if state.status(&dir.path) == Status::Stopped {
         return Err(Error::InvalidState("container not running".into()));
     }
-    cgroups::manager_for(&state.cgroup).apply(&resources, &[])?;
+    let mut resources = resources;
+    cgroups::manager_for(&state.cgroup).apply(&resources, false)?;
     if let Some(linux) = state.config.linux_mut() {
+        // An update never changes device rules (as runc): the recorded ones stay.
+        resources.set_devices(linux.resources().as_ref().and_then(|r| r.devices().clone()));
         linux.set_resources(Some(resources));
     }
     dir.write(&state)

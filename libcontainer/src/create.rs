@@ -154,6 +154,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     // hierarchies itself (see cgroups::spawn). Moving it from here would wait for the kernel's
     // global threadgroup lock (an RCU grace period, 10-20 ms under containerd); only an init
     // born in a new user namespace has to be moved, since it lacks the rights on the host.
+    // A cgroup that is already in use is refused before it becomes ours to clean up.
+    cg.ensure_unused()?;
     cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
     cg.create()?;
     let unified = cg.open_unified()?;
@@ -212,9 +214,10 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
 
     // Resources are applied while init already prepares the rootfs (on another core); init
     // waits for Go before anything that must happen under them.
-    if let Some(r) = linux.resources() {
-        cg.apply(r, linux.devices().as_deref().unwrap_or_default())?;
-    }
+    // Always, as runc: without linux.resources the device rules are still runc's default
+    // allow list. linux.devices only makes nodes; it adds no device rule.
+    let no_resources = oci_spec::runtime::LinuxResources::default();
+    cg.apply(linux.resources().as_ref().unwrap_or(&no_resources), true)?;
     if parent_moves {
         cg.add(child.pid, rest)?;
     }

@@ -13,14 +13,14 @@ pub struct UpdateArgs {
     /// A linux.resources JSON file, or "-" for stdin.
     #[arg(short = 'r', long)]
     resources: Option<PathBuf>,
-    /// Memory limit (bytes, or with k/m/g).
-    #[arg(long)]
+    /// Memory limit (bytes, or with k/m/g; "-1" for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
     memory: Option<String>,
     /// Memory plus swap limit ("-1" for unlimited).
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     memory_swap: Option<String>,
     /// Memory soft limit.
-    #[arg(long = "memory-reservation")]
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
     memory_reservation: Option<String>,
     /// Ignored (kernel memory accounting is deprecated), as in runc.
     #[arg(long = "kernel-memory", hide = true)]
@@ -28,19 +28,19 @@ pub struct UpdateArgs {
     /// CPU shares (runc spells it --cpu-share).
     #[arg(long = "cpu-share", alias = "cpu-shares")]
     cpu_shares: Option<u64>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     cpu_quota: Option<i64>,
     #[arg(long = "cpu-period")]
     cpu_period: Option<u64>,
     #[arg(long = "cpu-rt-period")]
     cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
     cpu_rt_runtime: Option<i64>,
     #[arg(long = "cpuset-cpus")]
     cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
     cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit")]
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pids_limit: Option<i64>,
     #[arg(long = "blkio-weight")]
     blkio_weight: Option<u16>,
@@ -150,7 +150,7 @@ pub fn resources(
         set(&["blockIO", "weight"], json!(x));
     }
     merge(&mut v, flags);
-    // Device rules are only changed when given explicitly (in a -r file).
+    // An update never changes device rules (as runc): libcontainer keeps the recorded ones.
     if let Some(o) = v.as_object_mut() {
         o.remove("devices");
     }
@@ -179,5 +179,38 @@ mod tests {
             base,
             json!({"memory": {"limit": 9, "reservation": 2}, "pids": {"limit": 5}})
         );
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: super::UpdateArgs,
+    }
+
+    /// runc takes -1 (unlimited) for these flags.
+    #[test]
+    fn minus_one_values_are_accepted() {
+        let c = Cli::try_parse_from([
+            "update",
+            "--memory-swap",
+            "-1",
+            "--cpu-quota",
+            "-1",
+            "--memory",
+            "-1",
+            "--pids-limit",
+            "-1",
+            "ctr",
+        ])
+        .unwrap();
+        assert_eq!(c.a.cpu_quota, Some(-1));
+        assert_eq!(c.a.memory_swap.as_deref(), Some("-1"));
+        assert_eq!(c.a.pids_limit, Some(-1));
+        assert_eq!(c.a.id, "ctr");
     }
 }

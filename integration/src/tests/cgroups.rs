@@ -44,13 +44,23 @@ pub fn tests() -> Vec<Test> {
         cgroup_pids_limit_fork_fails,
         cgroup_devices_denied_device_cannot_be_opened,
         cgroup_devices_allow_rule_access,
+        cgroup_devices_linux_devices_add_no_rule,
+        cgroup_devices_rules_are_emulated,
+        cgroup_devices_wildcard_hole_is_refused,
+        cgroup_devices_allow_all_then_deny,
         cgroup_blkio_weight,
         cgroup_blkio_throttle_bps,
         cgroup_hugepage_limits,
         cgroup_network_class_id_priorities,
         cgroup_unified,
+        cgroup_zero_values_are_unset,
+        cgroup_minus_one_is_unlimited,
+        cgroup_create_refuses_frozen_cgroup,
+        cgroup_create_refuses_non_empty_cgroup,
+        cgroup_delete_force_removes_sub_cgroups,
         cgroup_update_flags,
         cgroup_update_resources_stdin,
+        cgroup_update_minus_one,
         cgroup_pause_resume,
         cgroup_kill_all,
         cgroup_events_stats,
@@ -885,6 +895,152 @@ fn cgroup_devices_allow_rule_access(ctx: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// `linux.devices` makes the node but adds no device rule of its own (runc applies only
+/// `linux.resources.devices`): under the base config's deny-all, /dev/kmsg (c 1:11) listed in
+/// `linux.devices` exists and cannot be opened.
+fn cgroup_devices_linux_devices_add_no_rule(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set(
+        "/linux/devices",
+        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666}]),
+    );
+    let shared = start_waiting(
+        &mut b,
+        "{ ls -l /dev/kmsg && echo node=ok; \
+           if e=$(head -c 0 /dev/kmsg 2>&1); then echo read=ok; else echo \"read=$e\"; fi; \
+           echo x > /dev/null && echo null=ok; } > /shared/out 2>&1",
+    )?;
+    if cg.v1() {
+        let list = cg.read("devices", "devices.list")?;
+        ensure!(
+            !list
+                .lines()
+                .any(|l| l.starts_with("c 1:11 ") || l.starts_with("a ")),
+            "devices.list allows /dev/kmsg: {list:?}"
+        );
+    }
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let out = fs::read_to_string(shared.join("out"))?;
+    let p = probe_lines(&out);
+    ensure_eq!(
+        p.get("node").map(String::as_str),
+        Some("ok"),
+        format!("the /dev/kmsg node ({out:?})")
+    );
+    let read = p.get("read").map(String::as_str).unwrap_or("");
+    ensure!(
+        read.contains("Operation not permitted"),
+        "read open of /dev/kmsg (in linux.devices, denied by the rules): {read:?} (output {out:?})"
+    );
+    ensure_eq!(
+        p.get("null").map(String::as_str),
+        Some("ok"),
+        "write to /dev/null"
+    );
+    Ok(())
+}
+
+/// Rules are applied as the devices cgroup's semantics give them, not written verbatim: allow
+/// c 1:11 rwm then deny it `ra` (`a` is no access letter) leaves c 1:11 `wm`; v1 gets the
+/// resulting exception (the kernel would refuse `c 1:11 ra` with EINVAL). (A read open of
+/// /dev/kmsg needs CAP_SYSLOG anyway: mknod and the write open show the rule.)
+fn cgroup_devices_rules_are_emulated(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    add_mknod(&mut b);
+    b.cfg.set(
+        "/linux/resources/devices",
+        json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "ra"}
+        ]),
+    );
+    let shared = start_waiting(&mut b, &format!("{{ {DEVICE_PROBE}; }} > /shared/out"))?;
+    if cg.v1() {
+        let list = cg.read("devices", "devices.list")?;
+        ensure!(
+            list.lines().any(|l| l == "c 1:11 wm"),
+            "devices.list has no `c 1:11 wm`: {list:?}"
+        );
+    }
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let out = fs::read_to_string(shared.join("out"))?;
+    let p = probe_lines(&out);
+    for k in ["mknod", "write", "null"] {
+        ensure_eq!(
+            p.get(k).map(String::as_str),
+            Some("ok"),
+            format!("{k} of c 1:11 ({out:?})")
+        );
+    }
+    Ok(())
+}
+
+/// Denying part of what a wildcard rule allows (c 1:* rwm, then deny c 1:11 w) is something
+/// v1 silently ignores: runc refuses it ("cannot punch hole in existing wildcard rule").
+fn cgroup_devices_wildcard_hole_is_refused(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set(
+        "/linux/resources/devices",
+        json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "w"}
+        ]),
+    );
+    create_fails(&b, &["cannot punch hole"])
+}
+
+/// Allow all, then deny one device (a black list): that device is denied, mknod included;
+/// others are allowed (c 1:4, /dev/port: its open gets past the devices cgroup, the driver may
+/// still say ENXIO). v1 shows the allow-all mode (`a *:* rwm`).
+fn cgroup_devices_allow_all_then_deny(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    add_mknod(&mut b);
+    b.cfg.set(
+        "/linux/resources/devices",
+        json!([
+            {"allow": true, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwm"}
+        ]),
+    );
+    let shared = start_waiting(
+        &mut b,
+        "{ if e=$(mknod /dev/k c 1 11 2>&1); then echo kmsg=ok; else echo \"kmsg=$e\"; fi; \
+           mknod /dev/m c 1 4 && echo port_mknod=ok; \
+           if e=$(head -c 0 /dev/m 2>&1); then echo port=ok; else echo \"port=$e\"; fi; \
+           echo x > /dev/null && echo null=ok; } > /shared/out 2>&1",
+    )?;
+    if cg.v1() {
+        cg.expect("devices", "devices.list", "a *:* rwm")?;
+    }
+    fs::write(shared.join("go"), "")?;
+    b.wait_status("stopped")?;
+    let out = fs::read_to_string(shared.join("out"))?;
+    let p = probe_lines(&out);
+    let kmsg = p.get("kmsg").map(String::as_str).unwrap_or("");
+    ensure!(
+        kmsg.contains("Operation not permitted"),
+        "mknod of the denied c 1:11: {kmsg:?} (output {out:?})"
+    );
+    let port = p.get("port").map(String::as_str).unwrap_or("");
+    ensure!(
+        p.contains_key("port_mknod") && !port.contains("Operation not permitted"),
+        "mknod and read open of c 1:4, not denied: {port:?} (output {out:?})"
+    );
+    ensure_eq!(
+        p.get("null").map(String::as_str),
+        Some("ok"),
+        "write to /dev/null"
+    );
+    Ok(())
+}
+
 /// `blockIO.weight`: blkio.weight or BFQ's blkio.bfq.weight (v1), io.bfq.weight (raw, as runc)
 /// or io.weight (`default` converted to 1..10000) on v2. Without any weight file (no
 /// proportional I/O scheduler) the runtime must fail with a message.
@@ -1105,6 +1261,263 @@ fn cgroup_unified(ctx: &Ctx) -> TestResult {
     cg.expect("memory", "memory.high", &high)
 }
 
+/// The `linux.resources` docker 20.10 sends for `docker run` without limits: every field 0
+/// (`blockIO.weight: 0`, `cpu.shares: 0`, ...). runc treats 0 as unset, field by field: the
+/// container starts and every file keeps the kernel's default (no weight file at all is needed
+/// for a weight of 0, and shares stay 1024, not the kernel's minimum 2).
+fn cgroup_zero_values_are_unset(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set(
+        "/linux/resources",
+        json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "kernelTCP": 0,
+                       "disableOOMKiller": false},
+            "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0,
+                    "realtimePeriod": 0, "cpus": "", "mems": ""},
+            "pids": {"limit": 0},
+            "blockIO": {"weight": 0, "leafWeight": 0},
+            "network": {"classID": 0}
+        }),
+    );
+    if !cg.v1() {
+        // runc 1.1 and berth refuse a network section with values on v2; 0 is no value.
+        if let Some(r) = b
+            .cfg
+            .0
+            .pointer_mut("/linux/resources")
+            .and_then(Value::as_object_mut)
+        {
+            r.remove("network");
+        }
+    }
+    start_waiting(&mut b, "true")?;
+    // 9223372036854771712: the kernel's "no limit" (PAGE_COUNTER_MAX pages of 4 KiB).
+    const NO_LIMIT: &str = "9223372036854771712";
+    if cg.v1() {
+        cg.expect("cpu", "cpu.shares", "1024")?;
+        cg.expect("cpu", "cpu.cfs_quota_us", "-1")?;
+        cg.expect("cpu", "cpu.cfs_period_us", "100000")?;
+        cg.expect("memory", "memory.limit_in_bytes", NO_LIMIT)?;
+        cg.expect("memory", "memory.soft_limit_in_bytes", NO_LIMIT)?;
+        if cg.has("memory", "memory.memsw.limit_in_bytes") {
+            cg.expect("memory", "memory.memsw.limit_in_bytes", NO_LIMIT)?;
+        }
+    } else {
+        cg.expect("cpu", "cpu.weight", "100")?;
+        cg.expect("cpu", "cpu.max", "max 100000")?;
+        cg.expect("memory", "memory.max", "max")?;
+        cg.expect("memory", "memory.low", "0")?;
+        if cg.has("memory", "memory.swap.max") {
+            cg.expect("memory", "memory.swap.max", "max")?;
+        }
+    }
+    cg.expect("pids", "pids.max", "max")?;
+    for file in [
+        "blkio.weight",
+        "blkio.bfq.weight",
+        "io.bfq.weight",
+        "io.weight",
+    ] {
+        if cg.has("blkio", file) {
+            let got = cg.read("blkio", file)?;
+            let first = got.lines().next().unwrap_or("");
+            ensure!(
+                first == "100" || first == "default 100",
+                "{file}: {got:?}, want the default weight"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// -1 means unlimited: memory.limit, memory.swap (v1 memory+swap, v2 swap.max), pids.limit and
+/// cpu.quota; a memory limit of -1 without swap sets swap to -1 too.
+fn cgroup_minus_one_is_unlimited(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg.set(
+        "/linux/resources",
+        json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": -1, "reservation": -1},
+            "cpu": {"quota": -1, "period": 50000},
+            "pids": {"limit": -1}
+        }),
+    );
+    start_waiting(&mut b, "true")?;
+    const NO_LIMIT: &str = "9223372036854771712";
+    if cg.v1() {
+        cg.expect("memory", "memory.limit_in_bytes", NO_LIMIT)?;
+        cg.expect("memory", "memory.soft_limit_in_bytes", NO_LIMIT)?;
+        if cg.has("memory", "memory.memsw.limit_in_bytes") {
+            cg.expect("memory", "memory.memsw.limit_in_bytes", NO_LIMIT)?;
+        }
+        cg.expect("cpu", "cpu.cfs_quota_us", "-1")?;
+        cg.expect("cpu", "cpu.cfs_period_us", "50000")?;
+    } else {
+        cg.expect("memory", "memory.max", "max")?;
+        cg.expect("memory", "memory.low", "max")?;
+        if cg.has("memory", "memory.swap.max") {
+            cg.expect("memory", "memory.swap.max", "max")?;
+        }
+        cg.expect("cpu", "cpu.max", "max 50000")?;
+    }
+    cg.expect("pids", "pids.max", "max")
+}
+
+/// The container's cgroup directory in every mounted hierarchy (v1 ones and any cgroup2).
+fn all_hierarchy_dirs(cg: &Cg) -> Vec<PathBuf> {
+    let rel = cg.path.trim_start_matches('/');
+    let mut out: Vec<PathBuf> = Vec::new();
+    for m in mounts() {
+        if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+            let d = Path::new(&m.mount_point).join(rel);
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// Cgroup directories the test made itself before the runtime ran (a "pre-existing" cgroup),
+/// thawed, emptied of `child` (the test's own process, killed by pid) and removed on drop.
+struct PreCg {
+    dirs: Vec<PathBuf>,
+    child: Option<Child>,
+}
+
+impl PreCg {
+    fn make(cg: &Cg) -> Result<PreCg, Failure> {
+        let dirs = all_hierarchy_dirs(cg);
+        for d in &dirs {
+            fs::create_dir_all(d)?;
+        }
+        Ok(PreCg { dirs, child: None })
+    }
+}
+
+impl Drop for PreCg {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            let _ = fs::write(d.join("freezer.state"), "THAWED");
+            let _ = fs::write(d.join("cgroup.freeze"), "0");
+        }
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for d in &self.dirs {
+            let _ = wait_until(Duration::from_secs(2), || {
+                fs::remove_dir(d).is_ok() || !d.exists()
+            });
+        }
+    }
+}
+
+/// A frozen cgroup at create: runc refuses at once ("container's cgroup unexpectedly
+/// frozen"); the init born in it would wait forever.
+fn cgroup_create_refuses_frozen_cgroup(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let pre = PreCg::make(&cg)?;
+    let file = if cg.v1() {
+        (cg.file("freezer", "freezer.state")?, "FROZEN")
+    } else {
+        (cg.file("", "cgroup.freeze")?, "1")
+    };
+    fs::write(&file.0, file.1)?;
+    b.cfg.sh("true");
+    b.write_config()?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = Bg::start(&b, "run", &["run", "-d", "--bundle", &dir, &b.id], None)?
+        .wait(Duration::from_secs(10));
+    ensure!(
+        !out.timed_out,
+        "`run -d` in a frozen cgroup hung: {}",
+        out.describe()
+    );
+    ensure!(
+        out.code.is_some_and(|c| c != 0)
+            && out
+                .stderr
+                .contains("container's cgroup unexpectedly frozen"),
+        "`run -d` in a frozen cgroup: {}",
+        out.describe()
+    );
+    drop(pre);
+    Ok(())
+}
+
+/// A cgroup that already has a process at create is refused with "container's cgroup is not
+/// empty" (runc 1.2+). runc 1.1 only warns (with those words) and goes on: accepted for it.
+fn cgroup_create_refuses_non_empty_cgroup(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let mut pre = PreCg::make(&cg)?;
+    let child = Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let pid = child.id().to_string();
+    pre.child = Some(child);
+    for d in &pre.dirs {
+        // A new cpuset cgroup has no cpus yet: no process can join it.
+        if !d.starts_with(v1_mount("cpuset").unwrap_or_default()) || !cg.v1() {
+            fs::write(d.join("cgroup.procs"), &pid)?;
+        }
+    }
+    b.cfg.sh("true");
+    let out = b.create(&[]);
+    if ctx.rt.is_runc_before(1, 2) && out.success() {
+        ensure!(
+            out.stderr.contains("container's cgroup is not empty"),
+            "runc 1.1 did not warn: {}",
+            out.describe()
+        );
+        b.delete();
+        skip!(
+            "runc 1.1 only warns about a non-empty cgroup (\"container's cgroup is not empty\") \
+             and creates the container; runc 1.2+ and berth refuse it"
+        );
+    }
+    ensure!(
+        !out.success() && out.stderr.contains("container's cgroup is not empty"),
+        "create in a cgroup with a process: {}",
+        out.describe()
+    );
+    drop(pre);
+    Ok(())
+}
+
+/// `delete --force` of a container with sub-cgroups made inside its cgroup (v1: in every
+/// hierarchy) removes them too; the container is gone.
+fn cgroup_delete_force_removes_sub_cgroups(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    start_waiting(&mut b, "true")?;
+    let dirs = all_hierarchy_dirs(&cg);
+    for d in &dirs {
+        if d.exists() {
+            fs::create_dir_all(d.join("sub/deeper"))?;
+        }
+    }
+    ctx.rt.exec(&["delete", "--force", &b.id]).ok()?;
+    let left: Vec<_> = dirs.iter().filter(|d| d.exists()).collect();
+    ensure!(
+        left.is_empty(),
+        "cgroup dirs left after delete --force: {left:?}"
+    );
+    ensure!(
+        b.status().is_none(),
+        "the container still exists after delete --force"
+    );
+    Ok(())
+}
+
 /// A running container with memory 128M, pids 10, shares 1024 (checked); returns the name of
 /// the memory limit file.
 fn start_for_update(b: &mut Bundle, cg: &Cg) -> Result<&'static str, Failure> {
@@ -1198,6 +1611,57 @@ fn cgroup_update_resources_stdin(ctx: &Ctx) -> TestResult {
         s => s,
     })?;
     cg.expect("memory", mem, &(96 * MIB).to_string())?;
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status after update"
+    );
+    Ok(())
+}
+
+/// `update --memory-swap -1 --cpu-quota -1` (runc's flags take -1 for unlimited): swap and
+/// quota become unlimited, the memory limit and the period stay.
+fn cgroup_update_minus_one(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let swap = if cg.v1() {
+        cg.has("memory", "memory.memsw.limit_in_bytes") || {
+            v1_mount("memory").is_some_and(|m| m.join("memory.memsw.limit_in_bytes").exists())
+        }
+    } else {
+        true
+    };
+    let mut mem = json!({"limit": 64 * MIB});
+    if swap {
+        mem["swap"] = json!(128 * MIB);
+    }
+    b.cfg.set(
+        "/linux/resources",
+        json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": mem,
+            "cpu": {"quota": 20000, "period": 100_000}
+        }),
+    );
+    start_waiting(&mut b, "true")?;
+    ctx.rt
+        .exec(&["update", "--memory-swap", "-1", "--cpu-quota", "-1", &b.id])
+        .ok()?;
+    const NO_LIMIT: &str = "9223372036854771712";
+    if cg.v1() {
+        cg.expect("cpu", "cpu.cfs_quota_us", "-1")?;
+        cg.expect("cpu", "cpu.cfs_period_us", "100000")?;
+        cg.expect("memory", "memory.limit_in_bytes", &(64 * MIB).to_string())?;
+        if cg.has("memory", "memory.memsw.limit_in_bytes") {
+            cg.expect("memory", "memory.memsw.limit_in_bytes", NO_LIMIT)?;
+        }
+    } else {
+        cg.expect("cpu", "cpu.max", "max 100000")?;
+        cg.expect("memory", "memory.max", &(64 * MIB).to_string())?;
+        if cg.has("memory", "memory.swap.max") {
+            cg.expect("memory", "memory.swap.max", "max")?;
+        }
+    }
     ensure_eq!(
         b.status().as_deref(),
         Some("running"),

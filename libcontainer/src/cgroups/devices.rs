@@ -1,10 +1,13 @@
-//! Device access rules: the container's `linux.resources.devices`, then an allow rule for each
-//! of its `linux.devices`, then runc's default allow list; applied to the v1 devices cgroup.
+//! Device access rules: the container's `linux.resources.devices`, then runc's default allow
+//! list. `linux.devices` only creates nodes: like runc, it adds no rule of its own, so a listed
+//! device under a deny-all rule stays denied. Applied to the v1 devices cgroup as the minimal
+//! transition from its current state ([`super::emulator`]).
 
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
+use super::emulator::Emulator;
 use super::CgroupError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +64,7 @@ const DEFAULT_ALLOWED: &[(char, Option<i64>, Option<i64>, &str)] = &[
     ('c', Some(10), Some(200), "rwm"), // net/tun
 ];
 
-pub fn rules(cgroup_rules: &[LinuxDeviceCgroup], devices: &[LinuxDevice]) -> Vec<Rule> {
+pub fn rules(cgroup_rules: &[LinuxDeviceCgroup]) -> Vec<Rule> {
     let mut out: Vec<Rule> = cgroup_rules
         .iter()
         .map(|r| Rule {
@@ -72,18 +75,6 @@ pub fn rules(cgroup_rules: &[LinuxDeviceCgroup], devices: &[LinuxDevice]) -> Vec
             access: r.access().clone().unwrap_or_else(|| "rwm".into()),
         })
         .collect();
-    out.extend(
-        devices
-            .iter()
-            .filter(|d| d.typ() != LinuxDeviceType::P)
-            .map(|d| Rule {
-                allow: true,
-                kind: kind(d.typ()),
-                major: Some(d.major()),
-                minor: Some(d.minor()),
-                access: "rwm".into(),
-            }),
-    );
     out.extend(
         DEFAULT_ALLOWED
             .iter()
@@ -98,22 +89,34 @@ pub fn rules(cgroup_rules: &[LinuxDeviceCgroup], devices: &[LinuxDevice]) -> Vec
     out
 }
 
-/// Start from "deny everything", then apply the rules in order.
+/// Bring the v1 devices cgroup `dir` to the state `rules` describe, writing only the
+/// transition from what its `devices.list` says now (runc's DevicesGroup.Set), then check the
+/// result.
 pub fn apply_v1(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
-    let write = |file: &str, line: &str| {
-        let p = dir.join(file);
-        std::fs::write(&p, line).map_err(|e| CgroupError::io("write", &p, e))
+    let target = Emulator::from_rules(rules)?;
+    let list = || {
+        let p = dir.join("devices.list");
+        std::fs::read_to_string(&p).map_err(|e| CgroupError::io("read", &p, e))
     };
-    write("devices.deny", "a")?;
-    for r in rules {
-        write(
-            if r.allow {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            },
-            &r.v1_line(),
-        )?;
+    let current = Emulator::from_list(&list()?)?;
+    for r in current.transition(&target) {
+        let file = if r.allow {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
+        let p = dir.join(file);
+        std::fs::write(&p, r.v1_line()).map_err(|e| CgroupError::io("write", &p, e))?;
+    }
+    let after = Emulator::from_list(&list()?)?;
+    // A cgroup that allows by default shows no exceptions: only its mode can be checked.
+    if (!target.allows_by_default() && after != target)
+        || after.allows_by_default() != target.allows_by_default()
+    {
+        return Err(CgroupError::Other(format!(
+            "linux.resources.devices: the resulting devices cgroup {} does not match the rules",
+            dir.display()
+        )));
     }
     Ok(())
 }
@@ -126,7 +129,7 @@ mod tests {
     fn v1_lines() {
         let deny_all: LinuxDeviceCgroup =
             serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
-        let r = rules(&[deny_all], &[]);
+        let r = rules(&[deny_all]);
         assert_eq!(r[0].v1_line(), "a");
         assert!(!r[0].allow);
         assert_eq!(r[1].v1_line(), "c *:* m");

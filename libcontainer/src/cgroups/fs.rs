@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
-use oci_spec::runtime::{LinuxDevice, LinuxResources};
+use oci_spec::runtime::LinuxResources;
 
 use super::{CgroupError, CgroupPaths, Hierarchies, Manager};
 
@@ -257,7 +257,7 @@ impl Manager for FsManager {
         Ok(())
     }
 
-    fn apply(&self, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(), CgroupError> {
+    fn apply(&self, r: &LinuxResources, devs: bool) -> Result<(), CgroupError> {
         if self.paths.is_unified() {
             return super::v2::apply(self.paths.dirs.get("").expect("unified"), r, devs);
         }
@@ -306,12 +306,24 @@ impl Manager for FsManager {
             .or_else(|| self.paths.dir_of("memory"))
             .or_else(|| self.paths.dirs.values().next().map(|p| p.as_path()))
             .ok_or_else(|| CgroupError::Other("container has no cgroup".into()))?;
-        let p = dir.join("cgroup.procs");
-        match std::fs::read_to_string(&p) {
-            Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(CgroupError::io("read", &p, e)),
+        let mut out = Vec::new();
+        all_procs(dir, &mut out)?;
+        Ok(out)
+    }
+
+    fn ensure_unused(&self) -> Result<(), CgroupError> {
+        let n = self.pids()?.len();
+        if n != 0 {
+            return Err(CgroupError::Other(format!(
+                "container's cgroup is not empty: {n} process(es) found"
+            )));
         }
+        if super::is_frozen(&self.paths) {
+            return Err(CgroupError::Other(
+                "container's cgroup unexpectedly frozen".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
@@ -328,21 +340,62 @@ impl Manager for FsManager {
 
     fn destroy(&self) -> Result<(), CgroupError> {
         for dir in self.paths.dirs.values() {
-            // A process that just died may still be leaving the cgroup: retry EBUSY briefly.
-            let mut tries = 0;
-            loop {
-                match std::fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
-                        tries += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                    }
-                    Err(e) => return Err(CgroupError::io("rmdir", dir, e)),
-                }
-            }
+            remove_tree(dir)?;
         }
         Ok(())
+    }
+}
+
+/// The pids of `dir` and of every cgroup below it (runc's GetAllPids); a directory that is
+/// gone has none.
+fn all_procs(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
+    let p = dir.join("cgroup.procs");
+    match std::fs::read_to_string(&p) {
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e)
+            if matches!(e.kind(), ErrorKind::NotFound)
+                || e.raw_os_error() == Some(libc::ENODEV) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(CgroupError::io("read", &p, e)),
+    }
+    for sub in subdirs(dir)? {
+        all_procs(&sub, out)?;
+    }
+    Ok(())
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(rd
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(CgroupError::io("read", dir, e)),
+    }
+}
+
+/// Remove the cgroup `dir` and every cgroup below it, deepest first (runc's RemovePath): a
+/// sub-cgroup made inside the container must not leave it undeletable (EBUSY).
+fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    for sub in subdirs(dir)? {
+        remove_tree(&sub)?;
+    }
+    // A process that just died may still be leaving the cgroup: retry EBUSY briefly.
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(CgroupError::io("rmdir", dir, e)),
+        }
     }
 }
 

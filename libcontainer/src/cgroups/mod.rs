@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod devices;
+pub mod emulator;
 pub mod fs;
 pub mod stats;
 pub mod v1;
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDevice, LinuxResources};
+use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,9 +94,10 @@ pub trait Manager {
     fn paths(&self) -> &CgroupPaths;
     /// Create the cgroup directories (parents too, as needed).
     fn create(&self) -> Result<(), CgroupError>;
-    /// Apply `linux.resources`, plus the device rules for the container's `linux.devices`.
-    fn apply(&self, resources: &LinuxResources, devices: &[LinuxDevice])
-        -> Result<(), CgroupError>;
+    /// Apply `linux.resources`; with `devices`, also its device rules (plus runc's default
+    /// allow list, even when it has none). `update` passes false: as in runc, an update never
+    /// changes the device rules.
+    fn apply(&self, resources: &LinuxResources, devices: bool) -> Result<(), CgroupError>;
     /// Move another process into the cgroup (the hierarchies `which`). Waits for the kernel's
     /// global threadgroup lock: a new process is better born in the cgroup ([`spawn`]).
     fn add(&self, pid: i32, which: Hierarchies) -> Result<(), CgroupError>;
@@ -105,9 +107,13 @@ pub trait Manager {
     fn join_self(&self, which: Hierarchies) -> Result<(), CgroupError>;
     /// The cgroup2 directory, opened to clone a process into it; `None` without cgroup2.
     fn open_unified(&self) -> Result<Option<OwnedFd>, CgroupError>;
-    /// The pids in the cgroup.
+    /// The pids in the cgroup and in every cgroup below it.
     fn pids(&self) -> Result<Vec<i32>, CgroupError>;
-    /// Remove the cgroup directories this container made (never a parent).
+    /// Refuse a cgroup that already has processes or is frozen, as runc 1.2+ does (a frozen
+    /// one would hold init forever).
+    fn ensure_unused(&self) -> Result<(), CgroupError>;
+    /// Remove the cgroup directories this container made, with any sub-cgroups made inside
+    /// them (never a parent).
     fn destroy(&self) -> Result<(), CgroupError>;
     /// Freeze (pause) or thaw (resume) every process of the cgroup; returns once done.
     fn freeze(&self, frozen: bool) -> Result<(), CgroupError>;
@@ -167,7 +173,7 @@ pub fn manager_for(paths: &CgroupPaths) -> Box<dyn Manager> {
 pub fn is_frozen(paths: &CgroupPaths) -> bool {
     if let Some(dir) = paths.dir_of("freezer") {
         return std::fs::read_to_string(dir.join("freezer.state"))
-            .is_ok_and(|s| s.trim() == "FROZEN");
+            .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING"));
     }
     if let Some(dir) = paths.unified() {
         return std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1");

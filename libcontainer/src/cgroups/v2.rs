@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDevice, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
+use super::emulator::Emulator;
 use super::{bpf, devices, CgroupError};
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
@@ -55,9 +56,12 @@ fn limit(v: i64) -> String {
     }
 }
 
-pub fn apply(dir: &Path, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(), CgroupError> {
-    let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), devs);
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) || !devs.is_empty() {
+pub fn apply(dir: &Path, r: &LinuxResources, devs: bool) -> Result<(), CgroupError> {
+    if devs {
+        // Through the emulator, as runc's DeviceFilter: v2 refuses what v1 would.
+        let rules =
+            Emulator::from_rules(&devices::rules(r.devices().as_deref().unwrap_or_default()))?
+                .rules();
         let fd = nix::fcntl::open(
             dir,
             nix::fcntl::OFlag::O_RDONLY
@@ -69,116 +73,17 @@ pub fn apply(dir: &Path, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(),
         bpf::attach(std::os::fd::AsFd::as_fd(&fd), &rules)?;
     }
     if let Some(m) = r.memory() {
-        if let Some(l) = m.limit() {
-            write(dir, "memory.max", &limit(l))?;
-        }
-        if let Some(res) = m.reservation() {
-            write(dir, "memory.low", &limit(res))?;
-        }
-        if let Some(swap) = m.swap() {
-            // v1's swap is memory+swap; v2's swap.max is the swap alone.
-            let v = match (swap, m.limit()) {
-                (s, _) if s < 0 => "max".to_string(),
-                (s, Some(l)) if l >= 0 => {
-                    if s < l {
-                        return Err(CgroupError::Other(format!(
-                            "linux.resources.memory.swap: {s} is below memory.limit {l} (swap is memory+swap)"
-                        )));
-                    }
-                    (s - l).to_string()
-                }
-                (s, _) => s.to_string(),
-            };
-            write(dir, "memory.swap.max", &v)?;
-        }
-        if m.swappiness().is_some()
-            || m.disable_oom_killer() == Some(true)
-            || m.kernel().is_some()
-            || m.kernel_tcp().is_some()
-        {
-            return Err(CgroupError::Unsupported(
-                "memory.swappiness/disableOOMKiller/kernel/kernelTCP (cgroup v1 only)".into(),
-            ));
-        }
+        memory(dir, m)?;
     }
     if let Some(c) = r.cpu() {
-        if let Some(s) = c.shares().filter(|s| *s > 0) {
-            write(dir, "cpu.weight", &shares_to_weight(s).to_string())?;
-        }
-        if c.quota().is_some() || c.period().is_some() {
-            let q = c
-                .quota()
-                .filter(|q| *q > 0)
-                .map_or("max".to_string(), |q| q.to_string());
-            let p = c.period().unwrap_or(100_000);
-            write(dir, "cpu.max", &format!("{q} {p}"))?;
-        }
-        if let Some(b) = c.burst() {
-            write(dir, "cpu.max.burst", &b.to_string())?;
-        }
-        if let Some(i) = c.idle() {
-            write(dir, "cpu.idle", &i.to_string())?;
-        }
-        if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
-            write(dir, "cpuset.cpus", s)?;
-        }
-        if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
-            write(dir, "cpuset.mems", s)?;
-        }
-        if c.realtime_period().is_some() || c.realtime_runtime().is_some() {
-            return Err(CgroupError::Unsupported(
-                "cpu.realtimePeriod/realtimeRuntime (cgroup v1 only)".into(),
-            ));
-        }
+        cpu(dir, c)?;
     }
-    if let Some(p) = r.pids() {
-        write(
-            dir,
-            "pids.max",
-            &if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".into()
-            },
-        )?;
+    // runc: 0 is unset; a negative limit is "max".
+    if let Some(p) = r.pids().filter(|p| p.limit() != 0) {
+        write(dir, "pids.max", &limit(p.limit()))?;
     }
     if let Some(b) = r.block_io() {
-        if let Some(w) = b.weight() {
-            // With BFQ the weight keeps its v1 range (runc writes it there unconverted).
-            if dir.join("io.bfq.weight").exists() {
-                write(dir, "io.bfq.weight", &w.to_string())?;
-            } else {
-                write(
-                    dir,
-                    "io.weight",
-                    &format!("default {}", blkio_to_io_weight(w)),
-                )?;
-            }
-        }
-        for d in b.weight_device().as_deref().unwrap_or_default() {
-            if let Some(w) = d.weight() {
-                write(
-                    dir,
-                    "io.weight",
-                    &format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(w)),
-                )?;
-            }
-        }
-        let throttles = [
-            ("rbps", b.throttle_read_bps_device()),
-            ("wbps", b.throttle_write_bps_device()),
-            ("riops", b.throttle_read_iops_device()),
-            ("wiops", b.throttle_write_iops_device()),
-        ];
-        for (key, list) in throttles {
-            for d in list.as_deref().unwrap_or_default() {
-                write(
-                    dir,
-                    "io.max",
-                    &format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()),
-                )?;
-            }
-        }
+        io(dir, b)?;
     }
     for h in r.hugepage_limits().as_deref().unwrap_or_default() {
         write(
@@ -190,7 +95,11 @@ pub fn apply(dir: &Path, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(),
     for line in super::rdma_lines(r) {
         write(dir, "rdma.max", &line)?;
     }
-    if r.network().is_some() {
+    // net_cls/net_prio have no v2 files: only an empty (or zero) network section is accepted.
+    if r.network().as_ref().is_some_and(|n| {
+        n.class_id().is_some_and(|id| id != 0)
+            || n.priorities().as_ref().is_some_and(|p| !p.is_empty())
+    }) {
         return Err(CgroupError::Unsupported(
             "network (net_cls/net_prio are cgroup v1 only)".into(),
         ));
@@ -218,6 +127,192 @@ pub fn apply(dir: &Path, r: &LinuxResources, devs: &[LinuxDevice]) -> Result<(),
     Ok(())
 }
 
+/// runc's numToStr for the .max/.low/.high files: 0 is unset (`None`), -1 is "max".
+fn num(v: i64) -> Option<String> {
+    match v {
+        0 => None,
+        -1 => Some("max".into()),
+        v => Some(v.to_string()),
+    }
+}
+
+/// runc's ConvertMemorySwapToCgroupV2Value: v1's memory+swap (`swap`) to v2's swap alone.
+/// 0 is unset, -1 unlimited; a limit of -1 without swap means swap -1 too.
+pub fn swap_to_v2(swap: i64, memory: i64) -> Result<i64, CgroupError> {
+    if memory == -1 && swap == 0 {
+        return Ok(-1);
+    }
+    if swap == -1 || swap == 0 {
+        return Ok(swap);
+    }
+    let err = |m: String| {
+        Err(CgroupError::Other(format!(
+            "linux.resources.memory.swap: {m}"
+        )))
+    };
+    if memory == 0 || memory == -1 {
+        return err(format!(
+            "{swap}: unable to set swap limit without memory limit"
+        ));
+    }
+    if memory < 0 {
+        return err(format!("invalid memory value: {memory}"));
+    }
+    if swap < memory {
+        return err(format!(
+            "{swap} is below memory.limit {memory}: memory+swap limit should be >= memory limit"
+        ));
+    }
+    Ok(swap - memory)
+}
+
+/// memory: runc's fs2/memory.go, field by field.
+fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
+    // v1-only fields: absent, -1 (u64::MAX as Go's cast gives it) or false are fine; kernel
+    // and kernelTCP are ignored, as runc 1.2+ does.
+    if m.swappiness().is_some_and(|s| s as i64 != -1) || m.disable_oom_killer() == Some(true) {
+        return Err(CgroupError::Unsupported(
+            "memory.swappiness/disableOOMKiller (cgroup v1 only)".into(),
+        ));
+    }
+    let limit = m.limit().unwrap_or(0);
+    let swap = m.swap().unwrap_or(0);
+    let reservation = m.reservation().unwrap_or(0);
+    if limit == 0 && swap == 0 && reservation == 0 {
+        return Ok(());
+    }
+    let s = swap_to_v2(swap, limit)?;
+    let mut swap_str = num(s);
+    if swap_str.is_none() && s == 0 && swap > 0 {
+        // memory and memory+swap the same: no swap.
+        swap_str = Some("0".into());
+    }
+    if let Some(v) = swap_str {
+        match write(dir, "memory.swap.max", &v) {
+            // Without swap accounting, "no limit" and "no swap" are what there is anyway.
+            Err(CgroupError::Io { err, .. })
+                if err.kind() == std::io::ErrorKind::NotFound && (v == "max" || v == "0") => {}
+            r => r?,
+        }
+    }
+    if let Some(v) = num(limit) {
+        write(dir, "memory.max", &v)?;
+    }
+    if let Some(v) = num(reservation) {
+        write(dir, "memory.low", &v)?;
+    }
+    Ok(())
+}
+
+/// cpu: runc's fs2/cpu.go. Shares 0 (weight 0), quota 0 and period 0 are unset; a quota
+/// without a period keeps the current period.
+fn cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
+    if let Some(w) = c.shares().map(shares_to_weight).filter(|w| *w != 0) {
+        write(dir, "cpu.weight", &w.to_string())?;
+    }
+    if let Some(i) = c.idle() {
+        write(dir, "cpu.idle", &i.to_string())?;
+    }
+    let quota = c.quota().unwrap_or(0);
+    let period = c.period().unwrap_or(0);
+    let mut burst_retry = None;
+    if let Some(b) = c.burst() {
+        // A larger burst may be refused while the old quota is in force: retry after it.
+        match write(dir, "cpu.max.burst", &b.to_string()) {
+            Err(CgroupError::Io { err, .. })
+                if err.raw_os_error() == Some(libc::EINVAL) && quota != 0 =>
+            {
+                burst_retry = Some(b)
+            }
+            r => r?,
+        }
+    }
+    if quota != 0 || period != 0 {
+        let mut v = if quota > 0 {
+            quota.to_string()
+        } else {
+            "max".to_string()
+        };
+        if period != 0 {
+            v.push_str(&format!(" {period}"));
+        }
+        write(dir, "cpu.max", &v)?;
+        if let Some(b) = burst_retry {
+            write(dir, "cpu.max.burst", &b.to_string())?;
+        }
+    }
+    if let Some(s) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+        write(dir, "cpuset.cpus", s)?;
+    }
+    if let Some(s) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+        write(dir, "cpuset.mems", s)?;
+    }
+    if c.realtime_period().is_some_and(|p| p != 0) || c.realtime_runtime().is_some_and(|r| r != 0) {
+        return Err(CgroupError::Unsupported(
+            "cpu.realtimePeriod/realtimeRuntime (cgroup v1 only)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// io: runc's fs2/io.go. A weight of 0 is unset; with BFQ the weight keeps its v1 range
+/// (io.bfq.weight, unconverted), else it is converted for io.weight. leafWeight has no v2
+/// file and is ignored, as in runc.
+fn io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
+    let weight = b.weight().filter(|w| *w != 0);
+    let devs: Vec<_> = b
+        .weight_device()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| {
+            d.weight()
+                .filter(|w| *w != 0)
+                .map(|w| (format!("{}:{}", d.major(), d.minor()), w))
+        })
+        .collect();
+    let bfq = (weight.is_some() || !devs.is_empty()) && dir.join("io.bfq.weight").exists();
+    if let Some(w) = weight {
+        if bfq {
+            write(dir, "io.bfq.weight", &w.to_string())?;
+        } else {
+            write(
+                dir,
+                "io.weight",
+                &format!("default {}", blkio_to_io_weight(w)),
+            )?;
+        }
+    }
+    // runc writes device weights to BFQ only; without BFQ berth converts them for io.weight.
+    for (dev, w) in devs {
+        if bfq {
+            write(dir, "io.bfq.weight", &format!("{dev} {w}"))?;
+        } else {
+            write(
+                dir,
+                "io.weight",
+                &format!("{dev} {}", blkio_to_io_weight(w)),
+            )?;
+        }
+    }
+    let throttles = [
+        ("rbps", b.throttle_read_bps_device()),
+        ("wbps", b.throttle_write_bps_device()),
+        ("riops", b.throttle_read_iops_device()),
+        ("wiops", b.throttle_write_iops_device()),
+    ];
+    for (key, list) in throttles {
+        for d in list.as_deref().unwrap_or_default() {
+            write(
+                dir,
+                "io.max",
+                &format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +325,123 @@ mod tests {
         assert_eq!(blkio_to_io_weight(10), 1);
         assert_eq!(blkio_to_io_weight(1000), 10_000);
         assert_eq!(limit(-1), "max");
+    }
+}
+
+/// The zero and -1 rules against a plain directory (no root needed): `std::fs::write` creates
+/// the files written, so what exists afterwards is exactly what was written.
+#[cfg(test)]
+pub(crate) mod zero_tests {
+    use super::*;
+
+    pub(crate) const DOCKER_20_10: &str = r#"{
+        "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "kernelTCP": 0,
+                   "disableOOMKiller": false},
+        "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0,
+                "realtimePeriod": 0, "cpus": "", "mems": ""},
+        "pids": {"limit": 0},
+        "blockIO": {"weight": 0, "leafWeight": 0, "weightDevice": [{"major": 8, "minor": 0}]},
+        "network": {"classID": 0}
+    }"#;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("berth-v2-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn files(dir: &Path) -> Vec<(String, String)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn apply_json(name: &str, json: &str) -> (Result<(), CgroupError>, Vec<(String, String)>) {
+        let dir = tmp(name);
+        let r: LinuxResources = serde_json::from_str(json).unwrap();
+        let res = apply(&dir, &r, false);
+        let f = files(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        (res, f)
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn docker_zeros_write_nothing() {
+        let (r, f) = apply_json("docker", DOCKER_20_10);
+        r.unwrap();
+        assert_eq!(f, pairs(&[]));
+    }
+
+    #[test]
+    fn minus_one_is_max() {
+        let (r, f) = apply_json(
+            "max",
+            r#"{"memory": {"limit": -1, "reservation": -1}, "pids": {"limit": -1},
+                "cpu": {"quota": -1}}"#,
+        );
+        r.unwrap();
+        assert_eq!(
+            f,
+            pairs(&[
+                ("cpu.max", "max"),
+                ("memory.low", "max"),
+                ("memory.max", "max"),
+                ("memory.swap.max", "max"),
+                ("pids.max", "max"),
+            ])
+        );
+    }
+
+    #[test]
+    fn quota_keeps_period_unless_given() {
+        let (r, f) = apply_json("quota", r#"{"cpu": {"quota": 50000, "shares": 1024}}"#);
+        r.unwrap();
+        assert_eq!(f, pairs(&[("cpu.max", "50000"), ("cpu.weight", "39")]));
+        let (r, f) = apply_json("period", r#"{"cpu": {"period": 20000}}"#);
+        r.unwrap();
+        assert_eq!(f, pairs(&[("cpu.max", "max 20000")]));
+    }
+
+    #[test]
+    fn swap_conversion() {
+        assert_eq!(swap_to_v2(0, 0).unwrap(), 0);
+        assert_eq!(swap_to_v2(0, -1).unwrap(), -1);
+        assert_eq!(swap_to_v2(-1, 100).unwrap(), -1);
+        assert_eq!(swap_to_v2(300, 100).unwrap(), 200);
+        assert!(swap_to_v2(300, 0).is_err());
+        assert!(swap_to_v2(50, 100).is_err());
+        // memory == memory+swap: swap.max 0.
+        let (r, f) = apply_json("noswap", r#"{"memory": {"limit": 100, "swap": 100}}"#);
+        r.unwrap();
+        assert_eq!(f, pairs(&[("memory.max", "100"), ("memory.swap.max", "0")]));
+    }
+
+    #[test]
+    fn v1_only_fields_at_their_unset_values() {
+        // swappiness -1 arrives as u64::MAX (Go's uint64(-1)).
+        let (r, f) = apply_json(
+            "swappiness",
+            r#"{"memory": {"swappiness": 18446744073709551615, "disableOOMKiller": false}}"#,
+        );
+        r.unwrap();
+        assert!(f.is_empty());
+        let (r, _) = apply_json("swappiness42", r#"{"memory": {"swappiness": 42}}"#);
+        assert!(r.is_err());
     }
 }
