@@ -339,9 +339,7 @@ fn dispatch(cli: &Cli, logger: &log::Logger, sealed: bool) -> Result<i32> {
             return exec(cli, a);
         }
         Cmd::Start { id } => {
-            let w =
-                container::start(root, id).with_context(|| format!("start container {id:?}"))?;
-            warn_all(logger, &w);
+            container::start(root, id).with_context(|| format!("start container {id:?}"))?
         }
         Cmd::State { id } => {
             let l = container::load(root, id)?;
@@ -508,7 +506,15 @@ fn run(cli: &Cli, logger: &log::Logger, a: &CreateArgs, detach: bool, keep: bool
     let started = new
         .start()
         .with_context(|| format!("run container {:?}", a.id))?;
-    warn_all(logger, &started.warnings);
+    if let Some(hook_error) = started.warnings.first() {
+        // A poststart hook failed and init was killed: an error, as in runc, which then
+        // removes the container (running its poststop hooks).
+        match container::destroy_stopped(&cli.root, &started.state.id) {
+            Ok(w) => warn_all(logger, &w),
+            Err(e) => logger.log("warning", &format!("remove container: {e:#}")),
+        }
+        bail!("run container {:?}: {hook_error}", a.id);
+    }
     let Some(sigfd) = sigfd else { return Ok(0) };
     let status = relay::wait(
         &sigfd,
