@@ -1,4 +1,5 @@
-//! `spec`, `features` and `--version`.
+//! `spec`, `features`, `--version`, and the rest of runc's command-line contract that clients
+//! rely on (`exec --process`).
 
 use std::fs;
 
@@ -15,6 +16,7 @@ pub fn tests() -> Vec<Test> {
         spec_rootless,
         features_json,
         version_flag,
+        exec_process_file_without_user,
     ]
 }
 
@@ -159,4 +161,27 @@ fn version_flag(ctx: &Ctx) -> TestResult {
         out.describe()
     );
     Ok(())
+}
+
+/// runc reads `exec --process FILE` with Go's zero values for what is missing: a process.json
+/// without `user` runs as uid 0, gid 0.
+fn exec_process_file_without_user(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.shared()?;
+    b.cfg.sh(super::WAIT_FOR_GO);
+    b.run_detached().ok()?;
+    let process = b.dir.join("process.json");
+    let spec = serde_json::json!({"args": ["id"], "cwd": "/", "env": ["PATH=/bin:/usr/bin"]});
+    fs::write(&process, spec.to_string())?;
+    let process = process.to_string_lossy().into_owned();
+    let out = ctx.rt.exec(&["exec", "--process", &process, &b.id]).ok()?;
+    ensure!(
+        out.stdout.contains("uid=0(") && out.stdout.contains("gid=0("),
+        "exec of a process.json without user: {}",
+        out.describe()
+    );
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
+    b.ensure_clean()
 }
