@@ -17,6 +17,7 @@ pub fn tests() -> Vec<Test> {
         seccomp_kill_process,
         seccomp_notify_listener,
         seccomp_invalid_profile_fails,
+        seccomp_notify_on_write_is_refused_in_runcs_words,
     ]
 }
 
@@ -210,5 +211,21 @@ fn seccomp_invalid_profile_fails(ctx: &Ctx) -> TestResult {
     );
     let out = b.create(&[]).failed()?;
     out.stderr_mentions("SCMP_ACT_BOGUS")?;
+    b.ensure_clean()
+}
+
+/// runc refuses SCMP_ACT_NOTIFY for write (it needs write to hand the listener over), saying
+/// `cannot be used for the write syscall`, which runc's own tests look for.
+fn seccomp_notify_on_write_is_refused_in_runcs_words(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let sock = b.dir.join("no-agent.sock").to_string_lossy().into_owned();
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+               "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    b.cfg.args(&["true"]);
+    let out = b.run(&[]).failed()?;
+    out.stderr_mentions("cannot be used for the write syscall")?;
     b.ensure_clean()
 }

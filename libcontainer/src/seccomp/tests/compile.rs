@@ -561,7 +561,7 @@ fn errors_name_the_field() {
     }));
     assert!(
         err.starts_with(
-            "linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for write"
+            "linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for the write syscall"
         ),
         "{err}"
     );
