@@ -201,6 +201,11 @@ impl Runtime {
         })
     }
 
+    /// True when the runtime is runc (of any version).
+    pub fn is_runc(&self) -> bool {
+        self.runc.is_some()
+    }
+
     /// True when the runtime is runc older than `major.minor`.
     pub fn is_runc_before(&self, major: u32, minor: u32) -> bool {
         matches!(self.runc, Some(v) if v < (major, minor))

@@ -93,8 +93,8 @@ pub(crate) fn init_pidfd(state: &State) -> Option<std::os::fd::OwnedFd> {
 
 /// `start`: release a created container's init through the exec fifo. Waits until init has
 /// exec'd the process (the fifo closes on exec) so that an exec failure is start's error.
-/// Returns warnings of failed poststart hooks.
-pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
+/// A failing poststart hook is an error too, and stops the container (runtime-spec 1.3).
+pub fn start(root: &Path, id: &str) -> Result<()> {
     let dir = StateDir::open(root, id)?;
     let state = dir.read()?;
     match state.status(&dir.path) {
@@ -163,17 +163,33 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
             ))
         }
     }
-    Ok(poststart(&state))
+    run_poststart(&state, pidfd.as_fd())
 }
 
-/// Run poststart hooks; their failures are warnings (runtime-spec), not errors.
-pub(crate) fn poststart(state: &State) -> Vec<String> {
+/// Run poststart hooks. Since runtime-spec 1.3 (and in runc) a failure is an error: the
+/// container's init is killed, and the error names the hook.
+fn run_poststart(state: &State, init: std::os::fd::BorrowedFd) -> Result<()> {
     let hooks = state
         .config
         .hooks()
         .as_ref()
         .and_then(|h| h.poststart().as_ref());
-    match hooks::run("poststart", hooks, &state.hook_state(Status::Running)) {
+    let Err(e) = hooks::run("poststart", hooks, &state.hook_state(Status::Running)) else {
+        return Ok(());
+    };
+    let _ = sys::pidfd_send_signal(init, libc::SIGKILL);
+    let _ = sys::pidfd_wait(init, Some(std::time::Duration::from_secs(5)));
+    Err(e.into())
+}
+
+/// Poststart hooks for `create::NewContainer::start` (`run`): the failure, if any, as one
+/// message, after the container's init has been killed. The caller must treat a message as
+/// an error (see [`run_poststart`]).
+pub(crate) fn poststart(state: &State) -> Vec<String> {
+    let Some(pidfd) = init_pidfd(state) else {
+        return Vec::new();
+    };
+    match run_poststart(state, pidfd.as_fd()) {
         Ok(()) => Vec::new(),
         Err(e) => vec![e.to_string()],
     }
@@ -285,15 +301,17 @@ fn destroy(dir: StateDir, state: &State) -> Result<Vec<String>> {
         }
     }
     cg.destroy()?;
-    let mut warnings = Vec::new();
+    // runtime-spec: a failing poststop hook is logged and the remaining ones still run (runc
+    // stops at the first failure; berth follows the spec, see README).
     let hooks = state
         .config
         .hooks()
         .as_ref()
         .and_then(|h| h.poststop().as_ref());
-    if let Err(e) = hooks::run("poststop", hooks, &state.hook_state(Status::Stopped)) {
-        warnings.push(e.to_string());
-    }
+    let warnings = hooks::run_all("poststop", hooks, &state.hook_state(Status::Stopped))
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect();
     dir.remove()?;
     Ok(warnings)
 }

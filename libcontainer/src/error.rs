@@ -13,8 +13,9 @@ pub enum Error {
         path: PathBuf,
         err: std::io::Error,
     },
-    /// config.json is malformed or holds a value berth cannot honour.
-    #[error("{path}: {msg}")]
+    /// config.json is malformed or holds a value berth cannot honour. Worded as runc's
+    /// (`invalid configuration`), which runc's tests and tools look for.
+    #[error("invalid configuration: {path}: {msg}")]
     Config { path: String, msg: String },
     /// The container id is not valid.
     #[error("invalid container id {0:?}: an id is 1 to 1024 of the characters [A-Za-z0-9_+.-] and not \".\" or \"..\"")]

@@ -1,16 +1,19 @@
 //! OCI hooks: run a program with the container's state JSON on stdin, its args and env, and
 //! an optional timeout.
+//!
+//! Errors read as runc's (`error running poststart hook #0: error running hook: exit status
+//! 1, ...`): runc's own tests and tools look for `error running hook`.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use oci_spec::runtime::{Hook, Hooks};
 
 #[derive(Debug, thiserror::Error)]
-#[error("{kind} hook #{index} {path:?}: {msg}")]
+#[error("error running {kind} hook #{index} {path:?}: error running hook: {msg}")]
 pub struct HookError {
     pub kind: &'static str,
     pub index: usize,
@@ -18,15 +21,34 @@ pub struct HookError {
     pub msg: String,
 }
 
-/// Run the hooks of one kind in order; the first failure stops the rest.
+fn list(hooks: Option<&Vec<Hook>>) -> &[Hook] {
+    hooks.map(|h| h.as_slice()).unwrap_or_default()
+}
+
+/// Run the hooks of one kind in order, in this process's cwd; the first failure stops the rest.
 pub fn run(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8]) -> Result<(), HookError> {
-    for (index, hook) in hooks
-        .map(|h| h.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        run_one(hook, state).map_err(|msg| HookError {
+    run_hooks(None, kind, hooks, state)
+}
+
+/// As [`run`], with `cwd` as the hooks' working directory (createContainer hooks run in the
+/// container's rootfs, as runc runs them).
+pub fn run_in(
+    cwd: &Path,
+    kind: &'static str,
+    hooks: Option<&Vec<Hook>>,
+    state: &[u8],
+) -> Result<(), HookError> {
+    run_hooks(Some(cwd), kind, hooks, state)
+}
+
+fn run_hooks(
+    cwd: Option<&Path>,
+    kind: &'static str,
+    hooks: Option<&Vec<Hook>>,
+    state: &[u8],
+) -> Result<(), HookError> {
+    for (index, hook) in list(hooks).iter().enumerate() {
+        run_one(hook, state, cwd).map_err(|msg| HookError {
             kind,
             index,
             path: hook.path().clone(),
@@ -36,8 +58,28 @@ pub fn run(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8]) -> Resul
     Ok(())
 }
 
-fn run_one(hook: &Hook, state: &[u8]) -> Result<(), String> {
+/// Run every hook of one kind, whatever the others did, and return the failures: the
+/// runtime-spec's rule for poststop hooks ("log a warning, continue with the remaining hooks").
+pub fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8]) -> Vec<HookError> {
+    list(hooks)
+        .iter()
+        .enumerate()
+        .filter_map(|(index, hook)| {
+            run_one(hook, state, None).err().map(|msg| HookError {
+                kind,
+                index,
+                path: hook.path().clone(),
+                msg,
+            })
+        })
+        .collect()
+}
+
+fn run_one(hook: &Hook, state: &[u8], cwd: Option<&Path>) -> Result<(), String> {
     let mut cmd = Command::new(hook.path());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     if let Some(args) = hook.args() {
         if let Some((first, rest)) = args.split_first() {
             cmd.arg0(first).args(rest);
@@ -161,7 +203,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("poststop hook #0") && e.contains("exit status 3") && e.contains("oops"),
+            e.contains("error running poststop hook #0")
+                && e.contains("error running hook: exit status 3")
+                && e.contains("oops"),
             "{e}"
         );
         let h =
@@ -172,5 +216,45 @@ mod tests {
             .to_string();
         assert!(e.contains("timed out after 1s"), "{e}");
         assert!(t.elapsed().as_secs() < 5);
+    }
+
+    #[test]
+    fn run_all_runs_every_hook_and_returns_each_failure() {
+        let dir = std::env::temp_dir().join(format!("berth-hook-all-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let sh = |script: String| {
+            hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script]}))
+        };
+        let hooks = vec![
+            sh(format!("echo one >> {}; exit 1", out.display())),
+            sh(format!("echo two >> {}", out.display())),
+            sh(format!("echo three >> {}; exit 2", out.display())),
+        ];
+        let errs = run_all("poststop", Some(&hooks), b"{}");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "one\ntwo\nthree\n");
+        let idx: Vec<usize> = errs.iter().map(|e| e.index).collect();
+        assert_eq!(idx, [0, 2]);
+        // `run` stops at the first failure.
+        std::fs::remove_file(&out).unwrap();
+        assert!(run("prestart", Some(&hooks), b"{}").is_err());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "one\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn run_in_sets_the_working_directory() {
+        let dir = std::env::temp_dir().join(format!("berth-hook-cwd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let h =
+            hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "pwd > cwd-seen"]}));
+        run_in(&dir, "createContainer", Some(&vec![h]), b"{}").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("cwd-seen"))
+                .unwrap()
+                .trim(),
+            dir.to_str().unwrap()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

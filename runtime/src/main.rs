@@ -36,16 +36,30 @@ macro_rules! out {
 #[global_allocator]
 static HEAP: heap::Heap = heap::Heap::new();
 
-/// `berth --version`, in runc's layout (containerd and podman parse the first line).
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
+/// `berth --version` / `-v`, in runc's layout: `<name> version X`, then `commit:`, `spec:` and
+/// the toolchain (runc: `go:`). go-runc (containerd) reads `commit:` and `spec:`, dockerd the
+/// word before `version` and `commit:`, podman shows the text as it is. runc's `libseccomp:`
+/// line has no counterpart (berth compiles seccomp filters itself).
+fn version_text() -> String {
+    format!(
+        "berth version {}\ncommit: {}\nspec: {}\nrust: {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("BERTH_COMMIT"),
+        libcontainer::state::OCI_VERSION,
+        env!("BERTH_RUSTC"),
+    )
+}
 
 #[derive(Parser)]
 #[command(
     name = "berth",
-    version,
-    about = "A runc-compatible OCI container runtime"
+    about = "A runc-compatible OCI container runtime",
+    disable_version_flag = true
 )]
 struct Cli {
+    /// Print the version (runc's `-v`, `--version`).
+    #[arg(short = 'v', long, visible_short_alias = 'V', action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Directory for container state (tmpfs recommended).
     #[arg(long, global = true, default_value = "/run/berth")]
     root: PathBuf,
@@ -236,9 +250,10 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {
-            out!("berth version {VERSION}");
+            out!("{}", version_text());
             std::process::exit(0);
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => unknown_command(),
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
             let _ = e.print();
@@ -271,21 +286,77 @@ fn main() {
     }
 }
 
-/// The subcommand of a command line without clap: its first word that is neither an option nor
-/// the value of a global option that takes one.
-fn subcommand_hint(args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
+/// The words of a command line that are neither options nor the values of global options that
+/// take one: the subcommand first.
+fn words(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<String> {
     let mut args = args;
+    let mut out = Vec::new();
     while let Some(a) = args.next() {
-        let a = a.to_str()?;
+        let Some(a) = a.to_str() else { break };
         match a {
             "--root" | "--log" | "--log-format" | "--rootless" => {
                 args.next();
             }
             _ if a.starts_with('-') => {}
-            _ => return Some(a.to_owned()),
+            _ => out.push(a.to_owned()),
+        }
+    }
+    out
+}
+
+/// The subcommand of a command line without clap.
+fn subcommand_hint(args: impl Iterator<Item = std::ffi::OsString>) -> Option<String> {
+    words(args).into_iter().next()
+}
+
+/// The value of a global option (`--log F` or `--log=F`) read without clap, for errors that
+/// clap reports before it has parsed them.
+fn global_value(args: &[String], name: &str) -> Option<String> {
+    let eq = format!("{name}=");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == name {
+            return it.next().cloned();
+        }
+        if let Some(v) = a.strip_prefix(&eq) {
+            return Some(v.to_string());
         }
     }
     None
+}
+
+/// The message for a command berth does not have, as runc words it (`No help topic for 'foo'`,
+/// also for `help foo` and `foo -h`); checkpoint and restore say why in the same sentence,
+/// since containerd's runc shim and podman show this text to their users.
+fn unknown_command_message(words: &[String]) -> String {
+    let name = match words {
+        [help, topic, ..] if help == "help" => topic.as_str(),
+        [name, ..] => name.as_str(),
+        [] => "",
+    };
+    match name {
+        "checkpoint" | "restore" => {
+            format!("No help topic for '{name}': berth does not implement checkpoint/restore")
+        }
+        _ => format!("No help topic for '{name}'"),
+    }
+}
+
+/// An unknown subcommand: log runc's message where runc logs it (`--log`, `--log-format`) and
+/// exit 3 as runc does. Never 0: podman takes `checkpoint --help` exiting 0 as "supported".
+fn unknown_command() -> ! {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let msg = unknown_command_message(&words(args.iter().map(std::ffi::OsString::from)));
+    let json = global_value(&args, "--log-format").as_deref() == Some("json");
+    match log::Logger::new(
+        global_value(&args, "--log").as_deref().map(Path::new),
+        json,
+        false,
+    ) {
+        Ok(l) => l.fatal(&msg),
+        Err(_) => eprintln!("{msg}"),
+    }
+    std::process::exit(3);
 }
 
 fn create_options(cli: &Cli, a: &CreateArgs, detach: bool) -> CreateOptions {
@@ -319,12 +390,25 @@ fn dispatch(cli: &Cli, logger: &log::Logger, sealed: bool) -> Result<i32> {
         }
     };
     let root = cli.root.as_path();
+    logger.log(
+        "debug",
+        &format!(
+            "berth {} {} (root {})",
+            env!("CARGO_PKG_VERSION"),
+            std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+            root.display()
+        ),
+    );
     match &cli.cmd {
         Cmd::Create(a) => {
             seal()?;
-            create::create(&create_options(cli, a, true), StartMode::Fifo)
-                .with_context(|| format!("create container {:?}", a.id))?
-                .detach();
+            let new = create::create(&create_options(cli, a, true), StartMode::Fifo)
+                .with_context(|| format!("create container {:?}", a.id))?;
+            logger.log(
+                "debug",
+                &format!("container {:?} created: init pid {}", a.id, new.state.pid),
+            );
+            new.detach();
         }
         Cmd::Run {
             create,
@@ -335,13 +419,22 @@ fn dispatch(cli: &Cli, logger: &log::Logger, sealed: bool) -> Result<i32> {
             return run(cli, logger, create, *detach, *keep);
         }
         Cmd::Exec(a) => {
-            seal()?;
-            return exec(cli, a);
+            // As runc: every failure of exec (not of its arguments) exits 255, so that a client
+            // can tell it from the exit status of the process.
+            return match seal()
+                .map_err(anyhow::Error::from)
+                .and_then(|()| exec(cli, logger, a))
+            {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    logger.fatal(&format!("exec failed: {e:#}"));
+                    Ok(255)
+                }
+            };
         }
         Cmd::Start { id } => {
-            let w =
-                container::start(root, id).with_context(|| format!("start container {id:?}"))?;
-            warn_all(logger, &w);
+            container::start(root, id).with_context(|| format!("start container {id:?}"))?;
+            logger.log("debug", &format!("container {id:?} started"));
         }
         Cmd::State { id } => {
             let l = container::load(root, id)?;
@@ -351,6 +444,10 @@ fn dispatch(cli: &Cli, logger: &log::Logger, sealed: bool) -> Result<i32> {
             let sig = signals::parse(signal)?;
             container::kill(root, id, sig, *all)
                 .with_context(|| format!("kill container {id:?}"))?;
+            logger.log(
+                "debug",
+                &format!("signal {sig} sent to container {id:?} (all processes: {all})"),
+            );
         }
         Cmd::Delete { force, id } => {
             let w = container::delete(root, id, *force)
@@ -505,10 +602,22 @@ fn run(cli: &Cli, logger: &log::Logger, a: &CreateArgs, detach: bool, keep: bool
     };
     let new = create::create(&opts, StartMode::Now)
         .with_context(|| format!("create container {:?}", a.id))?;
+    logger.log(
+        "debug",
+        &format!("container {:?} created: init pid {}", a.id, new.state.pid),
+    );
     let started = new
         .start()
         .with_context(|| format!("run container {:?}", a.id))?;
-    warn_all(logger, &started.warnings);
+    if let Some(hook_error) = started.warnings.first() {
+        // A poststart hook failed and init was killed: an error, as in runc, which then
+        // removes the container (running its poststop hooks).
+        match container::destroy_stopped(&cli.root, &started.state.id) {
+            Ok(w) => warn_all(logger, &w),
+            Err(e) => logger.log("warning", &format!("remove container: {e:#}")),
+        }
+        bail!("run container {:?}: {hook_error}", a.id);
+    }
     let Some(sigfd) = sigfd else { return Ok(0) };
     let status = relay::wait(
         &sigfd,
@@ -525,7 +634,7 @@ fn run(cli: &Cli, logger: &log::Logger, a: &CreateArgs, detach: bool, keep: bool
 }
 
 /// `exec`: start a process in a running container; in the foreground wait for it.
-fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
+fn exec(cli: &Cli, logger: &log::Logger, a: &ExecArgs) -> Result<i32> {
     if a.apparmor.is_some() {
         bail!("--apparmor: AppArmor is not enabled on this host");
     }
@@ -573,6 +682,10 @@ fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     };
     let execd =
         libcontainer::exec::exec(&opts).with_context(|| format!("exec in container {:?}", a.id))?;
+    logger.log(
+        "debug",
+        &format!("exec in container {:?}: process pid {}", a.id, execd.pid),
+    );
     let Some(sigfd) = sigfd else { return Ok(0) };
     relay::wait(&sigfd, execd.pid, execd.pidfd.as_fd(), execd.pty)
 }
@@ -598,5 +711,44 @@ mod tests {
         );
         assert_eq!(hint("--rootless false state x").as_deref(), Some("state"));
         assert_eq!(hint("--debug"), None);
+    }
+
+    #[test]
+    fn unknown_commands_are_worded_as_runc_words_them() {
+        let msg = |line: &str| {
+            super::unknown_command_message(&super::words(
+                line.split_whitespace().map(std::ffi::OsString::from),
+            ))
+        };
+        assert_eq!(msg("foo"), "No help topic for 'foo'");
+        assert_eq!(msg("--root /r help foo"), "No help topic for 'foo'");
+        assert_eq!(msg("foo -h"), "No help topic for 'foo'");
+        assert_eq!(
+            msg("--log /l --log-format json checkpoint --image-path /i x"),
+            "No help topic for 'checkpoint': berth does not implement checkpoint/restore"
+        );
+        let args: Vec<String> = ["--log=/a", "--log-format", "json", "x"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(super::global_value(&args, "--log").as_deref(), Some("/a"));
+        assert_eq!(
+            super::global_value(&args, "--log-format").as_deref(),
+            Some("json")
+        );
+        assert_eq!(super::global_value(&args, "--root"), None);
+    }
+
+    #[test]
+    fn version_is_in_runcs_layout() {
+        let v = super::version_text();
+        let lines: Vec<&str> = v.lines().collect();
+        assert_eq!(lines.len(), 4, "{v}");
+        assert!(lines[0].starts_with("berth version "), "{v}");
+        assert!(
+            lines[1].starts_with("commit: ") && lines[1].len() > 8,
+            "{v}"
+        );
+        assert!(lines[2].starts_with("spec: 1."), "{v}");
+        assert!(lines[3].starts_with("rust: "), "{v}");
     }
 }

@@ -21,7 +21,35 @@ pub struct Overrides<'a> {
 pub fn from_file(path: &Path) -> Result<Process> {
     let bytes =
         std::fs::read(path).with_context(|| format!("read process file {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parse process file {}", path.display()))
+    parse_process(&bytes).with_context(|| format!("process file {}", path.display()))
+}
+
+/// A process.json as runc reads it (Go's zero values for what is missing: no `user` is uid 0
+/// gid 0), then checked as runc's validateProcessSpec checks it.
+fn parse_process(bytes: &[u8]) -> Result<Process> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
+    let obj = v
+        .as_object_mut()
+        .context("process property must not be empty")?;
+    for (key, zero) in [
+        ("user", serde_json::json!({"uid": 0, "gid": 0})),
+        ("cwd", serde_json::json!("")),
+    ] {
+        if matches!(obj.get(key), None | Some(serde_json::Value::Null)) {
+            obj.insert(key.to_string(), zero);
+        }
+    }
+    let p: Process = serde_json::from_value(v)?;
+    if p.cwd().as_os_str().is_empty() {
+        bail!("Cwd property must not be empty");
+    }
+    if !p.cwd().is_absolute() {
+        bail!("Cwd must be an absolute path");
+    }
+    if p.args().as_deref().unwrap_or_default().is_empty() {
+        bail!("args must not be empty");
+    }
+    Ok(p)
 }
 
 fn cap(name: &str) -> Result<Capability> {
@@ -154,5 +182,23 @@ mod tests {
         )
         .is_err());
         assert!(parse_user("x").is_err());
+    }
+
+    #[test]
+    fn process_file_without_user_runs_as_root_like_runc() {
+        let p = parse_process(br#"{"args": ["true"], "cwd": "/"}"#).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        let p = parse_process(br#"{"args": ["true"], "cwd": "/", "user": null}"#).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        let p = parse_process(br#"{"args": ["id"], "cwd": "/tmp", "user": {"uid": 7}}"#).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (7, 0));
+        let e = |json: &str| parse_process(json.as_bytes()).unwrap_err().to_string();
+        assert_eq!(e(r#"{"args": ["true"]}"#), "Cwd property must not be empty");
+        assert_eq!(
+            e(r#"{"args": ["true"], "cwd": "tmp"}"#),
+            "Cwd must be an absolute path"
+        );
+        assert_eq!(e(r#"{"args": [], "cwd": "/"}"#), "args must not be empty");
+        assert_eq!(e("[]"), "process property must not be empty");
     }
 }

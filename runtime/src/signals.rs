@@ -5,12 +5,13 @@ use std::str::FromStr;
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
 
-/// `KILL`, `SIGKILL`, `kill` or `9`.
+/// `KILL`, `SIGKILL`, `kill` or `9`; `0` (no signal: only checks that the process exists) as
+/// runc takes it.
 pub fn parse(s: &str) -> anyhow::Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        if n <= 0 || n > libc::SIGRTMAX() {
+        if n < 0 || n > libc::SIGRTMAX() {
             bail!(
-                "unknown signal {s:?}: signal numbers are 1 to {}",
+                "unknown signal {s:?}: signal numbers are 0 to {}",
                 libc::SIGRTMAX()
             );
         }
@@ -38,6 +39,8 @@ mod tests {
         assert_eq!(parse("SIGUSR1").unwrap(), 10);
         assert_eq!(parse("9").unwrap(), 9);
         assert!(parse("NOPE").is_err());
-        assert!(parse("0").is_err());
+        assert_eq!(parse("0").unwrap(), 0);
+        assert!(parse("-1").is_err());
+        assert!(parse("65").is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! `spec`, `features` and `--version`.
+//! `spec`, `features`, `--version`, and the rest of runc's command-line contract that clients
+//! rely on: `exec --process`, exec's exit status 255, `--debug`, unknown commands.
 
 use std::fs;
 
@@ -15,6 +16,10 @@ pub fn tests() -> Vec<Test> {
         spec_rootless,
         features_json,
         version_flag,
+        exec_process_file_without_user,
+        exec_failures_exit_255,
+        debug_logs_debug_lines,
+        unknown_command_has_no_help_topic,
     ]
 }
 
@@ -146,17 +151,191 @@ fn features_json(ctx: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// runc's layout, which go-runc (containerd) and dockerd parse: `<name> version X`, then
+/// `commit: ...`, `spec: 1.x.y` and the toolchain (`go: ...`; berth: `rust: ...`); `-v` is the
+/// same as `--version`.
 fn version_flag(ctx: &Ctx) -> TestResult {
     let out = ctx.rt.exec(&["--version"]).ok()?;
+    let short = ctx.rt.exec(&["-v"]).ok()?;
     ensure!(
-        out.stdout.to_lowercase().contains("version"),
-        "--version prints no version: {}",
+        short.stdout == out.stdout,
+        "-v and --version differ: {} / {}",
+        short.describe(),
         out.describe()
     );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let first: Vec<&str> = lines.first().copied().unwrap_or("").split(' ').collect();
     ensure!(
-        out.stdout.contains("spec: 1."),
-        "--version does not name the OCI spec version (`spec: 1.x`): {}",
+        first.len() == 3 && first[1] == "version" && !first[2].is_empty(),
+        "the first line is not `<name> version X`: {}",
         out.describe()
     );
+    for (prefix, what) in [
+        ("commit: ", "the commit"),
+        ("spec: 1.", "the OCI spec version"),
+    ] {
+        ensure!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(prefix) && l.len() > prefix.len()),
+            "--version does not name {what} (`{prefix}...`): {}",
+            out.describe()
+        );
+    }
+    ensure!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("go: ") || l.starts_with("rust: ")),
+        "--version does not name its toolchain: {}",
+        out.describe()
+    );
+    Ok(())
+}
+
+/// runc reads `exec --process FILE` with Go's zero values for what is missing: a process.json
+/// without `user` runs as uid 0, gid 0.
+fn exec_process_file_without_user(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.shared()?;
+    b.cfg.sh(super::WAIT_FOR_GO);
+    b.run_detached().ok()?;
+    let process = b.dir.join("process.json");
+    let spec = serde_json::json!({"args": ["id"], "cwd": "/", "env": ["PATH=/bin:/usr/bin"]});
+    fs::write(&process, spec.to_string())?;
+    let process = process.to_string_lossy().into_owned();
+    let out = ctx.rt.exec(&["exec", "--process", &process, &b.id]).ok()?;
+    ensure!(
+        out.stdout.contains("uid=0(") && out.stdout.contains("gid=0("),
+        "exec of a process.json without user: {}",
+        out.describe()
+    );
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
+    b.ensure_clean()
+}
+
+/// runc exits 255 when `exec` fails (not its process: that one's status passes through), and
+/// words the reasons as clients match them: docker maps `executable file not found` and `no
+/// such file or directory` to 127, `permission denied` to 126; containerd looks for `does not
+/// exist`.
+fn exec_failures_exit_255(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.shared()?;
+    b.cfg.sh(super::WAIT_FOR_GO);
+    b.run_detached().ok()?;
+    let id = b.id.as_str();
+    let out = ctx.rt.exec(&["exec", id, "sh", "-c", "exit 7"]);
+    ensure!(
+        out.code == Some(7),
+        "exit status of the process: {}",
+        out.describe()
+    );
+    let cases: [(&[&str], &str); 4] = [
+        (&["exec", id, "no-such-cmd"], "executable file not found"),
+        (&["exec", id, "/no/such/cmd"], "no such file or directory"),
+        (&["exec", id, "/etc/passwd"], "permission denied"),
+        (
+            &["exec", "no-such-container-berth", "true"],
+            "does not exist",
+        ),
+    ];
+    for (args, words) in cases {
+        let out = ctx.rt.exec(args);
+        ensure!(
+            out.code == Some(255),
+            "`{}` should exit 255: {}",
+            args.join(" "),
+            out.describe()
+        );
+        out.stderr_mentions(words)?;
+    }
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
+    b.ensure_clean()
+}
+
+/// `--debug` logs debug lines: as text on stderr, or as JSON lines into `--log`.
+fn debug_logs_debug_lines(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.args(&["true"]);
+    b.write_config()?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = ctx
+        .rt
+        .exec(&["--debug", "run", "--bundle", &dir, &b.id])
+        .ok()?;
+    ensure!(
+        out.stderr.lines().any(|l| l.contains("level=debug")),
+        "no debug line on stderr: {}",
+        out.describe()
+    );
+    let log = b.dir.join("debug.json");
+    let log_arg = log.to_string_lossy().into_owned();
+    ctx.rt
+        .exec(&[
+            "--debug",
+            "--log",
+            &log_arg,
+            "--log-format",
+            "json",
+            "run",
+            "--bundle",
+            &dir,
+            &b.id,
+        ])
+        .ok()?;
+    let text = fs::read_to_string(&log)?;
+    let debug = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["level"] == "debug" && v["msg"].is_string())
+        .count();
+    ensure!(debug > 0, "no JSON debug line in --log: {text:?}");
+    b.ensure_clean()
+}
+
+/// runc says `No help topic for 'foo'` for a command it does not have (also for `help foo` and
+/// `foo -h`), exiting non-zero. berth has no checkpoint/restore: `checkpoint --help` must exit
+/// non-zero (podman takes 0 as "supported"), and what containerd's runc shim reads back from
+/// `--log` must be one line of one sentence.
+fn unknown_command_has_no_help_topic(ctx: &Ctx) -> TestResult {
+    for args in [&["foo"][..], &["help", "foo"], &["foo", "-h"]] {
+        let out = ctx.rt.exec(args).failed()?;
+        out.stderr_mentions("No help topic for 'foo'")?;
+    }
+    if ctx.rt.is_runc() {
+        return Ok(()); // runc has checkpoint and restore
+    }
+    let out = ctx.rt.exec(&["checkpoint", "--help"]).failed()?;
+    out.stderr_mentions("checkpoint")?;
+    let dir = ctx.scratch_dir("unknown-command")?;
+    let log = dir.join("log.json");
+    let log_arg = log.to_string_lossy().into_owned();
+    for cmd in ["checkpoint", "restore"] {
+        let _ = fs::remove_file(&log);
+        ctx.rt
+            .exec(&[
+                "--log",
+                &log_arg,
+                "--log-format",
+                "json",
+                cmd,
+                "--image-path",
+                "/x",
+                "id",
+            ])
+            .failed()?;
+        let text = fs::read_to_string(&log)?;
+        let lines: Vec<&str> = text.lines().collect();
+        ensure!(lines.len() == 1, "{cmd}: want one log line: {text:?}");
+        let v: Value = serde_json::from_str(lines[0])?;
+        let msg = v["msg"].as_str().unwrap_or_default();
+        ensure!(
+            v["level"] == "error" && msg.contains(cmd) && !msg.contains('\n'),
+            "{cmd}: the log line is not one error sentence naming the command: {text:?}"
+        );
+    }
     Ok(())
 }

@@ -17,6 +17,9 @@ pub fn tests() -> Vec<Test> {
         hooks_run_at_their_phases,
         hook_poststart_runs_after_the_process_starts,
         hook_timeout_fails_create,
+        hook_poststart_failure_stops_the_container,
+        hook_poststop_failure_runs_the_remaining_hooks,
+        hook_create_container_runs_in_the_rootfs,
     ]
 }
 
@@ -273,4 +276,113 @@ fn sleeping_hooks(arg: &str) -> Vec<u32> {
         }
     }
     v
+}
+
+/// A hook that prints `word` on stderr and exits 1.
+fn failing_hook(word: &str) -> Value {
+    json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {word} >&2; exit 1")]})
+}
+
+/// runtime-spec 1.3: a failing poststart hook is an error, and the runtime stops the
+/// container. runc (1.1 to 1.4) runs poststart hooks during `create`, so there `create`
+/// fails (and removes the container); berth runs them in `start`, which fails and leaves the
+/// container stopped. `run -d` fails and removes the container in both.
+fn hook_poststart_failure_stops_the_container(ctx: &Ctx) -> TestResult {
+    let (mut b, markers) = marker_bundle(ctx)?;
+    let m = markers.to_string_lossy().into_owned();
+    b.cfg
+        .add_hook("poststart", failing_hook("poststart-said-no"));
+    b.cfg.sh(&format!(
+        "i=0; while [ ! -e {m}/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+    ));
+    let create = b.create(&[]);
+    let created = create.success();
+    let failed = if created {
+        b.start().failed()?
+    } else if ctx.rt.is_runc() {
+        create.failed()?
+    } else {
+        fail!("create failed: {}", create.describe());
+    };
+    failed.stderr_mentions("error running hook")?;
+    failed.stderr_mentions("poststart-said-no")?;
+    if created {
+        b.wait_status("stopped")?;
+        b.delete().ok()?;
+    }
+    b.ensure_clean()?;
+
+    let (mut b, markers) = marker_bundle(ctx)?;
+    let m = markers.to_string_lossy().into_owned();
+    b.cfg
+        .add_hook("poststart", failing_hook("poststart-said-no"));
+    b.cfg
+        .add_hook("poststop", marker_hook(&markers, "poststop"));
+    b.cfg.sh(&format!(
+        "i=0; while [ ! -e {m}/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+    ));
+    let out = b.run_detached().failed()?;
+    out.stderr_mentions("error running hook")?;
+    ensure!(
+        b.status().is_none(),
+        "`run -d` with a failing poststart hook left the container: {:?}",
+        b.status()
+    );
+    ensure_eq!(
+        order(&markers),
+        ["poststop"],
+        "hooks run by the failed `run -d` (the container is destroyed)"
+    );
+    b.ensure_clean()
+}
+
+/// runtime-spec: "If a poststop hook fails, the runtime MUST log a warning, but the remaining
+/// hooks and lifecycle continue." runc stops at the first failure (and fails `delete`):
+/// berth follows the spec, see the README.
+fn hook_poststop_failure_runs_the_remaining_hooks(ctx: &Ctx) -> TestResult {
+    let (mut b, markers) = marker_bundle(ctx)?;
+    b.cfg.add_hook("poststop", failing_hook("poststop-said-no"));
+    b.cfg
+        .add_hook("poststop", marker_hook(&markers, "poststop"));
+    b.cfg.args(&["true"]);
+    b.create(&[]).ok()?;
+    b.start().ok()?;
+    b.wait_status("stopped")?;
+    let out = b.delete();
+    ensure!(
+        b.status().is_none(),
+        "delete with a failing poststop hook left the container: {}",
+        out.describe()
+    );
+    if ctx.rt.is_runc() {
+        // runc: the first failure stops the poststop hooks.
+        return b.ensure_clean();
+    }
+    out.ok()?.stderr_mentions("poststop-said-no")?;
+    ensure_eq!(
+        order(&markers),
+        ["poststop"],
+        "poststop hooks run after the first one failed"
+    );
+    b.ensure_clean()
+}
+
+/// runc runs createContainer hooks with the container's rootfs as their working directory.
+fn hook_create_container_runs_in_the_rootfs(ctx: &Ctx) -> TestResult {
+    let (mut b, markers) = marker_bundle(ctx)?;
+    let m = markers.to_string_lossy().into_owned();
+    b.cfg.add_hook(
+        "createContainer",
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("pwd -P > {m}/cwd")]}),
+    );
+    b.cfg.args(&["true"]);
+    b.create(&[]).ok()?;
+    let want = fs::canonicalize(b.rootfs())?;
+    ensure_eq!(
+        read_trim(&markers.join("cwd"))?,
+        want.to_string_lossy(),
+        "createContainer hook's working directory"
+    );
+    b.delete().ok()?;
+    b.ensure_clean()
 }

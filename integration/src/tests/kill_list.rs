@@ -12,6 +12,7 @@ pub fn tests() -> Vec<Test> {
         kill_delivers_named_and_numbered_signals,
         kill_sigkill_by_name,
         kill_9_by_number,
+        kill_signal_0_checks_the_container,
         list_formats,
     ]
 }
@@ -80,6 +81,29 @@ fn kill_sigkill_by_name(ctx: &Ctx) -> TestResult {
 
 fn kill_9_by_number(ctx: &Ctx) -> TestResult {
     kill_one(ctx, "9")
+}
+
+/// Signal 0 delivers nothing and only checks that the container's processes exist: `kill ID 0`
+/// and `kill --all ID 0` succeed on a running container (containerd's runc shim sends it),
+/// and `kill ID 0` fails on a stopped one saying `container not running`.
+fn kill_signal_0_checks_the_container(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.shared()?;
+    b.cfg.sh(WAIT_FOR_GO);
+    b.run_detached().ok()?;
+    b.kill("0").ok()?;
+    ctx.rt.exec(&["kill", "--all", &b.id, "0"]).ok()?;
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status after signal 0"
+    );
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    let out = b.kill("0").failed()?;
+    out.stderr_mentions("container not running")?;
+    b.delete().ok()?;
+    b.ensure_clean()
 }
 
 fn list_formats(ctx: &Ctx) -> TestResult {

@@ -12,10 +12,12 @@ pub fn tests() -> Vec<Test> {
     crate::tests![
         seccomp_docker_default_profile,
         seccomp_errno_ret_and_unknown_names,
+        seccomp_other_machines_architectures_are_accepted,
         seccomp_argument_conditions,
         seccomp_kill_process,
         seccomp_notify_listener,
         seccomp_invalid_profile_fails,
+        seccomp_notify_on_write_is_refused_in_runcs_words,
     ]
 }
 
@@ -72,6 +74,29 @@ fn seccomp_errno_ret_and_unknown_names(ctx: &Ctx) -> TestResult {
     );
     ensure!(out.contains("alive"), "{out:?}");
     Ok(())
+}
+
+/// A multi-arch profile lists architectures this host cannot run (ARM, ppc64le): runc takes
+/// them and filters the ABIs the host has, so the profile loads and is enforced. (Big-endian
+/// ones, s390x for one, fail in runc: libseccomp cannot mix byte orders in one filter.)
+fn seccomp_other_machines_architectures_are_accepted(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW",
+               "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM",
+                                 "SCMP_ARCH_PPC64LE", "SCMP_ARCH_MIPSEL"],
+               "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}),
+    );
+    b.cfg.sh("/bin/pwd 2>&1; echo pwd=$?; echo alive");
+    let out = b.run_ok()?;
+    ensure!(out.contains("pwd=1"), "pwd should fail: {out:?}");
+    ensure!(
+        out.contains("Function not implemented"),
+        "errno 38 is ENOSYS: {out:?}"
+    );
+    ensure!(out.contains("alive"), "{out:?}");
+    b.ensure_clean()
 }
 
 /// An argument condition: kill(pid, SIGTERM) is denied, kill(pid, 0) is not.
@@ -186,5 +211,21 @@ fn seccomp_invalid_profile_fails(ctx: &Ctx) -> TestResult {
     );
     let out = b.create(&[]).failed()?;
     out.stderr_mentions("SCMP_ACT_BOGUS")?;
+    b.ensure_clean()
+}
+
+/// runc refuses SCMP_ACT_NOTIFY for write (it needs write to hand the listener over), saying
+/// `cannot be used for the write syscall`, which runc's own tests look for.
+fn seccomp_notify_on_write_is_refused_in_runcs_words(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let sock = b.dir.join("no-agent.sock").to_string_lossy().into_owned();
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+               "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    b.cfg.args(&["true"]);
+    let out = b.run(&[]).failed()?;
+    out.stderr_mentions("cannot be used for the write syscall")?;
     b.ensure_clean()
 }

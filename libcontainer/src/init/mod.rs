@@ -258,7 +258,8 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     ctx.chan.send(&Msg::RunHooks).step("sync", None)?;
     expect(&ctx.chan, "HooksDone", |m| matches!(m, Msg::HooksDone))?;
     let creating_state = hook_state(ctx, crate::state::Status::Creating);
-    crate::hooks::run(
+    crate::hooks::run_in(
+        ctx.rootfs,
         "createContainer",
         spec.hooks()
             .as_ref()

@@ -12,7 +12,12 @@
 //! As with libseccomp (and so runc), the native ABI is always accepted, `SCMP_ARCH_NATIVE`
 //! means x86_64, and an ABI the profile does not list is killed (`SECCOMP_RET_KILL_PROCESS`;
 //! libseccomp's default bad-arch action kills the thread). Architectures of other machines
-//! (ARM, MIPS, ...) are refused with an error: berth cannot filter them.
+//! (ARM, RISC-V, ...) are accepted and have nothing to filter, as in runc: libseccomp adds
+//! their sections to the filter, but an x86_64 kernel never makes a syscall with their
+//! `arch`. Multi-arch profiles (Docker's default, hand-written ones) list them. Big-endian
+//! ones (s390x, ppc64, mips) are refused as runc refuses them: libseccomp cannot put
+//! architectures of both byte orders into one filter (EDOM, "error adding architecture to
+//! seccomp filter").
 
 use oci_spec::runtime::{Arch, LinuxSeccomp};
 
@@ -74,7 +79,9 @@ pub(crate) fn native() -> Result<Abi, SeccompError> {
     }
 }
 
-/// The ABIs `linux.seccomp.architectures` accepts, native first, without duplicates.
+/// The ABIs of this host that `linux.seccomp.architectures` accepts, in [`Abi::ALL`]'s order,
+/// without duplicates: the native one always, plus the host's other ABIs the profile lists.
+/// Other machines' architectures are skipped (see the module's doc).
 pub(crate) fn accepted(profile: &LinuxSeccomp) -> Result<Vec<Abi>, SeccompError> {
     let mut abis = vec![native()?];
     for (i, arch) in profile.architectures().iter().flatten().enumerate() {
@@ -82,15 +89,22 @@ pub(crate) fn accepted(profile: &LinuxSeccomp) -> Result<Vec<Abi>, SeccompError>
             Arch::ScmpArchNative | Arch::ScmpArchX86_64 => Abi::X86_64,
             Arch::ScmpArchX86 => Abi::I386,
             Arch::ScmpArchX32 => Abi::X32,
-            other => {
+            Arch::ScmpArchMips
+            | Arch::ScmpArchMips64
+            | Arch::ScmpArchMips64n32
+            | Arch::ScmpArchPpc
+            | Arch::ScmpArchPpc64
+            | Arch::ScmpArchS390
+            | Arch::ScmpArchS390x => {
                 return Err(SeccompError::invalid(
                     format!("linux.seccomp.architectures[{i}]"),
                     format!(
-                        "{other} cannot be filtered by berth on an x86_64 host \
-                         (it accepts SCMP_ARCH_X86_64, SCMP_ARCH_X86, SCMP_ARCH_X32 and SCMP_ARCH_NATIVE)"
+                        "{arch} is big-endian: one seccomp filter cannot hold it and this \
+                         little-endian host's ABIs (libseccomp, and so runc, refuse it too)"
                     ),
                 ))
             }
+            _ => continue,
         };
         if !abis.contains(&abi) {
             abis.push(abi);

@@ -112,8 +112,8 @@ pub(crate) fn normalize(profile: &LinuxSeccomp) -> Result<Profile, SeccompError>
             if verdict == Verdict::Notify && name == "write" {
                 return Err(SeccompError::invalid(
                     format!("{field}.names[{k}]"),
-                    "SCMP_ACT_NOTIFY cannot be used for write (the runtime needs write to hand \
-                     the listener over)",
+                    "SCMP_ACT_NOTIFY cannot be used for the write syscall (the runtime needs \
+                     write to hand the listener over)",
                 ));
             }
             names.push(name.clone());
