@@ -391,8 +391,13 @@ pub(crate) fn send_seccomp_listener(
         "metadata": profile.listener_metadata().clone().unwrap_or_default(),
         "state": state,
     });
-    let sock = crate::tty::connect(path)
-        .map_err(|e| Error::io("connect to the seccomp listener", path, e))?;
+    let sock = crate::tty::connect(path).map_err(|e| {
+        Error::io(
+            "failed to connect with seccomp agent specified in the seccomp profile",
+            path,
+            e,
+        )
+    })?;
     crate::tty::send_fd(sock.as_fd(), &msg.to_string(), fd)
         .map_err(|e| Error::io("send the seccomp listener", path, e))
 }

@@ -116,11 +116,14 @@ pub fn build(base: &Process, o: &Overrides) -> Result<Process> {
             s.extend(extra.iter().copied());
             Some(s)
         };
+        // runc 1.2+: never inheritable; ambient only where the process already has an
+        // inheritable set (ambient capabilities need their inheritable bit).
         caps.set_bounding(add(caps.bounding().clone()));
         caps.set_effective(add(caps.effective().clone()));
         caps.set_permitted(add(caps.permitted().clone()));
-        caps.set_inheritable(add(caps.inheritable().clone()));
-        caps.set_ambient(add(caps.ambient().clone()));
+        if caps.inheritable().is_some() {
+            caps.set_ambient(add(caps.ambient().clone()));
+        }
         p.set_capabilities(Some(caps));
     }
     Ok(p)
@@ -166,6 +169,12 @@ mod tests {
             .as_ref()
             .unwrap()
             .contains(&Capability::NetAdmin));
+        let c = p.capabilities().as_ref().unwrap();
+        assert!(c.inheritable().is_none(), "--cap never adds inheritable");
+        assert!(
+            c.ambient().is_none(),
+            "no ambient without an inheritable set"
+        );
         let bad = vec!["CAP_NOPE".to_string()];
         assert!(build(
             &base,

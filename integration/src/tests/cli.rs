@@ -17,6 +17,7 @@ pub fn tests() -> Vec<Test> {
         features_json,
         version_flag,
         exec_process_file_without_user,
+        exec_cap_adds_no_inheritable,
         exec_failures_exit_255,
         debug_logs_debug_lines,
         unknown_command_has_no_help_topic,
@@ -209,6 +210,52 @@ fn exec_process_file_without_user(ctx: &Ctx) -> TestResult {
         "exec of a process.json without user: {}",
         out.describe()
     );
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
+    b.ensure_clean()
+}
+
+/// `exec --cap` adds the capability to the bounding, effective and permitted sets; runc 1.2+
+/// never to the inheritable set, and to ambient only when an inheritable set exists (runc 1.1
+/// added it to all five).
+fn exec_cap_adds_no_inheritable(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.shared()?;
+    b.cfg.sh(super::WAIT_FOR_GO);
+    b.run_detached().ok()?;
+    let out = ctx
+        .rt
+        .exec(&[
+            "exec",
+            "--cap",
+            "CAP_SYS_TIME",
+            &b.id,
+            "grep",
+            "^Cap",
+            "/proc/self/status",
+        ])
+        .ok()?;
+    let field = |k: &str| -> u64 {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(u64::MAX)
+    };
+    const SYS_TIME: u64 = 1 << 25;
+    ensure!(
+        field("CapEff:") & SYS_TIME != 0 && field("CapBnd:") & SYS_TIME != 0,
+        "CAP_SYS_TIME is not effective and bounding: {}",
+        out.stdout
+    );
+    if !ctx.rt.is_runc_before(1, 2) {
+        ensure!(
+            field("CapInh:") & SYS_TIME == 0,
+            "--cap added an inheritable capability: {}",
+            out.stdout
+        );
+    }
     b.kill("KILL").ok()?;
     b.wait_status("stopped")?;
     b.delete().ok()?;

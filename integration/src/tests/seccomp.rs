@@ -16,6 +16,7 @@ pub fn tests() -> Vec<Test> {
         seccomp_argument_conditions,
         seccomp_kill_process,
         seccomp_notify_listener,
+        seccomp_notify_without_agent_in_runcs_words,
         seccomp_invalid_profile_fails,
         seccomp_notify_on_write_is_refused_in_runcs_words,
     ]
@@ -211,6 +212,21 @@ fn seccomp_invalid_profile_fails(ctx: &Ctx) -> TestResult {
     );
     let out = b.create(&[]).failed()?;
     out.stderr_mentions("SCMP_ACT_BOGUS")?;
+    b.ensure_clean()
+}
+
+/// A listenerPath nobody listens on: create fails in runc's words, which its tests match.
+fn seccomp_notify_without_agent_in_runcs_words(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let sock = b.dir.join("no-agent.sock").to_string_lossy().into_owned();
+    b.cfg.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    b.cfg.args(&["true"]);
+    let out = b.run(&[]).failed()?;
+    out.stderr_mentions("failed to connect with seccomp agent")?;
     b.ensure_clean()
 }
 
