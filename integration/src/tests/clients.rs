@@ -76,6 +76,12 @@ pub fn tests() -> Vec<Test> {
         client_podman_run_detached_exec_stop,
         client_podman_run_tty,
         client_podman_exec_tty,
+        client_podman_run_user,
+        client_podman_run_tty_user,
+        client_podman_top,
+        client_podman_stats,
+        client_podman_pause_unpause,
+        client_podman_run_uidmap,
     ]
 }
 
@@ -1016,5 +1022,208 @@ fn docker_run_tty(ctx: &Ctx, dk: &Docker) -> TestResult {
         );
     }
     ensure_tty_output(&out)?;
+    c.ensure_gone()
+}
+
+// ---- podman 4.3: the matrix's additions --------------------------------------------
+
+/// `podman run --user 65534:65534`: the ids, and writes to /dev/stdout and
+/// /dev/stderr (conmon's pipes, which the runtime gives to the process user).
+fn client_podman_run_user(ctx: &Ctx) -> TestResult {
+    crate::clients::matrix_enabled()?;
+    let pm = ctx.clients.podman(ctx)?;
+    let c = pm.container(ctx);
+    let args = pm.run_args(
+        &["--rm", "--user", "65534:65534"],
+        &c.name,
+        &[
+            "sh",
+            "-c",
+            "id -u; id -g; echo to-stdout > /dev/stdout; echo to-stderr > /dev/stderr",
+        ],
+    );
+    let out = pm.podman(&strs(&args)).ok()?;
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    ensure_eq!(
+        lines,
+        vec!["65534", "65534", "to-stdout"],
+        "uid, gid, stdout"
+    );
+    ensure!(
+        out.stderr.contains("to-stderr"),
+        "write to /dev/stderr lost: {}",
+        out.describe()
+    );
+    c.ensure_gone()
+}
+
+/// `podman run -t --user 65534` (under `script`): the pty is the process
+/// user's (runc gives the uid of the console to the process user), and the
+/// process can write to it.
+fn client_podman_run_tty_user(ctx: &Ctx) -> TestResult {
+    crate::clients::matrix_enabled()?;
+    let pm = ctx.clients.podman(ctx)?;
+    let c = pm.container(ctx);
+    let args = pm.run_args(
+        &["--rm", "-t", "--user", "65534:65534"],
+        &c.name,
+        &[
+            "sh",
+            "-c",
+            "stat -c 'owner=%u' $(tty); echo to-tty > /dev/stdout; exit 2",
+        ],
+    );
+    let out = pm.podman_pty(&strs(&args));
+    ensure_code(&out, 2)?;
+    ensure!(
+        out.stdout.contains("owner=65534"),
+        "the pty is not the process user's: {}",
+        out.describe()
+    );
+    ensure!(
+        out.stdout.contains("to-tty"),
+        "write to the pty lost: {}",
+        out.describe()
+    );
+    c.ensure_gone()
+}
+
+/// `podman top NAME pid user args`: lists the container's processes (podman
+/// reads them from the container's pid namespace), pid 1 as root running
+/// the container's command.
+fn client_podman_top(ctx: &Ctx) -> TestResult {
+    crate::clients::matrix_enabled()?;
+    let pm = ctx.clients.podman(ctx)?;
+    let c = pm.run_detached(ctx, UNTIL_TERM)?;
+    let out = pm.podman(&["top", &c.name, "pid", "user", "args"]).ok()?;
+    let first = out
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&"1"));
+    ensure!(
+        first.as_ref().is_some_and(|f| f.len() >= 3
+            && f[1] == "root"
+            && f[2..].join(" ").starts_with("sh -c trap")),
+        "podman top has no pid 1 `sh -c trap ...` as root: {}",
+        out.describe()
+    );
+    Ok(())
+}
+
+/// `podman stats --no-stream` of a running container: its name, a memory
+/// usage and a pid count of at least 1 (podman reads the cgroup).
+fn client_podman_stats(ctx: &Ctx) -> TestResult {
+    crate::clients::matrix_enabled()?;
+    let pm = ctx.clients.podman(ctx)?;
+    let c = pm.run_detached(ctx, UNTIL_TERM)?;
+    let out = pm
+        .podman(&[
+            "stats",
+            "--no-stream",
+            "--no-reset",
+            "--format",
+            "{{.Name}}|{{.MemUsage}}|{{.PIDS}}",
+            &c.name,
+        ])
+        .ok()?;
+    let line = out.stdout.trim();
+    let f: Vec<&str> = line.split('|').collect();
+    ensure!(
+        f.len() == 3 && f[0] == c.name,
+        "stats line {line:?} ({})",
+        out.describe()
+    );
+    ensure!(!f[1].starts_with("0B"), "no memory usage in {line:?}");
+    ensure!(
+        f[2].trim().parse::<u32>().is_ok_and(|n| n >= 1),
+        "no pids in {line:?}"
+    );
+    Ok(())
+}
+
+/// `podman pause` / `unpause` (the runtime's `pause` / `resume`): status
+/// paused with the cgroup frozen, then running and thawed, and exec works.
+fn client_podman_pause_unpause(ctx: &Ctx) -> TestResult {
+    crate::clients::matrix_enabled()?;
+    let pm = ctx.clients.podman(ctx)?;
+    let c = pm.run_detached(ctx, UNTIL_TERM)?;
+    let Some(cid) = c.cid() else {
+        fail!("no container id");
+    };
+    let cg = PodContainer::cgroup(&cid);
+    let freezer = || cgroup_file(&cg, &["freezer.state", "cgroup.freeze"]);
+    pm.podman(&["pause", &c.name]).ok()?;
+    ensure_eq!(
+        c.inspect("{{.State.Status}}")?,
+        "paused",
+        "status after pause"
+    );
+    let f = freezer();
+    ensure!(
+        matches!(f.as_deref(), Some("FROZEN" | "1")),
+        "freezer after pause: {f:?}"
+    );
+    pm.podman(&["unpause", &c.name]).ok()?;
+    ensure_eq!(
+        c.inspect("{{.State.Status}}")?,
+        "running",
+        "status after unpause"
+    );
+    let f = freezer();
+    ensure!(
+        matches!(f.as_deref(), Some("THAWED" | "0")),
+        "freezer after unpause: {f:?}"
+    );
+    let out = pm.podman(&["exec", &c.name, "echo", "alive"]).ok()?;
+    ensure_eq!(out.stdout.trim(), "alive", "exec after unpause");
+    Ok(())
+}
+
+/// `podman run --uidmap 0:100000:65536 --gidmap 0:100000:65536`: a user
+/// namespace with those maps (podman chowns the rootfs copy; the runtime
+/// writes the maps), root inside, files it creates belong to its root, and
+/// its stdout works. Written through fd 1, not by reopening /dev/stdout:
+/// conmon's pipes belong to the host's root, unmapped in the namespace, so
+/// the kernel refuses the reopen (EACCES) under runc 1.1.5 too (runc's chown
+/// of stdio to the container's root fails there and is ignored).
+fn client_podman_run_uidmap(ctx: &Ctx) -> TestResult {
+    crate::clients::matrix_enabled()?;
+    let pm = ctx.clients.podman(ctx)?;
+    let c = pm.container(ctx);
+    let args = pm.run_args(
+        &[
+            "--rm",
+            "--uidmap",
+            "0:100000:65536",
+            "--gidmap",
+            "0:100000:65536",
+        ],
+        &c.name,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; id -u; \
+             touch /tmp/f && stat -c '%u:%g' /tmp/f; echo to-stdout",
+        ],
+    );
+    let out = pm.podman(&strs(&args)).ok()?;
+    let lines: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    ensure_eq!(
+        lines,
+        vec![
+            "0 100000 65536".to_string(),
+            "0 100000 65536".to_string(),
+            "0".to_string(),
+            "0:0".to_string(),
+            "to-stdout".to_string()
+        ],
+        "uid_map, gid_map, uid, owner of a new file, stdout"
+    );
     c.ensure_gone()
 }
