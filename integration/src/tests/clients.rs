@@ -1,12 +1,15 @@
-//! Real clients drive the runtime under test: containerd 1.6's stock runc shim
-//! (`ctr run --runc-binary`) and podman 4.3 (`podman --runtime`, through
-//! conmon). Each test uses its own container name and a guard that removes
-//! the container through the client and then records anything left behind
-//! (see `src/clients/`). containerd is started by the first test needing it
-//! and stopped at the end of the run.
+//! Real clients drive the runtime under test (issue 10's client matrix):
+//! containerd 1.6's and 2.1.9's stock runc shims (`ctr run --runc-binary`),
+//! docker 20.10 and 26.1.5 (`dockerd --add-runtime`, through containerd 1.6's
+//! runc shim) and podman 4.3 (`podman --runtime`, through conmon). Each test
+//! uses its own container name and a guard that removes the container through
+//! the client and then records anything left behind (see `src/clients/`).
+//! Daemons are started by the first test needing them and stopped at the end
+//! of the run.
 //!
 //! What the clients pass to the runtime:
-//! - the runc shim: `--root R --log <bundle>/log.json --log-format json`, then
+//! - the runc shim (for ctr and for dockerd alike; docker 20.10 always sends
+//!   `blockIO.weight: 0` and `cpu.shares: 0`, meaning "unset" to runc): `--root R --log <bundle>/log.json --log-format json`, then
 //!   `create --bundle B --pid-file F [--console-socket S] ID`, `start ID`,
 //!   `exec --process P --detach --pid-file F [--console-socket S] ID`,
 //!   `ps --format json ID`, `kill [--all] ID SIG`, `pause ID`, `resume ID`,
