@@ -8,7 +8,7 @@
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --release --workspace
 #   5. cargo test --workspace                            (unit tests, and the shim's end-to-end
-#      test against a private containerd 1.6 with berth and with runc: BERTH_SHIM_E2E=1)
+#      tests against a private containerd 1.6 and 2.1.9 with berth and with runc: BERTH_SHIM_E2E=1)
 #   6. integration suite against berth: BERTH_TEST_RUNTIME=$BIN_DIR/berth
 #   7. integration suite against runc:  BERTH_TEST_RUNTIME=/usr/sbin/runc
 #   8. only when 6 and 7 passed: the integration suite in the pure cgroup v2 VM
