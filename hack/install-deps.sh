@@ -92,8 +92,10 @@ if ldd /bin/busybox >/dev/null 2>&1; then
 	die "/bin/busybox is dynamically linked; install busybox-static (apt-get install busybox-static)"
 fi
 
-# The newer peers of the client matrix (cached in /var/tmp/berth-peers).
-"$HACK/install-peers.sh"
+# The newer peers of the client matrix (cached in /var/tmp/berth-peers). Without them only
+# the matrix's docker 26.1.5 and containerd 2.1.9 tests fail (saying what is missing).
+"$HACK/install-peers.sh" ||
+	log "warning: hack/install-peers.sh failed: the client matrix's docker 26.1.5 and containerd 2.1.9 tests will fail"
 
 ensure_cargo
 log "$(cargo --version)"
