@@ -68,8 +68,10 @@ for entry in "${PEERS[@]}"; do
 	tmp=$(mktemp -d "$DIR/.$name.XXXXXX")
 	read -ra list <<<"$pkgs"
 	log "$name: downloading ${list[*]}"
-	(cd "$tmp" && apt_private "$suite" download "${list[@]}" >&2) ||
+	if ! (cd "$tmp" && apt_private "$suite" download "${list[@]}" >&2); then
+		rm -rf --one-file-system "$tmp"
 		die "$name: cannot download ${list[*]} from $suite (a pinned version gone? update PEERS in $0)"
+	fi
 	mkdir -p "$tmp/root"
 	for deb in "$tmp"/*.deb; do
 		dpkg -x "$deb" "$tmp/root"
