@@ -1007,12 +1007,12 @@ fn docker_stats(ctx: &Ctx, dk: &Docker) -> TestResult {
     Ok(())
 }
 
-/// `docker run -t` (under `script`): the runtime gets a `--console-socket`,
+/// `docker run -it` (under `script`): the runtime gets a `--console-socket`,
 /// stdio is a pty, the exit code comes back.
 fn docker_run_tty(ctx: &Ctx, dk: &Docker) -> TestResult {
     let c = dk.container(ctx);
     let args = dk.run_args(
-        &["--rm", "-t"],
+        &["--rm", "-i", "-t"],
         &c.name,
         &["sh", "-c", TTY_SCRIPT, "sh", "5"],
     );
