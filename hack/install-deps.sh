@@ -6,6 +6,11 @@
 # package is already installed it does not touch apt at all; otherwise (or with
 # --update) it runs `apt-get update` and `apt-get install` for the missing ones.
 # Must run as root. The package list lives in PACKAGES below and nowhere else.
+# Packages whose maintainer scripts would start a service (docker.io) are installed with a
+# policy-rc.d that denies every start (there is no systemd here; nothing may run behind the
+# tests' back): the suite starts its own private dockerd and containerd.
+# Then hack/install-peers.sh unpacks the newer peers of the client matrix (docker 26.1.5 from
+# trixie, containerd 2.1.9 from sid) into its cache dir beside the system.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,6 +27,7 @@ PACKAGES=(
 	skopeo            # OCI layout <-> archive / registry copies
 	containerd        # shim and `ctr --runc-binary` tests; integration client tests (ctr)
 	podman            # integration client tests: `podman --runtime` through conmon
+	docker.io         # integration client tests: docker 20.10 (dockerd started by the suite, --add-runtime)
 	docker-registry   # registry pull tests (image/tests/registry.rs), berthctl pull
 	cpio              # initramfs of the cgroup v2 VM (hack/vm-run.sh)
 	e2fsprogs         # mkfs.ext4: the cgroup v2 VM's /tmp disk
@@ -59,8 +65,25 @@ else
 	log "apt-get update"
 	apt-get update -qq
 	if ((force_update)); then missing=("${PACKAGES[@]}"); fi
+	# No service may start: a policy-rc.d that denies everything, for this install only
+	# (one that is already there, as on the project's machines, is left as it is).
+	policy=/usr/sbin/policy-rc.d
+	own_policy=0
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\n# hack/install-deps.sh: no service starts during its install\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		own_policy=1
+	fi
 	log "apt-get install ${missing[*]}"
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	rc=0
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+	if ((own_policy)); then rm -f "$policy"; fi
+	((rc == 0)) || die "apt-get install failed (exit $rc)"
+fi
+# docker.io's postinst enables its units for systemd (absent here) and asks invoke-rc.d to
+# start it (denied above): nothing of docker runs after the install.
+if pids=$(pidof dockerd 2>/dev/null); then
+	log "warning: a dockerd is running (pid $pids), not started by this script"
 fi
 
 # busybox-static and busybox (the dynamic one) both provide /bin/busybox; bundles
@@ -68,6 +91,11 @@ fi
 if ldd /bin/busybox >/dev/null 2>&1; then
 	die "/bin/busybox is dynamically linked; install busybox-static (apt-get install busybox-static)"
 fi
+
+# The newer peers of the client matrix (cached in /var/tmp/berth-peers). Without them only
+# the matrix's docker 26.1.5 and containerd 2.1.9 tests fail (saying what is missing).
+"$HACK/install-peers.sh" ||
+	log "warning: hack/install-peers.sh failed: the client matrix's docker 26.1.5 and containerd 2.1.9 tests will fail"
 
 ensure_cargo
 log "$(cargo --version)"

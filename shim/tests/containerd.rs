@@ -1,4 +1,5 @@
-//! End-to-end: a private containerd 1.6 runs containers through containerd-shim-berth-v2,
+//! End-to-end: a private containerd 1.6 (and, in `containerd2_e2e`, sid's 2.1.9 from
+//! hack/install-peers.sh's cache) runs containers through containerd-shim-berth-v2,
 //! once with berth and once with Debian's runc as the shim's runtime (BinaryName from a
 //! `--runtime-config-path` file), so that every scenario is checked against the reference.
 //!
@@ -727,7 +728,36 @@ fn containerd_e2e() {
     if let Some(why) = common::missing_prerequisite() {
         panic!("BERTH_SHIM_E2E is set but {why}");
     }
-    let mut env = Env::new("e2e").expect("setting up containerd");
+    let env = Env::new("e2e").expect("setting up containerd");
+    let failures = e2e(env, false);
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
+
+/// The same scenarios with Debian sid's containerd 2.1.9 (hack/install-peers.sh unpacks it;
+/// `BERTH_PEERS_DIR`), which also checks the bootstrap: containerd 2.x connects a shim whose
+/// `start` answers with a version 3 BootstrapResult over task API v3 (`connecting to shim
+/// ... protocol=ttrpc version=3` in its log, as for its own runc shim); a bare address is
+/// connected as version 2 (DESIGN: the shim must answer version 3).
+#[test]
+fn containerd2_e2e() {
+    if std::env::var("BERTH_SHIM_E2E").as_deref() != Ok("1") {
+        eprintln!("skipped: set BERTH_SHIM_E2E=1 to run against a private containerd 2.1.9 (root, hack/install-peers.sh, umoci, skopeo, busybox-static)");
+        return;
+    }
+    if let Some(why) = common::missing_prerequisite() {
+        panic!("BERTH_SHIM_E2E is set but {why}");
+    }
+    let bin = common::containerd2_bin().expect(
+        "BERTH_SHIM_E2E is set but containerd 2.1.9 is not unpacked: run hack/install-peers.sh",
+    );
+    let env = Env::with_containerd("e2e2", Some(bin)).expect("setting up containerd 2.1.9");
+    let failures = e2e(env, true);
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
+
+/// Every scenario with every runtime (BERTH_SHIM_E2E_RUNTIMES) in `env`, then the checks that
+/// nothing is left; with `want_v3`, also that containerd connected every shim as version 3.
+fn e2e(mut env: Env, want_v3: bool) -> Vec<String> {
     let mut runtimes = Vec::new();
     let wanted = std::env::var("BERTH_SHIM_E2E_RUNTIMES").unwrap_or_else(|_| "berth,runc".into());
     for name in wanted.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -819,6 +849,21 @@ fn containerd_e2e() {
             .count();
         eprintln!("{}: {pass}/{} scenarios passed", rt.name, SCENARIOS.len());
     }
+    if want_v3 {
+        let log = std::fs::read_to_string(env.dir.join("containerd.log")).unwrap_or_default();
+        let versions: std::collections::BTreeSet<&str> = log
+            .lines()
+            .filter(|l| l.contains("connecting to shim"))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("version=")))
+            .collect();
+        eprintln!("containerd 2.1.9 connected the shims as {versions:?}");
+        if versions.iter().any(|v| *v != "version=3") || versions.is_empty() {
+            failures.push(format!(
+                "containerd 2.1.9 connected the shim as {versions:?}, not version=3 only: `start` \
+                 must answer with a version 3 BootstrapResult (task API v3), as its runc shim does"
+            ));
+        }
+    }
     drop(env);
-    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+    failures
 }

@@ -1,6 +1,9 @@
-//! A private containerd 1.6 (own root, state, socket; CRI disabled) whose stock
+//! A private containerd (own root, state, socket; CRI disabled) whose stock
 //! runc shim (`io.containerd.runc.v2`) drives the runtime under test through
-//! `ctr run --runc-binary <runtime> --runc-root <dir>`.
+//! `ctr run --runc-binary <runtime> --runc-root <dir>`: Debian 12's 1.6.20, or
+//! sid's 2.1.9 unpacked by `hack/install-peers.sh` (its own `ctr` and
+//! `containerd-shim-runc-v2`, first in the daemon's PATH; a version 3 config
+//! with the CRI plugins, named differently in 2.x, disabled).
 //!
 //! The shim calls the runtime as `<runtime> --root <runc-root>/default --log
 //! <bundle>/log.json --log-format json <command> ...`; the containers get
@@ -35,10 +38,66 @@ const GLOBAL_DIRS: [&str; 4] = [
     "/run/containerd",
 ];
 
+/// Which containerd.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Version {
+    /// Debian 12's containerd 1.6.20 (`/usr/bin/containerd`, `ctr`).
+    V1_6,
+    /// Debian sid's containerd 2.1.9 from `hack/install-peers.sh`'s cache.
+    V2_1,
+}
+
+impl Version {
+    /// The daemon, ctr, and the dir to put first in the daemon's PATH (its shims).
+    fn binaries(self) -> Result<(PathBuf, PathBuf, Option<PathBuf>), String> {
+        match self {
+            Version::V1_6 => Ok((
+                require_program("containerd", "containerd 1.6 (Debian package containerd)")?,
+                require_program("ctr", "ctr (Debian package containerd)")?,
+                None,
+            )),
+            Version::V2_1 => {
+                let bin = super::peer_root("containerd-2.1.9")?.join("usr/bin");
+                Ok((bin.join("containerd"), bin.join("ctr"), Some(bin)))
+            }
+        }
+    }
+
+    /// containerd's config: its root, state and socket below `dir`, no CRI.
+    fn config(self, dir: &Path, state: &Path, sock: &Path) -> String {
+        match self {
+            Version::V1_6 => format!(
+                "version = 2\n\
+                 root = \"{root}\"\n\
+                 state = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n\
+                 [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{opt}\"\n",
+                root = dir.join("root").display(),
+                state = state.display(),
+                sock = sock.display(),
+                opt = dir.join("opt").display(),
+            ),
+            // 2.x: the CRI plugin is three plugins; there is no `opt` plugin.
+            Version::V2_1 => format!(
+                "version = 3\n\
+                 root = \"{root}\"\n\
+                 state = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\", \
+                 \"io.containerd.cri.v1.runtime\", \"io.containerd.cri.v1.images\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n",
+                root = dir.join("root").display(),
+                state = state.display(),
+                sock = sock.display(),
+            ),
+        }
+    }
+}
+
 pub struct Containerd {
     /// Everything of this instance is below here.
     pub dir: PathBuf,
-    sock: PathBuf,
+    pub sock: PathBuf,
     state: PathBuf,
     runc_root: PathBuf,
     fifo_dir: PathBuf,
@@ -56,10 +115,14 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Start containerd below `dir` and import `image` (about 0.5 s).
-    pub fn start(dir: &Path, image: &Image, runtime: &Path) -> Result<Containerd, String> {
-        let bin = require_program("containerd", "containerd 1.6 (Debian package containerd)")?;
-        let ctr = require_program("ctr", "ctr (Debian package containerd)")?;
+    /// Start containerd `version` below `dir` and import `image` (about 0.5 s).
+    pub fn start(
+        dir: &Path,
+        image: &Image,
+        runtime: &Path,
+        version: Version,
+    ) -> Result<Containerd, String> {
+        let (bin, ctr, path_first) = version.binaries()?;
         require_program("script", "script (Debian package bsdutils)")?;
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         let c = Containerd {
@@ -81,18 +144,7 @@ impl Containerd {
             ids: RefCell::new(Vec::new()),
         };
         let config = dir.join("config.toml");
-        let text = format!(
-            "version = 2\n\
-             root = \"{root}\"\n\
-             state = \"{state}\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{sock}\"\n\
-             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{opt}\"\n",
-            root = dir.join("root").display(),
-            state = c.state.display(),
-            sock = c.sock.display(),
-            opt = dir.join("opt").display(),
-        );
+        let text = version.config(dir, &c.state, &c.sock);
         fs::write(&config, text).map_err(|e| format!("write {}: {e}", config.display()))?;
         fs::create_dir_all(&c.fifo_dir).map_err(|e| format!("mkdir fifo dir: {e}"))?;
         let log = File::create(&c.log).map_err(|e| format!("create containerd log: {e}"))?;
@@ -101,8 +153,11 @@ impl Containerd {
             .map_err(|e| format!("containerd log: {e}"))?;
         let child = {
             use std::os::unix::process::CommandExt;
-            Command::new(&bin)
-                .arg("--config")
+            let mut cmd = Command::new(&bin);
+            if let Some(first) = &path_first {
+                cmd.env("PATH", super::path_with_first(first));
+            }
+            cmd.arg("--config")
                 .arg(&config)
                 .stdin(Stdio::null())
                 .stdout(log)

@@ -1,7 +1,9 @@
 //! The busybox test image: an OCI layout built with umoci from the host's
 //! busybox-static (the suite's own rootfs builder fills the layer), exported
 //! with skopeo to an oci-archive that `ctr images import` and `podman pull
-//! oci-archive:` accept. No registry involved.
+//! oci-archive:` accept, and to a docker-archive for `docker load` (docker
+//! 20.10 and 26.1 both refuse skopeo's oci-archive: "open .../blobs/json: no
+//! such file or directory"). No registry involved.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +16,8 @@ pub const IMAGE_REF: &str = "docker.io/library/busybox:latest";
 pub struct Image {
     /// The oci-archive (`busybox.tar`).
     pub archive: PathBuf,
+    /// The same image as a docker-archive (`busybox-docker.tar`).
+    pub docker_archive: PathBuf,
 }
 
 impl Image {
@@ -59,10 +63,25 @@ impl Image {
             .arg(format!("oci-archive:{}:{IMAGE_REF}", archive.display()))
             .env("TMPDIR", &tmp);
         setup_cmd(&runner, c).map_err(|e| format!("exporting the test image: {e}"))?;
+        let docker_archive = dir.join("busybox-docker.tar");
+        let mut c = Command::new(&skopeo);
+        c.arg("--tmpdir")
+            .arg(&tmp)
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{tagged}"))
+            .arg(format!(
+                "docker-archive:{}:{IMAGE_REF}",
+                docker_archive.display()
+            ))
+            .env("TMPDIR", &tmp);
+        setup_cmd(&runner, c).map_err(|e| format!("exporting the test image for docker: {e}"))?;
         let _ = Command::new("rm")
             .args(["-rf", "--one-file-system"])
             .arg(&work)
             .status();
-        Ok(Image { archive })
+        Ok(Image {
+            archive,
+            docker_archive,
+        })
     }
 }

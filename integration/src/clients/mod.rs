@@ -1,7 +1,10 @@
-//! Real clients driving the runtime under test: a private containerd 1.6
-//! (through the stock runc shim, `ctr run --runc-binary`) and podman 4.3
-//! (`podman --runtime`, through conmon), both fed a busybox image built with
-//! umoci and exported with skopeo.
+//! Real clients driving the runtime under test: private containerd 1.6 and
+//! 2.1.9 (through their stock runc shims, `ctr run --runc-binary`), private
+//! dockerd 20.10 and 26.1.5 (`--add-runtime`, on the containerd 1.6) and
+//! podman 4.3 (`podman --runtime`, through conmon), all fed a busybox image
+//! built with umoci and exported with skopeo. containerd 2.1.9 and docker
+//! 26.1.5 come from Debian sid and trixie, unpacked by `hack/install-peers.sh`
+//! into its cache dir (`BERTH_PEERS_DIR`, default `/var/tmp/berth-peers`).
 //!
 //! Everything lives below `<suite tmp>/clients/`: the image, containerd's
 //! root, state, socket and runtime root, podman's storage, run root, tmp dir
@@ -13,6 +16,7 @@
 //! created).
 
 pub mod containerd;
+pub mod docker;
 pub mod image;
 pub mod podman;
 
@@ -27,8 +31,57 @@ use crate::harness::Failure;
 use crate::runtime::Out;
 
 use containerd::Containerd;
+use docker::Docker;
 use image::Image;
 use podman::Podman;
+
+/// Paths outside the suite's dirs that dockerd creates (the plugin socket dir;
+/// 20.10's trust key, whose place no option changes). Removed at shutdown if
+/// they were not there when the run began and a dockerd ran.
+const DOCKER_GLOBALS: [&str; 3] = ["/etc/docker/key.json", "/run/docker/plugins", "/run/docker"];
+
+/// The cache dir of `hack/install-peers.sh` (`BERTH_PEERS_DIR`, default
+/// `/var/tmp/berth-peers`).
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("BERTH_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/berth-peers"))
+}
+
+/// The unpacked root of peer `name` (e.g. `docker-26.1.5`), or an error
+/// naming the script that unpacks it.
+pub fn peer_root(name: &str) -> Result<PathBuf, String> {
+    let dir = peers_dir().join(name);
+    if dir.join(".complete").is_file() {
+        Ok(dir.join("root"))
+    } else {
+        Err(format!(
+            "{name} is not unpacked in {} (run hack/install-peers.sh)",
+            peers_dir().display()
+        ))
+    }
+}
+
+/// `PATH` with `first` in front (a peer's own helper binaries win).
+pub fn path_with_first(first: &Path) -> std::ffi::OsString {
+    let rest = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let mut v = vec![first.to_path_buf()];
+    v.extend(std::env::split_paths(&rest));
+    std::env::join_paths(v).unwrap_or(rest)
+}
+
+/// Whether the client matrix's newer clients (docker 20.10 and 26.1, containerd
+/// 2.1, the podman additions) run: `BERTH_IT_MATRIX=0` skips them (hack/test.sh's
+/// cgroup v2 VM pass: the peers' cache dir is not visible there and TCG makes
+/// dockerd some 20 times slower).
+pub fn matrix_enabled() -> Result<(), Failure> {
+    if std::env::var("BERTH_IT_MATRIX").is_ok_and(|v| v == "0") {
+        return Err(Failure::Skip(
+            "the client matrix is off (BERTH_IT_MATRIX=0, as in the VM pass)".into(),
+        ));
+    }
+    Ok(())
+}
 
 /// How long one client command may take before it is killed (30 s, scaled like
 /// [`crate::runtime::cmd_timeout`]).
@@ -41,7 +94,12 @@ pub struct Clients {
     dir: PathBuf,
     image: OnceCell<Result<Image, String>>,
     containerd: OnceCell<Result<Containerd, String>>,
+    containerd2: OnceCell<Result<Containerd, String>>,
+    docker20: OnceCell<Result<Docker, String>>,
+    docker26: OnceCell<Result<Docker, String>>,
     podman: OnceCell<Result<Podman, String>>,
+    /// Which of [`DOCKER_GLOBALS`] existed when the run began.
+    docker_globals_before: Vec<&'static str>,
 }
 
 impl Clients {
@@ -51,8 +109,62 @@ impl Clients {
             dir,
             image: OnceCell::new(),
             containerd: OnceCell::new(),
+            containerd2: OnceCell::new(),
+            docker20: OnceCell::new(),
+            docker26: OnceCell::new(),
             podman: OnceCell::new(),
+            docker_globals_before: DOCKER_GLOBALS
+                .into_iter()
+                .filter(|p| Path::new(p).exists())
+                .collect(),
         }
+    }
+
+    fn image_str(&self) -> Result<&Image, String> {
+        self.image().map_err(|e| match e {
+            Failure::Fail(s) | Failure::Skip(s) => s,
+        })
+    }
+
+    /// The private containerd 2.1.9 (sid), started on first use with the image imported.
+    pub fn containerd2(&self, ctx: &Ctx) -> Result<&Containerd, Failure> {
+        matrix_enabled()?;
+        self.containerd2
+            .get_or_init(|| {
+                Containerd::start(
+                    &self.dir.join("containerd2"),
+                    self.image_str()?,
+                    &ctx.rt.path,
+                    containerd::Version::V2_1,
+                )
+            })
+            .as_ref()
+            .map_err(|e| Failure::Fail(e.clone()))
+    }
+
+    /// The private dockerd `version` (on the suite's containerd 1.6), started on
+    /// first use with the image loaded.
+    pub fn docker(&self, ctx: &Ctx, version: docker::Version) -> Result<&Docker, Failure> {
+        matrix_enabled()?;
+        let cell = match version {
+            docker::Version::V20 => &self.docker20,
+            docker::Version::V26 => &self.docker26,
+        };
+        cell.get_or_init(|| {
+            let image = self.image_str()?;
+            let ctd = self.containerd(ctx).map_err(|e| match e {
+                Failure::Fail(s) | Failure::Skip(s) => s,
+            })?;
+            Docker::start(
+                &self.dir.join(version.label()),
+                image,
+                &ctx.rt.path,
+                &ctd.sock,
+                version,
+            )
+        })
+        .as_ref()
+        .map_err(|e| Failure::Fail(e.clone()))
     }
 
     /// The busybox image (OCI layout and oci-archive), built on first use.
@@ -67,10 +179,12 @@ impl Clients {
     pub fn containerd(&self, ctx: &Ctx) -> Result<&Containerd, Failure> {
         self.containerd
             .get_or_init(|| {
-                let image = self.image().map_err(|e| match e {
-                    Failure::Fail(s) | Failure::Skip(s) => s,
-                })?;
-                Containerd::start(&self.dir.join("containerd"), image, &ctx.rt.path)
+                Containerd::start(
+                    &self.dir.join("containerd"),
+                    self.image_str()?,
+                    &ctx.rt.path,
+                    containerd::Version::V1_6,
+                )
             })
             .as_ref()
             .map_err(|e| Failure::Fail(e.clone()))
@@ -96,8 +210,29 @@ impl Clients {
         if let Some(Ok(p)) = self.podman.get() {
             left.extend(p.shutdown());
         }
-        if let Some(Ok(c)) = self.containerd.get() {
-            left.extend(c.shutdown());
+        // The dockerds before the containerd they use.
+        let mut dockers = 0;
+        for d in [&self.docker20, &self.docker26] {
+            if let Some(Ok(d)) = d.get() {
+                left.extend(d.shutdown());
+            }
+            dockers += usize::from(d.get().is_some());
+        }
+        if dockers > 0 {
+            for p in DOCKER_GLOBALS {
+                if !self.docker_globals_before.contains(&p) {
+                    let _ = if p.ends_with(".json") {
+                        fs::remove_file(p)
+                    } else {
+                        fs::remove_dir(p)
+                    };
+                }
+            }
+        }
+        for c in [&self.containerd2, &self.containerd] {
+            if let Some(Ok(c)) = c.get() {
+                left.extend(c.shutdown());
+            }
         }
         left
     }

@@ -1,7 +1,8 @@
 //! A private containerd 1.6 for end-to-end tests of the shim: own root, state, socket and
 //! namespace, CRI disabled; a busybox image built with umoci + skopeo from Debian's
 //! busybox-static and imported with `ctr images import`. Everything started here is stopped by
-//! pid and everything created is removed in `Drop`.
+//! pid and everything created is removed in `Drop`. [`Env::with_containerd`] runs another
+//! containerd instead (sid's 2.1.9 from hack/install-peers.sh's cache: [`containerd2_bin`]).
 
 #![allow(dead_code)]
 
@@ -26,6 +27,20 @@ pub struct Env {
     config: PathBuf,
     containerd: Option<Child>,
     pub ids: Vec<String>,
+    /// The dir of the containerd and ctr binaries (None: Debian 12's, from PATH).
+    bin: Option<PathBuf>,
+}
+
+/// The dir of containerd 2.1.9's binaries unpacked by hack/install-peers.sh
+/// (`BERTH_PEERS_DIR`, default /var/tmp/berth-peers), if it is there.
+pub fn containerd2_bin() -> Option<PathBuf> {
+    let peers = std::env::var_os("BERTH_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/berth-peers"));
+    let dir = peers.join("containerd-2.1.9");
+    dir.join(".complete")
+        .is_file()
+        .then(|| dir.join("root/usr/bin"))
 }
 
 /// Start `cmd` (containerd) with `--config CONFIG`, its output appended to DIR/containerd.log
@@ -183,6 +198,11 @@ rm -rf $W"#
 
 impl Env {
     pub fn new(tag: &str) -> Result<Env, String> {
+        Env::with_containerd(tag, None)
+    }
+
+    /// Like [`Env::new`], with the `containerd` and `ctr` of dir `bin` (None: from PATH).
+    pub fn with_containerd(tag: &str, bin: Option<PathBuf>) -> Result<Env, String> {
         let dir = PathBuf::from(format!("/tmp/berth-shim-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -194,6 +214,7 @@ impl Env {
             dir,
             containerd: None,
             ids: Vec::new(),
+            bin,
         };
         env.build_image()?;
         env.write_config()?;
@@ -207,9 +228,24 @@ impl Env {
         build_image(&self.dir)
     }
 
+    /// `containerd` or `ctr` (from [`Env::with_containerd`]'s dir, else from PATH).
+    fn program(&self, name: &str) -> PathBuf {
+        match &self.bin {
+            Some(b) => b.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
     fn write_config(&self) -> Result<(), String> {
+        // 2.x has three CRI plugins; all disabled.
+        let disabled = if self.bin.is_some() {
+            "disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.cri.v1.runtime\", \
+             \"io.containerd.cri.v1.images\"]"
+        } else {
+            "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]"
+        };
         let o = run_timeout(
-            Command::new("containerd").args(["config", "default"]),
+            Command::new(self.program("containerd")).args(["config", "default"]),
             None,
             Duration::from_secs(30),
         )?;
@@ -228,7 +264,7 @@ impl Env {
             } else if section.is_empty() && t.starts_with("state = ") {
                 format!("state = \"{d}/state\"")
             } else if section.is_empty() && t.starts_with("disabled_plugins = ") {
-                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]".to_string()
+                disabled.to_string()
             } else if section == "[grpc]" && t.starts_with("address = ") {
                 format!("{indent}address = \"{}\"", self.sock.display())
             } else if (section == "[ttrpc]" || section == "[debug]" || section == "[metrics]")
@@ -247,7 +283,11 @@ impl Env {
     }
 
     pub fn start_containerd(&mut self) -> Result<(), String> {
-        let child = spawn_containerd(Command::new("containerd"), &self.config, &self.dir)?;
+        let child = spawn_containerd(
+            Command::new(self.program("containerd")),
+            &self.config,
+            &self.dir,
+        )?;
         self.containerd = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -287,7 +327,7 @@ impl Env {
     }
 
     pub fn ctr_cmd(&self) -> Command {
-        let mut c = Command::new("ctr");
+        let mut c = Command::new(self.program("ctr"));
         c.arg("-a").arg(&self.sock).arg("-n").arg(&self.ns);
         c
     }
@@ -435,9 +475,12 @@ impl Env {
             let cmd = String::from_utf8_lossy(&cmd);
             let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .is_ok_and(|s| s.contains(") Z "));
+            // containerd and ctr, by the name of the program (an absolute path for a peer's).
+            let prog = cmd.split('\0').next().unwrap_or("");
+            let prog = prog.rsplit('/').next().unwrap_or(prog);
             if cmd.contains(&dir)
-                && !cmd.starts_with("containerd")
-                && !cmd.starts_with("ctr")
+                && !prog.starts_with("containerd")
+                && !prog.starts_with("ctr")
                 && !cmd.contains("containerd-shim")
                 && !zombie
             {

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Usage: hack/install-peers.sh [--print-dir]
+#
+# Newer real peers for the integration suite's client matrix, from Debian's trixie and sid,
+# unpacked with `dpkg -x` beside the system (never installed into it: they would pull a new
+# libc; these binaries run on bookworm's glibc 2.36):
+#   docker-26.1.5   trixie's docker.io (dockerd) and docker-cli (docker)
+#   containerd-2.1.9 sid's containerd (containerd, ctr, containerd-shim-runc-v2)
+# Each goes to $BERTH_PEERS_DIR/<name>/root (default /var/tmp/berth-peers), with a
+# `.complete` stamp naming the exact package versions; a peer whose stamp is there is not
+# downloaded again (idempotent, cached). The apt state used for the download is private
+# (Dir::State::Lists, Dir::Cache and a sources.list below the cache dir): the system's apt
+# sources, lists and dpkg database are untouched. Versions are pinned: if the archive no
+# longer serves a pinned version the script fails saying so.
+# --print-dir prints the cache dir and exits. The integration suite finds the peers in
+# the same dir (BERTH_PEERS_DIR) and fails the tests that need a missing one, naming this script.
+# Must run as root (the cache dir is host-wide).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DIR=${BERTH_PEERS_DIR:-/var/tmp/berth-peers}
+
+# name | suite | package=version ...
+PEERS=(
+	"docker-26.1.5|trixie|docker.io=26.1.5+dfsg1-9+deb13u1+b1 docker-cli=26.1.5+dfsg1-9+deb13u1+b1"
+	"containerd-2.1.9|sid|containerd=2.1.9+ds1-5"
+)
+
+case "${1:-}" in
+"") ;;
+--print-dir)
+	echo "$DIR"
+	exit 0
+	;;
+-h | --help)
+	usage
+	exit 0
+	;;
+*) die "unknown argument: $1 (usage: hack/install-peers.sh [--print-dir])" ;;
+esac
+need_root
+
+# apt_private SUITE ARGS...: apt-get with a private state for SUITE below $DIR/apt.
+apt_private() {
+	local suite=$1 a=$DIR/apt/$1
+	shift
+	apt-get -q -o Dir::Etc::SourceList="$a/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+		-o Dir::State::Lists="$a/lists" -o Dir::Cache="$a/cache" -o APT::Sandbox::User=root "$@"
+}
+
+declare -A updated=()
+for entry in "${PEERS[@]}"; do
+	IFS='|' read -r name suite pkgs <<<"$entry"
+	dest=$DIR/$name
+	if [[ -f $dest/.complete ]] && [[ $(cat "$dest/.complete") == "$pkgs" ]]; then
+		log "$name: cached in $dest"
+		continue
+	fi
+	a=$DIR/apt/$suite
+	if [[ -z ${updated[$suite]:-} ]]; then
+		mkdir -p "$a/lists/partial" "$a/cache/archives/partial"
+		echo "deb http://deb.debian.org/debian $suite main" >"$a/sources.list"
+		log "apt-get update ($suite, private state in $a)"
+		apt_private "$suite" update -qq >&2
+		updated[$suite]=1
+	fi
+	tmp=$(mktemp -d "$DIR/.$name.XXXXXX")
+	read -ra list <<<"$pkgs"
+	log "$name: downloading ${list[*]}"
+	if ! (cd "$tmp" && apt_private "$suite" download "${list[@]}" >&2); then
+		rm -rf --one-file-system "$tmp"
+		die "$name: cannot download ${list[*]} from $suite (a pinned version gone? update PEERS in $0)"
+	fi
+	mkdir -p "$tmp/root"
+	for deb in "$tmp"/*.deb; do
+		dpkg -x "$deb" "$tmp/root"
+	done
+	rm -f "$tmp"/*.deb
+	echo "$pkgs" >"$tmp/.complete"
+	rm -rf --one-file-system "$dest"
+	mv "$tmp" "$dest"
+	log "$name: unpacked in $dest/root"
+done
+# What the suite runs: check that each binary starts on this system's libc.
+"$DIR/docker-26.1.5/root/usr/sbin/dockerd" --version >/dev/null 2>&1 ||
+	die "trixie's dockerd does not run here: $("$DIR/docker-26.1.5/root/usr/sbin/dockerd" --version 2>&1 | head -n 1)"
+"$DIR/containerd-2.1.9/root/usr/bin/containerd" --version >/dev/null 2>&1 ||
+	die "sid's containerd does not run here: $("$DIR/containerd-2.1.9/root/usr/bin/containerd" --version 2>&1 | head -n 1)"
+log "peers ready in $DIR"
