@@ -7,7 +7,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file operation failed; `what` says which operation.
-    #[error("{what} {path:?}: {err}")]
+    #[error("{what} {path:?}: {}", os_text(.err))]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -34,7 +34,7 @@ pub enum Error {
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
     /// A system call outside of init failed.
-    #[error("{what}: {err}")]
+    #[error("{what}: {}", os_text(.err))]
     Sys { what: String, err: std::io::Error },
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
@@ -42,6 +42,16 @@ pub enum Error {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+}
+
+/// An error as runc (Go) words it: a system error is its lowercase strerror text
+/// (`no such file or directory`, `permission denied`), which clients match case-sensitively:
+/// docker's CLI maps those two to exit codes 127 and 126.
+pub fn os_text(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => err.to_string(),
+    }
 }
 
 impl Error {

@@ -40,7 +40,7 @@ impl InitError {
             step: step.into(),
             path: path.map(|p| p.display().to_string()),
             errno: err.raw_os_error(),
-            msg: err.to_string(),
+            msg: crate::error::os_text(&err),
         }
     }
 
