@@ -168,13 +168,9 @@ pub fn swap_to_v2(swap: i64, memory: i64) -> Result<i64, CgroupError> {
 
 /// memory: runc's fs2/memory.go, field by field.
 fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
-    // v1-only fields: absent, -1 (u64::MAX as Go's cast gives it) or false are fine; kernel
-    // and kernelTCP are ignored, as runc 1.2+ does.
-    if m.swappiness().is_some_and(|s| s as i64 != -1) || m.disable_oom_killer() == Some(true) {
-        return Err(CgroupError::Unsupported(
-            "memory.swappiness/disableOOMKiller (cgroup v1 only)".into(),
-        ));
-    }
+    // v1-only fields (swappiness, disableOOMKiller, kernel, kernelTCP) have no v2 file: runc's
+    // fs2 ignores them whatever their value, and so does berth (docker and podman send them
+    // on any host).
     let limit = m.limit().unwrap_or(0);
     let swap = m.swap().unwrap_or(0);
     let reservation = m.reservation().unwrap_or(0);
@@ -441,7 +437,11 @@ pub(crate) mod zero_tests {
         );
         r.unwrap();
         assert!(f.is_empty());
-        let (r, _) = apply_json("swappiness42", r#"{"memory": {"swappiness": 42}}"#);
-        assert!(r.is_err());
+        let (r, f) = apply_json(
+            "swappiness42",
+            r#"{"memory": {"swappiness": 42, "disableOOMKiller": true}}"#,
+        );
+        r.unwrap();
+        assert!(f.is_empty(), "v1-only fields write nothing on v2: {f:?}");
     }
 }
