@@ -32,6 +32,7 @@ pub fn tests() -> Vec<Test> {
     crate::tests![
         cgroup_dirs_follow_cgroups_path,
         cgroup_every_process_in_every_hierarchy,
+        cgroup_hierarchies_moved_mountinfo_order,
         cgroup_memory_limit_oom_kill,
         cgroup_memory_reservation,
         cgroup_memory_swap,
@@ -498,6 +499,91 @@ fn cgroup_every_process_in_every_hierarchy(ctx: &Ctx) -> TestResult {
     super::map_to_userns(&mut c)?;
     start_waiting(&mut c, "true")?;
     in_every_hierarchy(&Cg::of(&c)?, c.pid()?, "init in a new user namespace")
+}
+
+/// Hierarchies found by the mount tree, not by mountinfo's order (issue 10 item 19). In a
+/// private mount namespace of its own (a child `unshare -m --propagation private`; the test's
+/// and the host's namespaces are untouched), the test puts a new tmpfs on /sys/fs holding the
+/// whole /sys/fs/cgroup, moved there with `mount --move`: a moved mount keeps its id, so
+/// mountinfo now lists every hierarchy before the tmpfs above it. The runtime run in that
+/// namespace must still find each hierarchy (the container is in `cgroupsPath` in every one,
+/// and its own cgroup mount shows them).
+fn cgroup_hierarchies_moved_mountinfo_order(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    b.cfg
+        .sh("cat /proc/self/cgroup; echo ls: $(ls /sys/fs/cgroup)");
+    b.write_config()?;
+    let script = r#"set -e
+t=$(mktemp -d /tmp/berth-cgmove.XXXXXX)
+mount -t tmpfs -o mode=755 berth-cgmove "$t"
+mkdir "$t/cgroup"
+mount --move /sys/fs/cgroup "$t/cgroup"
+mount --move "$t" /sys/fs
+rmdir "$t"
+lines=$(grep -n ' /sys/fs ' /proc/self/mountinfo | cut -d: -f1 | tail -n 1)
+first=$(grep -n ' /sys/fs/cgroup' /proc/self/mountinfo | cut -d: -f1 | head -n 1)
+[ "$first" -lt "$lines" ] || { echo "mountinfo order unchanged" >&2; exit 99; }
+exec "$@"
+"#;
+    let rt = &ctx.rt;
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out_f = b.dir.join("moved.out");
+    let err_f = b.dir.join("moved.err");
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&rt.path)
+        .arg("--root")
+        .arg(&rt.root)
+        .args(["run", "--bundle", &dir, &b.id])
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_f)?)
+        .stderr(File::create(&err_f)?)
+        .spawn()?;
+    let (status, timed_out) = wait_child(&mut child, cmd_timeout());
+    let out = Out {
+        cmd: format!("unshare -m (hierarchies moved) {} run {}", rt.name(), b.id),
+        code: if timed_out {
+            None
+        } else {
+            status.and_then(|s| s.code())
+        },
+        stdout: fs::read_to_string(&out_f).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_f).unwrap_or_default(),
+        timed_out,
+    };
+    ensure!(
+        out.code != Some(99),
+        "the test could not reorder mountinfo: {}",
+        out.describe()
+    );
+    let out = out.ok()?;
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains(':') && !l.starts_with("ls:"))
+        .collect();
+    ensure!(
+        !lines.is_empty(),
+        "no /proc/self/cgroup: {}",
+        out.describe()
+    );
+    for line in &lines {
+        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+        ensure_eq!(path, cg.path.as_str(), format!("cgroup line {line:?}"));
+    }
+    if cg.v1() {
+        let ls = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("ls:"))
+            .unwrap_or("");
+        ensure!(
+            ls.contains("memory") && ls.contains("cpu"),
+            "the container's cgroup mount lacks the hierarchies: {ls:?}"
+        );
+    }
+    b.ensure_clean()
 }
 
 /// Require every line of `/proc/<pid>/cgroup` to name `cg`'s path, and one to be cgroup2's
