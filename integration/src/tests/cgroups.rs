@@ -62,6 +62,9 @@ pub fn tests() -> Vec<Test> {
         cgroup_update_flags,
         cgroup_update_resources_stdin,
         cgroup_update_minus_one,
+        cgroup_update_failure_restores_resources,
+        cgroup_update_cpu_period_quota_order,
+        cgroup_update_memory_swap_order,
         cgroup_pause_resume,
         cgroup_exec_sub_cgroup,
         cgroup_exec_ignore_paused,
@@ -1755,6 +1758,161 @@ fn cgroup_update_minus_one(ctx: &Ctx) -> TestResult {
         Some("running"),
         "status after update"
     );
+    Ok(())
+}
+
+/// A failing `update` puts the old resources back, as runc's Container.Set does, and records
+/// nothing: `update --memory 64m --cpuset-cpus 9999` (no such cpu: EINVAL) leaves the memory
+/// limit at 128M although berth writes memory before cpuset (runc writes cpuset first on v1,
+/// memory first on v2). A later good update (`--pids-limit 30`) re-applies the recorded
+/// resources: memory is still 128M, so the failed 64M was not recorded.
+fn cgroup_update_failure_restores_resources(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let mem = start_for_update(&mut b, &cg)?;
+    if !cg.has("cpuset", "cpuset.cpus") {
+        skip!("no cpuset.cpus file in the container's cgroup: nothing can make the update fail");
+    }
+    ctx.rt
+        .exec(&["update", "--memory", "64m", "--cpuset-cpus", "9999", &b.id])
+        .failed()?;
+    cg.expect("memory", mem, &(128 * MIB).to_string())
+        .map_err(|e| match e {
+            Failure::Fail(m) => Failure::Fail(format!("after a failed update: {m}")),
+            s => s,
+        })?;
+    ctx.rt.exec(&["update", "--pids-limit", "30", &b.id]).ok()?;
+    cg.expect("pids", "pids.max", "30")?;
+    cg.expect("memory", mem, &(128 * MIB).to_string())?;
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status after the updates"
+    );
+    Ok(())
+}
+
+/// runc's cpu period/quota write order with its retry: the container's cgroup is below a
+/// parent (made by the test, below /berth-test) limited to half a cpu (v1: quota 50000 /
+/// period 100000). From quota 20000 / period 100000, `update --cpu-period 20000 --cpu-quota
+/// 10000` must write the quota first (period first gives 20000/20000 = one cpu > the parent's
+/// half: EINVAL); back to period 100000 / quota 40000 the period must go first (quota first
+/// gives 40000/20000). v2's cpu.max takes both at once and no parent check: values only.
+fn cgroup_update_cpu_period_quota_order(ctx: &Ctx) -> TestResult {
+    let id = ctx.new_id();
+    let parent = Cg {
+        layout: layout()?,
+        path: format!("/berth-test/{id}-parent"),
+    };
+    // Made before the bundle, so that it is removed after the container (drop order).
+    let pre = PreCg::make(&parent)?;
+    if parent.v1() {
+        // A v1 cpuset parent needs cpus and mems before the runtime's child can get any.
+        for d in &pre.dirs {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if d.join(f).exists() {
+                    let up = d.parent().unwrap_or(d).join(f);
+                    fs::write(d.join(f), fs::read_to_string(up)?.trim())?;
+                }
+            }
+        }
+        fs::write(parent.file("cpu", "cpu.cfs_period_us")?, "100000")?;
+        fs::write(parent.file("cpu", "cpu.cfs_quota_us")?, "50000")?;
+    } else {
+        fs::write(parent.file("", "cpu.max")?, "50000 100000")?;
+    }
+    let mut b = Bundle::with_id(ctx, id)?;
+    b.cfg
+        .set("/linux/cgroupsPath", json!(format!("{}/c", parent.path)));
+    b.cfg.set(
+        "/linux/resources/cpu",
+        json!({"quota": 20000, "period": 100_000}),
+    );
+    let cg = Cg::of(&b)?;
+    start_waiting(&mut b, "true")?;
+    let expect = |quota: &str, period: &str| -> TestResult {
+        if cg.v1() {
+            cg.expect("cpu", "cpu.cfs_quota_us", quota)?;
+            cg.expect("cpu", "cpu.cfs_period_us", period)
+        } else {
+            cg.expect("cpu", "cpu.max", &format!("{quota} {period}"))
+        }
+    };
+    expect("20000", "100000")?;
+    ctx.rt
+        .exec(&[
+            "update",
+            "--cpu-period",
+            "20000",
+            "--cpu-quota",
+            "10000",
+            &b.id,
+        ])
+        .ok()?;
+    expect("10000", "20000")?;
+    ctx.rt
+        .exec(&[
+            "update",
+            "--cpu-period",
+            "100000",
+            "--cpu-quota",
+            "40000",
+            &b.id,
+        ])
+        .ok()?;
+    expect("40000", "100000")?;
+    ctx.rt.exec(&["delete", "--force", &b.id]).ok()?;
+    drop(b);
+    drop(pre);
+    Ok(())
+}
+
+/// runc's memory/swap write order (setMemoryAndSwap): with memory 128M and memory+swap 256M,
+/// `update --memory 64m` (below memory+swap) works; raising both to 512M/1G needs the swap
+/// limit first (v1 refuses a memory limit above memory+swap), lowering both to 32M/64M the
+/// memory limit first. v1 needs swap accounting (memory.memsw.*); v2 has independent files
+/// (memory.swap.max = swap - limit).
+fn cgroup_update_memory_swap_order(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let cg = Cg::of(&b)?;
+    let swap_file = if cg.v1() {
+        "memory.memsw.limit_in_bytes"
+    } else {
+        "memory.swap.max"
+    };
+    let has_swap = v1_mount("memory")
+        .map(|m| m.join(swap_file).exists())
+        .unwrap_or(false)
+        || (!cg.v1() && Path::new("/sys/fs/cgroup").join(swap_file).exists())
+        || (!cg.v1()
+            && Path::new("/sys/fs/cgroup/berth-test")
+                .join(swap_file)
+                .exists());
+    if !has_swap {
+        skip!("no swap accounting ({swap_file}) on this host");
+    }
+    b.cfg.set(
+        "/linux/resources/memory",
+        json!({"limit": 128 * MIB, "swap": 256 * MIB}),
+    );
+    start_waiting(&mut b, "true")?;
+    let mem = pick(&cg, "memory.limit_in_bytes", "memory.max");
+    let expect = |m: i64, s: i64| -> TestResult {
+        cg.expect("memory", mem, &(m * MIB).to_string())?;
+        let sw = if cg.v1() { s } else { s - m };
+        cg.expect("memory", swap_file, &(sw * MIB).to_string())
+    };
+    expect(128, 256)?;
+    ctx.rt.exec(&["update", "--memory", "64m", &b.id]).ok()?;
+    expect(64, 256)?;
+    ctx.rt
+        .exec(&["update", "--memory", "512m", "--memory-swap", "1g", &b.id])
+        .ok()?;
+    expect(512, 1024)?;
+    ctx.rt
+        .exec(&["update", "--memory", "32m", "--memory-swap", "64m", &b.id])
+        .ok()?;
+    expect(32, 64)?;
     Ok(())
 }
 
