@@ -370,7 +370,24 @@ pub fn update(root: &Path, id: &str, resources: oci_spec::runtime::LinuxResource
         return Err(Error::InvalidState("container not running".into()));
     }
     let mut resources = resources;
-    cgroups::manager_for(&state.cgroup).apply(&resources, false)?;
+    let cg = cgroups::manager_for(&state.cgroup);
+    if let Err(e) = cg.apply(&resources, false) {
+        // As runc's Container.Set: put the recorded resources back (the files written before
+        // the failing one changed already), and record nothing new.
+        let old = state
+            .config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref());
+        if let Some(Err(e2)) = old.map(|old| cg.apply(old, false)) {
+            return Err(cgroups::CgroupError::Other(format!(
+                "{e}; setting the previous resources back failed too ({e2}): the cgroup files \
+                 may now differ from the recorded resources"
+            ))
+            .into());
+        }
+        return Err(e.into());
+    }
     if let Some(linux) = state.config.linux_mut() {
         // An update never changes device rules (as runc): the recorded ones stay.
         resources.set_devices(linux.resources().as_ref().and_then(|r| r.devices().clone()));

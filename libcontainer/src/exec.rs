@@ -30,6 +30,12 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// `--cgroup` arguments: sub-cgroups of the container's to run in (see
+    /// [`cgroups::sub_cgroup_paths`]).
+    pub sub_cgroups: Vec<String>,
+    /// `--ignore-paused`: exec into a paused container; the process stays frozen until
+    /// `resume`.
+    pub ignore_paused: bool,
 }
 
 /// A process started in a container.
@@ -44,9 +50,10 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     let l = container::load(&opts.root, &opts.id)?;
     match l.status {
         Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
         Status::Paused => {
             return Err(Error::InvalidState(
-                "cannot exec in a paused container".into(),
+                "cannot exec in a paused container (use --ignore-paused to override)".into(),
             ))
         }
         s => {
@@ -111,7 +118,14 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
     // Born in the container's cgroup2 directory, the child joins the v1 hierarchies itself
     // (see cgroups::spawn): no move from here, which would wait for a global lock.
-    let cg = cgroups::manager_for(&l.state.cgroup);
+    let cg = if opts.sub_cgroups.is_empty() {
+        cgroups::manager_for(&l.state.cgroup)
+    } else {
+        cgroups::manager_for(&cgroups::sub_cgroup_paths(
+            &l.state.cgroup,
+            &opts.sub_cgroups,
+        )?)
+    };
     let unified = cg.open_unified()?;
     let (child, cg_rest) =
         cgroups::spawn(0, unified.as_ref()).map_err(|e| Error::sys("clone3", e))?;

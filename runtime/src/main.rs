@@ -156,9 +156,13 @@ struct ExecArgs {
     /// Pass this many extra descriptors (3, 4, ...) to the process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
-    /// Ignored (cgroup v2 sub-cgroups are not supported).
-    #[arg(long, hide = true)]
+    /// Run the process in an (existing) sub-cgroup of the container's: `PATH` (every
+    /// hierarchy; cgroup v2) or `CONTROLLER[,CONTROLLER]:PATH` (v1), repeatable.
+    #[arg(long)]
     cgroup: Vec<String>,
+    /// Allow exec in a paused container (the process waits, frozen, until resume).
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
     /// Container id.
     id: String,
     /// The command and its arguments.
@@ -674,6 +678,8 @@ fn exec(cli: &Cli, logger: &log::Logger, a: &ExecArgs) -> Result<i32> {
         detach: a.detach,
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
+        sub_cgroups: a.cgroup.clone(),
+        ignore_paused: a.ignore_paused,
     };
     let sigfd = if a.detach {
         None

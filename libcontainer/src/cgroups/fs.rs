@@ -27,30 +27,97 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
     Ok(parse_hierarchies(&text))
 }
 
-pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
-    // (mount point, fstype, super options) of every mount, in mount order; a later mount on the
-    // same point or on a parent directory covers the earlier ones, which are then not reachable
-    // (e.g. a tmpfs hiding /sys/fs/cgroup/unified).
-    let mut mounts: Vec<(&str, &str, &str)> = Vec::new();
+/// One line of mountinfo: what [`parse_hierarchies`] needs of it.
+struct MountEntry<'a> {
+    id: u64,
+    parent: u64,
+    root: &'a str,
+    mount_point: String,
+    fstype: &'a str,
+    super_opts: &'a str,
+}
+
+fn parse_mountinfo(mountinfo: &str) -> Vec<MountEntry<'_>> {
+    let mut out = Vec::new();
     for line in mountinfo.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = pre.split(' ').collect();
+        let (Some(id), Some(parent), Some(root), Some(mp)) = (
+            f.first().and_then(|s| s.parse().ok()),
+            f.get(1).and_then(|s| s.parse().ok()),
+            f.get(3),
+            f.get(4),
+        ) else {
             continue;
         };
         let mut post = post.split(' ');
         let fstype = post.next().unwrap_or("");
         let _source = post.next();
-        let super_opts = post.next().unwrap_or("");
-        let Some(mount_point) = pre.split(' ').nth(4) else {
-            continue;
-        };
-        mounts.retain(|(mp, _, _)| !Path::new(mp).starts_with(mount_point));
-        mounts.push((mount_point, fstype, super_opts));
+        out.push(MountEntry {
+            id,
+            parent,
+            root,
+            mount_point: unescape_mountinfo(mp),
+            fstype,
+            super_opts: post.next().unwrap_or(""),
+        });
     }
-    let mut out: Vec<Hierarchy> = Vec::new();
-    for (mount_point, fstype, super_opts) in mounts {
-        let controllers = match fstype {
+    out
+}
+
+/// The mount that a lookup of `path` ends on: path resolution simulated on the mount tree
+/// (parent ids), from the mounts whose parent is not listed (the root) down through each
+/// prefix of `path`, following every mount stacked on a point. A mount hidden by another one
+/// on its point or on a parent directory is never the answer, whatever order mountinfo lists
+/// them in: `mount --move` keeps a mount's id and so its place in the list, so a tmpfs
+/// moved onto /sys/fs/cgroup with the hierarchies already moved into it comes after them.
+fn visible_at(mounts: &[MountEntry], path: &Path) -> Option<u64> {
+    let ids: std::collections::HashSet<u64> = mounts.iter().map(|m| m.id).collect();
+    // `None` is the root above every mount whose parent is not in this namespace's view.
+    let mut cur: Option<u64> = None;
+    let mut prefix = PathBuf::new();
+    // Each step goes to another mount: at most one step per mount (a cycle of parent ids
+    // would be a broken mountinfo, not a loop).
+    let mut steps = 0;
+    for comp in path.components() {
+        prefix.push(comp);
+        // Several mounts on one point and one parent should not happen (the kernel stacks a
+        // new mount on the one it covers); if it does, the last listed wins.
+        while let Some(next) = mounts
+            .iter()
+            .rev()
+            .find(|m| {
+                Some(m.id) != cur
+                    && Path::new(&m.mount_point) == prefix
+                    && match cur {
+                        None => !ids.contains(&m.parent) || m.parent == m.id,
+                        Some(c) => m.parent == c,
+                    }
+            })
+            .map(|m| m.id)
+        {
+            cur = Some(next);
+            steps += 1;
+            if steps > mounts.len() {
+                return None;
+            }
+        }
+    }
+    cur
+}
+
+pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+    let mounts = parse_mountinfo(mountinfo);
+    // Every cgroup mount that a lookup of its mount point reaches (runc picks by mount point,
+    // fstype and super options); a whole hierarchy (root "/") before a bind of a part of one.
+    let mut found: Vec<(&MountEntry, String)> = Vec::new();
+    for m in &mounts {
+        let controllers = match m.fstype {
             "cgroup2" => String::new(),
-            "cgroup" => super_opts
+            "cgroup" => m
+                .super_opts
                 .split(',')
                 .filter(|o| {
                     !matches!(
@@ -71,22 +138,46 @@ pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
                 .join(","),
             _ => continue,
         };
+        if visible_at(&mounts, Path::new(&m.mount_point)) != Some(m.id) {
+            continue;
+        }
+        found.push((m, controllers));
+    }
+    found.sort_by_key(|(m, _)| m.root != "/");
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for (m, controllers) in found {
         if out.iter().any(|h| h.controllers == controllers) {
             continue;
         }
         out.push(Hierarchy {
             controllers,
-            mount_point: PathBuf::from(unescape_mountinfo(mount_point)),
+            mount_point: PathBuf::from(&m.mount_point),
         });
     }
     out
 }
 
+/// mountinfo's octal escapes (`\040` for a space, ...).
 fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = b[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// This process's own cgroup in the hierarchy with `controllers`, from /proc/self/cgroup.
@@ -425,6 +516,48 @@ mod tests {
             .map(|h| h.controllers)
             .collect();
         assert_eq!(names, ["cpu", "memory", "name=systemd"]);
+    }
+
+    /// The host's layout rebuilt with `mount --move` (hierarchies moved into a new tmpfs that
+    /// is then moved onto /sys/fs/cgroup): mountinfo lists the tmpfs after the hierarchies on
+    /// it, and the old tmpfs it covers first. Taken from this machine.
+    #[test]
+    fn moved_hierarchies_are_found_by_the_mount_tree() {
+        let moved = "\
+22 1 0:21 / / rw - ext4 /dev/sda1 rw
+23 22 0:22 / /sys rw - sysfs sysfs rw
+72 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+73 88 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+76 88 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+81 88 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+82 88 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+88 72 0:41 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+";
+        let h = parse_hierarchies(moved);
+        let names: Vec<_> = h.iter().map(|h| h.controllers.as_str()).collect();
+        assert_eq!(names, ["cpu", "memory", "name=systemd", ""]);
+        assert_eq!(h[1].mount_point, Path::new("/sys/fs/cgroup/memory"));
+
+        // A hierarchy moved elsewhere is found there; one covered by a later tmpfs on a
+        // parent directory (parent 72, under 88) or stacked on its point is not.
+        let elsewhere = moved.replace(
+            "76 88 0:32 / /sys/fs/cgroup/memory",
+            "76 22 0:32 / /mnt/mem\\040cg",
+        ) + "90 72 0:50 / /sys/fs/cgroup/hidden rw - cgroup cgroup rw,pids\n"
+            + "91 81 0:51 / /sys/fs/cgroup/systemd rw - tmpfs none rw\n";
+        let h = parse_hierarchies(&elsewhere);
+        let names: Vec<_> = h.iter().map(|h| h.controllers.as_str()).collect();
+        assert_eq!(names, ["cpu", "memory", ""]);
+        assert_eq!(h[1].mount_point, Path::new("/mnt/mem cg"));
+
+        // A bind of part of a hierarchy listed first loses to the whole hierarchy.
+        let bind = moved.replace(
+            "22 1 0:21 / / rw - ext4 /dev/sda1 rw\n",
+            "22 1 0:21 / / rw - ext4 /dev/sda1 rw\n60 22 0:32 /sub /mnt/part rw - cgroup cgroup rw,memory\n",
+        );
+        let h = parse_hierarchies(&bind);
+        let mem = h.iter().find(|h| h.controllers == "memory").unwrap();
+        assert_eq!(mem.mount_point, Path::new("/sys/fs/cgroup/memory"));
     }
 
     /// Two creates under one new parent: the second finds the parent made but not filled yet.

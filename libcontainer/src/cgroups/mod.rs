@@ -180,3 +180,140 @@ pub fn is_frozen(paths: &CgroupPaths) -> bool {
     }
     false
 }
+
+/// The cgroup an `exec --cgroup ARG...` process joins: `paths` (the container's) with the
+/// sub-cgroups of runc's `--cgroup` arguments. One `PATH` (no controller prefix, the only
+/// form on cgroup v2) is below the container's cgroup in every hierarchy; `CTRL[,CTRL]:PATH`
+/// (repeatable, v1) below it in the hierarchies of those controllers, the others staying the
+/// container's. A path must stay below the container's cgroup (`..` cannot leave it) and,
+/// unlike runc on v1 (which skips a missing directory and leaves the process in the caller's
+/// cgroup there), must exist in every hierarchy it applies to.
+pub fn sub_cgroup_paths(paths: &CgroupPaths, args: &[String]) -> Result<CgroupPaths, CgroupError> {
+    let invalid = |m: String| CgroupError::Other(format!("invalid --cgroup argument: {m}"));
+    // controller (`""`: every hierarchy) -> sub path, as runc's getSubCgroupPaths.
+    let mut wanted: BTreeMap<&str, &str> = BTreeMap::new();
+    for a in args {
+        match a.split_once(':') {
+            Some((ctrls, sub)) => {
+                for c in ctrls.split(',') {
+                    if c.is_empty() {
+                        return Err(invalid(format!("{a} (empty <controller> prefix)")));
+                    }
+                    if wanted.insert(c, sub).is_some() {
+                        return Err(CgroupError::Other(format!(
+                            "invalid --cgroup argument(s): controller {c} specified multiple times"
+                        )));
+                    }
+                }
+            }
+            None if args.len() != 1 => {
+                return Err(invalid(format!("{a} (missing <controller>: prefix)")));
+            }
+            None => {
+                wanted.insert("", a);
+            }
+        }
+    }
+    let mut out = paths.clone();
+    // hierarchy key -> the sub path chosen for it.
+    let mut chosen: BTreeMap<String, &str> = BTreeMap::new();
+    for (ctrl, sub) in &wanted {
+        if ctrl.is_empty() {
+            for k in paths.dirs.keys() {
+                chosen.insert(k.clone(), sub);
+            }
+            continue;
+        }
+        let Some(key) = paths.dirs.keys().find(|k| k.split(',').any(|c| c == *ctrl)) else {
+            return Err(CgroupError::Other(format!(
+                "unknown controller {ctrl} in --cgroup (the container's cgroup has no such hierarchy)"
+            )));
+        };
+        match chosen.insert(key.clone(), sub) {
+            Some(other) if other != *sub => {
+                return Err(invalid(format!(
+                    "controllers of one hierarchy ({key}) given different paths ({other}, {sub})"
+                )))
+            }
+            _ => {}
+        }
+    }
+    for (key, sub) in chosen {
+        let base = &paths.dirs[&key];
+        let dir = below(base, sub)
+            .ok_or_else(|| CgroupError::Other(format!("{sub} is not a sub cgroup path")))?;
+        if !dir.is_dir() {
+            return Err(CgroupError::Other(format!(
+                "--cgroup {sub}: sub-cgroup {} does not exist",
+                dir.display()
+            )));
+        }
+        out.dirs.insert(key, dir);
+    }
+    Ok(out)
+}
+
+/// `base/sub` with `.` and `..` resolved lexically, if it is `base` or below it.
+fn below(base: &Path, sub: &str) -> Option<PathBuf> {
+    let mut p = base.to_path_buf();
+    for comp in Path::new(sub).components() {
+        match comp {
+            std::path::Component::Normal(c) => p.push(c),
+            std::path::Component::ParentDir if !p.pop() => return None,
+            // A leading `/` is the container's cgroup, as in runc (path.Join).
+            _ => {}
+        }
+    }
+    p.starts_with(base).then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hybrid(tmp: &Path) -> CgroupPaths {
+        let mut p = CgroupPaths::default();
+        for k in ["", "cpu,cpuacct", "memory", "name=systemd"] {
+            let dir = tmp
+                .join(if k.is_empty() { "unified" } else { k })
+                .join("c1");
+            std::fs::create_dir_all(dir.join("sub")).unwrap();
+            p.dirs.insert(k.to_string(), dir);
+        }
+        p
+    }
+
+    #[test]
+    fn sub_cgroups_as_runc_parses_them() {
+        let tmp = std::env::temp_dir().join(format!("berth-subcg-{}", std::process::id()));
+        let p = hybrid(&tmp);
+        let s = |v: &[&str]| {
+            let v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            sub_cgroup_paths(&p, &v)
+        };
+        // One path: every hierarchy.
+        let all = s(&["sub"]).unwrap();
+        for (k, d) in &all.dirs {
+            assert_eq!(d, &p.dirs[k].join("sub"), "{k}");
+        }
+        assert_eq!(s(&["/sub/."]).unwrap().dirs, all.dirs);
+        // Per controller: only those hierarchies.
+        let some = s(&["memory:sub", "cpu:sub"]).unwrap();
+        assert_eq!(some.dirs["memory"], p.dirs["memory"].join("sub"));
+        assert_eq!(some.dirs["cpu,cpuacct"], p.dirs["cpu,cpuacct"].join("sub"));
+        assert_eq!(some.dirs[""], p.dirs[""]);
+        assert_eq!(some.dirs["name=systemd"], p.dirs["name=systemd"]);
+        assert!(s(&["name=systemd:sub"]).is_ok());
+        // Errors in runc's words where runc has them.
+        let err = |v: &[&str]| s(v).unwrap_err().to_string();
+        assert!(err(&["a", "b"]).contains("missing <controller>: prefix"));
+        assert!(err(&[":sub"]).contains("empty <controller> prefix"));
+        assert!(err(&["memory:sub", "memory:sub"]).contains("specified multiple times"));
+        assert!(err(&["rdma:sub"]).contains("unknown controller rdma"));
+        assert!(err(&["cpu:sub", "cpuacct:."]).contains("different paths"));
+        assert!(err(&["../c2"]).contains("is not a sub cgroup path"));
+        assert!(err(&["sub/../../c1x"]).contains("is not a sub cgroup path"));
+        assert!(err(&["nosuch"]).contains("does not exist"));
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}
