@@ -627,7 +627,7 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
 }
 
 /// Mount points of whole (root "/") procfs and sysfs mounts outside `rootfs`, from
-/// mountinfo, deepest last (as listed).
+/// mountinfo. Any order works: a mount whose parent was detached first is skipped (ENOENT).
 fn full_proc_sys_mounts(rootfs: &Path) -> Result<Vec<PathBuf>> {
     let info = Path::new("/proc/self/mountinfo");
     let text = std::fs::read_to_string(info).step("read", Some(info))?;
