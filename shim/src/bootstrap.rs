@@ -1,5 +1,12 @@
 //! The short-lived commands containerd runs: `start` (fork the server, print its address) and
 //! `delete` (clean up after a dead shim, print a DeleteResponse).
+//!
+//! `start`'s answer depends on the containerd that asks. containerd 1.6 takes stdout as the
+//! address itself (JSON would be dialed as a path). 1.7 parses JSON `{"version":2,...}` but
+//! refuses a version above 2. 2.x parses `BootstrapResult` JSON up to version 3 and speaks
+//! task API v3 (`containerd.task.v3.Task`) to a version 3 shim, v2 to a bare address. Since
+//! 2.0/2.1 send the same environment as 1.7 (`MAX_SHIM_VERSION=2`, the shim API), the answer
+//! is chosen by the containerd binary named by `-publish-binary` (see [`crate::buildinfo`]).
 
 use crate::args::{self, Args};
 use crate::options::RuntimeOpts;
@@ -101,6 +108,41 @@ fn listen(path: &Path) -> Result<Option<UnixListener>> {
     }
 }
 
+/// Environment override for the bootstrap answer (`2`: bare address, `3`: JSON version 3), for
+/// a containerd whose binary does not say which it is (an embedding such as k3s): set it in
+/// containerd's environment, which its shims inherit.
+const BOOTSTRAP_ENV: &str = "BERTH_SHIM_BOOTSTRAP_VERSION";
+
+/// The bootstrap version to answer containerd with: 3 for containerd 2.x, else 2 (the bare
+/// address, which every containerd accepts: 2.x connects it over task API v2).
+pub fn bootstrap_version(a: &Args) -> u32 {
+    match std::env::var(BOOTSTRAP_ENV).as_deref() {
+        Ok("3") => return 3,
+        Ok("2") => return 2,
+        _ => {}
+    }
+    if a.publish_binary.is_empty() {
+        return 2;
+    }
+    let major = crate::buildinfo::modinfo(Path::new(&a.publish_binary))
+        .as_deref()
+        .and_then(crate::buildinfo::containerd_major);
+    match major {
+        Some(m) if m >= 2 => 3,
+        _ => 2,
+    }
+}
+
+/// What `start` prints: containerd 2.x's JSON BootstrapResult for version 3, else the bare
+/// address.
+pub fn start_response(address: &str, version: u32) -> String {
+    if version >= 3 {
+        serde_json::json!({"version": 3, "address": address, "protocol": "ttrpc"}).to_string()
+    } else {
+        address.to_string()
+    }
+}
+
 pub fn start(a: &Args) -> Result<()> {
     if a.id.is_empty() || a.namespace.is_empty() {
         bail!("start needs -id and -namespace");
@@ -136,9 +178,11 @@ pub fn start(a: &Args) -> Result<()> {
             }
         }
     }
+    // `address` stays the bare address for every containerd: 2.x reads it (as version 2) only
+    // for a bundle without its own bootstrap.json, which it writes from our answer.
     std::fs::write(bundle.join("address"), &address).context("writing the address file")?;
     let mut out = std::io::stdout().lock();
-    out.write_all(address.as_bytes())?;
+    out.write_all(start_response(&address, bootstrap_version(a)).as_bytes())?;
     out.flush()?;
     Ok(())
 }
@@ -224,6 +268,47 @@ mod tests {
         assert!(!shim_listens(&full));
         drop(l);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn start_response_by_version() {
+        assert_eq!(
+            start_response("unix:///run/containerd/s/ab", 2),
+            "unix:///run/containerd/s/ab"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&start_response("unix:///run/containerd/s/ab", 3)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"version": 3, "address": "unix:///run/containerd/s/ab", "protocol": "ttrpc"})
+        );
+    }
+
+    #[test]
+    fn bootstrap_version_by_publish_binary() {
+        // Not a Go binary of containerd's: the bare address. (The env override is not set in
+        // tests; setting it here would race other tests.)
+        if std::env::var_os(BOOTSTRAP_ENV).is_some() {
+            return;
+        }
+        let mut a = Args::default();
+        assert_eq!(bootstrap_version(&a), 2);
+        a.publish_binary = "/bin/sh".into();
+        assert_eq!(bootstrap_version(&a), 2);
+        a.publish_binary = "/nonexistent/containerd".into();
+        assert_eq!(bootstrap_version(&a), 2);
+        if Path::new("/usr/bin/containerd").is_file() {
+            a.publish_binary = "/usr/bin/containerd".into(); // Debian 12's 1.6
+            assert_eq!(bootstrap_version(&a), 2);
+        }
+        let c2 = std::env::var_os("BERTH_PEERS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/var/tmp/berth-peers".into())
+            .join("containerd-2.1.9/root/usr/bin/containerd");
+        if c2.is_file() {
+            a.publish_binary = c2.display().to_string();
+            assert_eq!(bootstrap_version(&a), 3);
+        }
     }
 
     #[test]

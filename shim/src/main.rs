@@ -4,6 +4,7 @@
 
 mod args;
 mod bootstrap;
+mod buildinfo;
 mod cgroup;
 mod io;
 mod logger;
