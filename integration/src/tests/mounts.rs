@@ -30,6 +30,7 @@ pub fn tests() -> Vec<Test> {
         proc_and_sys_refuse_symlink_destination,
         masked_paths,
         readonly_paths,
+        recursive_readonly_rro,
     ]
 }
 
@@ -540,5 +541,46 @@ fn readonly_paths(ctx: &Ctx) -> TestResult {
         require(&m, "/proc/sys")?.has_opt("ro"),
         "/proc/sys is not mounted ro"
     );
+    Ok(())
+}
+
+/// `rro` (runc 1.1+, mount_setattr(AT_RECURSIVE)): the bind and every submount under it are
+/// read-only; a plain `ro` leaves a submount writable. Both the ro and rro flags must show in
+/// mountinfo.
+fn recursive_readonly_rro(ctx: &Ctx) -> TestResult {
+    let src = ctx.scratch_dir("rro-src")?;
+    let sub = HostMount::tmpfs(&src.join("sub"), false)?;
+    let mut b = ctx.bundle()?;
+    let s = src.to_string_lossy().into_owned();
+    b.cfg
+        .add_mount("/rro", "bind", &s, &["rbind", "rro", "rnosuid"]);
+    b.cfg.add_mount("/ro", "bind", &s, &["rbind", "ro"]);
+    b.cfg.sh(&format!(
+        "for d in /rro /rro/sub /ro /ro/sub; do \
+           touch $d/x 2>/dev/null && echo $d writable || echo $d readonly; done; {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    for (d, want) in [
+        ("/rro", "readonly"),
+        ("/rro/sub", "readonly"),
+        ("/ro", "readonly"),
+        ("/ro/sub", "writable"),
+    ] {
+        ensure_eq!(
+            kv.get(d).map(String::as_str),
+            Some(want),
+            format!("{d}: {out}")
+        );
+    }
+    let m = mountinfo::parse(&out);
+    for mp in ["/rro", "/rro/sub"] {
+        let x = require(&m, mp)?;
+        ensure!(x.has_opt("ro") && x.has_opt("nosuid"), "{mp}: {:?}", x.opts);
+    }
+    ensure!(require(&m, "/ro/sub")?.has_opt("rw"), "/ro/sub not rw");
+    drop(b);
+    let _ = fs::remove_file(sub.path.join("x"));
+    drop(sub);
     Ok(())
 }

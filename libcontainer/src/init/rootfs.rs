@@ -286,6 +286,7 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
             .step("create mount destination", Some(dest))?;
         bind(&src, target.as_fd(), root, dest, &opts)
             .map_err(|e| InitError::new("bind mount", Some(&src), e))?;
+        set_rec_attr(root, dest, &opts)?;
     } else {
         let target =
             create_in_root(root, dest, false).step("create mount destination", Some(dest))?;
@@ -346,6 +347,17 @@ fn bind(
         )?;
     }
     Ok(())
+}
+
+/// The recursive options (`rro`, `rnosuid`, ...) of a bind: mount_setattr(AT_RECURSIVE) on the
+/// new mount and everything below it. runc applies them to bind mounts only.
+fn set_rec_attr(root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
+    if !opts.has_rec_attr() {
+        return Ok(());
+    }
+    let fd = open_in_root(root, dest).step("open mount", Some(dest))?;
+    crate::sys::mount_setattr(fd.as_fd(), true, opts.rec_set, opts.rec_clr)
+        .step("set recursive mount attributes", Some(dest))
 }
 
 fn propagate(root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
