@@ -42,6 +42,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "strictatime",
     "suid",
     "sync",
+    "tmpcopyup",
     "unbindable",
 ];
 
@@ -103,7 +104,15 @@ mod tests {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        for o in ["rro", "rrw", "rnosuid", "rnosymfollow", "rbind", "ro"] {
+        for o in [
+            "rro",
+            "rrw",
+            "rnosuid",
+            "rnosymfollow",
+            "tmpcopyup",
+            "rbind",
+            "ro",
+        ] {
             assert!(opts.contains(&o), "{o} missing from {opts:?}");
         }
         let mut sorted = opts.clone();

@@ -323,6 +323,73 @@ pub fn mount_set_readonly(fd: BorrowedFd) -> io::Result<()> {
     mount_setattr(fd, false, mount_attr::RDONLY, 0)
 }
 
+/// llistxattr(2): the NUL-separated attribute names of `path` (not following a final symlink).
+pub fn llistxattr(path: &Path) -> io::Result<Vec<u8>> {
+    let c = cstr(path)?;
+    loop {
+        // SAFETY: c is NUL-terminated; a null buffer of size 0 asks for the size.
+        let size = cvt(unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) } as _)?;
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: buf is valid for writes of buf.len() bytes.
+        match cvt(unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) } as _)
+        {
+            Ok(n) => {
+                buf.truncate(n as usize);
+                return Ok(buf);
+            }
+            // The list grew between the two calls.
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// lgetxattr(2): the value of attribute `name` of `path`.
+pub fn lgetxattr(path: &Path, name: &std::ffi::CStr) -> io::Result<Vec<u8>> {
+    let c = cstr(path)?;
+    loop {
+        // SAFETY: c and name are NUL-terminated; a null buffer of size 0 asks for the size.
+        let size =
+            cvt(
+                unsafe { libc::lgetxattr(c.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) } as _,
+            )?;
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: buf is valid for writes of buf.len() bytes.
+        let r = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        match cvt(r as _) {
+            Ok(n) => {
+                buf.truncate(n as usize);
+                return Ok(buf);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// lsetxattr(2): set attribute `name` of `path` to `value`.
+pub fn lsetxattr(path: &Path, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: c and name are NUL-terminated; value is valid for reads of value.len() bytes.
+    let r = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    cvt(r as _).map(drop)
+}
+
 /// ioctl(2) with an integer argument.
 pub fn ioctl_int(fd: BorrowedFd, req: libc::Ioctl, arg: libc::c_int) -> io::Result<libc::c_int> {
     // SAFETY: the request takes an int by value; no memory is passed.

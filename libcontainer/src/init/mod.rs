@@ -2,6 +2,7 @@
 //! container up in one ordered list of steps (runc's order), reports the first failure with its
 //! step, path and errno, waits to be started, and execs the user's process.
 
+mod copyup;
 mod devices;
 pub mod mountopts;
 pub(crate) mod process;
@@ -280,6 +281,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16));
         setup_console(&ctx.console, &ctx.chan, size)?;
+        rootfs::finalize_readonly(spec.mounts().as_deref().unwrap_or_default())?;
         if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
             rootfs::remount_readonly(Path::new("/"))?;
         }

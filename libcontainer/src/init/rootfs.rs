@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::Mount;
 
+use super::copyup;
 use super::mountopts::{self, MountOpts};
 use super::{InitContext, InitError, Result, StepExt};
 use crate::sys::{fd_path, openat2};
@@ -288,15 +289,37 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
             .map_err(|e| InitError::new("bind mount", Some(&src), e))?;
         set_rec_attr(root, dest, &opts)?;
     } else {
+        // What a tmpfs covers: its mode becomes the tmpfs's (an explicit `mode=` after it
+        // wins), and `tmpcopyup` copies its contents in, read through this descriptor.
+        let covered = match typ {
+            "tmpfs" => open_in_root(root, dest).ok(),
+            _ => None,
+        };
         let target =
             create_in_root(root, dest, false).step("create mount destination", Some(dest))?;
         let src = m.source().as_deref().unwrap_or(Path::new(typ));
-        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+        let mut data = opts.data.clone();
+        if let Some(fd) = &covered {
+            let st = nix::sys::stat::fstat(fd).step("stat mount destination", Some(dest))?;
+            let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+            data = if data.is_empty() {
+                mode
+            } else {
+                format!("{mode},{data}")
+            };
+        }
+        let data = (!data.is_empty()).then_some(data.as_str());
+        // /dev and every tmpfs stay writable until finalize_readonly(): devices, /dev/pts and
+        // mounts below them come later.
+        let mut mflags = opts.flags;
+        if deferred_readonly(typ, dest) {
+            mflags &= !libc::MS_RDONLY;
+        }
         let mut res = mount(
             Some(src),
             &fd_path(target.as_fd()),
             Some(typ),
-            flags(opts.flags),
+            flags(mflags),
             data,
         );
         if res == Err(nix::errno::Errno::EPERM) && typ == "sysfs" {
@@ -308,6 +331,13 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
                 .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
         }
         res.step("mount", Some(src))?;
+        if opts.copyup && typ == "tmpfs" {
+            if let Some(from) = &covered {
+                let to = open_in_root(root, dest).step("open mount", Some(dest))?;
+                copyup::copy_dir(from.as_fd(), to.as_fd())
+                    .step("tmpcopyup: copy the directory's contents", Some(dest))?;
+            }
+        }
     }
     propagate(root, dest, &opts)?;
     verify_proc_sys(root, dest)
@@ -345,6 +375,41 @@ fn bind(
             flags(libc::MS_BIND | libc::MS_REMOUNT | f),
             none(),
         )?;
+    }
+    Ok(())
+}
+
+/// Whether a mount is made read-write first and only made read-only by
+/// [`finalize_readonly`], as runc's mountPropagate/finalizeRootfs: every tmpfs and /dev.
+fn deferred_readonly(typ: &str, dest: &Path) -> bool {
+    typ == "tmpfs" || rel(dest) == Path::new("dev")
+}
+
+/// The last rootfs step (runc's finalizeRootfs), after devices, /dev/pts and the console:
+/// make the read-only tmpfs mounts and /dev read-only. `/` is the container's root by now.
+pub fn finalize_readonly(mounts: &[Mount]) -> Result<()> {
+    let root = Root {
+        fd: nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .step("open", Some(Path::new("/")))?,
+    };
+    for m in mounts {
+        let typ = m.typ().as_deref().unwrap_or("none");
+        let opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
+        if opts.is_bind() || typ == "bind" || opts.flags & libc::MS_RDONLY == 0 {
+            continue;
+        }
+        let dest = m.destination();
+        if !deferred_readonly(typ, dest) {
+            continue;
+        }
+        let fd = open_in_root(&root, dest).step("open mount", Some(dest))?;
+        crate::sys::mount_set_readonly(fd.as_fd()).step("remount read-only", Some(dest))?;
     }
     Ok(())
 }
