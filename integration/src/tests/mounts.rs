@@ -34,6 +34,7 @@ pub fn tests() -> Vec<Test> {
         tmpfs_takes_mode_of_covered_dir,
         readonly_tmpfs_and_dev_made_readonly_last,
         tmpfs_copyup,
+        bind_of_host_proc_onto_proc,
     ]
 }
 
@@ -779,4 +780,48 @@ fn get_user_xattr(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
 fn cpath(p: &std::path::Path) -> std::ffi::CString {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// A bind of the host's /proc onto /proc (rootless setups sharing the host's pid namespace do
+/// this) is allowed, as runc's checkProcMount allows a bind whose source is a procfs; a bind of
+/// any other directory onto /proc is still refused ("not of type proc").
+fn bind_of_host_proc_onto_proc(ctx: &Ctx) -> TestResult {
+    let host_pidns = super::host_ns("pid");
+    let with_proc_bind =
+        |src: &str| -> Result<crate::fixture::Bundle<'_>, crate::harness::Failure> {
+            let mut b = ctx.bundle()?;
+            b.cfg.ns_remove("pid");
+            let mut mounts = b.cfg.0["mounts"].as_array().cloned().unwrap_or_default();
+            for m in mounts.iter_mut() {
+                if m["destination"] == "/proc" {
+                    *m = json!({"destination": "/proc", "type": "bind", "source": src,
+                            "options": ["rbind", "nosuid", "noexec", "nodev"]});
+                }
+            }
+            b.cfg.set("/mounts", json!(mounts));
+            Ok(b)
+        };
+    let mut b = with_proc_bind("/proc")?;
+    b.cfg
+        .sh("echo pidns $(readlink /proc/self/ns/pid); echo fs $(stat -f -c %T /proc/)");
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    ensure_eq!(
+        kv.get("pidns"),
+        Some(&host_pidns),
+        "pid namespace seen through /proc"
+    );
+    ensure_eq!(
+        kv.get("fs").map(String::as_str),
+        Some("proc"),
+        "filesystem at /proc"
+    );
+    drop(b);
+
+    let other = ctx.scratch_dir("not-proc")?;
+    let mut b = with_proc_bind(&other.to_string_lossy())?;
+    b.cfg.args(&["true"]);
+    let out = b.run(&[]).failed()?;
+    out.stderr_mentions("not of type proc")?;
+    b.ensure_clean()
 }

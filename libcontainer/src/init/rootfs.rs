@@ -266,7 +266,15 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
     if typ == "bind" {
         opts.flags |= libc::MS_BIND;
     }
-    check_proc_sys_target(dest, typ, &opts)?;
+    let bind_src = opts.is_bind().then(|| {
+        let src = m.source().as_deref().unwrap_or(Path::new(""));
+        if src.is_absolute() {
+            src.to_path_buf()
+        } else {
+            ctx.bundle.join(src)
+        }
+    });
+    check_proc_sys_target(dest, typ, &opts, bind_src.as_deref())?;
     if typ == "proc" || typ == "sysfs" {
         check_ordinary_dir(root, dest, typ)?;
     }
@@ -275,13 +283,7 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
         ctx.await_go()?;
         return mount_cgroup(ctx, root, dest, &opts);
     }
-    if opts.is_bind() {
-        let src = m.source().as_deref().unwrap_or(Path::new(""));
-        let src = if src.is_absolute() {
-            src.to_path_buf()
-        } else {
-            ctx.bundle.join(src)
-        };
+    if let Some(src) = bind_src {
         let meta = std::fs::metadata(&src).step("stat bind source", Some(&src))?;
         let target = create_in_root(root, dest, !meta.is_dir())
             .step("create mount destination", Some(dest))?;
@@ -437,9 +439,16 @@ fn propagate(root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
     Ok(())
 }
 
-/// Below /proc only procfs itself, or binds of procfs files, may be mounted (runc allows a few
-/// files for lxcfs). Anything else could cover /proc/self/attr and friends.
-fn check_proc_sys_target(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()> {
+/// On /proc only procfs itself, or a bind whose source is on a procfs (the host's /proc, as
+/// rootless setups with the host's pid namespace bind it; runc's checkProcMount); below /proc
+/// only binds of a few files (runc allows them for lxcfs). Anything else could cover
+/// /proc/self/attr and friends.
+fn check_proc_sys_target(
+    dest: &Path,
+    typ: &str,
+    opts: &MountOpts,
+    bind_src: Option<&Path>,
+) -> Result<()> {
     const LXCFS_FILES: &[&str] = &[
         "/proc/cpuinfo",
         "/proc/diskstats",
@@ -454,11 +463,21 @@ fn check_proc_sys_target(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()>
     ];
     let d = Path::new("/").join(rel(dest));
     if d == Path::new("/proc") {
-        if typ != "proc" {
+        let procfs_bind = match bind_src {
+            Some(src) => {
+                let st = nix::sys::statfs::statfs(src).step("statfs bind source", Some(src))?;
+                st.filesystem_type().0 as i64 == PROC_SUPER_MAGIC
+            }
+            None => false,
+        };
+        if !procfs_bind && (opts.is_bind() || typ != "proc") {
             return Err(InitError::msg(
                 "check mount",
                 Some(dest),
-                format!("only procfs may be mounted on /proc, not {typ}"),
+                format!(
+                    "\"/proc\" cannot be mounted because it is not of type proc \
+                     (only procfs, or a bind of a procfs, may be mounted on /proc; not {typ})"
+                ),
             ));
         }
     } else if d.starts_with("/proc")
