@@ -35,6 +35,7 @@ pub fn tests() -> Vec<Test> {
         readonly_tmpfs_and_dev_made_readonly_last,
         tmpfs_copyup,
         bind_of_host_proc_onto_proc,
+        userns_bind_source_only_host_root_can_reach,
     ]
 }
 
@@ -824,4 +825,45 @@ fn bind_of_host_proc_onto_proc(ctx: &Ctx) -> TestResult {
     let out = b.run(&[]).failed()?;
     out.stderr_mentions("not of type proc")?;
     b.ensure_clean()
+}
+
+/// With a new user namespace, a bind source is opened with the host's credentials (runc opens
+/// it before init enters the namespace): a directory below a 0700 root-owned host directory,
+/// which the container's mapped root could not even look up, is bound read-only and its file
+/// is visible.
+fn userns_bind_source_only_host_root_can_reach(ctx: &Ctx) -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let private = ctx.scratch_dir("userns-private")?;
+    let data = private.join("data");
+    fs::create_dir(&data)?;
+    fs::write(data.join("f"), "reached")?;
+    fs::set_permissions(data.join("f"), fs::Permissions::from_mode(0o644))?;
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755))?;
+    std::os::unix::fs::chown(&private, Some(0), Some(0))?;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700))?;
+    let mut b = ctx.bundle()?;
+    super::map_to_userns(&mut b)?;
+    b.cfg.add_bind(&data, "/data", &["ro"]);
+    b.cfg.sh(&format!(
+        "echo f $(cat /data/f); touch /data/x 2>/dev/null && echo data writable \
+         || echo data readonly; {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    ensure_eq!(
+        kv.get("f").map(String::as_str),
+        Some("reached"),
+        format!("{out}")
+    );
+    ensure_eq!(
+        kv.get("data").map(String::as_str),
+        Some("readonly"),
+        "ro bind"
+    );
+    ensure!(
+        require(&mountinfo::parse(&out), "/data")?.has_opt("ro"),
+        "/data is not ro"
+    );
+    ensure!(!data.join("x").exists(), "a ro bind wrote to the host");
+    Ok(())
 }

@@ -8,6 +8,8 @@ pub mod mountopts;
 pub(crate) mod process;
 mod rootfs;
 
+pub use rootfs::open_bind_sources;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -174,6 +176,9 @@ pub struct InitContext<'a> {
     pub in_userns: bool,
     /// Whether the container has its own cgroup namespace (cgroup mounts are real mounts).
     pub cgroupns: bool,
+    /// With a new user namespace: each bind mount's source, opened by `create` as a detached
+    /// mount tree (see [`open_bind_sources`]); indexed like `mounts`. Empty otherwise.
+    pub bind_trees: &'a [Option<OwnedFd>],
 }
 
 impl InitContext<'_> {

@@ -237,6 +237,46 @@ fn current_flags(fd: BorrowedFd) -> u64 {
     out
 }
 
+/// The source of a bind mount: absolute, or relative to the bundle.
+fn bind_source(m: &Mount, bundle: &Path) -> PathBuf {
+    let src = m.source().as_deref().unwrap_or(Path::new(""));
+    if src.is_absolute() {
+        src.to_path_buf()
+    } else {
+        bundle.join(src)
+    }
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || mountopts::parse(m.options().as_deref().unwrap_or_default()).is_bind()
+}
+
+/// For a container with a new user namespace, run by `create` before init is cloned: open
+/// the source of every bind mount here, with the host's credentials, as a detached mount tree
+/// (open_tree(OPEN_TREE_CLONE), recursive for rbind). Init inherits the descriptors and
+/// attaches each tree with move_mount, so a source that only the host's root can reach (below
+/// a 0700 directory) still works, as runc passes it opened mount sources. Indexed like
+/// `mounts`; `None` for the other mounts.
+pub fn open_bind_sources(
+    mounts: &[Mount],
+    bundle: &Path,
+) -> std::result::Result<Vec<Option<OwnedFd>>, (PathBuf, std::io::Error)> {
+    mounts
+        .iter()
+        .map(|m| {
+            if !is_bind(m) {
+                return Ok(None);
+            }
+            let src = bind_source(m, bundle);
+            let rec = mountopts::parse(m.options().as_deref().unwrap_or_default()).is_recursive();
+            crate::sys::open_tree(&src, rec)
+                .map(Some)
+                .map_err(|e| (src, e))
+        })
+        .collect()
+}
+
 /// Mount every entry of config.json's `mounts`, in order.
 pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
     for (i, m) in ctx
@@ -247,7 +287,8 @@ pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
         .iter()
         .enumerate()
     {
-        mount_one(ctx, root, m).map_err(|mut e| {
+        let tree = ctx.bind_trees.get(i).and_then(Option::as_ref);
+        mount_one(ctx, root, m, tree.map(AsFd::as_fd)).map_err(|mut e| {
             e.step = format!(
                 "mounts[{i}] ({} on {})",
                 m.typ().as_deref().unwrap_or("none"),
@@ -259,22 +300,16 @@ pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
+/// `tree`: the bind source as a detached mount opened by `create` ([`open_bind_sources`]).
+fn mount_one(ctx: &InitContext, root: &Root, m: &Mount, tree: Option<BorrowedFd>) -> Result<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("none");
     let mut opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
     if typ == "bind" {
         opts.flags |= libc::MS_BIND;
     }
-    let bind_src = opts.is_bind().then(|| {
-        let src = m.source().as_deref().unwrap_or(Path::new(""));
-        if src.is_absolute() {
-            src.to_path_buf()
-        } else {
-            ctx.bundle.join(src)
-        }
-    });
-    check_proc_sys_target(dest, typ, &opts, bind_src.as_deref())?;
+    let bind_src = opts.is_bind().then(|| bind_source(m, ctx.bundle));
+    check_proc_sys_target(dest, typ, &opts, bind_src.as_deref(), tree)?;
     if typ == "proc" || typ == "sysfs" {
         check_ordinary_dir(root, dest, typ)?;
     }
@@ -284,10 +319,22 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
         return mount_cgroup(ctx, root, dest, &opts);
     }
     if let Some(src) = bind_src {
-        let meta = std::fs::metadata(&src).step("stat bind source", Some(&src))?;
-        let target = create_in_root(root, dest, !meta.is_dir())
-            .step("create mount destination", Some(dest))?;
-        bind(&src, target.as_fd(), root, dest, &opts)
+        let is_dir = match tree {
+            Some(fd) => {
+                let st = nix::sys::stat::fstat(fd).step("stat bind source", Some(&src))?;
+                st.st_mode & libc::S_IFMT == libc::S_IFDIR
+            }
+            None => std::fs::metadata(&src)
+                .step("stat bind source", Some(&src))?
+                .is_dir(),
+        };
+        let target =
+            create_in_root(root, dest, !is_dir).step("create mount destination", Some(dest))?;
+        let from = match tree {
+            Some(fd) => BindFrom::Tree(fd),
+            None => BindFrom::Path(&src),
+        };
+        bind(from, target.as_fd(), root, dest, &opts)
             .map_err(|e| InitError::new("bind mount", Some(&src), e))?;
         set_rec_attr(root, dest, &opts)?;
     } else {
@@ -329,8 +376,14 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
             // runc binds the host's /sys instead.
             let mut b = opts.clone();
             b.flags |= libc::MS_BIND | libc::MS_REC;
-            res = bind(Path::new("/sys"), target.as_fd(), root, dest, &b)
-                .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+            res = bind(
+                BindFrom::Path(Path::new("/sys")),
+                target.as_fd(),
+                root,
+                dest,
+                &b,
+            )
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
         }
         res.step("mount", Some(src))?;
         if opts.copyup && typ == "tmpfs" {
@@ -345,11 +398,20 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
     verify_proc_sys(root, dest)
 }
 
+/// What a bind mount attaches.
+enum BindFrom<'a> {
+    /// A path, bound with mount(2).
+    Path(&'a Path),
+    /// A detached mount tree opened by `create` (recursive already when asked), attached
+    /// with move_mount(2).
+    Tree(BorrowedFd<'a>),
+}
+
 /// Bind `src` onto `dest` (already created, `target` its fd), then remount with the requested
 /// flags. The remount reopens `dest` by path: the old fd names the covered directory, and a
 /// magic link does not cross the new mount.
 fn bind(
-    src: &Path,
+    src: BindFrom,
     target: BorrowedFd,
     root: &Root,
     dest: &Path,
@@ -360,13 +422,16 @@ fn bind(
     } else {
         MsFlags::empty()
     };
-    mount(
-        Some(src),
-        &fd_path(target),
-        none(),
-        MsFlags::MS_BIND | rec,
-        none(),
-    )?;
+    match src {
+        BindFrom::Path(src) => mount(
+            Some(src),
+            &fd_path(target),
+            none(),
+            MsFlags::MS_BIND | rec,
+            none(),
+        )?,
+        BindFrom::Tree(tree) => crate::sys::move_mount(tree, target)?,
+    }
     if opts.remount_flags() != 0 {
         let new = open_in_root(root, dest)?;
         let f = opts.remount_flags() | current_flags(new.as_fd());
@@ -448,6 +513,7 @@ fn check_proc_sys_target(
     typ: &str,
     opts: &MountOpts,
     bind_src: Option<&Path>,
+    tree: Option<BorrowedFd>,
 ) -> Result<()> {
     const LXCFS_FILES: &[&str] = &[
         "/proc/cpuinfo",
@@ -465,7 +531,11 @@ fn check_proc_sys_target(
     if d == Path::new("/proc") {
         let procfs_bind = match bind_src {
             Some(src) => {
-                let st = nix::sys::statfs::statfs(src).step("statfs bind source", Some(src))?;
+                let st = match tree {
+                    Some(fd) => nix::sys::statfs::fstatfs(fd),
+                    None => nix::sys::statfs::statfs(src),
+                }
+                .step("statfs bind source", Some(src))?;
                 st.filesystem_type().0 as i64 == PROC_SUPER_MAGIC
             }
             None => false,
@@ -638,7 +708,7 @@ fn mount_one_hierarchy(
         flags: libc::MS_BIND | libc::MS_REC | f,
         ..Default::default()
     };
-    bind(&src, fd.as_fd(), root, dest, &o).step("bind cgroup", Some(&src))
+    bind(BindFrom::Path(&src), fd.as_fd(), root, dest, &o).step("bind cgroup", Some(&src))
 }
 
 /// Apply a shared or unbindable `rootfsPropagation` to the container's new `/`.
