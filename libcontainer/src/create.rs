@@ -155,6 +155,14 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     // global threadgroup lock (an RCU grace period, 10-20 ms under containerd); only an init
     // born in a new user namespace has to be moved, since it lacks the rights on the host.
     // A cgroup that is already in use is refused before it becomes ours to clean up.
+    // A new user namespace cannot reach what only the host's root can: its bind sources are
+    // opened here, as detached mount trees init attaches (other containers bind by path).
+    let bind_trees = if plan.new_userns() {
+        crate::init::open_bind_sources(spec.mounts().as_deref().unwrap_or_default(), &bundle.dir)
+            .map_err(|(p, e)| Error::io("open bind mount source", p, e))?
+    } else {
+        Vec::new()
+    };
     cg.ensure_unused()?;
     cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
     cg.create()?;
@@ -188,6 +196,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 in_new_userns: plan.new_userns(),
                 in_userns: plan.userns(),
                 cgroupns: plan.has_cgroupns(),
+                bind_trees: &bind_trees,
             };
             let join = (!parent_moves).then_some((cg.as_ref(), rest));
             if plan.fast() {

@@ -42,8 +42,21 @@ const MOUNT_OPTIONS: &[&str] = &[
     "strictatime",
     "suid",
     "sync",
+    "tmpcopyup",
     "unbindable",
 ];
+
+/// Every mount option berth takes: [`MOUNT_OPTIONS`] and the recursive ones (`rro`, ...), in
+/// order. containerd 2.x reads these to decide whether it may ask for `rro`.
+fn mount_options() -> Vec<&'static str> {
+    let mut v: Vec<&str> = MOUNT_OPTIONS
+        .iter()
+        .chain(crate::init::mountopts::REC_ATTR_OPTIONS)
+        .copied()
+        .collect();
+    v.sort_unstable();
+    v
+}
 
 pub fn features() -> Value {
     let caps: Vec<String> = caps::all()
@@ -56,7 +69,7 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::state::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": MOUNT_OPTIONS,
+        "mountOptions": mount_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
@@ -78,4 +91,33 @@ pub fn features() -> Value {
             "io.github.berth.version": env!("CARGO_PKG_VERSION")
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists_recursive_mount_options() {
+        let f = super::features();
+        let opts: Vec<&str> = f["mountOptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for o in [
+            "rro",
+            "rrw",
+            "rnosuid",
+            "rnosymfollow",
+            "tmpcopyup",
+            "rbind",
+            "ro",
+        ] {
+            assert!(opts.contains(&o), "{o} missing from {opts:?}");
+        }
+        let mut sorted = opts.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(opts, sorted, "sorted, without duplicates");
+    }
 }

@@ -231,23 +231,62 @@ pub fn pidfd_wait(pidfd: BorrowedFd, timeout: Option<std::time::Duration>) -> io
 
 /// open_tree(OPEN_TREE_CLONE): a detached bind mount of `path`, as an O_PATH descriptor.
 pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
+    open_tree(path, false)
+}
+
+/// open_tree(OPEN_TREE_CLONE), with AT_RECURSIVE when `recursive` (an rbind): a detached copy
+/// of the mount at `path` (and of its submounts), as an O_PATH descriptor that
+/// [`move_mount`] can attach elsewhere, also from another mount or user namespace.
+pub fn open_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let c = cstr(path)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: c is NUL-terminated; no other pointers are passed.
-    let fd = cvt(unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    })?;
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
     // SAFETY: a new descriptor that nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// mount_setattr(MOUNT_ATTR_RDONLY) on the mount `fd` names.
-pub fn mount_set_readonly(fd: BorrowedFd) -> io::Result<()> {
+/// move_mount(2) of the mount `from` names (a detached tree from [`open_tree`]) onto the file
+/// `to` names, both by descriptor (MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH).
+pub fn move_mount(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both paths are the NUL-terminated "", no other pointers are passed.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+/// mount_attr's attribute bits (include/uapi/linux/mount.h).
+pub mod mount_attr {
+    pub const RDONLY: u64 = 0x1;
+    pub const NOSUID: u64 = 0x2;
+    pub const NODEV: u64 = 0x4;
+    pub const NOEXEC: u64 = 0x8;
+    /// The access-time "enum": one of RELATIME (0), NOATIME, STRICTATIME.
+    pub const ATIME: u64 = 0x70;
+    pub const RELATIME: u64 = 0x0;
+    pub const NOATIME: u64 = 0x10;
+    pub const STRICTATIME: u64 = 0x20;
+    pub const NODIRATIME: u64 = 0x80;
+    pub const NOSYMFOLLOW: u64 = 0x20_0000;
+}
+
+/// mount_setattr(2) on the mount `fd` names: set the attributes `set`, clear `clear`, on
+/// that mount only or, with `recursive`, on every mount below it too (AT_RECURSIVE).
+pub fn mount_setattr(fd: BorrowedFd, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -255,25 +294,100 @@ pub fn mount_set_readonly(fd: BorrowedFd) -> io::Result<()> {
         propagation: u64,
         userns_fd: u64,
     }
-    const MOUNT_ATTR_RDONLY: u64 = 1;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
+        attr_set: set,
+        attr_clr: clear,
         propagation: 0,
         userns_fd: 0,
     };
+    let mut flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
+    }
     // SAFETY: "" is NUL-terminated and attr is a valid mount_attr of the size passed.
     cvt(unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
+            flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     })
     .map(drop)
+}
+
+/// mount_setattr(MOUNT_ATTR_RDONLY) on the mount `fd` names.
+pub fn mount_set_readonly(fd: BorrowedFd) -> io::Result<()> {
+    mount_setattr(fd, false, mount_attr::RDONLY, 0)
+}
+
+/// llistxattr(2): the NUL-separated attribute names of `path` (not following a final symlink).
+pub fn llistxattr(path: &Path) -> io::Result<Vec<u8>> {
+    let c = cstr(path)?;
+    loop {
+        // SAFETY: c is NUL-terminated; a null buffer of size 0 asks for the size.
+        let size = cvt(unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) } as _)?;
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: buf is valid for writes of buf.len() bytes.
+        match cvt(unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) } as _)
+        {
+            Ok(n) => {
+                buf.truncate(n as usize);
+                return Ok(buf);
+            }
+            // The list grew between the two calls.
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// lgetxattr(2): the value of attribute `name` of `path`.
+pub fn lgetxattr(path: &Path, name: &std::ffi::CStr) -> io::Result<Vec<u8>> {
+    let c = cstr(path)?;
+    loop {
+        // SAFETY: c and name are NUL-terminated; a null buffer of size 0 asks for the size.
+        let size =
+            cvt(
+                unsafe { libc::lgetxattr(c.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) } as _,
+            )?;
+        let mut buf = vec![0u8; size as usize];
+        // SAFETY: buf is valid for writes of buf.len() bytes.
+        let r = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        match cvt(r as _) {
+            Ok(n) => {
+                buf.truncate(n as usize);
+                return Ok(buf);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// lsetxattr(2): set attribute `name` of `path` to `value`.
+pub fn lsetxattr(path: &Path, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: c and name are NUL-terminated; value is valid for reads of value.len() bytes.
+    let r = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    cvt(r as _).map(drop)
 }
 
 /// ioctl(2) with an integer argument.

@@ -30,6 +30,12 @@ pub fn tests() -> Vec<Test> {
         proc_and_sys_refuse_symlink_destination,
         masked_paths,
         readonly_paths,
+        recursive_readonly_rro,
+        tmpfs_takes_mode_of_covered_dir,
+        readonly_tmpfs_and_dev_made_readonly_last,
+        tmpfs_copyup,
+        bind_of_host_proc_onto_proc,
+        userns_bind_source_only_host_root_can_reach,
     ]
 }
 
@@ -540,5 +546,324 @@ fn readonly_paths(ctx: &Ctx) -> TestResult {
         require(&m, "/proc/sys")?.has_opt("ro"),
         "/proc/sys is not mounted ro"
     );
+    Ok(())
+}
+
+/// `rro` (runc 1.1+, mount_setattr(AT_RECURSIVE)): the bind and every submount under it are
+/// read-only; a plain `ro` leaves a submount writable. Both the ro and rro flags must show in
+/// mountinfo.
+fn recursive_readonly_rro(ctx: &Ctx) -> TestResult {
+    let src = ctx.scratch_dir("rro-src")?;
+    let sub = HostMount::tmpfs(&src.join("sub"), false)?;
+    let mut b = ctx.bundle()?;
+    let s = src.to_string_lossy().into_owned();
+    b.cfg
+        .add_mount("/rro", "bind", &s, &["rbind", "rro", "rnosuid"]);
+    b.cfg.add_mount("/ro", "bind", &s, &["rbind", "ro"]);
+    b.cfg.sh(&format!(
+        "for d in /rro /rro/sub /ro /ro/sub; do \
+           touch $d/x 2>/dev/null && echo $d writable || echo $d readonly; done; {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    for (d, want) in [
+        ("/rro", "readonly"),
+        ("/rro/sub", "readonly"),
+        ("/ro", "readonly"),
+        ("/ro/sub", "writable"),
+    ] {
+        ensure_eq!(
+            kv.get(d).map(String::as_str),
+            Some(want),
+            format!("{d}: {out}")
+        );
+    }
+    let m = mountinfo::parse(&out);
+    for mp in ["/rro", "/rro/sub"] {
+        let x = require(&m, mp)?;
+        ensure!(x.has_opt("ro") && x.has_opt("nosuid"), "{mp}: {:?}", x.opts);
+    }
+    ensure!(require(&m, "/ro/sub")?.has_opt("rw"), "/ro/sub not rw");
+    drop(b);
+    let _ = fs::remove_file(sub.path.join("x"));
+    drop(sub);
+    Ok(())
+}
+
+/// A tmpfs over an existing directory takes that directory's mode (runc prepends
+/// `mode=<dir mode>` to the data); an explicit `mode=` still wins.
+fn tmpfs_takes_mode_of_covered_dir(ctx: &Ctx) -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let mut b = ctx.bundle()?;
+    for d in ["m-inherit", "m-explicit"] {
+        let p = b.rootfs().join(d);
+        fs::create_dir(&p)?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o1711))?;
+    }
+    b.cfg
+        .add_mount("/m-inherit", "tmpfs", "tmpfs", &["size=1m"]);
+    b.cfg
+        .add_mount("/m-explicit", "tmpfs", "tmpfs", &["size=1m", "mode=750"]);
+    b.cfg.add_mount("/m-new", "tmpfs", "tmpfs", &["size=1m"]);
+    b.cfg.sh(&format!(
+        "for d in /m-inherit /m-explicit /m-new; do echo $d $(stat -c %a $d); done; {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    ensure_eq!(
+        kv.get("/m-inherit").map(String::as_str),
+        Some("1711"),
+        "mode of a tmpfs over a 1711 directory"
+    );
+    // A new directory: tmpfs's own default.
+    ensure_eq!(
+        kv.get("/m-new").map(String::as_str),
+        Some("1777"),
+        "mode of a new tmpfs"
+    );
+    if ctx.rt.is_runc_before(1, 2) {
+        // runc 1.1 chmods the tmpfs to the directory's mode after mounting, so the directory's
+        // mode wins over an explicit mode=; runc 1.2+ (the reference) lets mode= win.
+        return Ok(());
+    }
+    ensure_eq!(
+        kv.get("/m-explicit").map(String::as_str),
+        Some("750"),
+        "an explicit mode= over a 1711 directory"
+    );
+    Ok(())
+}
+
+/// /dev and every tmpfs are mounted read-write and made read-only as the last rootfs step
+/// (runc's finalizeRootfs): with a `ro` /dev the device nodes, /dev/pts, /dev/shm and
+/// /dev/mqueue are still made under it, and a mount below a `ro` tmpfs still works.
+fn readonly_tmpfs_and_dev_made_readonly_last(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    let mut mounts = b.cfg.0["mounts"].as_array().cloned().unwrap_or_default();
+    for m in mounts.iter_mut() {
+        if m["destination"] == "/dev" {
+            m["options"].as_array_mut().unwrap().push(json!("ro"));
+        }
+    }
+    b.cfg.set("/mounts", json!(mounts));
+    b.cfg.add_mount("/t", "tmpfs", "tmpfs", &["size=1m", "ro"]);
+    b.cfg.add_mount("/t/sub", "tmpfs", "tmpfs", &["size=1m"]);
+    b.cfg.sh(&format!(
+        "for p in /dev/x /t/x /t/sub/x /dev/shm/x; do \
+           touch $p 2>/dev/null && echo $p writable || echo $p readonly; done; \
+         echo null $(stat -c %t,%T /dev/null); {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    for (p, want) in [
+        ("/dev/x", "readonly"),
+        ("/t/x", "readonly"),
+        ("/t/sub/x", "writable"),
+        ("/dev/shm/x", "writable"),
+        ("null", "1,3"),
+    ] {
+        ensure_eq!(
+            kv.get(p).map(String::as_str),
+            Some(want),
+            format!("{p}: {out}")
+        );
+    }
+    let m = mountinfo::parse(&out);
+    ensure!(require(&m, "/dev")?.has_opt("ro"), "/dev is not ro");
+    ensure!(require(&m, "/t")?.has_opt("ro"), "/t is not ro");
+    ensure_eq!(
+        require(&m, "/dev/pts")?.fstype,
+        "devpts",
+        "fstype at /dev/pts"
+    );
+    Ok(())
+}
+
+/// `tmpcopyup`: the tmpfs starts with a copy of what the directory under it holds (files,
+/// subdirectories, symlinks as symlinks, modes, owners, extended attributes), and writes go
+/// to the tmpfs, not to the rootfs. Checked from the host through /proc/PID/root while the
+/// container is created.
+fn tmpfs_copyup(ctx: &Ctx) -> TestResult {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut b = ctx.bundle()?;
+    let cu = b.rootfs().join("cu");
+    fs::create_dir(&cu)?;
+    fs::create_dir(cu.join("d"))?;
+    fs::write(cu.join("f"), "copied")?;
+    fs::write(cu.join("d/g"), "deep")?;
+    std::os::unix::fs::symlink("/etc/passwd", cu.join("l"))?;
+    fs::set_permissions(cu.join("f"), fs::Permissions::from_mode(0o640))?;
+    fs::set_permissions(&cu, fs::Permissions::from_mode(0o750))?;
+    std::os::unix::fs::chown(cu.join("f"), Some(1000), Some(1000))?;
+    std::os::unix::fs::lchown(cu.join("l"), Some(1000), Some(65534))?;
+    let xattr_ok = set_user_xattr(&cu.join("f"), "user.berth", b"v1");
+    b.cfg
+        .add_mount("/cu", "tmpfs", "tmpfs", &["size=1m", "tmpcopyup"]);
+    b.cfg.sh("touch /cu/new");
+    b.create(&[]).ok()?;
+    let inside = std::path::PathBuf::from(format!("/proc/{}/root/cu", b.pid()?));
+    let st = nix::sys::statfs::statfs(&inside).map_err(std::io::Error::from)?;
+    ensure!(
+        st.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC,
+        "/cu is not a tmpfs"
+    );
+    ensure_eq!(
+        fs::read_to_string(inside.join("f"))?,
+        "copied",
+        "content of f"
+    );
+    ensure_eq!(
+        fs::read_to_string(inside.join("d/g"))?,
+        "deep",
+        "content of d/g"
+    );
+    ensure_eq!(
+        fs::read_link(inside.join("l"))?,
+        std::path::PathBuf::from("/etc/passwd"),
+        "symlink target"
+    );
+    let f = fs::metadata(inside.join("f"))?;
+    ensure_eq!(
+        (f.mode() & 0o7777, f.uid(), f.gid()),
+        (0o640, 1000, 1000),
+        "mode and owner of f"
+    );
+    let l = fs::symlink_metadata(inside.join("l"))?;
+    ensure_eq!((l.uid(), l.gid()), (1000, 65534), "owner of the symlink");
+    ensure_eq!(
+        fs::metadata(&inside)?.mode() & 0o7777,
+        0o750,
+        "mode of the tmpfs root"
+    );
+    // runc copies with fileutils.CopyDirectory, which keeps modes and owners but no extended
+    // attributes (1.1 and 1.3 alike); berth keeps them too.
+    if xattr_ok && !ctx.rt.is_runc() {
+        ensure_eq!(
+            get_user_xattr(&inside.join("f"), "user.berth"),
+            Some(b"v1".to_vec()),
+            "user xattr of f"
+        );
+    }
+    b.start().ok()?;
+    b.wait_status("stopped")?;
+    ensure!(
+        !cu.join("new").exists(),
+        "a write to the tmpfs reached the rootfs"
+    );
+    Ok(())
+}
+
+fn set_user_xattr(p: &std::path::Path, name: &str, value: &[u8]) -> bool {
+    let (p, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    // SAFETY: NUL-terminated strings and a buffer of value.len() bytes.
+    unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        ) == 0
+    }
+}
+
+fn get_user_xattr(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    let (p, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    let mut buf = vec![0u8; 256];
+    // SAFETY: NUL-terminated strings and a buffer of buf.len() bytes.
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (r >= 0).then(|| {
+        buf.truncate(r as usize);
+        buf
+    })
+}
+
+fn cpath(p: &std::path::Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// A bind of the host's /proc onto /proc (rootless setups sharing the host's pid namespace do
+/// this) is allowed, as runc's checkProcMount allows a bind whose source is a procfs; a bind of
+/// any other directory onto /proc is still refused ("not of type proc").
+fn bind_of_host_proc_onto_proc(ctx: &Ctx) -> TestResult {
+    let host_pidns = super::host_ns("pid");
+    let with_proc_bind =
+        |src: &str| -> Result<crate::fixture::Bundle<'_>, crate::harness::Failure> {
+            let mut b = ctx.bundle()?;
+            b.cfg.ns_remove("pid");
+            let mut mounts = b.cfg.0["mounts"].as_array().cloned().unwrap_or_default();
+            for m in mounts.iter_mut() {
+                if m["destination"] == "/proc" {
+                    *m = json!({"destination": "/proc", "type": "bind", "source": src,
+                            "options": ["rbind", "nosuid", "noexec", "nodev"]});
+                }
+            }
+            b.cfg.set("/mounts", json!(mounts));
+            Ok(b)
+        };
+    let mut b = with_proc_bind("/proc")?;
+    b.cfg
+        .sh("echo pidns $(readlink /proc/self/ns/pid); echo fs $(stat -f -c %T /proc/)");
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    ensure_eq!(
+        kv.get("pidns"),
+        Some(&host_pidns),
+        "pid namespace seen through /proc"
+    );
+    ensure_eq!(
+        kv.get("fs").map(String::as_str),
+        Some("proc"),
+        "filesystem at /proc"
+    );
+    drop(b);
+
+    let other = ctx.scratch_dir("not-proc")?;
+    let mut b = with_proc_bind(&other.to_string_lossy())?;
+    b.cfg.args(&["true"]);
+    let out = b.run(&[]).failed()?;
+    out.stderr_mentions("not of type proc")?;
+    b.ensure_clean()
+}
+
+/// With a new user namespace, a bind source is opened with the host's credentials (runc opens
+/// it before init enters the namespace): a directory below a 0700 root-owned host directory,
+/// which the container's mapped root could not even look up, is bound read-only and its file
+/// is visible.
+fn userns_bind_source_only_host_root_can_reach(ctx: &Ctx) -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let private = ctx.scratch_dir("userns-private")?;
+    let data = private.join("data");
+    fs::create_dir(&data)?;
+    fs::write(data.join("f"), "reached")?;
+    fs::set_permissions(data.join("f"), fs::Permissions::from_mode(0o644))?;
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755))?;
+    std::os::unix::fs::chown(&private, Some(0), Some(0))?;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700))?;
+    let mut b = ctx.bundle()?;
+    super::map_to_userns(&mut b)?;
+    b.cfg.add_bind(&data, "/data", &["ro"]);
+    b.cfg.sh(&format!(
+        "echo f $(cat /data/f); touch /data/x 2>/dev/null && echo data writable \
+         || echo data readonly; {MOUNTINFO}"
+    ));
+    let out = b.run_ok()?;
+    let kv = super::key_values(&out);
+    ensure_eq!(
+        kv.get("f").map(String::as_str),
+        Some("reached"),
+        format!("{out}")
+    );
+    ensure_eq!(
+        kv.get("data").map(String::as_str),
+        Some("readonly"),
+        "ro bind"
+    );
+    ensure!(
+        require(&mountinfo::parse(&out), "/data")?.has_opt("ro"),
+        "/data is not ro"
+    );
+    ensure!(!data.join("x").exists(), "a ro bind wrote to the host");
     Ok(())
 }

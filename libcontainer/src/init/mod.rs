@@ -2,10 +2,13 @@
 //! container up in one ordered list of steps (runc's order), reports the first failure with its
 //! step, path and errno, waits to be started, and execs the user's process.
 
+mod copyup;
 mod devices;
 pub mod mountopts;
 pub(crate) mod process;
 mod rootfs;
+
+pub use rootfs::open_bind_sources;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -173,6 +176,9 @@ pub struct InitContext<'a> {
     pub in_userns: bool,
     /// Whether the container has its own cgroup namespace (cgroup mounts are real mounts).
     pub cgroupns: bool,
+    /// With a new user namespace: each bind mount's source, opened by `create` as a detached
+    /// mount tree (see [`open_bind_sources`]); indexed like `mounts`. Empty otherwise.
+    pub bind_trees: &'a [Option<OwnedFd>],
 }
 
 impl InitContext<'_> {
@@ -280,6 +286,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16));
         setup_console(&ctx.console, &ctx.chan, size)?;
+        rootfs::finalize_readonly(spec.mounts().as_deref().unwrap_or_default())?;
         if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
             rootfs::remount_readonly(Path::new("/"))?;
         }

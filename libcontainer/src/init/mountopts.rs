@@ -1,5 +1,7 @@
 //! Mount options of config.json: flags to set or clear, propagation, and filesystem data.
 
+use crate::sys::mount_attr;
+
 /// The parsed options of one mount.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MountOpts {
@@ -9,11 +11,22 @@ pub struct MountOpts {
     pub propagation: Vec<u64>,
     /// Options the kernel's filesystem takes as data (`size=64k,mode=755`).
     pub data: String,
+    /// Recursive attributes (`rro`, `rnosuid`, ...) for mount_setattr(AT_RECURSIVE): set.
+    pub rec_set: u64,
+    /// Recursive attributes to clear (`rrw`, `rsuid`, ...).
+    pub rec_clr: u64,
+    /// `tmpcopyup`: fill a new tmpfs with what the directory under it holds.
+    pub copyup: bool,
 }
 
 impl MountOpts {
     pub fn is_bind(&self) -> bool {
         self.flags & libc::MS_BIND != 0
+    }
+
+    /// Whether any recursive attribute was asked for.
+    pub fn has_rec_attr(&self) -> bool {
+        self.rec_set != 0 || self.rec_clr != 0
     }
 
     pub fn is_recursive(&self) -> bool {
@@ -39,8 +52,21 @@ pub fn parse(options: &[String]) -> MountOpts {
             }
         } else if let Some(p) = propagation(opt) {
             o.propagation.push(p);
+        } else if let Some((clear, attr)) = rec_attr(opt) {
+            // As runc: a later option for the same attribute wins, and an access-time value
+            // can only be set together with clearing the whole access-time field.
+            if clear {
+                o.rec_clr |= attr;
+                o.rec_set &= !attr;
+            } else {
+                o.rec_set |= attr;
+                o.rec_clr &= !attr;
+                if attr & mount_attr::ATIME == attr {
+                    o.rec_clr |= mount_attr::ATIME;
+                }
+            }
         } else if opt == "tmpcopyup" {
-            // runc's extension; berth does not copy up (yet) and the kernel must not see it.
+            o.copyup = true;
         } else {
             data.push(opt.as_str());
         }
@@ -88,6 +114,55 @@ fn flag(opt: &str) -> Option<(bool, u64)> {
     })
 }
 
+/// The recursive mount attributes runc takes (`Some((clear, MOUNT_ATTR_*))`), applied with
+/// mount_setattr(AT_RECURSIVE) after the mount.
+fn rec_attr(opt: &str) -> Option<(bool, u64)> {
+    use mount_attr::*;
+    Some(match opt {
+        "rro" => (false, RDONLY),
+        "rrw" => (true, RDONLY),
+        "rnosuid" => (false, NOSUID),
+        "rsuid" => (true, NOSUID),
+        "rnodev" => (false, NODEV),
+        "rdev" => (true, NODEV),
+        "rnoexec" => (false, NOEXEC),
+        "rexec" => (true, NOEXEC),
+        "rnodiratime" => (false, NODIRATIME),
+        "rdiratime" => (true, NODIRATIME),
+        "rrelatime" => (false, RELATIME),
+        "rnorelatime" => (true, RELATIME),
+        "rnoatime" => (false, NOATIME),
+        "ratime" => (true, NOATIME),
+        "rstrictatime" => (false, STRICTATIME),
+        "rnostrictatime" => (true, STRICTATIME),
+        "rnosymfollow" => (false, NOSYMFOLLOW),
+        "rsymfollow" => (true, NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// Names of the recursive options, for `berth features`.
+pub const REC_ATTR_OPTIONS: &[&str] = &[
+    "ratime",
+    "rdev",
+    "rdiratime",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "rrelatime",
+    "rro",
+    "rrw",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
+];
+
 /// The propagation flags of one option name (`rslave` -> MS_SLAVE|MS_REC).
 pub fn propagation(opt: &str) -> Option<u64> {
     use libc::*;
@@ -123,5 +198,31 @@ mod tests {
         assert_eq!(o.data, "size=64k,mode=755");
         let o = parse(&s(&["ro", "rw", "noexec", "exec"]));
         assert_eq!(o.flags, 0);
+    }
+
+    #[test]
+    fn recursive_attributes_and_copyup() {
+        let o = parse(&s(&[
+            "rbind",
+            "rro",
+            "rnosuid",
+            "tmpcopyup",
+            "rrw",
+            "rnoexec",
+        ]));
+        assert_eq!(o.data, "", "neither reaches the kernel as data");
+        assert!(o.copyup);
+        assert_eq!(o.rec_set, mount_attr::NOSUID | mount_attr::NOEXEC);
+        assert_eq!(o.rec_clr, mount_attr::RDONLY);
+        // An access-time value clears the whole field first (mount_setattr(2)).
+        let o = parse(&s(&["rnoatime"]));
+        assert_eq!(o.rec_set, mount_attr::NOATIME);
+        assert_eq!(o.rec_clr, mount_attr::ATIME);
+        let o = parse(&s(&["rrelatime"]));
+        assert!(o.has_rec_attr());
+        assert_eq!((o.rec_set, o.rec_clr), (0, mount_attr::ATIME));
+        for name in REC_ATTR_OPTIONS {
+            assert!(rec_attr(name).is_some(), "{name}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::Mount;
 
+use super::copyup;
 use super::mountopts::{self, MountOpts};
 use super::{InitContext, InitError, Result, StepExt};
 use crate::sys::{fd_path, openat2};
@@ -236,6 +237,46 @@ fn current_flags(fd: BorrowedFd) -> u64 {
     out
 }
 
+/// The source of a bind mount: absolute, or relative to the bundle.
+fn bind_source(m: &Mount, bundle: &Path) -> PathBuf {
+    let src = m.source().as_deref().unwrap_or(Path::new(""));
+    if src.is_absolute() {
+        src.to_path_buf()
+    } else {
+        bundle.join(src)
+    }
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || mountopts::parse(m.options().as_deref().unwrap_or_default()).is_bind()
+}
+
+/// For a container with a new user namespace, run by `create` before init is cloned: open
+/// the source of every bind mount here, with the host's credentials, as a detached mount tree
+/// (open_tree(OPEN_TREE_CLONE), recursive for rbind). Init inherits the descriptors and
+/// attaches each tree with move_mount, so a source that only the host's root can reach (below
+/// a 0700 directory) still works, as runc passes it opened mount sources. Indexed like
+/// `mounts`; `None` for the other mounts.
+pub fn open_bind_sources(
+    mounts: &[Mount],
+    bundle: &Path,
+) -> std::result::Result<Vec<Option<OwnedFd>>, (PathBuf, std::io::Error)> {
+    mounts
+        .iter()
+        .map(|m| {
+            if !is_bind(m) {
+                return Ok(None);
+            }
+            let src = bind_source(m, bundle);
+            let rec = mountopts::parse(m.options().as_deref().unwrap_or_default()).is_recursive();
+            crate::sys::open_tree(&src, rec)
+                .map(Some)
+                .map_err(|e| (src, e))
+        })
+        .collect()
+}
+
 /// Mount every entry of config.json's `mounts`, in order.
 pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
     for (i, m) in ctx
@@ -246,7 +287,8 @@ pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
         .iter()
         .enumerate()
     {
-        mount_one(ctx, root, m).map_err(|mut e| {
+        let tree = ctx.bind_trees.get(i).and_then(Option::as_ref);
+        mount_one(ctx, root, m, tree.map(AsFd::as_fd)).map_err(|mut e| {
             e.step = format!(
                 "mounts[{i}] ({} on {})",
                 m.typ().as_deref().unwrap_or("none"),
@@ -258,14 +300,16 @@ pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
+/// `tree`: the bind source as a detached mount opened by `create` ([`open_bind_sources`]).
+fn mount_one(ctx: &InitContext, root: &Root, m: &Mount, tree: Option<BorrowedFd>) -> Result<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("none");
     let mut opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
     if typ == "bind" {
         opts.flags |= libc::MS_BIND;
     }
-    check_proc_sys_target(dest, typ, &opts)?;
+    let bind_src = opts.is_bind().then(|| bind_source(m, ctx.bundle));
+    check_proc_sys_target(dest, typ, &opts, bind_src.as_deref(), tree)?;
     if typ == "proc" || typ == "sysfs" {
         check_ordinary_dir(root, dest, typ)?;
     }
@@ -274,28 +318,57 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
         ctx.await_go()?;
         return mount_cgroup(ctx, root, dest, &opts);
     }
-    if opts.is_bind() {
-        let src = m.source().as_deref().unwrap_or(Path::new(""));
-        let src = if src.is_absolute() {
-            src.to_path_buf()
-        } else {
-            ctx.bundle.join(src)
+    if let Some(src) = bind_src {
+        let is_dir = match tree {
+            Some(fd) => {
+                let st = nix::sys::stat::fstat(fd).step("stat bind source", Some(&src))?;
+                st.st_mode & libc::S_IFMT == libc::S_IFDIR
+            }
+            None => std::fs::metadata(&src)
+                .step("stat bind source", Some(&src))?
+                .is_dir(),
         };
-        let meta = std::fs::metadata(&src).step("stat bind source", Some(&src))?;
-        let target = create_in_root(root, dest, !meta.is_dir())
-            .step("create mount destination", Some(dest))?;
-        bind(&src, target.as_fd(), root, dest, &opts)
+        let target =
+            create_in_root(root, dest, !is_dir).step("create mount destination", Some(dest))?;
+        let from = match tree {
+            Some(fd) => BindFrom::Tree(fd),
+            None => BindFrom::Path(&src),
+        };
+        bind(from, target.as_fd(), root, dest, &opts)
             .map_err(|e| InitError::new("bind mount", Some(&src), e))?;
+        set_rec_attr(root, dest, &opts)?;
     } else {
+        // What a tmpfs covers: its mode becomes the tmpfs's (an explicit `mode=` after it
+        // wins), and `tmpcopyup` copies its contents in, read through this descriptor.
+        let covered = match typ {
+            "tmpfs" => open_in_root(root, dest).ok(),
+            _ => None,
+        };
         let target =
             create_in_root(root, dest, false).step("create mount destination", Some(dest))?;
         let src = m.source().as_deref().unwrap_or(Path::new(typ));
-        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+        let mut data = opts.data.clone();
+        if let Some(fd) = &covered {
+            let st = nix::sys::stat::fstat(fd).step("stat mount destination", Some(dest))?;
+            let mode = format!("mode={:04o}", st.st_mode & 0o7777);
+            data = if data.is_empty() {
+                mode
+            } else {
+                format!("{mode},{data}")
+            };
+        }
+        let data = (!data.is_empty()).then_some(data.as_str());
+        // /dev and every tmpfs stay writable until finalize_readonly(): devices, /dev/pts and
+        // mounts below them come later.
+        let mut mflags = opts.flags;
+        if deferred_readonly(typ, dest) {
+            mflags &= !libc::MS_RDONLY;
+        }
         let mut res = mount(
             Some(src),
             &fd_path(target.as_fd()),
             Some(typ),
-            flags(opts.flags),
+            flags(mflags),
             data,
         );
         if res == Err(nix::errno::Errno::EPERM) && typ == "sysfs" {
@@ -303,20 +376,42 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount) -> Result<()> {
             // runc binds the host's /sys instead.
             let mut b = opts.clone();
             b.flags |= libc::MS_BIND | libc::MS_REC;
-            res = bind(Path::new("/sys"), target.as_fd(), root, dest, &b)
-                .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+            res = bind(
+                BindFrom::Path(Path::new("/sys")),
+                target.as_fd(),
+                root,
+                dest,
+                &b,
+            )
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
         }
         res.step("mount", Some(src))?;
+        if opts.copyup && typ == "tmpfs" {
+            if let Some(from) = &covered {
+                let to = open_in_root(root, dest).step("open mount", Some(dest))?;
+                copyup::copy_dir(from.as_fd(), to.as_fd())
+                    .step("tmpcopyup: copy the directory's contents", Some(dest))?;
+            }
+        }
     }
     propagate(root, dest, &opts)?;
     verify_proc_sys(root, dest)
+}
+
+/// What a bind mount attaches.
+enum BindFrom<'a> {
+    /// A path, bound with mount(2).
+    Path(&'a Path),
+    /// A detached mount tree opened by `create` (recursive already when asked), attached
+    /// with move_mount(2).
+    Tree(BorrowedFd<'a>),
 }
 
 /// Bind `src` onto `dest` (already created, `target` its fd), then remount with the requested
 /// flags. The remount reopens `dest` by path: the old fd names the covered directory, and a
 /// magic link does not cross the new mount.
 fn bind(
-    src: &Path,
+    src: BindFrom,
     target: BorrowedFd,
     root: &Root,
     dest: &Path,
@@ -327,13 +422,16 @@ fn bind(
     } else {
         MsFlags::empty()
     };
-    mount(
-        Some(src),
-        &fd_path(target),
-        none(),
-        MsFlags::MS_BIND | rec,
-        none(),
-    )?;
+    match src {
+        BindFrom::Path(src) => mount(
+            Some(src),
+            &fd_path(target),
+            none(),
+            MsFlags::MS_BIND | rec,
+            none(),
+        )?,
+        BindFrom::Tree(tree) => crate::sys::move_mount(tree, target)?,
+    }
     if opts.remount_flags() != 0 {
         let new = open_in_root(root, dest)?;
         let f = opts.remount_flags() | current_flags(new.as_fd());
@@ -348,6 +446,52 @@ fn bind(
     Ok(())
 }
 
+/// Whether a mount is made read-write first and only made read-only by
+/// [`finalize_readonly`], as runc's mountPropagate/finalizeRootfs: every tmpfs and /dev.
+fn deferred_readonly(typ: &str, dest: &Path) -> bool {
+    typ == "tmpfs" || rel(dest) == Path::new("dev")
+}
+
+/// The last rootfs step (runc's finalizeRootfs), after devices, /dev/pts and the console:
+/// make the read-only tmpfs mounts and /dev read-only. `/` is the container's root by now.
+pub fn finalize_readonly(mounts: &[Mount]) -> Result<()> {
+    let root = Root {
+        fd: nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .step("open", Some(Path::new("/")))?,
+    };
+    for m in mounts {
+        let typ = m.typ().as_deref().unwrap_or("none");
+        let opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
+        if opts.is_bind() || typ == "bind" || opts.flags & libc::MS_RDONLY == 0 {
+            continue;
+        }
+        let dest = m.destination();
+        if !deferred_readonly(typ, dest) {
+            continue;
+        }
+        let fd = open_in_root(&root, dest).step("open mount", Some(dest))?;
+        crate::sys::mount_set_readonly(fd.as_fd()).step("remount read-only", Some(dest))?;
+    }
+    Ok(())
+}
+
+/// The recursive options (`rro`, `rnosuid`, ...) of a bind: mount_setattr(AT_RECURSIVE) on the
+/// new mount and everything below it. runc applies them to bind mounts only.
+fn set_rec_attr(root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
+    if !opts.has_rec_attr() {
+        return Ok(());
+    }
+    let fd = open_in_root(root, dest).step("open mount", Some(dest))?;
+    crate::sys::mount_setattr(fd.as_fd(), true, opts.rec_set, opts.rec_clr)
+        .step("set recursive mount attributes", Some(dest))
+}
+
 fn propagate(root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
     if opts.propagation.is_empty() {
         return Ok(());
@@ -360,9 +504,17 @@ fn propagate(root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
     Ok(())
 }
 
-/// Below /proc only procfs itself, or binds of procfs files, may be mounted (runc allows a few
-/// files for lxcfs). Anything else could cover /proc/self/attr and friends.
-fn check_proc_sys_target(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()> {
+/// On /proc only procfs itself, or a bind whose source is on a procfs (the host's /proc, as
+/// rootless setups with the host's pid namespace bind it; runc's checkProcMount); below /proc
+/// only binds of a few files (runc allows them for lxcfs). Anything else could cover
+/// /proc/self/attr and friends.
+fn check_proc_sys_target(
+    dest: &Path,
+    typ: &str,
+    opts: &MountOpts,
+    bind_src: Option<&Path>,
+    tree: Option<BorrowedFd>,
+) -> Result<()> {
     const LXCFS_FILES: &[&str] = &[
         "/proc/cpuinfo",
         "/proc/diskstats",
@@ -377,11 +529,25 @@ fn check_proc_sys_target(dest: &Path, typ: &str, opts: &MountOpts) -> Result<()>
     ];
     let d = Path::new("/").join(rel(dest));
     if d == Path::new("/proc") {
-        if typ != "proc" {
+        let procfs_bind = match bind_src {
+            Some(src) => {
+                let st = match tree {
+                    Some(fd) => nix::sys::statfs::fstatfs(fd),
+                    None => nix::sys::statfs::statfs(src),
+                }
+                .step("statfs bind source", Some(src))?;
+                st.filesystem_type().0 as i64 == PROC_SUPER_MAGIC
+            }
+            None => false,
+        };
+        if !procfs_bind && (opts.is_bind() || typ != "proc") {
             return Err(InitError::msg(
                 "check mount",
                 Some(dest),
-                format!("only procfs may be mounted on /proc, not {typ}"),
+                format!(
+                    "\"/proc\" cannot be mounted because it is not of type proc \
+                     (only procfs, or a bind of a procfs, may be mounted on /proc; not {typ})"
+                ),
             ));
         }
     } else if d.starts_with("/proc")
@@ -542,7 +708,7 @@ fn mount_one_hierarchy(
         flags: libc::MS_BIND | libc::MS_REC | f,
         ..Default::default()
     };
-    bind(&src, fd.as_fd(), root, dest, &o).step("bind cgroup", Some(&src))
+    bind(BindFrom::Path(&src), fd.as_fd(), root, dest, &o).step("bind cgroup", Some(&src))
 }
 
 /// Apply a shared or unbindable `rootfsPropagation` to the container's new `/`.
