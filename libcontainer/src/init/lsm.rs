@@ -50,14 +50,6 @@ fn write_attr(sub: &str, value: &[u8]) -> std::result::Result<(), (PathBuf, std:
     Ok(())
 }
 
-/// Whether AppArmor is enabled on this host (runc's isEnabled: securityfs shows it and the
-/// module parameter says Y).
-pub fn apparmor_enabled() -> bool {
-    Path::new("/sys/kernel/security/apparmor").exists()
-        && std::fs::read("/sys/module/apparmor/parameters/enabled")
-            .is_ok_and(|b| b.first() == Some(&b'Y'))
-}
-
 /// `process.apparmorProfile`: `exec <profile>` to the thread's AppArmor exec attribute
 /// (attr/apparmor/exec, or attr/exec on kernels before 5.8), as libapparmor's
 /// aa_change_onexec and runc do. The profile applies from the next execve on.
@@ -73,7 +65,11 @@ pub fn apply_apparmor_profile(profile: &str) -> Result<()> {
     let step = format!("apply AppArmor profile {profile:?}");
     write_attr(sub, format!("exec {profile}").as_bytes()).map_err(|(path, err)| {
         let mut e = InitError::new(step, Some(&path), err);
-        if !apparmor_enabled() {
+        // The container's /sys has no securityfs: judge by the errno. No LSM takes the
+        // attribute: EINVAL; AppArmor without such a profile: ENOENT.
+        if !Path::new("/proc/self/attr").exists() {
+            e.msg.push_str(" (no procfs at /proc in the container)");
+        } else if e.errno == Some(libc::EINVAL) {
             e.msg.push_str(" (AppArmor is not enabled on this host)");
         } else if e.errno == Some(libc::ENOENT) {
             e.msg
