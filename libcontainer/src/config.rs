@@ -179,10 +179,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             "linux.netDevices",
             linux.net_devices().as_ref().is_some_and(|n| !n.is_empty()),
         ),
-        (
-            "linux.mountLabel",
-            linux.mount_label().as_ref().is_some_and(|n| !n.is_empty()),
-        ),
     ] {
         if set {
             return Err(format!("{name}: not supported by berth yet"));
@@ -290,11 +286,20 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
             process.cwd()
         ));
     }
-    for (name, set) in [
-        ("apparmorProfile", process.apparmor_profile().is_some()),
-        ("selinuxLabel", process.selinux_label().is_some()),
-        ("execCPUAffinity", process.exec_cpu_affinity().is_some()),
-    ] {
+    // runc: a process label needs SELinux (an AppArmor profile fails only in init, and a
+    // mount label only at the mount: runc checks neither here).
+    if process
+        .selinux_label()
+        .as_ref()
+        .is_some_and(|l| !l.is_empty())
+        && !crate::init::lsm::selinux_enabled()
+    {
+        return Err(format!(
+            "{field}.selinuxLabel: {}",
+            crate::init::lsm::SELINUX_DISABLED
+        ));
+    }
+    for (name, set) in [("execCPUAffinity", process.exec_cpu_affinity().is_some())] {
         if set {
             return Err(format!("{field}.{name}: not supported by berth yet"));
         }

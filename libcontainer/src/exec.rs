@@ -115,6 +115,21 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
         .and_then(|x| x.seccomp().as_ref())
         .map(crate::seccomp::compile)
         .transpose()?;
+    // The process's own AppArmor profile and SELinux label, else the container's (runc).
+    let base = l.state.config.process().as_ref();
+    let pick = |own: Option<&String>, base: Option<&String>| {
+        own.filter(|s| !s.is_empty())
+            .or(base.filter(|s| !s.is_empty()))
+            .cloned()
+    };
+    let apparmor = pick(
+        opts.process.apparmor_profile().as_ref(),
+        base.and_then(|p| p.apparmor_profile().as_ref()),
+    );
+    let selinux = pick(
+        opts.process.selinux_label().as_ref(),
+        base.and_then(|p| p.selinux_label().as_ref()),
+    );
     let (chan, child_chan) = Channel::pair().map_err(|e| Error::sys("socketpair", e))?;
     // Born in the container's cgroup2 directory, the child joins the v1 hierarchies itself
     // (see cgroups::spawn): no move from here, which would wait for a global lock.
@@ -145,6 +160,8 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
                 chan: &child_chan,
                 preserve_fds: opts.preserve_fds,
                 seccomp: seccomp.as_ref(),
+                apparmor: apparmor.as_deref(),
+                selinux: selinux.as_deref().unwrap_or_default(),
             };
             let err = match child.setup() {
                 Ok(never) => match never {},
@@ -215,6 +232,9 @@ struct ExecChild<'a> {
     chan: &'a Channel,
     preserve_fds: u32,
     seccomp: Option<&'a crate::seccomp::Compiled>,
+    /// The AppArmor profile and SELinux label (empty: none) of the process.
+    apparmor: Option<&'a str>,
+    selinux: &'a str,
 }
 
 impl ExecChild<'_> {
@@ -237,8 +257,16 @@ impl ExecChild<'_> {
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16));
         init::setup_console(self.console, chan, size)?;
-        let (exec, listener) =
-            steps::prepare(process, self.personality, self.preserve_fds, self.seccomp)?;
+        let (exec, listener) = steps::prepare(
+            process,
+            self.personality,
+            self.preserve_fds,
+            self.seccomp,
+            &steps::Labels {
+                selinux: self.selinux,
+                apparmor_after_user: self.apparmor,
+            },
+        )?;
         if let Some(fd) = listener {
             chan.send_with_fd(&Msg::SeccompListener, fd.as_fd())
                 .step("send the seccomp listener", None)?;

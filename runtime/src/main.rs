@@ -141,10 +141,10 @@ struct ExecArgs {
     /// File to write the process's pid to.
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// SELinux process label (not supported on this host).
+    /// SELinux process label of the process (default: the container's).
     #[arg(long = "process-label")]
     process_label: Option<String>,
-    /// AppArmor profile (not supported on this host).
+    /// AppArmor profile of the process (default: the container's).
     #[arg(long)]
     apparmor: Option<String>,
     /// Set no_new_privs.
@@ -639,13 +639,7 @@ fn run(cli: &Cli, logger: &log::Logger, a: &CreateArgs, detach: bool, keep: bool
 
 /// `exec`: start a process in a running container; in the foreground wait for it.
 fn exec(cli: &Cli, logger: &log::Logger, a: &ExecArgs) -> Result<i32> {
-    if a.apparmor.is_some() {
-        bail!("--apparmor: AppArmor is not enabled on this host");
-    }
-    if a.process_label.is_some() {
-        bail!("--process-label: SELinux is not enabled on this host");
-    }
-    let process = match &a.process {
+    let mut process = match &a.process {
         Some(p) => process_args::from_file(p)?,
         None => {
             let l = container::load(&cli.root, &a.id)?;
@@ -670,6 +664,15 @@ fn exec(cli: &Cli, logger: &log::Logger, a: &ExecArgs) -> Result<i32> {
             )?
         }
     };
+    // As runc: the flags apply to the command line's process, not to a --process file.
+    if a.process.is_none() {
+        if let Some(p) = a.apparmor.as_ref().filter(|p| !p.is_empty()) {
+            process.set_apparmor_profile(Some(p.clone()));
+        }
+        if let Some(l) = a.process_label.as_ref().filter(|l| !l.is_empty()) {
+            process.set_selinux_label(Some(l.clone()));
+        }
+    }
     let opts = libcontainer::exec::ExecOptions {
         root: cli.root.clone(),
         id: a.id.clone(),

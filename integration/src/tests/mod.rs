@@ -8,6 +8,7 @@ mod errors;
 mod hooks;
 mod kill_list;
 mod lifecycle;
+mod lsm;
 mod mounts;
 mod namespaces;
 mod process;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Test> {
     v.extend(errors::tests());
     v.extend(seccomp::tests());
     v.extend(security::tests());
+    v.extend(lsm::tests());
     v.extend(cgroups::tests());
     v.extend(clients::tests());
     v

@@ -4,6 +4,7 @@
 
 mod copyup;
 mod devices;
+pub mod lsm;
 pub mod mountopts;
 pub(crate) mod process;
 mod rootfs;
@@ -296,8 +297,12 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         nix::unistd::chroot(ctx.rootfs).step("chroot", Some(ctx.rootfs))?;
         nix::unistd::chdir("/").step("chdir", Some(Path::new("/")))?;
     }
+    let selinux_label = process.selinux_label().as_deref().unwrap_or_default();
     if !ctx.no_new_keyring {
+        // runc labels the session keyring with the process label, then resets the key label.
+        lsm::set_selinux_key_label(selinux_label)?;
         process::join_session_keyring(ctx.id)?;
+        lsm::set_selinux_key_label("")?;
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).step("sethostname", None)?;
@@ -305,12 +310,20 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         process::set_domainname(d)?;
     }
+    // runc's point: after the hostname, before sysctls and masked paths. It takes effect at
+    // the user's execve.
+    if let Some(profile) = process.apparmor_profile().as_deref() {
+        lsm::apply_apparmor_profile(profile)?;
+    }
     if let Some(sysctl) = linux.sysctl() {
         process::write_sysctls(sysctl)?;
     }
     if has_mntns {
         rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
-        rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+        rootfs::mask_paths(
+            linux.masked_paths().as_deref().unwrap_or_default(),
+            linux.mount_label().as_deref().filter(|l| !l.is_empty()),
+        )?;
     }
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj)?;
@@ -320,6 +333,10 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         linux.personality().as_ref(),
         ctx.preserve_fds,
         ctx.seccomp,
+        &process::Labels {
+            selinux: selinux_label,
+            apparmor_after_user: None,
+        },
     )?;
     if let Some(fd) = listener {
         ctx.chan

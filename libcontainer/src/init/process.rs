@@ -21,11 +21,21 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// seccomp is loaded last when no_new_privs is set (as close to exec as possible); without it,
 /// loading needs CAP_SYS_ADMIN, so it comes before the user switch drops capabilities (runc's
 /// order). Returns the SCMP_ACT_NOTIFY listener, if the profile has one.
+/// The LSM labels [`prepare`] applies, at runc's points.
+pub struct Labels<'a> {
+    /// The SELinux process label (empty: none), set before seccomp and the user switch.
+    pub selinux: &'a str,
+    /// An AppArmor profile applied after the user switch (exec: runc's setns init does it
+    /// there; init applies its profile earlier, after the hostname).
+    pub apparmor_after_user: Option<&'a str>,
+}
+
 pub fn prepare(
     process: &Process,
     personality: Option<&oci_spec::runtime::LinuxPersonality>,
     preserve_fds: u32,
     seccomp: Option<&crate::seccomp::Compiled>,
+    labels: &Labels,
 ) -> Result<(Exec, Option<std::os::fd::OwnedFd>)> {
     set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     if let Some(p) = personality {
@@ -50,12 +60,19 @@ pub fn prepare(
     let load = |s: &crate::seccomp::Compiled| {
         crate::seccomp::load(s).map_err(|e| InitError::msg("seccomp", None, e.to_string()))
     };
+    // runc sets the exec label after the scheduler, before seccomp and the user switch.
+    if !labels.selinux.is_empty() {
+        super::lsm::set_selinux_exec_label(labels.selinux)?;
+    }
     let mut listener = None;
     if let (false, Some(s)) = (nnp, seccomp) {
         listener = load(s)?;
     }
     fix_stdio_owner(process.user().uid())?;
     switch_user(process)?;
+    if let Some(profile) = labels.apparmor_after_user {
+        super::lsm::apply_apparmor_profile(profile)?;
+    }
     if !cwd_entered {
         enter_cwd(process.cwd(), false)?;
     }

@@ -300,6 +300,15 @@ pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
     Ok(())
 }
 
+/// `linux.mountLabel`, if set.
+fn mount_label<'a>(ctx: &InitContext<'a>) -> Option<&'a str> {
+    ctx.spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().as_deref())
+        .filter(|l| !l.is_empty())
+}
+
 /// `tree`: the bind source as a detached mount opened by `create` ([`open_bind_sources`]).
 fn mount_one(ctx: &InitContext, root: &Root, m: &Mount, tree: Option<BorrowedFd>) -> Result<()> {
     let dest = m.destination();
@@ -357,6 +366,14 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount, tree: Option<BorrowedFd>
                 format!("{mode},{data}")
             };
         }
+        // linux.mountLabel as `context=` (runc: not on proc and sysfs, which SELinux cannot
+        // label; mqueue gets it as an xattr after the mount).
+        let label = mount_label(ctx);
+        let label_data = match typ {
+            "proc" | "sysfs" | "mqueue" => None,
+            _ => label,
+        };
+        let data = super::lsm::format_mount_label(&data, label_data);
         let data = (!data.is_empty()).then_some(data.as_str());
         // /dev and every tmpfs stay writable until finalize_readonly(): devices, /dev/pts and
         // mounts below them come later.
@@ -385,7 +402,14 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount, tree: Option<BorrowedFd>
             )
             .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
         }
-        res.step("mount", Some(src))?;
+        res.step("mount", Some(src)).map_err(|mut e| {
+            super::lsm::mount_label_hint(&mut e, label_data);
+            e
+        })?;
+        if typ == "mqueue" && label.is_some() {
+            let mp = open_in_root(root, dest).step("open mount", Some(dest))?;
+            super::lsm::set_file_label(&fd_path(mp.as_fd()), label)?;
+        }
         if opts.copyup && typ == "tmpfs" {
             if let Some(from) = &covered {
                 let to = open_in_root(root, dest).step("open mount", Some(dest))?;
@@ -635,14 +659,19 @@ fn mount_cgroup(ctx: &InitContext, root: &Root, dest: &Path, opts: &MountOpts) -
         mount_one_hierarchy(ctx, root, dest, &hier[0], &own, base | ro)?;
         return propagate(root, dest, opts);
     }
+    let data = super::lsm::format_mount_label("mode=755", mount_label(ctx));
     mount(
         Some("tmpfs"),
         &fd_path(target.as_fd()),
         Some("tmpfs"),
         flags(base),
-        Some("mode=755"),
+        Some(data.as_str()),
     )
-    .step("mount tmpfs", Some(dest))?;
+    .step("mount tmpfs", Some(dest))
+    .map_err(|mut e| {
+        super::lsm::mount_label_hint(&mut e, mount_label(ctx));
+        e
+    })?;
     for h in &hier {
         let name = h
             .mount_point
@@ -894,7 +923,7 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
 /// `linux.maskedPaths`: cover files with /dev/null and directories with an empty read-only
 /// tmpfs. /dev/null is checked to be the real null device first (CVE-2025-31133: a container
 /// could otherwise replace it with a symlink to a file it wants writable).
-pub fn mask_paths(paths: &[String]) -> Result<()> {
+pub fn mask_paths(paths: &[String], label: Option<&str>) -> Result<()> {
     if paths.is_empty() {
         return Ok(());
     }
@@ -923,14 +952,19 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
         let is_dir = meta.as_ref().is_ok_and(|m| m.is_dir());
         let target = fd_path(fd.as_fd());
         if is_dir {
+            let data = super::lsm::format_mount_label("", label);
             mount(
                 Some("tmpfs"),
                 &target,
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
-                none(),
+                (!data.is_empty()).then_some(data.as_str()),
             )
-            .step("mask directory", Some(p))?;
+            .step("mask directory", Some(p))
+            .map_err(|mut e| {
+                super::lsm::mount_label_hint(&mut e, label);
+                e
+            })?;
         } else {
             mount(
                 Some(&fd_path(null.as_fd())),
