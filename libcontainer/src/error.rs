@@ -49,9 +49,68 @@ pub enum Error {
 /// docker's CLI maps those two to exit codes 127 and 126.
 pub fn os_text(err: &std::io::Error) -> String {
     match err.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        Some(n) => match go_errno_text(n) {
+            Some(t) => t.to_string(),
+            None => format!("errno {n}"),
+        },
         None => err.to_string(),
     }
+}
+
+/// Go's (glibc's) texts of the errnos a runtime meets; musl's and the kernel headers' differ
+/// for some (ENOMEM, EBADF, ELOOP, ...).
+fn go_errno_text(n: i32) -> Option<&'static str> {
+    use libc::*;
+    Some(match n {
+        EPERM => "operation not permitted",
+        ENOENT => "no such file or directory",
+        ESRCH => "no such process",
+        EINTR => "interrupted system call",
+        EIO => "input/output error",
+        ENXIO => "no such device or address",
+        E2BIG => "argument list too long",
+        ENOEXEC => "exec format error",
+        EBADF => "bad file descriptor",
+        ECHILD => "no child processes",
+        EAGAIN => "resource temporarily unavailable",
+        ENOMEM => "cannot allocate memory",
+        EACCES => "permission denied",
+        EFAULT => "bad address",
+        EBUSY => "device or resource busy",
+        EEXIST => "file exists",
+        EXDEV => "invalid cross-device link",
+        ENODEV => "no such device",
+        ENOTDIR => "not a directory",
+        EISDIR => "is a directory",
+        EINVAL => "invalid argument",
+        ENFILE => "too many open files in system",
+        EMFILE => "too many open files",
+        ENOTTY => "inappropriate ioctl for device",
+        ETXTBSY => "text file busy",
+        EFBIG => "file too large",
+        ENOSPC => "no space left on device",
+        ESPIPE => "illegal seek",
+        EROFS => "read-only file system",
+        EMLINK => "too many links",
+        EPIPE => "broken pipe",
+        ERANGE => "numerical result out of range",
+        EDEADLK => "resource deadlock avoided",
+        ENAMETOOLONG => "file name too long",
+        ENOSYS => "function not implemented",
+        ENOTEMPTY => "directory not empty",
+        ELOOP => "too many levels of symbolic links",
+        EOVERFLOW => "value too large for defined data type",
+        ENOTSOCK => "socket operation on non-socket",
+        EOPNOTSUPP => "operation not supported",
+        EADDRINUSE => "address already in use",
+        ECONNRESET => "connection reset by peer",
+        ETIMEDOUT => "connection timed out",
+        ECONNREFUSED => "connection refused",
+        ESTALE => "stale NFS file handle",
+        EDQUOT => "disk quota exceeded",
+        ECANCELED => "operation canceled",
+        _ => return None,
+    })
 }
 
 impl Error {
@@ -75,5 +134,18 @@ impl Error {
             path: path.into(),
             msg: msg.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn system_errors_in_gos_words() {
+        let t = |n| super::os_text(&std::io::Error::from_raw_os_error(n));
+        assert_eq!(t(libc::ENOENT), "no such file or directory");
+        assert_eq!(t(libc::EACCES), "permission denied");
+        assert_eq!(t(libc::ENOMEM), "cannot allocate memory");
+        assert_eq!(t(524), "errno 524");
+        assert_eq!(super::os_text(&std::io::Error::other("plain")), "plain");
     }
 }

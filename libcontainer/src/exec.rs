@@ -266,6 +266,7 @@ impl ExecChild<'_> {
                 selinux: self.selinux,
                 apparmor_after_user: self.apparmor,
             },
+            None,
         )?;
         if let Some(fd) = listener {
             chan.send_with_fd(&Msg::SeccompListener, fd.as_fd())

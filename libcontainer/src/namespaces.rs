@@ -204,15 +204,16 @@ pub fn stage1(
 }
 
 /// The host uid and gid of the container's root: what uid/gid 0 map to in a new user
-/// namespace (or a joined one whose mappings config.json repeats), else 0 (runc's
-/// HostRootUID/HostRootGID).
+/// namespace, else 0 (runc's HostRootUID/HostRootGID). A joined namespace's mappings in
+/// config.json are not trusted for ownership (they are never checked); the fifo's mode lets
+/// its root write anyway.
 pub fn host_root_ids(spec: &Spec) -> (u32, u32) {
     let linux = spec.linux().as_ref();
     let userns = linux
         .and_then(|l| l.namespaces().as_deref())
         .unwrap_or_default()
         .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::User);
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
     if !userns {
         return (0, 0);
     }

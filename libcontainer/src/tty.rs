@@ -53,7 +53,6 @@ pub fn set_size(fd: BorrowedFd, rows: u16, cols: u16) -> io::Result<()> {
     ioctl_ptr(fd, libc::TIOCSWINSZ, &mut ws)
 }
 
-/// The size of the terminal on `fd`, if it is one.
 /// Clear ONLCR (output \n -> \r\n) on a terminal.
 pub fn clear_onlcr(fd: BorrowedFd) -> io::Result<()> {
     use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
@@ -63,6 +62,7 @@ pub fn clear_onlcr(fd: BorrowedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// The size of the terminal on `fd`, if it is one.
 pub fn get_size(fd: BorrowedFd) -> Option<(u16, u16)> {
     let mut ws = libc::winsize {
         ws_row: 0,

@@ -48,18 +48,34 @@ fn users_create_start_non_root_without_dac_override(ctx: &Ctx) -> TestResult {
     let out = create_start_out(&mut b, "id -u; id -g")?;
     ensure_eq!(out, "65534\n65534\n", "ids of the started process");
     b.wait_status("stopped")?;
-    Ok(())
+    b.delete().ok()?;
+    b.ensure_clean()
 }
 
 /// A user-namespaced container through `create` + `start`: the fifo belongs to the
 /// container's root (host uid 100000), as runc chowns it.
 fn users_create_start_in_user_namespace(ctx: &Ctx) -> TestResult {
+    use std::os::unix::fs::MetadataExt;
     let mut b = ctx.bundle()?;
     map_to_userns(&mut b)?;
-    let out = create_start_out(&mut b, "id -u")?;
-    ensure_eq!(out, "0\n", "uid inside");
+    let shared = b.shared()?;
+    b.cfg
+        .sh("id -u > /shared/out.tmp; mv /shared/out.tmp /shared/out");
+    b.create(&[]).ok()?;
+    // runc's exec fifo: 0622 whatever the caller's umask, owned by the container's root.
+    let fifo = fs::metadata(ctx.rt.root.join(&b.id).join("exec.fifo"))?;
+    ensure_eq!(fifo.mode() & 0o7777, 0o622, "exec.fifo mode");
+    ensure_eq!(
+        (fifo.uid(), fifo.gid()),
+        (100000, 100000),
+        "exec.fifo owner"
+    );
+    b.start().ok()?;
+    wait_file(&shared.join("out"))?;
+    ensure_eq!(fs::read_to_string(shared.join("out"))?, "0\n", "uid inside");
     b.wait_status("stopped")?;
-    Ok(())
+    b.delete().ok()?;
+    b.ensure_clean()
 }
 
 /// No mount namespace: berth chroots into the rootfs, where there is no /proc, and init must
@@ -80,7 +96,8 @@ fn users_create_start_without_mount_namespace(ctx: &Ctx) -> TestResult {
     let started = b.rootfs().join("started");
     wait_file(&started)?;
     b.wait_status("stopped")?;
-    Ok(())
+    b.delete().ok()?;
+    b.ensure_clean()
 }
 
 /// runc gives the process's user the uid of its stdio (here the harness's files), so that a

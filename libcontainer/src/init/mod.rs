@@ -278,7 +278,18 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     let mut fifo_dir = None;
     if has_mntns {
         if ctx.no_pivot {
-            rootfs::move_root(ctx.rootfs)?;
+            // Host mounts are detached only in a mount namespace of the container's own,
+            // never in one joined by path (it may be the host's).
+            let own_mntns = !spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().as_deref())
+                .unwrap_or_default()
+                .iter()
+                .any(|n| {
+                    n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount && n.path().is_some()
+                });
+            rootfs::move_root(ctx.rootfs, own_mntns)?;
         } else {
             rootfs::pivot_root(ctx.rootfs)?;
         }
@@ -293,7 +304,9 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         }
     } else {
         // The exec fifo is reopened through procfs, which the chroot may not have.
-        fifo_dir = Some(open_proc_fd_dir()?);
+        if matches!(ctx.start, StartSignal::Fifo(_)) {
+            fifo_dir = Some(open_proc_fd_dir()?);
+        }
         nix::unistd::chroot(ctx.rootfs).step("chroot", Some(ctx.rootfs))?;
         nix::unistd::chdir("/").step("chdir", Some(Path::new("/")))?;
     }
@@ -328,6 +341,27 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj)?;
     }
+    // Everything that can fail happens before Ready: `create` must not succeed for an init
+    // that then dies. The exec fifo is reopened through a procfs descriptor taken now (as
+    // root, in the container's /proc; before the chroot without a mount namespace), and its
+    // open is checked with the process's final credentials before Ready.
+    let fifo_dir = match (&ctx.start, fifo_dir) {
+        (StartSignal::Fifo(_), None) => Some(open_proc_fd_dir()?),
+        (_, d) => d,
+    };
+    let fifo_check = || -> Result<()> {
+        let (StartSignal::Fifo(fd), Some(dir)) = (&ctx.start, &fifo_dir) else {
+            return Ok(());
+        };
+        match crate::sys::can_write_at(dir.as_fd(), &fd_name(fd.as_fd())) {
+            // A seccomp profile may deny the check itself (EPERM, ENOSYS): the open decides.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) => Ok(()),
+            r => r.step(
+                "open exec fifo for writing",
+                Some(Path::new(EXEC_FIFO_NAME)),
+            ),
+        }
+    };
     let (exec, listener) = process::prepare(
         process,
         linux.personality().as_ref(),
@@ -337,6 +371,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             selinux: selinux_label,
             apparmor_after_user: None,
         },
+        Some(&fifo_check),
     )?;
     if let Some(fd) = listener {
         ctx.chan
@@ -344,23 +379,6 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             .step("send the seccomp listener", None)?;
     }
 
-    // Everything that can fail happens before Ready: `create` must not succeed for an init
-    // that then dies. The fifo open below is checked with the credentials it will run with.
-    let fifo_dir = match (&ctx.start, fifo_dir) {
-        (StartSignal::Fifo(_), None) => Some(open_proc_fd_dir()?),
-        (_, d) => d,
-    };
-    if let (StartSignal::Fifo(fd), Some(dir)) = (&ctx.start, &fifo_dir) {
-        let name = fd_name(fd.as_fd());
-        match crate::sys::can_write_at(dir.as_fd(), &name) {
-            // A seccomp profile may deny the check itself (EPERM, ENOSYS): the open decides.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) => {}
-            r => r.step(
-                "open exec fifo for writing",
-                Some(Path::new(EXEC_FIFO_NAME)),
-            )?,
-        }
-    }
     ctx.chan.send(&Msg::Ready).step("sync", None)?;
     let mut fifo_writer = wait_start(ctx, fifo_dir.as_ref())?;
     let created_state = hook_state(ctx, crate::state::Status::Created);
@@ -431,15 +449,25 @@ fn wait_start(ctx: &InitContext, fd_dir: Option<&OwnedFd>) -> Result<Option<std:
 
 const EXEC_FIFO_NAME: &str = crate::state::EXEC_FIFO;
 
-/// /proc/self/fd, through which init reopens its O_PATH descriptor of the exec fifo.
+/// /proc/self/fd, through which init reopens its O_PATH descriptor of the exec fifo; it must
+/// be a real procfs (a config without a /proc mount leaves the image's directory there).
 fn open_proc_fd_dir() -> Result<OwnedFd> {
     let p = Path::new("/proc/self/fd");
-    nix::fcntl::open(
+    let fd = nix::fcntl::open(
         p,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .step("open", Some(p))
+    .step("open", Some(p))?;
+    let fs = nix::sys::statfs::fstatfs(&fd).step("statfs", Some(p))?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(InitError::msg(
+            "open exec fifo",
+            Some(p),
+            "is not on procfs: the container needs /proc mounted to be started",
+        ));
+    }
+    Ok(fd)
 }
 
 /// The name of a descriptor in /proc/self/fd.

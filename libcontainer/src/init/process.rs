@@ -36,6 +36,7 @@ pub fn prepare(
     preserve_fds: u32,
     seccomp: Option<&crate::seccomp::Compiled>,
     labels: &Labels,
+    final_check: Option<&dyn Fn() -> Result<()>>,
 ) -> Result<(Exec, Option<std::os::fd::OwnedFd>)> {
     set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     if let Some(p) = personality {
@@ -78,6 +79,11 @@ pub fn prepare(
     }
     crate::sys::umask(process.user().umask().unwrap_or(0o022));
     let exec = Exec::prepare(process)?;
+    // With the process's credentials final, and before a no_new_privs filter that could kill
+    // on the syscalls it makes.
+    if let Some(check) = final_check {
+        check()?;
+    }
     if let (true, Some(s)) = (nnp, seccomp) {
         listener = load(s)?;
     }
@@ -266,7 +272,10 @@ pub fn switch_user(process: &Process) -> Result<()> {
 /// /dev/null, and an inode whose owner or group the namespace cannot map, or on a read-only
 /// mount, is left as it is.
 pub fn fix_stdio_owner(uid: u32) -> Result<()> {
-    let null = nix::sys::stat::stat("/dev/null").ok().map(|s| s.st_rdev);
+    // The null device by its number: the container's /dev/null is the image's to choose
+    // (without a mount namespace nothing replaces it), and a host /dev/null handed in as
+    // stdio must never change owner.
+    let null = libc::makedev(1, 3);
     for fd in 0..3 {
         // SAFETY: stdio descriptors belong to the process for its whole life.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -276,7 +285,7 @@ pub fn fix_stdio_owner(uid: u32) -> Result<()> {
             Err(e) => return Err(InitError::new("fstat stdio", None, e.into())),
         };
         let is_chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
-        if st.st_uid == uid || (is_chr && Some(st.st_rdev) == null) {
+        if st.st_uid == uid || (is_chr && st.st_rdev == null) {
             continue;
         }
         match nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(st.st_gid))) {

@@ -792,8 +792,13 @@ pub fn pivot_root(rootfs: &Path) -> Result<()> {
 /// sysfs mounts stay in the mount namespace under the chroot; while one is reachable the
 /// kernel lets the container mount a fresh procfs (in a nested user namespace), so each is
 /// detached first, or covered with a tmpfs where it cannot be (runc's msMoveRoot).
-pub fn move_root(rootfs: &Path) -> Result<()> {
-    for p in full_proc_sys_mounts(rootfs)? {
+pub fn move_root(rootfs: &Path, detach_host_mounts: bool) -> Result<()> {
+    let host = if detach_host_mounts {
+        full_proc_sys_mounts(rootfs)?
+    } else {
+        Vec::new()
+    };
+    for p in host {
         match mount(
             none(),
             &p,
