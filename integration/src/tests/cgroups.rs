@@ -1784,6 +1784,13 @@ fn cgroup_update_failure_restores_resources(ctx: &Ctx) -> TestResult {
     ctx.rt
         .exec(&["update", "--memory", "64m", "--cpuset-cpus", "9999", &b.id])
         .failed()?;
+    if is_runc(ctx) && !cg.v1() {
+        skip!(
+            "runc 1.1 on cgroup v2 writes memory before cpuset and then re-applies the new \
+             values as the old ones (its update edits the config it restores from): memory.max \
+             stays changed"
+        );
+    }
     cg.expect("memory", mem, &(128 * MIB).to_string())
         .map_err(|e| match e {
             Failure::Fail(m) => Failure::Fail(format!("after a failed update: {m}")),
@@ -1912,7 +1919,11 @@ fn cgroup_update_memory_swap_order(ctx: &Ctx) -> TestResult {
     };
     expect(128, 256)?;
     ctx.rt.exec(&["update", "--memory", "64m", &b.id]).ok()?;
-    expect(64, 256)?;
+    // runc 1.1 on cgroup v2 leaves memory.swap.max as it was when only --memory changes
+    // (berth keeps memory+swap at 256M, as on v1).
+    if !is_runc(ctx) || cg.v1() {
+        expect(64, 256)?;
+    }
     ctx.rt
         .exec(&["update", "--memory", "512m", "--memory-swap", "1g", &b.id])
         .ok()?;
