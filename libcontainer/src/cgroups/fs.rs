@@ -59,7 +59,7 @@ fn parse_mountinfo(mountinfo: &str) -> Vec<MountEntry<'_>> {
             id,
             parent,
             root,
-            mount_point: unescape_mountinfo(mp),
+            mount_point: crate::procfs::unescape_mountinfo(mp),
             fstype,
             super_opts: post.next().unwrap_or(""),
         });
@@ -155,29 +155,6 @@ pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
         });
     }
     out
-}
-
-/// mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = b[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// This process's own cgroup in the hierarchy with `controllers`, from /proc/self/cgroup.

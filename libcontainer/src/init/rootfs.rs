@@ -846,32 +846,9 @@ fn parse_full_proc_sys(mountinfo: &str) -> Vec<PathBuf> {
             let fstype = post.split(' ').next()?;
             let (root, point) = (f.get(3)?, f.get(4)?);
             (*root == "/" && (fstype == "proc" || fstype == "sysfs"))
-                .then(|| PathBuf::from(unescape_mountinfo(point)))
+                .then(|| PathBuf::from(crate::procfs::unescape_mountinfo(point)))
         })
         .collect()
-}
-
-/// mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = b[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Remount a bind mount read-only, keeping its other (possibly locked) flags.
