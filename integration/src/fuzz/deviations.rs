@@ -30,10 +30,44 @@ pub static DEVIATIONS: &[Deviation] = &[
     Deviation {
         id: "cwd-checked-before-seccomp",
         reason: "berth checks the cwd (CVE-2024-21626) before loading the seccomp filter, as \
-                 crun does; runc 1.3 checks after, so a profile denying getcwd breaks runc's \
-                 create but not berth's (issue 10 item 6: a documented improvement).",
-        applies: |case, key, _, _, _| {
-            case.has("linux.seccomp.getcwd") && matches!(key, "steps" | "exit")
+                 crun does; runc (1.3, and Debian's 1.1.5 with the backported fix) checks \
+                 after, so a profile denying getcwd makes runc fail ('failed to verify if \
+                 current working directory is safe') while berth runs the container (issue 10 \
+                 item 6: a documented improvement).",
+        applies: |case, _, _, runc, berth| {
+            case.has("linux.seccomp.getcwd")
+                && runc
+                    .stderr
+                    .contains("failed to verify if current working directory is safe")
+                && berth.steps.iter().all(|(_, ok)| *ok)
+        },
+    },
+    Deviation {
+        id: "tmpfs-explicit-mode",
+        reason: "runc 1.1 chmods a tmpfs mount's root back to the mode of the directory it \
+                 covers (0755 for a directory it created), so an explicit `mode=` (e.g. \
+                 mode=1777 or mode=700 on /dev or /dev/shm) is lost; runc 1.3 prepends \
+                 `mode=<dir mode>` to the options so that an explicit `mode=` wins, and berth \
+                 does what 1.3 does. The effects differ: who may enter /dev, who may write \
+                 /dev/shm, and O_CREAT opens of device nodes owned by another user in a \
+                 sticky world-writable /dev (EACCES, kernel may_create_in_sticky) in a user \
+                 namespace.",
+        applies: |case, key, line, _, _| {
+            let explicit = explicit_tmpfs_modes(case);
+            if explicit.is_empty() {
+                return false;
+            }
+            let dev = explicit.iter().any(|d| d == "/dev" || d == "/dev/shm");
+            match key {
+                "section:devices" | "section:sys" => dev,
+                "section:mntdirs" => {
+                    explicit.iter().any(|d| {
+                        line.get(2..)
+                            .is_some_and(|l| l.starts_with(&format!("{d} ")))
+                    }) || dev
+                }
+                _ => false,
+            }
         },
     },
     Deviation {
@@ -68,6 +102,26 @@ pub static DEVIATIONS: &[Deviation] = &[
         applies: |_, _, _, _, _| false,
     },
 ];
+
+/// Destinations of tmpfs mounts with an explicit `mode=` other than the covered
+/// directory's 0755.
+fn explicit_tmpfs_modes(case: &Case) -> Vec<String> {
+    let mut v = Vec::new();
+    for m in case.cfg["mounts"].as_array().into_iter().flatten() {
+        if m["type"] != "tmpfs" {
+            continue;
+        }
+        let explicit = m["options"].as_array().into_iter().flatten().any(|o| {
+            o.as_str()
+                .and_then(|o| o.strip_prefix("mode="))
+                .is_some_and(|mode| mode.trim_start_matches('0') != "755")
+        });
+        if explicit {
+            v.push(m["destination"].as_str().unwrap_or("").to_string());
+        }
+    }
+    v
+}
 
 /// Some syscall of the case's seccomp profile appears in two rules with different actions.
 fn duplicate_syscall(case: &Case) -> bool {

@@ -9,7 +9,7 @@
 //! number, the config and a diff, and makes the run fail.
 //!
 //! Usage: integration difffuzz [--seed S[,S...]] [--cases N] [--case N] [--runc PATH]
-//!        [--berth PATH] [--max-seconds T] [--verbose] | --deviations
+//!        [--berth PATH] [--max-seconds T] [--verbose] [--dump] | --deviations
 
 mod deviations;
 mod gen;
@@ -38,6 +38,7 @@ struct Opts {
     berth: PathBuf,
     max_seconds: Option<u64>,
     verbose: bool,
+    dump: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -56,6 +57,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }),
         max_seconds: None,
         verbose: false,
+        dump: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -74,6 +76,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--berth" => o.berth = PathBuf::from(val()?),
             "--max-seconds" => o.max_seconds = Some(num(val()?)?),
             "--verbose" | "-v" => o.verbose = true,
+            "--dump" => o.dump = true,
             "--deviations" => {
                 deviations::print();
                 std::process::exit(0);
@@ -135,6 +138,7 @@ struct Fuzz {
     runc: Side,
     berth: Side,
     verbose: bool,
+    dump: bool,
 }
 
 #[derive(Default)]
@@ -145,6 +149,7 @@ struct Stats {
     both_failed: u64,
     identical: u64,
     explained: BTreeMap<&'static str, u64>,
+    explained_cases: u64,
     unexplained: u64,
     fields: BTreeMap<String, (u64, u64)>,
     runc_time: Duration,
@@ -189,6 +194,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         rootfs,
         host,
         verbose: o.verbose,
+        dump: o.dump,
     };
     println!(
         "difffuzz: runc {} ({}) vs berth {} ({}); seeds {:?}, {} cases each",
@@ -271,6 +277,9 @@ impl Fuzz {
                 e.1 += 1;
             }
         }
+        if self.dump {
+            dump(case, &runc, &berth);
+        }
         let items = compare(case, &runc, &berth);
         if items.is_empty() {
             st.identical += 1;
@@ -315,6 +324,7 @@ impl Fuzz {
             }
         }
         if unexplained.is_empty() {
+            st.explained_cases += 1;
             for d in why {
                 *st.explained.entry(d).or_default() += 1;
             }
@@ -677,6 +687,27 @@ fn report(case: &Case, runc: &Outcome, berth: &Outcome, items: &[&Item]) {
     }
 }
 
+/// `--dump`: the whole config and both runtimes' outcomes.
+fn dump(case: &Case, runc: &Outcome, berth: &Outcome) {
+    println!("==== case {}/{} ({:?})", case.seed, case.n, case.mode);
+    println!("{}", case.config_for("<bundle>"));
+    for (label, o) in [("runc", runc), ("berth", berth)] {
+        println!(
+            "---- {label}: steps {:?} exit {:?} stderr {:?} leftovers {:?}",
+            o.steps, o.exit, o.stderr, o.leftovers
+        );
+        for (name, lines) in &o.sections {
+            println!("@@{name}");
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        for l in &o.host_cgroup {
+            println!("host: {l}");
+        }
+    }
+}
+
 fn print_stats(st: &Stats, elapsed: Duration) {
     let pct = |a: u64, b: u64| {
         if b == 0 {
@@ -711,10 +742,7 @@ fn print_stats(st: &Stats, elapsed: Duration) {
     );
     println!(
         "same outcome {} (of which both failed {}), explained by a deviation {}, unexplained {}",
-        st.identical,
-        st.both_failed,
-        st.explained.values().sum::<u64>(),
-        st.unexplained
+        st.identical, st.both_failed, st.explained_cases, st.unexplained
     );
     for (d, n) in &st.explained {
         println!("  deviation {d}: {n} cases");
