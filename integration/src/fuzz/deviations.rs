@@ -61,10 +61,11 @@ pub static DEVIATIONS: &[Deviation] = &[
             match key {
                 "section:devices" | "section:sys" => dev,
                 "section:mntdirs" => {
-                    explicit.iter().any(|d| {
+                    dev || explicit.iter().any(|d| {
                         line.get(2..)
                             .is_some_and(|l| l.starts_with(&format!("{d} ")))
-                    }) || dev
+                            || line.contains(&format!("'{d}'"))
+                    })
                 }
                 _ => false,
             }
