@@ -896,7 +896,9 @@ fn gen_resources(g: &mut G, res: &mut Value) {
             g.f("linux.resources.memory.swappiness");
         }
         if g.r.pct(20) {
-            m["disableOOMKiller"] = json!(g.r.pct(50));
+            // Without the OOM killer a container at its limit hangs: only with room to spare.
+            let room = m.get("limit").is_none() || limit <= 0 || limit >= 256 * MB;
+            m["disableOOMKiller"] = json!(room && g.r.pct(50));
             g.f("linux.resources.memory.disableOOMKiller");
         }
         g.f("linux.resources.memory");

@@ -178,6 +178,9 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         env!("CARGO_MANIFEST_DIR"),
         "/../libcontainer/src/seccomp/testdata/docker-default.oci.json"
     )))?;
+    // Orphans of killed runtimes come to us (reap_orphans), not to PID 1.
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
     let parents_before = cgroup_parents();
     let pid = std::process::id();
     let mk = |path: &Path, label: &'static str| -> Result<Side, String> {
@@ -471,7 +474,15 @@ impl Fuzz {
             left.push("state dir".to_string());
             let _ = fs::remove_dir_all(side.rt.root.join(&case.id));
         }
-        let pids = context::processes_of(&case.id, dir);
+        // Every task in the case's cgroups (a thread group whose leader is a zombie too:
+        // processes_of skips it), and every process rooted in the bundle.
+        let mut pids = context::processes_of(&case.id, dir);
+        for cg in context::cgroup_dirs(&case.id) {
+            let procs = fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        pids.sort_unstable();
+        pids.dedup();
         for pid in &pids {
             left.push(format!("process {pid} ({})", context::comm(*pid)));
             let _ = Command::new("kill")
@@ -480,9 +491,11 @@ impl Fuzz {
         }
         if !pids.is_empty() {
             crate::harness::wait_until(Duration::from_secs(5), || {
+                reap_orphans();
                 context::processes_of(&case.id, dir).is_empty()
             });
         }
+        reap_orphans();
         for m in context::mounts_under(dir) {
             left.push(format!(
                 "mount {}",
@@ -503,6 +516,18 @@ impl Fuzz {
             .args(["-rf", "--one-file-system"])
             .arg(dir)
             .status();
+    }
+}
+
+/// Reap every exited child: the fuzzer is a child subreaper, so a runtime's orphaned
+/// process (its parent killed after a timeout) is reparented to it rather than to the
+/// machine's PID 1, which does not reap, and its cgroup can then be removed.
+fn reap_orphans() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if st == WaitStatus::StillAlive {
+            break;
+        }
     }
 }
 
