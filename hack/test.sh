@@ -25,7 +25,7 @@
 # INTEGRATION_ARGS (extra arguments to the integration binary, split on spaces),
 # BERTH_TEST_NO_UNSHARE=1 (run the integration binary in the host's mount namespace),
 # BERTH_VM=0 (skip step 9; VM_TIMEOUT, default INTEGRATION_TIMEOUT, limits each VM run),
-# FUZZ_SEEDS (default 1,2,3), FUZZ_CASES (cases per seed, default 100), FUZZ_TIMEOUT
+# FUZZ_SEEDS (default 1,2,3), FUZZ_CASES (cases per seed, default 150), FUZZ_TIMEOUT
 # (seconds, default 900) for step 8,
 # BERTH_SHIM_E2E=0 (skip the shim's containerd end-to-end test in step 5).
 set -euo pipefail
@@ -137,7 +137,7 @@ vm_pass() {
 # shellcheck disable=SC2317 # called through step
 difffuzz() {
 	local -a cmd=(timeout --kill-after=30 "${FUZZ_TIMEOUT:-900}" "$BIN_DIR/integration" difffuzz
-		--seed "${FUZZ_SEEDS:-1,2,3}" --cases "${FUZZ_CASES:-100}" --runc "$RUNC" --berth "$BIN_DIR/berth")
+		--seed "${FUZZ_SEEDS:-1,2,3}" --cases "${FUZZ_CASES:-150}" --runc "$RUNC" --berth "$BIN_DIR/berth")
 	if [[ ${BERTH_TEST_NO_UNSHARE:-0} != 1 ]]; then
 		cmd=(unshare -m --propagation private -- "${cmd[@]}")
 	fi

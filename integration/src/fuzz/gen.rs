@@ -338,7 +338,7 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
     // sysctls valid in the new namespaces (and now and then one that is not).
     if g.r.pct(40) {
         let mut cands: Vec<(&str, &[&str])> = Vec::new();
-        if has("network") || g.r.pct(5) {
+        if has("network") || g.r.pct(2) {
             cands.extend_from_slice(&[
                 ("net.ipv4.ip_forward", &["0", "1"][..]),
                 ("net.ipv4.tcp_syncookies", &["0", "1"]),
@@ -348,7 +348,7 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
                 ("net.ipv4.conf.all.forwarding", &["0", "1"]),
             ]);
         }
-        if has("ipc") || g.r.pct(5) {
+        if has("ipc") || g.r.pct(2) {
             cands.extend_from_slice(&[
                 ("kernel.shmmax", &["68719476736", "4096"][..]),
                 ("kernel.shmall", &["18446744073692774399", "2097152"]),
@@ -366,6 +366,10 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
         }
         if (has("uts") && g.r.pct(30)) || g.r.pct(2) {
             cands.push(("kernel.domainname", &["fz.example", "(none)"][..]));
+        }
+        if user {
+            // Not visible in namespaces owned by a user namespace.
+            cands.retain(|(k, _)| *k != "net.core.somaxconn" && !k.starts_with("fs.mqueue."));
         }
         if !cands.is_empty() {
             let mut m = serde_json::Map::new();
@@ -509,7 +513,7 @@ fn gen_mounts(g: &mut G, sysfs_ok: bool, proc_ok: bool, ipc_ok: bool) -> Value {
             .map(|s| s.to_string())
             .collect()
     };
-    if g.r.pct(95) {
+    if g.r.pct(98) {
         let o = opts(g, &["nosuid", "noexec", "nodev"], 60);
         g.f("mounts.proc");
         m.push(json!({"destination": "/proc", "type": "proc", "source": "proc", "options": o}));
@@ -675,7 +679,7 @@ fn gen_mounts(g: &mut G, sysfs_ok: bool, proc_ok: bool, ipc_ok: bool) -> Value {
                 g.f("mounts.tmpfs.extra");
                 // Over an existing directory of the rootfs now and then (its mode matters).
                 let dest = match g.r.below(6) {
-                    0 => "/home".to_string(),
+                    0 => "/tmp".to_string(),
                     1 => "/root".to_string(),
                     _ => format!("{parent}/t{i}"),
                 };
@@ -970,16 +974,16 @@ fn gen_seccomp(g: &mut G) -> Value {
             continue;
         }
         names.push(name);
-        let mut rule = match g.r.below(10) {
+        let mut rule = match g.r.below(20) {
             0 => {
                 g.f("linux.seccomp.action.kill");
                 json!({"names": [name], "action": *g.r.pick(&["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS"])})
             }
-            1 => {
+            1 | 2 => {
                 g.f("linux.seccomp.action.trace");
                 json!({"names": [name], "action": "SCMP_ACT_TRACE"})
             }
-            2 => {
+            3 | 4 => {
                 g.f("linux.seccomp.action.log");
                 json!({"names": [name], "action": "SCMP_ACT_LOG"})
             }

@@ -30,6 +30,13 @@ use crate::runtime::Runtime;
 
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Set by SIGINT/SIGTERM: the run stops after the current case (which cleans up).
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 struct Opts {
     seeds: Vec<u64>,
     cases: u64,
@@ -178,6 +185,15 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         env!("CARGO_MANIFEST_DIR"),
         "/../libcontainer/src/seccomp/testdata/docker-default.oci.json"
     )))?;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(
+                sig,
+                on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
     // Orphans of killed runtimes come to us (reap_orphans), not to PID 1.
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
@@ -216,6 +232,10 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             None => 0..o.cases,
         };
         for n in range {
+            if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+                println!("difffuzz: stopped by a signal");
+                break 'outer;
+            }
             if let Some(max) = o.max_seconds {
                 if started.elapsed().as_secs() >= max {
                     println!("difffuzz: time limit of {max} s reached");
