@@ -254,7 +254,7 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
     // Namespaces first: much of the rest depends on them.
     let user = g.r.pct(20);
     let mut ns: Vec<&str> = Vec::new();
-    if g.r.pct(97) {
+    if g.r.pct(98) {
         ns.push("mount");
     }
     if user || g.r.pct(85) {
@@ -364,7 +364,7 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
                 ("fs.mqueue.msgsize_max", &["8192", "16384"]),
             ]);
         }
-        if (has("uts") && g.r.pct(30)) || g.r.pct(2) {
+        if (has("uts") && !user && g.r.pct(30)) || g.r.pct(1) {
             cands.push(("kernel.domainname", &["fz.example", "(none)"][..]));
         }
         if user {
@@ -402,7 +402,7 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
             "/sys/firmware",
             "/proc/scsi",
             "/etc/passwd",
-            "/home",
+            "/root",
             "/nonexistent/path",
             "/proc/kmsg",
             "/sys/kernel/debug",
@@ -431,7 +431,9 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
         let mut devs = Vec::new();
         for _ in 0..1 + g.r.below(2) {
             let (path, major, minor) = *g.r.pick(EXTRA_DEVICES);
-            if devs.iter().any(|d: &Value| d["path"] == path) {
+            // In a user namespace devices are bind mounts of the host's node at the same path.
+            let no_host_node = path == "/dev/fz-null";
+            if devs.iter().any(|d: &Value| d["path"] == path) || (user && no_host_node) {
                 continue;
             }
             let mut d = json!({"path": path, "type": "c", "major": major, "minor": minor});
@@ -458,7 +460,13 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
         }
         for _ in 0..g.r.below(4) {
             let access = *g.r.pick(&["r", "w", "m", "rw", "rm", "rwm", "wm"]);
-            let rule = match g.r.below(8) {
+            // Denying a part of an allowed range is refused by runc 1.1's v1 emulator
+            // ("cannot punch hole"): kinds 2 and 6 only now and then.
+            let mut kind = g.r.below(8);
+            if (kind == 2 || kind == 6) && g.r.pct(70) {
+                kind = 0;
+            }
+            let rule = match kind {
                 0 => json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": access}),
                 1 => {
                     json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": access})
@@ -611,7 +619,7 @@ fn gen_mounts(g: &mut G, sysfs_ok: bool, proc_ok: bool, ipc_ok: bool) -> Value {
                     o.push("rw".into());
                     g.f("mounts.opt.rw");
                 }
-                if g.r.pct(25) {
+                if g.r.pct(10) {
                     let a =
                         *g.r.pick(&["noatime", "relatime", "strictatime", "nodiratime"]);
                     o.push(a.into());
@@ -824,8 +832,9 @@ fn gen_process(g: &mut G, user: bool) -> Value {
                     (cap(*g.r.pick(&[256, h])).min(h), h)
                 }
                 "RLIMIT_AS" | "RLIMIT_DATA" | "RLIMIT_RSS" => {
-                    let h = cap(*g.r.pick(&[1 << 32, 1 << 34, u64::MAX]));
-                    (cap(*g.r.pick(&[1 << 31, h])).min(h), h)
+                    // runc's Go init reserves a lot of address space: no less than 16 GiB.
+                    let h = cap(*g.r.pick(&[1 << 35, 1 << 36, u64::MAX]));
+                    (cap(*g.r.pick(&[1 << 34, h])).min(h), h)
                 }
                 "RLIMIT_STACK" => {
                     let h = cap(*g.r.pick(&[8 << 20, 64 << 20, u64::MAX]));
@@ -914,7 +923,7 @@ fn gen_resources(g: &mut G, res: &mut Value) {
             let v = if g.r.pct(5) {
                 *g.r.pick(&[1u64, 300000]) // out of range: refused by runc
             } else {
-                *g.r.pick(&[0u64, 2, 512, 1024, 262144])
+                *g.r.pick(&[0u64, 2, 512, 1024, 4096])
             };
             c["shares"] = json!(v);
             g.f("linux.resources.cpu.shares");
@@ -935,7 +944,7 @@ fn gen_resources(g: &mut G, res: &mut Value) {
             g.f("linux.resources.cpu.cpus");
         }
         if g.r.pct(15) {
-            c["mems"] = json!(*g.r.pick(&["0", ""]));
+            c["mems"] = json!(*g.r.pick(&["0", "0", "0", ""]));
             g.f("linux.resources.cpu.mems");
         }
         g.f("linux.resources.cpu");
@@ -952,8 +961,8 @@ fn gen_resources(g: &mut G, res: &mut Value) {
             *g.r.pick(&[10, 500, 1000])
         };
         let mut b = json!({"weight": w});
-        if g.r.pct(50) {
-            b["leafWeight"] = json!(0);
+        if g.r.pct(5) {
+            b["leafWeight"] = json!(0); // runc 1.1.5 then needs blkio.bfq.weight (absent here)
         }
         res["blockIO"] = b;
         g.f("linux.resources.blockIO");
