@@ -60,7 +60,10 @@ pub static DEVIATIONS: &[Deviation] = &[
             if explicit.is_empty() {
                 return false;
             }
-            let dev = explicit.iter().any(|d| d == "/dev" || d == "/dev/shm");
+            // The probe's scratch directory is /dev/shm, else /tmp.
+            let dev = explicit
+                .iter()
+                .any(|d| d == "/dev" || d == "/dev/shm" || d == "/tmp");
             match key {
                 "section:devices" | "section:sys" => dev,
                 "section:mntdirs" => {
@@ -68,6 +71,7 @@ pub static DEVIATIONS: &[Deviation] = &[
                         line.get(2..)
                             .is_some_and(|l| l.starts_with(&format!("{d} ")))
                             || line.contains(&format!("'{d}'"))
+                            || line.contains(&format!("{d}/"))
                     })
                 }
                 _ => false,
