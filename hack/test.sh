@@ -11,7 +11,10 @@
 #      tests against a private containerd 1.6 and 2.1.9 with berth and with runc: BERTH_SHIM_E2E=1)
 #   6. integration suite against berth: BERTH_TEST_RUNTIME=$BIN_DIR/berth
 #   7. integration suite against runc:  BERTH_TEST_RUNTIME=/usr/sbin/runc
-#   8. only when 6 and 7 passed: the integration suite in the pure cgroup v2 VM
+#   8. difffuzz: the differential fuzzer (integration difffuzz, integration/src/fuzz/) over a
+#      fixed seed set: each random OCI config under runc and under berth, fails on any
+#      difference that no documented deviation explains (BERTH_FUZZ=0 skips it)
+#   9. only when 6 and 7 passed: the integration suite in the pure cgroup v2 VM
 #      (hack/vm-run.sh), against berth and against runc (BERTH_VM=0 skips it)
 # Steps 2-5 all run even when one fails; 6 and 7 both run when the build succeeded
 # (each runs the built binary $BIN_DIR/integration, in a private mount
@@ -22,7 +25,9 @@
 # INTEGRATION_TIMEOUT (seconds per integration pass, default 1800),
 # INTEGRATION_ARGS (extra arguments to the integration binary, split on spaces),
 # BERTH_TEST_NO_UNSHARE=1 (run the integration binary in the host's mount namespace),
-# BERTH_VM=0 (skip step 8; VM_TIMEOUT, default INTEGRATION_TIMEOUT, limits each VM run),
+# BERTH_VM=0 (skip step 9; VM_TIMEOUT, default INTEGRATION_TIMEOUT, limits each VM run),
+# FUZZ_SEEDS (default 1,2,3), FUZZ_CASES (cases per seed, default 150), FUZZ_TIMEOUT
+# (seconds, default 900) for step 8,
 # BERTH_SHIM_E2E=0 (skip the shim's containerd end-to-end test in step 5).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -131,6 +136,22 @@ vm_pass() {
 	' sh "$BIN_DIR/integration" "$runtime" "$BIN_DIR" "${args[@]}" 2>&1 | tee "$logs/$label.log"
 }
 
+# difffuzz: the fixed-seed pass of the differential fuzzer (runc vs berth), in a private
+# mount namespace like the integration passes; its output is kept in $logs/difffuzz.log.
+# shellcheck disable=SC2317 # called through step
+difffuzz() {
+	local -a cmd=(timeout --kill-after=30 "${FUZZ_TIMEOUT:-900}" "$BIN_DIR/integration" difffuzz
+		--seed "${FUZZ_SEEDS:-1,2,3}" --cases "${FUZZ_CASES:-150}" --runc "$RUNC" --berth "$BIN_DIR/berth")
+	if [[ ${BERTH_TEST_NO_UNSHARE:-0} != 1 ]]; then
+		cmd=(unshare -m --propagation private -- "${cmd[@]}")
+	fi
+	[[ -x $RUNC ]] || {
+		echo "runc $RUNC not found" | tee "$logs/difffuzz.log"
+		return 1
+	}
+	"${cmd[@]}" 2>&1 | tee "$logs/difffuzz.log"
+}
+
 # summary_line LABEL: the integration binary's own summary (its last line with
 # "N passed"), or else its last non-empty line.
 summary_line() {
@@ -171,6 +192,14 @@ else
 	skip "integration (runc)" "build failed"
 fi
 
+if [[ ${BERTH_FUZZ:-1} == 1 ]]; then
+	if ((build_ok)) && [[ -x $BIN_DIR/integration ]]; then
+		step difffuzz difffuzz || true
+	else
+		skip difffuzz "build failed"
+	fi
+fi
+
 vm_labels=()
 if [[ ${BERTH_VM:-1} == 1 ]]; then
 	vm_labels=(vm-berth vm-runc)
@@ -202,5 +231,8 @@ for rt in berth runc "${vm_labels[@]}"; do
 		printf '%s summary: not run\n' "$title"
 	fi
 done
+if [[ -f $logs/difffuzz.log ]]; then
+	printf 'difffuzz summary: %s\n' "$(grep -a 'unexplained differences' "$logs/difffuzz.log" | tail -n 1 || echo '(no summary)')"
+fi
 printf 'total %ss: %s\n' "$((SECONDS - suite_start))" "$( ((failed)) && echo FAILED || echo PASSED)"
 exit "$failed"

@@ -3,11 +3,14 @@
 //! runtime-spec and runc command-line behaviour.
 //!
 //! Usage: `BERTH_TEST_RUNTIME=/usr/sbin/runc integration [FILTER]`
+//!
+//! `integration difffuzz ...` runs the differential fuzzer instead (src/fuzz/).
 
 mod clients;
 mod config;
 mod context;
 mod fixture;
+mod fuzz;
 mod harness;
 mod hostmount;
 mod mountinfo;
@@ -57,6 +60,10 @@ fn enter_private_mount_ns() -> Result<(), String> {
 
 fn real_main() -> Result<ExitCode, String> {
     enter_private_mount_ns()?;
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("difffuzz") {
+        return fuzz::main(&args[2..]);
+    }
     let filter = std::env::args().nth(1).unwrap_or_default();
     let path = std::env::var("BERTH_TEST_RUNTIME")
         .map_err(|_| "set BERTH_TEST_RUNTIME to the runtime binary's absolute path".to_string())?;

@@ -1,0 +1,176 @@
+//! The documented deviations: differences between berth and the reference runc that are
+//! intended (berth follows crun, the runtime-spec or runc 1.3 where Debian's runc 1.1.5
+//! differs), each with its reason. The fuzzer filters every difference through this list
+//! and reports only the unexplained ones. A deviation may never weaken isolation or change
+//! an exit code or an error text that a client matches on; a berth bug never goes here.
+//!
+//! A difference is an item (`steps`, `exit`, `section:<probe section>`, `hostcgroup`,
+//! `leftover:<runtime>`) with detail lines (a diff: `- runc's line`, `+ berth's line`); an
+//! item is explained when every one of its lines is explained by some deviation.
+
+use super::gen::Case;
+use super::Outcome;
+
+pub struct Deviation {
+    pub id: &'static str,
+    pub reason: &'static str,
+    /// Does this deviation explain `line` of item `key` of this case?
+    pub applies: fn(&Case, &str, &str, &Outcome, &Outcome) -> bool,
+}
+
+pub static DEVIATIONS: &[Deviation] = &[
+    Deviation {
+        id: "no-mount-namespace",
+        reason: "berth runs a container without a mount namespace (it chroots into the rootfs; \
+                 the config's mounts land in the caller's namespace); runc refuses such a config \
+                 ('unable to restrict sys entries without a private MNT namespace'). Intended: \
+                 DESIGN.md's create path; the caller asked for no mount namespace.",
+        // Never a leftover: mounts that berth leaves behind are a bug, not this deviation.
+        applies: |case, key, _, _, _| {
+            !case.has("linux.namespaces.mount") && !key.starts_with("leftover")
+        },
+    },
+    Deviation {
+        id: "cwd-checked-before-seccomp",
+        reason: "berth checks the cwd (CVE-2024-21626) before loading the seccomp filter, as \
+                 crun does; runc (1.3, and Debian's 1.1.5 with the backported fix) checks \
+                 after, so a profile denying getcwd makes runc fail ('failed to verify if \
+                 current working directory is safe') while berth runs the container (issue 10 \
+                 item 6: a documented improvement).",
+        applies: |case, _, _, runc, berth| {
+            case.has("linux.seccomp.getcwd")
+                && runc
+                    .stderr
+                    .contains("failed to verify if current working directory is safe")
+                && berth.steps.iter().all(|(_, ok)| *ok)
+        },
+    },
+    Deviation {
+        id: "tmpfs-explicit-mode",
+        reason: "runc 1.1 chmods a tmpfs mount's root back to the mode of the directory it \
+                 covers (0755 for a directory it created), so an explicit `mode=` (e.g. \
+                 mode=1777 or mode=700 on /dev or /dev/shm) is lost; runc 1.3 prepends \
+                 `mode=<dir mode>` to the options so that an explicit `mode=` wins, and berth \
+                 does what 1.3 does. The effects differ: who may enter /dev, who may write \
+                 /dev/shm, and O_CREAT opens of device nodes owned by another user in a \
+                 sticky world-writable /dev (EACCES, kernel may_create_in_sticky) in a user \
+                 namespace.",
+        applies: |case, key, line, _, _| {
+            let explicit = explicit_tmpfs_modes(case);
+            if explicit.is_empty() {
+                return false;
+            }
+            // The probe's scratch directory is /dev/shm, else /tmp.
+            let dev = explicit
+                .iter()
+                .any(|d| d == "/dev" || d == "/dev/shm" || d == "/tmp");
+            match key {
+                "section:devices" | "section:sys" => dev,
+                "section:mntdirs" => {
+                    dev || explicit.iter().any(|d| {
+                        line.get(2..)
+                            .is_some_and(|l| l.starts_with(&format!("{d} ")))
+                            || line.contains(&format!("'{d}'"))
+                            || line.contains(&format!("{d}/"))
+                    })
+                }
+                _ => false,
+            }
+        },
+    },
+    Deviation {
+        id: "seccomp-syscall-under-two-actions",
+        reason: "a profile listing one syscall under two actions is ambiguous in the \
+                 runtime-spec; runc (libseccomp) keeps the first rule, berth loads one filter \
+                 per action and the kernel applies the strongest verdict (DESIGN.md, seccomp). \
+                 Only the probe's syscall results differ.",
+        applies: |case, key, _, _, _| key == "section:sys" && duplicate_syscall(case),
+    },
+    Deviation {
+        id: "cgroup-v1-mount-layout",
+        reason: "for a `cgroup` mount on a v1/hybrid host runc 1.1 mounts the /sys/fs/cgroup \
+                 tmpfs read-write with fixed nosuid,nodev,noexec and omits the hybrid host's \
+                 cgroup2 `unified` hierarchy, and adds nosuid,nodev,noexec to every hierarchy's \
+                 mount; berth mounts the tmpfs and the hierarchies with the mount's own \
+                 options (read-only when asked) and binds the container's own directory of \
+                 `unified` too (libcontainer/src/init/rootfs.rs mount_cgroup). No wider \
+                 access: the tmpfs is stricter, `unified` shows only the container's cgroup.",
+        applies: |_, key, line, _, _| {
+            key == "section:mounts"
+                && line
+                    .get(2..)
+                    .is_some_and(|l| l.starts_with("/sys/fs/cgroup"))
+        },
+    },
+    Deviation {
+        id: "joined-userns-with-mappings",
+        reason: "berth accepts uid/gid mappings together with a user namespace joined by path \
+                 (they must match the joined namespace's); runc refuses the config. Not \
+                 generated by the fuzzer (it joins no namespaces); listed for completeness.",
+        applies: |_, _, _, _, _| false,
+    },
+];
+
+/// Destinations of tmpfs mounts with an explicit `mode=` other than the covered
+/// directory's 0755.
+fn explicit_tmpfs_modes(case: &Case) -> Vec<String> {
+    let mut v = Vec::new();
+    for m in case.cfg["mounts"].as_array().into_iter().flatten() {
+        if m["type"] != "tmpfs" {
+            continue;
+        }
+        let explicit = m["options"].as_array().into_iter().flatten().any(|o| {
+            o.as_str()
+                .and_then(|o| o.strip_prefix("mode="))
+                .is_some_and(|mode| mode.trim_start_matches('0') != "755")
+        });
+        if explicit {
+            v.push(m["destination"].as_str().unwrap_or("").to_string());
+        }
+    }
+    v
+}
+
+/// Some syscall of the case's seccomp profile appears in two rules with different actions.
+fn duplicate_syscall(case: &Case) -> bool {
+    let Some(rules) = case.cfg["linux"]["seccomp"]["syscalls"].as_array() else {
+        return false;
+    };
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for r in rules {
+        let action = r["action"].as_str().unwrap_or("");
+        for n in r["names"].as_array().into_iter().flatten() {
+            let n = n.as_str().unwrap_or("");
+            if seen.iter().any(|(m, a)| *m == n && *a != action) {
+                return true;
+            }
+            seen.push((n, action));
+        }
+    }
+    false
+}
+
+/// The id of the first deviation that explains `line` of item `key`.
+pub fn explain(
+    case: &Case,
+    key: &str,
+    line: &str,
+    runc: &Outcome,
+    berth: &Outcome,
+) -> Option<&'static str> {
+    DEVIATIONS
+        .iter()
+        .find(|d| (d.applies)(case, key, line, runc, berth))
+        .map(|d| d.id)
+}
+
+/// The list, for `difffuzz --deviations`.
+pub fn print() {
+    for d in DEVIATIONS {
+        println!(
+            "{}:\n  {}",
+            d.id,
+            d.reason.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+}

@@ -1,0 +1,813 @@
+//! `integration difffuzz`: a differential fuzzer of berth against runc.
+//!
+//! Each case is a random but valid OCI config (gen.rs), deterministic from (seed, case
+//! number). It runs under runc and then under berth, each in a fresh bundle, as `run` or
+//! as `create` + `start` + `delete`; a probe (probe.rs) prints what the container sees.
+//! The outcomes (each step's success, the exit code, the probe's sections, the cgroup files
+//! read from the host after `create`, anything left behind) are compared; a difference that
+//! no documented deviation (deviations.rs) explains is reported with the seed, the case
+//! number, the config and a diff, and makes the run fail.
+//!
+//! Usage: integration difffuzz [--seed S[,S...]] [--cases N] [--case N] [--runc PATH]
+//!        [--berth PATH] [--max-seconds T] [--verbose] [--dump] | --deviations
+
+mod deviations;
+mod gen;
+mod probe;
+mod rng;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use gen::{Case, Mode, Vol};
+
+use crate::context;
+use crate::runtime::Runtime;
+
+const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Set by SIGINT/SIGTERM: the run stops after the current case (which cleans up).
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+struct Opts {
+    seeds: Vec<u64>,
+    cases: u64,
+    only: Option<u64>,
+    runc: PathBuf,
+    berth: PathBuf,
+    max_seconds: Option<u64>,
+    verbose: bool,
+    dump: bool,
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        seeds: vec![1],
+        cases: 100,
+        only: None,
+        runc: PathBuf::from(std::env::var("RUNC").unwrap_or_else(|_| "/usr/sbin/runc".into())),
+        berth: std::env::var_os("BERTH_BINARY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../target/x86_64-unknown-linux-musl/release/berth"
+                ))
+            }),
+        max_seconds: None,
+        verbose: false,
+        dump: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        let num = |s: String| s.parse::<u64>().map_err(|e| format!("{a} {s}: {e}"));
+        match a.as_str() {
+            "--seed" | "--seeds" => {
+                o.seeds = val()?
+                    .split(',')
+                    .map(|s| s.parse::<u64>().map_err(|e| format!("seed {s}: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--cases" => o.cases = num(val()?)?,
+            "--case" => o.only = Some(num(val()?)?),
+            "--runc" => o.runc = PathBuf::from(val()?),
+            "--berth" => o.berth = PathBuf::from(val()?),
+            "--max-seconds" => o.max_seconds = Some(num(val()?)?),
+            "--verbose" | "-v" => o.verbose = true,
+            "--dump" => o.dump = true,
+            "--deviations" => {
+                deviations::print();
+                std::process::exit(0);
+            }
+            "-h" | "--help" => {
+                println!(
+                    "usage: integration difffuzz [--seed S[,S...]] [--cases N] [--case N] \
+                     [--runc PATH] [--berth PATH] [--max-seconds T] [--verbose]"
+                );
+                std::process::exit(0);
+            }
+            _ => return Err(format!("difffuzz: unknown argument {a}")),
+        }
+    }
+    Ok(o)
+}
+
+/// What one runtime did with one case.
+#[derive(Default)]
+pub struct Outcome {
+    /// (step, succeeded) in order: `run`, or `create`, `start`, `delete`.
+    pub steps: Vec<(&'static str, bool)>,
+    /// `run`'s exit code (None: killed or timed out).
+    pub exit: Option<i32>,
+    pub timed_out: bool,
+    pub sections: BTreeMap<String, Vec<String>>,
+    /// Cgroup files read from the host between `create` and `start`.
+    pub host_cgroup: Vec<String>,
+    pub stderr: String,
+    pub leftovers: Vec<String>,
+}
+
+impl Outcome {
+    /// The container ran the probe to its end and exited as asked.
+    pub fn succeeded(&self, case: &Case) -> bool {
+        self.steps.iter().all(|(_, ok)| *ok)
+            && self.sections.contains_key("end")
+            && (case.mode != Mode::Run || self.exit == Some(case.probe.exit_code))
+    }
+}
+
+/// One difference between the two outcomes.
+#[derive(Debug)]
+pub struct Item {
+    /// `step:create`, `exit`, `section:mounts`, `hostcgroup`, `leftover:berth`, ...
+    pub key: String,
+    pub detail: Vec<String>,
+}
+
+struct Side {
+    rt: Runtime,
+    label: &'static str,
+}
+
+struct Fuzz {
+    tmp: PathBuf,
+    rootfs: PathBuf,
+    host: gen::Host,
+    runc: Side,
+    berth: Side,
+    verbose: bool,
+    dump: bool,
+}
+
+#[derive(Default)]
+struct Stats {
+    cases: u64,
+    runc_ok: u64,
+    berth_ok: u64,
+    both_failed: u64,
+    identical: u64,
+    explained: BTreeMap<&'static str, u64>,
+    explained_cases: u64,
+    unexplained: u64,
+    fields: BTreeMap<String, (u64, u64)>,
+    runc_time: Duration,
+    berth_time: Duration,
+}
+
+pub fn main(args: &[String]) -> Result<ExitCode, String> {
+    let o = parse(args)?;
+    for p in [&o.runc, &o.berth] {
+        if !p.is_absolute() || !p.exists() {
+            return Err(format!(
+                "difffuzz: runtime {} not found (absolute path)",
+                p.display()
+            ));
+        }
+    }
+    let tmp = PathBuf::from(format!("/tmp/berth-fuzz-{}", std::process::id()));
+    fs::create_dir_all(tmp.join("io")).map_err(|e| format!("mkdir {}: {e}", tmp.display()))?;
+    let rootfs = tmp.join("rootfs");
+    crate::fixture::build_rootfs(&rootfs)?;
+    // A directory only root may enter (a cwd a non-root user cannot reach).
+    let private = rootfs.join("fz/private");
+    fs::create_dir_all(&private).map_err(|e| format!("mkdir: {e}"))?;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+    let host = gen::Host::probe(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../libcontainer/src/seccomp/testdata/docker-default.oci.json"
+    )))?;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(
+                sig,
+                on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+    // Orphans of killed runtimes come to us (reap_orphans), not to PID 1.
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
+    let parents_before = cgroup_parents();
+    let pid = std::process::id();
+    let mk = |path: &Path, label: &'static str| -> Result<Side, String> {
+        let root = PathBuf::from(format!("/run/berth-test/fuzz-{label}-{pid}"));
+        Ok(Side {
+            rt: Runtime::new(path.to_path_buf(), root, tmp.join("io"))?,
+            label,
+        })
+    };
+    let fz = Fuzz {
+        runc: mk(&o.runc, "runc")?,
+        berth: mk(&o.berth, "berth")?,
+        tmp: tmp.clone(),
+        rootfs,
+        host,
+        verbose: o.verbose,
+        dump: o.dump,
+    };
+    println!(
+        "difffuzz: runc {} ({}) vs berth {} ({}); seeds {:?}, {} cases each",
+        o.runc.display(),
+        fz.runc.rt.version,
+        o.berth.display(),
+        fz.berth.rt.version,
+        o.seeds,
+        if o.only.is_some() { 1 } else { o.cases }
+    );
+    let started = Instant::now();
+    let mut st = Stats::default();
+    'outer: for &seed in &o.seeds {
+        let range = match o.only {
+            Some(n) => n..n + 1,
+            None => 0..o.cases,
+        };
+        for n in range {
+            if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+                println!("difffuzz: stopped by a signal");
+                break 'outer;
+            }
+            if let Some(max) = o.max_seconds {
+                if started.elapsed().as_secs() >= max {
+                    println!("difffuzz: time limit of {max} s reached");
+                    break 'outer;
+                }
+            }
+            let case = gen::generate(&fz.host, seed, n);
+            fz.one(&case, &mut st);
+            if st.cases % 100 == 0 {
+                println!(
+                    "difffuzz: {} cases, {} unexplained, {} s",
+                    st.cases,
+                    st.unexplained,
+                    started.elapsed().as_secs()
+                );
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    print_stats(&st, elapsed);
+
+    for p in cgroup_parents() {
+        if !parents_before.contains(&p) {
+            let _ = fs::remove_dir(&p);
+        }
+    }
+    for side in [&fz.runc, &fz.berth] {
+        let _ = fs::remove_dir(&side.rt.root);
+    }
+    let _ = fs::remove_dir("/run/berth-test");
+    let _ = Command::new("rm")
+        .args(["-rf", "--one-file-system"])
+        .arg(&tmp)
+        .status();
+    Ok(if st.unexplained == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+impl Fuzz {
+    fn one(&self, case: &Case, st: &mut Stats) {
+        let t0 = Instant::now();
+        let runc = self.run_side(&self.runc, case);
+        let t1 = Instant::now();
+        let berth = self.run_side(&self.berth, case);
+        st.runc_time += t1 - t0;
+        st.berth_time += t1.elapsed();
+        st.cases += 1;
+        let runc_ok = runc.succeeded(case);
+        if runc_ok {
+            st.runc_ok += 1;
+        }
+        if berth.succeeded(case) {
+            st.berth_ok += 1;
+        }
+        for f in &case.fields {
+            let e = st.fields.entry(f.clone()).or_default();
+            e.0 += 1;
+            if runc_ok {
+                e.1 += 1;
+            }
+        }
+        if self.dump {
+            dump(case, &runc, &berth);
+        }
+        let items = compare(case, &runc, &berth);
+        if items.is_empty() {
+            st.identical += 1;
+            if !runc_ok {
+                st.both_failed += 1;
+            }
+            if self.verbose {
+                println!(
+                    "case {}/{}: same ({})",
+                    case.seed,
+                    case.n,
+                    if runc_ok { "ok" } else { "both failed" }
+                );
+                if !runc_ok {
+                    println!(
+                        "  runc: steps {:?} exit {:?} stderr {:?} last section {:?}",
+                        runc.steps,
+                        runc.exit,
+                        clip(&runc.stderr, 300),
+                        runc.sections.keys().last()
+                    );
+                }
+            }
+            return;
+        }
+        let mut unexplained = Vec::new();
+        let mut why = BTreeSet::new();
+        for it in &items {
+            let lines: Vec<&str> = if it.detail.is_empty() {
+                vec![""]
+            } else {
+                it.detail.iter().map(String::as_str).collect()
+            };
+            let found: Vec<Option<&'static str>> = lines
+                .iter()
+                .map(|l| deviations::explain(case, &it.key, l, &runc, &berth))
+                .collect();
+            if found.iter().all(Option::is_some) {
+                why.extend(found.into_iter().flatten());
+            } else {
+                unexplained.push(it);
+            }
+        }
+        if unexplained.is_empty() {
+            st.explained_cases += 1;
+            for d in why {
+                *st.explained.entry(d).or_default() += 1;
+            }
+            if self.verbose {
+                println!("case {}/{}: explained", case.seed, case.n);
+            }
+            return;
+        }
+        st.unexplained += 1;
+        report(case, &runc, &berth, &unexplained);
+    }
+
+    fn run_side(&self, side: &Side, case: &Case) -> Outcome {
+        let mut out = Outcome::default();
+        let dir = self.tmp.join(format!("b-{}-{}", side.label, case.id));
+        let bundle = dir.to_string_lossy().into_owned();
+        let mut submounts = Vec::new();
+        if let Err(e) = self.prepare(case, &dir, &mut submounts) {
+            out.steps.push(("prepare", false));
+            out.stderr = e;
+            self.cleanup(side, case, &dir, &submounts, &mut out);
+            return out;
+        }
+        let stdout = dir.join("probe.out");
+        let stderr = dir.join("runtime.err");
+        match case.mode {
+            Mode::Run => {
+                let r = spawn_wait(
+                    &side.rt,
+                    &["run", "--bundle", &bundle, &case.id],
+                    &stdout,
+                    &stderr,
+                );
+                out.timed_out = r.1;
+                out.exit = r.0;
+                out.steps.push(("run", !r.1 && r.0.is_some()));
+            }
+            Mode::CreateStart => {
+                let r = spawn_wait(
+                    &side.rt,
+                    &["create", "--bundle", &bundle, &case.id],
+                    &stdout,
+                    &stderr,
+                );
+                out.timed_out = r.1;
+                let created = r.0 == Some(0);
+                out.steps.push(("create", created));
+                if created {
+                    out.host_cgroup = host_cgroup(&case.id);
+                    let s = side.rt.exec(&["start", &case.id]);
+                    out.timed_out |= s.timed_out;
+                    out.steps.push(("start", s.success()));
+                    if !s.success() {
+                        out.stderr.push_str(&s.stderr);
+                    }
+                    crate::harness::wait_until(Duration::from_secs(20), || {
+                        side.rt.status(&case.id).as_deref() != Some("running")
+                    });
+                    let d = side.rt.exec(&["delete", &case.id]);
+                    out.steps.push(("delete", d.success()));
+                    if !d.success() {
+                        out.stderr.push_str(&d.stderr);
+                    }
+                }
+            }
+        }
+        let text = fs::read(&stdout)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        out.sections = probe::sections(&text, &bundle);
+        let err = fs::read_to_string(&stderr).unwrap_or_default();
+        out.stderr = format!("{err}{}", out.stderr);
+        self.cleanup(side, case, &dir, &submounts, &mut out);
+        out
+    }
+
+    fn prepare(&self, case: &Case, dir: &Path, submounts: &mut Vec<PathBuf>) -> Result<(), String> {
+        fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        run_ok(
+            Command::new("cp")
+                .arg("-a")
+                .arg(&self.rootfs)
+                .arg(dir.join("rootfs")),
+        )?;
+        if let Some((uid, gid)) = case.rootfs_owner {
+            let rootfs = dir.join("rootfs");
+            run_ok(
+                Command::new("chown")
+                    .args(["-R", "-h", &format!("{uid}:{gid}")])
+                    .arg(&rootfs),
+            )?;
+            run_ok(
+                Command::new("chown")
+                    .arg("-h")
+                    .arg(format!("{}:{}", uid + 1000, gid + 1000))
+                    .arg(rootfs.join("home/user")),
+            )?;
+        }
+        for v in &case.vols {
+            match v {
+                Vol::Dir { name, submount } => {
+                    let p = dir.join("vols").join(name);
+                    fs::create_dir_all(p.join("sub")).map_err(|e| e.to_string())?;
+                    fs::write(p.join("f"), "fz\n").map_err(|e| e.to_string())?;
+                    if *submount {
+                        run_ok(
+                            Command::new("mount")
+                                .args(["-t", "tmpfs", "-o", "size=64k", "fzsub"])
+                                .arg(p.join("sub")),
+                        )?;
+                        submounts.push(p.join("sub"));
+                    }
+                }
+                Vol::File { name } => {
+                    let p = dir.join("vols").join(name);
+                    fs::create_dir_all(dir.join("vols")).map_err(|e| e.to_string())?;
+                    fs::write(&p, "fz file\n").map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        fs::write(
+            dir.join("config.json"),
+            case.config_for(&dir.to_string_lossy()),
+        )
+        .map_err(|e| format!("write config.json: {e}"))
+    }
+
+    /// `delete --force`, then record and remove anything of the case left on the host.
+    fn cleanup(
+        &self,
+        side: &Side,
+        case: &Case,
+        dir: &Path,
+        submounts: &[PathBuf],
+        out: &mut Outcome,
+    ) {
+        let _ = side.rt.exec(&["delete", "--force", &case.id]);
+        for m in submounts {
+            let _ = Command::new("umount").arg(m).status();
+        }
+        let mut left = Vec::new();
+        if side.rt.root.join(&case.id).exists() {
+            left.push("state dir".to_string());
+            let _ = fs::remove_dir_all(side.rt.root.join(&case.id));
+        }
+        // Every task in the case's cgroups (a thread group whose leader is a zombie too:
+        // processes_of skips it), and every process rooted in the bundle.
+        let mut pids = context::processes_of(&case.id, dir);
+        for cg in context::cgroup_dirs(&case.id) {
+            let procs = fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        for pid in &pids {
+            left.push(format!("process {pid} ({})", context::comm(*pid)));
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        if !pids.is_empty() {
+            crate::harness::wait_until(Duration::from_secs(5), || {
+                reap_orphans();
+                context::processes_of(&case.id, dir).is_empty()
+            });
+        }
+        reap_orphans();
+        for m in context::mounts_under(dir) {
+            left.push(format!(
+                "mount {}",
+                m.replace(&*dir.to_string_lossy(), "<bundle>")
+            ));
+        }
+        let mut mounts = context::mounts_under(dir);
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").args(["-l", &m]).status();
+        }
+        for cg in context::cgroup_dirs(&case.id) {
+            left.push(format!("cgroup {}", cg.display()));
+            remove_cgroup(&cg);
+        }
+        out.leftovers = left;
+        let _ = Command::new("rm")
+            .args(["-rf", "--one-file-system"])
+            .arg(dir)
+            .status();
+    }
+}
+
+/// Reap every exited child: the fuzzer is a child subreaper, so a runtime's orphaned
+/// process (its parent killed after a timeout) is reparented to it rather than to the
+/// machine's PID 1, which does not reap, and its cgroup can then be removed.
+fn reap_orphans() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if st == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// rmdir a cgroup of ours and its children, deepest first.
+fn remove_cgroup(p: &Path) {
+    if let Ok(rd) = fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(p);
+}
+
+fn run_ok(cmd: &mut Command) -> Result<(), String> {
+    let st = cmd
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?}: {st}"))
+    }
+}
+
+/// Run `<rt> --root R ARGS` with stdout/stderr into files (the container inherits them);
+/// returns (exit code, timed out).
+fn spawn_wait(rt: &Runtime, args: &[&str], stdout: &Path, stderr: &Path) -> (Option<i32>, bool) {
+    let (Ok(o), Ok(e)) = (File::create(stdout), File::create(stderr)) else {
+        return (None, false);
+    };
+    let child = Command::new(&rt.path)
+        .arg("--root")
+        .arg(&rt.root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(o)
+        .stderr(e)
+        .spawn();
+    let Ok(mut child) = child else {
+        return (None, false);
+    };
+    let deadline = Instant::now() + CMD_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return (st.code(), false),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(3)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (None, true);
+            }
+        }
+    }
+}
+
+/// The container's cgroup files, read from the host (v1 hierarchies).
+fn host_cgroup(id: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for f in probe::CGROUP_FILES {
+        let (ctrl, file) = f.split_once('/').unwrap_or(("", f));
+        let p = format!("/sys/fs/cgroup/{ctrl}/berth-test/{id}/{file}");
+        let text = fs::read_to_string(&p).unwrap_or_else(|e| format!("({e})"));
+        let mut lines: Vec<&str> = text.lines().collect();
+        if file == "devices.list" {
+            lines.sort();
+        }
+        v.push(format!("{f}: {}", lines.join(" / ")));
+    }
+    v
+}
+
+fn compare(case: &Case, a: &Outcome, b: &Outcome) -> Vec<Item> {
+    let mut items = Vec::new();
+    let steps = |o: &Outcome| o.steps.clone();
+    if steps(a) != steps(b) {
+        items.push(Item {
+            key: "steps".into(),
+            detail: vec![
+                format!("runc {:?}", a.steps),
+                format!("berth {:?}", b.steps),
+            ],
+        });
+    }
+    if case.mode == Mode::Run && a.exit != b.exit {
+        items.push(Item {
+            key: "exit".into(),
+            detail: vec![format!("runc {:?}, berth {:?}", a.exit, b.exit)],
+        });
+    }
+    let names: BTreeSet<&String> = a.sections.keys().chain(b.sections.keys()).collect();
+    let empty = Vec::new();
+    for n in names {
+        let (x, y) = (
+            a.sections.get(n).unwrap_or(&empty),
+            b.sections.get(n).unwrap_or(&empty),
+        );
+        if x != y || a.sections.contains_key(n) != b.sections.contains_key(n) {
+            let mut d = probe::diff(x, y);
+            if d.is_empty() {
+                d.push(format!(
+                    "section present: runc {}, berth {}",
+                    a.sections.contains_key(n),
+                    b.sections.contains_key(n)
+                ));
+            }
+            items.push(Item {
+                key: format!("section:{n}"),
+                detail: d,
+            });
+        }
+    }
+    if a.host_cgroup != b.host_cgroup && !a.host_cgroup.is_empty() && !b.host_cgroup.is_empty() {
+        items.push(Item {
+            key: "hostcgroup".into(),
+            detail: probe::diff(&a.host_cgroup, &b.host_cgroup),
+        });
+    }
+    if !b.leftovers.is_empty() {
+        items.push(Item {
+            key: "leftover:berth".into(),
+            detail: b.leftovers.clone(),
+        });
+    }
+    if !a.leftovers.is_empty() {
+        items.push(Item {
+            key: "leftover:runc".into(),
+            detail: a.leftovers.clone(),
+        });
+    }
+    items
+}
+
+fn clip(s: &str, max: usize) -> String {
+    let s = s.trim();
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+fn report(case: &Case, runc: &Outcome, berth: &Outcome, items: &[&Item]) {
+    let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    println!(
+        "DIFF seed={} case={} mode={:?} id={}: {}",
+        case.seed,
+        case.n,
+        case.mode,
+        case.id,
+        keys.join(", ")
+    );
+    println!(
+        "  replay: integration difffuzz --seed {} --case {} --verbose",
+        case.seed, case.n
+    );
+    let mut cfg = case.cfg.clone();
+    cfg["process"]["args"] = serde_json::json!(["sh", "-c", "<probe>"]);
+    println!(
+        "  config: {}",
+        serde_json::to_string(&cfg).unwrap_or_default()
+    );
+    for (label, o) in [("runc", runc), ("berth", berth)] {
+        println!(
+            "  {label}: steps {:?} exit {:?}{} stderr {:?}",
+            o.steps,
+            o.exit,
+            if o.timed_out { " TIMED OUT" } else { "" },
+            clip(&o.stderr, 400)
+        );
+    }
+    for it in items {
+        println!("  {}:", it.key);
+        for l in it.detail.iter().take(40) {
+            println!("    {l}");
+        }
+    }
+}
+
+/// `--dump`: the whole config and both runtimes' outcomes.
+fn dump(case: &Case, runc: &Outcome, berth: &Outcome) {
+    println!("==== case {}/{} ({:?})", case.seed, case.n, case.mode);
+    println!("{}", case.config_for("<bundle>"));
+    for (label, o) in [("runc", runc), ("berth", berth)] {
+        println!(
+            "---- {label}: steps {:?} exit {:?} stderr {:?} leftovers {:?}",
+            o.steps, o.exit, o.stderr, o.leftovers
+        );
+        for (name, lines) in &o.sections {
+            println!("@@{name}");
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        for l in &o.host_cgroup {
+            println!("host: {l}");
+        }
+    }
+}
+
+fn print_stats(st: &Stats, elapsed: Duration) {
+    let pct = |a: u64, b: u64| {
+        if b == 0 {
+            0.0
+        } else {
+            100.0 * a as f64 / b as f64
+        }
+    };
+    println!("\n==== difffuzz coverage: field, cases, share succeeding under runc ====");
+    let mut min: Option<(u64, &str)> = None;
+    for (f, (n, ok)) in &st.fields {
+        println!("{f:<48} {n:>6} {:>6.1}%", pct(*ok, *n));
+        if min.is_none_or(|(m, _)| *n < m) {
+            min = Some((*n, f));
+        }
+    }
+    println!("\n==== difffuzz summary ====");
+    println!(
+        "cases {} in {:.0} s ({:.0} ms per case: runc {:.0} ms, berth {:.0} ms)",
+        st.cases,
+        elapsed.as_secs_f64(),
+        elapsed.as_millis() as f64 / st.cases.max(1) as f64,
+        st.runc_time.as_millis() as f64 / st.cases.max(1) as f64,
+        st.berth_time.as_millis() as f64 / st.cases.max(1) as f64
+    );
+    println!(
+        "succeeded under runc {} ({:.1}%), under berth {} ({:.1}%)",
+        st.runc_ok,
+        pct(st.runc_ok, st.cases),
+        st.berth_ok,
+        pct(st.berth_ok, st.cases)
+    );
+    println!(
+        "same outcome {} (of which both failed {}), explained by a deviation {}, unexplained {}",
+        st.identical, st.both_failed, st.explained_cases, st.unexplained
+    );
+    for (d, n) in &st.explained {
+        println!("  deviation {d}: {n} cases");
+    }
+    if let Some((n, f)) = min {
+        println!("least covered field: {f} in {n} cases");
+    }
+    println!("difffuzz: {} unexplained differences", st.unexplained);
+}
+
+/// Existing `/sys/fs/cgroup/*/berth-test` directories.
+fn cgroup_parents() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+        for e in rd.flatten() {
+            let p = e.path().join("berth-test");
+            if p.is_dir() {
+                v.push(p);
+            }
+        }
+    }
+    v
+}
