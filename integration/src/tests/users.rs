@@ -24,6 +24,7 @@ pub fn tests() -> Vec<Test> {
         users_joined_user_namespace_becomes_root,
         users_namespace_empty_path_is_new,
         users_foreground_tty_keeps_newlines,
+        users_no_capabilities_field_means_none,
     ]
 }
 
@@ -250,5 +251,23 @@ fn users_foreground_tty_keeps_newlines(ctx: &Ctx) -> TestResult {
         !text.contains("444\r"),
         "the container's pty turned \\n into \\r\\n: {text:?}"
     );
+    Ok(())
+}
+
+/// A config without `process.capabilities` gives the process no capabilities at all, as runc
+/// does; berth used to keep its own full set (found by the differential fuzzer).
+fn users_no_capabilities_field_means_none(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.remove("/process/capabilities");
+    b.cfg.args(&["grep", "^Cap", "/proc/self/status"]);
+    let out = b.run_ok()?;
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let v = out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{set}:")))
+            .map(str::trim)
+            .unwrap_or("missing");
+        ensure_eq!(v, "0000000000000000", set);
+    }
     Ok(())
 }

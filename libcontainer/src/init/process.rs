@@ -213,7 +213,17 @@ fn capset(names: Option<&oci_spec::runtime::Capabilities>, field: &str) -> Resul
 /// berth still has CAP_SETPCAP), then the ids with keep-caps, then the other sets.
 pub fn switch_user(process: &Process) -> Result<()> {
     let user = process.user();
-    let caps = process.capabilities().as_ref();
+    // No `process.capabilities` at all means no capabilities, as in runc (every set empty,
+    // the bounding set included); never "keep berth's own".
+    let empty = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+        .bounding(oci_spec::runtime::Capabilities::new())
+        .effective(oci_spec::runtime::Capabilities::new())
+        .inheritable(oci_spec::runtime::Capabilities::new())
+        .permitted(oci_spec::runtime::Capabilities::new())
+        .ambient(oci_spec::runtime::Capabilities::new())
+        .build()
+        .map_err(|e| InitError::msg("capabilities", None, e.to_string()))?;
+    let caps = Some(process.capabilities().as_ref().unwrap_or(&empty));
     if let Some(c) = caps {
         let bounding = capset(c.bounding().as_ref(), "bounding")?;
         for cap in caps::all() {
