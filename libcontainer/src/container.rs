@@ -371,7 +371,7 @@ pub fn update(root: &Path, id: &str, resources: oci_spec::runtime::LinuxResource
     }
     let mut resources = resources;
     let cg = cgroups::manager_for(&state.cgroup);
-    if let Err(e) = cg.apply(&resources, false) {
+    if let Err(e) = cg.apply(&resources, None) {
         // As runc's Container.Set: put the recorded resources back (the files written before
         // the failing one changed already), and record nothing new.
         let old = state
@@ -379,7 +379,7 @@ pub fn update(root: &Path, id: &str, resources: oci_spec::runtime::LinuxResource
             .linux()
             .as_ref()
             .and_then(|l| l.resources().as_ref());
-        if let Some(Err(e2)) = old.map(|old| cg.apply(old, false)) {
+        if let Some(Err(e2)) = old.map(|old| cg.apply(old, None)) {
             return Err(cgroups::CgroupError::Other(format!(
                 "{e}; setting the previous resources back failed too ({e2}): the cgroup files \
                  may now differ from the recorded resources"

@@ -226,7 +226,10 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     // Always, as runc: without linux.resources the device rules are still runc's default
     // allow list. linux.devices only makes nodes; it adds no device rule.
     let no_resources = oci_spec::runtime::LinuxResources::default();
-    cg.apply(linux.resources().as_ref().unwrap_or(&no_resources), true)?;
+    cg.apply(
+        linux.resources().as_ref().unwrap_or(&no_resources),
+        Some(linux.devices().as_deref().unwrap_or_default()),
+    )?;
     if parent_moves {
         cg.add(child.pid, rest)?;
     }

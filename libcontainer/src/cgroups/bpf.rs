@@ -217,10 +217,10 @@ mod tests {
 
     #[test]
     fn deny_all_then_allow_some() {
-        let rules = super::super::devices::rules(&[serde_json::from_str(
-            r#"{"allow":false,"access":"rwm"}"#,
-        )
-        .unwrap()]);
+        let rules = super::super::devices::rules(
+            &[serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap()],
+            &[],
+        );
         let p = program(&rules);
         assert_eq!(
             run(&p, DEV_CHAR, ACC_READ | ACC_WRITE, 1, 3),

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 
 use super::emulator::Emulator;
 use super::CgroupError;
@@ -49,22 +49,33 @@ fn kind(t: LinuxDeviceType) -> char {
     }
 }
 
-/// The devices every container may use whatever its config says (runc's list).
-const DEFAULT_ALLOWED: &[(char, Option<i64>, Option<i64>, &str)] = &[
-    ('c', None, None, "m"),
-    ('b', None, None, "m"),
-    ('c', Some(1), Some(3), "rwm"),    // null
-    ('c', Some(1), Some(8), "rwm"),    // random
-    ('c', Some(1), Some(7), "rwm"),    // full
-    ('c', Some(5), Some(0), "rwm"),    // tty
-    ('c', Some(1), Some(5), "rwm"),    // zero
-    ('c', Some(1), Some(9), "rwm"),    // urandom
-    ('c', Some(136), None, "rwm"),     // pts/*
-    ('c', Some(5), Some(2), "rwm"),    // ptmx
-    ('c', Some(10), Some(200), "rwm"), // net/tun
+/// The devices every container may use whatever its config says (runc's list), with the
+/// path runc knows each by.
+type Default = (
+    char,
+    Option<i64>,
+    Option<i64>,
+    &'static str,
+    Option<&'static str>,
+);
+const DEFAULT_ALLOWED: &[Default] = &[
+    ('c', None, None, "m", None),
+    ('b', None, None, "m", None),
+    ('c', Some(1), Some(3), "rwm", Some("/dev/null")),
+    ('c', Some(1), Some(8), "rwm", Some("/dev/random")),
+    ('c', Some(1), Some(7), "rwm", Some("/dev/full")),
+    ('c', Some(5), Some(0), "rwm", Some("/dev/tty")),
+    ('c', Some(1), Some(5), "rwm", Some("/dev/zero")),
+    ('c', Some(1), Some(9), "rwm", Some("/dev/urandom")),
+    ('c', Some(136), None, "rwm", None),     // pts/*
+    ('c', Some(5), Some(2), "rwm", None),    // ptmx
+    ('c', Some(10), Some(200), "rwm", None), // net/tun
 ];
 
-pub fn rules(cgroup_rules: &[LinuxDeviceCgroup]) -> Vec<Rule> {
+/// The rules of `linux.resources.devices`, then runc's default allow list, minus the defaults
+/// whose path `linux.devices` (`listed`) names again: runc's createDevices lets the listed
+/// device replace the default one, and a listed device gets no rule of its own.
+pub fn rules(cgroup_rules: &[LinuxDeviceCgroup], listed: &[LinuxDevice]) -> Vec<Rule> {
     let mut out: Vec<Rule> = cgroup_rules
         .iter()
         .map(|r| Rule {
@@ -78,7 +89,10 @@ pub fn rules(cgroup_rules: &[LinuxDeviceCgroup]) -> Vec<Rule> {
     out.extend(
         DEFAULT_ALLOWED
             .iter()
-            .map(|&(k, major, minor, access)| Rule {
+            .filter(|d| {
+                d.4.is_none_or(|p| !listed.iter().any(|l| l.path() == std::path::Path::new(p)))
+            })
+            .map(|&(k, major, minor, access, _)| Rule {
                 allow: true,
                 kind: k,
                 major,
@@ -129,11 +143,25 @@ mod tests {
     fn v1_lines() {
         let deny_all: LinuxDeviceCgroup =
             serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
-        let r = rules(&[deny_all]);
+        let r = rules(std::slice::from_ref(&deny_all), &[]);
         assert_eq!(r[0].v1_line(), "a");
         assert!(!r[0].allow);
         assert_eq!(r[1].v1_line(), "c *:* m");
         assert_eq!(r[3].v1_line(), "c 1:3 rwm");
         assert_eq!(r[9].v1_line(), "c 136:* rwm");
+    }
+
+    #[test]
+    fn a_listed_device_replaces_the_default_rule_for_its_path() {
+        let deny_all: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
+        let full: LinuxDevice =
+            serde_json::from_str(r#"{"path":"/dev/full","type":"c","major":1,"minor":7}"#).unwrap();
+        let lines: Vec<String> = rules(&[deny_all], &[full])
+            .iter()
+            .map(Rule::v1_line)
+            .collect();
+        assert!(!lines.iter().any(|l| l == "c 1:7 rwm"), "{lines:?}");
+        assert!(lines.iter().any(|l| l == "c 1:3 rwm"), "{lines:?}");
     }
 }

@@ -325,7 +325,11 @@ impl Manager for FsManager {
         Ok(())
     }
 
-    fn apply(&self, r: &LinuxResources, devs: bool) -> Result<(), CgroupError> {
+    fn apply(
+        &self,
+        r: &LinuxResources,
+        devs: Option<&[oci_spec::runtime::LinuxDevice]>,
+    ) -> Result<(), CgroupError> {
         if self.paths.is_unified() {
             return super::v2::apply(self.paths.dirs.get("").expect("unified"), r, devs);
         }

@@ -94,10 +94,15 @@ pub trait Manager {
     fn paths(&self) -> &CgroupPaths;
     /// Create the cgroup directories (parents too, as needed).
     fn create(&self) -> Result<(), CgroupError>;
-    /// Apply `linux.resources`; with `devices`, also its device rules (plus runc's default
-    /// allow list, even when it has none). `update` passes false: as in runc, an update never
-    /// changes the device rules.
-    fn apply(&self, resources: &LinuxResources, devices: bool) -> Result<(), CgroupError>;
+    /// Apply `linux.resources`; with `devices` (config.json's `linux.devices`), also its device
+    /// rules plus runc's default allow list, even when it has none (a default whose path
+    /// `linux.devices` lists again is left out, as runc does). `update` passes None: as in
+    /// runc, an update never changes the device rules.
+    fn apply(
+        &self,
+        resources: &LinuxResources,
+        devices: Option<&[oci_spec::runtime::LinuxDevice]>,
+    ) -> Result<(), CgroupError>;
     /// Move another process into the cgroup (the hierarchies `which`). Waits for the kernel's
     /// global threadgroup lock: a new process is better born in the cgroup ([`spawn`]).
     fn add(&self, pid: i32, which: Hierarchies) -> Result<(), CgroupError>;

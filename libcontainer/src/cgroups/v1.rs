@@ -31,10 +31,14 @@ impl V1<'_> {
     }
 }
 
-pub fn apply(paths: &CgroupPaths, r: &LinuxResources, devs: bool) -> Result<(), CgroupError> {
+pub fn apply(
+    paths: &CgroupPaths,
+    r: &LinuxResources,
+    devs: Option<&[oci_spec::runtime::LinuxDevice]>,
+) -> Result<(), CgroupError> {
     let v = V1(paths);
-    if devs {
-        let rules = devices::rules(r.devices().as_deref().unwrap_or_default());
+    if let Some(listed) = devs {
+        let rules = devices::rules(r.devices().as_deref().unwrap_or_default(), listed);
         devices::apply_v1(v.dir("devices", "devices")?, &rules)?;
     }
     if let Some(m) = r.memory() {
@@ -409,7 +413,7 @@ mod tests {
         // A weight file, as CFQ or BFQ would have.
         std::fs::write(root.join("blkio/blkio.bfq.weight"), "100").unwrap();
         let r: LinuxResources = serde_json::from_str(json).unwrap();
-        let res = apply(&paths, &r, false);
+        let res = apply(&paths, &r, None);
         let mut out = Vec::new();
         for (c, d) in &paths.dirs {
             for e in std::fs::read_dir(d).unwrap() {

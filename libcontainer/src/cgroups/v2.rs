@@ -56,12 +56,18 @@ fn limit(v: i64) -> String {
     }
 }
 
-pub fn apply(dir: &Path, r: &LinuxResources, devs: bool) -> Result<(), CgroupError> {
-    if devs {
+pub fn apply(
+    dir: &Path,
+    r: &LinuxResources,
+    devs: Option<&[oci_spec::runtime::LinuxDevice]>,
+) -> Result<(), CgroupError> {
+    if let Some(listed) = devs {
         // Through the emulator, as runc's DeviceFilter: v2 refuses what v1 would.
-        let rules =
-            Emulator::from_rules(&devices::rules(r.devices().as_deref().unwrap_or_default()))?
-                .rules();
+        let rules = Emulator::from_rules(&devices::rules(
+            r.devices().as_deref().unwrap_or_default(),
+            listed,
+        ))?
+        .rules();
         let fd = nix::fcntl::open(
             dir,
             nix::fcntl::OFlag::O_RDONLY
@@ -365,7 +371,7 @@ pub(crate) mod zero_tests {
     fn apply_json(name: &str, json: &str) -> (Result<(), CgroupError>, Vec<(String, String)>) {
         let dir = tmp(name);
         let r: LinuxResources = serde_json::from_str(json).unwrap();
-        let res = apply(&dir, &r, false);
+        let res = apply(&dir, &r, None);
         let f = files(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
         (res, f)
