@@ -221,6 +221,14 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let stage1_pid = child.pid;
     cleanup.child = Some((child.pid, child.pidfd, true));
 
+    // oomScoreAdj is written here, by the host's root, as runc writes it before init enters
+    // any namespace: init (or stage 1, whose fork init is) inherits it. Written from inside a
+    // user namespace, /proc/self/oom_score_adj can refuse init.
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        let p = PathBuf::from(format!("/proc/{}/oom_score_adj", child.pid));
+        std::fs::write(&p, adj.to_string()).map_err(|e| Error::io("write", p, e))?;
+    }
+
     // Resources are applied while init already prepares the rootfs (on another core); init
     // waits for Go before anything that must happen under them.
     // Always, as runc: without linux.resources the device rules are still runc's default

@@ -25,6 +25,7 @@ pub fn tests() -> Vec<Test> {
         users_namespace_empty_path_is_new,
         users_foreground_tty_keeps_newlines,
         users_no_capabilities_field_means_none,
+        users_oom_score_adj_in_user_namespace,
     ]
 }
 
@@ -269,5 +270,17 @@ fn users_no_capabilities_field_means_none(ctx: &Ctx) -> TestResult {
             .unwrap_or("missing");
         ensure_eq!(v, "0000000000000000", set);
     }
+    Ok(())
+}
+
+/// `oomScoreAdj` in a user-namespaced container: runc writes it from the host before init
+/// enters any namespace; written by init from inside, /proc/self/oom_score_adj refused it
+/// (found by the differential fuzzer).
+fn users_oom_score_adj_in_user_namespace(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    map_to_userns(&mut b)?;
+    b.cfg.set("/process/oomScoreAdj", json!(500));
+    b.cfg.args(&["cat", "/proc/self/oom_score_adj"]);
+    ensure_eq!(b.run_ok()?.trim(), "500", "oom_score_adj");
     Ok(())
 }

@@ -338,9 +338,6 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             linux.mount_label().as_deref().filter(|l| !l.is_empty()),
         )?;
     }
-    if let Some(adj) = process.oom_score_adj() {
-        process::set_oom_score_adj(adj)?;
-    }
     // Everything that can fail happens before Ready: `create` must not succeed for an init
     // that then dies. The exec fifo is reopened through a procfs descriptor taken now (as
     // root, in the container's /proc; before the chroot without a mount namespace), and its

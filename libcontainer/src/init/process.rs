@@ -161,11 +161,6 @@ pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
     Ok(())
 }
 
-pub fn set_oom_score_adj(adj: i32) -> Result<()> {
-    let p = Path::new("/proc/self/oom_score_adj");
-    std::fs::write(p, adj.to_string()).step("write", Some(p))
-}
-
 pub fn set_no_new_privs() -> Result<()> {
     nix::sys::prctl::set_no_new_privs().step("prctl(PR_SET_NO_NEW_PRIVS)", None)
 }
