@@ -103,6 +103,65 @@ pub static DEVIATIONS: &[Deviation] = &[
         },
     },
     Deviation {
+        id: "runc-1.1-userns-bind",
+        reason: "runc 1.1 opens bind sources as /proc/self/fd/N before a new user namespace \
+                 and mounts them `via /proc/self/fd/M`, which the kernel refuses (EINVAL, a \
+                 mount from another mount namespace; EPERM when its remount then drops a \
+                 locked flag); runc 1.2+ clones them with open_tree and \
+                 attaches them, as berth does (issue 10 item 8). runc fails the container, \
+                 berth runs it.",
+        applies: |case, key, _, runc, berth| {
+            case.has("linux.namespaces.user")
+                && !key.starts_with("leftover")
+                && runc.stderr.contains("(via /proc/self/fd/")
+                && (runc.stderr.contains("invalid argument")
+                    || runc.stderr.contains("operation not permitted"))
+                && berth.steps.iter().all(|(_, ok)| *ok)
+        },
+    },
+    Deviation {
+        id: "no-proc-in-rootfs",
+        reason: "runc 1.1 closes inherited descriptors by listing /proc/self/fd inside the \
+                 container, so a container without a /proc mount fails ('error closing exec \
+                 fds'); berth marks them close-on-exec with close_range(2) and needs no /proc \
+                 for `run` (`create` + `start` still reopens the exec fifo through it, as \
+                 runc does).",
+        applies: |_, key, _, runc, berth| {
+            !key.starts_with("leftover")
+                && runc
+                    .stderr
+                    .contains("error closing exec fds: open /proc/self/fd")
+                && berth.steps.iter().all(|(_, ok)| *ok)
+        },
+    },
+    Deviation {
+        id: "tmpfs-covered-mode-option",
+        reason: "a tmpfs over an existing directory gets that directory's mode: runc 1.1 \
+                 chmods the tmpfs root after mounting, runc 1.3 and berth prepend \
+                 `mode=<dir mode>` to the mount data (so an explicit `mode=` wins), which \
+                 mountinfo then shows among the superblock options. Same mode either way.",
+        applies: |case, key, line, _, _| {
+            if key != "section:mounts" || !line.contains(" tmpfs tmpfs ") {
+                return false;
+            }
+            let Some(point) = line.get(2..).and_then(|l| l.split(' ').next()) else {
+                return false;
+            };
+            let is_config_tmpfs = case.cfg["mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["type"] == "tmpfs" && m["destination"] == point);
+            let supers = line.rsplit_once(" | ").map_or("", |(_, s)| s);
+            is_config_tmpfs
+                && match line.as_bytes().first() {
+                    Some(b'+') => supers.contains("mode="),
+                    Some(b'-') => !supers.contains("mode="),
+                    _ => false,
+                }
+        },
+    },
+    Deviation {
         id: "joined-userns-with-mappings",
         reason: "berth accepts uid/gid mappings together with a user namespace joined by path \
                  (they must match the joined namespace's); runc refuses the config. Not \
