@@ -111,8 +111,9 @@ pub fn sections(out: &str, bundle: &str) -> BTreeMap<String, Vec<String>> {
                 None => continue,
             },
             "status" if line.starts_with("Seccomp_filters") => continue,
-            // A listing of a proc mount: pids differ between runs.
-            "mntdirs" => line
+            // A listing of a proc mount: pids differ between runs, and one may exit while
+            // `ls` reads it ("ls: /mnt/p/123: No such file or directory").
+            "mntdirs" => drop_vanished(&line)
                 .split(' ')
                 .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) || w.is_empty())
                 .collect::<Vec<_>>()
@@ -127,6 +128,23 @@ pub fn sections(out: &str, bundle: &str) -> BTreeMap<String, Vec<String>> {
         m.sort();
     }
     map
+}
+
+/// `line` without `ls: PATH: No such file or directory` reports of entries that vanished
+/// between listing a directory and statting them.
+fn drop_vanished(line: &str) -> String {
+    const GONE: &str = ": No such file or directory";
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(start) = rest.find("ls: ") {
+        let Some(end) = rest[start..].find(GONE) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        rest = &rest[start + end + GONE.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// One mountinfo line reduced to `mountpoint root fstype source per-mount-opts | super-opts
