@@ -67,12 +67,18 @@ pub static DEVIATIONS: &[Deviation] = &[
             match key {
                 "section:devices" | "section:sys" => dev,
                 "section:mntdirs" => {
-                    dev || explicit.iter().any(|d| {
-                        line.get(2..)
-                            .is_some_and(|l| l.starts_with(&format!("{d} ")))
-                            || line.contains(&format!("'{d}'"))
-                            || line.contains(&format!("{d}/"))
-                    })
+                    // A directory listing follows its mount point's stat line without naming
+                    // it again: `. .. ...`, or ls's own refusal.
+                    let listing = line
+                        .get(2..)
+                        .is_some_and(|l| l.starts_with(". ..") || l.starts_with("ls: can't open"));
+                    dev || listing
+                        || explicit.iter().any(|d| {
+                            line.get(2..)
+                                .is_some_and(|l| l.starts_with(&format!("{d} ")))
+                                || line.contains(&format!("'{d}'"))
+                                || line.contains(&format!("{d}/"))
+                        })
                 }
                 _ => false,
             }
@@ -171,17 +177,23 @@ pub static DEVIATIONS: &[Deviation] = &[
 ];
 
 /// Destinations of tmpfs mounts with an explicit `mode=` other than the covered
-/// directory's 0755.
+/// directory's (1777 for /tmp, 0755 for the others).
 fn explicit_tmpfs_modes(case: &Case) -> Vec<String> {
     let mut v = Vec::new();
     for m in case.cfg["mounts"].as_array().into_iter().flatten() {
         if m["type"] != "tmpfs" {
             continue;
         }
+        // The mode of the directory the tmpfs covers in the fuzzer's rootfs.
+        let covered = if m["destination"] == "/tmp" {
+            "1777"
+        } else {
+            "755"
+        };
         let explicit = m["options"].as_array().into_iter().flatten().any(|o| {
             o.as_str()
                 .and_then(|o| o.strip_prefix("mode="))
-                .is_some_and(|mode| mode.trim_start_matches('0') != "755")
+                .is_some_and(|mode| mode.trim_start_matches('0') != covered)
         });
         if explicit {
             v.push(m["destination"].as_str().unwrap_or("").to_string());
