@@ -499,8 +499,22 @@ pub fn finalize_readonly(mounts: &[Mount]) -> Result<()> {
         if !deferred_readonly(typ, dest) {
             continue;
         }
+        // runc remounts what is at the destination now with this mount's own flags: a mount
+        // stacked later on the same destination gets them too (its nosuid, nodev, noexec).
+        use crate::sys::mount_attr as A;
+        let mut set = A::RDONLY;
+        for (ms, attr) in [
+            (libc::MS_NOSUID, A::NOSUID),
+            (libc::MS_NODEV, A::NODEV),
+            (libc::MS_NOEXEC, A::NOEXEC),
+        ] {
+            if opts.flags & ms != 0 {
+                set |= attr;
+            }
+        }
         let fd = open_in_root(&root, dest).step("open mount", Some(dest))?;
-        crate::sys::mount_set_readonly(fd.as_fd()).step("remount read-only", Some(dest))?;
+        crate::sys::mount_setattr(fd.as_fd(), false, set, 0)
+            .step("remount read-only", Some(dest))?;
     }
     Ok(())
 }
