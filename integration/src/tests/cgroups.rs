@@ -1002,12 +1002,18 @@ fn cgroup_devices_linux_devices_add_no_rule(ctx: &Ctx) -> TestResult {
     let cg = Cg::of(&b)?;
     b.cfg.set(
         "/linux/devices",
-        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666}]),
+        json!([
+            {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o666},
+            {"path": "/dev/full", "type": "c", "major": 1, "minor": 7, "fileMode": 0o666}
+        ]),
     );
+    // /dev/full is also on runc's default allow list: listed in linux.devices, its default
+    // rule goes away too (runc's createDevices; found by the differential fuzzer).
     let shared = start_waiting(
         &mut b,
         "{ ls -l /dev/kmsg && echo node=ok; \
            if e=$(head -c 0 /dev/kmsg 2>&1); then echo read=ok; else echo \"read=$e\"; fi; \
+           if e=$(head -c 0 /dev/full 2>&1); then echo full=ok; else echo \"full=$e\"; fi; \
            echo x > /dev/null && echo null=ok; } > /shared/out 2>&1",
     )?;
     if cg.v1() {
@@ -1032,6 +1038,11 @@ fn cgroup_devices_linux_devices_add_no_rule(ctx: &Ctx) -> TestResult {
     ensure!(
         read.contains("Operation not permitted"),
         "read open of /dev/kmsg (in linux.devices, denied by the rules): {read:?} (output {out:?})"
+    );
+    let full = p.get("full").map(String::as_str).unwrap_or("");
+    ensure!(
+        full.contains("Operation not permitted"),
+        "read open of /dev/full (in linux.devices and the default list): {full:?} (output {out:?})"
     );
     ensure_eq!(
         p.get("null").map(String::as_str),

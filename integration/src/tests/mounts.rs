@@ -36,6 +36,7 @@ pub fn tests() -> Vec<Test> {
         tmpfs_copyup,
         bind_of_host_proc_onto_proc,
         userns_bind_source_only_host_root_can_reach,
+        readonly_tmpfs_flags_reach_a_tmpfs_stacked_on_it,
     ]
 }
 
@@ -875,4 +876,27 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse::<u32>().ok());
     (it.next().unwrap_or(0), it.next().unwrap_or(0)) >= (major, minor)
+}
+
+/// Two tmpfs mounts on one destination, the first `ro,nosuid,nodev,noexec`: the read-only
+/// step runs last and, as runc's remount, applies the first mount's flags to what is at the
+/// destination then, the second tmpfs (found by the differential fuzzer: berth applied only
+/// `ro`).
+fn readonly_tmpfs_flags_reach_a_tmpfs_stacked_on_it(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.add_mount(
+        "/st",
+        "tmpfs",
+        "tmpfs",
+        &["ro", "nosuid", "nodev", "noexec"],
+    );
+    b.cfg.add_mount("/st", "tmpfs", "tmpfs", &["mode=700"]);
+    b.cfg.args(&["grep", " /st ", "/proc/self/mountinfo"]);
+    let out = b.run_ok()?;
+    let top = out.lines().last().unwrap_or("");
+    let opts: Vec<&str> = top.split(' ').nth(5).unwrap_or("").split(',').collect();
+    for want in ["ro", "nosuid", "nodev", "noexec"] {
+        ensure!(opts.contains(&want), "top mount on /st lacks {want}: {out}");
+    }
+    b.ensure_clean()
 }
