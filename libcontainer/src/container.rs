@@ -182,16 +182,12 @@ fn run_poststart(state: &State, init: std::os::fd::BorrowedFd) -> Result<()> {
     Err(e.into())
 }
 
-/// Poststart hooks for `create::NewContainer::start` (`run`): the failure, if any, as one
-/// message, after the container's init has been killed. The caller must treat a message as
-/// an error (see [`run_poststart`]).
-pub(crate) fn poststart(state: &State) -> Vec<String> {
-    let Some(pidfd) = init_pidfd(state) else {
-        return Vec::new();
-    };
-    match run_poststart(state, pidfd.as_fd()) {
-        Ok(()) => Vec::new(),
-        Err(e) => vec![e.to_string()],
+/// Poststart hooks for `create::NewContainer::start` (`run`): a failure is an error, after
+/// the container's init has been killed (see [`run_poststart`]).
+pub(crate) fn poststart(state: &State) -> Result<()> {
+    match init_pidfd(state) {
+        Some(pidfd) => run_poststart(state, pidfd.as_fd()),
+        None => Ok(()),
     }
 }
 

@@ -57,8 +57,6 @@ pub struct Started {
     pub pidfd: OwnedFd,
     /// The pty master, for a foreground `run` with a terminal.
     pub pty: Option<OwnedFd>,
-    /// Failed poststart hooks.
-    pub warnings: Vec<String>,
 }
 
 /// Undoes a partial create unless disarmed.
@@ -472,7 +470,8 @@ impl NewContainer {
     }
 
     /// `run`: let init exec the process; fails if the exec (or a startContainer hook) fails,
-    /// and then removes the container.
+    /// and then removes the container. A failing poststart hook is [`Error::Hook`], returned
+    /// after init was killed: the container then still exists, and the caller removes it.
     pub fn start(mut self) -> Result<Started> {
         self.chan
             .send(&Msg::Start)
@@ -496,13 +495,13 @@ impl NewContainer {
             Err(e) => return Err(Error::sys("start init", e)),
         }
         self.cleanup.armed = false;
-        let warnings = crate::container::poststart(&self.state);
+        let hooks = crate::container::poststart(&self.state);
         drop(self.dir);
+        hooks?;
         Ok(Started {
             state: self.state,
             pidfd: self.pidfd,
             pty: self.pty,
-            warnings,
         })
     }
 }

@@ -610,18 +610,19 @@ fn run(cli: &Cli, logger: &log::Logger, a: &CreateArgs, detach: bool, keep: bool
         "debug",
         &format!("container {:?} created: init pid {}", a.id, new.state.pid),
     );
-    let started = new
-        .start()
-        .with_context(|| format!("run container {:?}", a.id))?;
-    if let Some(hook_error) = started.warnings.first() {
-        // A poststart hook failed and init was killed: an error, as in runc, which then
-        // removes the container (running its poststop hooks).
-        match container::destroy_stopped(&cli.root, &started.state.id) {
-            Ok(w) => warn_all(logger, &w),
-            Err(e) => logger.log("warning", &format!("remove container: {e:#}")),
+    let started = match new.start() {
+        Ok(s) => s,
+        Err(hook_error @ libcontainer::error::Error::Hook(_)) => {
+            // A poststart hook failed and init was killed: an error, as in runc, which then
+            // removes the container (running its poststop hooks).
+            match container::destroy_stopped(&cli.root, &a.id) {
+                Ok(w) => warn_all(logger, &w),
+                Err(e) => logger.log("warning", &format!("remove container: {e:#}")),
+            }
+            bail!("run container {:?}: {hook_error}", a.id);
         }
-        bail!("run container {:?}: {hook_error}", a.id);
-    }
+        Err(e) => return Err(e).with_context(|| format!("run container {:?}", a.id)),
+    };
     let Some(sigfd) = sigfd else { return Ok(0) };
     let status = relay::wait(
         &sigfd,

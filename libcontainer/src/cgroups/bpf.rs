@@ -45,6 +45,12 @@ const DEV_CHAR: i32 = 2;
 const ACC_MKNOD: i32 = 1;
 const ACC_READ: i32 = 2;
 const ACC_WRITE: i32 = 4;
+// The emulator's access bits are these (rules are masked with emulator::perms).
+const _: () = assert!(
+    ACC_MKNOD == super::emulator::MKNOD as i32
+        && ACC_READ == super::emulator::READ as i32
+        && ACC_WRITE == super::emulator::WRITE as i32
+);
 
 /// The rules as v1 would end up with them: (default allow?, exceptions in order).
 pub fn reduce(rules: &[Rule]) -> (bool, Vec<Rule>) {
@@ -59,17 +65,6 @@ pub fn reduce(rules: &[Rule]) -> (bool, Vec<Rule>) {
         }
     }
     (default_allow, exceptions)
-}
-
-fn access_mask(access: &str) -> i32 {
-    access.chars().fold(0, |m, c| {
-        m | match c {
-            'm' => ACC_MKNOD,
-            'r' => ACC_READ,
-            'w' => ACC_WRITE,
-            _ => 0,
-        }
-    })
 }
 
 /// Generate the program for `rules`.
@@ -97,7 +92,7 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
         if let Some(m) = r.minor.filter(|m| *m >= 0) {
             block.push(insn(JNE_K, 5, 0, 0, m as i32));
         }
-        let mask = access_mask(&r.access);
+        let mask = i32::from(super::emulator::perms(&r.access));
         if mask != ACC_MKNOD | ACC_READ | ACC_WRITE {
             // The request must ask for nothing outside the rule's access.
             block.push(insn(MOV64_X, 6, 2, 0, 0));

@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use super::devices::Rule;
 use super::CgroupError;
 
-const MKNOD: u8 = 1;
-const READ: u8 = 2;
-const WRITE: u8 = 4;
+// The same bits as the kernel's BPF_DEVCG_ACC_* (the v2 program uses them as they are).
+pub(super) const MKNOD: u8 = 1;
+pub(super) const READ: u8 = 2;
+pub(super) const WRITE: u8 = 4;
 
 /// The access letters as a set; letters other than r, w and m are ignored, as runc's
 /// permission sets do.
-fn perms(access: &str) -> u8 {
+pub(super) fn perms(access: &str) -> u8 {
     access.chars().fold(0, |p, c| {
         p | match c {
             'r' => READ,

@@ -218,20 +218,16 @@ pub fn switch_user(process: &Process) -> Result<()> {
         .ambient(oci_spec::runtime::Capabilities::new())
         .build()
         .map_err(|e| InitError::msg("capabilities", None, e.to_string()))?;
-    let caps = Some(process.capabilities().as_ref().unwrap_or(&empty));
-    if let Some(c) = caps {
-        let bounding = capset(c.bounding().as_ref(), "bounding")?;
-        for cap in caps::all() {
-            if !bounding.contains(&cap)
-                && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
-            {
-                caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
-                    InitError::msg("drop bounding capability", None, format!("{cap}: {e}"))
-                })?;
-            }
+    let c = process.capabilities().as_ref().unwrap_or(&empty);
+    let bounding = capset(c.bounding().as_ref(), "bounding")?;
+    for cap in caps::all() {
+        if !bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                InitError::msg("drop bounding capability", None, format!("{cap}: {e}"))
+            })?;
         }
-        nix::sys::prctl::set_keepcaps(true).step("prctl(PR_SET_KEEPCAPS)", None)?;
     }
+    nix::sys::prctl::set_keepcaps(true).step("prctl(PR_SET_KEEPCAPS)", None)?;
     let gids: Vec<Gid> = user
         .additional_gids()
         .as_deref()
@@ -245,7 +241,6 @@ pub fn switch_user(process: &Process) -> Result<()> {
         .map_err(|e| InitError::new(format!("setresgid({gid})"), None, e.into()))?;
     nix::unistd::setresuid(uid, uid, uid)
         .map_err(|e| InitError::new(format!("setresuid({uid})"), None, e.into()))?;
-    let Some(c) = caps else { return Ok(()) };
     nix::sys::prctl::set_keepcaps(false).step("prctl(PR_SET_KEEPCAPS)", None)?;
     let set = |s: CapSet, v: &CapsHashSet, name: &str| {
         caps::set(None, s, v)
