@@ -217,31 +217,31 @@ fn seccomp_invalid_profile_fails(ctx: &Ctx) -> TestResult {
 
 /// A listenerPath nobody listens on: create fails in runc's words, which its tests match.
 fn seccomp_notify_without_agent_in_runcs_words(ctx: &Ctx) -> TestResult {
-    let mut b = ctx.bundle()?;
-    let sock = b.dir.join("no-agent.sock").to_string_lossy().into_owned();
-    b.cfg.set(
-        "/linux/seccomp",
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
-               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}),
-    );
-    b.cfg.args(&["true"]);
-    let out = b.run(&[]).failed()?;
-    out.stderr_mentions("failed to connect with seccomp agent")?;
-    b.ensure_clean()
+    notify_without_agent_fails(
+        ctx,
+        &["mkdir", "mkdirat"],
+        "failed to connect with seccomp agent",
+    )
 }
 
 /// runc refuses SCMP_ACT_NOTIFY for write (it needs write to hand the listener over), saying
 /// `cannot be used for the write syscall`, which runc's own tests look for.
 fn seccomp_notify_on_write_is_refused_in_runcs_words(ctx: &Ctx) -> TestResult {
+    notify_without_agent_fails(ctx, &["write"], "cannot be used for the write syscall")
+}
+
+/// `run` with SCMP_ACT_NOTIFY for `names` and a listenerPath nobody listens on must fail,
+/// saying `words`, and leave nothing behind.
+fn notify_without_agent_fails(ctx: &Ctx, names: &[&str], words: &str) -> TestResult {
     let mut b = ctx.bundle()?;
     let sock = b.dir.join("no-agent.sock").to_string_lossy().into_owned();
     b.cfg.set(
         "/linux/seccomp",
         json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
-               "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}),
+               "syscalls": [{"names": names, "action": "SCMP_ACT_NOTIFY"}]}),
     );
     b.cfg.args(&["true"]);
     let out = b.run(&[]).failed()?;
-    out.stderr_mentions("cannot be used for the write syscall")?;
+    out.stderr_mentions(words)?;
     b.ensure_clean()
 }
