@@ -187,6 +187,39 @@ pub fn start(a: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Whether nobody serves `sock` any more: nobody accepts on it, or this bundle's shim was
+/// still exiting and is gone now.
+fn socket_is_stale(sock: &Path, bundle: &Path) -> bool {
+    !shim_listens(sock) || dying_shim_gone(bundle) && !shim_listens(sock)
+}
+
+/// A SIGKILLed shim's connections can close (and containerd run `delete`) a moment before its
+/// listener does: the kernel releases an exiting task's files one by one. When this bundle's
+/// shim is exiting, wait for it to be gone (true) so the socket check sees the truth.
+fn dying_shim_gone(bundle: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+    else {
+        return false;
+    };
+    exiting(pid) && crate::sys::wait_exit(pid, std::time::Duration::from_secs(2))
+}
+
+/// Whether `pid` has started to exit (PF_EXITING in /proc/PID/stat's flags).
+fn exiting(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // Fields after the command name: state ppid pgrp session tty_nr tpgid flags ...
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0)
+}
+
 pub fn delete(a: &Args) -> Result<()> {
     let bundle = bundle_dir(a)?;
     let opts = RuntimeOpts::load(&bundle);
@@ -205,7 +238,7 @@ pub fn delete(a: &Args) -> Result<()> {
     // far away.
     if !a.address.is_empty() {
         let sock = socket_path(&a.address, &a.namespace, &grouping_id(&bundle, &a.id));
-        if sock.exists() && !shim_listens(&sock) {
+        if sock.exists() && socket_is_stale(&sock, &bundle) {
             let _ = std::fs::remove_file(&sock);
         }
     }
@@ -234,6 +267,91 @@ pub fn delete(a: &Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Not a test on its own: run by `a_dying_shims_socket_is_stale` in a process of its own
+    /// (fork is safe there, no other test thread allocates). It listens on the path in
+    /// BERTH_DYING_LISTENER from a child whose leader thread has exited (PF_EXITING) while a
+    /// second thread keeps the fd table, and so the listener, for a second: what containerd's
+    /// `delete` can meet right after a SIGKILLed shim's connections closed.
+    #[test]
+    fn dying_listener_helper() {
+        let Some(path) = std::env::var_os("BERTH_DYING_LISTENER") else {
+            return;
+        };
+        let l = UnixListener::bind(&path).unwrap();
+        // SAFETY: this process runs only this test; the child uses only the listener, a
+        // thread spawn and raw exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Parent { child } => println!("PID {child}"),
+            nix::unistd::ForkResult::Child => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(1000));
+                    drop(l);
+                    // SAFETY: ends this last thread, and so the process.
+                    unsafe { libc::syscall(libc::SYS_exit, 0) };
+                });
+                // SAFETY: ends only the leader thread; the one above keeps the process.
+                unsafe { libc::syscall(libc::SYS_exit, 0) };
+            }
+        }
+    }
+
+    #[test]
+    fn a_dying_shims_socket_is_stale() {
+        let dir = std::env::temp_dir().join(format!("berth-shim-dying-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("s");
+        // Read up to the PID only: the dying child keeps the pipe open for its last second.
+        let mut helper = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "bootstrap::tests::dying_listener_helper"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env("BERTH_DYING_LISTENER", &sock)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = String::new();
+        let mut pipe = helper.stdout.take().unwrap();
+        let mut buf = [0u8; 256];
+        while !stdout.contains("PID ") || !stdout.ends_with('\n') {
+            let n = std::io::Read::read(&mut pipe, &mut buf).unwrap();
+            assert!(n > 0, "helper said {stdout:?}");
+            stdout.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        helper.wait().unwrap();
+        let pid: i32 = stdout
+            .split_once("PID ")
+            .and_then(|(_, p)| p.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("helper said {stdout:?}"));
+        std::fs::write(dir.join("shim.pid"), pid.to_string()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while !exiting(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(exiting(pid), "the helper's leader thread did not exit");
+        assert!(shim_listens(&sock), "the dying helper should still accept");
+        assert!(socket_is_stale(&sock, &dir));
+        assert!(!shim_listens(&sock));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_live_process_is_not_exiting_and_an_ended_one_is_gone() {
+        assert!(!exiting(std::process::id() as i32));
+        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(!crate::sys::wait_exit(
+            pid,
+            std::time::Duration::from_millis(50)
+        ));
+        child.kill().unwrap();
+        // Killed but not yet reaped: a pidfd is readable once it has exited.
+        assert!(crate::sys::wait_exit(
+            pid,
+            std::time::Duration::from_secs(5)
+        ));
+        child.wait().unwrap();
+    }
 
     #[test]
     fn shim_listens_only_while_a_listener_takes_connections() {
