@@ -37,6 +37,7 @@ PACKAGES=(
 	python3-grpc-tools # the CRI test's Python stubs, generated from shim/tests/cri/api.proto
 	musl-tools        # musl-gcc: the C parts of zstd and ring for the musl build (hack/lib.sh)
 	apparmor          # apparmor_parser: the AppArmor tests load profiles in the cgroup v2 VM (Debian's 6.1 kernel has AppArmor; the VM sees the host's / read-only)
+	patchelf          # hack/install-peers.sh points sid's runc 1.3.6 at sid's libc (its ELF interpreter and rpath)
 )
 
 force_update=0

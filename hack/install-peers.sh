@@ -6,6 +6,8 @@
 # libc; these binaries run on bookworm's glibc 2.36):
 #   docker-26.1.5   trixie's docker.io (dockerd) and docker-cli (docker)
 #   containerd-2.1.9 sid's containerd (containerd, ctr, containerd-shim-runc-v2)
+#   runc-1.3.6       sid's runc, issue 10's reference runtime, with sid's libc6 (it needs
+#                    glibc 2.38+): run <dir>/runc-1.3.6/runc, a copy patched to load sid's libc
 # Each goes to $BERTH_PEERS_DIR/<name>/root (default /var/tmp/berth-peers), with a
 # `.complete` stamp naming the exact package versions; a peer whose stamp is there is not
 # downloaded again (idempotent, cached). The apt state used for the download is private
@@ -25,6 +27,7 @@ DIR=${BERTH_PEERS_DIR:-/var/tmp/berth-peers}
 PEERS=(
 	"docker-26.1.5|trixie|docker.io=26.1.5+dfsg1-9+deb13u1+b1 docker-cli=26.1.5+dfsg1-9+deb13u1+b1"
 	"containerd-2.1.9|sid|containerd=2.1.9+ds1-5"
+	"runc-1.3.6|sid|runc=1.3.6+ds1-1 libc6=2.43-7"
 )
 
 case "${1:-}" in
@@ -87,4 +90,17 @@ done
 	die "trixie's dockerd does not run here: $("$DIR/docker-26.1.5/root/usr/sbin/dockerd" --version 2>&1 | head -n 1)"
 "$DIR/containerd-2.1.9/root/usr/bin/containerd" --version >/dev/null 2>&1 ||
 	die "sid's containerd does not run here: $("$DIR/containerd-2.1.9/root/usr/bin/containerd" --version 2>&1 | head -n 1)"
+# runc 1.3.6 runs as <dir>/runc-1.3.6/runc: a copy whose ELF interpreter and library path are
+# sid's (patchelf), so it loads sid's libc while everything else on the system keeps
+# bookworm's; no mount namespace, so mount propagation and hooks see the host as with any runc.
+r=$DIR/runc-1.3.6
+lib=$r/root/usr/lib/x86_64-linux-gnu
+if [[ ! -x $r/runc ]]; then
+	command -v patchelf >/dev/null || die "patchelf is missing (hack/install-deps.sh installs it)"
+	cp "$r/root/usr/sbin/runc" "$r/runc.tmp"
+	patchelf --set-interpreter "$lib/ld-linux-x86-64.so.2" --set-rpath "$lib" "$r/runc.tmp"
+	mv "$r/runc.tmp" "$r/runc"
+fi
+"$r/runc" --version | grep -q '^runc version 1\.3\.6' ||
+	die "sid's runc does not run through $r/runc: $("$r/runc" --version 2>&1 | head -n 1)"
 log "peers ready in $DIR"

@@ -10,16 +10,19 @@
 #   5. cargo test --workspace                            (unit tests, and the shim's end-to-end
 #      tests against a private containerd 1.6 and 2.1.9 with berth and with runc: BERTH_SHIM_E2E=1)
 #   6. integration suite against berth: BERTH_TEST_RUNTIME=$BIN_DIR/berth
-#   7. integration suite against runc:  BERTH_TEST_RUNTIME=/usr/sbin/runc
+#   7. integration suite against runc:  BERTH_TEST_RUNTIME=/usr/sbin/runc (Debian's 1.1.5),
+#      and against runc 1.3.6, issue 10's reference (Debian sid's, from hack/install-peers.sh:
+#      RUNC13, default /var/tmp/berth-peers/runc-1.3.6/runc)
 #   8. difffuzz: the differential fuzzer (integration difffuzz, integration/src/fuzz/) over a
 #      fixed seed set: each random OCI config under runc and under berth, fails on any
-#      difference that no documented deviation explains (BERTH_FUZZ=0 skips it)
+#      difference that no documented deviation explains; once with runc 1.1.5, once with
+#      runc 1.3.6 (BERTH_FUZZ=0 skips both)
 #   9. only when 6 and 7 passed: the integration suite in the pure cgroup v2 VM
 #      (hack/vm-run.sh), against berth and against runc (BERTH_VM=0 skips it)
 # Steps 2-5 all run even when one fails; 6 and 7 both run when the build succeeded
 # (each runs the built binary $BIN_DIR/integration, in a private mount
 # namespace so that a mount leaked by a runtime bug cannot stay in the host's).
-# At the end it prints one line per step and the four integration summaries (two with
+# At the end it prints one line per step and the integration summaries (fewer with
 # BERTH_VM=0), and exits non-zero if any step failed.
 # Environment: CARGO_TARGET_DIR (honoured), RUNC (default /usr/sbin/runc),
 # INTEGRATION_TIMEOUT (seconds per integration pass, default 1800),
@@ -45,6 +48,7 @@ need_root
 cd "$REPO"
 
 RUNC=${RUNC:-/usr/sbin/runc}
+RUNC13=${RUNC13:-$("$HACK/install-peers.sh" --print-dir)/runc-1.3.6/runc}
 INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-1800}
 logs=$(mktemp -d /tmp/berth-test-logs.XXXXXX)
 trap 'rm -rf "$logs"' EXIT
@@ -136,20 +140,21 @@ vm_pass() {
 	' sh "$BIN_DIR/integration" "$runtime" "$BIN_DIR" "${args[@]}" 2>&1 | tee "$logs/$label.log"
 }
 
-# difffuzz: the fixed-seed pass of the differential fuzzer (runc vs berth), in a private
-# mount namespace like the integration passes; its output is kept in $logs/difffuzz.log.
+# difffuzz LABEL RUNC: the fixed-seed pass of the differential fuzzer (RUNC vs berth), in a
+# private mount namespace like the integration passes; its output is kept in $logs/LABEL.log.
 # shellcheck disable=SC2317 # called through step
 difffuzz() {
+	local label=$1 runc=$2
 	local -a cmd=(timeout --kill-after=30 "${FUZZ_TIMEOUT:-900}" "$BIN_DIR/integration" difffuzz
-		--seed "${FUZZ_SEEDS:-1,2,3}" --cases "${FUZZ_CASES:-150}" --runc "$RUNC" --berth "$BIN_DIR/berth")
+		--seed "${FUZZ_SEEDS:-1,2,3}" --cases "${FUZZ_CASES:-150}" --runc "$runc" --berth "$BIN_DIR/berth")
 	if [[ ${BERTH_TEST_NO_UNSHARE:-0} != 1 ]]; then
 		cmd=(unshare -m --propagation private -- "${cmd[@]}")
 	fi
-	[[ -x $RUNC ]] || {
-		echo "runc $RUNC not found" | tee "$logs/difffuzz.log"
+	[[ -x $runc ]] || {
+		echo "runc $runc not found" | tee "$logs/$label.log"
 		return 1
 	}
-	"${cmd[@]}" 2>&1 | tee "$logs/difffuzz.log"
+	"${cmd[@]}" 2>&1 | tee "$logs/$label.log"
 }
 
 # summary_line LABEL: the integration binary's own summary (its last line with
@@ -187,16 +192,20 @@ if ((build_ok)) && [[ -x $BIN_DIR/integration ]]; then
 	host_integration_ok=1
 	step "integration (berth)" integration berth "$BIN_DIR/berth" || host_integration_ok=0
 	step "integration (runc)" integration runc "$RUNC" || host_integration_ok=0
+	step "integration (runc 1.3.6)" integration runc-1.3.6 "$RUNC13" || true
 else
 	skip "integration (berth)" "build failed"
 	skip "integration (runc)" "build failed"
+	skip "integration (runc 1.3.6)" "build failed"
 fi
 
 if [[ ${BERTH_FUZZ:-1} == 1 ]]; then
 	if ((build_ok)) && [[ -x $BIN_DIR/integration ]]; then
-		step difffuzz difffuzz || true
+		step difffuzz difffuzz difffuzz "$RUNC" || true
+		step "difffuzz (runc 1.3.6)" difffuzz difffuzz-1.3.6 "$RUNC13" || true
 	else
 		skip difffuzz "build failed"
+		skip "difffuzz (runc 1.3.6)" "build failed"
 	fi
 fi
 
@@ -216,11 +225,12 @@ echo
 echo "==================== hack/test.sh summary ===================="
 for s in "${STEPS[@]}"; do
 	IFS=$'\t' read -r name result secs <<<"$s"
-	printf '%-22s %-20s %5ss\n' "$name" "$result" "$secs"
+	printf '%-25s %-20s %5ss\n' "$name" "$result" "$secs"
 done
-for rt in berth runc "${vm_labels[@]}"; do
+for rt in berth runc runc-1.3.6 "${vm_labels[@]}"; do
 	case $rt in
 	vm-*) title="integration-vm (${rt#vm-})" ;;
+	runc-1.3.6) title="integration (runc 1.3.6)" ;;
 	*) title="integration ($rt)" ;;
 	esac
 	if [[ -f $logs/$rt.log ]]; then
@@ -231,8 +241,10 @@ for rt in berth runc "${vm_labels[@]}"; do
 		printf '%s summary: not run\n' "$title"
 	fi
 done
-if [[ -f $logs/difffuzz.log ]]; then
-	printf 'difffuzz summary: %s\n' "$(grep -a 'unexplained differences' "$logs/difffuzz.log" | tail -n 1 || echo '(no summary)')"
-fi
+for f in difffuzz difffuzz-1.3.6; do
+	if [[ -f $logs/$f.log ]]; then
+		printf '%s summary: %s\n' "$f" "$(grep -a 'unexplained differences' "$logs/$f.log" | tail -n 1 || echo '(no summary)')"
+	fi
+done
 printf 'total %ss: %s\n' "$((SECONDS - suite_start))" "$( ((failed)) && echo FAILED || echo PASSED)"
 exit "$failed"

@@ -129,14 +129,17 @@ pub static DEVIATIONS: &[Deviation] = &[
         id: "no-proc-in-rootfs",
         reason: "runc 1.1 closes inherited descriptors by listing /proc/self/fd inside the \
                  container, so a container without a /proc mount fails ('error closing exec \
-                 fds'); berth marks them close-on-exec with close_range(2) and needs no /proc \
+                 fds'; runc 1.3 reads /proc/sys/kernel/cap_last_cap there and fails); berth marks them close-on-exec with close_range(2) and needs no /proc \
                  for `run` (`create` + `start` still reopens the exec fifo through it, as \
                  runc does).",
         applies: |_, key, _, runc, berth| {
             !key.starts_with("leftover")
-                && runc
+                && (runc
                     .stderr
                     .contains("error closing exec fds: open /proc/self/fd")
+                    || runc
+                        .stderr
+                        .contains("open /proc/sys/kernel/cap_last_cap: no such file"))
                 && berth.steps.iter().all(|(_, ok)| *ok)
         },
     },
@@ -165,6 +168,52 @@ pub static DEVIATIONS: &[Deviation] = &[
                     Some(b'-') => !supers.contains("mode="),
                     _ => false,
                 }
+        },
+    },
+    Deviation {
+        id: "no-capabilities-field",
+        reason: "without `process.capabilities` berth gives the process no capabilities, as \
+                 runc 1.1 does; runc 1.2+ leaves them alone, so its process keeps root's full \
+                 sets. berth's choice only narrows privileges (README, deviations).",
+        applies: |case, key, line, _, _| {
+            if case.cfg["process"].get("capabilities").is_some() {
+                return false;
+            }
+            // What the probe tries that needs a capability (unshare, sethostname, ...).
+            if key == "section:sys" {
+                return true;
+            }
+            key == "section:status"
+                && match line.split_once(':') {
+                    Some((head, value)) if head.len() == 8 && head[2..].starts_with("Cap") => {
+                        let zero = value.trim() == "0000000000000000";
+                        // runc's line (-) has capabilities, berth's (+) has none.
+                        if line.starts_with('+') { zero } else { !zero }
+                    }
+                    _ => false,
+                }
+        },
+    },
+    Deviation {
+        id: "runc-1.3-userns-plain-bind",
+        reason: "in a new user namespace runc 1.3 fails a non-recursive `bind` mount: with \
+                 EINVAL ('flags=MS_BIND...: invalid argument', its source being a mount of the \
+                 host's namespace) or, for an atime option other than the source's, with \
+                 'cannot change locked atime flags'. berth clones the source with open_tree \
+                 before entering the user namespace, sets the requested flags on the clone as \
+                 the root that runs it, and attaches it (issue 10 item 8): the container gets \
+                 exactly the options its config asks for. runc fails the container, berth runs \
+                 it.",
+        applies: |case, key, _, runc, berth| {
+            let e = &runc.stderr;
+            let einval = (e.contains("|MS_BIND") || e.contains("flags=MS_BIND"))
+                && e.contains("invalid argument");
+            let locked_atime = e.contains("on bind-mount: cannot change locked atime flags");
+            case.has("linux.namespaces.user")
+                && !key.starts_with("leftover")
+                && e.contains("error mounting")
+                && (einval || locked_atime)
+                && berth.steps.iter().all(|(_, ok)| *ok)
         },
     },
     Deviation {

@@ -348,11 +348,17 @@ impl Fuzz {
         }
         if unexplained.is_empty() {
             st.explained_cases += 1;
-            for d in why {
+            for d in &why {
                 *st.explained.entry(d).or_default() += 1;
             }
             if self.verbose {
-                println!("case {}/{}: explained", case.seed, case.n);
+                println!("case {}/{}: explained by {why:?}", case.seed, case.n);
+                for it in &items {
+                    println!("  {}:", it.key);
+                    for l in &it.detail {
+                        println!("    {}", clip(l, 300));
+                    }
+                }
             }
             return;
         }

@@ -278,6 +278,19 @@ fn sleeping_hooks(arg: &str) -> Vec<u32> {
     v
 }
 
+/// The words of a failed poststart hook's error that tools match on: runc 1.2+ says `error
+/// running poststart hook #0: ...`, runc 1.1 `error running hook #0: ...`; berth says both
+/// (`error running poststart hook #0 "/bin/sh": error running hook: ...`).
+fn hook_error_words(ctx: &Ctx, out: &crate::runtime::Out) -> Result<(), crate::harness::Failure> {
+    if !ctx.rt.is_runc_before(1, 2) {
+        out.stderr_mentions("error running poststart hook #0")?;
+    }
+    if !ctx.rt.is_runc() || ctx.rt.is_runc_before(1, 2) {
+        out.stderr_mentions("error running hook")?;
+    }
+    Ok(())
+}
+
 /// A hook that prints `word` on stderr and exits 1.
 fn failing_hook(word: &str) -> Value {
     json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {word} >&2; exit 1")]})
@@ -304,7 +317,7 @@ fn hook_poststart_failure_stops_the_container(ctx: &Ctx) -> TestResult {
     } else {
         fail!("create failed: {}", create.describe());
     };
-    failed.stderr_mentions("error running hook")?;
+    hook_error_words(ctx, &failed)?;
     failed.stderr_mentions("poststart-said-no")?;
     if created {
         b.wait_status("stopped")?;
@@ -322,7 +335,7 @@ fn hook_poststart_failure_stops_the_container(ctx: &Ctx) -> TestResult {
         "i=0; while [ ! -e {m}/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
     ));
     let out = b.run_detached().failed()?;
-    out.stderr_mentions("error running hook")?;
+    hook_error_words(ctx, &out)?;
     ensure!(
         b.status().is_none(),
         "`run -d` with a failing poststart hook left the container: {:?}",
