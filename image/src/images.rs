@@ -676,7 +676,10 @@ impl Store {
                 format!("layer {}", layer.digest),
                 format!("its content hashes to {actual}, the config says {expected}"),
             ),
-            e => e,
+            e => Error::Layer {
+                digest: layer.digest.to_string(),
+                err: Box::new(e),
+            },
         });
         match r {
             Ok((stats, _)) => Ok((key, stats)),

@@ -189,8 +189,10 @@ pub fn apply_blob(
     let produced = producer
         .join()
         .map_err(|_| Error::io("decompress", io::Error::other("thread panicked")))?;
-    let stats = applied?;
+    // A decompression error reaches the tar reader too: report it as what it is (the producer
+    // fails only for that; when the consumer fails first, the producer just stops).
     let (actual, _) = produced?;
+    let stats = applied?;
     if let Some(want) = diff_id {
         if &actual != want {
             return Err(Error::DigestMismatch {
@@ -269,8 +271,17 @@ pub fn apply(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplySt
     };
     let mut archive = tar::Archive::new(tar);
     let entries = archive.entries().ctx("read tar", root)?;
-    for e in entries {
-        let e = e.map_err(|e| Error::io("read tar entry", e))?;
+    for (n, e) in entries.enumerate() {
+        let e = e.map_err(|e| {
+            Error::invalid(
+                "layer",
+                format!(
+                    "not a tar archive, or a damaged one (at entry {}): {}",
+                    n + 1,
+                    crate::error::echo(&e.to_string())
+                ),
+            )
+        })?;
         a.entry(e)?;
     }
     a.finish()?;
@@ -360,8 +371,14 @@ fn join(comps: &[Vec<u8>]) -> Vec<u8> {
     comps.join(&b'/')
 }
 
+/// An entry name or link target for a message (shown with `{:?}`, which escapes it): at most
+/// `ECHO_MAX` characters of it.
 fn show(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
+    let s = String::from_utf8_lossy(p);
+    match s.char_indices().nth(crate::error::ECHO_MAX) {
+        Some((i, _)) => format!("{}... ({} bytes in all)", &s[..i], p.len()),
+        None => s.into_owned(),
+    }
 }
 
 struct Meta {
@@ -425,7 +442,7 @@ impl Applier<'_> {
         }
         let meta = self.meta(&mut e, &raw)?;
         let pfd = self.dir(parent, true).map_err(|err| match err {
-            Error::Io { source, .. } => Error::io(format!("parent of {:?}", show(&raw)), source),
+            Error::Io { err, .. } => Error::io(format!("parent of {:?}", show(&raw)), err),
             other => other,
         })?;
         let pfd = pfd.as_fd();

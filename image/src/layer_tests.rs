@@ -681,3 +681,35 @@ fn implicit_dirs_fixed_later_match_applying_with_lowers() {
     assert_eq!(mode(&s.outside), 0o755);
     s.assert_outside_untouched();
 }
+
+#[test]
+fn a_layer_that_is_not_a_tar_gets_a_clear_bounded_message() {
+    let s = Sandbox::new();
+    // Junk with control characters, an escape sequence and invalid UTF-8, 3 KB of it.
+    let mut junk: Vec<u8> = (0..3000u32).map(|i| (i * 131 % 256) as u8).collect();
+    junk[..9].copy_from_slice(b"\x1b[2J\xff\xfe\n\r\x07");
+    for data in [junk, vec![b'A'; 4096]] {
+        let e = s.apply(&data).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, Error::Invalid { .. }), "{text}");
+        assert!(text.contains("not a tar archive"), "{text}");
+        assert!(text.len() < 400, "{} bytes: {text}", text.len());
+        assert!(
+            !text.chars().any(|c| c.is_control() || c == '\u{fffd}'),
+            "{text:?}"
+        );
+    }
+    // Through apply_blob (the path unpacking takes) too, gzip-compressed.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&[0xc3u8; 2048]).unwrap();
+    let blob = s.root.parent().unwrap().join("blob");
+    std::fs::write(&blob, gz.finish().unwrap()).unwrap();
+    let e = apply_blob(&s.root, &blob, None, &ApplyOptions::overlay(Vec::new())).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("not a tar archive") && text.len() < 400,
+        "{text}"
+    );
+    assert!(!text.contains('\u{fffd}'), "{text:?}");
+    std::fs::remove_file(&blob).unwrap();
+}
