@@ -1104,6 +1104,36 @@ fn times_of(st: &libc::stat) -> [libc::timespec; 2] {
     ]
 }
 
+/// Owner (as root) and times of `st` on `name` in `dir`, never following it.
+fn owner_and_times_at(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    st: &libc::stat,
+) -> io::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        // SAFETY: valid fd and C string.
+        errno_result(unsafe {
+            libc::fchownat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                st.st_uid,
+                st.st_gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
+    }
+    let ts = times_of(st);
+    // SAFETY: valid fd, C string and timespecs.
+    errno_result(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
+
 fn merge_dir(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
@@ -1218,38 +1248,20 @@ fn merge_dir(
                 let target = nix::fcntl::readlinkat(src, n.as_os_str()).map_err(io::Error::from)?;
                 nix::unistd::symlinkat(target.as_os_str(), dst, n.as_os_str())
                     .map_err(io::Error::from)?;
-                if nix::unistd::geteuid().is_root() {
-                    // SAFETY: valid fd and C string.
-                    errno_result(unsafe {
-                        libc::fchownat(
-                            dst.as_raw_fd(),
-                            cname.as_ptr(),
-                            st.st_uid,
-                            st.st_gid,
-                            libc::AT_SYMLINK_NOFOLLOW,
-                        )
-                    })?;
-                }
-                let ts = times_of(&st);
-                // SAFETY: valid fd, C string and timespecs.
-                errno_result(unsafe {
-                    libc::utimensat(
-                        dst.as_raw_fd(),
-                        cname.as_ptr(),
-                        ts.as_ptr(),
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    )
-                })?;
+                owner_and_times_at(dst, &cname, &st)?;
             }
             libc::S_IFIFO | libc::S_IFSOCK => {
                 // SAFETY: valid fd and C string.
                 errno_result(unsafe {
-                    libc::mknodat(
-                        dst.as_raw_fd(),
-                        cname.as_ptr(),
-                        fmt | (st.st_mode & 0o7777),
-                        0,
-                    )
+                    libc::mknodat(dst.as_raw_fd(), cname.as_ptr(), fmt | 0o600, 0)
+                })?;
+                // mknod's mode goes through the umask: set it, the owner and the times after,
+                // by name (opening a FIFO could block; it was just made, it is no symlink).
+                // The owner first: chown clears setuid/setgid bits (chmod keeps the mtime).
+                owner_and_times_at(dst, &cname, &st)?;
+                // SAFETY: valid fd and C string.
+                errno_result(unsafe {
+                    libc::fchmodat(dst.as_raw_fd(), cname.as_ptr(), st.st_mode & 0o7777, 0)
                 })?;
             }
             _ => {} // device nodes never come out of `apply`

@@ -713,3 +713,39 @@ fn a_layer_that_is_not_a_tar_gets_a_clear_bounded_message() {
     assert!(!text.contains('\u{fffd}'), "{text:?}");
     std::fs::remove_file(&blob).unwrap();
 }
+
+#[test]
+fn copy_merge_keeps_a_fifo_s_mode_owner_and_mtime() {
+    let t = tempfile::tempdir().unwrap();
+    let (layer, dest) = (t.path().join("layer"), t.path().join("dest"));
+    std::fs::create_dir(&layer).unwrap();
+    std::fs::create_dir(&dest).unwrap();
+    let mut tar = Tar::new();
+    // 0666 shows a umask, 01640 the sticky bit.
+    tar.raw("p", tar::EntryType::Fifo, "", 0o666, b"");
+    tar.raw("q", tar::EntryType::Fifo, "", 0o1640, b"");
+    apply(
+        &layer,
+        &tar.finish()[..],
+        &ApplyOptions::overlay(Vec::new()),
+    )
+    .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(&layer.join("q"), Some(1234.into()), Some(5678.into())).unwrap();
+    }
+    merge_layers(&[layer.clone()], &dest).unwrap();
+    for n in ["p", "q"] {
+        let (a, b) = (
+            std::fs::symlink_metadata(layer.join(n)).unwrap(),
+            std::fs::symlink_metadata(dest.join(n)).unwrap(),
+        );
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&b.file_type()));
+        assert_eq!(b.mode(), a.mode(), "{n}: mode");
+        assert_eq!((b.uid(), b.gid()), (a.uid(), a.gid()), "{n}: owner");
+        assert_eq!(
+            (b.mtime(), b.mtime_nsec()),
+            (1_600_000_000, 0),
+            "{n}: mtime"
+        );
+    }
+}
