@@ -78,8 +78,7 @@ pub const ECHO_MAX: usize = 200;
 /// that were not UTF-8) shown as `?`, and cut at `ECHO_MAX` characters with the full length said.
 pub fn echo(text: &str) -> String {
     let mut out = String::new();
-    let mut shown = 0;
-    for c in text.chars() {
+    for (shown, c) in text.chars().enumerate() {
         if shown >= ECHO_MAX {
             out.push_str(&format!("... ({} bytes in all)", text.len()));
             return out;
@@ -89,7 +88,6 @@ pub fn echo(text: &str) -> String {
         } else {
             out.extend(c.escape_debug());
         }
-        shown += 1;
     }
     out
 }

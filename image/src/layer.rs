@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingReader};
@@ -416,7 +417,11 @@ impl Applier<'_> {
         ) {
             return Ok(());
         }
-        let raw = e.path_bytes().into_owned();
+        let sparse = pax_sparse(&mut e)?;
+        let raw = match &sparse {
+            Some(PaxSparse { name: Some(n), .. }) => n.clone(),
+            _ => e.path_bytes().into_owned(),
+        };
         let comps = clean_name(&raw);
         let Some((name, parent)) = comps.split_last() else {
             // The root itself ("./", "/"): its attributes are the snapshot's, not the layer's.
@@ -481,7 +486,34 @@ impl Applier<'_> {
                     .map_err(|er| io_err("set attributes of", er))?;
                 self.dir_times.push((comps.clone(), meta.mtime));
             }
-            T::Regular | T::Continuous | T::GNUSparse => {
+            T::GNUSparse => {
+                if existing.is_some() {
+                    self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
+                }
+                let f = self
+                    .old_gnu_sparse(&mut e, pfd, name, &raw)
+                    .map_err(|er| io_err("write sparse file", er))?;
+                self.set_meta_fd(f.as_fd(), &meta, true)
+                    .map_err(|er| io_err("set attributes of", er))?;
+            }
+            T::Regular | T::Continuous if sparse.is_some() => {
+                if existing.is_some() {
+                    self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
+                }
+                let f = create_excl(pfd, &cname).map_err(|er| io_err("create", er))?;
+                let sp = sparse.as_ref().expect("checked");
+                self.pax_sparse_data(&mut e, &f, sp)
+                    .map_err(|er| match er.kind() {
+                        io::ErrorKind::InvalidData => Error::Unsafe {
+                            path: show(&raw),
+                            why: format!("sparse file: {er}"),
+                        },
+                        _ => io_err("write sparse file", er),
+                    })?;
+                self.set_meta_fd(f.as_fd(), &meta, true)
+                    .map_err(|er| io_err("set attributes of", er))?;
+            }
+            T::Regular | T::Continuous => {
                 if existing.is_some() {
                     self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
                 }
@@ -958,6 +990,284 @@ impl Applier<'_> {
             .ctx_with(|| format!("set times of {:?}", show(&join(comps))))?;
         }
         Ok(())
+    }
+}
+
+/// `openat(O_CREAT|O_EXCL|O_NOFOLLOW)` of a new regular file, 0600.
+fn create_excl(pfd: BorrowedFd<'_>, cname: &std::ffi::CStr) -> io::Result<File> {
+    // SAFETY: valid fd and C string; O_EXCL|O_NOFOLLOW never opens something else.
+    let fd = unsafe {
+        libc::openat(
+            pfd.as_raw_fd(),
+            cname.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptor we own.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// A PAX sparse file (GNU tar's formats 0.0, 0.1 and 1.0): its real name and size, and where
+/// its data segments go (for 1.0 the map is at the start of the entry's data: `map` is empty).
+#[derive(Debug)]
+struct PaxSparse {
+    name: Option<Vec<u8>>,
+    real_size: u64,
+    /// (offset, length) of each data segment, in the order the data holds them.
+    map: Vec<(u64, u64)>,
+    /// Format 1.0: the map is in the data.
+    map_in_data: bool,
+}
+
+fn bad_sparse(why: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.into())
+}
+
+/// The PAX sparse description of entry `e`, if it has one (GNU.sparse.* keys).
+fn pax_sparse<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Option<PaxSparse>> {
+    let path = show(&e.path_bytes());
+    let bad = |why: String| Error::Unsafe {
+        path: path.clone(),
+        why: format!("sparse file: {why}"),
+    };
+    let Some(pax) = e
+        .pax_extensions()
+        .map_err(|er| bad(format!("bad PAX header: {er}")))?
+    else {
+        return Ok(None);
+    };
+    let num = |v: &[u8], k: &str| -> Result<u64> {
+        std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| bad(format!("{k} is not a number")))
+    };
+    let (mut major, mut minor, mut name, mut size) = (None, None, None, None);
+    let (mut map, mut offsets, mut lengths) = (None, Vec::new(), Vec::new());
+    for ext in pax {
+        let ext = ext.map_err(|er| bad(format!("bad PAX header: {er}")))?;
+        let Ok(key) = ext.key() else { continue };
+        let v = ext.value_bytes();
+        match key {
+            "GNU.sparse.major" => major = Some(num(v, key)?),
+            "GNU.sparse.minor" => minor = Some(num(v, key)?),
+            "GNU.sparse.name" => name = Some(v.to_vec()),
+            "GNU.sparse.realsize" | "GNU.sparse.size" => size = Some(num(v, key)?),
+            "GNU.sparse.map" => map = Some(v.to_vec()),
+            "GNU.sparse.offset" => offsets.push(num(v, key)?),
+            "GNU.sparse.numbytes" => lengths.push(num(v, key)?),
+            _ => {}
+        }
+    }
+    let Some(real_size) = size else {
+        if major.is_some() || map.is_some() || !offsets.is_empty() {
+            return Err(bad("no GNU.sparse.size / GNU.sparse.realsize".into()));
+        }
+        return Ok(None);
+    };
+    let mut segments = Vec::new();
+    let map_in_data = match (major, minor) {
+        (Some(1), Some(0)) => true,
+        (None | Some(0), _) => {
+            if let Some(m) = map {
+                // 0.1: "offset,length,offset,length..."
+                let s = std::str::from_utf8(&m).map_err(|_| bad("map is not text".into()))?;
+                let nums = s
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(|x| num(x.as_bytes(), "GNU.sparse.map"))
+                    .collect::<Result<Vec<_>>>()?;
+                if nums.len() % 2 != 0 {
+                    return Err(bad("GNU.sparse.map has an odd count of numbers".into()));
+                }
+                segments = nums.chunks(2).map(|c| (c[0], c[1])).collect();
+            } else {
+                // 0.0: repeated GNU.sparse.offset / GNU.sparse.numbytes.
+                if offsets.len() != lengths.len() {
+                    return Err(bad("unpaired GNU.sparse.offset / numbytes".into()));
+                }
+                segments = offsets.into_iter().zip(lengths).collect();
+            }
+            false
+        }
+        (Some(a), b) => {
+            return Err(bad(format!(
+                "GNU sparse format {a}.{} is not supported",
+                b.map(|b| b.to_string()).unwrap_or_default()
+            )))
+        }
+    };
+    check_sparse_map(&segments, real_size).map_err(|er| bad(er.to_string()))?;
+    let name = name.or_else(|| {
+        // 1.0 without GNU.sparse.name: drop the "GNUSparseFile.N/" component.
+        let raw = e.path_bytes();
+        let comps: Vec<&[u8]> = raw.split(|&b| b == b'/').collect();
+        let i = comps
+            .iter()
+            .position(|c| c.starts_with(b"GNUSparseFile."))?;
+        let mut c = comps.clone();
+        c.remove(i);
+        Some(c.join(&b'/'))
+    });
+    Ok(Some(PaxSparse {
+        name,
+        real_size,
+        map: segments,
+        map_in_data,
+    }))
+}
+
+/// Segments in order, not overlapping, inside the file.
+fn check_sparse_map(map: &[(u64, u64)], real_size: u64) -> io::Result<()> {
+    let mut end = 0u64;
+    for &(off, len) in map {
+        if off < end {
+            return Err(bad_sparse(format!(
+                "segment at {off} overlaps or is out of order"
+            )));
+        }
+        end = off
+            .checked_add(len)
+            .filter(|&e| e <= real_size)
+            .ok_or_else(|| {
+                bad_sparse(format!(
+                    "segment {off}+{len} ends past the file's size {real_size}"
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+/// The next decimal number of a PAX 1.0 sparse map ("N\n"); counts the bytes read.
+fn map_number(r: &mut impl Read, read: &mut u64) -> io::Result<u64> {
+    let mut v: u64 = 0;
+    let mut digits = 0;
+    loop {
+        let mut b = [0u8; 1];
+        if r.read(&mut b)? == 0 {
+            return Err(bad_sparse("the map ends early"));
+        }
+        *read += 1;
+        match b[0] {
+            b'\n' if digits > 0 => return Ok(v),
+            c @ b'0'..=b'9' if digits < 20 => {
+                v = v
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(u64::from(c - b'0')))
+                    .ok_or_else(|| bad_sparse("a map number overflows"))?;
+                digits += 1;
+            }
+            _ => return Err(bad_sparse("the map is not decimal numbers, one a line")),
+        }
+    }
+}
+
+/// Read exactly `buf.len()` bytes.
+fn read_exact_or(r: &mut impl Read, buf: &mut [u8], what: &str) -> io::Result<()> {
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            bad_sparse(format!("{what}: the entry's data ends early"))
+        } else {
+            e
+        }
+    })
+}
+
+impl Applier<'_> {
+    /// Write a PAX sparse file's data segments where they go, leaving holes unwritten (never
+    /// zeros), then give the file its real size.
+    fn pax_sparse_data<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        f: &File,
+        sp: &PaxSparse,
+    ) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let size = e.size();
+        let mut map = sp.map.clone();
+        if sp.map_in_data {
+            let mut read = 0u64;
+            let n = map_number(e, &mut read)?;
+            // Each segment takes at least 4 bytes of map ("0\n0\n"): more cannot be there.
+            if n > size / 4 {
+                return Err(bad_sparse(format!(
+                    "{n} segments announced in {size} bytes"
+                )));
+            }
+            for _ in 0..n {
+                let off = map_number(e, &mut read)?;
+                let len = map_number(e, &mut read)?;
+                map.push((off, len));
+            }
+            check_sparse_map(&map, sp.real_size)?;
+            let pad = (512 - read % 512) % 512;
+            let mut skip = vec![0u8; pad as usize];
+            read_exact_or(e, &mut skip, "map padding")?;
+        }
+        for &(off, len) in &map {
+            let mut left = len;
+            let mut at = off;
+            while left > 0 {
+                let n = left.min(self.buf.len() as u64) as usize;
+                read_exact_or(e, &mut self.buf[..n], "data segment")?;
+                f.write_all_at(&self.buf[..n], at)?;
+                self.stats.bytes += n as u64;
+                at += n as u64;
+                left -= n as u64;
+            }
+        }
+        let mut rest = [0u8; 1];
+        if e.read(&mut rest)? != 0 {
+            return Err(bad_sparse("the entry holds more data than its map says"));
+        }
+        f.set_len(sp.real_size)
+    }
+
+    /// An old-GNU sparse entry (type 'S'). The tar reader turns its holes into runs of zeros
+    /// to read; its own `unpack` seeks over them instead, so it writes the file, through the
+    /// parent's descriptor (`/proc/self/fd/N/name`: the name is created O_EXCL, never followed).
+    /// Returns the file, reopened for its attributes.
+    fn old_gnu_sparse<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        pfd: BorrowedFd<'_>,
+        name: &[u8],
+        raw: &[u8],
+    ) -> io::Result<File> {
+        if raw.ends_with(b"/") {
+            return Err(bad_sparse("a sparse file named like a directory"));
+        }
+        let mut path = format!("/proc/self/fd/{}/", pfd.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name);
+        e.set_preserve_permissions(false);
+        e.set_unpack_xattrs(false);
+        let claimed = e.size();
+        e.unpack(std::ffi::OsStr::from_bytes(&path)).map_err(|er| {
+            // tar's message names only the /proc path; its cause is the OS error.
+            let cause = er
+                .get_ref()
+                .and_then(|i| i.source())
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| er.to_string());
+            io::Error::new(er.kind(), format!("{claimed} bytes claimed: {cause}"))
+        })?;
+        self.stats.bytes += e.header().entry_size().unwrap_or(0);
+        let fd = openat2(
+            pfd,
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            0,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        )?;
+        let f = File::from(fd);
+        if !f.metadata()?.file_type().is_file() {
+            return Err(bad_sparse("not a regular file after unpacking"));
+        }
+        Ok(f)
     }
 }
 

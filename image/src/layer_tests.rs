@@ -733,7 +733,7 @@ fn copy_merge_keeps_a_fifo_s_mode_owner_and_mtime() {
     if nix::unistd::geteuid().is_root() {
         nix::unistd::chown(&layer.join("q"), Some(1234.into()), Some(5678.into())).unwrap();
     }
-    merge_layers(&[layer.clone()], &dest).unwrap();
+    merge_layers(std::slice::from_ref(&layer), &dest).unwrap();
     for n in ["p", "q"] {
         let (a, b) = (
             std::fs::symlink_metadata(layer.join(n)).unwrap(),
@@ -747,5 +747,314 @@ fn copy_merge_keeps_a_fifo_s_mode_owner_and_mtime() {
             (1_600_000_000, 0),
             "{n}: mtime"
         );
+    }
+}
+
+const GIB8: u64 = 8 << 30;
+
+/// A PAX extended header ('x') with `records`, as tar writes it.
+fn pax_header(t: &mut Tar, records: &[(&str, &str)]) {
+    let mut data = Vec::new();
+    for (k, v) in records {
+        let body = format!(" {k}={v}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        data.extend_from_slice(format!("{len}{body}").as_bytes());
+    }
+    t.raw("PaxHeaders/x", tar::EntryType::XHeader, "", 0o644, &data);
+}
+
+/// An old-GNU sparse entry ('S') of `real` bytes whose data segments are `segs` (offset,
+/// content); over 4 segments the rest go to extension headers.
+fn old_gnu_sparse(t: &mut Tar, name: &str, real: u64, segs: &[(u64, &[u8])]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name).unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_mode(0o640);
+    h.set_mtime(1_600_000_000);
+    let data: Vec<u8> = segs
+        .iter()
+        .flat_map(|(_, d)| {
+            let mut v = d.to_vec();
+            v.resize(d.len().div_ceil(512) * 512, 0);
+            v
+        })
+        .collect();
+    h.set_size(data.len() as u64);
+    let g = h.as_gnu_mut().unwrap();
+    g.set_real_size(real);
+    let seg = |s: &mut tar::GnuSparseHeader, (off, d): &(u64, &[u8])| {
+        s.set_offset(*off);
+        s.set_length(d.len().div_ceil(512) as u64 * 512);
+    };
+    for (i, sg) in segs.iter().take(4).enumerate() {
+        seg(&mut g.sparse[i], sg);
+    }
+    let mut ext = Vec::new();
+    for chunk in segs[segs.len().min(4)..].chunks(21) {
+        let mut e = tar::GnuExtSparseHeader::new();
+        for (i, sg) in chunk.iter().enumerate() {
+            seg(&mut e.sparse_mut()[i], sg);
+        }
+        ext.push(e);
+    }
+    let n = ext.len();
+    for (i, e) in ext.iter_mut().enumerate() {
+        e.set_is_extended(i + 1 < n);
+    }
+    g.set_is_extended(n > 0);
+    h.set_cksum();
+    let w = t.b.get_mut();
+    w.extend_from_slice(h.as_bytes());
+    for e in &ext {
+        w.extend_from_slice(e.as_bytes());
+    }
+    w.extend_from_slice(&data);
+}
+
+/// Size, allocated bytes and the bytes at `at`.
+fn sparse_facts(p: &Path, at: &[(u64, usize)]) -> (u64, u64, Vec<Vec<u8>>) {
+    use std::os::unix::fs::FileExt;
+    let m = std::fs::metadata(p).unwrap();
+    let f = File::open(p).unwrap();
+    let got = at
+        .iter()
+        .map(|&(off, n)| {
+            let mut b = vec![0u8; n];
+            f.read_exact_at(&mut b, off).unwrap();
+            b
+        })
+        .collect();
+    (m.len(), m.blocks() * 512, got)
+}
+
+#[test]
+fn old_gnu_sparse_entries_are_written_sparse() {
+    let s = Sandbox::new();
+    let a = [b'a'; 512];
+    let z = [b'z'; 512];
+    let mut t = Tar::new();
+    // The bomb: 1.5 KB of tar claiming 8 GiB.
+    old_gnu_sparse(
+        &mut t,
+        "var/log/lastlog",
+        GIB8,
+        &[(4096, &a), (GIB8 - 512, &z)],
+    );
+    // Eight segments: four in an extension header.
+    let mut segs: Vec<(u64, &[u8])> = (0..7u64).map(|i| (i << 30, &a[..])).collect();
+    segs.push((7 << 30, &[])); // GNU tar ends the map at the real size
+
+    old_gnu_sparse(&mut t, "many", 7 << 30, &segs);
+    let started = std::time::Instant::now();
+    let st = s.apply(&t.finish()).unwrap();
+    let took = started.elapsed();
+    let (size, alloc, got) = sparse_facts(
+        &s.root.join("var/log/lastlog"),
+        &[(0, 4), (4096, 512), (1 << 30, 4), (GIB8 - 512, 512)],
+    );
+    assert_eq!(size, GIB8);
+    assert!(
+        alloc <= 1 << 20,
+        "8 GiB sparse file allocates {alloc} bytes"
+    );
+    assert_eq!(got, vec![vec![0; 4], a.to_vec(), vec![0; 4], z.to_vec()]);
+    let (size, alloc, got) = sparse_facts(&s.root.join("many"), &[(6 << 30, 512), (512, 4)]);
+    assert_eq!(size, 7 << 30);
+    assert!(alloc <= 1 << 20, "{alloc}");
+    assert_eq!(got, vec![a.to_vec(), vec![0; 4]]);
+    let m = std::fs::metadata(s.root.join("many")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.mtime()), (0o640, 1_600_000_000));
+    // The layer is measured by what it writes, not by what it claims.
+    assert_eq!(st.bytes, 9 * 512);
+    println!("old-GNU sparse 8 GiB + 7 GiB: {took:?}, {alloc} bytes allocated");
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn pax_sparse_files_are_real_files_under_their_real_name() {
+    let s = Sandbox::new();
+    let a = [b'a'; 512];
+    let z = [b'z'; 100];
+    let mut t = Tar::new();
+    // 1.0: the map leads the data, padded to 512 bytes.
+    let map = format!("2\n4096\n512\n{}\n100\n", GIB8 - 100);
+    let mut data = map.clone().into_bytes();
+    data.resize(512, 0);
+    data.extend_from_slice(&a);
+    data.extend_from_slice(&z);
+    pax_header(
+        &mut t,
+        &[
+            ("GNU.sparse.major", "1"),
+            ("GNU.sparse.minor", "0"),
+            ("GNU.sparse.name", "var/log/lastlog"),
+            ("GNU.sparse.realsize", &GIB8.to_string()),
+        ],
+    );
+    t.raw(
+        "var/log/GNUSparseFile.0/lastlog",
+        tar::EntryType::Regular,
+        "",
+        0o600,
+        &data,
+    );
+    // 1.0 without GNU.sparse.name: the GNUSparseFile.N component goes.
+    pax_header(
+        &mut t,
+        &[
+            ("GNU.sparse.major", "1"),
+            ("GNU.sparse.minor", "0"),
+            ("GNU.sparse.realsize", &GIB8.to_string()),
+        ],
+    );
+    t.raw(
+        "d/GNUSparseFile.123/noname",
+        tar::EntryType::Regular,
+        "",
+        0o600,
+        &data,
+    );
+    // 0.1: the map in GNU.sparse.map.
+    let mut d01 = a.to_vec();
+    d01.extend_from_slice(&z);
+    let m01 = format!("4096,512,{},100", GIB8 - 100);
+    pax_header(
+        &mut t,
+        &[
+            ("GNU.sparse.size", &GIB8.to_string()),
+            ("GNU.sparse.map", &m01),
+            ("GNU.sparse.name", "zero-one"),
+        ],
+    );
+    t.raw(
+        "GNUSparseFile.9/zero-one",
+        tar::EntryType::Regular,
+        "",
+        0o600,
+        &d01,
+    );
+    // 0.0: repeated offset/numbytes.
+    pax_header(
+        &mut t,
+        &[
+            ("GNU.sparse.size", &GIB8.to_string()),
+            ("GNU.sparse.numblocks", "2"),
+            ("GNU.sparse.offset", "4096"),
+            ("GNU.sparse.numbytes", "512"),
+            ("GNU.sparse.offset", &(GIB8 - 100).to_string()),
+            ("GNU.sparse.numbytes", "100"),
+        ],
+    );
+    t.raw("zero-zero", tar::EntryType::Regular, "", 0o600, &d01);
+    let st = s.apply(&t.finish()).unwrap();
+    for f in ["var/log/lastlog", "d/noname", "zero-one", "zero-zero"] {
+        let (size, alloc, got) =
+            sparse_facts(&s.root.join(f), &[(0, 4), (4096, 512), (GIB8 - 100, 100)]);
+        assert_eq!(size, GIB8, "{f}");
+        assert!(alloc <= 1 << 20, "{f}: {alloc}");
+        assert_eq!(got, vec![vec![0; 4], a.to_vec(), z.to_vec()], "{f}");
+    }
+    assert!(!s.root.join("var/log/GNUSparseFile.0").exists());
+    assert!(!s.root.join("d/GNUSparseFile.123").exists());
+    assert!(!s.root.join("GNUSparseFile.9").exists());
+    assert_eq!(st.bytes, 4 * 612);
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn hostile_sparse_maps_are_refused() {
+    let gib = GIB8.to_string();
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>);
+    let cases: Vec<Case> = vec![
+        // Segments out of order.
+        (
+            "out of order",
+            vec![
+                ("GNU.sparse.size", gib.clone()),
+                ("GNU.sparse.map", "4096,10,0,10".into()),
+            ],
+            vec![1; 20],
+        ),
+        // A segment past the end.
+        (
+            "ends past",
+            vec![
+                ("GNU.sparse.size", "100".into()),
+                ("GNU.sparse.map", "95,10".into()),
+            ],
+            vec![1; 10],
+        ),
+        // More data announced than the entry holds.
+        (
+            "ends early",
+            vec![
+                ("GNU.sparse.size", gib.clone()),
+                ("GNU.sparse.map", "0,4096".into()),
+            ],
+            vec![1; 10],
+        ),
+        // An offset that overflows.
+        (
+            "ends past",
+            vec![
+                ("GNU.sparse.size", u64::MAX.to_string()),
+                ("GNU.sparse.map", format!("{},10", u64::MAX - 5)),
+            ],
+            vec![1; 10],
+        ),
+        // 1.0 with a map claiming a billion segments.
+        (
+            "segments announced",
+            vec![
+                ("GNU.sparse.major", "1".into()),
+                ("GNU.sparse.minor", "0".into()),
+                ("GNU.sparse.realsize", gib.clone()),
+            ],
+            b"1000000000\n0\n".to_vec(),
+        ),
+        // An unknown format.
+        (
+            "not supported",
+            vec![
+                ("GNU.sparse.major", "2".into()),
+                ("GNU.sparse.minor", "0".into()),
+                ("GNU.sparse.realsize", gib.clone()),
+            ],
+            vec![],
+        ),
+    ];
+    for (why, recs, data) in cases {
+        let s = Sandbox::new();
+        let mut t = Tar::new();
+        let recs: Vec<(&str, &str)> = recs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        pax_header(&mut t, &recs);
+        t.raw("f", tar::EntryType::Regular, "", 0o600, &data);
+        let err = s.apply(&t.finish()).unwrap_err();
+        assert!(matches!(err, Error::Unsafe { .. }), "{why}: {err}");
+        assert!(err.to_string().contains(why), "{why}: {err}");
+        s.assert_outside_untouched();
+    }
+    // A claim of 4 EiB: past what ext4 can hold (a clear error, not a hang); tmpfs takes it
+    // (sparse, 512 bytes allocated).
+    let s = Sandbox::new();
+    let mut t = Tar::new();
+    old_gnu_sparse(&mut t, "huge", 1 << 62, &[((1 << 62) - 512, &[1u8; 512])]);
+    match s.apply(&t.finish()) {
+        Err(err) => {
+            let text = err.to_string();
+            assert!(
+                text.contains("huge") && text.contains("bytes claimed: "),
+                "{text}"
+            );
+            assert!(!text.contains("/proc"), "{text}");
+        }
+        Ok(_) => {
+            let (size, alloc, _) = sparse_facts(&s.root.join("huge"), &[]);
+            assert_eq!(size, 1 << 62);
+            assert!(alloc <= 1 << 20, "{alloc}");
+        }
     }
 }
