@@ -694,56 +694,122 @@ impl Applier<'_> {
 
     fn open_dir_rec(&mut self, comps: &[Vec<u8>], create: bool) -> Result<OwnedFd> {
         let path = join(comps);
+        let root_path = self.root_path.clone();
+        let open_err = |p: &[u8], e: io::Error| {
+            Error::io(
+                format!("open directory {:?} in {}", show(p), root_path.display()),
+                e,
+            )
+        };
         match fsutil::open_dir_in_root(self.root.as_fd(), &path) {
             Ok(fd) => return Ok(fd),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {}
-            Err(e) => {
-                return Err(Error::io(
-                    format!(
-                        "open directory {:?} in {}",
-                        show(&path),
-                        self.root_path.display()
-                    ),
-                    e,
-                ))
-            }
+            Err(e) => return Err(open_err(&path, e)),
         }
-        let (last, up) = comps.split_last().expect("the root always exists");
-        let pfd = self.open_dir_rec(up, true)?;
-        let (mode, uid, gid) = lower_dir_attrs(&self.lowers, &path).unwrap_or((0o755, 0, 0));
-        let c = c_name(last).ctx_with(|| format!("mkdir {:?}", show(&path)))?;
+        // Something on the way is missing: walk it one component at a time, never following
+        // anything, creating missing directories. A symlink's target is resolved inside the
+        // root as RESOLVE_IN_ROOT would (absolute from the root, relative from its directory,
+        // `..` stopping at the root; `done` never holds a symlink, so `..` is lexical), and the
+        // walk starts over from the root with it (40 links at most, as the kernel).
+        let mut todo: std::collections::VecDeque<Vec<u8>> = comps.iter().cloned().collect();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut cur =
+            fsutil::open_dir_in_root(self.root.as_fd(), b"").ctx("open", &self.root_path)?;
+        let mut links = 0;
+        while let Some(c) = todo.pop_front() {
+            let here = |done: &[Vec<u8>]| {
+                let mut p = done.to_vec();
+                p.push(c.clone());
+                join(&p)
+            };
+            let st = lstat_at(cur.as_fd(), &c).map_err(|e| open_err(&here(&done), e))?;
+            match st.map(|st| st.st_mode & libc::S_IFMT) {
+                None => {
+                    self.mkdir_implied(cur.as_fd(), &here(&done), &c)?;
+                }
+                Some(libc::S_IFDIR) => {}
+                Some(libc::S_IFLNK) => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(open_err(&path, io::Error::from_raw_os_error(libc::ELOOP)));
+                    }
+                    let target =
+                        nix::fcntl::readlinkat(cur.as_fd(), std::ffi::OsStr::from_bytes(&c))
+                            .map_err(|e| open_err(&here(&done), e.into()))?;
+                    let target = target.as_bytes();
+                    let mut base = if target.starts_with(b"/") {
+                        Vec::new()
+                    } else {
+                        done
+                    };
+                    for t in target.split(|&b| b == b'/') {
+                        match t {
+                            b"" | b"." => {}
+                            b".." => {
+                                base.pop();
+                            }
+                            t => base.push(t.to_vec()),
+                        }
+                    }
+                    for b in base.into_iter().rev() {
+                        todo.push_front(b);
+                    }
+                    done = Vec::new();
+                    cur = fsutil::open_dir_in_root(self.root.as_fd(), b"")
+                        .ctx("open", &self.root_path)?;
+                    continue;
+                }
+                Some(_) => {
+                    return Err(open_err(
+                        &here(&done),
+                        io::Error::from_raw_os_error(libc::ENOTDIR),
+                    ))
+                }
+            }
+            cur = openat2(
+                cur.as_fd(),
+                &c,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+            )
+            .map_err(|e| open_err(&here(&done), e))?;
+            done.push(c);
+        }
+        Ok(cur)
+    }
+
+    /// Make directory `name` in `pfd` (at `path` in the root), implied by an entry below it:
+    /// with the attributes it has in a lower layer, else root-owned 0755. Already there (a
+    /// race with ourselves cannot happen; a duplicate can) is fine.
+    fn mkdir_implied(&mut self, pfd: BorrowedFd<'_>, path: &[u8], name: &[u8]) -> Result<()> {
+        let (mode, uid, gid) = lower_dir_attrs(&self.lowers, path).unwrap_or((0o755, 0, 0));
+        let c = c_name(name).ctx_with(|| format!("mkdir {:?}", show(path)))?;
         // SAFETY: valid fd and C string.
         let r = unsafe { libc::mkdirat(pfd.as_raw_fd(), c.as_ptr(), 0o700) };
         if r != 0 {
             let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(Error::io(format!("mkdir {:?}", show(&path)), e));
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                return Ok(());
             }
-        } else {
-            self.implicit.insert(path.clone());
-            self.stats.implicit_dirs.push(path.clone());
-            let fd = openat2(
-                pfd.as_fd(),
-                last,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
-            )
-            .ctx_with(|| format!("open {:?}", show(&path)))?;
-            if self.opts.chown {
-                nix::unistd::fchown(&fd, Some(uid.into()), Some(gid.into()))
-                    .ctx_with(|| format!("chown {:?}", show(&path)))?;
-            }
-            nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))
-                .ctx_with(|| format!("chmod {:?}", show(&path)))?;
+            return Err(Error::io(format!("mkdir {:?}", show(path)), e));
         }
-        fsutil::open_dir_in_root(self.root.as_fd(), &path).ctx_with(|| {
-            format!(
-                "open directory {:?} in {}",
-                show(&path),
-                self.root_path.display()
-            )
-        })
+        self.implicit.insert(path.to_vec());
+        self.stats.implicit_dirs.push(path.to_vec());
+        let fd = openat2(
+            pfd,
+            name,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        )
+        .ctx_with(|| format!("open {:?}", show(path)))?;
+        if self.opts.chown {
+            nix::unistd::fchown(&fd, Some(uid.into()), Some(gid.into()))
+                .ctx_with(|| format!("chown {:?}", show(path)))?;
+        }
+        nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))
+            .ctx_with(|| format!("chmod {:?}", show(path)))
     }
 
     fn mkdir(&mut self, pfd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<()> {

@@ -1058,3 +1058,43 @@ fn hostile_sparse_maps_are_refused() {
         }
     }
 }
+
+#[test]
+fn symlinked_parents_to_missing_directories_are_created_inside_the_root() {
+    let s = Sandbox::new();
+    let abs_out = s.outside.display().to_string();
+    s.apply(
+        &Tar::new()
+            .symlink("hostdir", &abs_out)
+            .file("hostdir/secret", "pwned")
+            .symlink("opt-link", "/opt/new")
+            .file("opt-link/sub/f", "o")
+            .symlink("a", "/b")
+            .symlink("b", "../../c")
+            .file("a/f", "c")
+            .finish(),
+    )
+    .unwrap();
+    let inside = s.root.join(abs_out.trim_start_matches('/'));
+    assert_eq!(read(inside.join("secret")), "pwned");
+    assert_eq!(read(s.root.join("opt/new/sub/f")), "o");
+    assert_eq!(read(s.root.join("c/f")), "c");
+    for l in ["hostdir", "opt-link", "a", "b"] {
+        assert!(std::fs::symlink_metadata(s.root.join(l))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    // A loop is an error naming the entry, not a hang.
+    let err = s
+        .apply(
+            &Tar::new()
+                .symlink("x", "y")
+                .symlink("y", "/x")
+                .file("x/f", "l")
+                .finish(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("x/f"), "{err}");
+    s.assert_outside_untouched();
+}
