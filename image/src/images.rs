@@ -615,12 +615,17 @@ impl Store {
         let chown = nix::unistd::geteuid().is_root();
         for (i, key, stats) in &done {
             let lowers: Vec<PathBuf> = (0..*i).rev().map(fs_of).collect();
-            if let Err(e) = crate::layer::fix_implicit_dirs(
-                &self.snapshots.active_fs_path(key),
-                &stats.implicit_dirs,
-                &lowers,
-                chown,
-            ) {
+            let fs = self.snapshots.active_fs_path(key);
+            if let Err(e) =
+                crate::layer::fix_implicit_dirs(&fs, &stats.implicit_dirs, &lowers, chown)
+                    .and_then(|()| {
+                        crate::layer::link_from_lowers(&fs, &stats.lower_links, &lowers, chown)
+                    })
+                    .map_err(|e| Error::Layer {
+                        digest: rec.layers[*i].digest.to_string(),
+                        err: Box::new(e),
+                    })
+            {
                 cleanup(&done);
                 return Err(e);
             }
@@ -665,13 +670,9 @@ impl Store {
         );
         let fs_dir = self.snapshots.prepare_diff_detached(&key, parent)?;
         let blob = self.content.path(&layer.digest);
-        let r = apply_blob(
-            &fs_dir,
-            &blob,
-            Some(&layer.diff_id),
-            &ApplyOptions::overlay(Vec::new()),
-        )
-        .map_err(|e| match e {
+        let mut opts = ApplyOptions::overlay(Vec::new());
+        opts.defer_lower_links = true;
+        let r = apply_blob(&fs_dir, &blob, Some(&layer.diff_id), &opts).map_err(|e| match e {
             Error::DigestMismatch { expected, actual } => Error::invalid(
                 format!("layer {}", layer.digest),
                 format!("its content hashes to {actual}, the config says {expected}"),

@@ -58,6 +58,10 @@ pub struct ApplyOptions {
     pub devices: DevicePolicy,
     /// chown entries to their uid/gid (default: when running as root).
     pub chown: bool,
+    /// Hard links to files of the layers below (`Overlay` only) are left in
+    /// `ApplyStats::lower_links` for `link_from_lowers`, for a layer applied before its lowers
+    /// are known (parallel unpack). Otherwise they are made at the end from `lowers`.
+    pub defer_lower_links: bool,
 }
 
 impl ApplyOptions {
@@ -67,6 +71,7 @@ impl ApplyOptions {
             lowers,
             devices: DevicePolicy::Skip,
             chown: nix::unistd::geteuid().is_root(),
+            defer_lower_links: false,
         }
     }
     pub fn delete() -> Self {
@@ -75,6 +80,7 @@ impl ApplyOptions {
             lowers: Vec::new(),
             devices: DevicePolicy::Skip,
             chown: nix::unistd::geteuid().is_root(),
+            defer_lower_links: false,
         }
     }
 }
@@ -92,6 +98,10 @@ pub struct ApplyStats {
     /// no lower has them, root-owned 0755. A layer applied before its lowers are known (parallel
     /// unpack) gets them from `fix_implicit_dirs` later.
     pub implicit_dirs: Vec<Vec<u8>>,
+    /// Hard links whose target is not in this layer: (link, target), cleaned paths, in order.
+    /// In overlayfs a link to a lower file copies it up and links to the copy; see
+    /// `link_from_lowers`.
+    pub lower_links: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Compression of a layer blob.
@@ -286,6 +296,10 @@ pub fn apply(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplySt
         a.entry(e)?;
     }
     a.finish()?;
+    if !opts.defer_lower_links && !a.stats.lower_links.is_empty() {
+        link_from_lowers(root, &a.stats.lower_links, &opts.lowers, opts.chown)?;
+        a.stats.lower_links.clear();
+    }
     let implicit = std::mem::take(&mut a.implicit);
     a.stats.implicit_dirs.retain(|p| implicit.contains(p));
     Ok(a.stats)
@@ -328,6 +342,171 @@ pub fn fix_implicit_dirs(
         }
         nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))
             .ctx_with(|| format!("chmod {:?} in {}", show(d), root.display()))?;
+    }
+    Ok(())
+}
+
+/// An overlayfs whiteout: a 0/0 character device.
+fn is_whiteout_st(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
+fn split_path(p: &[u8]) -> (&[u8], &[u8]) {
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => (&b""[..], p),
+    }
+}
+
+/// Where `path` is in the merged view of `lowers` (top-most first) as overlayfs shows it: the
+/// directory holding it in that lower, and its stat. A whiteout or a non-directory on the way
+/// hides it, an opaque directory on the way hides the layers below. Nothing is followed.
+fn lower_lookup(lowers: &[OwnedFd], path: &[u8]) -> io::Result<Option<(OwnedFd, libc::stat)>> {
+    let comps = clean_name(path);
+    let Some((last, dirs)) = comps.split_last() else {
+        return Ok(None);
+    };
+    for l in lowers {
+        let mut cur = openat2(l.as_fd(), b".", libc::O_PATH | libc::O_DIRECTORY, 0, 0)?;
+        let mut opaque = false;
+        let mut walked = true;
+        for c in dirs {
+            match lstat_at(cur.as_fd(), c)? {
+                None => {
+                    walked = false;
+                    break;
+                }
+                Some(st) if fsutil::is_dir(&st) => {
+                    cur = open_nofollow(cur.as_fd(), c, libc::O_RDONLY | libc::O_DIRECTORY)?;
+                    opaque |= is_opaque(cur.as_fd());
+                }
+                Some(_) => return Ok(None), // a whiteout or a file hides what is below
+            }
+        }
+        if walked {
+            match lstat_at(cur.as_fd(), last)? {
+                Some(st) if is_whiteout_st(&st) || fsutil::is_dir(&st) => return Ok(None),
+                Some(st) => return Ok(Some((cur, st))),
+                None => {}
+            }
+        }
+        if opaque {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Make the hard links `links` ((link, target) in layer `root`, `ApplyStats::lower_links`)
+/// whose targets are in the layers below (`lowers`, top-most first), as a link on an overlayfs
+/// mount does: the target is copied up into `root` (with its attributes; directories it needs
+/// with theirs) and the link made to the copy. A target this layer wrote or deleted after the
+/// link: the link gets a copy of the lower file of its own. A link whose directory is gone
+/// (replaced later by the layer) is skipped. A target not found below is refused.
+pub fn link_from_lowers(
+    root: &Path,
+    links: &[(Vec<u8>, Vec<u8>)],
+    lowers: &[PathBuf],
+    chown: bool,
+) -> Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let rfd = fsutil::open_dir(root)?;
+    let lfds = lowers
+        .iter()
+        .map(|l| fsutil::open_dir(l))
+        .collect::<Result<Vec<_>>>()?;
+    let beneath = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+    for (link, target) in links {
+        let ctx = || {
+            format!(
+                "hard link {:?} to {:?} in {}",
+                show(link),
+                show(target),
+                root.display()
+            )
+        };
+        let Some((src_dir, st)) = lower_lookup(&lfds, target).ctx_with(ctx)? else {
+            return Err(Error::Unsafe {
+                path: show(link),
+                why: format!(
+                    "hard link target {:?} is not in the layer or the layers below",
+                    show(target)
+                ),
+            });
+        };
+        let (ldir, lname) = split_path(link);
+        let Ok(ldfd) = openat2(
+            rfd.as_fd(),
+            ldir,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            beneath,
+        ) else {
+            continue;
+        };
+        if lstat_at(ldfd.as_fd(), lname).ctx_with(ctx)?.is_some() {
+            continue;
+        }
+        let (tdir, tname) = split_path(target);
+        let in_upper = match openat2(
+            rfd.as_fd(),
+            tdir,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            beneath,
+        ) {
+            Ok(fd) => lstat_at(fd.as_fd(), tname).ctx_with(ctx)?.is_some(),
+            Err(_) => false,
+        };
+        if in_upper {
+            copy_node(src_dir.as_fd(), tname, ldfd.as_fd(), lname, &st).ctx_with(ctx)?;
+            continue;
+        }
+        // Copy up: the target's directories (as they are below), the target, then the link.
+        let mut cur =
+            openat2(rfd.as_fd(), b".", libc::O_PATH | libc::O_DIRECTORY, 0, 0).ctx_with(ctx)?;
+        let mut sofar: Vec<Vec<u8>> = Vec::new();
+        for c in clean_name(tdir) {
+            sofar.push(c.clone());
+            if lstat_at(cur.as_fd(), &c).ctx_with(ctx)?.is_none() {
+                let (mode, uid, gid) =
+                    lower_dir_attrs(&lfds, &join(&sofar)).unwrap_or((0o755, 0, 0));
+                let cc = c_name(&c).ctx_with(ctx)?;
+                // SAFETY: valid fd and C string.
+                errno_result(unsafe { libc::mkdirat(cur.as_raw_fd(), cc.as_ptr(), 0o700) })
+                    .ctx_with(ctx)?;
+                let d = open_nofollow(cur.as_fd(), &c, libc::O_RDONLY | libc::O_DIRECTORY)
+                    .ctx_with(ctx)?;
+                if chown {
+                    nix::unistd::fchown(&d, Some(uid.into()), Some(gid.into())).ctx_with(ctx)?;
+                }
+                nix::sys::stat::fchmod(&d, nix::sys::stat::Mode::from_bits_truncate(mode))
+                    .ctx_with(ctx)?;
+            }
+            cur = openat2(
+                cur.as_fd(),
+                &c,
+                libc::O_PATH | libc::O_DIRECTORY,
+                0,
+                beneath,
+            )
+            .ctx_with(ctx)?;
+        }
+        copy_node(src_dir.as_fd(), tname, cur.as_fd(), tname, &st).ctx_with(ctx)?;
+        let (ct, cl) = (c_name(tname).ctx_with(ctx)?, c_name(lname).ctx_with(ctx)?);
+        // SAFETY: valid fds and C strings; flags 0: a symlink is linked itself.
+        errno_result(unsafe {
+            libc::linkat(
+                cur.as_raw_fd(),
+                ct.as_ptr(),
+                ldfd.as_raw_fd(),
+                cl.as_ptr(),
+                0,
+            )
+        })
+        .ctx_with(ctx)?;
     }
     Ok(())
 }
@@ -457,6 +636,10 @@ impl Applier<'_> {
         })?;
         let existing = lstat_at(pfd, name).ctx_with(|| format!("stat {:?}", show(&raw)))?;
         let full = join(&comps);
+        if !self.stats.lower_links.is_empty() {
+            // Replaced later in this layer: that link is gone.
+            self.stats.lower_links.retain(|(l, _)| *l != full);
+        }
         if self.opts.whiteouts == WhiteoutMode::Delete {
             self.written.insert(full.clone());
         }
@@ -908,17 +1091,35 @@ impl Applier<'_> {
                 why: "hard link to the root".into(),
             });
         };
-        let tpfd = self.dir(tparent, false).map_err(|_| Error::Unsafe {
+        let not_here = || Error::Unsafe {
             path: show(raw),
             why: format!("hard link target {:?} is not in the layer", show(target)),
-        })?;
-        let Some(tst) =
-            lstat_at(tpfd.as_fd(), tname).ctx_with(|| format!("stat {:?}", show(target)))?
-        else {
-            return Err(Error::Unsafe {
-                path: show(raw),
-                why: format!("hard link target {:?} is not in the layer", show(target)),
-            });
+        };
+        let tpfd = match self.dir(tparent, false) {
+            Ok(fd) => Some(fd),
+            Err(_) if self.opts.whiteouts == WhiteoutMode::Overlay => None,
+            Err(_) => return Err(not_here()),
+        };
+        let tst = match &tpfd {
+            Some(fd) => {
+                lstat_at(fd.as_fd(), tname).ctx_with(|| format!("stat {:?}", show(target)))?
+            }
+            None => None,
+        };
+        let (Some(tpfd), Some(tst)) = (tpfd, tst.filter(|st| !is_whiteout_st(st))) else {
+            if self.opts.whiteouts == WhiteoutMode::Delete {
+                return Err(not_here());
+            }
+            // Maybe in a layer below: linked at the end (or by the caller), from the layers
+            // below as overlayfs shows them.
+            if existing.is_some() {
+                self.remove(pfd, name)
+                    .ctx_with(|| format!("replace {:?}", show(raw)))?;
+            }
+            self.stats
+                .lower_links
+                .push((join(&clean_name(raw)), join(&tcomps)));
+            return Ok(());
         };
         if fsutil::is_dir(&tst) {
             return Err(Error::Unsafe {
@@ -1593,55 +1794,59 @@ fn merge_dir(
                     }
                     links.insert((st.st_dev, st.st_ino), child_rel.clone());
                 }
-                let sfd = open_nofollow(src, &name, libc::O_RDONLY)?;
-                // SAFETY: valid fd and C string; O_EXCL|O_NOFOLLOW.
-                let fd = unsafe {
-                    libc::openat(
-                        dst.as_raw_fd(),
-                        cname.as_ptr(),
-                        libc::O_WRONLY
-                            | libc::O_CREAT
-                            | libc::O_EXCL
-                            | libc::O_NOFOLLOW
-                            | libc::O_CLOEXEC,
-                        0o600,
-                    )
-                };
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: fresh descriptor we own.
-                let dfd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let mut sf = File::from(sfd);
-                let mut df = File::from(dfd);
-                io::copy(&mut sf, &mut df)?;
-                copy_attrs(sf.as_fd(), df.as_fd(), &st)?;
-                let ts = times_of(&st);
-                // SAFETY: valid fd and timespecs.
-                errno_result(unsafe { libc::futimens(df.as_raw_fd(), ts.as_ptr()) })?;
+                copy_node(src, &name, dst, &name, &st)?;
             }
-            libc::S_IFLNK => {
-                let target = nix::fcntl::readlinkat(src, n.as_os_str()).map_err(io::Error::from)?;
-                nix::unistd::symlinkat(target.as_os_str(), dst, n.as_os_str())
-                    .map_err(io::Error::from)?;
-                owner_and_times_at(dst, &cname, &st)?;
-            }
-            libc::S_IFIFO | libc::S_IFSOCK => {
-                // SAFETY: valid fd and C string.
-                errno_result(unsafe {
-                    libc::mknodat(dst.as_raw_fd(), cname.as_ptr(), fmt | 0o600, 0)
-                })?;
-                // mknod's mode goes through the umask: set it, the owner and the times after,
-                // by name (opening a FIFO could block; it was just made, it is no symlink).
-                // The owner first: chown clears setuid/setgid bits (chmod keeps the mtime).
-                owner_and_times_at(dst, &cname, &st)?;
-                // SAFETY: valid fd and C string.
-                errno_result(unsafe {
-                    libc::fchmodat(dst.as_raw_fd(), cname.as_ptr(), st.st_mode & 0o7777, 0)
-                })?;
-            }
-            _ => {} // device nodes never come out of `apply`
+            _ => copy_node(src, &name, dst, &name, &st)?,
         }
+    }
+    Ok(())
+}
+
+/// Copy the non-directory `sname` of `src` (`st` its stat) to the new `dname` in `dst`: a
+/// regular file's content, a symlink's target, a FIFO or socket; with mode, owner (as root),
+/// xattrs and times. Device nodes are left out (they never come out of `apply`).
+fn copy_node(
+    src: BorrowedFd<'_>,
+    sname: &[u8],
+    dst: BorrowedFd<'_>,
+    dname: &[u8],
+    st: &libc::stat,
+) -> io::Result<()> {
+    let cname = c_name(dname)?;
+    let fmt = st.st_mode & libc::S_IFMT;
+    match fmt {
+        libc::S_IFREG => {
+            let sfd = open_nofollow(src, sname, libc::O_RDONLY)?;
+            let mut sf = File::from(sfd);
+            let mut df = create_excl(dst, &cname)?;
+            io::copy(&mut sf, &mut df)?;
+            copy_attrs(sf.as_fd(), df.as_fd(), st)?;
+            let ts = times_of(st);
+            // SAFETY: valid fd and timespecs.
+            errno_result(unsafe { libc::futimens(df.as_raw_fd(), ts.as_ptr()) })?;
+        }
+        libc::S_IFLNK => {
+            let target = nix::fcntl::readlinkat(src, std::ffi::OsStr::from_bytes(sname))
+                .map_err(io::Error::from)?;
+            nix::unistd::symlinkat(target.as_os_str(), dst, std::ffi::OsStr::from_bytes(dname))
+                .map_err(io::Error::from)?;
+            owner_and_times_at(dst, &cname, st)?;
+        }
+        libc::S_IFIFO | libc::S_IFSOCK => {
+            // SAFETY: valid fd and C string.
+            errno_result(unsafe {
+                libc::mknodat(dst.as_raw_fd(), cname.as_ptr(), fmt | 0o600, 0)
+            })?;
+            // mknod's mode goes through the umask: set it, the owner and the times after,
+            // by name (opening a FIFO could block; it was just made, it is no symlink).
+            // The owner first: chown clears setuid/setgid bits (chmod keeps the mtime).
+            owner_and_times_at(dst, &cname, st)?;
+            // SAFETY: valid fd and C string.
+            errno_result(unsafe {
+                libc::fchmodat(dst.as_raw_fd(), cname.as_ptr(), st.st_mode & 0o7777, 0)
+            })?;
+        }
+        _ => {}
     }
     Ok(())
 }

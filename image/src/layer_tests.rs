@@ -1098,3 +1098,94 @@ fn symlinked_parents_to_missing_directories_are_created_inside_the_root() {
     assert!(err.to_string().contains("x/f"), "{err}");
     s.assert_outside_untouched();
 }
+
+/// Layer 1 has `etc/data` (0640, mtime 1.6e9), `lib/sym -> data2`, a whited-out `gone` and an
+/// opaque `opq/` above `opq/hidden`; layer 2 hard-links to them.
+fn lower_link_layers() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut l0 = Tar::new();
+    l0.dir("opq/").file("opq/hidden", "h").file("gone", "g");
+    let l0 = l0.finish();
+    let mut l1 = Tar::new();
+    l1.dir("etc/");
+    l1.raw(
+        "etc/data",
+        tar::EntryType::Regular,
+        "",
+        0o640,
+        b"lower data",
+    );
+    l1.dir("lib/")
+        .symlink("lib/sym", "data2")
+        .file(".wh.gone", "");
+    l1.dir("opq/").file("opq/.wh..wh..opq", "");
+    let l1 = l1.finish();
+    let mut l2 = Tar::new();
+    l2.dir("bin/")
+        .hardlink("bin/data-link", "etc/data")
+        .hardlink("bin/sym-link", "lib/sym")
+        // The target replaced after the link: the link keeps the lower content.
+        .hardlink("late", "etc/data")
+        .file("etc/data", "new data");
+    (l0, l1, l2.finish())
+}
+
+#[test]
+fn hardlinks_to_a_lower_layer_are_copied_up_as_overlayfs_does() {
+    let t = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..3).map(|i| t.path().join(format!("l{i}"))).collect();
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+    }
+    let (l0, l1, l2) = lower_link_layers();
+    apply(&dirs[0], &l0[..], &ApplyOptions::overlay(vec![])).unwrap();
+    apply(
+        &dirs[1],
+        &l1[..],
+        &ApplyOptions::overlay(vec![dirs[0].clone()]),
+    )
+    .unwrap();
+    // Applied with its lowers (top-most first), and deferred (the parallel unpack's way).
+    let lowers = vec![dirs[1].clone(), dirs[0].clone()];
+    let mut deferred = ApplyOptions::overlay(vec![]);
+    deferred.defer_lower_links = true;
+    let d3 = t.path().join("l2-deferred");
+    std::fs::create_dir(&d3).unwrap();
+    let st = apply(&d3, &l2[..], &deferred).unwrap();
+    assert_eq!(st.lower_links.len(), 3, "{:?}", st.lower_links);
+    link_from_lowers(&d3, &st.lower_links, &lowers, deferred.chown).unwrap();
+    apply(&dirs[2], &l2[..], &ApplyOptions::overlay(lowers.clone())).unwrap();
+    for d in [&dirs[2], &d3] {
+        // The target is copied up with its attributes and the link made to it.
+        let (a, b) = (
+            std::fs::symlink_metadata(d.join("etc/data")).unwrap(),
+            std::fs::symlink_metadata(d.join("bin/data-link")).unwrap(),
+        );
+        assert_eq!(read(d.join("bin/data-link")), "lower data");
+        assert_eq!((b.mode() & 0o7777, b.mtime()), (0o640, 1_600_000_000));
+        // etc/data was rewritten after the link: the link keeps the copied-up file, as
+        // overlayfs (link copies up, the new etc/data replaces that name only).
+        assert_eq!(read(d.join("etc/data")), "new data");
+        assert_ne!(a.ino(), b.ino());
+        assert_eq!(read(d.join("late")), "lower data");
+        let s = std::fs::symlink_metadata(d.join("bin/sym-link")).unwrap();
+        assert!(s.file_type().is_symlink());
+        assert_eq!(
+            std::fs::read_link(d.join("bin/sym-link")).unwrap(),
+            PathBuf::from("data2")
+        );
+        assert!(std::fs::symlink_metadata(d.join("lib/sym")).is_ok());
+    }
+    // Hidden below (a whiteout, an opaque directory) or absent: refused, naming both.
+    for (name, target) in [("w", "gone"), ("o", "opq/hidden"), ("n", "nowhere")] {
+        let d = t.path().join(format!("bad-{name}"));
+        std::fs::create_dir(&d).unwrap();
+        let err = apply(
+            &d,
+            &Tar::new().hardlink(name, target).finish()[..],
+            &ApplyOptions::overlay(lowers.clone()),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Unsafe { .. }), "{target}: {err}");
+        assert!(err.to_string().contains(target), "{err}");
+    }
+}
