@@ -664,7 +664,7 @@ impl Store {
         let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
         let key = format!(
             "extract-{}-{}-{}",
-            std::process::id(),
+            fsutil::owner_tag(),
             fsutil::random_hex(4),
             chain.short()
         );
@@ -689,6 +689,21 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Remove what killed imports and pulls left: their temp files and half-unpacked
+    /// snapshots, only those whose owner process is gone (its pid and start time are in the
+    /// name), never another live process's work. Import and pull call it first (with the
+    /// shared lock). Returns how many went.
+    pub fn clean_stale(&self) -> Result<usize> {
+        let mut n = self.content.clean_stale()?;
+        for (key, _) in self.snapshots.list_active()? {
+            if fsutil::owner_of(&key, "extract-").is_some_and(fsutil::owner_gone) {
+                self.snapshots.remove(&key)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Remove blobs and snapshots no image needs. Active snapshots (containers' own layers) are
