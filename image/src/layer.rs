@@ -263,11 +263,7 @@ pub fn apply(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplySt
         0,
     )
     .ctx("open", root)?;
-    let lowers = opts
-        .lowers
-        .iter()
-        .map(|l| fsutil::open_dir(l))
-        .collect::<Result<Vec<_>>>()?;
+    let lowers = open_all(&opts.lowers)?;
     let mut a = Applier {
         root: root_fd,
         root_path: root.to_path_buf(),
@@ -319,10 +315,7 @@ pub fn fix_implicit_dirs(
         return Ok(());
     }
     let root_fd = fsutil::open_dir(root)?;
-    let lowers = lowers
-        .iter()
-        .map(|l| fsutil::open_dir(l))
-        .collect::<Result<Vec<_>>>()?;
+    let lowers = open_all(lowers)?;
     for d in dirs {
         let Some((mode, uid, gid)) = lower_dir_attrs(&lowers, d) else {
             continue;
@@ -344,6 +337,11 @@ pub fn fix_implicit_dirs(
             .ctx_with(|| format!("chmod {:?} in {}", show(d), root.display()))?;
     }
     Ok(())
+}
+
+/// The directories `dirs`, opened.
+fn open_all(dirs: &[PathBuf]) -> Result<Vec<OwnedFd>> {
+    dirs.iter().map(|d| fsutil::open_dir(d)).collect()
 }
 
 /// An overlayfs whiteout: a 0/0 character device.
@@ -413,10 +411,7 @@ pub fn link_from_lowers(
         return Ok(());
     }
     let rfd = fsutil::open_dir(root)?;
-    let lfds = lowers
-        .iter()
-        .map(|l| fsutil::open_dir(l))
-        .collect::<Result<Vec<_>>>()?;
+    let lfds = open_all(lowers)?;
     let beneath = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
     for (link, target) in links {
         let ctx = || {
