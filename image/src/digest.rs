@@ -153,6 +153,28 @@ impl<W: Write> HashingWriter<W> {
             count: 0,
         }
     }
+    /// A writer whose first `count` bytes are already in `inner`: they are read from `prefix`
+    /// and hashed, not written again.
+    pub fn resume(inner: W, prefix: &mut impl Read) -> io::Result<Self> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut count = 0u64;
+        loop {
+            let n = match prefix.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            count += n as u64;
+        }
+        Ok(HashingWriter {
+            inner,
+            hasher,
+            count,
+        })
+    }
     pub fn count(&self) -> u64 {
         self.count
     }

@@ -222,6 +222,47 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     r.ctx("write", path)
 }
 
+/// Start time of process `pid` (field 22 of `/proc/PID/stat`, clock ticks since boot).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold anything: count after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process as the owner of temporary work: `<pid>.<start time>`, so that another process
+/// can tell when the owner is gone (a pid alone may be reused).
+pub fn owner_tag() -> String {
+    let pid = std::process::id();
+    format!("{pid}.{}", process_start_time(pid).unwrap_or(0))
+}
+
+/// Whether the owner named by `tag` (see `owner_tag`) is gone. An unreadable tag is never
+/// called gone: only what is provably stale is removed.
+pub fn owner_gone(tag: &str) -> bool {
+    let Some((pid, start)) = tag.split_once('.') else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    match process_start_time(pid) {
+        None => true,
+        Some(now) => now != start,
+    }
+}
+
+/// A unique name for a temp file in `dir` owned by this process: `.tmp-<owner tag>-<base>-<random>`.
+pub fn owned_temp_name(dir: &Path, base: &[u8]) -> PathBuf {
+    let base = String::from_utf8_lossy(base);
+    dir.join(format!(".tmp-{}-{}-{}", owner_tag(), base, random_hex(8)))
+}
+
+/// The owner tag of a name made by `owned_temp_name` (or any `<prefix><tag>-...`).
+pub fn owner_of<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    name.strip_prefix(prefix)?.split('-').next()
+}
+
 /// A unique name for a temp file in `dir`.
 pub fn temp_name(dir: &Path, base: &[u8]) -> PathBuf {
     let base = String::from_utf8_lossy(base);
@@ -264,6 +305,20 @@ pub fn syncfs(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `flock(f, op)`, retried on EINTR.
+pub fn flock(f: &File, op: i32) -> io::Result<()> {
+    loop {
+        // SAFETY: valid fd.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
 /// An advisory lock (flock) on a file, released on drop.
 pub struct FileLock {
     _file: File,
@@ -284,16 +339,8 @@ impl FileLock {
             .truncate(false)
             .open(path)
             .ctx("open lock", path)?;
-        loop {
-            // SAFETY: valid fd.
-            if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-                return Ok(FileLock { _file: f });
-            }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::io(format!("lock {}", path.display()), e));
-            }
-        }
+        flock(&f, op).ctx("lock", path)?;
+        Ok(FileLock { _file: f })
     }
 }
 

@@ -615,12 +615,17 @@ impl Store {
         let chown = nix::unistd::geteuid().is_root();
         for (i, key, stats) in &done {
             let lowers: Vec<PathBuf> = (0..*i).rev().map(fs_of).collect();
-            if let Err(e) = crate::layer::fix_implicit_dirs(
-                &self.snapshots.active_fs_path(key),
-                &stats.implicit_dirs,
-                &lowers,
-                chown,
-            ) {
+            let fs = self.snapshots.active_fs_path(key);
+            if let Err(e) =
+                crate::layer::fix_implicit_dirs(&fs, &stats.implicit_dirs, &lowers, chown)
+                    .and_then(|()| {
+                        crate::layer::link_from_lowers(&fs, &stats.lower_links, &lowers, chown)
+                    })
+                    .map_err(|e| Error::Layer {
+                        digest: rec.layers[*i].digest.to_string(),
+                        err: Box::new(e),
+                    })
+            {
                 cleanup(&done);
                 return Err(e);
             }
@@ -659,24 +664,23 @@ impl Store {
         let parent = if i == 0 { None } else { Some(&chains[i - 1]) };
         let key = format!(
             "extract-{}-{}-{}",
-            std::process::id(),
+            fsutil::owner_tag(),
             fsutil::random_hex(4),
             chain.short()
         );
         let fs_dir = self.snapshots.prepare_diff_detached(&key, parent)?;
         let blob = self.content.path(&layer.digest);
-        let r = apply_blob(
-            &fs_dir,
-            &blob,
-            Some(&layer.diff_id),
-            &ApplyOptions::overlay(Vec::new()),
-        )
-        .map_err(|e| match e {
+        let mut opts = ApplyOptions::overlay(Vec::new());
+        opts.defer_lower_links = true;
+        let r = apply_blob(&fs_dir, &blob, Some(&layer.diff_id), &opts).map_err(|e| match e {
             Error::DigestMismatch { expected, actual } => Error::invalid(
                 format!("layer {}", layer.digest),
                 format!("its content hashes to {actual}, the config says {expected}"),
             ),
-            e => e,
+            e => Error::Layer {
+                digest: layer.digest.to_string(),
+                err: Box::new(e),
+            },
         });
         match r {
             Ok((stats, _)) => Ok((key, stats)),
@@ -685,6 +689,21 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Remove what killed imports and pulls left: their temp files and half-unpacked
+    /// snapshots, only those whose owner process is gone (its pid and start time are in the
+    /// name), never another live process's work. Import and pull call it first (with the
+    /// shared lock). Returns how many went.
+    pub fn clean_stale(&self) -> Result<usize> {
+        let mut n = self.content.clean_stale()?;
+        for (key, _) in self.snapshots.list_active()? {
+            if fsutil::owner_of(&key, "extract-").is_some_and(fsutil::owner_gone) {
+                self.snapshots.remove(&key)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Remove blobs and snapshots no image needs. Active snapshots (containers' own layers) are

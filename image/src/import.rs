@@ -209,6 +209,7 @@ pub fn import(
     progress: &dyn Progress,
 ) -> Result<Vec<ImageRecord>> {
     let _lock = store.lock_shared()?;
+    store.clean_stale()?;
     let meta = std::fs::metadata(path).ctx("stat", path)?;
     let mut temp: Option<PathBuf> = None;
     let result = (|| {
@@ -236,7 +237,7 @@ pub fn import(
                 c => {
                     // A compressed archive cannot be read in place: decompress it to a temp
                     // file beside the store's other temp files.
-                    let t = fsutil::temp_name(&store.root().join("ingest"), b"archive");
+                    let t = fsutil::owned_temp_name(&store.root().join("ingest"), b"archive");
                     temp = Some(t.clone());
                     let mut out = File::create(&t).ctx("create", &t)?;
                     let mut r = crate::layer::decompress(File::open(path).ctx("open", path)?, c)?;

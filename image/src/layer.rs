@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingReader};
@@ -57,6 +58,10 @@ pub struct ApplyOptions {
     pub devices: DevicePolicy,
     /// chown entries to their uid/gid (default: when running as root).
     pub chown: bool,
+    /// Hard links to files of the layers below (`Overlay` only) are left in
+    /// `ApplyStats::lower_links` for `link_from_lowers`, for a layer applied before its lowers
+    /// are known (parallel unpack). Otherwise they are made at the end from `lowers`.
+    pub defer_lower_links: bool,
 }
 
 impl ApplyOptions {
@@ -66,6 +71,7 @@ impl ApplyOptions {
             lowers,
             devices: DevicePolicy::Skip,
             chown: nix::unistd::geteuid().is_root(),
+            defer_lower_links: false,
         }
     }
     pub fn delete() -> Self {
@@ -74,6 +80,7 @@ impl ApplyOptions {
             lowers: Vec::new(),
             devices: DevicePolicy::Skip,
             chown: nix::unistd::geteuid().is_root(),
+            defer_lower_links: false,
         }
     }
 }
@@ -91,6 +98,10 @@ pub struct ApplyStats {
     /// no lower has them, root-owned 0755. A layer applied before its lowers are known (parallel
     /// unpack) gets them from `fix_implicit_dirs` later.
     pub implicit_dirs: Vec<Vec<u8>>,
+    /// Hard links whose target is not in this layer: (link, target), cleaned paths, in order.
+    /// In overlayfs a link to a lower file copies it up and links to the copy; see
+    /// `link_from_lowers`.
+    pub lower_links: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Compression of a layer blob.
@@ -189,8 +200,10 @@ pub fn apply_blob(
     let produced = producer
         .join()
         .map_err(|_| Error::io("decompress", io::Error::other("thread panicked")))?;
-    let stats = applied?;
+    // A decompression error reaches the tar reader too: report it as what it is (the producer
+    // fails only for that; when the consumer fails first, the producer just stops).
     let (actual, _) = produced?;
+    let stats = applied?;
     if let Some(want) = diff_id {
         if &actual != want {
             return Err(Error::DigestMismatch {
@@ -250,11 +263,7 @@ pub fn apply(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplySt
         0,
     )
     .ctx("open", root)?;
-    let lowers = opts
-        .lowers
-        .iter()
-        .map(|l| fsutil::open_dir(l))
-        .collect::<Result<Vec<_>>>()?;
+    let lowers = open_all(&opts.lowers)?;
     let mut a = Applier {
         root: root_fd,
         root_path: root.to_path_buf(),
@@ -269,11 +278,24 @@ pub fn apply(root: &Path, tar: impl Read, opts: &ApplyOptions) -> Result<ApplySt
     };
     let mut archive = tar::Archive::new(tar);
     let entries = archive.entries().ctx("read tar", root)?;
-    for e in entries {
-        let e = e.map_err(|e| Error::io("read tar entry", e))?;
+    for (n, e) in entries.enumerate() {
+        let e = e.map_err(|e| {
+            Error::invalid(
+                "layer",
+                format!(
+                    "not a tar archive, or a damaged one (at entry {}): {}",
+                    n + 1,
+                    crate::error::echo(&e.to_string())
+                ),
+            )
+        })?;
         a.entry(e)?;
     }
     a.finish()?;
+    if !opts.defer_lower_links && !a.stats.lower_links.is_empty() {
+        link_from_lowers(root, &a.stats.lower_links, &opts.lowers, opts.chown)?;
+        a.stats.lower_links.clear();
+    }
     let implicit = std::mem::take(&mut a.implicit);
     a.stats.implicit_dirs.retain(|p| implicit.contains(p));
     Ok(a.stats)
@@ -293,10 +315,7 @@ pub fn fix_implicit_dirs(
         return Ok(());
     }
     let root_fd = fsutil::open_dir(root)?;
-    let lowers = lowers
-        .iter()
-        .map(|l| fsutil::open_dir(l))
-        .collect::<Result<Vec<_>>>()?;
+    let lowers = open_all(lowers)?;
     for d in dirs {
         let Some((mode, uid, gid)) = lower_dir_attrs(&lowers, d) else {
             continue;
@@ -316,6 +335,173 @@ pub fn fix_implicit_dirs(
         }
         nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))
             .ctx_with(|| format!("chmod {:?} in {}", show(d), root.display()))?;
+    }
+    Ok(())
+}
+
+/// The directories `dirs`, opened.
+fn open_all(dirs: &[PathBuf]) -> Result<Vec<OwnedFd>> {
+    dirs.iter().map(|d| fsutil::open_dir(d)).collect()
+}
+
+/// An overlayfs whiteout: a 0/0 character device.
+fn is_whiteout_st(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
+fn split_path(p: &[u8]) -> (&[u8], &[u8]) {
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => (&b""[..], p),
+    }
+}
+
+/// Where `path` is in the merged view of `lowers` (top-most first) as overlayfs shows it: the
+/// directory holding it in that lower, and its stat. A whiteout or a non-directory on the way
+/// hides it, an opaque directory on the way hides the layers below. Nothing is followed.
+fn lower_lookup(lowers: &[OwnedFd], path: &[u8]) -> io::Result<Option<(OwnedFd, libc::stat)>> {
+    let comps = clean_name(path);
+    let Some((last, dirs)) = comps.split_last() else {
+        return Ok(None);
+    };
+    for l in lowers {
+        let mut cur = openat2(l.as_fd(), b".", libc::O_PATH | libc::O_DIRECTORY, 0, 0)?;
+        let mut opaque = false;
+        let mut walked = true;
+        for c in dirs {
+            match lstat_at(cur.as_fd(), c)? {
+                None => {
+                    walked = false;
+                    break;
+                }
+                Some(st) if fsutil::is_dir(&st) => {
+                    cur = open_nofollow(cur.as_fd(), c, libc::O_RDONLY | libc::O_DIRECTORY)?;
+                    opaque |= is_opaque(cur.as_fd());
+                }
+                Some(_) => return Ok(None), // a whiteout or a file hides what is below
+            }
+        }
+        if walked {
+            match lstat_at(cur.as_fd(), last)? {
+                Some(st) if is_whiteout_st(&st) || fsutil::is_dir(&st) => return Ok(None),
+                Some(st) => return Ok(Some((cur, st))),
+                None => {}
+            }
+        }
+        if opaque {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Make the hard links `links` ((link, target) in layer `root`, `ApplyStats::lower_links`)
+/// whose targets are in the layers below (`lowers`, top-most first), as a link on an overlayfs
+/// mount does: the target is copied up into `root` (with its attributes; directories it needs
+/// with theirs) and the link made to the copy. A target this layer wrote or deleted after the
+/// link: the link gets a copy of the lower file of its own. A link whose directory is gone
+/// (replaced later by the layer) is skipped. A target not found below is refused.
+pub fn link_from_lowers(
+    root: &Path,
+    links: &[(Vec<u8>, Vec<u8>)],
+    lowers: &[PathBuf],
+    chown: bool,
+) -> Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let rfd = fsutil::open_dir(root)?;
+    let lfds = open_all(lowers)?;
+    let beneath = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+    for (link, target) in links {
+        let ctx = || {
+            format!(
+                "hard link {:?} to {:?} in {}",
+                show(link),
+                show(target),
+                root.display()
+            )
+        };
+        let Some((src_dir, st)) = lower_lookup(&lfds, target).ctx_with(ctx)? else {
+            return Err(Error::Unsafe {
+                path: show(link),
+                why: format!(
+                    "hard link target {:?} is not in the layer or the layers below",
+                    show(target)
+                ),
+            });
+        };
+        let (ldir, lname) = split_path(link);
+        let Ok(ldfd) = openat2(
+            rfd.as_fd(),
+            ldir,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            beneath,
+        ) else {
+            continue;
+        };
+        if lstat_at(ldfd.as_fd(), lname).ctx_with(ctx)?.is_some() {
+            continue;
+        }
+        let (tdir, tname) = split_path(target);
+        let in_upper = match openat2(
+            rfd.as_fd(),
+            tdir,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            beneath,
+        ) {
+            Ok(fd) => lstat_at(fd.as_fd(), tname).ctx_with(ctx)?.is_some(),
+            Err(_) => false,
+        };
+        if in_upper {
+            copy_node(src_dir.as_fd(), tname, ldfd.as_fd(), lname, &st).ctx_with(ctx)?;
+            continue;
+        }
+        // Copy up: the target's directories (as they are below), the target, then the link.
+        let mut cur =
+            openat2(rfd.as_fd(), b".", libc::O_PATH | libc::O_DIRECTORY, 0, 0).ctx_with(ctx)?;
+        let mut sofar: Vec<Vec<u8>> = Vec::new();
+        for c in clean_name(tdir) {
+            sofar.push(c.clone());
+            if lstat_at(cur.as_fd(), &c).ctx_with(ctx)?.is_none() {
+                let (mode, uid, gid) =
+                    lower_dir_attrs(&lfds, &join(&sofar)).unwrap_or((0o755, 0, 0));
+                let cc = c_name(&c).ctx_with(ctx)?;
+                // SAFETY: valid fd and C string.
+                errno_result(unsafe { libc::mkdirat(cur.as_raw_fd(), cc.as_ptr(), 0o700) })
+                    .ctx_with(ctx)?;
+                let d = open_nofollow(cur.as_fd(), &c, libc::O_RDONLY | libc::O_DIRECTORY)
+                    .ctx_with(ctx)?;
+                if chown {
+                    nix::unistd::fchown(&d, Some(uid.into()), Some(gid.into())).ctx_with(ctx)?;
+                }
+                nix::sys::stat::fchmod(&d, nix::sys::stat::Mode::from_bits_truncate(mode))
+                    .ctx_with(ctx)?;
+            }
+            cur = openat2(
+                cur.as_fd(),
+                &c,
+                libc::O_PATH | libc::O_DIRECTORY,
+                0,
+                beneath,
+            )
+            .ctx_with(ctx)?;
+        }
+        copy_node(src_dir.as_fd(), tname, cur.as_fd(), tname, &st).ctx_with(ctx)?;
+        let (ct, cl) = (c_name(tname).ctx_with(ctx)?, c_name(lname).ctx_with(ctx)?);
+        // SAFETY: valid fds and C strings; flags 0: a symlink is linked itself.
+        errno_result(unsafe {
+            libc::linkat(
+                cur.as_raw_fd(),
+                ct.as_ptr(),
+                ldfd.as_raw_fd(),
+                cl.as_ptr(),
+                0,
+            )
+        })
+        .ctx_with(ctx)?;
     }
     Ok(())
 }
@@ -360,8 +546,14 @@ fn join(comps: &[Vec<u8>]) -> Vec<u8> {
     comps.join(&b'/')
 }
 
+/// An entry name or link target for a message (shown with `{:?}`, which escapes it): at most
+/// `ECHO_MAX` characters of it.
 fn show(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
+    let s = String::from_utf8_lossy(p);
+    match s.char_indices().nth(crate::error::ECHO_MAX) {
+        Some((i, _)) => format!("{}... ({} bytes in all)", &s[..i], p.len()),
+        None => s.into_owned(),
+    }
 }
 
 struct Meta {
@@ -399,7 +591,11 @@ impl Applier<'_> {
         ) {
             return Ok(());
         }
-        let raw = e.path_bytes().into_owned();
+        let sparse = pax_sparse(&mut e)?;
+        let raw = match &sparse {
+            Some(PaxSparse { name: Some(n), .. }) => n.clone(),
+            _ => e.path_bytes().into_owned(),
+        };
         let comps = clean_name(&raw);
         let Some((name, parent)) = comps.split_last() else {
             // The root itself ("./", "/"): its attributes are the snapshot's, not the layer's.
@@ -425,7 +621,7 @@ impl Applier<'_> {
         }
         let meta = self.meta(&mut e, &raw)?;
         let pfd = self.dir(parent, true).map_err(|err| match err {
-            Error::Io { source, .. } => Error::io(format!("parent of {:?}", show(&raw)), source),
+            Error::Io { err, .. } => Error::io(format!("parent of {:?}", show(&raw)), err),
             other => other,
         })?;
         let pfd = pfd.as_fd();
@@ -435,6 +631,10 @@ impl Applier<'_> {
         })?;
         let existing = lstat_at(pfd, name).ctx_with(|| format!("stat {:?}", show(&raw)))?;
         let full = join(&comps);
+        if !self.stats.lower_links.is_empty() {
+            // Replaced later in this layer: that link is gone.
+            self.stats.lower_links.retain(|(l, _)| *l != full);
+        }
         if self.opts.whiteouts == WhiteoutMode::Delete {
             self.written.insert(full.clone());
         }
@@ -464,7 +664,34 @@ impl Applier<'_> {
                     .map_err(|er| io_err("set attributes of", er))?;
                 self.dir_times.push((comps.clone(), meta.mtime));
             }
-            T::Regular | T::Continuous | T::GNUSparse => {
+            T::GNUSparse => {
+                if existing.is_some() {
+                    self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
+                }
+                let f = self
+                    .old_gnu_sparse(&mut e, pfd, name, &raw)
+                    .map_err(|er| io_err("write sparse file", er))?;
+                self.set_meta_fd(f.as_fd(), &meta, true)
+                    .map_err(|er| io_err("set attributes of", er))?;
+            }
+            T::Regular | T::Continuous if sparse.is_some() => {
+                if existing.is_some() {
+                    self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
+                }
+                let f = create_excl(pfd, &cname).map_err(|er| io_err("create", er))?;
+                let sp = sparse.as_ref().expect("checked");
+                self.pax_sparse_data(&mut e, &f, sp)
+                    .map_err(|er| match er.kind() {
+                        io::ErrorKind::InvalidData => Error::Unsafe {
+                            path: show(&raw),
+                            why: format!("sparse file: {er}"),
+                        },
+                        _ => io_err("write sparse file", er),
+                    })?;
+                self.set_meta_fd(f.as_fd(), &meta, true)
+                    .map_err(|er| io_err("set attributes of", er))?;
+            }
+            T::Regular | T::Continuous => {
                 if existing.is_some() {
                     self.remove(pfd, name).map_err(|er| io_err("replace", er))?;
                 }
@@ -645,56 +872,122 @@ impl Applier<'_> {
 
     fn open_dir_rec(&mut self, comps: &[Vec<u8>], create: bool) -> Result<OwnedFd> {
         let path = join(comps);
+        let root_path = self.root_path.clone();
+        let open_err = |p: &[u8], e: io::Error| {
+            Error::io(
+                format!("open directory {:?} in {}", show(p), root_path.display()),
+                e,
+            )
+        };
         match fsutil::open_dir_in_root(self.root.as_fd(), &path) {
             Ok(fd) => return Ok(fd),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {}
-            Err(e) => {
-                return Err(Error::io(
-                    format!(
-                        "open directory {:?} in {}",
-                        show(&path),
-                        self.root_path.display()
-                    ),
-                    e,
-                ))
-            }
+            Err(e) => return Err(open_err(&path, e)),
         }
-        let (last, up) = comps.split_last().expect("the root always exists");
-        let pfd = self.open_dir_rec(up, true)?;
-        let (mode, uid, gid) = lower_dir_attrs(&self.lowers, &path).unwrap_or((0o755, 0, 0));
-        let c = c_name(last).ctx_with(|| format!("mkdir {:?}", show(&path)))?;
+        // Something on the way is missing: walk it one component at a time, never following
+        // anything, creating missing directories. A symlink's target is resolved inside the
+        // root as RESOLVE_IN_ROOT would (absolute from the root, relative from its directory,
+        // `..` stopping at the root; `done` never holds a symlink, so `..` is lexical), and the
+        // walk starts over from the root with it (40 links at most, as the kernel).
+        let mut todo: std::collections::VecDeque<Vec<u8>> = comps.iter().cloned().collect();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut cur =
+            fsutil::open_dir_in_root(self.root.as_fd(), b"").ctx("open", &self.root_path)?;
+        let mut links = 0;
+        while let Some(c) = todo.pop_front() {
+            let here = |done: &[Vec<u8>]| {
+                let mut p = done.to_vec();
+                p.push(c.clone());
+                join(&p)
+            };
+            let st = lstat_at(cur.as_fd(), &c).map_err(|e| open_err(&here(&done), e))?;
+            match st.map(|st| st.st_mode & libc::S_IFMT) {
+                None => {
+                    self.mkdir_implied(cur.as_fd(), &here(&done), &c)?;
+                }
+                Some(libc::S_IFDIR) => {}
+                Some(libc::S_IFLNK) => {
+                    links += 1;
+                    if links > 40 {
+                        return Err(open_err(&path, io::Error::from_raw_os_error(libc::ELOOP)));
+                    }
+                    let target =
+                        nix::fcntl::readlinkat(cur.as_fd(), std::ffi::OsStr::from_bytes(&c))
+                            .map_err(|e| open_err(&here(&done), e.into()))?;
+                    let target = target.as_bytes();
+                    let mut base = if target.starts_with(b"/") {
+                        Vec::new()
+                    } else {
+                        done
+                    };
+                    for t in target.split(|&b| b == b'/') {
+                        match t {
+                            b"" | b"." => {}
+                            b".." => {
+                                base.pop();
+                            }
+                            t => base.push(t.to_vec()),
+                        }
+                    }
+                    for b in base.into_iter().rev() {
+                        todo.push_front(b);
+                    }
+                    done = Vec::new();
+                    cur = fsutil::open_dir_in_root(self.root.as_fd(), b"")
+                        .ctx("open", &self.root_path)?;
+                    continue;
+                }
+                Some(_) => {
+                    return Err(open_err(
+                        &here(&done),
+                        io::Error::from_raw_os_error(libc::ENOTDIR),
+                    ))
+                }
+            }
+            cur = openat2(
+                cur.as_fd(),
+                &c,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+            )
+            .map_err(|e| open_err(&here(&done), e))?;
+            done.push(c);
+        }
+        Ok(cur)
+    }
+
+    /// Make directory `name` in `pfd` (at `path` in the root), implied by an entry below it:
+    /// with the attributes it has in a lower layer, else root-owned 0755. Already there (a
+    /// race with ourselves cannot happen; a duplicate can) is fine.
+    fn mkdir_implied(&mut self, pfd: BorrowedFd<'_>, path: &[u8], name: &[u8]) -> Result<()> {
+        let (mode, uid, gid) = lower_dir_attrs(&self.lowers, path).unwrap_or((0o755, 0, 0));
+        let c = c_name(name).ctx_with(|| format!("mkdir {:?}", show(path)))?;
         // SAFETY: valid fd and C string.
         let r = unsafe { libc::mkdirat(pfd.as_raw_fd(), c.as_ptr(), 0o700) };
         if r != 0 {
             let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(Error::io(format!("mkdir {:?}", show(&path)), e));
+            if e.raw_os_error() == Some(libc::EEXIST) {
+                return Ok(());
             }
-        } else {
-            self.implicit.insert(path.clone());
-            self.stats.implicit_dirs.push(path.clone());
-            let fd = openat2(
-                pfd.as_fd(),
-                last,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
-            )
-            .ctx_with(|| format!("open {:?}", show(&path)))?;
-            if self.opts.chown {
-                nix::unistd::fchown(&fd, Some(uid.into()), Some(gid.into()))
-                    .ctx_with(|| format!("chown {:?}", show(&path)))?;
-            }
-            nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))
-                .ctx_with(|| format!("chmod {:?}", show(&path)))?;
+            return Err(Error::io(format!("mkdir {:?}", show(path)), e));
         }
-        fsutil::open_dir_in_root(self.root.as_fd(), &path).ctx_with(|| {
-            format!(
-                "open directory {:?} in {}",
-                show(&path),
-                self.root_path.display()
-            )
-        })
+        self.implicit.insert(path.to_vec());
+        self.stats.implicit_dirs.push(path.to_vec());
+        let fd = openat2(
+            pfd,
+            name,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        )
+        .ctx_with(|| format!("open {:?}", show(path)))?;
+        if self.opts.chown {
+            nix::unistd::fchown(&fd, Some(uid.into()), Some(gid.into()))
+                .ctx_with(|| format!("chown {:?}", show(path)))?;
+        }
+        nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))
+            .ctx_with(|| format!("chmod {:?}", show(path)))
     }
 
     fn mkdir(&mut self, pfd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<()> {
@@ -793,17 +1086,35 @@ impl Applier<'_> {
                 why: "hard link to the root".into(),
             });
         };
-        let tpfd = self.dir(tparent, false).map_err(|_| Error::Unsafe {
+        let not_here = || Error::Unsafe {
             path: show(raw),
             why: format!("hard link target {:?} is not in the layer", show(target)),
-        })?;
-        let Some(tst) =
-            lstat_at(tpfd.as_fd(), tname).ctx_with(|| format!("stat {:?}", show(target)))?
-        else {
-            return Err(Error::Unsafe {
-                path: show(raw),
-                why: format!("hard link target {:?} is not in the layer", show(target)),
-            });
+        };
+        let tpfd = match self.dir(tparent, false) {
+            Ok(fd) => Some(fd),
+            Err(_) if self.opts.whiteouts == WhiteoutMode::Overlay => None,
+            Err(_) => return Err(not_here()),
+        };
+        let tst = match &tpfd {
+            Some(fd) => {
+                lstat_at(fd.as_fd(), tname).ctx_with(|| format!("stat {:?}", show(target)))?
+            }
+            None => None,
+        };
+        let (Some(tpfd), Some(tst)) = (tpfd, tst.filter(|st| !is_whiteout_st(st))) else {
+            if self.opts.whiteouts == WhiteoutMode::Delete {
+                return Err(not_here());
+            }
+            // Maybe in a layer below: linked at the end (or by the caller), from the layers
+            // below as overlayfs shows them.
+            if existing.is_some() {
+                self.remove(pfd, name)
+                    .ctx_with(|| format!("replace {:?}", show(raw)))?;
+            }
+            self.stats
+                .lower_links
+                .push((join(&clean_name(raw)), join(&tcomps)));
+            return Ok(());
         };
         if fsutil::is_dir(&tst) {
             return Err(Error::Unsafe {
@@ -941,6 +1252,284 @@ impl Applier<'_> {
             .ctx_with(|| format!("set times of {:?}", show(&join(comps))))?;
         }
         Ok(())
+    }
+}
+
+/// `openat(O_CREAT|O_EXCL|O_NOFOLLOW)` of a new regular file, 0600.
+fn create_excl(pfd: BorrowedFd<'_>, cname: &std::ffi::CStr) -> io::Result<File> {
+    // SAFETY: valid fd and C string; O_EXCL|O_NOFOLLOW never opens something else.
+    let fd = unsafe {
+        libc::openat(
+            pfd.as_raw_fd(),
+            cname.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptor we own.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// A PAX sparse file (GNU tar's formats 0.0, 0.1 and 1.0): its real name and size, and where
+/// its data segments go (for 1.0 the map is at the start of the entry's data: `map` is empty).
+#[derive(Debug)]
+struct PaxSparse {
+    name: Option<Vec<u8>>,
+    real_size: u64,
+    /// (offset, length) of each data segment, in the order the data holds them.
+    map: Vec<(u64, u64)>,
+    /// Format 1.0: the map is in the data.
+    map_in_data: bool,
+}
+
+fn bad_sparse(why: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.into())
+}
+
+/// The PAX sparse description of entry `e`, if it has one (GNU.sparse.* keys).
+fn pax_sparse<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Option<PaxSparse>> {
+    let path = show(&e.path_bytes());
+    let bad = |why: String| Error::Unsafe {
+        path: path.clone(),
+        why: format!("sparse file: {why}"),
+    };
+    let Some(pax) = e
+        .pax_extensions()
+        .map_err(|er| bad(format!("bad PAX header: {er}")))?
+    else {
+        return Ok(None);
+    };
+    let num = |v: &[u8], k: &str| -> Result<u64> {
+        std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| bad(format!("{k} is not a number")))
+    };
+    let (mut major, mut minor, mut name, mut size) = (None, None, None, None);
+    let (mut map, mut offsets, mut lengths) = (None, Vec::new(), Vec::new());
+    for ext in pax {
+        let ext = ext.map_err(|er| bad(format!("bad PAX header: {er}")))?;
+        let Ok(key) = ext.key() else { continue };
+        let v = ext.value_bytes();
+        match key {
+            "GNU.sparse.major" => major = Some(num(v, key)?),
+            "GNU.sparse.minor" => minor = Some(num(v, key)?),
+            "GNU.sparse.name" => name = Some(v.to_vec()),
+            "GNU.sparse.realsize" | "GNU.sparse.size" => size = Some(num(v, key)?),
+            "GNU.sparse.map" => map = Some(v.to_vec()),
+            "GNU.sparse.offset" => offsets.push(num(v, key)?),
+            "GNU.sparse.numbytes" => lengths.push(num(v, key)?),
+            _ => {}
+        }
+    }
+    let Some(real_size) = size else {
+        if major.is_some() || map.is_some() || !offsets.is_empty() {
+            return Err(bad("no GNU.sparse.size / GNU.sparse.realsize".into()));
+        }
+        return Ok(None);
+    };
+    let mut segments = Vec::new();
+    let map_in_data = match (major, minor) {
+        (Some(1), Some(0)) => true,
+        (None | Some(0), _) => {
+            if let Some(m) = map {
+                // 0.1: "offset,length,offset,length..."
+                let s = std::str::from_utf8(&m).map_err(|_| bad("map is not text".into()))?;
+                let nums = s
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(|x| num(x.as_bytes(), "GNU.sparse.map"))
+                    .collect::<Result<Vec<_>>>()?;
+                if nums.len() % 2 != 0 {
+                    return Err(bad("GNU.sparse.map has an odd count of numbers".into()));
+                }
+                segments = nums.chunks(2).map(|c| (c[0], c[1])).collect();
+            } else {
+                // 0.0: repeated GNU.sparse.offset / GNU.sparse.numbytes.
+                if offsets.len() != lengths.len() {
+                    return Err(bad("unpaired GNU.sparse.offset / numbytes".into()));
+                }
+                segments = offsets.into_iter().zip(lengths).collect();
+            }
+            false
+        }
+        (Some(a), b) => {
+            return Err(bad(format!(
+                "GNU sparse format {a}.{} is not supported",
+                b.map(|b| b.to_string()).unwrap_or_default()
+            )))
+        }
+    };
+    check_sparse_map(&segments, real_size).map_err(|er| bad(er.to_string()))?;
+    let name = name.or_else(|| {
+        // 1.0 without GNU.sparse.name: drop the "GNUSparseFile.N/" component.
+        let raw = e.path_bytes();
+        let comps: Vec<&[u8]> = raw.split(|&b| b == b'/').collect();
+        let i = comps
+            .iter()
+            .position(|c| c.starts_with(b"GNUSparseFile."))?;
+        let mut c = comps.clone();
+        c.remove(i);
+        Some(c.join(&b'/'))
+    });
+    Ok(Some(PaxSparse {
+        name,
+        real_size,
+        map: segments,
+        map_in_data,
+    }))
+}
+
+/// Segments in order, not overlapping, inside the file.
+fn check_sparse_map(map: &[(u64, u64)], real_size: u64) -> io::Result<()> {
+    let mut end = 0u64;
+    for &(off, len) in map {
+        if off < end {
+            return Err(bad_sparse(format!(
+                "segment at {off} overlaps or is out of order"
+            )));
+        }
+        end = off
+            .checked_add(len)
+            .filter(|&e| e <= real_size)
+            .ok_or_else(|| {
+                bad_sparse(format!(
+                    "segment {off}+{len} ends past the file's size {real_size}"
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+/// The next decimal number of a PAX 1.0 sparse map ("N\n"); counts the bytes read.
+fn map_number(r: &mut impl Read, read: &mut u64) -> io::Result<u64> {
+    let mut v: u64 = 0;
+    let mut digits = 0;
+    loop {
+        let mut b = [0u8; 1];
+        if r.read(&mut b)? == 0 {
+            return Err(bad_sparse("the map ends early"));
+        }
+        *read += 1;
+        match b[0] {
+            b'\n' if digits > 0 => return Ok(v),
+            c @ b'0'..=b'9' if digits < 20 => {
+                v = v
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(u64::from(c - b'0')))
+                    .ok_or_else(|| bad_sparse("a map number overflows"))?;
+                digits += 1;
+            }
+            _ => return Err(bad_sparse("the map is not decimal numbers, one a line")),
+        }
+    }
+}
+
+/// Read exactly `buf.len()` bytes.
+fn read_exact_or(r: &mut impl Read, buf: &mut [u8], what: &str) -> io::Result<()> {
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            bad_sparse(format!("{what}: the entry's data ends early"))
+        } else {
+            e
+        }
+    })
+}
+
+impl Applier<'_> {
+    /// Write a PAX sparse file's data segments where they go, leaving holes unwritten (never
+    /// zeros), then give the file its real size.
+    fn pax_sparse_data<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        f: &File,
+        sp: &PaxSparse,
+    ) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let size = e.size();
+        let mut map = sp.map.clone();
+        if sp.map_in_data {
+            let mut read = 0u64;
+            let n = map_number(e, &mut read)?;
+            // Each segment takes at least 4 bytes of map ("0\n0\n"): more cannot be there.
+            if n > size / 4 {
+                return Err(bad_sparse(format!(
+                    "{n} segments announced in {size} bytes"
+                )));
+            }
+            for _ in 0..n {
+                let off = map_number(e, &mut read)?;
+                let len = map_number(e, &mut read)?;
+                map.push((off, len));
+            }
+            check_sparse_map(&map, sp.real_size)?;
+            let pad = (512 - read % 512) % 512;
+            let mut skip = vec![0u8; pad as usize];
+            read_exact_or(e, &mut skip, "map padding")?;
+        }
+        for &(off, len) in &map {
+            let mut left = len;
+            let mut at = off;
+            while left > 0 {
+                let n = left.min(self.buf.len() as u64) as usize;
+                read_exact_or(e, &mut self.buf[..n], "data segment")?;
+                f.write_all_at(&self.buf[..n], at)?;
+                self.stats.bytes += n as u64;
+                at += n as u64;
+                left -= n as u64;
+            }
+        }
+        let mut rest = [0u8; 1];
+        if e.read(&mut rest)? != 0 {
+            return Err(bad_sparse("the entry holds more data than its map says"));
+        }
+        f.set_len(sp.real_size)
+    }
+
+    /// An old-GNU sparse entry (type 'S'). The tar reader turns its holes into runs of zeros
+    /// to read; its own `unpack` seeks over them instead, so it writes the file, through the
+    /// parent's descriptor (`/proc/self/fd/N/name`: the name is created O_EXCL, never followed).
+    /// Returns the file, reopened for its attributes.
+    fn old_gnu_sparse<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        pfd: BorrowedFd<'_>,
+        name: &[u8],
+        raw: &[u8],
+    ) -> io::Result<File> {
+        if raw.ends_with(b"/") {
+            return Err(bad_sparse("a sparse file named like a directory"));
+        }
+        let mut path = format!("/proc/self/fd/{}/", pfd.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name);
+        e.set_preserve_permissions(false);
+        e.set_unpack_xattrs(false);
+        let claimed = e.size();
+        e.unpack(std::ffi::OsStr::from_bytes(&path)).map_err(|er| {
+            // tar's message names only the /proc path; its cause is the OS error.
+            let cause = er
+                .get_ref()
+                .and_then(|i| i.source())
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| er.to_string());
+            io::Error::new(er.kind(), format!("{claimed} bytes claimed: {cause}"))
+        })?;
+        self.stats.bytes += e.header().entry_size().unwrap_or(0);
+        let fd = openat2(
+            pfd,
+            name,
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            0,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        )?;
+        let f = File::from(fd);
+        if !f.metadata()?.file_type().is_file() {
+            return Err(bad_sparse("not a regular file after unpacking"));
+        }
+        Ok(f)
     }
 }
 
@@ -1087,6 +1676,36 @@ fn times_of(st: &libc::stat) -> [libc::timespec; 2] {
     ]
 }
 
+/// Owner (as root) and times of `st` on `name` in `dir`, never following it.
+fn owner_and_times_at(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    st: &libc::stat,
+) -> io::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        // SAFETY: valid fd and C string.
+        errno_result(unsafe {
+            libc::fchownat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                st.st_uid,
+                st.st_gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
+    }
+    let ts = times_of(st);
+    // SAFETY: valid fd, C string and timespecs.
+    errno_result(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
+
 fn merge_dir(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
@@ -1170,73 +1789,59 @@ fn merge_dir(
                     }
                     links.insert((st.st_dev, st.st_ino), child_rel.clone());
                 }
-                let sfd = open_nofollow(src, &name, libc::O_RDONLY)?;
-                // SAFETY: valid fd and C string; O_EXCL|O_NOFOLLOW.
-                let fd = unsafe {
-                    libc::openat(
-                        dst.as_raw_fd(),
-                        cname.as_ptr(),
-                        libc::O_WRONLY
-                            | libc::O_CREAT
-                            | libc::O_EXCL
-                            | libc::O_NOFOLLOW
-                            | libc::O_CLOEXEC,
-                        0o600,
-                    )
-                };
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // SAFETY: fresh descriptor we own.
-                let dfd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let mut sf = File::from(sfd);
-                let mut df = File::from(dfd);
-                io::copy(&mut sf, &mut df)?;
-                copy_attrs(sf.as_fd(), df.as_fd(), &st)?;
-                let ts = times_of(&st);
-                // SAFETY: valid fd and timespecs.
-                errno_result(unsafe { libc::futimens(df.as_raw_fd(), ts.as_ptr()) })?;
+                copy_node(src, &name, dst, &name, &st)?;
             }
-            libc::S_IFLNK => {
-                let target = nix::fcntl::readlinkat(src, n.as_os_str()).map_err(io::Error::from)?;
-                nix::unistd::symlinkat(target.as_os_str(), dst, n.as_os_str())
-                    .map_err(io::Error::from)?;
-                if nix::unistd::geteuid().is_root() {
-                    // SAFETY: valid fd and C string.
-                    errno_result(unsafe {
-                        libc::fchownat(
-                            dst.as_raw_fd(),
-                            cname.as_ptr(),
-                            st.st_uid,
-                            st.st_gid,
-                            libc::AT_SYMLINK_NOFOLLOW,
-                        )
-                    })?;
-                }
-                let ts = times_of(&st);
-                // SAFETY: valid fd, C string and timespecs.
-                errno_result(unsafe {
-                    libc::utimensat(
-                        dst.as_raw_fd(),
-                        cname.as_ptr(),
-                        ts.as_ptr(),
-                        libc::AT_SYMLINK_NOFOLLOW,
-                    )
-                })?;
-            }
-            libc::S_IFIFO | libc::S_IFSOCK => {
-                // SAFETY: valid fd and C string.
-                errno_result(unsafe {
-                    libc::mknodat(
-                        dst.as_raw_fd(),
-                        cname.as_ptr(),
-                        fmt | (st.st_mode & 0o7777),
-                        0,
-                    )
-                })?;
-            }
-            _ => {} // device nodes never come out of `apply`
+            _ => copy_node(src, &name, dst, &name, &st)?,
         }
+    }
+    Ok(())
+}
+
+/// Copy the non-directory `sname` of `src` (`st` its stat) to the new `dname` in `dst`: a
+/// regular file's content, a symlink's target, a FIFO or socket; with mode, owner (as root),
+/// xattrs and times. Device nodes are left out (they never come out of `apply`).
+fn copy_node(
+    src: BorrowedFd<'_>,
+    sname: &[u8],
+    dst: BorrowedFd<'_>,
+    dname: &[u8],
+    st: &libc::stat,
+) -> io::Result<()> {
+    let cname = c_name(dname)?;
+    let fmt = st.st_mode & libc::S_IFMT;
+    match fmt {
+        libc::S_IFREG => {
+            let sfd = open_nofollow(src, sname, libc::O_RDONLY)?;
+            let mut sf = File::from(sfd);
+            let mut df = create_excl(dst, &cname)?;
+            io::copy(&mut sf, &mut df)?;
+            copy_attrs(sf.as_fd(), df.as_fd(), st)?;
+            let ts = times_of(st);
+            // SAFETY: valid fd and timespecs.
+            errno_result(unsafe { libc::futimens(df.as_raw_fd(), ts.as_ptr()) })?;
+        }
+        libc::S_IFLNK => {
+            let target = nix::fcntl::readlinkat(src, std::ffi::OsStr::from_bytes(sname))
+                .map_err(io::Error::from)?;
+            nix::unistd::symlinkat(target.as_os_str(), dst, std::ffi::OsStr::from_bytes(dname))
+                .map_err(io::Error::from)?;
+            owner_and_times_at(dst, &cname, st)?;
+        }
+        libc::S_IFIFO | libc::S_IFSOCK => {
+            // SAFETY: valid fd and C string.
+            errno_result(unsafe {
+                libc::mknodat(dst.as_raw_fd(), cname.as_ptr(), fmt | 0o600, 0)
+            })?;
+            // mknod's mode goes through the umask: set it, the owner and the times after,
+            // by name (opening a FIFO could block; it was just made, it is no symlink).
+            // The owner first: chown clears setuid/setgid bits (chmod keeps the mtime).
+            owner_and_times_at(dst, &cname, st)?;
+            // SAFETY: valid fd and C string.
+            errno_result(unsafe {
+                libc::fchmodat(dst.as_raw_fd(), cname.as_ptr(), st.st_mode & 0o7777, 0)
+            })?;
+        }
+        _ => {}
     }
     Ok(())
 }

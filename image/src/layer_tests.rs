@@ -681,3 +681,511 @@ fn implicit_dirs_fixed_later_match_applying_with_lowers() {
     assert_eq!(mode(&s.outside), 0o755);
     s.assert_outside_untouched();
 }
+
+#[test]
+fn a_layer_that_is_not_a_tar_gets_a_clear_bounded_message() {
+    let s = Sandbox::new();
+    // Junk with control characters, an escape sequence and invalid UTF-8, 3 KB of it.
+    let mut junk: Vec<u8> = (0..3000u32).map(|i| (i * 131 % 256) as u8).collect();
+    junk[..9].copy_from_slice(b"\x1b[2J\xff\xfe\n\r\x07");
+    for data in [junk, vec![b'A'; 4096]] {
+        let e = s.apply(&data).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, Error::Invalid { .. }), "{text}");
+        assert!(text.contains("not a tar archive"), "{text}");
+        assert!(text.len() < 400, "{} bytes: {text}", text.len());
+        assert!(
+            !text.chars().any(|c| c.is_control() || c == '\u{fffd}'),
+            "{text:?}"
+        );
+    }
+    // Through apply_blob (the path unpacking takes) too, gzip-compressed.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&[0xc3u8; 2048]).unwrap();
+    let blob = s.root.parent().unwrap().join("blob");
+    std::fs::write(&blob, gz.finish().unwrap()).unwrap();
+    let e = apply_blob(&s.root, &blob, None, &ApplyOptions::overlay(Vec::new())).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("not a tar archive") && text.len() < 400,
+        "{text}"
+    );
+    assert!(!text.contains('\u{fffd}'), "{text:?}");
+    std::fs::remove_file(&blob).unwrap();
+}
+
+#[test]
+fn copy_merge_keeps_a_fifo_s_mode_owner_and_mtime() {
+    let t = tempfile::tempdir().unwrap();
+    let (layer, dest) = (t.path().join("layer"), t.path().join("dest"));
+    std::fs::create_dir(&layer).unwrap();
+    std::fs::create_dir(&dest).unwrap();
+    let mut tar = Tar::new();
+    // 0666 shows a umask, 01640 the sticky bit.
+    tar.raw("p", tar::EntryType::Fifo, "", 0o666, b"");
+    tar.raw("q", tar::EntryType::Fifo, "", 0o1640, b"");
+    apply(
+        &layer,
+        &tar.finish()[..],
+        &ApplyOptions::overlay(Vec::new()),
+    )
+    .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(&layer.join("q"), Some(1234.into()), Some(5678.into())).unwrap();
+    }
+    merge_layers(std::slice::from_ref(&layer), &dest).unwrap();
+    for n in ["p", "q"] {
+        let (a, b) = (
+            std::fs::symlink_metadata(layer.join(n)).unwrap(),
+            std::fs::symlink_metadata(dest.join(n)).unwrap(),
+        );
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&b.file_type()));
+        assert_eq!(b.mode(), a.mode(), "{n}: mode");
+        assert_eq!((b.uid(), b.gid()), (a.uid(), a.gid()), "{n}: owner");
+        assert_eq!(
+            (b.mtime(), b.mtime_nsec()),
+            (1_600_000_000, 0),
+            "{n}: mtime"
+        );
+    }
+}
+
+const GIB8: u64 = 8 << 30;
+
+/// A PAX extended header ('x') with `records`, as tar writes it.
+fn pax_header(t: &mut Tar, records: &[(&str, &str)]) {
+    let mut data = Vec::new();
+    for (k, v) in records {
+        let body = format!(" {k}={v}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        data.extend_from_slice(format!("{len}{body}").as_bytes());
+    }
+    t.raw("PaxHeaders/x", tar::EntryType::XHeader, "", 0o644, &data);
+}
+
+/// An old-GNU sparse entry ('S') of `real` bytes whose data segments are `segs` (offset,
+/// content); over 4 segments the rest go to extension headers.
+fn old_gnu_sparse(t: &mut Tar, name: &str, real: u64, segs: &[(u64, &[u8])]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name).unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_mode(0o640);
+    h.set_mtime(1_600_000_000);
+    let data: Vec<u8> = segs
+        .iter()
+        .flat_map(|(_, d)| {
+            let mut v = d.to_vec();
+            v.resize(d.len().div_ceil(512) * 512, 0);
+            v
+        })
+        .collect();
+    h.set_size(data.len() as u64);
+    let g = h.as_gnu_mut().unwrap();
+    g.set_real_size(real);
+    let seg = |s: &mut tar::GnuSparseHeader, (off, d): &(u64, &[u8])| {
+        s.set_offset(*off);
+        s.set_length(d.len().div_ceil(512) as u64 * 512);
+    };
+    for (i, sg) in segs.iter().take(4).enumerate() {
+        seg(&mut g.sparse[i], sg);
+    }
+    let mut ext = Vec::new();
+    for chunk in segs[segs.len().min(4)..].chunks(21) {
+        let mut e = tar::GnuExtSparseHeader::new();
+        for (i, sg) in chunk.iter().enumerate() {
+            seg(&mut e.sparse_mut()[i], sg);
+        }
+        ext.push(e);
+    }
+    let n = ext.len();
+    for (i, e) in ext.iter_mut().enumerate() {
+        e.set_is_extended(i + 1 < n);
+    }
+    g.set_is_extended(n > 0);
+    h.set_cksum();
+    let w = t.b.get_mut();
+    w.extend_from_slice(h.as_bytes());
+    for e in &ext {
+        w.extend_from_slice(e.as_bytes());
+    }
+    w.extend_from_slice(&data);
+}
+
+/// Size, allocated bytes and the bytes at `at`.
+fn sparse_facts(p: &Path, at: &[(u64, usize)]) -> (u64, u64, Vec<Vec<u8>>) {
+    use std::os::unix::fs::FileExt;
+    let m = std::fs::metadata(p).unwrap();
+    let f = File::open(p).unwrap();
+    let got = at
+        .iter()
+        .map(|&(off, n)| {
+            let mut b = vec![0u8; n];
+            f.read_exact_at(&mut b, off).unwrap();
+            b
+        })
+        .collect();
+    (m.len(), m.blocks() * 512, got)
+}
+
+#[test]
+fn old_gnu_sparse_entries_are_written_sparse() {
+    let s = Sandbox::new();
+    let a = [b'a'; 512];
+    let z = [b'z'; 512];
+    let mut t = Tar::new();
+    // The bomb: 1.5 KB of tar claiming 8 GiB.
+    old_gnu_sparse(
+        &mut t,
+        "var/log/lastlog",
+        GIB8,
+        &[(4096, &a), (GIB8 - 512, &z)],
+    );
+    // Eight segments: four in an extension header.
+    let mut segs: Vec<(u64, &[u8])> = (0..7u64).map(|i| (i << 30, &a[..])).collect();
+    segs.push((7 << 30, &[])); // GNU tar ends the map at the real size
+
+    old_gnu_sparse(&mut t, "many", 7 << 30, &segs);
+    let started = std::time::Instant::now();
+    let st = s.apply(&t.finish()).unwrap();
+    let took = started.elapsed();
+    let (size, alloc, got) = sparse_facts(
+        &s.root.join("var/log/lastlog"),
+        &[(0, 4), (4096, 512), (1 << 30, 4), (GIB8 - 512, 512)],
+    );
+    assert_eq!(size, GIB8);
+    assert!(
+        alloc <= 1 << 20,
+        "8 GiB sparse file allocates {alloc} bytes"
+    );
+    assert_eq!(got, vec![vec![0; 4], a.to_vec(), vec![0; 4], z.to_vec()]);
+    let (size, alloc, got) = sparse_facts(&s.root.join("many"), &[(6 << 30, 512), (512, 4)]);
+    assert_eq!(size, 7 << 30);
+    assert!(alloc <= 1 << 20, "{alloc}");
+    assert_eq!(got, vec![a.to_vec(), vec![0; 4]]);
+    let m = std::fs::metadata(s.root.join("many")).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.mtime()), (0o640, 1_600_000_000));
+    // The layer is measured by what it writes, not by what it claims.
+    assert_eq!(st.bytes, 9 * 512);
+    println!("old-GNU sparse 8 GiB + 7 GiB: {took:?}, {alloc} bytes allocated");
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn pax_sparse_files_are_real_files_under_their_real_name() {
+    let s = Sandbox::new();
+    let a = [b'a'; 512];
+    let z = [b'z'; 100];
+    let mut t = Tar::new();
+    // 1.0: the map leads the data, padded to 512 bytes.
+    let map = format!("2\n4096\n512\n{}\n100\n", GIB8 - 100);
+    let mut data = map.clone().into_bytes();
+    data.resize(512, 0);
+    data.extend_from_slice(&a);
+    data.extend_from_slice(&z);
+    pax_header(
+        &mut t,
+        &[
+            ("GNU.sparse.major", "1"),
+            ("GNU.sparse.minor", "0"),
+            ("GNU.sparse.name", "var/log/lastlog"),
+            ("GNU.sparse.realsize", &GIB8.to_string()),
+        ],
+    );
+    t.raw(
+        "var/log/GNUSparseFile.0/lastlog",
+        tar::EntryType::Regular,
+        "",
+        0o600,
+        &data,
+    );
+    // 1.0 without GNU.sparse.name: the GNUSparseFile.N component goes.
+    pax_header(
+        &mut t,
+        &[
+            ("GNU.sparse.major", "1"),
+            ("GNU.sparse.minor", "0"),
+            ("GNU.sparse.realsize", &GIB8.to_string()),
+        ],
+    );
+    t.raw(
+        "d/GNUSparseFile.123/noname",
+        tar::EntryType::Regular,
+        "",
+        0o600,
+        &data,
+    );
+    // 0.1: the map in GNU.sparse.map.
+    let mut d01 = a.to_vec();
+    d01.extend_from_slice(&z);
+    let m01 = format!("4096,512,{},100", GIB8 - 100);
+    pax_header(
+        &mut t,
+        &[
+            ("GNU.sparse.size", &GIB8.to_string()),
+            ("GNU.sparse.map", &m01),
+            ("GNU.sparse.name", "zero-one"),
+        ],
+    );
+    t.raw(
+        "GNUSparseFile.9/zero-one",
+        tar::EntryType::Regular,
+        "",
+        0o600,
+        &d01,
+    );
+    // 0.0: repeated offset/numbytes.
+    pax_header(
+        &mut t,
+        &[
+            ("GNU.sparse.size", &GIB8.to_string()),
+            ("GNU.sparse.numblocks", "2"),
+            ("GNU.sparse.offset", "4096"),
+            ("GNU.sparse.numbytes", "512"),
+            ("GNU.sparse.offset", &(GIB8 - 100).to_string()),
+            ("GNU.sparse.numbytes", "100"),
+        ],
+    );
+    t.raw("zero-zero", tar::EntryType::Regular, "", 0o600, &d01);
+    let st = s.apply(&t.finish()).unwrap();
+    for f in ["var/log/lastlog", "d/noname", "zero-one", "zero-zero"] {
+        let (size, alloc, got) =
+            sparse_facts(&s.root.join(f), &[(0, 4), (4096, 512), (GIB8 - 100, 100)]);
+        assert_eq!(size, GIB8, "{f}");
+        assert!(alloc <= 1 << 20, "{f}: {alloc}");
+        assert_eq!(got, vec![vec![0; 4], a.to_vec(), z.to_vec()], "{f}");
+    }
+    assert!(!s.root.join("var/log/GNUSparseFile.0").exists());
+    assert!(!s.root.join("d/GNUSparseFile.123").exists());
+    assert!(!s.root.join("GNUSparseFile.9").exists());
+    assert_eq!(st.bytes, 4 * 612);
+    s.assert_outside_untouched();
+}
+
+#[test]
+fn hostile_sparse_maps_are_refused() {
+    let gib = GIB8.to_string();
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>);
+    let cases: Vec<Case> = vec![
+        // Segments out of order.
+        (
+            "out of order",
+            vec![
+                ("GNU.sparse.size", gib.clone()),
+                ("GNU.sparse.map", "4096,10,0,10".into()),
+            ],
+            vec![1; 20],
+        ),
+        // A segment past the end.
+        (
+            "ends past",
+            vec![
+                ("GNU.sparse.size", "100".into()),
+                ("GNU.sparse.map", "95,10".into()),
+            ],
+            vec![1; 10],
+        ),
+        // More data announced than the entry holds.
+        (
+            "ends early",
+            vec![
+                ("GNU.sparse.size", gib.clone()),
+                ("GNU.sparse.map", "0,4096".into()),
+            ],
+            vec![1; 10],
+        ),
+        // An offset that overflows.
+        (
+            "ends past",
+            vec![
+                ("GNU.sparse.size", u64::MAX.to_string()),
+                ("GNU.sparse.map", format!("{},10", u64::MAX - 5)),
+            ],
+            vec![1; 10],
+        ),
+        // 1.0 with a map claiming a billion segments.
+        (
+            "segments announced",
+            vec![
+                ("GNU.sparse.major", "1".into()),
+                ("GNU.sparse.minor", "0".into()),
+                ("GNU.sparse.realsize", gib.clone()),
+            ],
+            b"1000000000\n0\n".to_vec(),
+        ),
+        // An unknown format.
+        (
+            "not supported",
+            vec![
+                ("GNU.sparse.major", "2".into()),
+                ("GNU.sparse.minor", "0".into()),
+                ("GNU.sparse.realsize", gib.clone()),
+            ],
+            vec![],
+        ),
+    ];
+    for (why, recs, data) in cases {
+        let s = Sandbox::new();
+        let mut t = Tar::new();
+        let recs: Vec<(&str, &str)> = recs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        pax_header(&mut t, &recs);
+        t.raw("f", tar::EntryType::Regular, "", 0o600, &data);
+        let err = s.apply(&t.finish()).unwrap_err();
+        assert!(matches!(err, Error::Unsafe { .. }), "{why}: {err}");
+        assert!(err.to_string().contains(why), "{why}: {err}");
+        s.assert_outside_untouched();
+    }
+    // A claim of 4 EiB: past what ext4 can hold (a clear error, not a hang); tmpfs takes it
+    // (sparse, 512 bytes allocated).
+    let s = Sandbox::new();
+    let mut t = Tar::new();
+    old_gnu_sparse(&mut t, "huge", 1 << 62, &[((1 << 62) - 512, &[1u8; 512])]);
+    match s.apply(&t.finish()) {
+        Err(err) => {
+            let text = err.to_string();
+            assert!(
+                text.contains("huge") && text.contains("bytes claimed: "),
+                "{text}"
+            );
+            assert!(!text.contains("/proc"), "{text}");
+        }
+        Ok(_) => {
+            let (size, alloc, _) = sparse_facts(&s.root.join("huge"), &[]);
+            assert_eq!(size, 1 << 62);
+            assert!(alloc <= 1 << 20, "{alloc}");
+        }
+    }
+}
+
+#[test]
+fn symlinked_parents_to_missing_directories_are_created_inside_the_root() {
+    let s = Sandbox::new();
+    let abs_out = s.outside.display().to_string();
+    s.apply(
+        &Tar::new()
+            .symlink("hostdir", &abs_out)
+            .file("hostdir/secret", "pwned")
+            .symlink("opt-link", "/opt/new")
+            .file("opt-link/sub/f", "o")
+            .symlink("a", "/b")
+            .symlink("b", "../../c")
+            .file("a/f", "c")
+            .finish(),
+    )
+    .unwrap();
+    let inside = s.root.join(abs_out.trim_start_matches('/'));
+    assert_eq!(read(inside.join("secret")), "pwned");
+    assert_eq!(read(s.root.join("opt/new/sub/f")), "o");
+    assert_eq!(read(s.root.join("c/f")), "c");
+    for l in ["hostdir", "opt-link", "a", "b"] {
+        assert!(std::fs::symlink_metadata(s.root.join(l))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    // A loop is an error naming the entry, not a hang.
+    let err = s
+        .apply(
+            &Tar::new()
+                .symlink("x", "y")
+                .symlink("y", "/x")
+                .file("x/f", "l")
+                .finish(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("x/f"), "{err}");
+    s.assert_outside_untouched();
+}
+
+/// Layer 1 has `etc/data` (0640, mtime 1.6e9), `lib/sym -> data2`, a whited-out `gone` and an
+/// opaque `opq/` above `opq/hidden`; layer 2 hard-links to them.
+fn lower_link_layers() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut l0 = Tar::new();
+    l0.dir("opq/").file("opq/hidden", "h").file("gone", "g");
+    let l0 = l0.finish();
+    let mut l1 = Tar::new();
+    l1.dir("etc/");
+    l1.raw(
+        "etc/data",
+        tar::EntryType::Regular,
+        "",
+        0o640,
+        b"lower data",
+    );
+    l1.dir("lib/")
+        .symlink("lib/sym", "data2")
+        .file(".wh.gone", "");
+    l1.dir("opq/").file("opq/.wh..wh..opq", "");
+    let l1 = l1.finish();
+    let mut l2 = Tar::new();
+    l2.dir("bin/")
+        .hardlink("bin/data-link", "etc/data")
+        .hardlink("bin/sym-link", "lib/sym")
+        // The target replaced after the link: the link keeps the lower content.
+        .hardlink("late", "etc/data")
+        .file("etc/data", "new data");
+    (l0, l1, l2.finish())
+}
+
+#[test]
+fn hardlinks_to_a_lower_layer_are_copied_up_as_overlayfs_does() {
+    let t = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..3).map(|i| t.path().join(format!("l{i}"))).collect();
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+    }
+    let (l0, l1, l2) = lower_link_layers();
+    apply(&dirs[0], &l0[..], &ApplyOptions::overlay(vec![])).unwrap();
+    apply(
+        &dirs[1],
+        &l1[..],
+        &ApplyOptions::overlay(vec![dirs[0].clone()]),
+    )
+    .unwrap();
+    // Applied with its lowers (top-most first), and deferred (the parallel unpack's way).
+    let lowers = vec![dirs[1].clone(), dirs[0].clone()];
+    let mut deferred = ApplyOptions::overlay(vec![]);
+    deferred.defer_lower_links = true;
+    let d3 = t.path().join("l2-deferred");
+    std::fs::create_dir(&d3).unwrap();
+    let st = apply(&d3, &l2[..], &deferred).unwrap();
+    assert_eq!(st.lower_links.len(), 3, "{:?}", st.lower_links);
+    link_from_lowers(&d3, &st.lower_links, &lowers, deferred.chown).unwrap();
+    apply(&dirs[2], &l2[..], &ApplyOptions::overlay(lowers.clone())).unwrap();
+    for d in [&dirs[2], &d3] {
+        // The target is copied up with its attributes and the link made to it.
+        let (a, b) = (
+            std::fs::symlink_metadata(d.join("etc/data")).unwrap(),
+            std::fs::symlink_metadata(d.join("bin/data-link")).unwrap(),
+        );
+        assert_eq!(read(d.join("bin/data-link")), "lower data");
+        assert_eq!((b.mode() & 0o7777, b.mtime()), (0o640, 1_600_000_000));
+        // etc/data was rewritten after the link: the link keeps the copied-up file, as
+        // overlayfs (link copies up, the new etc/data replaces that name only).
+        assert_eq!(read(d.join("etc/data")), "new data");
+        assert_ne!(a.ino(), b.ino());
+        assert_eq!(read(d.join("late")), "lower data");
+        let s = std::fs::symlink_metadata(d.join("bin/sym-link")).unwrap();
+        assert!(s.file_type().is_symlink());
+        assert_eq!(
+            std::fs::read_link(d.join("bin/sym-link")).unwrap(),
+            PathBuf::from("data2")
+        );
+        assert!(std::fs::symlink_metadata(d.join("lib/sym")).is_ok());
+    }
+    // Hidden below (a whiteout, an opaque directory) or absent: refused, naming both.
+    for (name, target) in [("w", "gone"), ("o", "opq/hidden"), ("n", "nowhere")] {
+        let d = t.path().join(format!("bad-{name}"));
+        std::fs::create_dir(&d).unwrap();
+        let err = apply(
+            &d,
+            &Tar::new().hardlink(name, target).finish()[..],
+            &ApplyOptions::overlay(lowers.clone()),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Unsafe { .. }), "{target}: {err}");
+        assert!(err.to_string().contains(target), "{err}");
+    }
+}

@@ -227,9 +227,9 @@ fn mount_data(data: &str, target: &Path, cwd: Option<&Path>) -> Result<()> {
             nix::unistd::chdir(cwd)
                 .map_err(|e| Error::io(format!("chdir {}", cwd.display()), e.into()))?;
             do_mount(data).map_err(|e| match e {
-                Error::Io { context, source } => Error::Io {
+                Error::Io { context, err } => Error::Io {
                     context: format!("{context} (lower dirs relative to {})", cwd.display()),
-                    source,
+                    err,
                 },
                 e => e,
             })

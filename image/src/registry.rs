@@ -296,13 +296,21 @@ impl Client {
             store.put(&body)?;
             return Ok(());
         }
-        let mut w = store.writer(Some(desc.digest.clone()), Some(desc.size))?;
+        // What a killed pull left is resumed (hashed again, then a Range request).
+        let Some(mut w) = store.resumable_writer(&desc.digest, desc.size)? else {
+            return Ok(());
+        };
         let mut last_err = None;
         for attempt in 0..3 {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(500 * attempt as u64));
             }
             let from = w.written();
+            if from >= desc.size {
+                // Complete already (killed before the rename): verify and store.
+                w.commit()?;
+                return Ok(());
+            }
             let resp = match self.get(&format!("blobs/{}", desc.digest), None, from) {
                 Ok(r) => r,
                 Err(e) => {
@@ -313,7 +321,7 @@ impl Client {
             Self::check(&resp, &format!("blob {}", desc.digest))?;
             if from > 0 && resp.status().as_u16() != 206 {
                 // No range support: start over.
-                w = store.writer(Some(desc.digest.clone()), Some(desc.size))?;
+                w.restart()?;
             }
             let mut r = resp.into_body().into_reader();
             let mut buf = vec![0u8; 256 * 1024];
@@ -416,6 +424,7 @@ pub fn pull(
     let r = Reference::parse(reference)?;
     let client = Client::new(&r, opts.plain_http, opts.credentials.clone());
     let _lock = store.lock_shared()?;
+    store.clean_stale()?;
     let (ct, body, digest) = client.manifest(&r.object())?;
     let had = store.content.exists(&digest);
     store.content.put(&body)?;

@@ -75,7 +75,7 @@ impl ContentStore {
     /// A writer for a new blob. With `expected`, the content must hash to it (and have `size`
     /// bytes when given); without, the digest is whatever the content hashes to.
     pub fn writer(&self, expected: Option<Digest>, size: Option<u64>) -> Result<BlobWriter> {
-        let tmp = fsutil::temp_name(
+        let tmp = fsutil::owned_temp_name(
             &self.ingest,
             expected
                 .as_ref()
@@ -94,7 +94,49 @@ impl ContentStore {
             blobs: self.blobs.clone(),
             expected,
             size,
+            keep: false,
         })
+    }
+
+    /// A writer for blob `expected` that survives its writer: `ingest/partial-<hex>`, locked
+    /// (flock) while written. What an earlier, killed writer left there is hashed again and
+    /// the writer continues after it (`written()` says where: a download resumes from there).
+    /// Dropped without `commit` the partial file stays for the next writer; a digest or size
+    /// mismatch removes it. Another live process writing the same blob is waited for. None:
+    /// the blob is in the store (now).
+    pub fn resumable_writer(&self, expected: &Digest, size: u64) -> Result<Option<BlobWriter>> {
+        let tmp = self.ingest.join(format!("partial-{}", expected.hex()));
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&tmp)
+            .ctx("open", &tmp)?;
+        fsutil::flock(&f, libc::LOCK_EX).ctx("lock", &tmp)?;
+        if self.exists(expected) {
+            let _ = fs::remove_file(&tmp);
+            return Ok(None);
+        }
+        let len = f.metadata().ctx("stat", &tmp)?.len();
+        if len > size {
+            f.set_len(0).ctx("truncate", &tmp)?;
+        }
+        use std::io::Seek;
+        f.seek(io::SeekFrom::Start(0)).ctx("seek", &tmp)?;
+        let out = HashingWriter::resume(
+            BufWriter::with_capacity(1 << 20, f.try_clone().ctx("dup", &tmp)?),
+            &mut (&f).take(size),
+        )
+        .ctx("read", &tmp)?;
+        Ok(Some(BlobWriter {
+            out: Some(out),
+            tmp,
+            blobs: self.blobs.clone(),
+            expected: Some(expected.clone()),
+            size: Some(size),
+            keep: true,
+        }))
     }
 
     /// Copy `r` into the store. Returns the digest and size.
@@ -152,6 +194,25 @@ impl ContentStore {
         }
     }
 
+    /// Remove the temp files of writers that are gone (killed): only those whose owner process
+    /// (named in the file name, with its start time) no longer runs. Safe while other
+    /// processes write. Returns how many went.
+    pub fn clean_stale(&self) -> Result<usize> {
+        let mut n = 0;
+        for e in fs::read_dir(&self.ingest).ctx("read", &self.ingest)? {
+            let e = e.ctx("read", &self.ingest)?;
+            let name = e.file_name();
+            let Some(owner) = name.to_str().and_then(|n| fsutil::owner_of(n, ".tmp-")) else {
+                continue;
+            };
+            if fsutil::owner_gone(owner) {
+                fsutil::remove_path(&e.path())?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Remove temp files left by writers that died (call with the store's exclusive lock held).
     pub fn clean_ingest(&self) -> Result<usize> {
         let mut n = 0;
@@ -172,9 +233,25 @@ pub struct BlobWriter {
     blobs: PathBuf,
     expected: Option<Digest>,
     size: Option<u64>,
+    /// Leave the temp file when dropped without commit (a resumable ingest).
+    keep: bool,
 }
 
 impl BlobWriter {
+    /// Start over from byte 0 (the source cannot resume).
+    pub fn restart(&mut self) -> Result<()> {
+        use std::io::Seek;
+        let out = self.out.take().expect("not committed");
+        let (buf, _, _) = out.finish();
+        let mut f = buf
+            .into_inner()
+            .map_err(|e| Error::io(format!("write {}", self.tmp.display()), e.into_error()))?;
+        f.set_len(0).ctx("truncate", &self.tmp)?;
+        f.seek(io::SeekFrom::Start(0)).ctx("seek", &self.tmp)?;
+        self.out = Some(HashingWriter::new(BufWriter::with_capacity(1 << 20, f)));
+        Ok(())
+    }
+
     /// Bytes written so far (a retry may resume from here).
     pub fn written(&self) -> u64 {
         self.out.as_ref().map(|o| o.count()).unwrap_or(0)
@@ -187,6 +264,8 @@ impl BlobWriter {
         let f = buf
             .into_inner()
             .map_err(|e| Error::io(format!("write {}", self.tmp.display()), e.into_error()))?;
+        // Bad content is never resumed.
+        self.keep = false;
         if let Some(want) = &self.expected {
             if let Some(size) = self.size {
                 if size != count {
@@ -224,6 +303,12 @@ impl Write for BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
+        if self.keep {
+            if let Some(mut out) = self.out.take() {
+                let _ = out.flush();
+            }
+            return;
+        }
         if self.out.is_some() || self.tmp.exists() {
             self.out = None;
             let _ = fs::remove_file(&self.tmp);

@@ -1,0 +1,725 @@
+//! The hostile-image corpus (issue 11), generated at test time: each case is an OCI layout
+//! built here, imported (and unpacked) through the public API, with the exact outcome expected:
+//! accepted with what must be in the snapshot, or refused with the error kind and what its
+//! message names; in every case nothing outside the store is written and a refused import
+//! leaves no image record, no snapshot and no temp file. Then the interrupted-work cases
+//! (issue 11 item 8): stale temp files and half-unpacked snapshots cleared by the next import,
+//! another live process's kept; a pull resumed from a killed pull's partial blob with a Range
+//! request, or restarted where the registry has no ranges.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use image::images::media;
+use image::import::{import, ImportOptions};
+use image::registry::{pull, PullOptions};
+use image::{Digest, Error, Quiet, Store};
+
+/// A tar built entry by entry with raw names (the tar crate's setters refuse `..`).
+#[derive(Default)]
+struct Tar(Vec<u8>);
+
+impl Tar {
+    fn entry(mut self, name: &str, kind: u8, link: &str, data: &[u8]) -> Self {
+        let mut h = tar::Header::new_gnu();
+        let g = h.as_gnu_mut().unwrap();
+        g.name[..name.len()].copy_from_slice(name.as_bytes());
+        g.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_mode(if kind == b'5' { 0o755 } else { 0o644 });
+        h.set_mtime(1_600_000_000);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        self.0.extend_from_slice(h.as_bytes());
+        self.0.extend_from_slice(data);
+        self.0.resize(self.0.len().div_ceil(512) * 512, 0);
+        self
+    }
+    fn file(self, name: &str, data: &str) -> Self {
+        self.entry(name, b'0', "", data.as_bytes())
+    }
+    fn raw(mut self, bytes: &[u8]) -> Self {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+    fn done(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(&[0; 1024]);
+        self.0
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// One layer of an image: the blob as stored, the DiffID the config claims, and what the
+/// manifest says of it (digest, size).
+struct Layer {
+    blob: Vec<u8>,
+    diff_id: Option<String>,
+    digest: Option<String>,
+    size: Option<u64>,
+    /// Leave the blob out of the layout.
+    missing: bool,
+}
+
+impl Layer {
+    fn tar(tar: Vec<u8>) -> Layer {
+        Layer {
+            blob: tar,
+            diff_id: None,
+            digest: None,
+            size: None,
+            missing: false,
+        }
+    }
+    fn gz(tar: Vec<u8>) -> Layer {
+        let diff_id = Digest::of(&tar).to_string();
+        Layer {
+            diff_id: Some(diff_id),
+            ..Layer::tar(gzip(&tar))
+        }
+    }
+}
+
+/// Write an OCI layout of one image (name `hostile:latest`) with `layers` into `dir`.
+fn layout(dir: &Path, layers: &[Layer]) -> (Vec<u8>, Vec<u8>) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        let d = Digest::of(data);
+        std::fs::write(blobs.join(d.hex()), data).unwrap();
+        d
+    };
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            l.diff_id
+                .clone()
+                .unwrap_or_else(|| Digest::of(&l.blob).to_string())
+        })
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": image::Platform::host().architecture, "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let cd = put(&config);
+    let descs: Vec<_> = layers
+        .iter()
+        .map(|l| {
+            let d = if l.missing {
+                Digest::of(&l.blob)
+            } else {
+                put(&l.blob)
+            };
+            serde_json::json!({
+                "mediaType": if l.blob.starts_with(&[0x1f, 0x8b]) { media::OCI_LAYER_GZIP } else { media::OCI_LAYER_TAR },
+                "digest": l.digest.clone().unwrap_or_else(|| d.to_string()),
+                "size": l.size.unwrap_or(l.blob.len() as u64),
+            })
+        })
+        .collect();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": cd, "size": config.len()},
+        "layers": descs,
+    }))
+    .unwrap();
+    let md = put(&manifest);
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": md, "size": manifest.len(),
+                "annotations": {"io.containerd.image.name": "docker.io/library/hostile:latest"}}],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    (config, manifest)
+}
+
+/// A store next to an `outside` directory holding one file that must never change.
+struct World {
+    _t: tempfile::TempDir,
+    root: PathBuf,
+    outside: PathBuf,
+    layout: PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let t = tempfile::tempdir().unwrap();
+        let (root, outside, layout) = (
+            t.path().join("store"),
+            t.path().join("outside"),
+            t.path().join("layout"),
+        );
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "orig").unwrap();
+        World {
+            _t: t,
+            root,
+            outside,
+            layout,
+        }
+    }
+    fn store(&self) -> Store {
+        Store::open(&self.root, Some(image::snapshot::Mode::Overlay)).unwrap()
+    }
+    fn import(&self, layers: &[Layer]) -> Result<PathBuf, Error> {
+        let _ = std::fs::remove_dir_all(&self.layout);
+        layout(&self.layout, layers);
+        let s = self.store();
+        let recs = import(&s, &self.layout, &ImportOptions::default(), &Quiet)?;
+        let top = recs[0].top_chain_id().unwrap();
+        Ok(s.snapshots
+            .fs_path(&top)
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf())
+    }
+    fn snapshot(&self) -> PathBuf {
+        let s = self.store();
+        let rec = s.image("hostile:latest").unwrap();
+        s.snapshots.fs_path(&rec.top_chain_id().unwrap())
+    }
+    fn layer_dirs(&self) -> Vec<PathBuf> {
+        let s = self.store();
+        let rec = s.image("hostile:latest").unwrap();
+        rec.chain_ids()
+            .iter()
+            .map(|c| s.snapshots.fs_path(c))
+            .collect()
+    }
+    /// Outside untouched; for a refused import: no record, no snapshot, no temp file.
+    fn check(&self, refused: bool) {
+        let names: Vec<_> = std::fs::read_dir(&self.outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["secret"]);
+        assert_eq!(
+            std::fs::read_to_string(self.outside.join("secret")).unwrap(),
+            "orig"
+        );
+        assert_eq!(
+            std::fs::metadata(self.outside.join("secret"))
+                .unwrap()
+                .nlink(),
+            1
+        );
+        if refused {
+            let s = self.store();
+            assert!(s.list_images().unwrap().is_empty());
+            assert!(s.snapshots.list_committed().unwrap().is_empty());
+            assert!(s.snapshots.list_active().unwrap().is_empty());
+            assert_eq!(
+                std::fs::read_dir(self.root.join("ingest")).unwrap().count(),
+                0
+            );
+        }
+    }
+}
+
+fn refused(layers: &[Layer], kind: fn(&Error) -> bool, names: &[&str]) {
+    let w = World::new();
+    let err = w.import(layers).unwrap_err();
+    let text = err.to_string();
+    assert!(kind(&err), "wrong kind: {text}");
+    for n in names {
+        assert!(text.contains(n), "{text:?} does not name {n:?}");
+    }
+    assert!(text.len() < 600, "{text}");
+    w.check(true);
+}
+
+fn accepted(layers: &[Layer]) -> World {
+    let w = World::new();
+    w.import(layers).unwrap();
+    w.check(false);
+    w
+}
+
+fn read(p: PathBuf) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+#[test]
+fn traversal_and_absolute_names_stay_inside() {
+    let w = accepted(&[Layer::gz(
+        Tar::default()
+            .file("../../outside/secret", "a")
+            .file("/etc/abs", "b")
+            .file("x/../../../../y", "c")
+            .done(),
+    )]);
+    let s = w.snapshot();
+    assert_eq!(read(s.join("outside/secret")), "a");
+    assert_eq!(read(s.join("etc/abs")), "b");
+    assert_eq!(read(s.join("y")), "c");
+}
+
+#[test]
+fn symlink_and_hardlink_escapes() {
+    let w = World::new();
+    let outside = w.outside.display().to_string();
+    // Symlinked parents resolve inside the root; a file through them lands inside.
+    w.import(&[Layer::gz(
+        Tar::default()
+            .entry("up", b'2', "../../../../..", b"")
+            .entry("abs", b'2', &outside, b"")
+            .file("up/at-root", "r")
+            .file("abs/secret", "pwned")
+            .done(),
+    )])
+    .unwrap();
+    w.check(false);
+    let s = w.snapshot();
+    assert_eq!(read(s.join("at-root")), "r");
+    assert_eq!(
+        read(s.join(outside.trim_start_matches('/')).join("secret")),
+        "pwned"
+    );
+    // Hard links out of the root (relative, absolute, through a symlink): refused, naming the
+    // target.
+    for case in 0..4 {
+        let w = World::new();
+        let out = w.outside.display().to_string();
+        let secret = format!("{out}/secret");
+        let tar = match case {
+            0 => Tar::default().entry("h", b'1', "../outside/secret", b""),
+            1 => Tar::default().entry("h", b'1', &secret, b""),
+            2 => Tar::default().entry("h", b'1', "/etc/passwd", b""),
+            _ => Tar::default()
+                .entry("s", b'2', &out, b"")
+                .entry("h", b'1', "s/secret", b""),
+        };
+        let err = w.import(&[Layer::gz(tar.done())]).unwrap_err();
+        assert!(err.to_string().contains("hard link target"), "{err}");
+        w.check(true);
+    }
+}
+
+#[test]
+fn devices_are_skipped_fifos_kept() {
+    let w = accepted(&[Layer::gz(
+        Tar::default()
+            .entry("dev/sda", b'4', "", b"")
+            .entry("dev/mem", b'3', "", b"")
+            .entry("fifo", b'6', "", b"")
+            .done(),
+    )]);
+    let s = w.snapshot();
+    assert!(std::fs::symlink_metadata(s.join("dev/sda")).is_err());
+    assert!(std::fs::symlink_metadata(s.join("dev/mem")).is_err());
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &std::fs::symlink_metadata(s.join("fifo"))
+            .unwrap()
+            .file_type()
+    ));
+}
+
+#[test]
+fn whiteout_abuse() {
+    for name in [".wh.", "d/.wh..", ".wh.."] {
+        refused(
+            &[Layer::gz(Tar::default().file(name, "").done())],
+            |e| matches!(e, Error::Layer { .. }),
+            &["whiteout of an invalid name"],
+        );
+    }
+    // A whiteout of something outside, through `..`: contained (a whiteout inside the root).
+    let w = accepted(&[
+        Layer::gz(Tar::default().file("a", "1").done()),
+        Layer::gz(Tar::default().file("../../outside/.wh.secret", "").done()),
+    ]);
+    let l = w.layer_dirs();
+    let m = std::fs::symlink_metadata(l[1].join("outside/secret")).unwrap();
+    assert_eq!((m.mode() & libc::S_IFMT, m.rdev()), (libc::S_IFCHR, 0));
+    // A forged overlay xattr in the tar is dropped.
+    let mut pax = Vec::new();
+    let rec = " SCHILY.xattr.trusted.overlay.opaque=y\n";
+    pax.extend_from_slice(format!("{}{rec}", rec.len() + 2).as_bytes());
+    let w = accepted(&[Layer::gz(
+        Tar::default()
+            .entry("PaxHeaders/d", b'x', "", &pax)
+            .entry("d/", b'5', "", b"")
+            .done(),
+    )]);
+    let d = w.snapshot().join("d");
+    let mut buf = [0u8; 4];
+    let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid path, name and buffer.
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            4,
+        )
+    };
+    assert!(n < 0, "a layer forged trusted.overlay.opaque");
+}
+
+#[test]
+fn sparse_bomb_is_written_sparse() {
+    // Old-GNU sparse: 1.5 KB claiming 8 GiB; data at 0 and at the end.
+    let mut h = tar::Header::new_gnu();
+    h.set_path("var/log/lastlog").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_mode(0o600);
+    h.set_size(1024);
+    let g = h.as_gnu_mut().unwrap();
+    g.set_real_size(8 << 30);
+    g.sparse[0].set_offset(0);
+    g.sparse[0].set_length(512);
+    g.sparse[1].set_offset((8 << 30) - 512);
+    g.sparse[1].set_length(512);
+    h.set_cksum();
+    let mut raw = h.as_bytes().to_vec();
+    raw.extend_from_slice(&[b'x'; 1024]);
+    let w = accepted(&[Layer::gz(Tar::default().raw(&raw).done())]);
+    let m = std::fs::metadata(w.snapshot().join("var/log/lastlog")).unwrap();
+    assert_eq!(m.len(), 8 << 30);
+    assert!(
+        m.blocks() * 512 <= 1 << 20,
+        "{} bytes allocated",
+        m.blocks() * 512
+    );
+}
+
+#[test]
+fn gzip_bomb_is_hashed_not_stored() {
+    // 64 MiB of zeros after the tar's end: 64 KB of gzip. Read and hashed to the end (the
+    // DiffID covers it), nothing written.
+    let mut tar = Tar::default().file("small", "s").done();
+    tar.resize(tar.len() + (64 << 20), 0);
+    let w = accepted(&[Layer::gz(tar)]);
+    let s = w.snapshot();
+    assert_eq!(read(s.join("small")), "s");
+    // Its DiffID claimed wrong: refused after the whole stream, naming the layer.
+    let mut tar = Tar::default().file("small", "s").done();
+    tar.resize(tar.len() + (16 << 20), 0);
+    let mut l = Layer::gz(tar);
+    l.diff_id = Some(Digest::of(b"other").to_string());
+    let layer = Digest::of(&l.blob).to_string();
+    refused(
+        &[l],
+        |e| matches!(e, Error::Invalid { .. }),
+        &[&layer, "config says"],
+    );
+}
+
+#[test]
+fn digest_size_diffid_mismatches_and_missing_blobs() {
+    let tar = Tar::default().file("f", "x").done();
+    // The manifest names a digest the blob does not hash to.
+    let mut l = Layer::gz(tar.clone());
+    l.digest = Some(Digest::of(b"not the blob").to_string());
+    // (the file is stored under its real digest: the named one is missing)
+    refused(&[l], |e| matches!(e, Error::Io { .. }), &["blob sha256:"]);
+    // A blob stored under a name it does not hash to.
+    let w = World::new();
+    let l = Layer::gz(tar.clone());
+    let real = Digest::of(&l.blob);
+    layout(&w.layout, &[l]);
+    let p = w.layout.join("blobs/sha256").join(real.hex());
+    let mut data = std::fs::read(&p).unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 1;
+    std::fs::write(&p, data).unwrap();
+    let err = import(&w.store(), &w.layout, &ImportOptions::default(), &Quiet).unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    w.check(true);
+    // The manifest's size is wrong.
+    let mut l = Layer::gz(tar.clone());
+    l.size = Some(l.blob.len() as u64 + 1);
+    refused(
+        &[l],
+        |e| matches!(e, Error::SizeMismatch { .. }),
+        &["expected"],
+    );
+    // The config's DiffID is wrong.
+    let mut l = Layer::gz(tar.clone());
+    l.diff_id = Some(Digest::of(b"x").to_string());
+    refused(
+        &[l],
+        |e| matches!(e, Error::Invalid { .. }),
+        &["config says"],
+    );
+    // A missing blob.
+    let mut l = Layer::gz(tar.clone());
+    l.missing = true;
+    let d = Digest::of(&l.blob).to_string();
+    refused(
+        &[l],
+        |e| matches!(e, Error::Io { .. }),
+        &[&d, "No such file"],
+    );
+    // Not a tar at all: named as such, the junk escaped and bounded.
+    let mut junk: Vec<u8> = (0..4000u32).map(|i| (i * 131 % 256) as u8).collect();
+    junk[..4].copy_from_slice(b"\x1b[2J");
+    let l = Layer::tar(junk);
+    let d = Digest::of(&l.blob).to_string();
+    refused(
+        &[l],
+        |e| matches!(e, Error::Layer { .. }),
+        &[&d, "not a tar archive"],
+    );
+}
+
+#[test]
+fn hardlink_to_a_lower_layer_through_the_store() {
+    let w = accepted(&[
+        Layer::gz(Tar::default().file("etc/data", "lower").done()),
+        Layer::gz(
+            Tar::default()
+                .entry("bin/link", b'1', "etc/data", b"")
+                .done(),
+        ),
+    ]);
+    let l = w.layer_dirs();
+    assert_eq!(read(l[1].join("bin/link")), "lower");
+    assert_eq!(
+        std::fs::metadata(l[1].join("bin/link")).unwrap().ino(),
+        std::fs::metadata(l[1].join("etc/data")).unwrap().ino()
+    );
+}
+
+/// A tag of a process that is gone: ours, with another start time.
+fn dead_tag() -> String {
+    let tag = image::fsutil::owner_tag();
+    let (pid, start) = tag.split_once('.').unwrap();
+    format!("{pid}.{}", start.parse::<u64>().unwrap() + 1)
+}
+
+#[test]
+fn next_import_clears_only_stale_leftovers() {
+    let w = World::new();
+    let s = w.store();
+    let ingest = w.root.join("ingest");
+    let (dead, live) = (dead_tag(), image::fsutil::owner_tag());
+    for n in [
+        format!(".tmp-{dead}-blob-1"),
+        format!(".tmp-{dead}-archive-2"),
+        format!(".tmp-{live}-blob-3"),
+        ".tmp-legacy-4".to_string(),
+    ] {
+        std::fs::write(ingest.join(n), "x").unwrap();
+    }
+    let parent = None;
+    s.snapshots
+        .prepare_diff_detached(&format!("extract-{dead}-ab-123"), parent)
+        .unwrap();
+    s.snapshots
+        .prepare_diff_detached(&format!("extract-{live}-cd-456"), parent)
+        .unwrap();
+    s.snapshots.prepare("a-container", None).unwrap();
+    w.import(&[Layer::gz(Tar::default().file("f", "x").done())])
+        .unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(&ingest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [format!(".tmp-{live}-blob-3"), ".tmp-legacy-4".into()]
+    );
+    let mut active: Vec<String> = s
+        .snapshots
+        .list_active()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    active.sort();
+    assert_eq!(
+        active,
+        ["a-container".to_string(), format!("extract-{live}-cd-456")]
+    );
+}
+
+/// Requests seen: (path, first byte of a Range header).
+type RequestLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// A registry on 127.0.0.1 serving one image from memory, logging (path, Range header).
+struct MiniRegistry {
+    addr: String,
+    log: RequestLog,
+}
+
+impl MiniRegistry {
+    fn start(blobs: Vec<(Digest, Vec<u8>)>, manifest: Vec<u8>, ranges: bool) -> MiniRegistry {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let log: RequestLog = Arc::new(Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { return };
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                let range = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("range: bytes=")
+                            .map(str::to_string)
+                    })
+                    .map(|r| r.trim_end_matches('-').to_string());
+                log2.lock().unwrap().push((path.clone(), range.clone()));
+                let (status, ctype, body, extra): (&str, &str, Vec<u8>, String) =
+                    if path.ends_with("/manifests/latest") {
+                        (
+                            "200 OK",
+                            media::OCI_MANIFEST,
+                            manifest.clone(),
+                            String::new(),
+                        )
+                    } else if let Some((_, data)) =
+                        blobs.iter().find(|(d, _)| path.ends_with(d.as_str()))
+                    {
+                        match range
+                            .and_then(|r| r.parse::<usize>().ok())
+                            .filter(|_| ranges)
+                        {
+                            Some(from) => (
+                                "206 Partial Content",
+                                "application/octet-stream",
+                                data[from..].to_vec(),
+                                format!(
+                                    "Content-Range: bytes {from}-{}/{}\r\n",
+                                    data.len() - 1,
+                                    data.len()
+                                ),
+                            ),
+                            None => (
+                                "200 OK",
+                                "application/octet-stream",
+                                data.clone(),
+                                String::new(),
+                            ),
+                        }
+                    } else if path == "/v2/" {
+                        ("200 OK", "application/json", b"{}".to_vec(), String::new())
+                    } else {
+                        ("404 Not Found", "text/plain", b"no".to_vec(), String::new())
+                    };
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = c.write_all(&body);
+            }
+        });
+        MiniRegistry { addr, log }
+    }
+    fn blob_requests(&self) -> Vec<(String, Option<String>)> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.contains("/blobs/"))
+            .cloned()
+            .collect()
+    }
+}
+
+fn registry_image(ranges: bool) -> (MiniRegistry, Digest, Vec<u8>) {
+    let t = tempfile::tempdir().unwrap();
+    let content: String = (0..60_000).map(|i| format!("{i:x}")).collect();
+    let layer = Layer::gz(Tar::default().file("big", &content).done());
+    let (config, manifest) = layout(t.path(), &[layer]);
+    let blob = std::fs::read_dir(t.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .find(|b| b.starts_with(&[0x1f, 0x8b]))
+        .unwrap();
+    let ld = Digest::of(&blob);
+    let reg = MiniRegistry::start(
+        vec![(Digest::of(&config), config), (ld.clone(), blob.clone())],
+        manifest,
+        ranges,
+    );
+    (reg, ld, blob)
+}
+
+fn pull_opts() -> PullOptions {
+    PullOptions {
+        plain_http: true,
+        unpack: false,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_killed_pull_resumes_with_a_range_request() {
+    let (reg, ld, blob) = registry_image(true);
+    let w = World::new();
+    let s = w.store();
+    // What a pull killed half-way leaves: the first half of the layer.
+    let half = blob.len() / 2;
+    std::fs::write(
+        w.root.join("ingest").join(format!("partial-{}", ld.hex())),
+        &blob[..half],
+    )
+    .unwrap();
+    let r = format!("{}/t:latest", reg.addr);
+    pull(&s, &r, &pull_opts(), &Quiet).unwrap();
+    let layer_reqs: Vec<_> = reg
+        .blob_requests()
+        .into_iter()
+        .filter(|(p, _)| p.ends_with(ld.as_str()))
+        .collect();
+    assert_eq!(layer_reqs.len(), 1, "{layer_reqs:?}");
+    assert_eq!(layer_reqs[0].1, Some(half.to_string()));
+    assert_eq!(s.content.read(&ld).unwrap(), blob);
+    assert_eq!(std::fs::read_dir(w.root.join("ingest")).unwrap().count(), 0);
+    // Pulled again: nothing is fetched again (verified blobs are in the store).
+    reg.log.lock().unwrap().clear();
+    pull(&s, &r, &pull_opts(), &Quiet).unwrap();
+    assert_eq!(reg.blob_requests(), []);
+}
+
+#[test]
+fn a_resumed_pull_restarts_cleanly_without_ranges_or_with_a_bad_partial() {
+    let (reg, ld, blob) = registry_image(false);
+    let w = World::new();
+    let s = w.store();
+    let partial = w.root.join("ingest").join(format!("partial-{}", ld.hex()));
+    std::fs::write(&partial, &blob[..100]).unwrap();
+    let r = format!("{}/t:latest", reg.addr);
+    pull(&s, &r, &pull_opts(), &Quiet).unwrap();
+    assert_eq!(s.content.read(&ld).unwrap(), blob);
+    // A corrupt partial (ranges served): the pull fails on the digest, the partial goes, and
+    // the next pull succeeds.
+    let (reg, ld, blob) = registry_image(true);
+    let w = World::new();
+    let s = w.store();
+    let partial = w.root.join("ingest").join(format!("partial-{}", ld.hex()));
+    std::fs::write(&partial, vec![b'!'; 100]).unwrap();
+    let r = format!("{}/t:latest", reg.addr);
+    let err = pull(&s, &r, &pull_opts(), &Quiet).unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert!(!partial.exists());
+    pull(&s, &r, &pull_opts(), &Quiet).unwrap();
+    assert_eq!(s.content.read(&ld).unwrap(), blob);
+}
