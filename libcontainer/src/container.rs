@@ -174,7 +174,12 @@ fn run_poststart(state: &State, init: std::os::fd::BorrowedFd) -> Result<()> {
         .hooks()
         .as_ref()
         .and_then(|h| h.poststart().as_ref());
-    let Err(e) = hooks::run("poststart", hooks, &state.hook_state(Status::Running)) else {
+    let Err(e) = hooks::run_in(
+        &state.bundle,
+        "poststart",
+        hooks,
+        &state.hook_state(Status::Running),
+    ) else {
         return Ok(());
     };
     let _ = sys::pidfd_send_signal(init, libc::SIGKILL);
@@ -267,11 +272,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
             let _ = sys::pidfd_wait(pidfd.as_fd(), Some(std::time::Duration::from_secs(5)));
         }
     }
-    destroy(dir, &state)
+    // runc's `delete` runs them in the caller's cwd (only create and run chdir to the bundle).
+    destroy(dir, &state, None)
 }
 
-/// Kill what is left in the cgroup, remove it, run poststop hooks, remove the state.
-fn destroy(dir: StateDir, state: &State) -> Result<Vec<String>> {
+/// Kill what is left in the cgroup, remove it, run poststop hooks (in `hook_cwd`, else this
+/// process's cwd), remove the state.
+fn destroy(dir: StateDir, state: &State, hook_cwd: Option<&Path>) -> Result<Vec<String>> {
     let cg = cgroups::manager_for(&state.cgroup);
     if cgroups::is_frozen(&state.cgroup) {
         if let Some(f) = state.cgroup.dir_of("freezer") {
@@ -304,10 +311,15 @@ fn destroy(dir: StateDir, state: &State) -> Result<Vec<String>> {
         .hooks()
         .as_ref()
         .and_then(|h| h.poststop().as_ref());
-    let warnings = hooks::run_all("poststop", hooks, &state.hook_state(Status::Stopped))
-        .into_iter()
-        .map(|e| e.to_string())
-        .collect();
+    let warnings = hooks::run_all(
+        hook_cwd,
+        "poststop",
+        hooks,
+        &state.hook_state(Status::Stopped),
+    )
+    .into_iter()
+    .map(|e| e.to_string())
+    .collect();
     dir.remove()?;
     Ok(warnings)
 }
@@ -329,7 +341,7 @@ fn has_own_pid_ns(state: &State) -> bool {
 pub fn destroy_stopped(root: &Path, id: &str) -> Result<Vec<String>> {
     let dir = StateDir::open(root, id)?;
     let state = dir.read()?;
-    destroy(dir, &state)
+    destroy(dir, &state, Some(&state.bundle))
 }
 
 /// `pause`: freeze every process of a running container.

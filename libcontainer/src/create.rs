@@ -65,6 +65,9 @@ struct Cleanup {
     dir: Option<PathBuf>,
     cgroup: Option<Box<dyn Manager>>,
     child: Option<(i32, OwnedFd, bool)>,
+    /// Poststop hooks, their state (status stopped) and cwd (the bundle): runc runs them when
+    /// it destroys a container whose create failed.
+    poststop: Option<(Vec<oci_spec::runtime::Hook>, Vec<u8>, PathBuf)>,
 }
 
 impl Cleanup {
@@ -86,6 +89,11 @@ impl Cleanup {
         }
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some((hooks, state, cwd)) = self.poststop.take() {
+            // The create's own error is what the caller reports; a failing poststop hook
+            // here adds nothing to it.
+            let _ = hooks::run_all(Some(&cwd), "poststop", Some(&hooks), &state);
         }
     }
 }
@@ -110,11 +118,30 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     let console = console_for(terminal, opts.console_socket.as_deref(), opts.detach)?;
     let dir = StateDir::create(&opts.root, &opts.id)?;
+    let poststop = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.poststop().clone())
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let annotations = spec.annotations().clone().unwrap_or_default();
+            let state = crate::state::HookState {
+                oci_version: crate::state::OCI_VERSION,
+                id: &opts.id,
+                status: crate::state::Status::Stopped,
+                pid: 0,
+                bundle: &bundle.dir,
+                annotations: &annotations,
+            };
+            let state = serde_json::to_vec(&state).expect("state serializes");
+            (h, state, bundle.dir.clone())
+        });
     let mut cleanup = Cleanup {
         armed: true,
         dir: Some(dir.path.clone()),
         cgroup: None,
         child: None,
+        poststop,
     };
 
     let start = match mode {
@@ -303,8 +330,14 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 let st = st.hook_state(Status::Creating);
                 if let Some(h) = spec.hooks() {
                     #[allow(deprecated)]
-                    hooks::run("prestart", h.prestart().as_ref(), &st)?;
-                    hooks::run("createRuntime", h.create_runtime().as_ref(), &st)?;
+                    // In the bundle, as runc (which chdirs there) runs them.
+                    hooks::run_in(&bundle.dir, "prestart", h.prestart().as_ref(), &st)?;
+                    hooks::run_in(
+                        &bundle.dir,
+                        "createRuntime",
+                        h.create_runtime().as_ref(),
+                        &st,
+                    )?;
                 }
                 send(&chan, &Msg::HooksDone)?;
             }

@@ -256,7 +256,7 @@ impl ExecChild<'_> {
         let size = process
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16));
-        init::setup_console(self.console, chan, size)?;
+        init::setup_console(self.console, chan, size, false)?;
         let (exec, listener) = steps::prepare(
             process,
             self.personality,

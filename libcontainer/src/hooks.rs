@@ -60,12 +60,18 @@ fn run_hooks(
 
 /// Run every hook of one kind, whatever the others did, and return the failures: the
 /// runtime-spec's rule for poststop hooks ("log a warning, continue with the remaining hooks").
-pub fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8]) -> Vec<HookError> {
+/// `cwd`: their working directory (else this process's).
+pub fn run_all(
+    cwd: Option<&Path>,
+    kind: &'static str,
+    hooks: Option<&Vec<Hook>>,
+    state: &[u8],
+) -> Vec<HookError> {
     list(hooks)
         .iter()
         .enumerate()
         .filter_map(|(index, hook)| {
-            run_one(hook, state, None).err().map(|msg| HookError {
+            run_one(hook, state, cwd).err().map(|msg| HookError {
                 kind,
                 index,
                 path: hook.path().clone(),
@@ -231,7 +237,7 @@ mod tests {
             sh(format!("echo two >> {}", out.display())),
             sh(format!("echo three >> {}; exit 2", out.display())),
         ];
-        let errs = run_all("poststop", Some(&hooks), b"{}");
+        let errs = run_all(None, "poststop", Some(&hooks), b"{}");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "one\ntwo\nthree\n");
         let idx: Vec<usize> = errs.iter().map(|e| e.index).collect();
         assert_eq!(idx, [0, 2]);

@@ -86,10 +86,16 @@ pub struct HookState<'a> {
     pub oci_version: &'a str,
     pub id: &'a str,
     pub status: Status,
+    /// Omitted when 0 (a stopped container), as runc's `omitempty`.
+    #[serde(skip_serializing_if = "is_zero")]
     pub pid: i32,
     pub bundle: &'a Path,
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     pub annotations: &'a HashMap<String, String>,
+}
+
+fn is_zero(pid: &i32) -> bool {
+    *pid == 0
 }
 
 impl State {

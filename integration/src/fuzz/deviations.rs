@@ -37,11 +37,16 @@ pub static DEVIATIONS: &[Deviation] = &[
                  after, so a profile denying getcwd makes runc fail ('failed to verify if \
                  current working directory is safe') while berth runs the container (issue 10 \
                  item 6: a documented improvement).",
-        applies: |case, _, _, runc, berth| {
+        applies: |case, key, _, runc, berth| {
+            // An errno action makes runc say why; a kill action kills its init silently, so
+            // `start` (or `run`) finds it gone.
+            let runc_failed = runc
+                .stderr
+                .contains("failed to verify if current working directory is safe")
+                || getcwd_kills(case) && !runc.steps.iter().all(|(_, ok)| *ok);
             case.has("linux.seccomp.getcwd")
-                && runc
-                    .stderr
-                    .contains("failed to verify if current working directory is safe")
+                && !key.starts_with("leftover")
+                && runc_failed
                 && berth.steps.iter().all(|(_, ok)| *ok)
         },
     },
@@ -129,7 +134,8 @@ pub static DEVIATIONS: &[Deviation] = &[
         id: "no-proc-in-rootfs",
         reason: "runc 1.1 closes inherited descriptors by listing /proc/self/fd inside the \
                  container, so a container without a /proc mount fails ('error closing exec \
-                 fds'; runc 1.3 reads /proc/sys/kernel/cap_last_cap there and fails); berth marks them close-on-exec with close_range(2) and needs no /proc \
+                 fds'; runc 1.3 reads /proc/sys/kernel/cap_last_cap there, or refuses the \
+                 rootfs's /proc directory as 'unsafe procfs'); berth marks them close-on-exec with close_range(2) and needs no /proc \
                  for `run` (`create` + `start` still reopens the exec fifo through it, as \
                  runc does).",
         applies: |_, key, _, runc, berth| {
@@ -139,7 +145,10 @@ pub static DEVIATIONS: &[Deviation] = &[
                     .contains("error closing exec fds: open /proc/self/fd")
                     || runc
                         .stderr
-                        .contains("open /proc/sys/kernel/cap_last_cap: no such file"))
+                        .contains("open /proc/sys/kernel/cap_last_cap: no such file")
+                    || runc
+                        .stderr
+                        .contains("unsafe procfs detected: incorrect procfs root filesystem type"))
                 && berth.steps.iter().all(|(_, ok)| *ok)
         },
     },
@@ -179,8 +188,9 @@ pub static DEVIATIONS: &[Deviation] = &[
             if case.cfg["process"].get("capabilities").is_some() {
                 return false;
             }
-            // What the probe tries that needs a capability (unshare, sethostname, ...).
-            if key == "section:sys" {
+            // What the probe tries that needs a capability (unshare, sethostname, opening a
+            // device node whose mode only CAP_DAC_OVERRIDE passes, ...).
+            if key == "section:sys" || key == "section:devices" {
                 return true;
             }
             key == "section:status"
@@ -217,6 +227,48 @@ pub static DEVIATIONS: &[Deviation] = &[
         },
     },
     Deviation {
+        id: "poststart-after-start",
+        reason: "berth runs poststart hooks after the user process has started, as the \
+                 runtime-spec says, so their state's status is `running`; runc (1.1 to 1.4) \
+                 runs them during `create`, before the process is executed, with status \
+                 `created` (runc issue #1710; moved to `start` by runc PR #5186, after 1.4). \
+                 Test: hook_poststart_runs_after_the_process_starts.",
+        applies: |_, key, line, _, _| {
+            key == "section:hooks"
+                && match line.split_once(' ') {
+                    Some(("+", rest)) => rest.starts_with("poststart#") && rest.contains(" running "),
+                    Some(("-", rest)) => rest.starts_with("poststart#") && rest.contains(" created "),
+                    _ => false,
+                }
+        },
+    },
+    Deviation {
+        id: "poststart-failure-after-start",
+        reason: "a failing poststart hook: runc runs poststart hooks during `create`, before the \
+                 process is executed, so `create` (or `run`) fails and the process never runs; \
+                 berth runs them after the process started (runtime-spec), so `start` (or \
+                 `run`) fails after the probe ran, and the container is stopped. Both fail the \
+                 operation with the hook's error. Test: \
+                 hook_poststart_failure_stops_the_container.",
+        applies: |case, key, _, runc, berth| {
+            failing_hook(case, "poststart")
+                && !key.starts_with("leftover")
+                && runc.stderr.contains("error running")
+                && berth.stderr.contains("error running poststart hook")
+        },
+    },
+    Deviation {
+        id: "poststop-runs-all",
+        reason: "after a poststop hook fails, berth runs the remaining poststop hooks, as the \
+                 runtime-spec says; runc stops at the first failure (README, deviations). \
+                 Test: hook_poststop_failure_runs_the_remaining_hooks.",
+        applies: |case, key, line, _, _| {
+            key == "section:hooks"
+                && failing_hook(case, "poststop")
+                && line.starts_with("+ poststop#")
+        },
+    },
+    Deviation {
         id: "joined-userns-with-mappings",
         reason: "berth accepts uid/gid mappings together with a user namespace joined by path \
                  (they must match the joined namespace's); runc refuses the config. Not \
@@ -224,6 +276,31 @@ pub static DEVIATIONS: &[Deviation] = &[
         applies: |_, _, _, _, _| false,
     },
 ];
+
+/// Whether one of the case's `phase` hooks fails (gen.rs makes it `exit 1`).
+fn failing_hook(case: &Case, phase: &str) -> bool {
+    case.cfg["hooks"][phase]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|h| h["args"][2].as_str().is_some_and(|s| s.ends_with("exit 1")))
+}
+
+/// Whether the case's seccomp profile kills on getcwd.
+fn getcwd_kills(case: &Case) -> bool {
+    case.cfg["linux"]["seccomp"]["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| {
+            r["names"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n == "getcwd"))
+                && r["action"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("SCMP_ACT_KILL"))
+        })
+}
 
 /// Destinations of tmpfs mounts with an explicit `mode=` other than the covered
 /// directory's (1777 for /tmp, 0755 for the others).

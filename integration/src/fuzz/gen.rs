@@ -367,6 +367,10 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
         }
         if (has("uts") && !user && g.r.pct(30)) || g.r.pct(1) {
             cands.push(("kernel.domainname", &["fz.example", "(none)"][..]));
+            // Often on its own as well: one candidate among many was too rare to cover.
+            if g.r.pct(50) {
+                cands.retain(|(k, _)| *k == "kernel.domainname");
+            }
         }
         if user {
             // Not visible in namespaces owned by a user namespace.
@@ -495,6 +499,14 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
     }
 
     cfg["linux"] = linux;
+    if g.r.pct(25) {
+        cfg["hooks"] = gen_hooks(&mut g);
+    }
+    // A terminal needs a console socket: only `create` takes one without a tty of its own.
+    if mode == Mode::CreateStart && g.r.pct(35) {
+        g.f("process.terminal");
+        cfg["process"]["terminal"] = json!(true);
+    }
     g.probe.exit_code = *g.r.pick(&[0, 0, 0, 0, 7, 42]);
     if g.probe.exit_code != 0 {
         g.f("process.exitCode");
@@ -970,6 +982,57 @@ fn gen_resources(g: &mut G, res: &mut Value) {
     }
 }
 
+/// The log every hook appends to (read back as the `hooks` section).
+pub const HOOK_LOG: &str = "hooks.log";
+
+/// Host hooks of every phase that run in the runtime's namespaces or the container's mount
+/// namespace (startContainer runs inside the container and would need a path there). Each
+/// logs its phase, the state's status, whether the state has a pid, and its cwd relative
+/// to the bundle; now and then one fails (exit 1).
+fn gen_hooks(g: &mut G) -> Value {
+    let mut hooks = serde_json::Map::new();
+    for phase in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "poststart",
+        "poststop",
+    ] {
+        if !g.r.pct(50) {
+            continue;
+        }
+        g.f(format!("hooks.{phase}"));
+        let mut list = Vec::new();
+        for i in 0..1 + g.r.below(2) {
+            let fail = g.r.pct(8);
+            if fail {
+                g.f("hooks.failing");
+            }
+            let script = format!(
+                "read -r s; st=$(printf %s \"$s\" | sed -n 's/.*\"status\": *\"\\([a-z]*\\)\".*/\\1/p'); \
+                 case \"$s\" in *'\"pid\"'*) pid=pid;; *) pid=nopid;; esac; \
+                 echo \"$0 $st $pid ${{PWD#{BUNDLE}}}\" >> {BUNDLE}/{HOOK_LOG}; exit {}",
+                u8::from(fail)
+            );
+            list.push(json!({
+                "path": "/bin/sh",
+                "args": ["sh", "-c", script, format!("{phase}#{i}")],
+                "timeout": 20,
+            }));
+        }
+        hooks.insert(phase.to_string(), Value::Array(list));
+    }
+    if hooks.is_empty() {
+        g.f("hooks.poststop");
+        hooks.insert(
+            "poststop".into(),
+            json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("echo poststop >> {BUNDLE}/{HOOK_LOG}")]}]),
+        );
+    }
+    g.f("hooks");
+    Value::Object(hooks)
+}
+
 fn gen_seccomp(g: &mut G) -> Value {
     if g.r.pct(30) {
         g.f("linux.seccomp.docker-default");
@@ -978,22 +1041,27 @@ fn gen_seccomp(g: &mut G) -> Value {
     let mut rules = Vec::new();
     let mut names: Vec<&str> = Vec::new();
     for _ in 0..1 + g.r.below(3) {
-        let name = *g.r.pick(PROBE_SYSCALLS);
+        // fchmodat more often than the others: it is the one with an argument filter.
+        let name = if g.r.pct(20) {
+            "fchmodat"
+        } else {
+            *g.r.pick(PROBE_SYSCALLS)
+        };
         // A syscall under two actions now and then (see deviations.rs).
         if names.contains(&name) && !g.r.pct(10) {
             continue;
         }
         names.push(name);
         let mut rule = match g.r.below(20) {
-            0 => {
+            0..=2 => {
                 g.f("linux.seccomp.action.kill");
                 json!({"names": [name], "action": *g.r.pick(&["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS"])})
             }
-            1 | 2 => {
+            3 | 4 => {
                 g.f("linux.seccomp.action.trace");
                 json!({"names": [name], "action": "SCMP_ACT_TRACE"})
             }
-            3 | 4 => {
+            5 | 6 => {
                 g.f("linux.seccomp.action.log");
                 json!({"names": [name], "action": "SCMP_ACT_LOG"})
             }
@@ -1006,7 +1074,7 @@ fn gen_seccomp(g: &mut G) -> Value {
                 r
             }
         };
-        if name == "fchmodat" && g.r.pct(60) {
+        if name == "fchmodat" && g.r.pct(75) {
             // Only `chmod 700`: the probe's `chmod 755` must still work.
             rule["args"] = json!([{"index": 2, "value": 0o700, "op": "SCMP_CMP_EQ"}]);
             g.f("linux.seccomp.args");

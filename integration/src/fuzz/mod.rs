@@ -11,6 +11,7 @@
 //! Usage: integration difffuzz [--seed S[,S...]] [--cases N] [--case N] [--runc PATH]
 //!        [--berth PATH] [--max-seconds T] [--verbose] [--dump] | --deviations
 
+mod console;
 mod deviations;
 mod gen;
 mod probe;
@@ -379,6 +380,28 @@ impl Fuzz {
         }
         let stdout = dir.join("probe.out");
         let stderr = dir.join("runtime.err");
+        let terminal = case.cfg["process"]["terminal"] == true;
+        let console_sock = dir.join("console.sock");
+        let console_out = dir.join("console.out");
+        let console = if terminal {
+            match console::Console::listen(&console_sock, console_out.clone()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    out.steps.push(("prepare", false));
+                    out.stderr = format!("console socket: {e}");
+                    self.cleanup(side, case, &dir, &submounts, &mut out);
+                    return out;
+                }
+            }
+        } else {
+            None
+        };
+        let sock = console_sock.to_string_lossy().into_owned();
+        let mut create_args = vec!["create", "--bundle", &bundle];
+        if terminal {
+            create_args.extend(["--console-socket", &sock]);
+        }
+        create_args.push(&case.id);
         match case.mode {
             Mode::Run => {
                 let r = spawn_wait(
@@ -392,12 +415,7 @@ impl Fuzz {
                 out.steps.push(("run", !r.1 && r.0.is_some()));
             }
             Mode::CreateStart => {
-                let r = spawn_wait(
-                    &side.rt,
-                    &["create", "--bundle", &bundle, &case.id],
-                    &stdout,
-                    &stderr,
-                );
+                let r = spawn_wait(&side.rt, &create_args, &stdout, &stderr);
                 out.timed_out = r.1;
                 let created = r.0 == Some(0);
                 out.steps.push(("create", created));
@@ -420,10 +438,19 @@ impl Fuzz {
                 }
             }
         }
-        let text = fs::read(&stdout)
+        if let Some(c) = console {
+            c.finish(Duration::from_secs(10));
+        }
+        // Through a terminal the probe's output arrives on the pty (stdout and stderr as one).
+        let text = fs::read(if terminal { &console_out } else { &stdout })
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         out.sections = probe::sections(&text, &bundle);
+        if case.cfg.get("hooks").is_some() {
+            let log = fs::read_to_string(dir.join(gen::HOOK_LOG)).unwrap_or_default();
+            out.sections
+                .insert("hooks".into(), log.lines().map(str::to_string).collect());
+        }
         let err = fs::read_to_string(&stderr).unwrap_or_default();
         out.stderr = format!("{err}{}", out.stderr);
         self.cleanup(side, case, &dir, &submounts, &mut out);

@@ -86,11 +86,14 @@ pub enum Console {
 }
 
 /// Make the pty (inside the container: its /dev/ptmx), hand the master to whoever holds the
-/// console and make the slave the process's controlling terminal and stdio.
+/// console and make the slave the process's controlling terminal and stdio. With
+/// `mount_console` (init in a mount namespace of its own, as runc's mountConsole) the slave
+/// is also bind-mounted onto /dev/console, which is created (an empty file) if missing.
 pub(crate) fn setup_console(
     console: &Console,
     chan: &Channel,
     size: Option<(u16, u16)>,
+    mount_console: bool,
 ) -> Result<()> {
     if matches!(console, Console::None) {
         return Ok(());
@@ -113,6 +116,26 @@ pub(crate) fn setup_console(
         Console::None => {}
     }
     drop(pty.master);
+    if mount_console {
+        let dest = Path::new("/dev/console");
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(InitError::new("create /dev/console", Some(dest), e)),
+        }
+        nix::mount::mount(
+            Some(Path::new(&pty.name)),
+            dest,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .step("bind the pty onto /dev/console", Some(dest))?;
+    }
     crate::tty::become_controlled_by(&pty.slave).step(
         "make the pty the controlling terminal",
         Some(Path::new(&pty.name)),
@@ -297,7 +320,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         let size = process
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16));
-        setup_console(&ctx.console, &ctx.chan, size)?;
+        setup_console(&ctx.console, &ctx.chan, size, true)?;
         rootfs::finalize_readonly(spec.mounts().as_deref().unwrap_or_default())?;
         if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
             rootfs::remount_readonly(Path::new("/"))?;
