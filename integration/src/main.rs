@@ -8,6 +8,7 @@
 
 mod clients;
 mod config;
+mod console;
 mod context;
 mod fixture;
 mod fuzz;

@@ -11,7 +11,6 @@
 //! Usage: integration difffuzz [--seed S[,S...]] [--cases N] [--case N] [--runc PATH]
 //!        [--berth PATH] [--max-seconds T] [--verbose] [--dump] | --deviations
 
-mod console;
 mod deviations;
 mod gen;
 mod probe;
@@ -384,7 +383,7 @@ impl Fuzz {
         let console_sock = dir.join("console.sock");
         let console_out = dir.join("console.out");
         let console = if terminal {
-            match console::Console::listen(&console_sock, console_out.clone()) {
+            match crate::console::Console::listen(&console_sock, console_out.clone()) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     out.steps.push(("prepare", false));

@@ -20,6 +20,8 @@ pub fn tests() -> Vec<Test> {
         hook_poststart_failure_stops_the_container,
         hook_poststop_failure_runs_the_remaining_hooks,
         hook_create_container_runs_in_the_rootfs,
+        hooks_run_in_the_bundle,
+        hook_poststop_runs_after_a_failed_create,
     ]
 }
 
@@ -397,5 +399,57 @@ fn hook_create_container_runs_in_the_rootfs(ctx: &Ctx) -> TestResult {
         "createContainer hook's working directory"
     );
     b.delete().ok()?;
+    b.ensure_clean()
+}
+
+/// prestart, createRuntime, poststart and (in `run`) poststop hooks run in the bundle, as
+/// runc runs them (it chdirs there); berth ran them in its caller's cwd (found by the
+/// differential fuzzer).
+fn hooks_run_in_the_bundle(ctx: &Ctx) -> TestResult {
+    let (mut b, markers) = marker_bundle(ctx)?;
+    let m = markers.to_string_lossy().into_owned();
+    let phases = ["prestart", "createRuntime", "poststart", "poststop"];
+    for p in phases {
+        b.cfg.add_hook(
+            p,
+            json!({"path": "/bin/sh", "args": ["sh", "-c", format!("pwd -P > {m}/{p}.cwd")]}),
+        );
+    }
+    b.cfg.args(&["true"]);
+    b.run_ok()?;
+    let want = fs::canonicalize(&b.dir)?;
+    for p in phases {
+        ensure_eq!(
+            read_trim(&markers.join(format!("{p}.cwd")))?,
+            want.to_string_lossy(),
+            format!("{p} hook's working directory")
+        );
+    }
+    b.ensure_clean()
+}
+
+/// A create that fails (here: a failing prestart hook) still runs the poststop hooks, with
+/// the state of a stopped container (no pid), as runc's destroy does; berth skipped them
+/// (found by the differential fuzzer).
+fn hook_poststop_runs_after_a_failed_create(ctx: &Ctx) -> TestResult {
+    let (mut b, markers) = marker_bundle(ctx)?;
+    let m = markers.to_string_lossy().into_owned();
+    b.cfg.add_hook("prestart", failing_hook("prestart-said-no"));
+    b.cfg.add_hook(
+        "poststop",
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {m}/poststop.stdin")]}),
+    );
+    b.cfg.args(&["true"]);
+    b.create(&[]).failed()?;
+    let stdin = fs::read_to_string(markers.join("poststop.stdin"))
+        .map_err(|e| crate::harness::Failure::Fail(format!("no poststop hook ran: {e}")))?;
+    let state: Value = serde_json::from_str(&stdin)
+        .map_err(|e| crate::harness::Failure::Fail(format!("poststop's stdin {stdin:?}: {e}")))?;
+    ensure_eq!(state["status"], json!("stopped"), "poststop state's status");
+    ensure!(
+        state.get("pid").is_none(),
+        "a stopped container's state has no pid (runc omits 0): {stdin}"
+    );
+    ensure!(b.status().is_none(), "the failed create left the container");
     b.ensure_clean()
 }

@@ -14,6 +14,7 @@ use crate::{ensure, ensure_eq, fail, skip};
 
 pub fn tests() -> Vec<Test> {
     crate::tests![
+        terminal_pty_is_dev_console,
         lifecycle_create_start_stop_delete,
         state_bundle_is_absolute,
         start_running_or_stopped_fails,
@@ -315,4 +316,30 @@ fn concurrent_create_same_id(ctx: &Ctx) -> TestResult {
         ensure!(alive(pid), "the winner's process {pid} is not alive");
     }
     Ok(())
+}
+
+/// With `process.terminal` and `--console-socket`, the pty's slave is the container's
+/// /dev/console (bind-mounted there, as runc's mountConsole does); berth left /dev/console
+/// absent (found by the differential fuzzer).
+fn terminal_pty_is_dev_console(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set("/process/terminal", serde_json::json!(true));
+    b.cfg.sh(
+        "grep ' /dev/console ' /proc/self/mountinfo | cut -d' ' -f9; \
+         stat -c 'major %t' /dev/console; [ \"$(readlink /proc/self/fd/0)\" = \"$(tty)\" ] && echo same",
+    );
+    let sock = b.dir.join("console.sock");
+    let out = b.dir.join("console.out");
+    let console = crate::console::Console::listen(&sock, out.clone())?;
+    let sock_arg = sock.to_string_lossy().into_owned();
+    b.create(&["--console-socket", &sock_arg]).ok()?;
+    b.start().ok()?;
+    b.wait_status("stopped")?;
+    console.finish(Duration::from_secs(10));
+    b.delete().ok()?;
+    let text = fs::read_to_string(&out)?;
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    // devpts, and the Unix98 pty major 136 (0x88).
+    ensure_eq!(lines, vec!["devpts", "major 88", "same"], "/dev/console");
+    b.ensure_clean()
 }

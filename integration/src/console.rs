@@ -1,4 +1,4 @@
-//! The far end of `--console-socket` for the fuzzer's terminal cases: it takes the pty
+//! The far end of `--console-socket` (the fuzzer's terminal cases, the console tests): it takes the pty
 //! master a runtime sends (SCM_RIGHTS) and copies what the container writes to a file until
 //! the pty closes (EIO once no slave is left open) or the deadline passes.
 
