@@ -125,6 +125,12 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    for (name, maps) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        check_id_maps(name, maps.as_deref().unwrap_or_default())?;
+    }
     if new_userns && !has_maps {
         return Err("linux.uidMappings: a new user namespace needs uid and gid mappings".into());
     }
@@ -225,6 +231,12 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
                 d.path()
             ));
         }
+        if let Some(uid) = d.uid() {
+            check_id(&format!("linux.devices[{i}].uid"), uid)?;
+        }
+        if let Some(gid) = d.gid() {
+            check_id(&format!("linux.devices[{i}].gid"), gid)?;
+        }
     }
     if let Some(cg) = linux.cgroups_path() {
         if cg
@@ -257,6 +269,14 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
                 m.destination()
             ));
         }
+        check_id_maps(
+            &format!("mounts[{i}].uidMappings"),
+            m.uid_mappings().as_deref().unwrap_or_default(),
+        )?;
+        check_id_maps(
+            &format!("mounts[{i}].gidMappings"),
+            m.gid_mappings().as_deref().unwrap_or_default(),
+        )?;
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
             return Err(format!(
                 "mounts[{i}]: idmapped mounts are not supported by berth yet"
@@ -279,6 +299,18 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
                 "{field}.args: must hold at least the program to run"
             ))
         }
+    }
+    let user = process.user();
+    check_id(&format!("{field}.user.uid"), user.uid())?;
+    check_id(&format!("{field}.user.gid"), user.gid())?;
+    for (i, g) in user
+        .additional_gids()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        check_id(&format!("{field}.user.additionalGids[{i}]"), *g)?;
     }
     if !process.cwd().is_absolute() {
         return Err(format!(
@@ -355,6 +387,45 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
                     "{field}.rlimits[{i}]: soft limit {} is above hard limit {}",
                     r.soft(),
                     r.hard()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (u32)-1 is never a user or group id: setresuid, setresgid, chown and the id maps read it
+/// as "unchanged" or "none", so a process given it would keep berth's own (root's) ids.
+pub const INVALID_ID: u32 = u32::MAX;
+
+/// Check one uid or gid; `field` is how errors name it (`process.user.uid`, `--user`).
+pub fn check_id(field: &str, id: u32) -> Result<(), String> {
+    if id == INVALID_ID {
+        return Err(format!(
+            "{field}: {id} is not a valid id: it is (u32)-1, which setresuid/setresgid read as \
+             \"unchanged\" (ids go from 0 to 4294967294)"
+        ));
+    }
+    Ok(())
+}
+
+/// Check uid or gid mappings the way the kernel's map_write does: a range maps at least one
+/// id and stays below (u32)-1 on both sides (start + size <= 4294967295, no wrap-around).
+pub fn check_id_maps(
+    field: &str,
+    maps: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<(), String> {
+    for (i, m) in maps.iter().enumerate() {
+        if m.size() == 0 {
+            return Err(format!("{field}[{i}].size: 0 maps no id"));
+        }
+        for (name, start) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
+            let end = u64::from(start) + u64::from(m.size());
+            if end > u64::from(INVALID_ID) {
+                return Err(format!(
+                    "{field}[{i}]: {name} {start} + size {} = {end} overflows: the range would \
+                     reach 4294967295, which is (u32)-1 and not an id",
+                    m.size()
                 ));
             }
         }
@@ -522,6 +593,87 @@ mod tests {
             let e = check(v).unwrap_err();
             assert!(e.contains(want), "{e:?} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn minus_one_is_no_id_and_maps_must_not_overflow() {
+        use serde_json::json;
+        let max = u32::MAX;
+        let userns = |v: &mut serde_json::Value, uid: serde_json::Value| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            v["linux"]["uidMappings"] = uid;
+            v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        };
+        type Edit<'a> = Box<dyn Fn(&mut serde_json::Value) + 'a>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|v| v["process"]["user"]["uid"] = json!(max)),
+                "process.user.uid: 4294967295 is not a valid id",
+            ),
+            (
+                Box::new(|v| v["process"]["user"]["gid"] = json!(max)),
+                "process.user.gid: 4294967295",
+            ),
+            (
+                Box::new(|v| v["process"]["user"]["additionalGids"] = json!([1, max])),
+                "process.user.additionalGids[1]: 4294967295",
+            ),
+            (
+                Box::new(move |v| {
+                    userns(
+                        v,
+                        json!([{"containerID": 4294967290u32, "hostID": 1, "size": 6}]),
+                    )
+                }),
+                "linux.uidMappings[0]: containerID 4294967290 + size 6 = 4294967296 overflows",
+            ),
+            (
+                Box::new(move |v| userns(v, json!([{"containerID": 0, "hostID": max, "size": 1}]))),
+                "linux.uidMappings[0]: hostID 4294967295 + size 1",
+            ),
+            (
+                Box::new(move |v| userns(v, json!([{"containerID": 0, "hostID": 1, "size": max}]))),
+                "linux.uidMappings[0]: hostID 1 + size 4294967295",
+            ),
+            (
+                Box::new(move |v| userns(v, json!([{"containerID": 0, "hostID": 0, "size": 0}]))),
+                "linux.uidMappings[0].size: 0 maps no id",
+            ),
+            (
+                Box::new(|v| {
+                    v["linux"]["devices"] = json!([{"path": "/dev/x", "type": "c",
+                        "major": 1, "minor": 3, "gid": max}])
+                }),
+                "linux.devices[0].gid: 4294967295",
+            ),
+            (
+                Box::new(|v| {
+                    v["mounts"] = json!([{"destination": "/m", "source": "/m",
+                        "options": ["bind"], "uidMappings":
+                        [{"containerID": 1, "hostID": max - 1, "size": 2}]}])
+                }),
+                "mounts[0].uidMappings[0]: hostID 4294967294 + size 2",
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut v = base();
+            edit(&mut v);
+            let e = check(v).expect_err(want);
+            assert!(e.contains(want), "{e:?} should mention {want:?}");
+        }
+        // The highest id and a range ending right below (u32)-1 are valid.
+        let mut v = base();
+        v["process"]["user"] = json!({"uid": max - 1, "gid": max - 1, "additionalGids": [max - 1]});
+        userns(
+            &mut v,
+            json!([{"containerID": 0, "hostID": 1, "size": max - 1},
+                   {"containerID": max - 1, "hostID": 0, "size": 1},
+                   {"containerID": max - 5, "hostID": max - 5, "size": 5}]),
+        );
+        check(v).unwrap();
     }
 
     #[test]
