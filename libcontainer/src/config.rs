@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::error::{Error, Result};
+use crate::error::{bound_text, echo_path, Error, Result};
 
 /// A bundle whose config.json has been read and validated.
 pub struct Bundle {
@@ -57,9 +57,14 @@ pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
     };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, Spec>(de) {
-        Err(e) if e.path().to_string() != "." => Err(format!("{}: {}", e.path(), e.inner())),
+        // The path holds map keys and the message quotes values from the file: both bounded.
+        Err(e) if e.path().to_string() != "." => Err(format!(
+            "{}: {}",
+            bound_text(&e.path().to_string(), 512),
+            bound_text(&e.inner().to_string(), 1024)
+        )),
         // At the top level (or trailing characters after a valid object): serde_json's message.
-        _ => Err(err.to_string()),
+        _ => Err(bound_text(&err.to_string(), 1024)),
     }
 }
 
@@ -68,7 +73,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     let version = spec.version();
     if !version.starts_with("1.") {
         return Err(format!(
-            "ociVersion: {version:?} is not a 1.x runtime-spec version"
+            "ociVersion: {} is not a 1.x runtime-spec version",
+            crate::error::echo(version)
         ));
     }
     let root = spec
@@ -81,11 +87,16 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     let rootfs = bundle.join(root.path());
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(format!("root.path: {rootfs:?} is not a directory")),
-        Err(e) => return Err(format!("root.path: {rootfs:?}: {e}")),
+        Ok(_) => {
+            return Err(format!(
+                "root.path: {} is not a directory",
+                echo_path(&rootfs)
+            ))
+        }
+        Err(e) => return Err(format!("root.path: {}: {e}", echo_path(&rootfs))),
     }
-    let rootfs =
-        std::fs::canonicalize(&rootfs).map_err(|e| format!("root.path: {rootfs:?}: {e}"))?;
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| format!("root.path: {}: {e}", echo_path(&rootfs)))?;
 
     let process = spec.process().as_ref().ok_or("process: missing")?;
     validate_process(process, "process")?;
@@ -105,7 +116,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         }
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
-                return Err(format!("linux.namespaces[{i}].path: {p:?} is not absolute"));
+                return Err(format!(
+                    "linux.namespaces[{i}].path: {} is not absolute",
+                    echo_path(p)
+                ));
             }
         }
     }
@@ -154,7 +168,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         for clock in linux.time_offsets().as_ref().unwrap().keys() {
             if clock != "monotonic" && clock != "boottime" {
                 return Err(format!(
-                    "linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+                    "linux.timeOffsets: unknown clock {} (monotonic or boottime)",
+                    crate::error::echo(clock)
                 ));
             }
         }
@@ -167,7 +182,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     if let Some(p) = linux.rootfs_propagation() {
         if crate::init::mountopts::propagation(p).is_none() {
             return Err(format!(
-                "linux.rootfsPropagation: {p:?} is not one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable"
+                "linux.rootfsPropagation: {} is not one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable",
+                crate::error::echo(p)
             ));
         }
     }
@@ -227,8 +243,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     {
         if !d.path().is_absolute() || !d.path().starts_with("/dev") {
             return Err(format!(
-                "linux.devices[{i}].path: {:?} is not below /dev",
-                d.path()
+                "linux.devices[{i}].path: {} is not below /dev",
+                echo_path(d.path())
             ));
         }
         if let Some(uid) = d.uid() {
@@ -243,7 +259,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             .components()
             .any(|c| c == std::path::Component::ParentDir)
         {
-            return Err(format!("linux.cgroupsPath: {cg:?} must not contain \"..\""));
+            return Err(format!(
+                "linux.cgroupsPath: {} must not contain \"..\"",
+                echo_path(cg)
+            ));
         }
     }
 
@@ -256,8 +275,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     {
         if !m.destination().is_absolute() {
             return Err(format!(
-                "mounts[{i}].destination: {:?} is not an absolute path",
-                m.destination()
+                "mounts[{i}].destination: {} is not an absolute path",
+                echo_path(m.destination())
             ));
         }
         if m.destination()
@@ -265,8 +284,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             .any(|c| c == std::path::Component::ParentDir)
         {
             return Err(format!(
-                "mounts[{i}].destination: {:?} contains \"..\"",
-                m.destination()
+                "mounts[{i}].destination: {} contains \"..\"",
+                echo_path(m.destination())
             ));
         }
         check_id_maps(
@@ -314,8 +333,8 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
     }
     if !process.cwd().is_absolute() {
         return Err(format!(
-            "{field}.cwd: {:?} is not an absolute path",
-            process.cwd()
+            "{field}.cwd: {} is not an absolute path",
+            echo_path(process.cwd())
         ));
     }
     // runc: a process label needs SELinux (an AppArmor profile fails only in init, and a
@@ -340,7 +359,8 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
         for (i, e) in env.iter().enumerate() {
             if !e.contains('=') || e.starts_with('=') {
                 return Err(format!(
-                    "{field}.env[{i}]: {e:?} is not of the form KEY=value"
+                    "{field}.env[{i}]: {} is not of the form KEY=value",
+                    crate::error::echo(e)
                 ));
             }
         }
@@ -468,14 +488,16 @@ fn check_sysctl(key: &str, private: &dyn Fn(LinuxNamespaceType) -> bool) -> Resu
         ("uts", private(T::Uts))
     } else {
         return Err(format!(
-            "linux.sysctl: {key:?} is not namespaced; setting it would change the host"
+            "linux.sysctl: {} is not namespaced; setting it would change the host",
+            crate::error::echo(key)
         ));
     };
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "linux.sysctl: {key:?} needs a private {ns} namespace"
+            "linux.sysctl: {} needs a private {ns} namespace",
+            crate::error::echo(key)
         ))
     }
 }

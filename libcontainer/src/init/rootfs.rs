@@ -291,8 +291,8 @@ pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
         mount_one(ctx, root, m, tree.map(AsFd::as_fd)).map_err(|mut e| {
             e.step = format!(
                 "mounts[{i}] ({} on {})",
-                m.typ().as_deref().unwrap_or("none"),
-                m.destination().display()
+                crate::error::echo(m.typ().as_deref().unwrap_or("none")),
+                crate::error::echo_path(m.destination())
             );
             e
         })?;
