@@ -33,10 +33,20 @@ impl Bundle {
 }
 
 /// What runc reads differently from the types: a namespace with `"path": ""` is a new one.
+/// Device paths are cleaned lexically (`/dev/./a/../null` is `/dev/null`), as runc's
+/// filepath.Clean; one that then leaves /dev is kept as given for [`validate`] to refuse.
 pub fn normalize(spec: &mut Spec) {
     let Some(linux) = spec.linux_mut() else {
         return;
     };
+    if let Some(devices) = linux.devices_mut() {
+        for d in devices.iter_mut() {
+            let clean = clean_path(d.path());
+            if d.path().is_absolute() && below_dev(&clean) && clean != *d.path() {
+                d.set_path(clean);
+            }
+        }
+    }
     let Some(namespaces) = linux.namespaces_mut() else {
         return;
     };
@@ -241,10 +251,18 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         .iter()
         .enumerate()
     {
-        if !d.path().is_absolute() || !d.path().starts_with("/dev") {
+        if !d.path().is_absolute() {
             return Err(format!(
-                "linux.devices[{i}].path: {} is not below /dev",
+                "linux.devices[{i}].path: {} is not an absolute path",
                 echo_path(d.path())
+            ));
+        }
+        let clean = clean_path(d.path());
+        if !below_dev(&clean) {
+            return Err(format!(
+                "linux.devices[{i}].path: {} is not below /dev (it resolves to {})",
+                echo_path(d.path()),
+                echo_path(&clean)
             ));
         }
         if let Some(uid) = d.uid() {
@@ -451,6 +469,38 @@ pub fn check_id_maps(
         }
     }
     Ok(())
+}
+
+/// `path` cleaned lexically, as Go's filepath.Clean: no `.`, no `..` (a `..` at the root
+/// stays there), no repeated or trailing `/`. Symlinks are not followed.
+pub fn clean_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = path.has_root();
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::ParentDir => match parts.last() {
+                Some(last) if *last != ".." => {
+                    parts.pop();
+                }
+                _ if absolute => {}
+                _ => parts.push("..".as_ref()),
+            },
+            Component::Prefix(_) | Component::RootDir | Component::CurDir => {}
+        }
+    }
+    let mut out = PathBuf::from(if absolute { "/" } else { "" });
+    out.extend(parts);
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// Strictly below /dev (a device node at /dev itself would replace the directory).
+fn below_dev(clean: &Path) -> bool {
+    clean.starts_with("/dev") && clean != Path::new("/dev")
 }
 
 pub(crate) fn ns_name(t: LinuxNamespaceType) -> &'static str {
@@ -696,6 +746,44 @@ mod tests {
                    {"containerID": max - 5, "hostID": max - 5, "size": 5}]),
         );
         check(v).unwrap();
+    }
+
+    #[test]
+    fn device_paths_are_cleaned_before_the_below_dev_check() {
+        use serde_json::json;
+        for (path, clean) in [
+            ("/dev/../x", "/x"),
+            ("/dev/./a/../null", "/dev/null"),
+            ("/../../dev//null/", "/dev/null"),
+            ("/dev/..", "/"),
+            ("a/../../b", "../b"),
+            ("", "."),
+        ] {
+            assert_eq!(clean_path(Path::new(path)), Path::new(clean), "{path}");
+        }
+        for bad in [
+            "/dev/../x",
+            "/dev/../../etc/shadow",
+            "/dev",
+            "/dev/.",
+            "/devx",
+        ] {
+            let mut v = base();
+            v["linux"]["devices"] = json!([{"path": bad, "type": "c", "major": 1, "minor": 3}]);
+            let e = check(v).unwrap_err();
+            assert!(
+                e.contains("linux.devices[0].path") && e.contains("not below /dev"),
+                "{e}"
+            );
+        }
+        let mut v = base();
+        v["linux"]["devices"] =
+            json!([{"path": "/dev/x/../null", "type": "c", "major": 1, "minor": 3}]);
+        let mut spec = parse(v.to_string().as_bytes()).unwrap();
+        normalize(&mut spec);
+        validate(&spec, Path::new("/")).unwrap();
+        let devices = spec.linux().as_ref().unwrap().devices().clone().unwrap();
+        assert_eq!(devices[0].path(), Path::new("/dev/null"));
     }
 
     #[test]
