@@ -105,7 +105,8 @@ fn bad_create_runtime_hook_fails(ctx: &Ctx) -> TestResult {
 /// hundred bytes with an ellipsis.
 fn bad_huge_values_are_echoed_bounded(ctx: &Ctx) -> TestResult {
     let huge = "a".repeat(20_000);
-    let cases: [(&str, Box<dyn Fn(&mut Bundle)>, &str); 3] = [
+    type Edit<'a> = Box<dyn Fn(&mut Bundle) + 'a>;
+    let cases: [(&str, Edit, &str); 3] = [
         (
             "mount destination",
             Box::new(|b: &mut Bundle| {
