@@ -37,6 +37,10 @@ pub enum Msg {
     Failed(InitError),
 }
 
+/// The largest message either end accepts (a failure report quoting long values is far
+/// smaller: init bounds it, see `InitError::bounded`).
+pub const MAX_MSG: usize = 1 << 20;
+
 /// One end of the init channel. A descriptor that arrives with a message (SCM_RIGHTS) is kept
 /// until [`Channel::take_fd`].
 pub struct Channel(OwnedFd, std::cell::RefCell<Option<OwnedFd>>);
@@ -90,12 +94,35 @@ impl Channel {
     pub fn recv(&self) -> std::io::Result<Option<Msg>> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-        let mut buf = [0u8; 16 * 1024];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         // A peer that closes with unread messages of ours in its queue (init failing while Go
         // was on its way) reports ECONNRESET once; what it sent before is still queued behind
         // it (its Failed report), so read again.
         let mut reset_seen = false;
+        // The packet's size first (MSG_PEEK|MSG_TRUNC returns its full length): a report
+        // larger than a fixed buffer would be cut, and the rest of a SEQPACKET is lost.
+        let size = loop {
+            match nix::sys::socket::recv(
+                self.0.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::ECONNRESET) if !reset_seen => {
+                    reset_seen = true;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+                Ok(n) => break n,
+            }
+        };
+        if size > MAX_MSG {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a message of {size} bytes on the init channel (at most {MAX_MSG})"),
+            ));
+        }
+        let mut buf = vec![0u8; size.max(1)];
         let (n, fds) = loop {
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -110,6 +137,12 @@ impl Channel {
                     continue;
                 }
                 Err(e) => return Err(e.into()),
+                Ok(m) if m.flags.contains(MsgFlags::MSG_TRUNC) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("a message on the init channel was cut at {} bytes", m.bytes),
+                    ))
+                }
                 Ok(m) => {
                     let mut fds = Vec::new();
                     for c in m.cmsgs()? {
@@ -159,5 +192,34 @@ mod tests {
             other => panic!("expected init's report, got {other:?}"),
         }
         assert!(matches!(parent.recv(), Ok(None)));
+    }
+
+    /// A report larger than any fixed buffer arrives whole (it was cut at 16 KiB, and then
+    /// misreported as "EOF while parsing").
+    #[test]
+    fn a_large_report_arrives_whole() {
+        let (parent, init) = Channel::pair().unwrap();
+        let path = format!("/{}", "a".repeat(40_000));
+        let huge = format!("/{}", "\u{1}".repeat(100_000));
+        let err = InitError::msg("mount", Some(std::path::Path::new(&path)), "too long");
+        init.send(&Msg::Failed(err.clone())).unwrap();
+        match parent.recv() {
+            Ok(Some(Msg::Failed(e))) => assert_eq!(e.path.as_deref(), Some(path.as_str())),
+            other => panic!("expected init's report, got {other:?}"),
+        }
+        // A report up to 64 KiB goes out whole; a larger one is cut, and says so.
+        assert_eq!(err.clone().bounded().path, err.path);
+        let err = InitError::msg("mount", Some(std::path::Path::new(&huge)), "too long");
+        init.send(&Msg::Failed(err.bounded())).unwrap();
+        match parent.recv() {
+            Ok(Some(Msg::Failed(e))) => {
+                let p = e.path.unwrap();
+                assert!(
+                    p.len() < 4200 && p.ends_with("(cut at 4096 of 100001 bytes)"),
+                    "{p}"
+                );
+            }
+            other => panic!("expected init's report, got {other:?}"),
+        }
     }
 }

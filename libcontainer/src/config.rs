@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::error::{Error, Result};
+use crate::error::{bound_text, echo_path, Error, Result};
 
 /// A bundle whose config.json has been read and validated.
 pub struct Bundle {
@@ -33,10 +33,20 @@ impl Bundle {
 }
 
 /// What runc reads differently from the types: a namespace with `"path": ""` is a new one.
+/// Device paths are cleaned lexically (`/dev/./a/../null` is `/dev/null`), as runc's
+/// filepath.Clean; one that then leaves /dev is kept as given for [`validate`] to refuse.
 pub fn normalize(spec: &mut Spec) {
     let Some(linux) = spec.linux_mut() else {
         return;
     };
+    if let Some(devices) = linux.devices_mut() {
+        for d in devices.iter_mut() {
+            let clean = clean_path(d.path());
+            if d.path().is_absolute() && below_dev(&clean) && clean != *d.path() {
+                d.set_path(clean);
+            }
+        }
+    }
     let Some(namespaces) = linux.namespaces_mut() else {
         return;
     };
@@ -57,9 +67,14 @@ pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
     };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, Spec>(de) {
-        Err(e) if e.path().to_string() != "." => Err(format!("{}: {}", e.path(), e.inner())),
+        // The path holds map keys and the message quotes values from the file: both bounded.
+        Err(e) if e.path().to_string() != "." => Err(format!(
+            "{}: {}",
+            bound_text(&e.path().to_string(), 512),
+            bound_text(&e.inner().to_string(), 1024)
+        )),
         // At the top level (or trailing characters after a valid object): serde_json's message.
-        _ => Err(err.to_string()),
+        _ => Err(bound_text(&err.to_string(), 1024)),
     }
 }
 
@@ -68,7 +83,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     let version = spec.version();
     if !version.starts_with("1.") {
         return Err(format!(
-            "ociVersion: {version:?} is not a 1.x runtime-spec version"
+            "ociVersion: {} is not a 1.x runtime-spec version",
+            crate::error::echo(version)
         ));
     }
     let root = spec
@@ -81,11 +97,16 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     let rootfs = bundle.join(root.path());
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(format!("root.path: {rootfs:?} is not a directory")),
-        Err(e) => return Err(format!("root.path: {rootfs:?}: {e}")),
+        Ok(_) => {
+            return Err(format!(
+                "root.path: {} is not a directory",
+                echo_path(&rootfs)
+            ))
+        }
+        Err(e) => return Err(format!("root.path: {}: {e}", echo_path(&rootfs))),
     }
-    let rootfs =
-        std::fs::canonicalize(&rootfs).map_err(|e| format!("root.path: {rootfs:?}: {e}"))?;
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| format!("root.path: {}: {e}", echo_path(&rootfs)))?;
 
     let process = spec.process().as_ref().ok_or("process: missing")?;
     validate_process(process, "process")?;
@@ -105,7 +126,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         }
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
-                return Err(format!("linux.namespaces[{i}].path: {p:?} is not absolute"));
+                return Err(format!(
+                    "linux.namespaces[{i}].path: {} is not absolute",
+                    echo_path(p)
+                ));
             }
         }
     }
@@ -125,6 +149,12 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    for (name, maps) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        check_id_maps(name, maps.as_deref().unwrap_or_default())?;
+    }
     if new_userns && !has_maps {
         return Err("linux.uidMappings: a new user namespace needs uid and gid mappings".into());
     }
@@ -148,7 +178,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         for clock in linux.time_offsets().as_ref().unwrap().keys() {
             if clock != "monotonic" && clock != "boottime" {
                 return Err(format!(
-                    "linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+                    "linux.timeOffsets: unknown clock {} (monotonic or boottime)",
+                    crate::error::echo(clock)
                 ));
             }
         }
@@ -161,7 +192,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     if let Some(p) = linux.rootfs_propagation() {
         if crate::init::mountopts::propagation(p).is_none() {
             return Err(format!(
-                "linux.rootfsPropagation: {p:?} is not one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable"
+                "linux.rootfsPropagation: {} is not one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable",
+                crate::error::echo(p)
             ));
         }
     }
@@ -219,11 +251,25 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         .iter()
         .enumerate()
     {
-        if !d.path().is_absolute() || !d.path().starts_with("/dev") {
+        if !d.path().is_absolute() {
             return Err(format!(
-                "linux.devices[{i}].path: {:?} is not below /dev",
-                d.path()
+                "linux.devices[{i}].path: {} is not an absolute path",
+                echo_path(d.path())
             ));
+        }
+        let clean = clean_path(d.path());
+        if !below_dev(&clean) {
+            return Err(format!(
+                "linux.devices[{i}].path: {} is not below /dev (it resolves to {})",
+                echo_path(d.path()),
+                echo_path(&clean)
+            ));
+        }
+        if let Some(uid) = d.uid() {
+            check_id(&format!("linux.devices[{i}].uid"), uid)?;
+        }
+        if let Some(gid) = d.gid() {
+            check_id(&format!("linux.devices[{i}].gid"), gid)?;
         }
     }
     if let Some(cg) = linux.cgroups_path() {
@@ -231,7 +277,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             .components()
             .any(|c| c == std::path::Component::ParentDir)
         {
-            return Err(format!("linux.cgroupsPath: {cg:?} must not contain \"..\""));
+            return Err(format!(
+                "linux.cgroupsPath: {} must not contain \"..\"",
+                echo_path(cg)
+            ));
         }
     }
 
@@ -244,8 +293,8 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     {
         if !m.destination().is_absolute() {
             return Err(format!(
-                "mounts[{i}].destination: {:?} is not an absolute path",
-                m.destination()
+                "mounts[{i}].destination: {} is not an absolute path",
+                echo_path(m.destination())
             ));
         }
         if m.destination()
@@ -253,10 +302,18 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             .any(|c| c == std::path::Component::ParentDir)
         {
             return Err(format!(
-                "mounts[{i}].destination: {:?} contains \"..\"",
-                m.destination()
+                "mounts[{i}].destination: {} contains \"..\"",
+                echo_path(m.destination())
             ));
         }
+        check_id_maps(
+            &format!("mounts[{i}].uidMappings"),
+            m.uid_mappings().as_deref().unwrap_or_default(),
+        )?;
+        check_id_maps(
+            &format!("mounts[{i}].gidMappings"),
+            m.gid_mappings().as_deref().unwrap_or_default(),
+        )?;
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
             return Err(format!(
                 "mounts[{i}]: idmapped mounts are not supported by berth yet"
@@ -280,10 +337,22 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
             ))
         }
     }
+    let user = process.user();
+    check_id(&format!("{field}.user.uid"), user.uid())?;
+    check_id(&format!("{field}.user.gid"), user.gid())?;
+    for (i, g) in user
+        .additional_gids()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        check_id(&format!("{field}.user.additionalGids[{i}]"), *g)?;
+    }
     if !process.cwd().is_absolute() {
         return Err(format!(
-            "{field}.cwd: {:?} is not an absolute path",
-            process.cwd()
+            "{field}.cwd: {} is not an absolute path",
+            echo_path(process.cwd())
         ));
     }
     // runc: a process label needs SELinux (an AppArmor profile fails only in init, and a
@@ -308,7 +377,8 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
         for (i, e) in env.iter().enumerate() {
             if !e.contains('=') || e.starts_with('=') {
                 return Err(format!(
-                    "{field}.env[{i}]: {e:?} is not of the form KEY=value"
+                    "{field}.env[{i}]: {} is not of the form KEY=value",
+                    crate::error::echo(e)
                 ));
             }
         }
@@ -362,6 +432,77 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
     Ok(())
 }
 
+/// (u32)-1 is never a user or group id: setresuid, setresgid, chown and the id maps read it
+/// as "unchanged" or "none", so a process given it would keep berth's own (root's) ids.
+pub const INVALID_ID: u32 = u32::MAX;
+
+/// Check one uid or gid; `field` is how errors name it (`process.user.uid`, `--user`).
+pub fn check_id(field: &str, id: u32) -> Result<(), String> {
+    if id == INVALID_ID {
+        return Err(format!(
+            "{field}: {id} is not a valid id: it is (u32)-1, which setresuid/setresgid read as \
+             \"unchanged\" (ids go from 0 to 4294967294)"
+        ));
+    }
+    Ok(())
+}
+
+/// Check uid or gid mappings the way the kernel's map_write does: a range maps at least one
+/// id and stays below (u32)-1 on both sides (start + size <= 4294967295, no wrap-around).
+pub fn check_id_maps(
+    field: &str,
+    maps: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<(), String> {
+    for (i, m) in maps.iter().enumerate() {
+        if m.size() == 0 {
+            return Err(format!("{field}[{i}].size: 0 maps no id"));
+        }
+        for (name, start) in [("containerID", m.container_id()), ("hostID", m.host_id())] {
+            let end = u64::from(start) + u64::from(m.size());
+            if end > u64::from(INVALID_ID) {
+                return Err(format!(
+                    "{field}[{i}]: {name} {start} + size {} = {end} overflows: the range would \
+                     reach 4294967295, which is (u32)-1 and not an id",
+                    m.size()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` cleaned lexically, as Go's filepath.Clean: no `.`, no `..` (a `..` at the root
+/// stays there), no repeated or trailing `/`. Symlinks are not followed.
+pub fn clean_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = path.has_root();
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::ParentDir => match parts.last() {
+                Some(last) if *last != ".." => {
+                    parts.pop();
+                }
+                _ if absolute => {}
+                _ => parts.push("..".as_ref()),
+            },
+            Component::Prefix(_) | Component::RootDir | Component::CurDir => {}
+        }
+    }
+    let mut out = PathBuf::from(if absolute { "/" } else { "" });
+    out.extend(parts);
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// Strictly below /dev (a device node at /dev itself would replace the directory).
+fn below_dev(clean: &Path) -> bool {
+    clean.starts_with("/dev") && clean != Path::new("/dev")
+}
+
 pub(crate) fn ns_name(t: LinuxNamespaceType) -> &'static str {
     match t {
         LinuxNamespaceType::Mount => "mount",
@@ -397,14 +538,16 @@ fn check_sysctl(key: &str, private: &dyn Fn(LinuxNamespaceType) -> bool) -> Resu
         ("uts", private(T::Uts))
     } else {
         return Err(format!(
-            "linux.sysctl: {key:?} is not namespaced; setting it would change the host"
+            "linux.sysctl: {} is not namespaced; setting it would change the host",
+            crate::error::echo(key)
         ));
     };
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "linux.sysctl: {key:?} needs a private {ns} namespace"
+            "linux.sysctl: {} needs a private {ns} namespace",
+            crate::error::echo(key)
         ))
     }
 }
@@ -522,6 +665,125 @@ mod tests {
             let e = check(v).unwrap_err();
             assert!(e.contains(want), "{e:?} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn minus_one_is_no_id_and_maps_must_not_overflow() {
+        use serde_json::json;
+        let max = u32::MAX;
+        let userns = |v: &mut serde_json::Value, uid: serde_json::Value| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            v["linux"]["uidMappings"] = uid;
+            v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        };
+        type Edit<'a> = Box<dyn Fn(&mut serde_json::Value) + 'a>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|v| v["process"]["user"]["uid"] = json!(max)),
+                "process.user.uid: 4294967295 is not a valid id",
+            ),
+            (
+                Box::new(|v| v["process"]["user"]["gid"] = json!(max)),
+                "process.user.gid: 4294967295",
+            ),
+            (
+                Box::new(|v| v["process"]["user"]["additionalGids"] = json!([1, max])),
+                "process.user.additionalGids[1]: 4294967295",
+            ),
+            (
+                Box::new(move |v| {
+                    userns(
+                        v,
+                        json!([{"containerID": 4294967290u32, "hostID": 1, "size": 6}]),
+                    )
+                }),
+                "linux.uidMappings[0]: containerID 4294967290 + size 6 = 4294967296 overflows",
+            ),
+            (
+                Box::new(move |v| userns(v, json!([{"containerID": 0, "hostID": max, "size": 1}]))),
+                "linux.uidMappings[0]: hostID 4294967295 + size 1",
+            ),
+            (
+                Box::new(move |v| userns(v, json!([{"containerID": 0, "hostID": 1, "size": max}]))),
+                "linux.uidMappings[0]: hostID 1 + size 4294967295",
+            ),
+            (
+                Box::new(move |v| userns(v, json!([{"containerID": 0, "hostID": 0, "size": 0}]))),
+                "linux.uidMappings[0].size: 0 maps no id",
+            ),
+            (
+                Box::new(|v| {
+                    v["linux"]["devices"] = json!([{"path": "/dev/x", "type": "c",
+                        "major": 1, "minor": 3, "gid": max}])
+                }),
+                "linux.devices[0].gid: 4294967295",
+            ),
+            (
+                Box::new(|v| {
+                    v["mounts"] = json!([{"destination": "/m", "source": "/m",
+                        "options": ["bind"], "uidMappings":
+                        [{"containerID": 1, "hostID": max - 1, "size": 2}]}])
+                }),
+                "mounts[0].uidMappings[0]: hostID 4294967294 + size 2",
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut v = base();
+            edit(&mut v);
+            let e = check(v).expect_err(want);
+            assert!(e.contains(want), "{e:?} should mention {want:?}");
+        }
+        // The highest id and a range ending right below (u32)-1 are valid.
+        let mut v = base();
+        v["process"]["user"] = json!({"uid": max - 1, "gid": max - 1, "additionalGids": [max - 1]});
+        userns(
+            &mut v,
+            json!([{"containerID": 0, "hostID": 1, "size": max - 1},
+                   {"containerID": max - 1, "hostID": 0, "size": 1},
+                   {"containerID": max - 5, "hostID": max - 5, "size": 5}]),
+        );
+        check(v).unwrap();
+    }
+
+    #[test]
+    fn device_paths_are_cleaned_before_the_below_dev_check() {
+        use serde_json::json;
+        for (path, clean) in [
+            ("/dev/../x", "/x"),
+            ("/dev/./a/../null", "/dev/null"),
+            ("/../../dev//null/", "/dev/null"),
+            ("/dev/..", "/"),
+            ("a/../../b", "../b"),
+            ("", "."),
+        ] {
+            assert_eq!(clean_path(Path::new(path)), Path::new(clean), "{path}");
+        }
+        for bad in [
+            "/dev/../x",
+            "/dev/../../etc/shadow",
+            "/dev",
+            "/dev/.",
+            "/devx",
+        ] {
+            let mut v = base();
+            v["linux"]["devices"] = json!([{"path": bad, "type": "c", "major": 1, "minor": 3}]);
+            let e = check(v).unwrap_err();
+            assert!(
+                e.contains("linux.devices[0].path") && e.contains("not below /dev"),
+                "{e}"
+            );
+        }
+        let mut v = base();
+        v["linux"]["devices"] =
+            json!([{"path": "/dev/x/../null", "type": "c", "major": 1, "minor": 3}]);
+        let mut spec = parse(v.to_string().as_bytes()).unwrap();
+        normalize(&mut spec);
+        validate(&spec, Path::new("/")).unwrap();
+        let devices = spec.linux().as_ref().unwrap().devices().clone().unwrap();
+        assert_eq!(devices[0].path(), Path::new("/dev/null"));
     }
 
     #[test]

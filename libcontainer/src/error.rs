@@ -44,6 +44,52 @@ pub enum Error {
     Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
+/// How many bytes of a value an error message shows (see [`echo`]).
+pub const ECHO_MAX: usize = 256;
+
+/// A value as an error message shows it: quoted, control characters and quotes escaped, and
+/// cut after [`ECHO_MAX`] bytes with an ellipsis and the full length (`"aaa…" (20000 bytes)`),
+/// so that a hostile config cannot make an error huge or write to a terminal.
+pub fn echo(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(ECHO_MAX) + 24);
+    out.push('"');
+    let mut shown = 0;
+    for c in value.chars() {
+        if shown + c.len_utf8() > ECHO_MAX {
+            out.push_str(&format!("\"… ({} bytes)", value.len()));
+            return out;
+        }
+        shown += c.len_utf8();
+        out.extend(c.escape_debug());
+    }
+    out.push('"');
+    out
+}
+
+/// [`echo`] of a path (bytes that are not UTF-8 show as U+FFFD).
+pub fn echo_path(path: &std::path::Path) -> String {
+    echo(&path.to_string_lossy())
+}
+
+/// A whole message that may carry values berth did not make (a parser's, a peer's): cut after
+/// `max` bytes (at a character boundary) with a marker, control characters but newline and tab
+/// escaped.
+pub fn bound_text(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max) + 32);
+    for c in text.chars() {
+        if out.len() + c.len_utf8() > max {
+            out.push_str(&format!("… (cut at {max} of {} bytes)", text.len()));
+            return out;
+        }
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// An error as runc (Go) words it: a system error is its lowercase strerror text
 /// (`no such file or directory`, `permission denied`), which clients match case-sensitively:
 /// docker's CLI maps those two to exit codes 127 and 126.
@@ -139,6 +185,21 @@ impl Error {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn echoed_values_are_bounded_and_escaped() {
+        assert_eq!(super::echo("a\u{1b}[2J\"b"), "\"a\\u{1b}[2J\\\"b\"");
+        let long = "x".repeat(20_000);
+        let e = super::echo(&long);
+        assert!(e.len() < super::ECHO_MAX + 32, "{e}");
+        assert!(e.ends_with("\"… (20000 bytes)"), "{e}");
+        // Cut at a character boundary.
+        let e = super::echo(&"é".repeat(1000));
+        assert!(e.starts_with("\"éé") && e.ends_with("(2000 bytes)"), "{e}");
+        let t = super::bound_text(&format!("a\nb\u{7}{long}"), 100);
+        assert!(t.starts_with("a\nb\\u{7}x") && t.ends_with("(cut at 100 of 20004 bytes)"));
+        assert!(t.len() < 140, "{t}");
+    }
+
     #[test]
     fn system_errors_in_gos_words() {
         let t = |n| super::os_text(&std::io::Error::from_raw_os_error(n));

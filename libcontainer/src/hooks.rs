@@ -13,7 +13,11 @@ use std::process::{Command, Stdio};
 use oci_spec::runtime::{Hook, Hooks};
 
 #[derive(Debug, thiserror::Error)]
-#[error("error running {kind} hook #{index} {path:?}: error running hook: {msg}")]
+#[error(
+    "error running {kind} hook #{index} {}: error running hook: {}",
+    crate::error::echo_path(.path),
+    crate::error::bound_text(.msg, 4096)
+)]
 pub struct HookError {
     pub kind: &'static str,
     pub index: usize,
@@ -162,8 +166,8 @@ pub fn validate(hooks: &Hooks) -> Result<(), String> {
         for (i, h) in list.as_deref().unwrap_or_default().iter().enumerate() {
             if !h.path().is_absolute() {
                 return Err(format!(
-                    "hooks.{kind}[{i}].path: {:?} is not absolute",
-                    h.path()
+                    "hooks.{kind}[{i}].path: {} is not absolute",
+                    crate::error::echo_path(h.path())
                 ));
             }
             if h.timeout().is_some_and(|t| t <= 0) {

@@ -72,6 +72,12 @@ fn parse_user(s: &str) -> Result<(u32, Option<u32>)> {
                 .with_context(|| format!("--user {s:?}: gid must be a number"))
         })
         .transpose()?;
+    libcontainer::config::check_id(&format!("--user {s:?}: uid"), uid)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(g) = gid {
+        libcontainer::config::check_id(&format!("--user {s:?}: gid"), g)
+            .map_err(anyhow::Error::msg)?;
+    }
     Ok((uid, gid))
 }
 
@@ -99,6 +105,9 @@ pub fn build(base: &Process, o: &Overrides) -> Result<Process> {
         }
     }
     if !o.additional_gids.is_empty() {
+        for g in o.additional_gids {
+            libcontainer::config::check_id("--additional-gids", *g).map_err(anyhow::Error::msg)?;
+        }
         p.user_mut()
             .set_additional_gids(Some(o.additional_gids.to_vec()));
     }

@@ -2,10 +2,10 @@
 
 use serde_json::json;
 
-use super::key_values;
+use super::{key_values, map_to_userns};
 use crate::context::Ctx;
 use crate::harness::{Test, TestResult};
-use crate::{ensure, ensure_eq};
+use crate::{ensure, ensure_eq, skip};
 
 pub fn tests() -> Vec<Test> {
     crate::tests![
@@ -13,6 +13,8 @@ pub fn tests() -> Vec<Test> {
         dev_symlinks,
         dev_pts_ptmx_and_shm,
         linux_devices,
+        devices_path_leaving_dev_refused,
+        devices_path_cleaned_below_dev,
     ]
 }
 
@@ -135,4 +137,63 @@ fn linux_devices(ctx: &Ctx) -> TestResult {
         "ls -l /dev/mydev: {out}"
     );
     Ok(())
+}
+
+/// `linux.devices[].path` `/dev/../x` passed the below-/dev check (a prefix test on the raw
+/// path). It is cleaned lexically first and refused: in a user namespace berth bind-mounts the
+/// host's node at that path, so `/dev/../<host file>` put a host file into the container.
+fn devices_path_leaving_dev_refused(ctx: &Ctx) -> TestResult {
+    for userns in [false, true] {
+        if userns && ctx.rt.is_runc() {
+            skip!(
+                "runc 1.1.5 bind-mounts the host's /dev/../<file> into a user-namespaced \
+                 container (a runc deviation; the case without a user namespace passed)"
+            );
+        }
+        let mut b = ctx.bundle()?;
+        let secret = b.dir.join("host-secret");
+        std::fs::write(&secret, "host only\n")?;
+        if userns {
+            map_to_userns(&mut b)?;
+        }
+        let path = format!("/dev/..{}", secret.display());
+        b.cfg.set(
+            "/linux/devices",
+            json!([{"path": path, "type": "c", "major": 1, "minor": 3, "fileMode": 438}]),
+        );
+        b.cfg.sh(&format!("cat {} 2>&1; true", secret.display()));
+        let out = b.run(&[]);
+        ensure!(
+            !out.stdout.contains("host only"),
+            "userns {userns}: the host file is visible in the container: {}",
+            out.describe()
+        );
+        if !ctx.rt.is_runc() {
+            let out = out.failed()?;
+            out.stderr_mentions("linux.devices[0].path")?;
+            out.stderr_mentions("not below /dev")?;
+        }
+        b.ensure_clean()?;
+    }
+    Ok(())
+}
+
+/// A device path that stays below /dev after cleaning (`/dev/x/../berth-null`) is made at
+/// its clean path.
+fn devices_path_cleaned_below_dev(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.set(
+        "/linux/devices",
+        json!([{"path": "/dev/./x/../berth-null", "type": "c", "major": 1, "minor": 3,
+                "fileMode": 438}]),
+    );
+    b.cfg
+        .sh("stat -c %F,%t,%T /dev/berth-null; [ -e /dev/x ] && echo has-x; true");
+    let out = b.run_ok()?;
+    ensure_eq!(
+        out,
+        "character special file,1,3\n",
+        "the device at its clean path"
+    );
+    b.ensure_clean()
 }

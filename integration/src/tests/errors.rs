@@ -6,6 +6,7 @@ use std::fs;
 use serde_json::json;
 
 use crate::context::Ctx;
+use crate::ensure;
 use crate::fixture::Bundle;
 use crate::harness::{Test, TestResult};
 
@@ -19,6 +20,7 @@ pub fn tests() -> Vec<Test> {
         bad_mount_source,
         bad_prestart_hook_fails,
         bad_create_runtime_hook_fails,
+        bad_huge_values_are_echoed_bounded,
     ]
 }
 
@@ -95,4 +97,59 @@ fn bad_prestart_hook_fails(ctx: &Ctx) -> TestResult {
 
 fn bad_create_runtime_hook_fails(ctx: &Ctx) -> TestResult {
     failing_hook(ctx, "createRuntime")
+}
+
+/// A hostile value echoed in an error (a 20,000-byte mount destination, sysctl name or env
+/// entry) arrives as one bounded line: init's report is not cut on its socket (it was at
+/// 16 KiB, and then misreported as a sync error), and each echoed value is cut after a few
+/// hundred bytes with an ellipsis.
+fn bad_huge_values_are_echoed_bounded(ctx: &Ctx) -> TestResult {
+    let huge = "a".repeat(20_000);
+    type Edit<'a> = Box<dyn Fn(&mut Bundle) + 'a>;
+    let cases: [(&str, Edit, &str); 3] = [
+        (
+            "mount destination",
+            Box::new(|b: &mut Bundle| {
+                b.cfg.add_mount(&format!("/{huge}"), "tmpfs", "tmpfs", &[]);
+            }),
+            "file name too long",
+        ),
+        (
+            "sysctl name",
+            Box::new(|b: &mut Bundle| {
+                b.cfg
+                    .set("/linux/sysctl", json!({format!("net.{huge}"): "1"}));
+            }),
+            "file name too long",
+        ),
+        (
+            "env entry",
+            Box::new(|b: &mut Bundle| {
+                b.cfg.set("/process/env", json!([huge]));
+            }),
+            "process.env[0]",
+        ),
+    ];
+    for (what, edit, needle) in cases {
+        let mut b = ctx.bundle()?;
+        edit(&mut b);
+        b.cfg.sh("true");
+        let out = b.run(&[]).failed()?;
+        if !ctx.rt.is_runc() {
+            let err = &out.stderr;
+            ensure!(
+                err.contains(needle) && err.contains("aaaa") && err.contains('…'),
+                "{what}: the error should say {needle:?} and show the value cut: {}",
+                &err[..err.len().min(600)]
+            );
+            ensure!(
+                err.len() < 2048 && !err.contains(&"a".repeat(1000)),
+                "{what}: the error is {} bytes, the value is not bounded: {}…",
+                err.len(),
+                &err[..err.len().min(600)]
+            );
+        }
+        b.ensure_clean()?;
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ mod clients;
 mod devices;
 mod errors;
 mod hooks;
+mod ids;
 mod kill_list;
 mod lifecycle;
 mod lsm;
@@ -32,6 +33,7 @@ pub fn all() -> Vec<Test> {
     v.extend(devices::tests());
     v.extend(process::tests());
     v.extend(users::tests());
+    v.extend(ids::tests());
     v.extend(hooks::tests());
     v.extend(errors::tests());
     v.extend(seccomp::tests());

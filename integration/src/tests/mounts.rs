@@ -37,6 +37,7 @@ pub fn tests() -> Vec<Test> {
         bind_of_host_proc_onto_proc,
         userns_bind_source_only_host_root_can_reach,
         readonly_tmpfs_flags_reach_a_tmpfs_stacked_on_it,
+        cgroup_mounts_read_mountinfo_once,
     ]
 }
 
@@ -898,5 +899,66 @@ fn readonly_tmpfs_flags_reach_a_tmpfs_stacked_on_it(ctx: &Ctx) -> TestResult {
     for want in ["ro", "nosuid", "nodev", "noexec"] {
         ensure!(opts.contains(&want), "top mount on /st lacks {want}: {out}");
     }
+    b.ensure_clean()
+}
+
+/// Many `cgroup` mounts (issue 11: 1,000 took 81 s, runc 16 s): init read and parsed
+/// /proc/self/mountinfo, a dozen lines longer after each of them, once per cgroup mount. It is
+/// read once per init now. Counted with strace, not timed; each mount still shows every
+/// hierarchy.
+fn cgroup_mounts_read_mountinfo_once(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc() {
+        skip!("counts berth's own reads of /proc/self/mountinfo (runc's are its own business)");
+    }
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        skip!("strace is not installed");
+    }
+    const N: usize = 40;
+    let mut b = ctx.bundle()?;
+    b.cfg.set("/root/readonly", json!(false));
+    b.cfg.add_mount("/cg", "tmpfs", "tmpfs", &[]);
+    for i in 0..N {
+        b.cfg
+            .add_mount(&format!("/cg/{i}"), "cgroup", "cgroup", &["ro", "nosuid"]);
+    }
+    b.cfg
+        .sh("ls /sys/fs/cgroup | sort | tr '\\n' ' '; echo; ls /cg/39 | sort | tr '\\n' ' '");
+    b.write_config()?;
+    let trace = b.dir.join("strace.out");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(&trace)
+        .arg(&ctx.rt.path)
+        .arg("--root")
+        .arg(&ctx.rt.root)
+        .args(["run", "--bundle"])
+        .arg(&b.dir)
+        .arg(&b.id)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "run under strace: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    ensure!(
+        lines.len() == 2 && !lines[0].trim().is_empty() && lines[0] == lines[1],
+        "/cg/39 should show the hierarchies /sys/fs/cgroup shows: {stdout:?}"
+    );
+    let reads = std::fs::read_to_string(&trace)?
+        .lines()
+        .filter(|l| l.contains("/proc/self/mountinfo") || l.contains("/mountinfo\""))
+        .count();
+    ensure!(
+        reads < N / 4,
+        "{reads} opens of mountinfo for {N} cgroup mounts: it is read per mount"
+    );
     b.ensure_clean()
 }

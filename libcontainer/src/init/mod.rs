@@ -30,11 +30,45 @@ pub struct InitError {
 
 impl std::fmt::Display for InitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.step)?;
+        use crate::error::{bound_text, echo};
+        write!(f, "{}", bound_text(&self.step, STEP_MAX))?;
         if let Some(p) = &self.path {
-            write!(f, " {p:?}")?;
+            write!(f, " {}", echo(p))?;
         }
-        write!(f, ": {}", self.msg)
+        write!(f, ": {}", bound_text(&self.msg, MSG_MAX))
+    }
+}
+
+/// How much of a step's name and of a message [`InitError`]'s Display shows (they may quote
+/// values from config.json).
+const STEP_MAX: usize = 512;
+const MSG_MAX: usize = 1024;
+/// A report whose JSON is larger than this is cut before init sends it (see
+/// [`InitError::bounded`]); smaller ones arrive whole, so errors can say how long a value was.
+const SEND_MAX: usize = 64 * 1024;
+/// What each field of a cut report keeps.
+const CUT_TO: usize = 4096;
+
+impl InitError {
+    /// The report as init sends it: one whose values make it larger than [`SEND_MAX`] is cut
+    /// (each field with a marker) so that it always fits the channel.
+    pub(crate) fn bounded(mut self) -> Self {
+        use crate::error::bound_text;
+        let size = serde_json::to_vec(&self).map_or(usize::MAX, |v| v.len());
+        if size <= SEND_MAX {
+            return self;
+        }
+        let cut = |s: &mut String| {
+            if s.len() > CUT_TO {
+                *s = bound_text(s, CUT_TO);
+            }
+        };
+        if let Some(p) = self.path.as_mut() {
+            cut(p);
+        }
+        cut(&mut self.msg);
+        cut(&mut self.step);
+        self
     }
 }
 
@@ -231,7 +265,7 @@ pub fn run(ctx: InitContext) -> ! {
         Err(e) => e,
     };
     // The parent may be gone if the failure is that it went away; nothing more to tell.
-    let _ = ctx.chan.send(&Msg::Failed(err));
+    let _ = ctx.chan.send(&Msg::Failed(err.bounded()));
     // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the parent berth.
     unsafe { libc::_exit(1) }
 }

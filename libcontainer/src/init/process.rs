@@ -69,6 +69,7 @@ pub fn prepare(
     if let (false, Some(s)) = (nnp, seccomp) {
         listener = load(s)?;
     }
+    check_user_ids(process)?;
     fix_stdio_owner(process.user().uid())?;
     switch_user(process)?;
     if let Some(profile) = labels.apparmor_after_user {
@@ -204,9 +205,27 @@ fn capset(names: Option<&oci_spec::runtime::Capabilities>, field: &str) -> Resul
     Ok(out)
 }
 
+/// Never hand (u32)-1 to setresuid, setresgid, setgroups or fchown: it means "unchanged", so
+/// the process would keep init's root ids and capabilities. Validation refuses it first; this
+/// is the last line, for any caller that skipped it.
+pub fn check_user_ids(process: &Process) -> Result<()> {
+    let user = process.user();
+    let gids = user.additional_gids().as_deref().unwrap_or_default();
+    let ids = [("uid", user.uid()), ("gid", user.gid())]
+        .into_iter()
+        .chain(gids.iter().map(|g| ("additional gid", *g)));
+    for (what, id) in ids {
+        if let Err(msg) = crate::config::check_id(&format!("process.user {what}"), id) {
+            return Err(InitError::msg("switch user", None, msg));
+        }
+    }
+    Ok(())
+}
+
 /// Switch to the process's user and groups and set its capabilities: bounding set first (while
 /// berth still has CAP_SETPCAP), then the ids with keep-caps, then the other sets.
 pub fn switch_user(process: &Process) -> Result<()> {
+    check_user_ids(process)?;
     let user = process.user();
     // No `process.capabilities` at all means no capabilities, as in runc (every set empty,
     // the bounding set included); never "keep berth's own".

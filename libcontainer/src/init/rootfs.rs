@@ -277,8 +277,29 @@ pub fn open_bind_sources(
         .collect()
 }
 
+/// What `cgroup` mounts need of the host: its hierarchies (from mountinfo) and init's own
+/// cgroups. Read once per init, at the first cgroup mount, before any of the container's
+/// cgroup mounts exist: mountinfo grows by a dozen lines with each of them, and reading it
+/// again per mount made 1,000 cgroup mounts quadratic (81 s).
+struct CgroupHost {
+    hierarchies: Vec<crate::cgroups::fs::Hierarchy>,
+    /// /proc/self/cgroup.
+    own: String,
+}
+
+impl CgroupHost {
+    fn read(dest: &Path) -> Result<CgroupHost> {
+        let hierarchies = crate::cgroups::fs::hierarchies()
+            .map_err(|e| InitError::msg("cgroup mount", Some(dest), e.to_string()))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .step("read", Some(Path::new("/proc/self/cgroup")))?;
+        Ok(CgroupHost { hierarchies, own })
+    }
+}
+
 /// Mount every entry of config.json's `mounts`, in order.
 pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
+    let mut cgroup_host = None;
     for (i, m) in ctx
         .spec
         .mounts()
@@ -288,11 +309,11 @@ pub fn mount_all(ctx: &InitContext, root: &Root) -> Result<()> {
         .enumerate()
     {
         let tree = ctx.bind_trees.get(i).and_then(Option::as_ref);
-        mount_one(ctx, root, m, tree.map(AsFd::as_fd)).map_err(|mut e| {
+        mount_one(ctx, root, m, tree.map(AsFd::as_fd), &mut cgroup_host).map_err(|mut e| {
             e.step = format!(
                 "mounts[{i}] ({} on {})",
-                m.typ().as_deref().unwrap_or("none"),
-                m.destination().display()
+                crate::error::echo(m.typ().as_deref().unwrap_or("none")),
+                crate::error::echo_path(m.destination())
             );
             e
         })?;
@@ -310,7 +331,14 @@ fn mount_label<'a>(ctx: &InitContext<'a>) -> Option<&'a str> {
 }
 
 /// `tree`: the bind source as a detached mount opened by `create` ([`open_bind_sources`]).
-fn mount_one(ctx: &InitContext, root: &Root, m: &Mount, tree: Option<BorrowedFd>) -> Result<()> {
+/// `cgroup_host`: what cgroup mounts read of the host, filled by the first one.
+fn mount_one(
+    ctx: &InitContext,
+    root: &Root,
+    m: &Mount,
+    tree: Option<BorrowedFd>,
+    cgroup_host: &mut Option<CgroupHost>,
+) -> Result<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("none");
     let mut opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
@@ -325,7 +353,11 @@ fn mount_one(ctx: &InitContext, root: &Root, m: &Mount, tree: Option<BorrowedFd>
     if typ == "cgroup" {
         // Needs the container's own cgroup (and cgroup namespace): wait until the parent made it.
         ctx.await_go()?;
-        return mount_cgroup(ctx, root, dest, &opts);
+        let host = match cgroup_host {
+            Some(h) => h,
+            None => cgroup_host.insert(CgroupHost::read(dest)?),
+        };
+        return mount_cgroup(ctx, root, dest, &opts, host);
     }
     if let Some(src) = bind_src {
         let is_dir = match tree {
@@ -660,17 +692,20 @@ fn verify_proc_sys(root: &Root, dest: &Path) -> Result<()> {
 /// A `cgroup` mount: on cgroup v1 and hybrid hosts a tmpfs with one directory per hierarchy,
 /// each a real cgroup mount when the container has its own cgroup namespace, else a bind of the
 /// container's own cgroup directory; cgroup2 on unified hosts. Read-only as configured.
-fn mount_cgroup(ctx: &InitContext, root: &Root, dest: &Path, opts: &MountOpts) -> Result<()> {
-    let hier = crate::cgroups::fs::hierarchies()
-        .map_err(|e| InitError::msg("cgroup mount", Some(dest), e.to_string()))?;
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .step("read", Some(Path::new("/proc/self/cgroup")))?;
+fn mount_cgroup(
+    ctx: &InitContext,
+    root: &Root,
+    dest: &Path,
+    opts: &MountOpts,
+    host: &CgroupHost,
+) -> Result<()> {
+    let (hier, own) = (&host.hierarchies, host.own.as_str());
     let base = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY);
     let ro = opts.flags & libc::MS_RDONLY;
     let unified_only = hier.len() == 1 && hier[0].controllers.is_empty();
     let target = create_in_root(root, dest, false).step("create mount destination", Some(dest))?;
     if unified_only {
-        mount_one_hierarchy(ctx, root, dest, &hier[0], &own, base | ro)?;
+        mount_one_hierarchy(ctx, root, dest, &hier[0], own, base | ro)?;
         return propagate(root, dest, opts);
     }
     let data = super::lsm::format_mount_label("mode=755", mount_label(ctx));
@@ -686,7 +721,7 @@ fn mount_cgroup(ctx: &InitContext, root: &Root, dest: &Path, opts: &MountOpts) -
         super::lsm::mount_label_hint(&mut e, mount_label(ctx));
         e
     })?;
-    for h in &hier {
+    for h in hier {
         let name = h
             .mount_point
             .file_name()
@@ -694,7 +729,7 @@ fn mount_cgroup(ctx: &InitContext, root: &Root, dest: &Path, opts: &MountOpts) -
             .unwrap_or_default();
         let sub = dest.join(&name);
         create_in_root(root, &sub, false).step("create mount destination", Some(&sub))?;
-        mount_one_hierarchy(ctx, root, &sub, h, &own, base | ro)?;
+        mount_one_hierarchy(ctx, root, &sub, h, own, base | ro)?;
     }
     if ro != 0 {
         let fd = open_in_root(root, dest).step("open", Some(dest))?;

@@ -23,19 +23,19 @@ pub enum SeccompError {
     },
 
     /// seccompiler refused a filter berth built (a bug in berth, not in the profile).
-    #[error("seccomp: building {what}: {source}")]
+    /// (The cause is part of the message and not also a `source()`: anyhow's `{:#}` prints
+    /// the chain, which would say it twice.)
+    #[error("seccomp: building {what}: {err}")]
     Bpf {
         what: String,
-        #[source]
-        source: seccompiler::BackendError,
+        err: seccompiler::BackendError,
     },
 
     /// seccomp(2) refused a filter.
-    #[error("seccomp(SECCOMP_SET_MODE_FILTER) of {what}: {source}{hint}")]
+    #[error("seccomp(SECCOMP_SET_MODE_FILTER) of {what}: {}{hint}", crate::error::os_text(.err))]
     Load {
         what: String,
-        #[source]
-        source: io::Error,
+        err: io::Error,
         hint: &'static str,
     },
 
@@ -50,5 +50,54 @@ impl SeccompError {
             field: field.into(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message as anyhow's `{:#}` prints it: the error, then each source.
+    pub(crate) fn chain(e: &dyn std::error::Error) -> Vec<String> {
+        let mut out = vec![e.to_string()];
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            out.push(s.to_string());
+            cur = s.source();
+        }
+        out
+    }
+
+    /// No cause is printed twice ("no space left on device: ... (os error 28)").
+    #[test]
+    fn causes_are_said_once() {
+        let errors = [
+            SeccompError::Load {
+                what: "the default filter".into(),
+                err: io::Error::from_raw_os_error(libc::ENOSPC),
+                hint: "",
+            },
+            SeccompError::Bpf {
+                what: "a filter".into(),
+                err: seccompiler::BackendError::InvalidTargetArch("x".into()),
+            },
+        ];
+        for e in errors {
+            let outer = crate::Error::from(e);
+            let c = chain(&outer);
+            for (i, inner) in c.iter().enumerate().skip(1) {
+                assert!(!c[i - 1].contains(inner.as_str()), "said twice: {c:?}");
+            }
+            assert_eq!(c.len(), 1, "{c:?}");
+        }
+        let e = crate::Error::from(SeccompError::Load {
+            what: "f".into(),
+            err: io::Error::from_raw_os_error(libc::ENOSPC),
+            hint: "",
+        });
+        assert_eq!(
+            e.to_string(),
+            "seccomp(SECCOMP_SET_MODE_FILTER) of f: no space left on device"
+        );
     }
 }

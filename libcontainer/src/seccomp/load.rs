@@ -28,7 +28,7 @@ pub fn load(compiled: &Compiled) -> Result<Option<OwnedFd>, SeccompError> {
                 let hint = hint(&source);
                 return Err(SeccompError::Load {
                     what: filter.to_string(),
-                    source,
+                    err: source,
                     hint,
                 });
             }

@@ -115,9 +115,9 @@ pub(crate) fn body(
             len,
             limit: BPF_MAXINSNS,
         },
-        source => SeccompError::Bpf {
+        err => SeccompError::Bpf {
             what: what.to_string(),
-            source,
+            err,
         },
     };
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -154,7 +154,7 @@ pub(crate) fn body(
     let program = BpfProgram::try_from(filter).map_err(bpf_err)?;
     strip_arch_check(&program).ok_or_else(|| SeccompError::Bpf {
         what: what.to_string(),
-        source: BackendError::InvalidTargetArch(
+        err: BackendError::InvalidTargetArch(
             "seccompiler's program does not start with its x86_64 check".to_string(),
         ),
     })
