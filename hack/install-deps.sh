@@ -38,6 +38,7 @@ PACKAGES=(
 	musl-tools        # musl-gcc: the C parts of zstd and ring for the musl build (hack/lib.sh)
 	apparmor          # apparmor_parser: the AppArmor tests load profiles in the cgroup v2 VM (Debian's 6.1 kernel has AppArmor; the VM sees the host's / read-only)
 	patchelf          # hack/install-peers.sh points sid's runc 1.3.6 at sid's libc (its ELF interpreter and rpath)
+	strace            # integration: cgroup_mounts_read_mountinfo_once counts opens; the fault injector (strace -e inject)
 )
 
 force_update=0
