@@ -18,7 +18,10 @@
 #      difference that no documented deviation explains; once with runc 1.1.5, once with
 #      runc 1.3.6 (BERTH_FUZZ=0 skips both)
 #   9. only when 6 and 7 passed: the integration suite in the pure cgroup v2 VM
-#      (hack/vm-run.sh), against berth and against runc (BERTH_VM=0 skips it)
+#      (hack/vm-run.sh), against berth and against runc (BERTH_VM=0 skips it); then its
+#      `lsm` tests in the VM booted with SELinux instead of AppArmor (security=selinux
+#      enforcing=0; hack/vm/stage2 loads selinux-policy-default, permissive), against berth
+#      and against runc: Debian's 6.1 kernel runs only one of the two (~15 s a pass)
 # Steps 2-5 all run even when one fails; 6 and 7 both run when the build succeeded
 # (each runs the built binary $BIN_DIR/integration, in a private mount
 # namespace so that a mount leaked by a runtime bug cannot stay in the host's).
@@ -112,12 +115,19 @@ integration_vm() {
 	return "$rc"
 }
 
-# vm_pass LABEL RUNTIME_BINARY: integration_vm's one pass.
+# vm_pass LABEL RUNTIME_BINARY [selinux]: integration_vm's one pass. With "selinux": the VM
+# boots with SELinux (permissive, the policy loaded by hack/vm/stage2) instead of AppArmor,
+# and only the `lsm` tests run; the pass fails if SELinux is not enabled and permissive
+# there, so that the SELinux tests cannot pass by skipping.
 # shellcheck disable=SC2317 # called through integration_vm
 vm_pass() {
-	local label=$1 runtime=$2
+	local label=$1 runtime=$2 mode=${3:-} append=${VM_APPEND:-}
 	local -a args
 	read -ra args <<<"${INTEGRATION_ARGS:-}"
+	if [[ $mode == selinux ]]; then
+		append+="${append:+ }security=selinux enforcing=0"
+		args=(lsm)
+	fi
 	[[ -x $runtime ]] || {
 		echo "runtime binary $runtime not found" | tee "$logs/$label.log"
 		return 1
@@ -129,15 +139,19 @@ vm_pass() {
 	# there page-fault over 9p. The suite and a berth built here run from copies on the VM's
 	# own tmpfs instead (runc comes from the cached root share).
 	# shellcheck disable=SC2016 # expanded inside the VM
-	VM_TIMEOUT=${VM_TIMEOUT:-$INTEGRATION_TIMEOUT} "$HACK/vm-run.sh" sh -c '
+	VM_APPEND=$append VM_TIMEOUT=${VM_TIMEOUT:-$INTEGRATION_TIMEOUT} "$HACK/vm-run.sh" sh -c '
 		set -e
+		if [ "$4" = selinux ] && [ "$(getenforce 2>&1)" != Permissive ]; then
+			echo "SELinux is not enabled and permissive in the VM (getenforce: $(getenforce 2>&1))"
+			exit 1
+		fi
 		d=$(mktemp -d /var/tmp/vm-bin.XXXXXX)
 		cp "$1" "$d/integration"
 		rt=$2
 		case $rt in "$3"/*) cp "$rt" "$d/" && rt=$d/${rt##*/} ;; esac
-		shift 3
+		shift 4
 		exec env BERTH_TEST_RUNTIME="$rt" BERTH_TEST_TIMEOUT_SCALE=5 BERTH_IT_MATRIX=0 "$d/integration" "$@"
-	' sh "$BIN_DIR/integration" "$runtime" "$BIN_DIR" "${args[@]}" 2>&1 | tee "$logs/$label.log"
+	' sh "$BIN_DIR/integration" "$runtime" "$BIN_DIR" "$mode" "${args[@]}" 2>&1 | tee "$logs/$label.log"
 }
 
 # difffuzz LABEL RUNC: the fixed-seed pass of the differential fuzzer (RUNC vs berth), in a
@@ -211,13 +225,17 @@ fi
 
 vm_labels=()
 if [[ ${BERTH_VM:-1} == 1 ]]; then
-	vm_labels=(vm-berth vm-runc)
+	vm_labels=(vm-berth vm-runc vm-selinux-berth vm-selinux-runc)
 	if ((host_integration_ok)); then
 		step "integration-vm (berth)" integration_vm vm-berth "$BIN_DIR/berth" || true
 		step "integration-vm (runc)" integration_vm vm-runc "$RUNC" || true
+		step "vm-selinux lsm (berth)" integration_vm vm-selinux-berth "$BIN_DIR/berth" selinux || true
+		step "vm-selinux lsm (runc)" integration_vm vm-selinux-runc "$RUNC" selinux || true
 	else
 		skip "integration-vm (berth)" "host integration failed"
 		skip "integration-vm (runc)" "host integration failed"
+		skip "vm-selinux lsm (berth)" "host integration failed"
+		skip "vm-selinux lsm (runc)" "host integration failed"
 	fi
 fi
 
@@ -229,6 +247,7 @@ for s in "${STEPS[@]}"; do
 done
 for rt in berth runc runc-1.3.6 "${vm_labels[@]}"; do
 	case $rt in
+	vm-selinux-*) title="vm-selinux lsm (${rt#vm-selinux-})" ;;
 	vm-*) title="integration-vm (${rt#vm-})" ;;
 	runc-1.3.6) title="integration (runc 1.3.6)" ;;
 	*) title="integration ($rt)" ;;

@@ -47,7 +47,9 @@
 #   VM_CPUS     guest CPUs (default 2), VM_MEM guest memory in MiB (default 2048)
 #   VM_DISK     size of /tmp's disk (truncate(1) sizes, default 8G, sparse; 0: a tmpfs)
 #   VM_KERNEL   kernel version to boot (default: the newest installed *-amd64 one)
-#   VM_APPEND   more kernel command-line arguments (e.g. loglevel=5: warnings and backtraces)
+#   VM_APPEND   more kernel command-line arguments (e.g. loglevel=5: warnings and backtraces;
+#               "security=selinux enforcing=0": SELinux instead of AppArmor, with the
+#               host's selinux-policy-default loaded permissive by hack/vm/stage2)
 #   VM_CACHE    initramfs cache dir (default ${CARGO_TARGET_DIR:-<repo>/target}/vm)
 #   VM_SHARE    space-separated host directories to share read-write at the same path
 #   VM_ENV      space-separated names of more variables to pass to COMMAND

@@ -6,7 +6,10 @@
 //! a process label at validation, in runc's words; a mount label at the first mount that gets
 //! `context=` (the /dev tmpfs; EINVAL). With AppArmor (the cgroup v2 VM: Debian's 6.1 kernel
 //! has it as its default LSM) two small profiles are loaded with apparmor_parser and the test
-//! checks that init's process and exec'd processes run under them.
+//! checks that init's process and exec'd processes run under them. With SELinux (the VM booted
+//! with `security=selinux`, where hack/vm/stage2 loads Debian's selinux-policy-default,
+//! permissive: hack/test.sh's SELinux VM pass) the process label of init and of exec'd
+//! processes and the mount label of a tmpfs and its files are checked.
 //! runc 1.1.5 and 1.3 differ only in the attribute's path in the message
 //! (/proc/self/attr/... in 1.1, /proc/thread-self/attr/... in 1.3, as berth).
 
@@ -26,6 +29,8 @@ pub fn tests() -> Vec<Test> {
         lsm_selinux_label_without_selinux_is_a_validation_error,
         lsm_mount_label_without_selinux_fails_at_the_mount,
         lsm_apparmor_profile_confines_init_and_exec,
+        lsm_selinux_label_applies_to_init_and_exec,
+        lsm_selinux_mount_label_labels_tmpfs_and_its_files,
     ]
 }
 
@@ -65,6 +70,74 @@ fn selinux_enabled() -> bool {
     mounted
         && std::fs::read_to_string("/proc/self/attr/current")
             .is_ok_and(|c| c.trim_end_matches(['\0', '\n']) != "kernel")
+}
+
+/// Why an SELinux test is skipped where SELinux is not enabled.
+const NO_SELINUX: &str = "SELinux is not enabled (no selinuxfs or no policy loaded); it runs in \
+                          the cgroup v2 VM booted with security=selinux, where hack/vm/stage2 \
+                          loads selinux-policy-default permissive (hack/test.sh's vm-selinux pass)";
+
+/// Whether the loaded policy takes `context` (selinuxfs's context file: EINVAL when not).
+fn selinux_context_valid(context: &str) -> bool {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/sys/fs/selinux/context")
+        .and_then(|mut f| f.write(context.as_bytes()))
+        .is_ok()
+}
+
+/// A container process type and a file type of the loaded policy, as `user:role:type` prefixes
+/// (the MCS level is added by the caller): container_t and container_file_t where the policy
+/// has the container module (Fedora's, runc's and podman's defaults), else refpolicy's virt
+/// types, which Debian's selinux-policy-default has (it ships no container module).
+fn selinux_types() -> Result<(&'static str, &'static str), Failure> {
+    for (process, file) in [
+        (
+            "system_u:system_r:container_t",
+            "system_u:object_r:container_file_t",
+        ),
+        (
+            "system_u:system_r:svirt_t",
+            "system_u:object_r:svirt_image_t",
+        ),
+    ] {
+        if selinux_context_valid(&format!("{process}:s0"))
+            && selinux_context_valid(&format!("{file}:s0"))
+        {
+            return Ok((process, file));
+        }
+    }
+    skip!("the loaded SELinux policy has neither container_t/container_file_t nor svirt_t/svirt_image_t")
+}
+
+/// An SELinux label as /proc/PID/attr/current shows it (NUL-terminated).
+fn trim_label(s: &str) -> &str {
+    s.trim_end_matches(['\0', '\n'])
+}
+
+/// The security.selinux xattr of `p` (not following a final symlink).
+fn file_label(p: &Path) -> Result<String, Failure> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|_| Failure::Fail(format!("{}: path has a NUL", p.display())))?;
+    let mut buf = [0u8; 512];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"security.selinux".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        fail!(
+            "getxattr {} security.selinux: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(trim_label(&String::from_utf8_lossy(&buf[..n as usize])).to_string())
 }
 
 /// A profile name no one loads.
@@ -248,6 +321,120 @@ fn lsm_apparmor_profile_confines_init_and_exec(ctx: &Ctx) -> TestResult {
         ])
         .ok()?;
     want(&out.stdout, &pb, "exec --apparmor")?;
+    std::fs::write(shared.join("go"), "")?;
+    Ok(())
+}
+
+/// With SELinux (permissive, a policy loaded): the container's process runs with
+/// `process.selinuxLabel` (its own /proc/self/attr/current, and /proc/PID/attr/current seen from
+/// the host), an exec'd process with the container's label by default, with `exec
+/// --process-label`'s when given, and with a process.json's `selinuxLabel`.
+fn lsm_selinux_label_applies_to_init_and_exec(ctx: &Ctx) -> TestResult {
+    if !selinux_enabled() {
+        skip!("{NO_SELINUX}");
+    }
+    let (process, _) = selinux_types()?;
+    let (la, lb) = (format!("{process}:s0:c1,c2"), format!("{process}:s0:c3,c4"));
+
+    let mut b = ctx.bundle()?;
+    let shared = b.shared()?;
+    b.cfg.set("/process/selinuxLabel", json!(la));
+    b.cfg.sh(&format!(
+        "cat /proc/self/attr/current > /shared/label; touch /shared/ready; {WAIT_FOR_GO}"
+    ));
+    b.run_detached().ok()?;
+    wait_file(&shared.join("ready"))?;
+    let want = |got: &str, label: &str, what: &str| -> TestResult {
+        let got = trim_label(got);
+        ensure!(got == label, "{what}: label {got:?}, want {label:?}");
+        Ok(())
+    };
+    want(
+        &std::fs::read_to_string(shared.join("label"))?,
+        &la,
+        "container process",
+    )?;
+    let pid = b.pid()?;
+    let host_view = std::fs::read_to_string(format!("/proc/{pid}/attr/current"))?;
+    want(&host_view, &la, "container process seen from the host")?;
+
+    let out = ctx
+        .rt
+        .exec(&["exec", &b.id, "cat", "/proc/self/attr/current"])
+        .ok()?;
+    want(&out.stdout, &la, "exec (the container's label)")?;
+    let out = ctx
+        .rt
+        .exec(&[
+            "exec",
+            "--process-label",
+            &lb,
+            &b.id,
+            "cat",
+            "/proc/self/attr/current",
+        ])
+        .ok()?;
+    want(&out.stdout, &lb, "exec --process-label")?;
+    let process = b.dir.join("process.json");
+    std::fs::write(
+        &process,
+        json!({
+            "args": ["cat", "/proc/self/attr/current"], "cwd": "/",
+            "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"], "selinuxLabel": lb
+        })
+        .to_string(),
+    )?;
+    let p = process.to_string_lossy().into_owned();
+    let out = ctx.rt.exec(&["exec", "--process", &p, &b.id]).ok()?;
+    want(&out.stdout, &lb, "exec --process with selinuxLabel")?;
+    std::fs::write(shared.join("go"), "")?;
+    Ok(())
+}
+
+/// With SELinux: `linux.mountLabel` is the `context=` option of a tmpfs mount (and of /dev's
+/// tmpfs), shown in the container's /proc/self/mountinfo, and the mount's root and the files
+/// made on it have that label.
+fn lsm_selinux_mount_label_labels_tmpfs_and_its_files(ctx: &Ctx) -> TestResult {
+    if !selinux_enabled() {
+        skip!("{NO_SELINUX}");
+    }
+    let (_, file) = selinux_types()?;
+    let label = format!("{file}:s0:c1,c2");
+
+    let mut b = ctx.bundle()?;
+    let shared = b.shared()?;
+    b.cfg.set("/linux/mountLabel", json!(label));
+    b.cfg
+        .add_mount("/labelled", "tmpfs", "tmpfs", &["size=1m", "mode=755"]);
+    b.cfg.sh(&format!(
+        "cat /proc/self/mountinfo > /shared/mountinfo; echo x > /labelled/f; \
+         touch /shared/ready; {WAIT_FOR_GO}"
+    ));
+    b.run_detached().ok()?;
+    wait_file(&shared.join("ready"))?;
+    let mountinfo = std::fs::read_to_string(shared.join("mountinfo"))?;
+    let option = format!("context=\"{label}\"");
+    for dest in ["/labelled", "/dev"] {
+        let line = mountinfo
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(dest))
+            .ok_or_else(|| Failure::Fail(format!("no {dest} in mountinfo:\n{mountinfo}")))?;
+        ensure!(
+            line.split_once(" - ")
+                .is_some_and(|(_, r)| r.starts_with("tmpfs ") && r.contains(&option)),
+            "{dest}: want a tmpfs with {option} in its super options: {line}"
+        );
+    }
+    let pid = b.pid()?;
+    let root = PathBuf::from(format!("/proc/{pid}/root/labelled"));
+    for p in [root.clone(), root.join("f")] {
+        let got = file_label(&p)?;
+        ensure!(
+            got == label,
+            "{}: label {got:?}, want {label:?}",
+            p.display()
+        );
+    }
     std::fs::write(shared.join("go"), "")?;
     Ok(())
 }
