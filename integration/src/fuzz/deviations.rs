@@ -221,11 +221,17 @@ pub static DEVIATIONS: &[Deviation] = &[
             let einval = (e.contains("|MS_BIND") || e.contains("flags=MS_BIND"))
                 && e.contains("invalid argument");
             let locked_atime = e.contains("on bind-mount: cannot change locked atime flags");
+            // berth gets further: to the end, or to a hook the case makes fail.
+            let berth_further = berth.steps.iter().all(|(_, ok)| *ok)
+                || berth.stderr.contains("error running")
+                    && ["prestart", "createRuntime", "createContainer", "poststart"]
+                        .iter()
+                        .any(|p| failing_hook(case, p));
             case.has("linux.namespaces.user")
                 && !key.starts_with("leftover")
                 && e.contains("error mounting")
                 && (einval || locked_atime)
-                && berth.steps.iter().all(|(_, ok)| *ok)
+                && berth_further
         },
     },
     Deviation {
@@ -272,6 +278,22 @@ pub static DEVIATIONS: &[Deviation] = &[
                     // runc's `delete` then fails; berth's logs a warning and succeeds.
                     || key == "steps"
                         && runc.stderr.contains("error running poststop hook"))
+        },
+    },
+    Deviation {
+        id: "userns-sysfs-bind",
+        reason: "a user namespace without a network namespace of its own may not mount sysfs \
+                 (EPERM); runc 1.1 and berth then bind the host's /sys with the mount's \
+                 options, which is what runc 1.3's code means to do too, but runc 1.3.6 fails \
+                 the container with the mount's EPERM. The container shares the host's network \
+                 namespace, so /sys shows it nothing that namespace does not.",
+        applies: |case, key, _, runc, berth| {
+            case.has("linux.namespaces.user")
+                && !case.has("linux.namespaces.network")
+                && !key.starts_with("leftover")
+                && runc.stderr.contains("error mounting \\\"sysfs\\\" to rootfs")
+                && runc.stderr.contains("operation not permitted")
+                && berth.steps.iter().all(|(_, ok)| *ok)
         },
     },
     Deviation {

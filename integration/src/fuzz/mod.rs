@@ -459,6 +459,10 @@ impl Fuzz {
     fn prepare(&self, case: &Case, dir: &Path, submounts: &mut Vec<PathBuf>) -> Result<(), String> {
         fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        // Hooks log here; a createContainer hook runs as the container's (maybe unmapped) root.
+        let log = dir.join(gen::HOOK_LOG);
+        fs::write(&log, "").map_err(|e| format!("{}: {e}", log.display()))?;
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).map_err(|e| e.to_string())?;
         run_ok(
             Command::new("cp")
                 .arg("-a")
