@@ -278,7 +278,11 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         None
     };
     loop {
-        let msg = chan.recv().map_err(|e| Error::sys("sync with init", e))?;
+        // Stage 1 until it reports init's pid, then init: the wait ends with the peer.
+        let peer = cleanup.child.as_ref().map(|c| c.1.as_fd()).expect("child");
+        let msg = chan
+            .recv_while_alive(peer)
+            .map_err(|e| Error::sys("sync with init", e))?;
         match msg {
             Some(Msg::MapsRequest) => {
                 namespaces::write_id_maps(stage1_pid, spec)
@@ -444,9 +448,10 @@ pub(crate) fn console_for(
     }
 }
 
-/// Send a message to init; if init is gone, its own report of why is the error.
+/// Send a message to init; if init is gone, its own report of why is the error. Never waits
+/// for that report: a write can fail while init lives (and waits for this very message).
 fn send(chan: &Channel, msg: &Msg) -> Result<()> {
-    chan.send(msg).map_err(|e| match chan.recv() {
+    chan.send(msg).map_err(|e| match chan.try_recv() {
         Ok(Some(Msg::Failed(f))) => Error::Init(f),
         _ => Error::sys("sync with init", e),
     })
@@ -476,7 +481,7 @@ impl NewContainer {
         self.chan
             .send(&Msg::Start)
             .map_err(|e| Error::sys("start init", e))?;
-        match self.chan.recv() {
+        match self.chan.recv_while_alive(self.pidfd.as_fd()) {
             // The channel closes on a successful exec.
             Ok(None) => {}
             Ok(Some(Msg::Failed(e))) => {
