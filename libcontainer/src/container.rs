@@ -97,7 +97,7 @@ pub(crate) fn init_pidfd(state: &State) -> Option<std::os::fd::OwnedFd> {
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let dir = StateDir::open(root, id)?;
     let state = dir.read()?;
-    match state.status(&dir.path) {
+    match dir.status(&state) {
         Status::Created => {}
         Status::Stopped => {
             return Err(Error::InvalidState(
@@ -228,10 +228,16 @@ fn signal_all(state: &State, sig: i32) -> Result<()> {
     result
 }
 
+/// How long `delete --force` waits for a container's lock held by another berth command.
+const FORCE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `delete`: remove a stopped (or, with `force`, any) container. Returns warnings of failed
 /// poststop hooks.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
-    let dir = match StateDir::open(root, id) {
+    // `delete --force` ends in bounded time even if another berth command is stuck holding
+    // the lock (no container process ever holds it; see state::Lock).
+    let wait = force.then_some(FORCE_LOCK_WAIT);
+    let dir = match StateDir::open_within(root, id, wait) {
         // As runc: forcing the deletion of a container that is already gone succeeds.
         Err(Error::NotFound(_)) if force => return Ok(Vec::new()),
         r => r?,
@@ -249,7 +255,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
         }
         Err(e) => return Err(e),
     };
-    let status = state.status(&dir.path);
+    let status = dir.status(&state);
     match status {
         Status::Stopped | Status::Created => {}
         s if force => {

@@ -171,7 +171,12 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let parent_moves = plan.fast() && plan.new_userns();
     let child = match child {
         None => {
-            // In the child: become the container's init (or stage 1 of the slow path).
+            // In the child: become the container's init (or stage 1 of the slow path). First
+            // let go of the state directory's lock: a flock is shared by every copy of its
+            // descriptor, so a child keeping it (until its exec, or forever if it is left
+            // waiting for `start`) would hold the lock after this berth is killed, and
+            // `start`/`delete` would wait for it forever.
+            dir.close_in_child();
             drop(chan);
             std::mem::forget(cleanup);
             let ctx = |wait_go: bool, unshare_cgroupns: bool, chan: Channel| InitContext {
