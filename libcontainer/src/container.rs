@@ -246,6 +246,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
         Ok(s) => s,
         Err(Error::NotFound(_)) => {
             // A create that died before writing state (we hold its lock, so it is not running).
+            // Its cgroup, if it made one, is recorded in the `creating` marker; what runs in it
+            // is what that create started (it refuses a cgroup in use), and is killed.
+            if let Some(paths) = dir.recorded_cgroups() {
+                remove_cgroup_of_dead_create(&paths)?;
+            }
             dir.remove()?;
             return if force {
                 Ok(Vec::new())
@@ -316,6 +321,20 @@ fn destroy(dir: StateDir, state: &State) -> Result<Vec<String>> {
         .collect();
     dir.remove()?;
     Ok(warnings)
+}
+
+/// Kill what a dead create started in its cgroup (its init, or stage 1 and the init it
+/// forked: they exit by themselves once they find berth gone, but may not have yet), then
+/// remove the cgroup.
+fn remove_cgroup_of_dead_create(paths: &cgroups::CgroupPaths) -> Result<()> {
+    let cg = cgroups::manager_for(paths);
+    if cgroups::is_frozen(paths) {
+        let _ = cg.freeze(false);
+    }
+    for pid in cg.pids().unwrap_or_default() {
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+    Ok(cg.destroy()?)
 }
 
 fn has_own_pid_ns(state: &State) -> bool {

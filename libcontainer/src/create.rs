@@ -163,6 +163,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     };
     cg.ensure_unused()?;
     cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
+    dir.record_cgroups(cg.paths())?;
     cg.create()?;
     let unified = cg.open_unified()?;
     let (child, rest) =

@@ -156,6 +156,8 @@ impl Drop for Lock {
 pub struct StateDir {
     pub path: PathBuf,
     lock: Lock,
+    /// `create`'s `creating` marker, open for [`StateDir::record_cgroups`].
+    creating: Option<File>,
 }
 
 impl StateDir {
@@ -176,12 +178,16 @@ impl StateDir {
             Err(e) => return Err(Error::io("create state dir", &path, e)),
         }
         let marked = lock(&path, None).and_then(|f| {
-            File::create(path.join(CREATING))
+            let m = File::create(path.join(CREATING))
                 .map_err(|e| Error::io("create", path.join(CREATING), e))?;
-            Ok(f)
+            Ok((f, m))
         });
         match marked {
-            Ok(f) => Ok(StateDir { path, lock: f }),
+            Ok((f, m)) => Ok(StateDir {
+                path,
+                lock: f,
+                creating: Some(m),
+            }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&path);
                 Err(e)
@@ -206,7 +212,11 @@ impl StateDir {
             }
             e => e,
         })?;
-        Ok(StateDir { path, lock: f })
+        Ok(StateDir {
+            path,
+            lock: f,
+            creating: None,
+        })
     }
 
     /// In a process forked (cloned) while this lock is held: close this copy of the lock's
@@ -214,6 +224,7 @@ impl StateDir {
     /// The first thing a child does; an unlock here would release the parent's lock.
     pub fn close_in_child(mut self) {
         drop(self.lock.0.take());
+        drop(self.creating.take());
     }
 
     pub fn read(&self) -> Result<State> {
@@ -242,6 +253,27 @@ impl StateDir {
     pub fn write(&self, state: &State) -> Result<()> {
         let data = serde_json::to_vec(state).expect("state serializes");
         write_atomic(&self.path.join(STATE_FILE), &data)
+    }
+
+    /// Record in the `creating` marker the cgroup `create` is about to make, before it makes
+    /// it: a create killed before state.json exists leaves what `delete` needs to remove it.
+    /// One write of a few hundred bytes (a kill lands before or after it, not inside).
+    pub fn record_cgroups(&self, paths: &CgroupPaths) -> Result<()> {
+        use std::io::Write;
+        let data = serde_json::to_vec(paths).expect("cgroup paths serialize");
+        match self.creating.as_ref() {
+            Some(mut f) => f
+                .write_all(&data)
+                .map_err(|e| Error::io("write", self.path.join(CREATING), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// What a create that died before writing state.json recorded (see
+    /// [`StateDir::record_cgroups`]): the cgroup it made, if it got that far.
+    pub fn recorded_cgroups(&self) -> Option<CgroupPaths> {
+        let data = std::fs::read(self.path.join(CREATING)).ok()?;
+        serde_json::from_slice(&data).ok()
     }
 
     /// The container is set up: drop the `creating` marker.
