@@ -416,6 +416,21 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `delete --force` waits for a held lock in bounded time, and gets it once it is free.
+    #[test]
+    fn lock_wait_is_bounded() {
+        let root = std::env::temp_dir().join(format!("berth-lock-test-{}", std::process::id()));
+        let held = StateDir::create(&root, "x").unwrap();
+        let t = std::time::Instant::now();
+        let r = StateDir::open_within(&root, "x", Some(Duration::from_millis(200)));
+        assert!(matches!(r, Err(Error::InvalidState(_))), "lock not held");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        drop(held);
+        let again = StateDir::open_within(&root, "x", Some(Duration::from_millis(200))).unwrap();
+        again.remove().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn only_one_create_of_an_id_wins() {
         let root = std::env::temp_dir().join(format!("berth-root-test-{}", std::process::id()));
