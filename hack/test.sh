@@ -14,6 +14,11 @@
 #   8. difffuzz: the differential fuzzer (integration difffuzz, integration/src/fuzz/) over a
 #      fixed seed set: each random OCI config under runc and under berth, fails on any
 #      difference that no documented deviation explains (BERTH_FUZZ=0 skips it)
+#   8b. faults: the fault injector (integration faults, integration/src/faults.rs) with a
+#      fixed seed: berth SIGKILLed at FAULTS_KILLS (default 300) points of create/run/start/
+#      exec/delete and strace error injection into every syscall (and class) of the create
+#      path; fails on a hang, a panic, or anything left after delete --force (BERTH_FAULTS=0
+#      skips it; FAULTS_SEED, default 1; FAULTS_TIMEOUT, default 600 s)
 #   9. only when 6 and 7 passed: the integration suite in the pure cgroup v2 VM
 #      (hack/vm-run.sh), against berth and against runc (BERTH_VM=0 skips it)
 # Steps 2-5 all run even when one fails; 6 and 7 both run when the build succeeded
@@ -152,6 +157,18 @@ difffuzz() {
 	"${cmd[@]}" 2>&1 | tee "$logs/difffuzz.log"
 }
 
+# faults: the fixed-seed pass of the fault injector against berth, in a private mount
+# namespace like the integration passes; its output is kept in $logs/faults.log.
+# shellcheck disable=SC2317 # called through step
+faults() {
+	local -a cmd=(timeout --kill-after=30 "${FAULTS_TIMEOUT:-600}" "$BIN_DIR/integration" faults
+		--seed "${FAULTS_SEED:-1}" --kills "${FAULTS_KILLS:-300}" --runtime "$BIN_DIR/berth")
+	if [[ ${BERTH_TEST_NO_UNSHARE:-0} != 1 ]]; then
+		cmd=(unshare -m --propagation private -- "${cmd[@]}")
+	fi
+	"${cmd[@]}" 2>&1 | tee "$logs/faults.log"
+}
+
 # summary_line LABEL: the integration binary's own summary (its last line with
 # "N passed"), or else its last non-empty line.
 summary_line() {
@@ -200,6 +217,14 @@ if [[ ${BERTH_FUZZ:-1} == 1 ]]; then
 	fi
 fi
 
+if [[ ${BERTH_FAULTS:-1} == 1 ]]; then
+	if ((build_ok)) && [[ -x $BIN_DIR/integration ]]; then
+		step faults faults || true
+	else
+		skip faults "build failed"
+	fi
+fi
+
 vm_labels=()
 if [[ ${BERTH_VM:-1} == 1 ]]; then
 	vm_labels=(vm-berth vm-runc)
@@ -233,6 +258,9 @@ for rt in berth runc "${vm_labels[@]}"; do
 done
 if [[ -f $logs/difffuzz.log ]]; then
 	printf 'difffuzz summary: %s\n' "$(grep -a 'unexplained differences' "$logs/difffuzz.log" | tail -n 1 || echo '(no summary)')"
+fi
+if [[ -f $logs/faults.log ]]; then
+	printf 'faults summary: %s\n' "$(grep -a '^faults: .* findings' "$logs/faults.log" | tail -n 1 || echo '(no summary)')"
 fi
 printf 'total %ss: %s\n' "$((SECONDS - suite_start))" "$( ((failed)) && echo FAILED || echo PASSED)"
 exit "$failed"
