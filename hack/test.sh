@@ -17,6 +17,11 @@
 #      fixed seed set: each random OCI config under runc and under berth, fails on any
 #      difference that no documented deviation explains; once with runc 1.1.5, once with
 #      runc 1.3.6 (BERTH_FUZZ=0 skips both)
+#   8b. faults: the fault injector (integration faults, integration/src/faults.rs) with a
+#      fixed seed: berth SIGKILLed at FAULTS_KILLS (default 300) points of create/run/start/
+#      exec/delete and strace error injection into every syscall (and class) of the create
+#      path; fails on a hang, a panic, or anything left after delete --force (BERTH_FAULTS=0
+#      skips it; FAULTS_SEED, default 1; FAULTS_TIMEOUT, default 600 s)
 #   9. only when 6 and 7 passed: the integration suite in the pure cgroup v2 VM
 #      (hack/vm-run.sh), against berth and against runc (BERTH_VM=0 skips it); then its
 #      `lsm` tests in the VM booted with SELinux instead of AppArmor (security=selinux
@@ -171,6 +176,18 @@ difffuzz() {
 	"${cmd[@]}" 2>&1 | tee "$logs/$label.log"
 }
 
+# faults: the fixed-seed pass of the fault injector against berth, in a private mount
+# namespace like the integration passes; its output is kept in $logs/faults.log.
+# shellcheck disable=SC2317 # called through step
+faults() {
+	local -a cmd=(timeout --kill-after=30 "${FAULTS_TIMEOUT:-600}" "$BIN_DIR/integration" faults
+		--seed "${FAULTS_SEED:-1}" --kills "${FAULTS_KILLS:-300}" --runtime "$BIN_DIR/berth")
+	if [[ ${BERTH_TEST_NO_UNSHARE:-0} != 1 ]]; then
+		cmd=(unshare -m --propagation private -- "${cmd[@]}")
+	fi
+	"${cmd[@]}" 2>&1 | tee "$logs/faults.log"
+}
+
 # summary_line LABEL: the integration binary's own summary (its last line with
 # "N passed"), or else its last non-empty line.
 summary_line() {
@@ -223,6 +240,14 @@ if [[ ${BERTH_FUZZ:-1} == 1 ]]; then
 	fi
 fi
 
+if [[ ${BERTH_FAULTS:-1} == 1 ]]; then
+	if ((build_ok)) && [[ -x $BIN_DIR/integration ]]; then
+		step faults faults || true
+	else
+		skip faults "build failed"
+	fi
+fi
+
 vm_labels=()
 if [[ ${BERTH_VM:-1} == 1 ]]; then
 	vm_labels=(vm-berth vm-runc vm-selinux-berth vm-selinux-runc)
@@ -265,5 +290,8 @@ for f in difffuzz difffuzz-1.3.6; do
 		printf '%s summary: %s\n' "$f" "$(grep -a 'unexplained differences' "$logs/$f.log" | tail -n 1 || echo '(no summary)')"
 	fi
 done
+if [[ -f $logs/faults.log ]]; then
+	printf 'faults summary: %s\n' "$(grep -a '^faults: .* findings' "$logs/faults.log" | tail -n 1 || echo '(no summary)')"
+fi
 printf 'total %ss: %s\n' "$((SECONDS - suite_start))" "$( ((failed)) && echo FAILED || echo PASSED)"
 exit "$failed"

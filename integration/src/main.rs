@@ -4,12 +4,14 @@
 //!
 //! Usage: `BERTH_TEST_RUNTIME=/usr/sbin/runc integration [FILTER]`
 //!
-//! `integration difffuzz ...` runs the differential fuzzer instead (src/fuzz/).
+//! `integration difffuzz ...` runs the differential fuzzer instead (src/fuzz/), and
+//! `integration faults ...` the fault injector (src/faults.rs).
 
 mod clients;
 mod config;
 mod console;
 mod context;
+mod faults;
 mod fixture;
 mod fuzz;
 mod harness;
@@ -64,6 +66,9 @@ fn real_main() -> Result<ExitCode, String> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("difffuzz") {
         return fuzz::main(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some("faults") {
+        return faults::main(&args[2..]);
     }
     let filter = std::env::args().nth(1).unwrap_or_default();
     let path = std::env::var("BERTH_TEST_RUNTIME")

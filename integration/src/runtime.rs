@@ -222,6 +222,45 @@ impl Runtime {
         self.spawn_full(cwd, &[], args)
     }
 
+    /// Run `WRAPPER... <runtime> --root R ARGS...` to completion (killed after `timeout`): the
+    /// runtime under a tool such as strace.
+    pub fn exec_wrapped(&self, wrapper: &[&str], args: &[&str], timeout: Duration) -> Out {
+        let mut full: Vec<String> = wrapper[1..].iter().map(|s| s.to_string()).collect();
+        full.push(self.path.to_string_lossy().into_owned());
+        full.push("--root".into());
+        full.push(self.root.to_string_lossy().into_owned());
+        full.extend(args.iter().map(|s| s.to_string()));
+        let n = self.seq.get() + 1;
+        self.seq.set(n);
+        let out = self.io_dir.join(format!("{n}.out"));
+        let err = self.io_dir.join(format!("{n}.err"));
+        let spawned = (|| -> Result<Child, std::io::Error> {
+            Command::new(wrapper[0])
+                .args(&full)
+                .stdin(Stdio::null())
+                .stdout(File::create(&out)?)
+                .stderr(File::create(&err)?)
+                .spawn()
+        })();
+        let cmd = format!("{} {}", wrapper[0], full.join(" "));
+        match spawned {
+            Ok(child) => Pending {
+                cmd,
+                child,
+                out,
+                err,
+            }
+            .wait(timeout),
+            Err(e) => Out {
+                cmd,
+                code: None,
+                stdout: String::new(),
+                stderr: format!("harness could not spawn {}: {e}", wrapper[0]),
+                timed_out: false,
+            },
+        }
+    }
+
     /// Like [`Runtime::spawn_in`]; the runtime also starts with `fds[i]` open (read-only, not
     /// close-on-exec) as descriptor `3 + i`, the way a careless parent leaves descriptors to
     /// its children. A `/bin/sh` opens them and then `exec`s the runtime (same pid), since the

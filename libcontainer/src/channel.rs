@@ -92,6 +92,49 @@ impl Channel {
 
     /// The next message; `None` when the other end is closed (init exec'd or exited).
     pub fn recv(&self) -> std::io::Result<Option<Msg>> {
+        self.recv_flags(nix::sys::socket::MsgFlags::empty())
+    }
+
+    /// A message already queued, without waiting: `Err(WouldBlock)` if there is none.
+    pub fn try_recv(&self) -> std::io::Result<Option<Msg>> {
+        self.recv_flags(nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+    }
+
+    /// The next message, as [`Channel::recv`], but the wait also ends when `peer` (a pidfd of
+    /// the process at the other end) exits without sending one: then an error. A wait on the
+    /// socket alone would last as long as any other process held a copy of the peer's end
+    /// (init, forked by a stage 1 that died without reporting it, keeps stage 1's end).
+    pub fn recv_while_alive(&self, peer: BorrowedFd) -> std::io::Result<Option<Msg>> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            let mut fds = [
+                PollFd::new(self.0.as_fd(), PollFlags::POLLIN),
+                PollFd::new(peer, PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => r?,
+            };
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            if ready(&fds[0]) {
+                return self.recv();
+            }
+            if ready(&fds[1]) {
+                // What it sent just before exiting is still queued.
+                return match self.try_recv() {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::BrokenPipe,
+                            "the process at the other end exited without a word",
+                        ))
+                    }
+                    r => r,
+                };
+            }
+        }
+    }
+
+    fn recv_flags(&self, flags: nix::sys::socket::MsgFlags) -> std::io::Result<Option<Msg>> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::{AsRawFd, FromRawFd, RawFd};
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
@@ -129,7 +172,7 @@ impl Channel {
                 self.0.as_raw_fd(),
                 &mut iov,
                 Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
+                MsgFlags::MSG_CMSG_CLOEXEC | flags,
             ) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::ECONNRESET) if !reset_seen => {

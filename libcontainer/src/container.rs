@@ -97,7 +97,7 @@ pub(crate) fn init_pidfd(state: &State) -> Option<std::os::fd::OwnedFd> {
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let dir = StateDir::open(root, id)?;
     let state = dir.read()?;
-    match state.status(&dir.path) {
+    match dir.status(&state) {
         Status::Created => {}
         Status::Stopped => {
             return Err(Error::InvalidState(
@@ -233,10 +233,16 @@ fn signal_all(state: &State, sig: i32) -> Result<()> {
     result
 }
 
+/// How long `delete --force` waits for a container's lock held by another berth command.
+const FORCE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `delete`: remove a stopped (or, with `force`, any) container. Returns warnings of failed
 /// poststop hooks.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
-    let dir = match StateDir::open(root, id) {
+    // `delete --force` ends in bounded time even if another berth command is stuck holding
+    // the lock (no container process ever holds it; see state::Lock).
+    let wait = force.then_some(FORCE_LOCK_WAIT);
+    let dir = match StateDir::open_within(root, id, wait) {
         // As runc: forcing the deletion of a container that is already gone succeeds.
         Err(Error::NotFound(_)) if force => return Ok(Vec::new()),
         r => r?,
@@ -245,6 +251,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
         Ok(s) => s,
         Err(Error::NotFound(_)) => {
             // A create that died before writing state (we hold its lock, so it is not running).
+            // Its cgroup, if it made one, is recorded in the `creating` marker; what runs in it
+            // is what that create started (it refuses a cgroup in use), and is killed.
+            if let Some(paths) = dir.recorded_cgroups() {
+                remove_cgroup_of_dead_create(&paths)?;
+            }
             dir.remove()?;
             return if force {
                 Ok(Vec::new())
@@ -254,7 +265,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
         }
         Err(e) => return Err(e),
     };
-    let status = state.status(&dir.path);
+    let status = dir.status(&state);
     match status {
         Status::Stopped | Status::Created => {}
         s if force => {
@@ -322,6 +333,20 @@ fn destroy(dir: StateDir, state: &State, hook_cwd: Option<&Path>) -> Result<Vec<
     .collect();
     dir.remove()?;
     Ok(warnings)
+}
+
+/// Kill what a dead create started in its cgroup (its init, or stage 1 and the init it
+/// forked: they exit by themselves once they find berth gone, but may not have yet), then
+/// remove the cgroup.
+fn remove_cgroup_of_dead_create(paths: &cgroups::CgroupPaths) -> Result<()> {
+    let cg = cgroups::manager_for(paths);
+    if cgroups::is_frozen(paths) {
+        let _ = cg.freeze(false);
+    }
+    for pid in cg.pids().unwrap_or_default() {
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+    Ok(cg.destroy()?)
 }
 
 fn has_own_pid_ns(state: &State) -> bool {

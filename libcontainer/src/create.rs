@@ -190,6 +190,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     };
     cg.ensure_unused()?;
     cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
+    dir.record_cgroups(cg.paths())?;
     cg.create()?;
     let unified = cg.open_unified()?;
     let (child, rest) =
@@ -198,7 +199,12 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let parent_moves = plan.fast() && plan.new_userns();
     let child = match child {
         None => {
-            // In the child: become the container's init (or stage 1 of the slow path).
+            // In the child: become the container's init (or stage 1 of the slow path). First
+            // let go of the state directory's lock: a flock is shared by every copy of its
+            // descriptor, so a child keeping it (until its exec, or forever if it is left
+            // waiting for `start`) would hold the lock after this berth is killed, and
+            // `start`/`delete` would wait for it forever.
+            dir.close_in_child();
             drop(chan);
             std::mem::forget(cleanup);
             let ctx = |wait_go: bool, unshare_cgroupns: bool, chan: Channel| InitContext {
@@ -305,7 +311,11 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         None
     };
     loop {
-        let msg = chan.recv().map_err(|e| Error::sys("sync with init", e))?;
+        // Stage 1 until it reports init's pid, then init: the wait ends with the peer.
+        let peer = cleanup.child.as_ref().map(|c| c.1.as_fd()).expect("child");
+        let msg = chan
+            .recv_while_alive(peer)
+            .map_err(|e| Error::sys("sync with init", e))?;
         match msg {
             Some(Msg::MapsRequest) => {
                 namespaces::write_id_maps(stage1_pid, spec)
@@ -477,9 +487,10 @@ pub(crate) fn console_for(
     }
 }
 
-/// Send a message to init; if init is gone, its own report of why is the error.
+/// Send a message to init; if init is gone, its own report of why is the error. Never waits
+/// for that report: a write can fail while init lives (and waits for this very message).
 fn send(chan: &Channel, msg: &Msg) -> Result<()> {
-    chan.send(msg).map_err(|e| match chan.recv() {
+    chan.send(msg).map_err(|e| match chan.try_recv() {
         Ok(Some(Msg::Failed(f))) => Error::Init(f),
         _ => Error::sys("sync with init", e),
     })
@@ -509,7 +520,7 @@ impl NewContainer {
         self.chan
             .send(&Msg::Start)
             .map_err(|e| Error::sys("start init", e))?;
-        match self.chan.recv() {
+        match self.chan.recv_while_alive(self.pidfd.as_fd()) {
             // The channel closes on a successful exec.
             Ok(None) => {}
             Ok(Some(Msg::Failed(e))) => {

@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,10 +139,31 @@ impl State {
     }
 }
 
+/// An exclusive flock on a state directory, held by one open file description.
+///
+/// A flock belongs to the open file description, not to the process: a process forked while
+/// the descriptor is open (the container's init, stage 1) shares it, and the lock then lives
+/// until the last of them closes it, even if the berth that took it is killed. A forked child
+/// must therefore close its copy first thing ([`StateDir::close_in_child`]), without unlocking.
+/// Dropping the lock unlocks it; an error of that unlock is ignored (closing the descriptor
+/// releases the lock anyway): unlike nix's `Flock`, whose drop panics on it.
+struct Lock(Option<std::os::fd::OwnedFd>);
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            use std::os::fd::AsFd;
+            let _ = crate::sys::flock(fd.as_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
 /// A container's state directory, locked (flock) for as long as this value lives.
 pub struct StateDir {
     pub path: PathBuf,
-    _lock: nix::fcntl::Flock<File>,
+    lock: Lock,
+    /// `create`'s `creating` marker, open for [`StateDir::record_cgroups`].
+    creating: Option<File>,
 }
 
 impl StateDir {
@@ -161,13 +183,17 @@ impl StateDir {
             }
             Err(e) => return Err(Error::io("create state dir", &path, e)),
         }
-        let marked = lock(&path).and_then(|f| {
-            File::create(path.join(CREATING))
+        let marked = lock(&path, None).and_then(|f| {
+            let m = File::create(path.join(CREATING))
                 .map_err(|e| Error::io("create", path.join(CREATING), e))?;
-            Ok(f)
+            Ok((f, m))
         });
         match marked {
-            Ok(f) => Ok(StateDir { path, _lock: f }),
+            Ok((f, m)) => Ok(StateDir {
+                path,
+                lock: f,
+                creating: Some(m),
+            }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&path);
                 Err(e)
@@ -177,19 +203,54 @@ impl StateDir {
 
     /// Open and lock the state directory of an existing container.
     pub fn open(root: &Path, id: &str) -> Result<StateDir> {
+        Self::open_within(root, id, None)
+    }
+
+    /// [`StateDir::open`], waiting at most `timeout` for the lock (`None`: no limit). Only a
+    /// live berth command holds a container's lock (no container process ever inherits it),
+    /// so a limit only matters against one that is stuck; `delete --force` must end anyway.
+    pub fn open_within(root: &Path, id: &str, timeout: Option<Duration>) -> Result<StateDir> {
         crate::config::validate_id(id)?;
         let path = root.join(id);
-        let f = lock(&path).map_err(|e| match e {
+        let f = lock(&path, timeout).map_err(|e| match e {
             Error::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound => {
                 Error::NotFound(id.to_string())
             }
             e => e,
         })?;
-        Ok(StateDir { path, _lock: f })
+        Ok(StateDir {
+            path,
+            lock: f,
+            creating: None,
+        })
+    }
+
+    /// In a process forked (cloned) while this lock is held: close this copy of the lock's
+    /// descriptor without unlocking, so that the lock stays the parent's and dies with it.
+    /// The first thing a child does; an unlock here would release the parent's lock.
+    pub fn close_in_child(mut self) {
+        drop(self.lock.0.take());
+        drop(self.creating.take());
     }
 
     pub fn read(&self) -> Result<State> {
         read_state(&self.path)
+    }
+
+    /// The status of the container, judged under its lock. `create` holds the lock until it
+    /// is done, so a `creating` marker seen here was left by a create that died: its init, if
+    /// still alive, either reported ready (it then waits on the exec fifo, fully set up) or is
+    /// about to exit on its own (it finds its channel to berth closed). Either way it is
+    /// `created` for start and delete (the stale marker is removed); `start` notices an init
+    /// that exits instead.
+    pub fn status(&self, state: &State) -> Status {
+        match state.status(&self.path) {
+            Status::Creating => {
+                let _ = std::fs::remove_file(self.path.join(CREATING));
+                state.status(&self.path)
+            }
+            s => s,
+        }
     }
 
     /// Write state.json atomically: a temporary file renamed over it. Not fsynced, as runc and
@@ -198,6 +259,27 @@ impl StateDir {
     pub fn write(&self, state: &State) -> Result<()> {
         let data = serde_json::to_vec(state).expect("state serializes");
         write_atomic(&self.path.join(STATE_FILE), &data)
+    }
+
+    /// Record in the `creating` marker the cgroup `create` is about to make, before it makes
+    /// it: a create killed before state.json exists leaves what `delete` needs to remove it.
+    /// One write of a few hundred bytes (a kill lands before or after it, not inside).
+    pub fn record_cgroups(&self, paths: &CgroupPaths) -> Result<()> {
+        use std::io::Write;
+        let data = serde_json::to_vec(paths).expect("cgroup paths serialize");
+        match self.creating.as_ref() {
+            Some(mut f) => f
+                .write_all(&data)
+                .map_err(|e| Error::io("write", self.path.join(CREATING), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// What a create that died before writing state.json recorded (see
+    /// [`StateDir::record_cgroups`]): the cgroup it made, if it got that far.
+    pub fn recorded_cgroups(&self) -> Option<CgroupPaths> {
+        let data = std::fs::read(self.path.join(CREATING)).ok()?;
+        serde_json::from_slice(&data).ok()
     }
 
     /// The container is set up: drop the `creating` marker.
@@ -232,14 +314,55 @@ pub fn read_state(dir: &Path) -> Result<State> {
         .map_err(|e| Error::config(path.display().to_string(), format!("corrupt state: {e}")))
 }
 
-fn lock(path: &Path) -> Result<nix::fcntl::Flock<File>> {
+fn lock(path: &Path, timeout: Option<Duration>) -> Result<Lock> {
+    use std::os::fd::AsFd;
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| Error::io("open state dir", path, e))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::sys(format!("lock {path:?}"), e))
+    let fd = std::os::fd::OwnedFd::from(f);
+    let Some(timeout) = timeout else {
+        flock_retrying(fd.as_fd(), libc::LOCK_EX)
+            .map_err(|e| Error::sys(format!("lock {path:?}"), e))?;
+        return Ok(Lock(Some(fd)));
+    };
+    match flock_retrying(fd.as_fd(), libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => return Ok(Lock(Some(fd))),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {}
+        Err(e) => return Err(Error::sys(format!("lock {path:?}"), e)),
+    }
+    // Held: wait for it on another thread, for at most `timeout`. The lock is the open file
+    // description's, so the thread taking it on a duplicate takes it for this descriptor. A
+    // thread left blocked after the timeout holds only that duplicate: were it to get the lock
+    // later, the lock would die with this process.
+    let dup = fd
+        .try_clone()
+        .map_err(|e| Error::sys(format!("lock {path:?}"), e))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = flock_retrying(dup.as_fd(), libc::LOCK_EX);
+        let _ = tx.send(r);
+        drop(dup);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => Ok(Lock(Some(fd))),
+        Ok(Err(e)) => Err(Error::sys(format!("lock {path:?}"), e)),
+        Err(_) => Err(Error::InvalidState(format!(
+            "the state directory {path:?} is locked by another berth command that did not \
+             finish within {} s; retry when it is done",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+fn flock_retrying(fd: std::os::fd::BorrowedFd, op: libc::c_int) -> std::io::Result<()> {
+    loop {
+        match crate::sys::flock(fd, op) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
 }
 
 /// Write a file atomically: `<path>.tmp<pid>`, renamed over `path`.
@@ -297,6 +420,21 @@ mod tests {
             "no temporary file left"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `delete --force` waits for a held lock in bounded time, and gets it once it is free.
+    #[test]
+    fn lock_wait_is_bounded() {
+        let root = std::env::temp_dir().join(format!("berth-lock-test-{}", std::process::id()));
+        let held = StateDir::create(&root, "x").unwrap();
+        let t = std::time::Instant::now();
+        let r = StateDir::open_within(&root, "x", Some(Duration::from_millis(200)));
+        assert!(matches!(r, Err(Error::InvalidState(_))), "lock not held");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        drop(held);
+        let again = StateDir::open_within(&root, "x", Some(Duration::from_millis(200))).unwrap();
+        again.remove().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -467,3 +467,12 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// flock(2) on `fd` with `op` (LOCK_EX, LOCK_UN, with LOCK_NB or not).
+pub fn flock(fd: BorrowedFd, op: libc::c_int) -> io::Result<()> {
+    // SAFETY: no pointers are passed; fd is a live descriptor for the call's duration.
+    if unsafe { libc::flock(fd.as_raw_fd(), op) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -16,6 +16,8 @@ mod gen;
 mod probe;
 mod rng;
 
+pub use rng::Rng;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;

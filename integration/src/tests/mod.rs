@@ -5,6 +5,7 @@ mod cli;
 mod clients;
 mod devices;
 mod errors;
+mod faults;
 mod hooks;
 mod ids;
 mod kill_list;
@@ -36,6 +37,7 @@ pub fn all() -> Vec<Test> {
     v.extend(ids::tests());
     v.extend(hooks::tests());
     v.extend(errors::tests());
+    v.extend(faults::tests());
     v.extend(seccomp::tests());
     v.extend(security::tests());
     v.extend(lsm::tests());
