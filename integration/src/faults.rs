@@ -39,8 +39,8 @@ const CLASSES: &[&str] = &[
 
 /// Calls of the C library's and Rust's own start-up and allocator, which no program survives
 /// failing (musl crashes without its thread pointer or heap, std aborts without its random
-/// keys or its signal stack): a crash there is counted, not a finding. Hangs and leftovers
-/// still are.
+/// keys or its signal stack, and before main when its first poll(2), of fds 0-2, fails): a
+/// crash there is counted, not a finding. Hangs and leftovers still are.
 const STARTUP: &[&str] = &[
     "arch_prctl",
     "set_tid_address",
@@ -703,12 +703,13 @@ impl Faults {
             format!("inject={target}:error={errno}:when={nth}"),
         ];
         let done = self.run(&w, &Op::Create.args(&dir, &id), OP_BOUND);
-        self.judge(&id, &dir, label, &done, st, Some(target));
+        let startup = STARTUP.contains(&target) || (target == "poll" && nth == 1);
+        self.judge(&id, &dir, label, &done, st, Some(startup));
     }
 
     /// After a fault: the operation did not hang or crash; `state` and `delete --force` end
     /// in bounded time; nothing is left.
-    /// `syscall`: the syscall (or class) of a syscall fault on create.
+    /// `syscall`: for a syscall fault on create, whether the syscall is one of start-up's.
     fn judge(
         &self,
         id: &str,
@@ -716,7 +717,7 @@ impl Faults {
         label: &str,
         done: &Done,
         st: &mut Stats,
-        syscall: Option<&str>,
+        syscall: Option<bool>,
     ) {
         let create = syscall.is_some();
         let mut what = Vec::new();
@@ -724,7 +725,7 @@ impl Faults {
             what.push(format!("the operation hung: {}", done.describe()));
         }
         if let Some(c) = done.crashed() {
-            if syscall.is_some_and(|s| STARTUP.contains(&s)) {
+            if syscall == Some(true) {
                 st.startup_crashes += 1;
             } else {
                 what.push(c);
