@@ -148,7 +148,8 @@ impl Channel {
             match nix::sys::socket::recv(
                 self.0.as_raw_fd(),
                 &mut [],
-                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+                // `flags` too: try_recv must not wait here either.
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC | flags,
             ) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(nix::errno::Errno::ECONNRESET) if !reset_seen => {
@@ -239,6 +240,13 @@ mod tests {
 
     /// A report larger than any fixed buffer arrives whole (it was cut at 16 KiB, and then
     /// misreported as "EOF while parsing").
+    #[test]
+    fn try_recv_on_an_empty_channel_does_not_wait() {
+        let (a, _b) = Channel::pair().unwrap();
+        let e = a.try_recv().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    }
+
     #[test]
     fn a_large_report_arrives_whole() {
         let (parent, init) = Channel::pair().unwrap();
