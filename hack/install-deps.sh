@@ -36,13 +36,12 @@ PACKAGES=(
 	python3-grpcio    # the shim's CRI test (shim/tests/cri.rs): gRPC for its CRI client
 	python3-grpc-tools # the CRI test's Python stubs, generated from shim/tests/cri/api.proto
 	musl-tools        # musl-gcc: the C parts of zstd and ring for the musl build (hack/lib.sh)
-	strace            # integration faults (the fault injector, hack/test.sh) and the fault regression tests: strace -e inject
+	strace            # integration faults and the fault regression tests (strace -e inject); cgroup_mounts_read_mountinfo_once counts opens
 	apparmor          # apparmor_parser: the AppArmor tests load profiles in the cgroup v2 VM (Debian's 6.1 kernel has AppArmor; the VM sees the host's / read-only)
 	selinux-policy-default # the SELinux tests: the VM booted with security=selinux loads its policy, permissive (hack/vm/stage2); inert on a host whose kernel runs no SELinux (nothing is relabelled, selinux-activate is not run)
 	policycoreutils   # load_policy for that (hack/vm/stage2)
 	selinux-utils     # getenforce: hack/test.sh checks that the SELinux VM pass runs permissive
 	patchelf          # hack/install-peers.sh points sid's runc 1.3.6 at sid's libc (its ELF interpreter and rpath)
-	strace            # integration: cgroup_mounts_read_mountinfo_once counts opens; the fault injector (strace -e inject)
 )
 
 force_update=0

@@ -1,17 +1,14 @@
-//! The far end of `--console-socket` (the fuzzer's terminal cases, the console tests): it takes the pty
-//! master a runtime sends (SCM_RIGHTS) and copies what the container writes to a file until
-//! the pty closes (EIO once no slave is left open) or the deadline passes.
+//! The far end of `--console-socket` (the fuzzer's terminal cases, the console test): it
+//! takes the pty master a runtime sends and copies what the container writes to a file
+//! until the pty closes (EIO once no slave is left open) or the deadline passes.
 
 use std::fs::File;
-use std::io::{IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
-
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 pub struct Console {
     sock: PathBuf,
@@ -48,23 +45,8 @@ fn copy_from_master(l: &UnixListener, out: &Path) -> std::io::Result<()> {
     let (conn, _) = l.accept()?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut buf = [0u8; 4096];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let master = msg
-        .cmsgs()?
-        .flat_map(|c| match c {
-            ControlMessageOwned::ScmRights(fds) => fds,
-            _ => Vec::new(),
-        })
-        // SAFETY: the kernel installed these descriptors for us; nothing else owns them.
-        .map(|f| unsafe { OwnedFd::from_raw_fd(f) })
-        .next()
+    let (_, master) = crate::fdpass::recv_with_fd(&conn, &mut buf)?;
+    let master = master
         .ok_or_else(|| std::io::Error::other("no pty master came over the console socket"))?;
     let mut master = File::from(master);
     let mut file = File::create(out)?;

@@ -125,6 +125,28 @@ impl Ctx {
     }
 }
 
+/// Existing `/sys/fs/cgroup/*/berth-test` directories (plus a unified root's).
+pub fn cgroup_parents() -> Vec<PathBuf> {
+    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+        bases.extend(rd.flatten().map(|e| e.path()));
+    }
+    bases
+        .into_iter()
+        .map(|b| b.join("berth-test"))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Remove the (empty) `berth-test` parents that were not there `before` this run.
+pub fn remove_new_cgroup_parents(before: &[PathBuf]) {
+    for p in cgroup_parents() {
+        if !before.contains(&p) {
+            let _ = fs::remove_dir(&p);
+        }
+    }
+}
+
 /// Existing `/sys/fs/cgroup/*/berth-test/<id>` directories (plus a unified root).
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();

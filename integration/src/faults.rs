@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::campaign::{self, clip};
 use crate::config::Config;
 use crate::context;
 use crate::fuzz::Rng;
@@ -60,12 +61,6 @@ const ERRNOS: &[&str] = &[
     "EIO", "ENOMEM", "EPERM", "EINTR", "ENOSPC", "EAGAIN", "EBADF",
 ];
 
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_stop(_: libc::c_int) {
-    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
 struct Opts {
     seed: u64,
     kills: u64,
@@ -81,14 +76,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         seed: 1,
         kills: 300,
         syscalls: None,
-        runtime: std::env::var_os("BERTH_TEST_RUNTIME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../target/x86_64-unknown-linux-musl/release/berth"
-                ))
-            }),
+        runtime: campaign::default_berth("BERTH_TEST_RUNTIME"),
         max_seconds: None,
         verbose: false,
     };
@@ -211,19 +199,8 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
     fs::create_dir_all(tmp.join("io")).map_err(|e| format!("mkdir {}: {e}", tmp.display()))?;
     let rootfs = tmp.join("rootfs");
     crate::fixture::build_rootfs(&rootfs)?;
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe {
-            libc::signal(
-                sig,
-                on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-    }
-    // Orphans of killed runtimes (inits, stage 1s, detached strace tracers) come to us.
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
-    let parents_before = cgroup_parents();
+    campaign::start()?;
+    let parents_before = context::cgroup_parents();
     let f = Faults {
         rt: o.runtime.clone(),
         root: PathBuf::from(format!("/run/berth-test/faults-{pid}")),
@@ -260,7 +237,7 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
     let mut st = Stats::default();
     let out_of_time = |st: &Stats| {
         let _ = st;
-        STOP.load(std::sync::atomic::Ordering::SeqCst)
+        campaign::stop_requested()
             || o.max_seconds
                 .is_some_and(|m| started.elapsed().as_secs() >= m)
     };
@@ -390,12 +367,8 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
         st.findings.len()
     );
 
-    reap_orphans();
-    for p in cgroup_parents() {
-        if !parents_before.contains(&p) {
-            let _ = fs::remove_dir(&p);
-        }
-    }
+    campaign::reap_orphans();
+    context::remove_new_cgroup_parents(&parents_before);
     let _ = fs::remove_dir(&f.root);
     let _ = fs::remove_dir("/run/berth-test");
     let _ = Command::new("rm")
@@ -429,7 +402,7 @@ impl Done {
             (_, Some(s)) => format!("exit {}", s.code().unwrap_or(-1)),
             (_, None) => "not run".into(),
         };
-        format!("{st}; stderr {:?}", clip(&self.stderr))
+        format!("{st}; stderr {:?}", clip(&self.stderr, 300))
     }
 
     /// Died by a signal the injector did not send (SIGKILL), or printed a panic.
@@ -445,18 +418,6 @@ impl Done {
             _ => None,
         }
     }
-}
-
-fn clip(s: &str) -> String {
-    let s = s.trim();
-    if s.len() <= 300 {
-        return s.to_string();
-    }
-    let mut end = 300;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 impl Faults {
@@ -616,7 +577,7 @@ impl Faults {
         }
         // Let the tracer see init's end (delete --force above).
         crate::harness::wait_until(Duration::from_secs(5), || {
-            reap_orphans();
+            campaign::reap_orphans();
             tracers().is_empty()
         });
         let text = fs::read_to_string(&log).map_err(|e| e.to_string())?;
@@ -763,7 +724,7 @@ impl Faults {
         }
         // The tracer of a syscall case follows init: it ends with it.
         crate::harness::wait_until(Duration::from_secs(5), || {
-            reap_orphans();
+            campaign::reap_orphans();
             context::processes_of(id, Path::new(dir)).is_empty()
         });
         let left = self.leftovers(id, Path::new(dir));
@@ -822,7 +783,7 @@ impl Faults {
             );
         }
         crate::harness::wait_until(Duration::from_secs(5), || {
-            reap_orphans();
+            campaign::reap_orphans();
             context::processes_of(id, dir).is_empty()
         });
         for cg in context::cgroup_dirs(id) {
@@ -831,7 +792,7 @@ impl Faults {
         if self.root.join(id).exists() {
             let _ = fs::remove_dir_all(self.root.join(id));
         }
-        reap_orphans();
+        campaign::reap_orphans();
     }
 }
 
@@ -855,33 +816,6 @@ fn syscall_name(line: &str) -> Option<String> {
         .then(|| name.to_string())
 }
 
-/// Our zombie children and orphans (we are a subreaper while faults run), reaped by pid.
-pub fn reap_orphans() {
-    let me = std::process::id().to_string();
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let (state, ppid) = (f.next(), f.next());
-        if state == Some("Z") && ppid == Some(me.as_str()) {
-            let _ = nix::sys::wait::waitpid(
-                nix::unistd::Pid::from_raw(pid),
-                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
-            );
-        }
-    }
-}
-
 /// Live strace processes whose parent is this process (detached tracers of syscall cases).
 fn tracers() -> Vec<u32> {
     let me = std::process::id().to_string();
@@ -898,20 +832,6 @@ fn tracers() -> Vec<u32> {
             let mut f = rest.split_whitespace();
             if head.ends_with("(strace") && f.nth(1) == Some(me.as_str()) {
                 v.push(pid);
-            }
-        }
-    }
-    v
-}
-
-/// Existing `/sys/fs/cgroup/*/berth-test` directories.
-fn cgroup_parents() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
-        for e in rd.flatten() {
-            let p = e.path().join("berth-test");
-            if p.is_dir() {
-                v.push(p);
             }
         }
     }

@@ -7,11 +7,13 @@
 //! `integration difffuzz ...` runs the differential fuzzer instead (src/fuzz/), and
 //! `integration faults ...` the fault injector (src/faults.rs).
 
+mod campaign;
 mod clients;
 mod config;
 mod console;
 mod context;
 mod faults;
+mod fdpass;
 mod fixture;
 mod fuzz;
 mod harness;
@@ -95,7 +97,7 @@ fn real_main() -> Result<ExitCode, String> {
     let root = PathBuf::from("/run/berth-test").join(&name);
     let rt = Runtime::new(path.clone(), root.clone(), io)?;
     println!("runtime {} ({})", path.display(), rt.version);
-    let parents_before = cgroup_parents();
+    let parents_before = context::cgroup_parents();
     let ctx = Ctx::new(rt, tmp.clone(), rootfs);
 
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
@@ -129,11 +131,7 @@ fn real_main() -> Result<ExitCode, String> {
     let mut left = ctx.leaks.borrow().clone();
     left.extend(client_left);
     left.extend(leftovers(&ctx));
-    for parent in cgroup_parents() {
-        if !parents_before.contains(&parent) {
-            let _ = fs::remove_dir(&parent);
-        }
-    }
+    context::remove_new_cgroup_parents(&parents_before);
     if left.is_empty() {
         passed += 1;
         println!("PASS nothing_left_behind");
@@ -169,22 +167,6 @@ fn mkdir_mode(p: &Path, mode: u32) -> Result<(), String> {
     fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
     fs::set_permissions(p, fs::Permissions::from_mode(mode))
         .map_err(|e| format!("chmod {}: {e}", p.display()))
-}
-
-/// Existing `/sys/fs/cgroup/*/berth-test` directories.
-fn cgroup_parents() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
-    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
-        bases.extend(rd.flatten().map(|e| e.path()));
-    }
-    for b in bases {
-        let p = b.join("berth-test");
-        if p.is_dir() {
-            v.push(p);
-        }
-    }
-    v
 }
 
 /// Everything of this run still on the host after all tests.

@@ -54,8 +54,8 @@ impl Out {
         format!(
             "`{}` -> {status}; stdout {:?}; stderr {:?}",
             self.cmd,
-            clip(&self.stdout),
-            clip(&self.stderr)
+            crate::campaign::clip(&self.stdout, 600),
+            crate::campaign::clip(&self.stderr, 600)
         )
     }
 
@@ -104,19 +104,6 @@ impl Out {
     pub fn json(&self) -> Result<Value, Failure> {
         serde_json::from_str(&self.stdout)
             .map_err(|e| Failure::Fail(format!("stdout is not JSON ({e}): {}", self.describe())))
-    }
-}
-
-fn clip(s: &str) -> String {
-    const MAX: usize = 600;
-    if s.len() <= MAX {
-        s.to_string()
-    } else {
-        let mut end = MAX;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}...", &s[..end])
     }
 }
 

@@ -5,8 +5,8 @@
 //! the process is held in the system call).
 
 use std::fs::{self, File};
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -16,7 +16,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 /// `_IOWR('!', 0, struct seccomp_notif)`: the next notification (80 bytes).
 const NOTIF_RECV: libc::Ioctl = 0xc050_2100u32 as libc::Ioctl;
@@ -185,25 +184,7 @@ fn receive(conn: UnixStream) -> std::io::Result<(serde_json::Value, OwnedFd)> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let n = msg.bytes;
-    let fds: Vec<OwnedFd> = msg
-        .cmsgs()?
-        .flat_map(|c| match c {
-            ControlMessageOwned::ScmRights(fds) => fds,
-            _ => Vec::new(),
-        })
-        // SAFETY: the kernel installed these descriptors for us; nothing else owns them.
-        .map(|f| unsafe { OwnedFd::from_raw_fd(f) })
-        .collect();
-    let fd = fds.into_iter().next();
+    let (n, fd) = crate::fdpass::recv_with_fd(&conn, &mut buf)?;
     let fd = fd.ok_or_else(|| std::io::Error::other("no descriptor came with the state"))?;
     buf.truncate(n);
     // The state is one JSON value; a runtime may keep the connection open after it (runc

@@ -26,8 +26,10 @@ pub static DEVIATIONS: &[Deviation] = &[
                  ('unable to restrict sys entries without a private MNT namespace'). Intended: \
                  DESIGN.md's create path; the caller asked for no mount namespace.",
         // Never a leftover: mounts that berth leaves behind are a bug, not this deviation.
-        applies: |case, key, _, _, _| {
-            !case.has("linux.namespaces.mount") && !key.starts_with("leftover")
+        applies: |case, key, _, runc, _| {
+            !case.has("linux.namespaces.mount")
+                && !key.starts_with("leftover")
+                && runc.stderr.contains("without a private MNT namespace")
         },
     },
     Deviation {
@@ -62,9 +64,9 @@ pub static DEVIATIONS: &[Deviation] = &[
                  /dev/shm, and O_CREAT opens of device nodes owned by another user in a \
                  sticky world-writable /dev (EACCES, kernel may_create_in_sticky) in a user \
                  namespace.",
-        applies: |case, key, line, _, _| {
+        applies: |case, key, line, runc, _| {
             let explicit = explicit_tmpfs_modes(case);
-            if explicit.is_empty() {
+            if !runc.runc_1_1 || explicit.is_empty() {
                 return false;
             }
             // The probe's scratch directory is /dev/shm, else /tmp.
@@ -108,11 +110,27 @@ pub static DEVIATIONS: &[Deviation] = &[
                  options (read-only when asked) and binds the container's own directory of \
                  `unified` too (libcontainer/src/init/rootfs.rs mount_cgroup). No wider \
                  access: the tmpfs is stricter, `unified` shows only the container's cgroup.",
-        applies: |_, key, line, _, _| {
+        applies: |case, key, line, _, _| {
+            let cgroup_ro = case.cfg["mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["type"] == "cgroup")
+                .map(|m| m["options"].as_array().is_some_and(|o| o.iter().any(|o| o == "ro")));
+            let Some(ro) = cgroup_ro.reduce(|a, b| a || b) else {
+                return false; // no cgroup mount asked for
+            };
+            // `+ point root=R fstype source opts | super`: berth's per-mount options.
+            let berth_rw = line.starts_with('+')
+                && line
+                    .split(' ')
+                    .nth(5)
+                    .is_some_and(|o| !o.split(',').any(|o| o == "ro"));
             key == "section:mounts"
                 && line
                     .get(2..)
                     .is_some_and(|l| l.starts_with("/sys/fs/cgroup"))
+                && !(ro && berth_rw)
         },
     },
     Deviation {
@@ -191,9 +209,16 @@ pub static DEVIATIONS: &[Deviation] = &[
                 return false;
             }
             // What the probe tries that needs a capability (unshare, sethostname, opening a
-            // device node whose mode only CAP_DAC_OVERRIDE passes, ...).
-            if key == "section:sys" || key == "section:devices" {
-                return true;
+            // device node whose mode only CAP_DAC_OVERRIDE passes, ...): berth's lines may
+            // only be refusals, runc's only successes.
+            let denied = line.contains("not permitted") || line.contains("denied");
+            match (key, line.as_bytes().first()) {
+                ("section:sys", Some(b'+')) => return denied,
+                ("section:sys", Some(b'-')) => return line.ends_with(" ok"),
+                // A device line ends with what the probe could open: `rw`, `r-`, `-w`, `--`.
+                ("section:devices", Some(b'+')) => return denied || line.ends_with(" --"),
+                ("section:devices", Some(b'-')) => return !denied,
+                _ => {}
             }
             key == "section:status"
                 && match line.split_once(':') {
@@ -272,11 +297,17 @@ pub static DEVIATIONS: &[Deviation] = &[
                  remaining hooks and lifecycle continue as if the hook had succeeded'); runc \
                  stops at the first failure and its `delete` fails (README, deviations). \
                  Test: hook_poststop_failure_runs_the_remaining_hooks.",
-        applies: |case, key, line, runc, _| {
+        applies: |case, key, line, runc, berth| {
+            // runc's `delete` then fails; berth's logs a warning and succeeds: the only
+            // difference in the steps.
+            let only_delete = runc.steps.len() == berth.steps.len()
+                && runc.steps.iter().zip(&berth.steps).all(|(r, b)| {
+                    r == b || *r == ("delete", false) && *b == ("delete", true)
+                });
             failing_hook(case, "poststop")
                 && (key == "section:hooks" && line.starts_with("+ poststop#")
-                    // runc's `delete` then fails; berth's logs a warning and succeeds.
                     || key == "steps"
+                        && only_delete
                         && runc.stderr.contains("error running poststop hook"))
         },
     },

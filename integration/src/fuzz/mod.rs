@@ -27,17 +27,11 @@ use std::time::{Duration, Instant};
 
 use gen::{Case, Mode, Vol};
 
+use crate::campaign::{self, clip};
 use crate::context;
 use crate::runtime::Runtime;
 
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Set by SIGINT/SIGTERM: the run stops after the current case (which cleans up).
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_stop(_: libc::c_int) {
-    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
-}
 
 struct Opts {
     seeds: Vec<u64>,
@@ -56,14 +50,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         cases: 100,
         only: None,
         runc: PathBuf::from(std::env::var("RUNC").unwrap_or_else(|_| "/usr/sbin/runc".into())),
-        berth: std::env::var_os("BERTH_BINARY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../target/x86_64-unknown-linux-musl/release/berth"
-                ))
-            }),
+        berth: campaign::default_berth("BERTH_BINARY"),
         max_seconds: None,
         verbose: false,
         dump: false,
@@ -116,6 +103,8 @@ pub struct Outcome {
     pub host_cgroup: Vec<String>,
     pub stderr: String,
     pub leftovers: Vec<String>,
+    /// This side is runc before 1.2 (Debian's 1.1.5): deviations from its behaviour only.
+    pub runc_1_1: bool,
 }
 
 impl Outcome {
@@ -187,19 +176,8 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         env!("CARGO_MANIFEST_DIR"),
         "/../libcontainer/src/seccomp/testdata/docker-default.oci.json"
     )))?;
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe {
-            libc::signal(
-                sig,
-                on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-    }
-    // Orphans of killed runtimes come to us (reap_orphans), not to PID 1.
-    nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
-    let parents_before = cgroup_parents();
+    campaign::start()?;
+    let parents_before = context::cgroup_parents();
     let pid = std::process::id();
     let mk = |path: &Path, label: &'static str| -> Result<Side, String> {
         let root = PathBuf::from(format!("/run/berth-test/fuzz-{label}-{pid}"));
@@ -234,7 +212,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
             None => 0..o.cases,
         };
         for n in range {
-            if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+            if campaign::stop_requested() {
                 println!("difffuzz: stopped by a signal");
                 break 'outer;
             }
@@ -259,11 +237,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     let elapsed = started.elapsed();
     print_stats(&st, elapsed);
 
-    for p in cgroup_parents() {
-        if !parents_before.contains(&p) {
-            let _ = fs::remove_dir(&p);
-        }
-    }
+    context::remove_new_cgroup_parents(&parents_before);
     for side in [&fz.runc, &fz.berth] {
         let _ = fs::remove_dir(&side.rt.root);
     }
@@ -369,7 +343,10 @@ impl Fuzz {
     }
 
     fn run_side(&self, side: &Side, case: &Case) -> Outcome {
-        let mut out = Outcome::default();
+        let mut out = Outcome {
+            runc_1_1: side.rt.is_runc_before(1, 2),
+            ..Outcome::default()
+        };
         let dir = self.tmp.join(format!("b-{}-{}", side.label, case.id));
         let bundle = dir.to_string_lossy().into_owned();
         let mut submounts = Vec::new();
@@ -549,11 +526,11 @@ impl Fuzz {
         }
         if !pids.is_empty() {
             crate::harness::wait_until(Duration::from_secs(5), || {
-                reap_orphans();
+                campaign::reap_orphans();
                 context::processes_of(&case.id, dir).is_empty()
             });
         }
-        reap_orphans();
+        campaign::reap_orphans();
         for m in context::mounts_under(dir) {
             left.push(format!(
                 "mount {}",
@@ -574,18 +551,6 @@ impl Fuzz {
             .args(["-rf", "--one-file-system"])
             .arg(dir)
             .status();
-    }
-}
-
-/// Reap every exited child: the fuzzer is a child subreaper, so a runtime's orphaned
-/// process (its parent killed after a timeout) is reparented to it rather than to the
-/// machine's PID 1, which does not reap, and its cgroup can then be removed.
-fn reap_orphans() {
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if st == WaitStatus::StillAlive {
-            break;
-        }
     }
 }
 
@@ -721,18 +686,6 @@ fn compare(case: &Case, a: &Outcome, b: &Outcome) -> Vec<Item> {
     items
 }
 
-fn clip(s: &str, max: usize) -> String {
-    let s = s.trim();
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
-}
-
 fn report(case: &Case, runc: &Outcome, berth: &Outcome, items: &[&Item]) {
     let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
     println!(
@@ -834,18 +787,4 @@ fn print_stats(st: &Stats, elapsed: Duration) {
         println!("least covered field: {f} in {n} cases");
     }
     println!("difffuzz: {} unexplained differences", st.unexplained);
-}
-
-/// Existing `/sys/fs/cgroup/*/berth-test` directories.
-fn cgroup_parents() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
-        for e in rd.flatten() {
-            let p = e.path().join("berth-test");
-            if p.is_dir() {
-                v.push(p);
-            }
-        }
-    }
-    v
 }

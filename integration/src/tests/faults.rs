@@ -62,7 +62,7 @@ impl Reaper {
 impl Drop for Reaper {
     fn drop(&mut self) {
         let _ = nix::sys::prctl::set_child_subreaper(false);
-        crate::faults::reap_orphans();
+        crate::campaign::reap_orphans();
     }
 }
 
