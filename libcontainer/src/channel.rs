@@ -238,8 +238,8 @@ mod tests {
         assert!(matches!(parent.recv(), Ok(None)));
     }
 
-    /// A report larger than any fixed buffer arrives whole (it was cut at 16 KiB, and then
-    /// misreported as "EOF while parsing").
+    /// try_recv's size peek must not block: it did after a merge, and a failed write of Go
+    /// then hung create (integration: failed_sync_write_is_an_error_not_a_hang).
     #[test]
     fn try_recv_on_an_empty_channel_does_not_wait() {
         let (a, _b) = Channel::pair().unwrap();
@@ -247,6 +247,8 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
     }
 
+    /// A report larger than any fixed buffer arrives whole (it was cut at 16 KiB, and then
+    /// misreported as "EOF while parsing").
     #[test]
     fn a_large_report_arrives_whole() {
         let (parent, init) = Channel::pair().unwrap();

@@ -166,16 +166,17 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     run_poststart(&state, pidfd.as_fd())
 }
 
-/// Run poststart hooks. Since runtime-spec 1.3 (and in runc) a failure is an error: the
-/// container's init is killed, and the error names the hook.
-fn run_poststart(state: &State, init: std::os::fd::BorrowedFd) -> Result<()> {
+/// Run poststart hooks (`start`, and `run` through `create::NewContainer::start`). Since
+/// runtime-spec 1.3 (and in runc) a failure is an error: the container's init is killed, and
+/// the error names the hook.
+pub(crate) fn run_poststart(state: &State, init: std::os::fd::BorrowedFd) -> Result<()> {
     let hooks = state
         .config
         .hooks()
         .as_ref()
         .and_then(|h| h.poststart().as_ref());
-    let Err(e) = hooks::run_in(
-        &state.bundle,
+    let Err(e) = hooks::run(
+        Some(&state.bundle),
         "poststart",
         hooks,
         &state.hook_state(Status::Running),
@@ -185,15 +186,6 @@ fn run_poststart(state: &State, init: std::os::fd::BorrowedFd) -> Result<()> {
     let _ = sys::pidfd_send_signal(init, libc::SIGKILL);
     let _ = sys::pidfd_wait(init, Some(std::time::Duration::from_secs(5)));
     Err(e.into())
-}
-
-/// Poststart hooks for `create::NewContainer::start` (`run`): a failure is an error, after
-/// the container's init has been killed (see [`run_poststart`]).
-pub(crate) fn poststart(state: &State) -> Result<()> {
-    match init_pidfd(state) {
-        Some(pidfd) => run_poststart(state, pidfd.as_fd()),
-        None => Ok(()),
-    }
 }
 
 /// `kill`: send a signal to init, or with `all` to every process of the container's cgroup.

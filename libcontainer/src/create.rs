@@ -124,16 +124,13 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         .and_then(|h| h.poststop().clone())
         .filter(|h| !h.is_empty())
         .map(|h| {
-            let annotations = spec.annotations().clone().unwrap_or_default();
-            let state = crate::state::HookState {
-                oci_version: crate::state::OCI_VERSION,
-                id: &opts.id,
-                status: crate::state::Status::Stopped,
-                pid: 0,
-                bundle: &bundle.dir,
-                annotations: &annotations,
-            };
-            let state = serde_json::to_vec(&state).expect("state serializes");
+            let state = crate::state::hook_state_json(
+                &opts.id,
+                crate::state::Status::Stopped,
+                0,
+                &bundle.dir,
+                spec.annotations().as_ref(),
+            );
             (h, state, bundle.dir.clone())
         });
     let mut cleanup = Cleanup {
@@ -341,9 +338,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 if let Some(h) = spec.hooks() {
                     #[allow(deprecated)]
                     // In the bundle, as runc (which chdirs there) runs them.
-                    hooks::run_in(&bundle.dir, "prestart", h.prestart().as_ref(), &st)?;
-                    hooks::run_in(
-                        &bundle.dir,
+                    hooks::run(Some(&bundle.dir), "prestart", h.prestart().as_ref(), &st)?;
+                    hooks::run(
+                        Some(&bundle.dir),
                         "createRuntime",
                         h.create_runtime().as_ref(),
                         &st,
@@ -539,7 +536,7 @@ impl NewContainer {
             Err(e) => return Err(Error::sys("start init", e)),
         }
         self.cleanup.armed = false;
-        let hooks = crate::container::poststart(&self.state);
+        let hooks = crate::container::run_poststart(&self.state, self.pidfd.as_fd());
         drop(self.dir);
         hooks?;
         Ok(Started {

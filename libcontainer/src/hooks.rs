@@ -29,23 +29,10 @@ fn list(hooks: Option<&Vec<Hook>>) -> &[Hook] {
     hooks.map(|h| h.as_slice()).unwrap_or_default()
 }
 
-/// Run the hooks of one kind in order, in this process's cwd; the first failure stops the rest.
-pub fn run(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8]) -> Result<(), HookError> {
-    run_hooks(None, kind, hooks, state)
-}
-
-/// As [`run`], with `cwd` as the hooks' working directory (createContainer hooks run in the
-/// container's rootfs, as runc runs them).
-pub fn run_in(
-    cwd: &Path,
-    kind: &'static str,
-    hooks: Option<&Vec<Hook>>,
-    state: &[u8],
-) -> Result<(), HookError> {
-    run_hooks(Some(cwd), kind, hooks, state)
-}
-
-fn run_hooks(
+/// Run the hooks of one kind in order, in `cwd` (else this process's cwd); the first failure
+/// stops the rest. runc runs them in the bundle (it chdirs there), createContainer hooks in the
+/// container's rootfs.
+pub fn run(
     cwd: Option<&Path>,
     kind: &'static str,
     hooks: Option<&Vec<Hook>>,
@@ -196,7 +183,7 @@ mod tests {
             "args": ["sh", "-c", format!("cat > {}; echo \" $0 $1 $FOO\" >> {}", out.display(), out.display()), "zero", "one"],
             "env": ["FOO=bar"]
         }));
-        run("prestart", Some(&vec![h]), b"{\"id\":\"x\"}").unwrap();
+        run(None, "prestart", Some(&vec![h]), b"{\"id\":\"x\"}").unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
             "{\"id\":\"x\"} zero one bar\n"
@@ -209,7 +196,7 @@ mod tests {
         let h = hook(
             serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo oops >&2; exit 3"]}),
         );
-        let e = run("poststop", Some(&vec![h]), b"{}")
+        let e = run(None, "poststop", Some(&vec![h]), b"{}")
             .unwrap_err()
             .to_string();
         assert!(
@@ -221,7 +208,7 @@ mod tests {
         let h =
             hook(serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1}));
         let t = std::time::Instant::now();
-        let e = run("prestart", Some(&vec![h]), b"{}")
+        let e = run(None, "prestart", Some(&vec![h]), b"{}")
             .unwrap_err()
             .to_string();
         assert!(e.contains("timed out after 1s"), "{e}");
@@ -247,18 +234,18 @@ mod tests {
         assert_eq!(idx, [0, 2]);
         // `run` stops at the first failure.
         std::fs::remove_file(&out).unwrap();
-        assert!(run("prestart", Some(&hooks), b"{}").is_err());
+        assert!(run(None, "prestart", Some(&hooks), b"{}").is_err());
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "one\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn run_in_sets_the_working_directory() {
+    fn run_sets_the_working_directory() {
         let dir = std::env::temp_dir().join(format!("berth-hook-cwd-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let h =
             hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "pwd > cwd-seen"]}));
-        run_in(&dir, "createContainer", Some(&vec![h]), b"{}").unwrap();
+        run(Some(&dir), "createContainer", Some(&vec![h]), b"{}").unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("cwd-seen"))
                 .unwrap()

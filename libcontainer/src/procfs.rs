@@ -7,6 +7,8 @@ use std::io;
 pub struct ProcStat {
     /// Field 3: R, S, D, Z, T, t, X, ...
     pub state: char,
+    /// Field 9: the kernel's PF_* flags (PF_EXITING: 0x4).
+    pub flags: u64,
     /// Field 22: start time in clock ticks since boot; with the pid it names one process.
     pub start_time: u64,
 }
@@ -33,9 +35,55 @@ pub fn parse_stat(s: &str) -> Option<ProcStat> {
     let rest = &s[s.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.chars().next()?;
-    // After the state (field 3), field 22 is 19 fields further on.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start_time })
+    // Field 9 is 6 fields after the state, field 22 another 13 after it.
+    let flags = fields.nth(5)?.parse().ok()?;
+    let start_time = fields.nth(12)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        flags,
+        start_time,
+    })
+}
+
+/// One line of /proc/PID/mountinfo, as berth reads it.
+pub(crate) struct MountEntry<'a> {
+    pub(crate) id: u64,
+    pub(crate) parent: u64,
+    pub(crate) root: &'a str,
+    pub(crate) mount_point: String,
+    pub(crate) fstype: &'a str,
+    pub(crate) super_opts: &'a str,
+}
+
+/// Every well-formed line of `mountinfo`, in its order (mount points unescaped).
+pub(crate) fn parse_mountinfo(mountinfo: &str) -> Vec<MountEntry<'_>> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = pre.split(' ').collect();
+        let (Some(id), Some(parent), Some(root), Some(mp)) = (
+            f.first().and_then(|s| s.parse().ok()),
+            f.get(1).and_then(|s| s.parse().ok()),
+            f.get(3),
+            f.get(4),
+        ) else {
+            continue;
+        };
+        let mut post = post.split(' ');
+        let fstype = post.next().unwrap_or("");
+        let _source = post.next();
+        out.push(MountEntry {
+            id,
+            parent,
+            root,
+            mount_point: unescape_mountinfo(mp),
+            fstype,
+            super_opts: post.next().unwrap_or(""),
+        });
+    }
+    out
 }
 
 /// mountinfo's octal escapes (`\040` for a space, ...).
@@ -72,6 +120,7 @@ mod tests {
             parse_stat(line),
             Some(ProcStat {
                 state: 'S',
+                flags: 4194560,
                 start_time: 987654
             })
         );

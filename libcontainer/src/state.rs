@@ -83,20 +83,43 @@ pub struct OciState<'a> {
 /// The state given to hooks on stdin (runtime-spec `state` without runc's extras).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HookState<'a> {
-    pub oci_version: &'a str,
-    pub id: &'a str,
-    pub status: Status,
+struct HookState<'a> {
+    oci_version: &'a str,
+    id: &'a str,
+    status: Status,
     /// Omitted when 0 (a stopped container), as runc's `omitempty`.
     #[serde(skip_serializing_if = "is_zero")]
-    pub pid: i32,
-    pub bundle: &'a Path,
-    #[serde(skip_serializing_if = "HashMap::is_empty")]
-    pub annotations: &'a HashMap<String, String>,
+    pid: i32,
+    bundle: &'a Path,
+    #[serde(skip_serializing_if = "no_annotations")]
+    annotations: Option<&'a HashMap<String, String>>,
 }
 
 fn is_zero(pid: &i32) -> bool {
     *pid == 0
+}
+
+fn no_annotations(a: &Option<&HashMap<String, String>>) -> bool {
+    a.is_none_or(|a| a.is_empty())
+}
+
+/// The JSON a hook reads on stdin (`pid` 0: none, as for a stopped container).
+pub fn hook_state_json(
+    id: &str,
+    status: Status,
+    pid: i32,
+    bundle: &Path,
+    annotations: Option<&HashMap<String, String>>,
+) -> Vec<u8> {
+    let s = HookState {
+        oci_version: OCI_VERSION,
+        id,
+        status,
+        pid,
+        bundle,
+        annotations,
+    };
+    serde_json::to_vec(&s).expect("state serializes")
 }
 
 impl State {
@@ -127,15 +150,7 @@ impl State {
         } else {
             self.pid
         };
-        let s = HookState {
-            oci_version: OCI_VERSION,
-            id: &self.id,
-            status,
-            pid,
-            bundle: &self.bundle,
-            annotations: &self.annotations,
-        };
-        serde_json::to_vec(&s).expect("state serializes")
+        hook_state_json(&self.id, status, pid, &self.bundle, Some(&self.annotations))
     }
 }
 

@@ -38,6 +38,13 @@ impl Logger {
         }
     }
 
+    /// A debug line, formatted only when `--debug` asked for debug lines.
+    pub fn debug(&self, msg: impl FnOnce() -> String) {
+        if self.debug {
+            self.log("debug", &msg());
+        }
+    }
+
     pub fn log(&self, level: &str, msg: &str) {
         if level == "debug" && !self.debug {
             return;

@@ -349,7 +349,10 @@ fn unknown_command_message(words: &[String]) -> String {
 /// An unknown subcommand: log runc's message where runc logs it (`--log`, `--log-format`) and
 /// exit 3 as runc does. Never 0: podman takes `checkpoint --help` exiting 0 as "supported".
 fn unknown_command() -> ! {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let msg = unknown_command_message(&words(args.iter().map(std::ffi::OsString::from)));
     let json = global_value(&args, "--log-format").as_deref() == Some("json");
     match log::Logger::new(
@@ -394,24 +397,24 @@ fn dispatch(cli: &Cli, logger: &log::Logger, sealed: bool) -> Result<i32> {
         }
     };
     let root = cli.root.as_path();
-    logger.log(
-        "debug",
-        &format!(
+    logger.debug(|| {
+        format!(
             "berth {} {} (root {})",
             env!("CARGO_PKG_VERSION"),
-            std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+            std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
             root.display()
-        ),
-    );
+        )
+    });
     match &cli.cmd {
         Cmd::Create(a) => {
             seal()?;
             let new = create::create(&create_options(cli, a, true), StartMode::Fifo)
                 .with_context(|| format!("create container {:?}", a.id))?;
-            logger.log(
-                "debug",
-                &format!("container {:?} created: init pid {}", a.id, new.state.pid),
-            );
+            logger.debug(|| format!("container {:?} created: init pid {}", a.id, new.state.pid));
             new.detach();
         }
         Cmd::Run {
@@ -438,7 +441,7 @@ fn dispatch(cli: &Cli, logger: &log::Logger, sealed: bool) -> Result<i32> {
         }
         Cmd::Start { id } => {
             container::start(root, id).with_context(|| format!("start container {id:?}"))?;
-            logger.log("debug", &format!("container {id:?} started"));
+            logger.debug(|| format!("container {id:?} started"));
         }
         Cmd::State { id } => {
             let l = container::load(root, id)?;
@@ -448,10 +451,8 @@ fn dispatch(cli: &Cli, logger: &log::Logger, sealed: bool) -> Result<i32> {
             let sig = signals::parse(signal)?;
             container::kill(root, id, sig, *all)
                 .with_context(|| format!("kill container {id:?}"))?;
-            logger.log(
-                "debug",
-                &format!("signal {sig} sent to container {id:?} (all processes: {all})"),
-            );
+            logger
+                .debug(|| format!("signal {sig} sent to container {id:?} (all processes: {all})"));
         }
         Cmd::Delete { force, id } => {
             let w = container::delete(root, id, *force)
@@ -606,10 +607,7 @@ fn run(cli: &Cli, logger: &log::Logger, a: &CreateArgs, detach: bool, keep: bool
     };
     let new = create::create(&opts, StartMode::Now)
         .with_context(|| format!("create container {:?}", a.id))?;
-    logger.log(
-        "debug",
-        &format!("container {:?} created: init pid {}", a.id, new.state.pid),
-    );
+    logger.debug(|| format!("container {:?} created: init pid {}", a.id, new.state.pid));
     let started = match new.start() {
         Ok(s) => s,
         Err(hook_error @ libcontainer::error::Error::Hook(_)) => {
@@ -692,10 +690,7 @@ fn exec(cli: &Cli, logger: &log::Logger, a: &ExecArgs) -> Result<i32> {
     };
     let execd =
         libcontainer::exec::exec(&opts).with_context(|| format!("exec in container {:?}", a.id))?;
-    logger.log(
-        "debug",
-        &format!("exec in container {:?}: process pid {}", a.id, execd.pid),
-    );
+    logger.debug(|| format!("exec in container {:?}: process pid {}", a.id, execd.pid));
     let Some(sigfd) = sigfd else { return Ok(0) };
     relay::wait(&sigfd, execd.pid, execd.pidfd.as_fd(), execd.pty)
 }

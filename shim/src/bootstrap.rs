@@ -204,20 +204,24 @@ fn dying_shim_gone(bundle: &Path) -> bool {
     else {
         return false;
     };
-    exiting(pid) && crate::sys::wait_exit(pid, std::time::Duration::from_secs(2))
+    exiting(pid) && wait_exit(pid, std::time::Duration::from_secs(2))
 }
 
-/// Whether `pid` has started to exit (PF_EXITING in /proc/PID/stat's flags).
+/// Whether `pid` has started to exit (PF_EXITING among its /proc/PID/stat flags).
 fn exiting(pid: i32) -> bool {
     const PF_EXITING: u64 = 0x4;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // Fields after the command name: state ppid pgrp session tty_nr tpgid flags ...
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
-        .and_then(|f| f.parse::<u64>().ok())
-        .is_some_and(|flags| flags & PF_EXITING != 0)
+    libcontainer::procfs::stat(pid)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.flags & PF_EXITING != 0)
+}
+
+/// Wait up to `timeout` for process `pid` to end: true when it is gone (or never was).
+fn wait_exit(pid: i32, timeout: std::time::Duration) -> bool {
+    match libcontainer::sys::pidfd_open(pid) {
+        Err(e) => e.raw_os_error() == Some(libc::ESRCH),
+        Ok(fd) => libcontainer::sys::pidfd_wait(fd.as_fd(), Some(timeout)).unwrap_or(false),
+    }
 }
 
 pub fn delete(a: &Args) -> Result<()> {
@@ -340,16 +344,10 @@ mod tests {
         assert!(!exiting(std::process::id() as i32));
         let mut child = Command::new("sleep").arg("5").spawn().unwrap();
         let pid = child.id() as i32;
-        assert!(!crate::sys::wait_exit(
-            pid,
-            std::time::Duration::from_millis(50)
-        ));
+        assert!(!wait_exit(pid, std::time::Duration::from_millis(50)));
         child.kill().unwrap();
         // Killed but not yet reaped: a pidfd is readable once it has exited.
-        assert!(crate::sys::wait_exit(
-            pid,
-            std::time::Duration::from_secs(5)
-        ));
+        assert!(wait_exit(pid, std::time::Duration::from_secs(5)));
         child.wait().unwrap();
     }
 

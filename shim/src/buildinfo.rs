@@ -5,8 +5,9 @@
 //!
 //! Nothing else in what containerd 2.0/2.1 sends tells it from 1.7: both set
 //! `MAX_SHIM_VERSION=2` (the shim API, "v2" as in containerd-shim-*-v2, not the bootstrap
-//! version) and pass the runtime options (a protobuf Any) or nothing on stdin. Reading a few
-//! hundred bytes of the binary costs microseconds; running `containerd --version` ~25 ms.
+//! version) and pass the runtime options (a protobuf Any) or nothing on stdin. So the shim reads
+//! the binary's section headers and at most 64 KiB of its data, instead of running
+//! `containerd --version` (10-20 ms here: `/usr/bin/time -f %e containerd --version`).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

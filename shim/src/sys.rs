@@ -102,26 +102,6 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Wait up to `timeout` for process `pid` to end (a pidfd turns readable when it has exited).
-/// True when it is gone, or was never there.
-pub fn wait_exit(pid: i32, timeout: std::time::Duration) -> bool {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-    }
-    // SAFETY: pidfd_open just returned this fd to us.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    let mut p = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: one valid pollfd, owned by this frame.
-    unsafe { libc::poll(&mut p, 1, ms) > 0 }
-}
-
 /// Close every fd from `first` up: the server keeps nothing it inherited from containerd
 /// beyond stdio and the socket.
 pub fn close_fds_from(first: RawFd) {

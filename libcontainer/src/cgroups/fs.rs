@@ -4,6 +4,8 @@ use std::io::{ErrorKind, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use crate::procfs::{parse_mountinfo, MountEntry};
+
 use nix::fcntl::OFlag;
 use oci_spec::runtime::LinuxResources;
 
@@ -25,46 +27,6 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
     let p = Path::new("/proc/self/mountinfo");
     let text = std::fs::read_to_string(p).map_err(|e| CgroupError::io("read", p, e))?;
     Ok(parse_hierarchies(&text))
-}
-
-/// One line of mountinfo: what [`parse_hierarchies`] needs of it.
-struct MountEntry<'a> {
-    id: u64,
-    parent: u64,
-    root: &'a str,
-    mount_point: String,
-    fstype: &'a str,
-    super_opts: &'a str,
-}
-
-fn parse_mountinfo(mountinfo: &str) -> Vec<MountEntry<'_>> {
-    let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let f: Vec<&str> = pre.split(' ').collect();
-        let (Some(id), Some(parent), Some(root), Some(mp)) = (
-            f.first().and_then(|s| s.parse().ok()),
-            f.get(1).and_then(|s| s.parse().ok()),
-            f.get(3),
-            f.get(4),
-        ) else {
-            continue;
-        };
-        let mut post = post.split(' ');
-        let fstype = post.next().unwrap_or("");
-        let _source = post.next();
-        out.push(MountEntry {
-            id,
-            parent,
-            root,
-            mount_point: crate::procfs::unescape_mountinfo(mp),
-            fstype,
-            super_opts: post.next().unwrap_or(""),
-        });
-    }
-    out
 }
 
 /// The mount that a lookup of `path` ends on: path resolution simulated on the mount tree

@@ -18,9 +18,6 @@ use super::{InitError, Result};
 pub const SELINUX_DISABLED: &str =
     "selinux label is specified in config, but selinux is disabled or not supported";
 
-/// selinuxfs's magic (SELINUX_MAGIC in linux/magic.h).
-const SELINUX_MAGIC: i64 = 0xf97c_ff8c;
-
 /// Open the calling thread's attribute file `sub` (e.g. `attr/exec`) for writing:
 /// /proc/thread-self, or /proc/self on kernels without it (before 3.17).
 fn open_attr(sub: &str) -> std::io::Result<(std::fs::File, PathBuf)> {
@@ -81,21 +78,25 @@ pub fn apply_apparmor_profile(profile: &str) -> Result<()> {
 
 /// Whether SELinux is enabled, as go-selinux's GetEnabled decides: selinuxfs is mounted
 /// (read-write at /sys/fs/selinux, or anywhere per mountinfo) and the current label is not
-/// `kernel`.
+/// `kernel`. Decided once per process (go-selinux caches it too): init asks more than once.
 pub fn selinux_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(probe_selinux)
+}
+
+fn probe_selinux() -> bool {
     let fs_ok = |p: &Path| {
         nix::sys::statfs::statfs(p).is_ok_and(|s| {
-            s.filesystem_type().0 as i64 == SELINUX_MAGIC
+            s.filesystem_type() == nix::sys::statfs::SELINUX_MAGIC
                 && nix::sys::statvfs::statvfs(p)
                     .is_ok_and(|v| !v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
         })
     };
     let mounted = fs_ok(Path::new("/sys/fs/selinux"))
         || std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|mi| {
-            mi.lines().any(|l| {
-                l.split_once(" - ")
-                    .is_some_and(|(_, rest)| rest.split(' ').next() == Some("selinuxfs"))
-            })
+            crate::procfs::parse_mountinfo(&mi)
+                .iter()
+                .any(|m| m.fstype == "selinuxfs")
         });
     if !mounted {
         return false;

@@ -121,7 +121,7 @@ pub enum Console {
 
 /// Make the pty (inside the container: its /dev/ptmx), hand the master to whoever holds the
 /// console and make the slave the process's controlling terminal and stdio. With
-/// `mount_console` (init in a mount namespace of its own, as runc's mountConsole) the slave
+/// `mount_console` (init in a mount namespace, as runc's mountConsole) the slave
 /// is also bind-mounted onto /dev/console, which is created (an empty file) if missing.
 pub(crate) fn setup_console(
     console: &Console,
@@ -322,8 +322,8 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     ctx.chan.send(&Msg::RunHooks).step("sync", None)?;
     expect(&ctx.chan, "HooksDone", |m| matches!(m, Msg::HooksDone))?;
     let creating_state = hook_state(ctx, crate::state::Status::Creating);
-    crate::hooks::run_in(
-        ctx.rootfs,
+    crate::hooks::run(
+        Some(ctx.rootfs),
         "createContainer",
         spec.hooks()
             .as_ref()
@@ -440,7 +440,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         .hooks()
         .as_ref()
         .and_then(|h| h.start_container().as_ref());
-    let err = match crate::hooks::run("startContainer", hooks, &created_state) {
+    let err = match crate::hooks::run(None, "startContainer", hooks, &created_state) {
         Err(e) => InitError::msg("startContainer hook", None, e.to_string()),
         Ok(()) => exec.exec(),
     };
@@ -460,16 +460,13 @@ fn has_ns(spec: &Spec, t: oci_spec::runtime::LinuxNamespaceType) -> bool {
 }
 
 fn hook_state(ctx: &InitContext, status: crate::state::Status) -> Vec<u8> {
-    let annotations = ctx.spec.annotations().clone().unwrap_or_default();
-    let s = crate::state::HookState {
-        oci_version: crate::state::OCI_VERSION,
-        id: ctx.id,
+    crate::state::hook_state_json(
+        ctx.id,
         status,
-        pid: nix::unistd::getpid().as_raw(),
-        bundle: ctx.bundle,
-        annotations: &annotations,
-    };
-    serde_json::to_vec(&s).expect("state serializes")
+        nix::unistd::getpid().as_raw(),
+        ctx.bundle,
+        ctx.spec.annotations().as_ref(),
+    )
 }
 
 /// Wait for the start signal. With the exec fifo, returns its write end: it closes on exec,

@@ -15,12 +15,6 @@ use super::{InitError, Result, StepExt};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The steps init and exec share, in order, from limits to the resolved program: everything that
-/// needs privileges comes before the user switch and the capability drop.
-///
-/// seccomp is loaded last when no_new_privs is set (as close to exec as possible); without it,
-/// loading needs CAP_SYS_ADMIN, so it comes before the user switch drops capabilities (runc's
-/// order). Returns the SCMP_ACT_NOTIFY listener, if the profile has one.
 /// The LSM labels [`prepare`] applies, at runc's points.
 pub struct Labels<'a> {
     /// The SELinux process label (empty: none), set before seccomp and the user switch.
@@ -30,6 +24,12 @@ pub struct Labels<'a> {
     pub apparmor_after_user: Option<&'a str>,
 }
 
+/// The steps init and exec share, in order, from limits to the resolved program: everything that
+/// needs privileges comes before the user switch and the capability drop.
+///
+/// seccomp is loaded last when no_new_privs is set (as close to exec as possible); without it,
+/// loading needs CAP_SYS_ADMIN, so it comes before the user switch drops capabilities (runc's
+/// order). Returns the SCMP_ACT_NOTIFY listener, if the profile has one.
 pub fn prepare(
     process: &Process,
     personality: Option<&oci_spec::runtime::LinuxPersonality>,
@@ -208,13 +208,14 @@ fn capset(names: Option<&oci_spec::runtime::Capabilities>, field: &str) -> Resul
 /// Never hand (u32)-1 to setresuid, setresgid, setgroups or fchown: it means "unchanged", so
 /// the process would keep init's root ids and capabilities. Validation refuses it first; this
 /// is the last line, for any caller that skipped it.
-pub fn check_user_ids(process: &Process) -> Result<()> {
+fn check_user_ids(process: &Process) -> Result<()> {
     let user = process.user();
     let gids = user.additional_gids().as_deref().unwrap_or_default();
     let ids = [("uid", user.uid()), ("gid", user.gid())]
         .into_iter()
         .chain(gids.iter().map(|g| ("additional gid", *g)));
-    for (what, id) in ids {
+    // The field's name is formatted only for a bad id: this runs on every create and exec.
+    for (what, id) in ids.filter(|(_, id)| *id == crate::config::INVALID_ID) {
         if let Err(msg) = crate::config::check_id(&format!("process.user {what}"), id) {
             return Err(InitError::msg("switch user", None, msg));
         }
@@ -225,20 +226,12 @@ pub fn check_user_ids(process: &Process) -> Result<()> {
 /// Switch to the process's user and groups and set its capabilities: bounding set first (while
 /// berth still has CAP_SETPCAP), then the ids with keep-caps, then the other sets.
 pub fn switch_user(process: &Process) -> Result<()> {
-    check_user_ids(process)?;
     let user = process.user();
     // No `process.capabilities` at all means no capabilities, as in runc (every set empty,
     // the bounding set included); never "keep berth's own".
-    let empty = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
-        .bounding(oci_spec::runtime::Capabilities::new())
-        .effective(oci_spec::runtime::Capabilities::new())
-        .inheritable(oci_spec::runtime::Capabilities::new())
-        .permitted(oci_spec::runtime::Capabilities::new())
-        .ambient(oci_spec::runtime::Capabilities::new())
-        .build()
-        .map_err(|e| InitError::msg("capabilities", None, e.to_string()))?;
-    let c = process.capabilities().as_ref().unwrap_or(&empty);
-    let bounding = capset(c.bounding().as_ref(), "bounding")?;
+    // (A missing set is an empty one: capset(None).)
+    let c = process.capabilities().as_ref();
+    let bounding = capset(c.and_then(|c| c.bounding().as_ref()), "bounding")?;
     for cap in caps::all() {
         if !bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
@@ -265,10 +258,10 @@ pub fn switch_user(process: &Process) -> Result<()> {
         caps::set(None, s, v)
             .map_err(|e| InitError::msg("set capabilities", None, format!("{name}: {e}")))
     };
-    let inheritable = capset(c.inheritable().as_ref(), "inheritable")?;
-    let effective = capset(c.effective().as_ref(), "effective")?;
-    let permitted = capset(c.permitted().as_ref(), "permitted")?;
-    let ambient = capset(c.ambient().as_ref(), "ambient")?;
+    let inheritable = capset(c.and_then(|c| c.inheritable().as_ref()), "inheritable")?;
+    let effective = capset(c.and_then(|c| c.effective().as_ref()), "effective")?;
+    let permitted = capset(c.and_then(|c| c.permitted().as_ref()), "permitted")?;
+    let ambient = capset(c.and_then(|c| c.ambient().as_ref()), "ambient")?;
     set(CapSet::Inheritable, &inheritable, "inheritable")?;
     set(CapSet::Effective, &effective, "effective")?;
     set(CapSet::Permitted, &permitted, "permitted")?;

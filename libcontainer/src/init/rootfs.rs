@@ -79,10 +79,9 @@ pub fn prepare_root(rootfs: &Path, propagation: Option<&str>) -> Result<Root> {
 fn mount_point_of(path: &Path) -> Result<PathBuf> {
     let info = Path::new("/proc/self/mountinfo");
     let text = std::fs::read_to_string(info).step("read", Some(info))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+    Ok(crate::procfs::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| PathBuf::from(m.mount_point))
         .filter(|m| path.starts_with(m))
         .max_by_key(|m| m.as_os_str().len())
         .unwrap_or_else(|| PathBuf::from("/")))
@@ -194,17 +193,7 @@ fn create_in_root_depth(
 
 /// `..` and `.` removed lexically, never above `/` (the rootfs's root, as RESOLVE_IN_ROOT).
 fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    out
+    crate::config::clean_path(&Path::new("/").join(p))
 }
 
 fn fs_magic(fd: BorrowedFd) -> std::io::Result<i64> {
@@ -511,16 +500,8 @@ fn deferred_readonly(typ: &str, dest: &Path) -> bool {
 /// The last rootfs step (runc's finalizeRootfs), after devices, /dev/pts and the console:
 /// make the read-only tmpfs mounts and /dev read-only. `/` is the container's root by now.
 pub fn finalize_readonly(mounts: &[Mount]) -> Result<()> {
-    let root = Root {
-        fd: nix::fcntl::open(
-            "/",
-            nix::fcntl::OFlag::O_PATH
-                | nix::fcntl::OFlag::O_DIRECTORY
-                | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .step("open", Some(Path::new("/")))?,
-    };
+    // Opened at the first read-only mount: most configs have none.
+    let mut root: Option<Root> = None;
     for m in mounts {
         let typ = m.typ().as_deref().unwrap_or("none");
         let opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
@@ -544,7 +525,20 @@ pub fn finalize_readonly(mounts: &[Mount]) -> Result<()> {
                 set |= attr;
             }
         }
-        let fd = open_in_root(&root, dest).step("open mount", Some(dest))?;
+        let root = match root {
+            Some(ref r) => r,
+            None => root.insert(Root {
+                fd: nix::fcntl::open(
+                    "/",
+                    nix::fcntl::OFlag::O_PATH
+                        | nix::fcntl::OFlag::O_DIRECTORY
+                        | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .step("open", Some(Path::new("/")))?,
+            }),
+        };
+        let fd = open_in_root(root, dest).step("open mount", Some(dest))?;
         crate::sys::mount_setattr(fd.as_fd(), false, set, 0)
             .step("remount read-only", Some(dest))?;
     }
@@ -606,7 +600,7 @@ fn check_proc_sys_target(
                     None => nix::sys::statfs::statfs(src),
                 }
                 .step("statfs bind source", Some(src))?;
-                st.filesystem_type().0 as i64 == PROC_SUPER_MAGIC
+                st.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC
             }
             None => false,
         };
@@ -887,16 +881,10 @@ fn full_proc_sys_mounts(rootfs: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn parse_full_proc_sys(mountinfo: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let f: Vec<&str> = pre.split(' ').collect();
-            let fstype = post.split(' ').next()?;
-            let (root, point) = (f.get(3)?, f.get(4)?);
-            (*root == "/" && (fstype == "proc" || fstype == "sysfs"))
-                .then(|| PathBuf::from(crate::procfs::unescape_mountinfo(point)))
-        })
+    crate::procfs::parse_mountinfo(mountinfo)
+        .into_iter()
+        .filter(|m| m.root == "/" && (m.fstype == "proc" || m.fstype == "sysfs"))
+        .map(|m| PathBuf::from(m.mount_point))
         .collect()
 }
 
