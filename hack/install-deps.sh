@@ -9,8 +9,8 @@
 # Packages whose maintainer scripts would start a service (docker.io) are installed with a
 # policy-rc.d that denies every start (there is no systemd here; nothing may run behind the
 # tests' back): the suite starts its own private dockerd and containerd.
-# Then hack/install-peers.sh unpacks the newer peers of the client matrix (docker 26.1.5 from
-# trixie, containerd 2.1.9 from sid) into its cache dir beside the system.
+# Then hack/install-peers.sh unpacks the newer peers (docker 26.1.5 from trixie, containerd
+# 2.1.9 and runc 1.3.6 from sid) into its cache dir beside the system.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -98,10 +98,11 @@ if ldd /bin/busybox >/dev/null 2>&1; then
 	die "/bin/busybox is dynamically linked; install busybox-static (apt-get install busybox-static)"
 fi
 
-# The newer peers of the client matrix (cached in /var/tmp/berth-peers). Without them only
-# the matrix's docker 26.1.5 and containerd 2.1.9 tests fail (saying what is missing).
+# The newer peers (cached in /var/tmp/berth-peers). Without them only what needs them fails,
+# saying what is missing: the matrix's docker 26.1.5 and containerd 2.1.9 tests, and the
+# integration and difffuzz passes against runc 1.3.6.
 "$HACK/install-peers.sh" ||
-	log "warning: hack/install-peers.sh failed: the client matrix's docker 26.1.5 and containerd 2.1.9 tests will fail"
+	log "warning: hack/install-peers.sh failed: the docker 26.1.5, containerd 2.1.9 and runc 1.3.6 steps will fail"
 
 ensure_cargo
 log "$(cargo --version)"

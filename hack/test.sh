@@ -3,7 +3,7 @@
 #
 # The whole test suite, as CI runs it (.ci/run), as root on a fresh machine:
 #   1. hack/install-deps.sh (which runs hack/install-peers.sh: docker 26.1.5 and containerd
-#      2.1.9 for the client matrix, unpacked into /var/tmp/berth-peers, cached)
+#      2.1.9 for the client matrix and runc 1.3.6, unpacked into /var/tmp/berth-peers, cached)
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --release --workspace

@@ -210,10 +210,7 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
         seq: std::cell::Cell::new(0),
         verbose: o.verbose,
     };
-    for (dir, args) in [
-        (&f.bundle, &["sleep", "1000"][..]),
-        (&f.bundle_fg, &["sh", "-c", "sleep 0.02"][..]),
-    ] {
+    for dir in [&f.bundle, &f.bundle_fg] {
         fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let st = Command::new("cp")
             .arg("-a")
@@ -224,7 +221,6 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
         if !st.success() {
             return Err("cp -a of the rootfs failed".into());
         }
-        let _ = args;
     }
     println!(
         "faults: runtime {}, seed {}, {} kill points, syscall faults: {}",
@@ -235,8 +231,7 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
     );
     let started = Instant::now();
     let mut st = Stats::default();
-    let out_of_time = |st: &Stats| {
-        let _ = st;
+    let out_of_time = || {
         campaign::stop_requested()
             || o.max_seconds
                 .is_some_and(|m| started.elapsed().as_secs() >= m)
@@ -257,7 +252,7 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
     }
 
     for k in 0..o.kills {
-        if out_of_time(&st) {
+        if out_of_time() {
             break;
         }
         let mut rng = Rng::for_case(o.seed, k);
@@ -326,7 +321,7 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
             .chain(CLASSES.iter().map(|c| (c.to_string(), 8)))
             .collect();
         for (i, (target, count)) in all.iter().enumerate() {
-            if out_of_time(&st) {
+            if out_of_time() {
                 break;
             }
             let mut rng = Rng::for_case(o.seed, 1_000_000 + i as u64);

@@ -146,8 +146,9 @@ fn devices_path_leaving_dev_refused(ctx: &Ctx) -> TestResult {
     for userns in [false, true] {
         if userns && ctx.rt.is_runc() {
             skip!(
-                "runc 1.1.5 bind-mounts the host's /dev/../<file> into a user-namespaced \
-                 container (a runc deviation; the case without a user namespace passed)"
+                "runc (1.1.5 and 1.3.6 alike) bind-mounts the host's /dev/../<file> into a \
+                 user-namespaced container (a runc deviation; the case without a user \
+                 namespace passed)"
             );
         }
         let mut b = ctx.bundle()?;

@@ -147,7 +147,10 @@ fn ids_overflowing_maps_refused(ctx: &Ctx) -> TestResult {
 /// nothing): refused.
 fn ids_device_owner_minus_one_refused(ctx: &Ctx) -> TestResult {
     if ctx.rt.is_runc() {
-        skip!("runc 1.1.5 runs it and leaves the device root's (chown with -1): a runc deviation");
+        skip!(
+            "runc (1.1.5 and 1.3.6 alike) runs it and leaves the device root's (chown with \
+             -1): a runc deviation"
+        );
     }
     for field in ["uid", "gid"] {
         let mut b = ctx.bundle()?;

@@ -325,8 +325,8 @@ fn terminal_pty_is_dev_console(ctx: &Ctx) -> TestResult {
     let mut b = ctx.bundle()?;
     b.cfg.set("/process/terminal", serde_json::json!(true));
     b.cfg.sh(
-        "grep ' /dev/console ' /proc/self/mountinfo | cut -d' ' -f9; \
-         stat -c 'major %t' /dev/console; [ \"$(readlink /proc/self/fd/0)\" = \"$(tty)\" ] && echo same",
+        "cat /proc/self/mountinfo; echo @@; stat -c 'major %t' /dev/console; \
+         [ \"$(readlink /proc/self/fd/0)\" = \"$(tty)\" ] && echo same",
     );
     let sock = b.dir.join("console.sock");
     let out = b.dir.join("console.out");
@@ -337,9 +337,13 @@ fn terminal_pty_is_dev_console(ctx: &Ctx) -> TestResult {
     b.wait_status("stopped")?;
     console.finish(Duration::from_secs(10));
     b.delete().ok()?;
-    let text = fs::read_to_string(&out)?;
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    // devpts, and the Unix98 pty major 136 (0x88).
-    ensure_eq!(lines, vec!["devpts", "major 88", "same"], "/dev/console");
+    let text = fs::read_to_string(&out)?.replace('\r', "");
+    let (mountinfo, rest) = text.split_once("@@\n").unwrap_or((&text, ""));
+    let mounts = crate::mountinfo::parse(mountinfo);
+    let console = crate::mountinfo::require(&mounts, "/dev/console")?;
+    ensure_eq!(console.fstype, "devpts", "/dev/console's filesystem");
+    // The Unix98 pty major 136 (0x88), and the process's stdin is that pty.
+    let lines: Vec<&str> = rest.lines().map(str::trim).collect();
+    ensure_eq!(lines, vec!["major 88", "same"], "/dev/console");
     b.ensure_clean()
 }
