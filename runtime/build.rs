@@ -20,9 +20,15 @@ fn main() {
         .filter(|c| !c.is_empty())
         .or_else(|| output(Command::new("git").args(["rev-parse", "HEAD"])))
         .unwrap_or_else(|| "unknown".into());
-    // A new commit or checkout rewrites the worktree's HEAD reflog: build again then.
-    if let Some(log) = output(Command::new("git").args(["rev-parse", "--git-path", "logs/HEAD"])) {
-        println!("cargo:rerun-if-changed={log}");
+    // A new commit or checkout rewrites the worktree's HEAD reflog: build again then. Without
+    // a reflog (some CI clones) HEAD itself, which a checkout rewrites; a missing file would
+    // make this script run on every build.
+    for name in ["logs/HEAD", "HEAD"] {
+        let path = output(Command::new("git").args(["rev-parse", "--git-path", name]));
+        if let Some(p) = path.filter(|p| std::path::Path::new(p).exists()) {
+            println!("cargo:rerun-if-changed={p}");
+            break;
+        }
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = output(Command::new(rustc).arg("--version"))

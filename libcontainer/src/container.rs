@@ -282,31 +282,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
 /// Kill what is left in the cgroup, remove it, run poststop hooks (in `hook_cwd`, else this
 /// process's cwd), remove the state.
 fn destroy(dir: StateDir, state: &State, hook_cwd: Option<&Path>) -> Result<Vec<String>> {
-    let cg = cgroups::manager_for(&state.cgroup);
-    if cgroups::is_frozen(&state.cgroup) {
-        if let Some(f) = state.cgroup.dir_of("freezer") {
-            let _ = std::fs::write(f.join("freezer.state"), "THAWED");
-        }
-    }
     // With a pid namespace of its own, the container's processes died with its init. Without
     // one they may outlive it, so kill what is left in the cgroup (runc does the same, and only
     // then: a cgroup may be shared with other containers).
-    if !has_own_pid_ns(state) {
-        for _ in 0..100 {
-            let pids = cg.pids().unwrap_or_default();
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-    cg.destroy()?;
+    remove_cgroup(&state.cgroup, !has_own_pid_ns(state))?;
     // runtime-spec: a failing poststop hook is logged and the remaining ones still run (runc
     // stops at the first failure; berth follows the spec, see README).
     let hooks = state
@@ -331,12 +310,27 @@ fn destroy(dir: StateDir, state: &State, hook_cwd: Option<&Path>) -> Result<Vec<
 /// forked: they exit by themselves once they find berth gone, but may not have yet), then
 /// remove the cgroup.
 fn remove_cgroup_of_dead_create(paths: &cgroups::CgroupPaths) -> Result<()> {
+    remove_cgroup(paths, true)
+}
+
+/// Thaw a container's cgroup, with `kill` SIGKILL what is in it (until it is empty, for at
+/// most a second), and remove it.
+fn remove_cgroup(paths: &cgroups::CgroupPaths, kill: bool) -> Result<()> {
     let cg = cgroups::manager_for(paths);
     if cgroups::is_frozen(paths) {
         let _ = cg.freeze(false);
     }
-    for pid in cg.pids().unwrap_or_default() {
-        let _ = sys::kill(pid, libc::SIGKILL);
+    if kill {
+        for _ in 0..100 {
+            let pids = cg.pids().unwrap_or_default();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = sys::kill(pid, libc::SIGKILL);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
     Ok(cg.destroy()?)
 }

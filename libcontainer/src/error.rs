@@ -7,7 +7,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file operation failed; `what` says which operation.
-    #[error("{what} {path:?}: {}", os_text(.err))]
+    #[error("{what} {}: {}", echo_path(.path), os_text(.err))]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -18,11 +18,11 @@ pub enum Error {
     #[error("invalid configuration: {path}: {msg}")]
     Config { path: String, msg: String },
     /// The container id is not valid.
-    #[error("invalid container id {0:?}: an id is 1 to 1024 of the characters [A-Za-z0-9_+.-] and not \".\" or \"..\"")]
+    #[error("invalid container id {}: an id is 1 to 1024 of the characters [A-Za-z0-9_+.-] and not \".\" or \"..\"", echo(.0))]
     InvalidId(String),
-    #[error("container {0:?} does not exist")]
+    #[error("container {} does not exist", echo(.0))]
     NotFound(String),
-    #[error("container with id {0:?} exists")]
+    #[error("container with id {} exists", echo(.0))]
     Exists(String),
     /// The requested operation does not fit the container's status.
     #[error("{0}")]
@@ -185,6 +185,31 @@ impl Error {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_and_paths_in_errors_are_bounded() {
+        use super::Error;
+        let long = "x".repeat(10_000);
+        for e in [
+            Error::InvalidId(long.clone()),
+            Error::NotFound(long.clone()),
+            Error::Exists(long.clone()),
+            Error::io(
+                "open",
+                long.as_str(),
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ),
+        ] {
+            let text = e.to_string();
+            assert!(text.len() < 600, "{} bytes: {}", text.len(), &text[..100]);
+            assert!(text.contains("(10000 bytes)"), "{text}");
+        }
+        // Ordinary values read as before.
+        assert_eq!(
+            Error::NotFound("abc".into()).to_string(),
+            "container \"abc\" does not exist"
+        );
+    }
+
     #[test]
     fn echoed_values_are_bounded_and_escaped() {
         assert_eq!(super::echo("a\u{1b}[2J\"b"), "\"a\\u{1b}[2J\\\"b\"");

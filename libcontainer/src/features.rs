@@ -51,8 +51,8 @@ const MOUNT_OPTIONS: &[&str] = &[
 fn mount_options() -> Vec<&'static str> {
     let mut v: Vec<&str> = MOUNT_OPTIONS
         .iter()
-        .chain(crate::init::mountopts::REC_ATTR_OPTIONS)
         .copied()
+        .chain(crate::init::mountopts::rec_attr_options())
         .collect();
     v.sort_unstable();
     v

@@ -386,7 +386,7 @@ fn create_fails(b: &Bundle, needles: &[&str]) -> TestResult {
 /// left behind). runc 1.1 does not look at it on v2 (its fs2 manager has no swappiness,
 /// disableOOMKiller or network): if runc's `create` succeeds, the test is skipped for runc.
 fn v1_only_field(ctx: &Ctx, b: &Bundle, field: &str, needles: &[&str]) -> TestResult {
-    if is_runc(ctx) {
+    if ctx.rt.is_runc() {
         let out = b.create(&[]);
         if out.success() {
             skip!(
@@ -406,10 +406,6 @@ fn v2_ignored_field(b: &Bundle) -> TestResult {
     b.create(&[]).ok()?;
     b.delete().ok()?;
     b.ensure_clean()
-}
-
-fn is_runc(ctx: &Ctx) -> bool {
-    ctx.rt.runc.is_some()
 }
 
 /// The whole disk (`major:minor`) holding `path`, if it is on a block device.
@@ -1301,7 +1297,7 @@ fn cgroup_hugepage_limits(ctx: &Ctx) -> TestResult {
     }
     // Hybrid with hugetlb enabled for children on the cgroup2 mount: berth writes it there.
     let out = b.run_detached();
-    if !out.success() && is_runc(ctx) {
+    if !out.success() && ctx.rt.is_runc() {
         skip!(
             "runc 1.1 sets hugepageLimits only through a v1 hugetlb hierarchy; on this hybrid \
              host (hugetlb only on the cgroup2 mount) it fails: {}",
@@ -1795,7 +1791,7 @@ fn cgroup_update_failure_restores_resources(ctx: &Ctx) -> TestResult {
     ctx.rt
         .exec(&["update", "--memory", "64m", "--cpuset-cpus", "9999", &b.id])
         .failed()?;
-    if is_runc(ctx) && !cg.v1() {
+    if ctx.rt.is_runc() && !cg.v1() {
         skip!(
             "runc 1.1 on cgroup v2 writes memory before cpuset and then re-applies the new \
              values as the old ones (its update edits the config it restores from): memory.max \
@@ -1932,7 +1928,7 @@ fn cgroup_update_memory_swap_order(ctx: &Ctx) -> TestResult {
     ctx.rt.exec(&["update", "--memory", "64m", &b.id]).ok()?;
     // runc 1.1 on cgroup v2 leaves memory.swap.max as it was when only --memory changes
     // (berth keeps memory+swap at 256M, as on v1).
-    if !is_runc(ctx) || cg.v1() {
+    if !ctx.rt.is_runc() || cg.v1() {
         expect(64, 256)?;
     }
     ctx.rt
@@ -2091,7 +2087,7 @@ fn cgroup_exec_sub_cgroup(ctx: &Ctx) -> TestResult {
         argv.extend_from_slice(&[&b.id, "true"]);
         ctx.rt.exec(&argv).failed()?.stderr_mentions(needle)?;
     }
-    if !is_runc(ctx) {
+    if !ctx.rt.is_runc() {
         ctx.rt
             .exec(&["exec", "--cgroup", "nosuch", &b.id, "true"])
             .failed()?

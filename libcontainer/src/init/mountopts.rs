@@ -114,54 +114,44 @@ fn flag(opt: &str) -> Option<(bool, u64)> {
     })
 }
 
-/// The recursive mount attributes runc takes (`Some((clear, MOUNT_ATTR_*))`), applied with
-/// mount_setattr(AT_RECURSIVE) after the mount.
-fn rec_attr(opt: &str) -> Option<(bool, u64)> {
+/// The recursive mount attributes runc takes: (name, clear, MOUNT_ATTR_*), applied with
+/// mount_setattr(AT_RECURSIVE) after the mount; one table for the parser and `berth features`.
+const REC_ATTRS: &[(&str, bool, u64)] = {
     use mount_attr::*;
-    Some(match opt {
-        "rro" => (false, RDONLY),
-        "rrw" => (true, RDONLY),
-        "rnosuid" => (false, NOSUID),
-        "rsuid" => (true, NOSUID),
-        "rnodev" => (false, NODEV),
-        "rdev" => (true, NODEV),
-        "rnoexec" => (false, NOEXEC),
-        "rexec" => (true, NOEXEC),
-        "rnodiratime" => (false, NODIRATIME),
-        "rdiratime" => (true, NODIRATIME),
-        "rrelatime" => (false, RELATIME),
-        "rnorelatime" => (true, RELATIME),
-        "rnoatime" => (false, NOATIME),
-        "ratime" => (true, NOATIME),
-        "rstrictatime" => (false, STRICTATIME),
-        "rnostrictatime" => (true, STRICTATIME),
-        "rnosymfollow" => (false, NOSYMFOLLOW),
-        "rsymfollow" => (true, NOSYMFOLLOW),
-        _ => return None,
-    })
+    &[
+        ("rro", false, RDONLY),
+        ("rrw", true, RDONLY),
+        ("rnosuid", false, NOSUID),
+        ("rsuid", true, NOSUID),
+        ("rnodev", false, NODEV),
+        ("rdev", true, NODEV),
+        ("rnoexec", false, NOEXEC),
+        ("rexec", true, NOEXEC),
+        ("rnodiratime", false, NODIRATIME),
+        ("rdiratime", true, NODIRATIME),
+        ("rrelatime", false, RELATIME),
+        ("rnorelatime", true, RELATIME),
+        ("rnoatime", false, NOATIME),
+        ("ratime", true, NOATIME),
+        ("rstrictatime", false, STRICTATIME),
+        ("rnostrictatime", true, STRICTATIME),
+        ("rnosymfollow", false, NOSYMFOLLOW),
+        ("rsymfollow", true, NOSYMFOLLOW),
+    ]
+};
+
+/// `Some((clear, MOUNT_ATTR_*))` for a recursive option name.
+fn rec_attr(opt: &str) -> Option<(bool, u64)> {
+    REC_ATTRS
+        .iter()
+        .find(|(name, _, _)| *name == opt)
+        .map(|&(_, clear, attr)| (clear, attr))
 }
 
 /// Names of the recursive options, for `berth features`.
-pub const REC_ATTR_OPTIONS: &[&str] = &[
-    "ratime",
-    "rdev",
-    "rdiratime",
-    "rexec",
-    "rnoatime",
-    "rnodev",
-    "rnodiratime",
-    "rnoexec",
-    "rnorelatime",
-    "rnostrictatime",
-    "rnosuid",
-    "rnosymfollow",
-    "rrelatime",
-    "rro",
-    "rrw",
-    "rstrictatime",
-    "rsuid",
-    "rsymfollow",
-];
+pub fn rec_attr_options() -> impl Iterator<Item = &'static str> {
+    REC_ATTRS.iter().map(|(name, _, _)| *name)
+}
 
 /// The propagation flags of one option name (`rslave` -> MS_SLAVE|MS_REC).
 pub fn propagation(opt: &str) -> Option<u64> {
@@ -221,7 +211,7 @@ mod tests {
         let o = parse(&s(&["rrelatime"]));
         assert!(o.has_rec_attr());
         assert_eq!((o.rec_set, o.rec_clr), (0, mount_attr::ATIME));
-        for name in REC_ATTR_OPTIONS {
+        for name in rec_attr_options() {
             assert!(rec_attr(name).is_some(), "{name}");
         }
     }
