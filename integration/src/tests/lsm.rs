@@ -414,15 +414,14 @@ fn lsm_selinux_mount_label_labels_tmpfs_and_its_files(ctx: &Ctx) -> TestResult {
     wait_file(&shared.join("ready"))?;
     let mountinfo = std::fs::read_to_string(shared.join("mountinfo"))?;
     let option = format!("context=\"{label}\"");
+    let mounts = crate::mountinfo::parse(&mountinfo);
     for dest in ["/labelled", "/dev"] {
-        let line = mountinfo
-            .lines()
-            .find(|l| l.split(' ').nth(4) == Some(dest))
-            .ok_or_else(|| Failure::Fail(format!("no {dest} in mountinfo:\n{mountinfo}")))?;
+        let m = crate::mountinfo::require(&mounts, dest)?;
+        // The label holds commas (s0:c1,c2): look in the joined super options.
+        let supers = m.super_opts.join(",");
         ensure!(
-            line.split_once(" - ")
-                .is_some_and(|(_, r)| r.starts_with("tmpfs ") && r.contains(&option)),
-            "{dest}: want a tmpfs with {option} in its super options: {line}"
+            m.fstype == "tmpfs" && supers.contains(&option),
+            "{dest}: want a tmpfs with {option} in its super options: {m:?}"
         );
     }
     let pid = b.pid()?;

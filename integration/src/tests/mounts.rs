@@ -892,12 +892,12 @@ fn readonly_tmpfs_flags_reach_a_tmpfs_stacked_on_it(ctx: &Ctx) -> TestResult {
         &["ro", "nosuid", "nodev", "noexec"],
     );
     b.cfg.add_mount("/st", "tmpfs", "tmpfs", &["mode=700"]);
-    b.cfg.args(&["grep", " /st ", "/proc/self/mountinfo"]);
+    b.cfg.args(&["cat", "/proc/self/mountinfo"]);
     let out = b.run_ok()?;
-    let top = out.lines().last().unwrap_or("");
-    let opts: Vec<&str> = top.split(' ').nth(5).unwrap_or("").split(',').collect();
+    let mounts = crate::mountinfo::parse(&out);
+    let top = crate::mountinfo::require(&mounts, "/st")?;
     for want in ["ro", "nosuid", "nodev", "noexec"] {
-        ensure!(opts.contains(&want), "top mount on /st lacks {want}: {out}");
+        ensure!(top.has_opt(want), "top mount on /st lacks {want}: {top:?}");
     }
     b.ensure_clean()
 }
