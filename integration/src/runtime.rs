@@ -206,56 +206,30 @@ impl Runtime {
 
     /// Like [`Runtime::spawn`], in working directory `cwd`.
     pub fn spawn_in(&self, cwd: Option<&Path>, args: &[&str]) -> Result<Pending, Failure> {
-        self.spawn_full(cwd, &[], args)
+        self.spawn_full(cwd, &[], &[], args)
     }
 
     /// Run `WRAPPER... <runtime> --root R ARGS...` to completion (killed after `timeout`): the
     /// runtime under a tool such as strace.
     pub fn exec_wrapped(&self, wrapper: &[&str], args: &[&str], timeout: Duration) -> Out {
-        let mut full: Vec<String> = wrapper[1..].iter().map(|s| s.to_string()).collect();
-        full.push(self.path.to_string_lossy().into_owned());
-        full.push("--root".into());
-        full.push(self.root.to_string_lossy().into_owned());
-        full.extend(args.iter().map(|s| s.to_string()));
-        let n = self.seq.get() + 1;
-        self.seq.set(n);
-        let out = self.io_dir.join(format!("{n}.out"));
-        let err = self.io_dir.join(format!("{n}.err"));
-        let spawned = (|| -> Result<Child, std::io::Error> {
-            Command::new(wrapper[0])
-                .args(&full)
-                .stdin(Stdio::null())
-                .stdout(File::create(&out)?)
-                .stderr(File::create(&err)?)
-                .spawn()
-        })();
-        let cmd = format!("{} {}", wrapper[0], full.join(" "));
-        match spawned {
-            Ok(child) => Pending {
-                cmd,
-                child,
-                out,
-                err,
-            }
-            .wait(timeout),
-            Err(e) => Out {
-                cmd,
-                code: None,
-                stdout: String::new(),
-                stderr: format!("harness could not spawn {}: {e}", wrapper[0]),
-                timed_out: false,
-            },
-        }
+        self.finish(
+            self.spawn_full(None, &[], wrapper, args),
+            wrapper,
+            args,
+            timeout,
+        )
     }
 
     /// Like [`Runtime::spawn_in`]; the runtime also starts with `fds[i]` open (read-only, not
     /// close-on-exec) as descriptor `3 + i`, the way a careless parent leaves descriptors to
     /// its children. A `/bin/sh` opens them and then `exec`s the runtime (same pid), since the
-    /// standard library opens everything close-on-exec. At most 7 (descriptors 3..=9).
+    /// standard library opens everything close-on-exec. At most 7 (descriptors 3..=9). With a
+    /// `wrapper` (and no `fds`), `WRAPPER... <runtime>` runs instead.
     fn spawn_full(
         &self,
         cwd: Option<&Path>,
         fds: &[&Path],
+        wrapper: &[&str],
         args: &[&str],
     ) -> Result<Pending, Failure> {
         if fds.len() > 7 {
@@ -268,7 +242,11 @@ impl Runtime {
         self.seq.set(n);
         let out = self.io_dir.join(format!("{n}.out"));
         let err = self.io_dir.join(format!("{n}.err"));
-        let mut cmd = if fds.is_empty() {
+        let mut cmd = if let Some((tool, tool_args)) = wrapper.split_first() {
+            let mut c = Command::new(tool);
+            c.args(tool_args).arg(&self.path);
+            c
+        } else if fds.is_empty() {
             Command::new(&self.path)
         } else {
             let opens: Vec<String> = (0..fds.len())
@@ -297,7 +275,10 @@ impl Runtime {
             format!(" (inheriting {} host descriptors)", fds.len())
         };
         Ok(Pending {
-            cmd: format!("{} {}{inherited}", self.name(), args.join(" ")),
+            cmd: describe(
+                wrapper,
+                &format!("{} {}{inherited}", self.name(), args.join(" ")),
+            ),
             child,
             out,
             err,
@@ -317,10 +298,26 @@ impl Runtime {
     /// Run a command to completion with `fds` inherited as descriptors 3, 4, ... (see
     /// [`Runtime::spawn_full`]).
     pub fn exec_with_fds(&self, fds: &[&Path], args: &[&str]) -> Out {
-        match self.spawn_full(None, fds, args) {
-            Ok(p) => p.wait(cmd_timeout()),
+        self.finish(
+            self.spawn_full(None, fds, &[], args),
+            &[],
+            args,
+            cmd_timeout(),
+        )
+    }
+
+    /// Wait for what `spawned` started, or describe why it did not start.
+    fn finish(
+        &self,
+        spawned: Result<Pending, Failure>,
+        wrapper: &[&str],
+        args: &[&str],
+        timeout: Duration,
+    ) -> Out {
+        match spawned {
+            Ok(p) => p.wait(timeout),
             Err(e) => Out {
-                cmd: format!("{} {}", self.name(), args.join(" ")),
+                cmd: describe(wrapper, &format!("{} {}", self.name(), args.join(" "))),
                 code: None,
                 stdout: String::new(),
                 stderr: format!("harness could not spawn the runtime: {e:?}"),
@@ -334,16 +331,7 @@ impl Runtime {
     }
 
     fn exec_full(&self, cwd: Option<&Path>, args: &[&str], timeout: Duration) -> Out {
-        match self.spawn_in(cwd, args) {
-            Ok(p) => p.wait(timeout),
-            Err(e) => Out {
-                cmd: format!("{} {}", self.name(), args.join(" ")),
-                code: None,
-                stdout: String::new(),
-                stderr: format!("harness could not spawn the runtime: {e:?}"),
-                timed_out: false,
-            },
-        }
+        self.finish(self.spawn_in(cwd, args), &[], args, timeout)
     }
 
     /// The basename of the binary.
@@ -387,6 +375,15 @@ impl Runtime {
 }
 
 /// Parse `runc version X.Y.Z...` from `--version` output.
+/// A command line for messages: `WRAPPER... rest`.
+fn describe(wrapper: &[&str], rest: &str) -> String {
+    if wrapper.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{} {rest}", wrapper.join(" "))
+    }
+}
+
 fn parse_runc_version(text: &str) -> Option<(u32, u32)> {
     let rest = text.lines().next()?.trim().strip_prefix("runc version ")?;
     let mut it = rest.split(|c: char| !c.is_ascii_digit());

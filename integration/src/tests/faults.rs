@@ -23,13 +23,6 @@ pub fn tests() -> Vec<Test> {
 /// How long a command after a fault may take: far more than it needs, far less than forever.
 const BOUND: Duration = Duration::from_secs(10);
 
-fn need_strace() -> TestResult {
-    if !Path::new("/usr/bin/strace").exists() {
-        crate::fail!("strace is missing (hack/install-deps.sh installs it)");
-    }
-    Ok(())
-}
-
 /// strace traced only the runtime's own process(es), not the container's init: runc is Go
 /// (threads: -f), and its init is detached at its execve; berth is single-threaded, and its
 /// init never execs before `start`, so it is not followed at all.
@@ -70,7 +63,7 @@ impl Drop for Reaper {
 /// pid file) left init holding the state directory's flock (inherited over clone), so
 /// `start` and `delete --force` waited forever.
 fn create_killed_after_init_is_ready_holds_no_lock(ctx: &Ctx) -> TestResult {
-    need_strace()?;
+    super::need_strace()?;
     let _reaper = Reaper::new()?;
     let mut b = ctx.bundle()?;
     b.shared()?;
@@ -140,7 +133,7 @@ fn create_killed_before_state_leaves_no_cgroup(ctx: &Ctx) -> TestResult {
              very fault)"
         );
     }
-    need_strace()?;
+    super::need_strace()?;
     let _reaper = Reaper::new()?;
     let mut b = ctx.bundle()?;
     b.cfg.sh("true");
@@ -189,7 +182,7 @@ fn failed_sync_write_is_an_error_not_a_hang(ctx: &Ctx) -> TestResult {
     if ctx.rt.is_runc() {
         skip!("exercises berth's own init protocol (its `Go` message); runc's differs");
     }
-    need_strace()?;
+    super::need_strace()?;
     let mut b = ctx.bundle()?;
     b.cfg.sh("true");
     b.write_config()?;
@@ -235,7 +228,7 @@ fn failed_sync_write_is_an_error_not_a_hang(ctx: &Ctx) -> TestResult {
 /// Issue 11 item 5: nix's Flock panics (and berth aborts) when unlocking fails; the lock is
 /// released when its descriptor closes anyway. Here every flock after the first fails.
 fn failed_unlock_is_not_a_panic(ctx: &Ctx) -> TestResult {
-    need_strace()?;
+    super::need_strace()?;
     let _reaper = Reaper::new()?;
     let mut b = ctx.bundle()?;
     b.shared()?;

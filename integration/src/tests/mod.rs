@@ -68,6 +68,15 @@ pub fn map_to_userns(b: &mut crate::fixture::Bundle) -> Result<(), Failure> {
 }
 
 /// Wait for a file to appear.
+/// strace, which the fault tests and the mountinfo count need (hack/install-deps.sh installs
+/// it): missing, they fail rather than skip.
+pub fn need_strace() -> Result<(), Failure> {
+    if !Path::new("/usr/bin/strace").exists() {
+        crate::fail!("strace is missing (hack/install-deps.sh installs it)");
+    }
+    Ok(())
+}
+
 pub fn wait_file(p: &Path) -> Result<(), Failure> {
     if wait_until(Duration::from_secs(10), || p.exists()) {
         Ok(())

@@ -910,13 +910,7 @@ fn cgroup_mounts_read_mountinfo_once(ctx: &Ctx) -> TestResult {
     if ctx.rt.is_runc() {
         skip!("counts berth's own reads of /proc/self/mountinfo (runc's are its own business)");
     }
-    if std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        skip!("strace is not installed");
-    }
+    super::need_strace()?;
     const N: usize = 40;
     let mut b = ctx.bundle()?;
     b.cfg.set("/root/readonly", json!(false));
@@ -929,24 +923,22 @@ fn cgroup_mounts_read_mountinfo_once(ctx: &Ctx) -> TestResult {
         .sh("ls /sys/fs/cgroup | sort | tr '\\n' ' '; echo; ls /cg/39 | sort | tr '\\n' ' '");
     b.write_config()?;
     let trace = b.dir.join("strace.out");
-    let out = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
-        .arg(&trace)
-        .arg(&ctx.rt.path)
-        .arg("--root")
-        .arg(&ctx.rt.root)
-        .args(["run", "--bundle"])
-        .arg(&b.dir)
-        .arg(&b.id)
-        .stdin(std::process::Stdio::null())
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    ensure!(
-        out.status.success(),
-        "run under strace: {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    let trace_arg = trace.to_string_lossy().into_owned();
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = ctx.rt.exec_wrapped(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=open,openat,openat2",
+            "-o",
+            &trace_arg,
+        ],
+        &["run", "--bundle", &dir, &b.id],
+        crate::runtime::cmd_timeout(),
     );
+    let stdout = out.ok()?.stdout;
     let lines: Vec<&str> = stdout.lines().collect();
     ensure!(
         lines.len() == 2 && !lines[0].trim().is_empty() && lines[0] == lines[1],
