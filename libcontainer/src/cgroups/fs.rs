@@ -35,8 +35,12 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
 /// on its point or on a parent directory is never the answer, whatever order mountinfo lists
 /// them in: `mount --move` keeps a mount's id and so its place in the list, so a tmpfs
 /// moved onto /sys/fs/cgroup with the hierarchies already moved into it comes after them.
-fn visible_at(mounts: &[MountEntry], path: &Path) -> Option<u64> {
-    let ids: std::collections::HashSet<u64> = mounts.iter().map(|m| m.id).collect();
+/// `ids`: the ids of `mounts`.
+fn visible_at(
+    mounts: &[MountEntry],
+    ids: &std::collections::HashSet<u64>,
+    path: &Path,
+) -> Option<u64> {
     // `None` is the root above every mount whose parent is not in this namespace's view.
     let mut cur: Option<u64> = None;
     let mut prefix = PathBuf::new();
@@ -72,6 +76,7 @@ fn visible_at(mounts: &[MountEntry], path: &Path) -> Option<u64> {
 
 pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
     let mounts = parse_mountinfo(mountinfo);
+    let ids = mounts.iter().map(|m| m.id).collect();
     // Every cgroup mount that a lookup of its mount point reaches (runc picks by mount point,
     // fstype and super options); a whole hierarchy (root "/") before a bind of a part of one.
     let mut found: Vec<(&MountEntry, String)> = Vec::new();
@@ -100,7 +105,7 @@ pub fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
                 .join(","),
             _ => continue,
         };
-        if visible_at(&mounts, Path::new(&m.mount_point)) != Some(m.id) {
+        if visible_at(&mounts, &ids, Path::new(&m.mount_point)) != Some(m.id) {
             continue;
         }
         found.push((m, controllers));
