@@ -647,19 +647,26 @@ impl Faults {
         };
         // -D: the tracer is a detached grandchild, so that our child is the runtime itself and
         // its end is create's end (the tracer stays on init until `delete --force`).
+        // The trace says which call the fault hit: a class (`%desc`) holds start-up calls too
+        // (mmap of std's signal stack is a `%desc` call).
+        let trace = self.tmp.join(format!("{id}.trace"));
         let w: Vec<String> = vec![
             "strace".into(),
             "-f".into(),
             "-D".into(),
             "-o".into(),
-            "/dev/null".into(),
+            trace.to_string_lossy().into_owned(),
             "-e".into(),
             format!("trace={target}"),
             "-e".into(),
             format!("inject={target}:error={errno}:when={nth}"),
         ];
         let done = self.run(&w, &Op::Create.args(&dir, &id), OP_BOUND);
-        let startup = STARTUP.contains(&target) || (target == "poll" && nth == 1);
+        let hit = injected_calls(&fs::read_to_string(&trace).unwrap_or_default());
+        let _ = fs::remove_file(&trace);
+        let startup = STARTUP.contains(&target)
+            || hit.iter().any(|n| STARTUP.contains(&n.as_str()))
+            || (target == "poll" && nth == 1);
         self.judge(&id, &dir, label, &done, st, Some(startup));
     }
 
@@ -811,6 +818,23 @@ fn syscall_name(line: &str) -> Option<String> {
         .then(|| name.to_string())
 }
 
+/// The syscalls strace marked `(INJECTED)` in a trace written with `-f -o` (lines start with
+/// the pid).
+fn injected_calls(trace: &str) -> Vec<String> {
+    trace
+        .lines()
+        .filter(|l| l.contains("(INJECTED)"))
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let l = match l.split_once(' ') {
+                Some((pid, rest)) if pid.bytes().all(|b| b.is_ascii_digit()) => rest,
+                _ => l,
+            };
+            syscall_name(l)
+        })
+        .collect()
+}
+
 /// Live strace processes whose parent is this process (detached tracers of syscall cases).
 fn tracers() -> Vec<u32> {
     let me = std::process::id().to_string();
@@ -836,6 +860,15 @@ fn tracers() -> Vec<u32> {
 #[cfg(test)]
 mod unit {
     use super::syscall_name;
+
+    #[test]
+    fn injected_calls_from_a_followed_trace() {
+        let trace = "15542 poll([{fd=0, events=0}], 3, 0) = 0 (Timeout)\n\
+                     15542 mmap(NULL, 16048, PROT_READ, MAP_STACK, -1, 0) = -1 EAGAIN (Resource \
+                     temporarily unavailable) (INJECTED)\n\
+                     15542 +++ killed by SIGSEGV +++\n";
+        assert_eq!(super::injected_calls(trace), vec!["mmap".to_string()]);
+    }
 
     #[test]
     fn syscall_names_from_strace_lines() {
