@@ -250,6 +250,58 @@ pub fn open_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// open_tree(OPEN_TREE_CLONE | AT_EMPTY_PATH): a detached bind mount of the file `fd` names
+/// (with its submounts when `recursive`), so that no path, and no /proc, is needed to bind it.
+pub fn open_tree_fd(fd: BorrowedFd, recursive: bool) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: "" is NUL-terminated; no other pointers are passed.
+    let t = cvt(unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) })?;
+    // SAFETY: a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(t as RawFd) })
+}
+
+/// A new, detached, empty read-only tmpfs (superblock and mount read-only, as
+/// mount("tmpfs", MS_RDONLY) makes it), labelled with SELinux `context` when given: what
+/// covers a masked directory. [`move_mount`] attaches it.
+pub fn fsmount_readonly_tmpfs(context: Option<&std::ffi::CStr>) -> io::Result<OwnedFd> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: "tmpfs" is NUL-terminated; no other pointers are passed.
+    let fs = cvt(unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: a new descriptor that nobody else owns.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    let config = |cmd: libc::c_uint, key: Option<&std::ffi::CStr>, value: Option<&std::ffi::CStr>| {
+        let key = key.map_or(std::ptr::null(), |k| k.as_ptr());
+        let value = value.map_or(std::ptr::null(), |v| v.as_ptr());
+        // SAFETY: key and value are NUL-terminated or null, as each command wants.
+        cvt(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key, value, 0) })
+    };
+    config(FSCONFIG_SET_STRING, Some(c"source"), Some(c"tmpfs"))?;
+    config(FSCONFIG_SET_FLAG, Some(c"ro"), None)?;
+    if let Some(c) = context {
+        config(FSCONFIG_SET_STRING, Some(c"context"), Some(c))?;
+    }
+    config(FSCONFIG_CMD_CREATE, None, None)?;
+    // SAFETY: fs is a configured filesystem context; no pointers are passed.
+    let m = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            mount_attr::RDONLY as libc::c_uint,
+        )
+    })?;
+    // SAFETY: a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+}
+
 /// move_mount(2) of the mount `from` names (a detached tree from [`open_tree`]) onto the file
 /// `to` names, both by descriptor (MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH).
 pub fn move_mount(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {

@@ -332,6 +332,12 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     )
     .map_err(|e| InitError::msg("createContainer hook", None, e.to_string()))?;
 
+    // A procfs root taken while the caller's /proc is still reachable: the steps after
+    // pivot_root (or chroot) that need procfs use it when the container mounts none.
+    let early_proc = (linux.sysctl().as_ref().is_some_and(|s| !s.is_empty())
+        || matches!(ctx.start, StartSignal::Fifo(_)))
+    .then(|| open_procfs(Path::new("/proc")).ok())
+    .flatten();
     let mut fifo_dir = None;
     if has_mntns {
         if ctx.no_pivot {
@@ -362,7 +368,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     } else {
         // The exec fifo is reopened through procfs, which the chroot may not have.
         if matches!(ctx.start, StartSignal::Fifo(_)) {
-            fifo_dir = Some(open_proc_fd_dir()?);
+            fifo_dir = Some(open_proc_fd_dir(early_proc.as_ref())?);
         }
         nix::unistd::chroot(ctx.rootfs).step("chroot", Some(ctx.rootfs))?;
         nix::unistd::chdir("/").step("chdir", Some(Path::new("/")))?;
@@ -385,8 +391,9 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     if let Some(profile) = process.apparmor_profile().as_deref() {
         lsm::apply_apparmor_profile(profile)?;
     }
-    if let Some(sysctl) = linux.sysctl() {
-        process::write_sysctls(sysctl)?;
+    if let Some(sysctl) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
+        let proc = container_procfs(early_proc.as_ref())?;
+        process::write_sysctls(proc.as_fd(), sysctl)?;
     }
     if has_mntns {
         rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
@@ -400,7 +407,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     // root, in the container's /proc; before the chroot without a mount namespace), and its
     // open is checked with the process's final credentials before Ready.
     let fifo_dir = match (&ctx.start, fifo_dir) {
-        (StartSignal::Fifo(_), None) => Some(open_proc_fd_dir()?),
+        (StartSignal::Fifo(_), None) => Some(open_proc_fd_dir(early_proc.as_ref())?),
         (_, d) => d,
     };
     let fifo_check = || -> Result<()> {
@@ -500,10 +507,9 @@ fn wait_start(ctx: &InitContext, fd_dir: Option<&OwnedFd>) -> Result<Option<std:
 
 const EXEC_FIFO_NAME: &str = crate::state::EXEC_FIFO;
 
-/// /proc/self/fd, through which init reopens its O_PATH descriptor of the exec fifo; it must
-/// be a real procfs (a config without a /proc mount leaves the image's directory there).
-fn open_proc_fd_dir() -> Result<OwnedFd> {
-    let p = Path::new("/proc/self/fd");
+/// An O_PATH descriptor of the procfs mounted at `p`; an error unless it is procfs (a config
+/// without a /proc mount leaves the image's directory there).
+fn open_procfs(p: &Path) -> Result<OwnedFd> {
     let fd = nix::fcntl::open(
         p,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -512,13 +518,38 @@ fn open_proc_fd_dir() -> Result<OwnedFd> {
     .step("open", Some(p))?;
     let fs = nix::sys::statfs::fstatfs(&fd).step("statfs", Some(p))?;
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(InitError::msg(
-            "open exec fifo",
-            Some(p),
-            "is not on procfs: the container needs /proc mounted to be started",
-        ));
+        return Err(InitError::msg("open", Some(p), "is not a procfs"));
     }
     Ok(fd)
+}
+
+/// The container's /proc when it is a procfs, else the one taken before pivot_root (runc 1.3
+/// likewise works without a /proc mount, through a procfs of its own).
+fn container_procfs(early: Option<&OwnedFd>) -> Result<OwnedFd> {
+    match (open_procfs(Path::new("/proc")), early) {
+        (Ok(fd), _) => Ok(fd),
+        (Err(_), Some(early)) => early.try_clone().step("dup", Some(Path::new("/proc"))),
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// /proc/self/fd, through which init reopens its O_PATH descriptor of the exec fifo.
+fn open_proc_fd_dir(early: Option<&OwnedFd>) -> Result<OwnedFd> {
+    let proc = container_procfs(early).map_err(|e| {
+        InitError::msg(
+            "open exec fifo",
+            Some(Path::new("/proc/self/fd")),
+            format!("needs a procfs: {e}"),
+        )
+    })?;
+    let p = Path::new("/proc/self/fd");
+    nix::fcntl::openat(
+        &proc,
+        "self/fd",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .step("open", Some(p))
 }
 
 /// The name of a descriptor in /proc/self/fd.

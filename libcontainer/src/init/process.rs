@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use caps::{CapSet, Capability, CapsHashSet};
+use nix::fcntl::OFlag;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType, Process};
 
@@ -113,10 +114,21 @@ pub fn set_domainname(name: &str) -> Result<()> {
     crate::sys::setdomainname(name).step("setdomainname", None)
 }
 
-pub fn write_sysctls(sysctl: &HashMap<String, String>) -> Result<()> {
+/// Write each sysctl below `proc` (a procfs root: the container's /proc, or one taken before
+/// pivot_root when the container mounts none). A sysctl belongs to the namespace of the
+/// writer, not of the procfs instance, so either reaches the container's own.
+pub fn write_sysctls(proc: BorrowedFd, sysctl: &HashMap<String, String>) -> Result<()> {
     for (k, v) in sysctl {
-        let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-        std::fs::write(&p, v).step("write sysctl", Some(&p))?;
+        let rel = PathBuf::from("sys").join(k.replace('.', "/"));
+        let shown = Path::new("/proc").join(&rel);
+        let fd = nix::fcntl::openat(
+            proc,
+            &rel,
+            OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .step("write sysctl", Some(&shown))?;
+        nix::unistd::write(&fd, v.as_bytes()).step("write sysctl", Some(&shown))?;
     }
     Ok(())
 }

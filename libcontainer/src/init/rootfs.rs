@@ -512,19 +512,7 @@ pub fn finalize_readonly(mounts: &[Mount]) -> Result<()> {
         if !deferred_readonly(typ, dest) {
             continue;
         }
-        // runc remounts what is at the destination now with this mount's own flags: a mount
-        // stacked later on the same destination gets them too (its nosuid, nodev, noexec).
-        use crate::sys::mount_attr as A;
-        let mut set = A::RDONLY;
-        for (ms, attr) in [
-            (libc::MS_NOSUID, A::NOSUID),
-            (libc::MS_NODEV, A::NODEV),
-            (libc::MS_NOEXEC, A::NOEXEC),
-        ] {
-            if opts.flags & ms != 0 {
-                set |= attr;
-            }
-        }
+        let (set, clear) = readonly_remount_attrs(opts.flags);
         let root = match root {
             Some(ref r) => r,
             None => root.insert(Root {
@@ -539,10 +527,45 @@ pub fn finalize_readonly(mounts: &[Mount]) -> Result<()> {
             }),
         };
         let fd = open_in_root(root, dest).step("open mount", Some(dest))?;
-        crate::sys::mount_setattr(fd.as_fd(), false, set, 0)
+        crate::sys::mount_setattr(fd.as_fd(), false, set, clear)
             .step("remount read-only", Some(dest))?;
     }
     Ok(())
+}
+
+/// The mount attributes runc's remount (MS_REMOUNT | MS_BIND | MS_RDONLY | the mount's own
+/// flags) gives what is at a destination now: read-only, with exactly this mount's nosuid,
+/// nodev and noexec (a mount stacked later on the same destination gets them, and loses its
+/// own), and its access-time mode when it names one (else the current one stays).
+fn readonly_remount_attrs(flags: u64) -> (u64, u64) {
+    use crate::sys::mount_attr as A;
+    let (mut set, mut clear) = (A::RDONLY, 0);
+    for (ms, attr) in [
+        (libc::MS_NOSUID, A::NOSUID),
+        (libc::MS_NODEV, A::NODEV),
+        (libc::MS_NOEXEC, A::NOEXEC),
+    ] {
+        if flags & ms != 0 {
+            set |= attr;
+        } else {
+            clear |= attr;
+        }
+    }
+    let atime = libc::MS_NOATIME | libc::MS_RELATIME | libc::MS_STRICTATIME | libc::MS_NODIRATIME;
+    if flags & atime != 0 {
+        clear |= A::ATIME | A::NODIRATIME;
+        set |= if flags & libc::MS_STRICTATIME != 0 {
+            A::STRICTATIME
+        } else if flags & libc::MS_NOATIME != 0 {
+            A::NOATIME
+        } else {
+            A::RELATIME
+        };
+        if flags & libc::MS_NODIRATIME != 0 {
+            set |= A::NODIRATIME;
+        }
+    }
+    (set, clear)
 }
 
 /// The recursive options (`rro`, `rnosuid`, ...) of a bind: mount_setattr(AT_RECURSIVE) on the
@@ -888,7 +911,8 @@ fn parse_full_proc_sys(mountinfo: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Remount a bind mount read-only, keeping its other (possibly locked) flags.
+/// Make the mount at `path` read-only, keeping its other (possibly locked) flags. By
+/// descriptor: the container need not mount /proc.
 pub fn remount_readonly(path: &Path) -> Result<()> {
     let fd = nix::fcntl::open(
         path,
@@ -896,14 +920,7 @@ pub fn remount_readonly(path: &Path) -> Result<()> {
         nix::sys::stat::Mode::empty(),
     )
     .step("open", Some(path))?;
-    let f = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | current_flags(fd.as_fd());
-    // The root itself needs no descriptor (and a container need not mount /proc).
-    let target = if path == Path::new("/") {
-        path.to_path_buf()
-    } else {
-        fd_path(fd.as_fd())
-    };
-    mount(none(), &target, none(), flags(f), none()).step("remount read-only", Some(path))
+    crate::sys::mount_set_readonly(fd.as_fd()).step("remount read-only", Some(path))
 }
 
 fn open_nofollow(p: &Path) -> std::io::Result<Option<OwnedFd>> {
@@ -918,30 +935,27 @@ fn open_nofollow(p: &Path) -> std::io::Result<Option<OwnedFd>> {
     }
 }
 
-/// `linux.readonlyPaths`: bind each onto itself and remount it read-only.
+/// `linux.readonlyPaths`: bind each onto itself (recursively) and make the bind read-only.
+/// These steps run after pivot_root, where the container may have no /proc: every mount is
+/// made by descriptor (open_tree, move_mount, mount_setattr), as runc 1.3 does through a
+/// procfs of its own.
 pub fn readonly_paths(paths: &[String]) -> Result<()> {
     for p in paths {
         let p = Path::new(p);
         let Some(fd) = open_nofollow(p).step("open readonly path", Some(p))? else {
             continue;
         };
-        let fp = fd_path(fd.as_fd());
-        mount(
-            Some(&fp),
-            &fp,
-            none(),
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            none(),
-        )
-        .step("bind readonly path", Some(p))?;
-        remount_readonly(p)?;
+        let tree = crate::sys::open_tree_fd(fd.as_fd(), true).step("bind readonly path", Some(p))?;
+        crate::sys::move_mount(tree.as_fd(), fd.as_fd()).step("bind readonly path", Some(p))?;
+        crate::sys::mount_set_readonly(tree.as_fd()).step("remount read-only", Some(p))?;
     }
     Ok(())
 }
 
 /// `linux.maskedPaths`: cover files with /dev/null and directories with an empty read-only
 /// tmpfs. /dev/null is checked to be the real null device first (CVE-2025-31133: a container
-/// could otherwise replace it with a symlink to a file it wants writable).
+/// could otherwise replace it with a symlink to a file it wants writable). By descriptor, as
+/// [`readonly_paths`].
 pub fn mask_paths(paths: &[String], label: Option<&str>) -> Result<()> {
     if paths.is_empty() {
         return Ok(());
@@ -962,37 +976,29 @@ pub fn mask_paths(paths: &[String], label: Option<&str>) -> Result<()> {
             "is not the null device (char 1:3); refusing to mask with it",
         ));
     }
+    let label = label.filter(|l| !l.is_empty());
+    let context = label
+        .map(std::ffi::CString::new)
+        .transpose()
+        .map_err(|_| InitError::msg("mask paths", None, "the mount label contains a NUL byte"))?;
     for p in paths {
         let p = Path::new(p);
         let Some(fd) = open_nofollow(p).step("open masked path", Some(p))? else {
             continue;
         };
-        let meta = std::fs::metadata(fd_path(fd.as_fd()));
-        let is_dir = meta.as_ref().is_ok_and(|m| m.is_dir());
-        let target = fd_path(fd.as_fd());
+        let is_dir = nix::sys::stat::fstat(&fd)
+            .is_ok_and(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFDIR);
         if is_dir {
-            let data = super::lsm::format_mount_label("", label);
-            mount(
-                Some("tmpfs"),
-                &target,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                (!data.is_empty()).then_some(data.as_str()),
-            )
-            .step("mask directory", Some(p))
-            .map_err(|mut e| {
-                super::lsm::mount_label_hint(&mut e, label);
-                e
-            })?;
+            let tmpfs = crate::sys::fsmount_readonly_tmpfs(context.as_deref())
+                .step("mask directory", Some(p))
+                .map_err(|mut e| {
+                    super::lsm::mount_label_hint(&mut e, label);
+                    e
+                })?;
+            crate::sys::move_mount(tmpfs.as_fd(), fd.as_fd()).step("mask directory", Some(p))?;
         } else {
-            mount(
-                Some(&fd_path(null.as_fd())),
-                &target,
-                none(),
-                MsFlags::MS_BIND,
-                none(),
-            )
-            .step("mask file", Some(p))?;
+            let tree = crate::sys::open_tree_fd(null.as_fd(), false).step("mask file", Some(p))?;
+            crate::sys::move_mount(tree.as_fd(), fd.as_fd()).step("mask file", Some(p))?;
         }
     }
     Ok(())
@@ -1001,6 +1007,19 @@ pub fn mask_paths(paths: &[String], label: Option<&str>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readonly_remount_sets_exactly_the_mounts_flags() {
+        use crate::sys::mount_attr as A;
+        let (set, clear) = readonly_remount_attrs(libc::MS_RDONLY | libc::MS_NOSUID);
+        assert_eq!(set, A::RDONLY | A::NOSUID);
+        assert_eq!(clear, A::NODEV | A::NOEXEC, "atime is kept when not named");
+        let (set, clear) = readonly_remount_attrs(libc::MS_RDONLY | libc::MS_STRICTATIME);
+        assert_eq!(set & A::ATIME, A::STRICTATIME);
+        assert_ne!(clear & A::ATIME, 0);
+        let (set, _) = readonly_remount_attrs(libc::MS_NOATIME | libc::MS_NODIRATIME);
+        assert_eq!(set & (A::ATIME | A::NODIRATIME), A::NOATIME | A::NODIRATIME);
+    }
 
     #[test]
     fn normalize_never_leaves_the_root() {

@@ -7,6 +7,9 @@
 //!   libseccomp's old behaviour) makes each a rule of its own, ORed, and so does berth.
 //! - `SCMP_CMP_MASKED_EQ` is `(arg & value) == valueTwo`; other operators ignore `valueTwo`.
 //! - SCMP_ACT_NOTIFY is refused as the default action and for `write`, as runc refuses it.
+//! - One syscall with the same argument conditions (in any order) under two actions is
+//!   refused, as libseccomp refuses the second rule (EEXIST) and runc with it; without
+//!   conditions, two actions are accepted (the kernel applies the strongest, see verdict.rs).
 
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompFilterFlag, LinuxSeccompOperator};
 
@@ -93,6 +96,8 @@ pub(crate) fn normalize(profile: &LinuxSeccomp) -> Result<Profile, SeccompError>
     }
 
     let mut rules = Vec::new();
+    // The `syscalls[i]` each rule comes from, for the conflict error.
+    let mut origin = Vec::new();
     let mut names = Vec::new();
     for (i, syscall) in profile.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
@@ -121,6 +126,17 @@ pub(crate) fn normalize(profile: &LinuxSeccomp) -> Result<Profile, SeccompError>
                 continue;
             }
             for conds in &cond_sets {
+                if let Some(j) = conflicting(&rules, &origin, verdict, name, conds) {
+                    return Err(SeccompError::invalid(
+                        format!("{field}.names[{k}]"),
+                        format!(
+                            "error adding seccomp rule for syscall {name}: file exists \
+                             (linux.seccomp.syscalls[{j}] gives the same argument conditions \
+                             another action)"
+                        ),
+                    ));
+                }
+                origin.push(i);
                 rules.push(Rule {
                     verdict,
                     name: name.clone(),
@@ -135,6 +151,28 @@ pub(crate) fn normalize(profile: &LinuxSeccomp) -> Result<Profile, SeccompError>
         names,
         flags,
     })
+}
+
+/// The `syscalls[i]` of an earlier rule for `name` with the same (non-empty) conditions but
+/// another verdict: libseccomp refuses such a rule, and runc with it.
+fn conflicting(
+    rules: &[Rule],
+    origin: &[usize],
+    verdict: Verdict,
+    name: &str,
+    conds: &[Cond],
+) -> Option<usize> {
+    if conds.is_empty() {
+        return None;
+    }
+    let same_set = |a: &[Cond], b: &[Cond]| {
+        a.len() == b.len() && a.iter().all(|c| b.contains(c)) && b.iter().all(|c| a.contains(c))
+    };
+    rules
+        .iter()
+        .zip(origin)
+        .find(|(r, _)| r.name == name && r.verdict != verdict && same_set(&r.conds, conds))
+        .map(|(_, &j)| j)
 }
 
 /// The ORed condition sets of one `syscalls[i]` entry: one set of all its args, or (when an

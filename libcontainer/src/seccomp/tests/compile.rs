@@ -254,6 +254,52 @@ fn same_index_twice_is_ored_as_runc_does() {
     assert_eq!(verdict(&c, X64, "personality", &[9]), errno(libc::EPERM));
 }
 
+/// libseccomp (and so runc, 1.1.5 and 1.3.6 measured) refuses one syscall with the same
+/// argument conditions, in any order, under two actions ("error adding seccomp rule for
+/// syscall fchmodat: file exists"); the same action twice, other values, and rules without
+/// conditions are accepted (differential fuzzer, seed 37 case 21: berth accepted it).
+#[test]
+fn same_conditions_under_two_actions_are_refused() {
+    let rule = |action: &str, errno: Option<u32>, args: serde_json::Value| {
+        let mut r = json!({"names": ["fchmodat"], "action": action, "args": args});
+        if let Some(e) = errno {
+            r["errnoRet"] = json!(e);
+        }
+        r
+    };
+    let a2 = json!([{"index": 2, "op": "SCMP_CMP_EQ", "value": 448}]);
+    let a20 = json!([{"index": 2, "op": "SCMP_CMP_EQ", "value": 448},
+                     {"index": 0, "op": "SCMP_CMP_EQ", "value": 1}]);
+    let a02 = json!([{"index": 0, "op": "SCMP_CMP_EQ", "value": 1},
+                     {"index": 2, "op": "SCMP_CMP_EQ", "value": 448}]);
+    let refused = [
+        (rule("SCMP_ACT_ERRNO", Some(13), a2.clone()), rule("SCMP_ACT_ERRNO", None, a2.clone())),
+        (rule("SCMP_ACT_KILL", None, a2.clone()), rule("SCMP_ACT_ERRNO", None, a2.clone())),
+        (rule("SCMP_ACT_KILL", None, a20.clone()), rule("SCMP_ACT_ERRNO", None, a02.clone())),
+    ];
+    for (first, second) in refused {
+        let err = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW",
+                                      "syscalls": [first, {"names": ["getpid"], "action": "SCMP_ACT_KILL"}, second]}));
+        assert_eq!(
+            err,
+            "linux.seccomp.syscalls[2].names[0]: error adding seccomp rule for syscall \
+             fchmodat: file exists (linux.seccomp.syscalls[0] gives the same argument \
+             conditions another action)"
+        );
+    }
+    let other = json!([{"index": 2, "op": "SCMP_CMP_EQ", "value": 449}]);
+    let accepted = [
+        (rule("SCMP_ACT_ERRNO", None, a2.clone()), rule("SCMP_ACT_ERRNO", None, a2.clone())),
+        (rule("SCMP_ACT_ERRNO", None, a2.clone()), rule("SCMP_ACT_KILL", None, other)),
+        (rule("SCMP_ACT_ERRNO", None, a2.clone()), rule("SCMP_ACT_KILL", None, a20)),
+        (rule("SCMP_ACT_ERRNO", None, json!([])), rule("SCMP_ACT_KILL", None, json!([]))),
+        (rule("SCMP_ACT_ERRNO", None, json!([])), rule("SCMP_ACT_KILL", None, a2)),
+    ];
+    for (first, second) in accepted {
+        compile_json(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [first, second]}));
+    }
+}
+
 #[test]
 fn strongest_action_wins_and_default_needs_no_match() {
     let c = compile_json(json!({
