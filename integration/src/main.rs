@@ -45,8 +45,9 @@ fn main() -> ExitCode {
 }
 
 /// Re-exec the suite in a private mount namespace (`unshare -m --propagation
-/// private`), so that a mount a broken runtime leaks dies with the suite.
-/// `BERTH_IT_NO_UNSHARE=1` turns this off.
+/// private`), so that a mount a broken runtime leaks dies with the suite, and a UTS
+/// namespace of its own: a container without one shares the suite's, and the fuzzer's probe
+/// sets its hostname (it once renamed this machine). `BERTH_IT_NO_UNSHARE=1` turns this off.
 fn enter_private_mount_ns() -> Result<(), String> {
     if std::env::var_os("BERTH_IT_IN_NS").is_some()
         || std::env::var_os("BERTH_IT_NO_UNSHARE").is_some()
@@ -55,7 +56,7 @@ fn enter_private_mount_ns() -> Result<(), String> {
     }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let err = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
+        .args(["--mount", "--uts", "--propagation", "private", "--"])
         .arg(exe)
         .args(std::env::args_os().skip(1))
         .env("BERTH_IT_IN_NS", "1")

@@ -254,12 +254,14 @@ pub fn open_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
 /// (with its submounts when `recursive`), so that no path, and no /proc, is needed to bind it.
 pub fn open_tree_fd(fd: BorrowedFd, recursive: bool) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    let mut flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
     // SAFETY: "" is NUL-terminated; no other pointers are passed.
-    let t = cvt(unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) })?;
+    let t =
+        cvt(unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) })?;
     // SAFETY: a new descriptor that nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(t as RawFd) })
 }
@@ -277,12 +279,13 @@ pub fn fsmount_readonly_tmpfs(context: Option<&std::ffi::CStr>) -> io::Result<Ow
     let fs = cvt(unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) })?;
     // SAFETY: a new descriptor that nobody else owns.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
-    let config = |cmd: libc::c_uint, key: Option<&std::ffi::CStr>, value: Option<&std::ffi::CStr>| {
-        let key = key.map_or(std::ptr::null(), |k| k.as_ptr());
-        let value = value.map_or(std::ptr::null(), |v| v.as_ptr());
-        // SAFETY: key and value are NUL-terminated or null, as each command wants.
-        cvt(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key, value, 0) })
-    };
+    let config =
+        |cmd: libc::c_uint, key: Option<&std::ffi::CStr>, value: Option<&std::ffi::CStr>| {
+            let key = key.map_or(std::ptr::null(), |k| k.as_ptr());
+            let value = value.map_or(std::ptr::null(), |v| v.as_ptr());
+            // SAFETY: key and value are NUL-terminated or null, as each command wants.
+            cvt(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key, value, 0) })
+        };
     config(FSCONFIG_SET_STRING, Some(c"source"), Some(c"tmpfs"))?;
     config(FSCONFIG_SET_FLAG, Some(c"ro"), None)?;
     if let Some(c) = context {

@@ -316,6 +316,7 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
         has("network") || !user,
         has("pid") || !user,
         has("ipc") || !user,
+        user,
     );
     let process = gen_process(&mut g, user);
 
@@ -343,7 +344,16 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
                 ("net.ipv4.ip_forward", &["0", "1"][..]),
                 ("net.ipv4.tcp_syncookies", &["0", "1"]),
                 ("net.core.somaxconn", &["128", "4096"]),
-                ("net.ipv4.ping_group_range", &["0 0", "0 2147483647"]),
+                // The whole range only without a user namespace, where gids above the
+                // mapped ones cannot be given.
+                (
+                    "net.ipv4.ping_group_range",
+                    if user {
+                        &["0 0", "1 0"][..]
+                    } else {
+                        &["0 0", "1 0", "0 2147483647"]
+                    },
+                ),
                 ("net.ipv4.ip_unprivileged_port_start", &["0", "1024"]),
                 // Not net.ipv4.conf.all.forwarding: it is ip_forward's alias, and runc
                 // writes sysctls in Go's random map order.
@@ -526,7 +536,7 @@ pub fn generate(host: &Host, seed: u64, n: u64) -> Case {
     }
 }
 
-fn gen_mounts(g: &mut G, sysfs_ok: bool, proc_ok: bool, ipc_ok: bool) -> Value {
+fn gen_mounts(g: &mut G, sysfs_ok: bool, proc_ok: bool, ipc_ok: bool, user: bool) -> Value {
     let mut m = Vec::new();
     let opts = |g: &mut G, list: &[&str], pct: u64| -> Vec<String> {
         list.iter()
@@ -610,7 +620,9 @@ fn gen_mounts(g: &mut G, sysfs_ok: bool, proc_ok: bool, ipc_ok: bool) -> Value {
                     name: name.clone(),
                     submount,
                 });
-                let mut o = vec![if g.r.pct(50) {
+                // In a new user namespace runc 1.3 fails a plain `bind` (a documented
+                // deviation): mostly rbind there, so that most of these configs run.
+                let mut o = vec![if g.r.pct(if user { 85 } else { 50 }) {
                     g.f("mounts.rbind");
                     "rbind".to_string()
                 } else {
@@ -1004,7 +1016,7 @@ fn gen_hooks(g: &mut G) -> Value {
         g.f(format!("hooks.{phase}"));
         let mut list = Vec::new();
         for i in 0..1 + g.r.below(2) {
-            let fail = g.r.pct(8);
+            let fail = g.r.pct(3);
             if fail {
                 g.f("hooks.failing");
             }

@@ -130,6 +130,8 @@ struct Side {
 }
 
 struct Fuzz {
+    /// The hostname when the fuzzer started.
+    hostname: std::ffi::OsString,
     tmp: PathBuf,
     rootfs: PathBuf,
     host: gen::Host,
@@ -150,6 +152,8 @@ struct Stats {
     explained_cases: u64,
     unexplained: u64,
     fields: BTreeMap<String, (u64, u64)>,
+    /// Why runc failed, normalised (see [`failure_reason`]), and how often.
+    runc_failures: BTreeMap<String, u64>,
     runc_time: Duration,
     berth_time: Duration,
 }
@@ -187,6 +191,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         })
     };
     let fz = Fuzz {
+        hostname: nix::unistd::gethostname().map_err(|e| format!("gethostname: {e}"))?,
         runc: mk(&o.runc, "runc")?,
         berth: mk(&o.berth, "berth")?,
         tmp: tmp.clone(),
@@ -255,16 +260,23 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
 
 impl Fuzz {
     fn one(&self, case: &Case, st: &mut Stats) {
+        // A container without a UTS namespace shares the fuzzer's (its own, see main.rs),
+        // and the probe renames it: each side starts from the same name.
+        let _ = nix::unistd::sethostname(&self.hostname);
         let t0 = Instant::now();
         let runc = self.run_side(&self.runc, case);
         let t1 = Instant::now();
+        let _ = nix::unistd::sethostname(&self.hostname);
         let berth = self.run_side(&self.berth, case);
+        let _ = nix::unistd::sethostname(&self.hostname);
         st.runc_time += t1 - t0;
         st.berth_time += t1.elapsed();
         st.cases += 1;
         let runc_ok = runc.succeeded(case);
         if runc_ok {
             st.runc_ok += 1;
+        } else {
+            *st.runc_failures.entry(failure_reason(&runc)).or_default() += 1;
         }
         if berth.succeeded(case) {
             st.berth_ok += 1;
@@ -744,6 +756,29 @@ fn dump(case: &Case, runc: &Outcome, berth: &Outcome) {
     }
 }
 
+/// A failure's reason with what varies per case (ids, paths' numbers, times) taken out, so
+/// that the summary can count the reasons that keep configs from running under runc.
+fn failure_reason(o: &Outcome) -> String {
+    let msg = o
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once("msg=\"").map(|(_, m)| m.trim_end_matches('"')))
+        .unwrap_or(o.stderr.trim());
+    let msg = msg
+        .rsplit("error during container init: ")
+        .next()
+        .unwrap_or(msg);
+    let mut out: String = msg
+        .chars()
+        .map(|c| if c.is_ascii_digit() { 'N' } else { c })
+        .collect();
+    if out.is_empty() {
+        let step = o.steps.iter().find(|(_, ok)| !ok).map(|(s, _)| *s);
+        out = format!("no error text (failed step {step:?}, exit {:?})", o.exit);
+    }
+    out.chars().take(110).collect()
+}
+
 fn print_stats(st: &Stats, elapsed: Duration) {
     let pct = |a: u64, b: u64| {
         if b == 0 {
@@ -782,6 +817,12 @@ fn print_stats(st: &Stats, elapsed: Duration) {
     );
     for (d, n) in &st.explained {
         println!("  deviation {d}: {n} cases");
+    }
+    let mut reasons: Vec<_> = st.runc_failures.iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(a.1));
+    println!("why runc failed (most frequent first):");
+    for (r, n) in reasons.iter().take(12) {
+        println!("  {n:>5}  {r}");
     }
     if let Some((n, f)) = min {
         println!("least covered field: {f} in {n} cases");

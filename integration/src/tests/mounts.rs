@@ -910,8 +910,10 @@ fn readonly_tmpfs_flags_reach_a_tmpfs_stacked_on_it(ctx: &Ctx) -> TestResult {
 /// found by the differential fuzzer, seed 32 case 43: berth kept the union).
 fn readonly_tmpfs_remount_gives_exactly_its_own_flags(ctx: &Ctx) -> TestResult {
     let mut b = ctx.bundle()?;
-    b.cfg.add_mount("/st", "tmpfs", "tmpfs", &["ro", "noexec", "size=1m"]);
-    b.cfg.add_mount("/st", "tmpfs", "tmpfs", &["ro", "nosuid", "size=2m"]);
+    b.cfg
+        .add_mount("/st", "tmpfs", "tmpfs", &["ro", "noexec", "size=1m"]);
+    b.cfg
+        .add_mount("/st", "tmpfs", "tmpfs", &["ro", "nosuid", "size=2m"]);
     b.cfg.args(&["cat", "/proc/self/mountinfo"]);
     let out = b.run_ok()?;
     let mounts = crate::mountinfo::parse(&out);
@@ -959,14 +961,13 @@ fn no_proc_mount_sysctls_readonly_and_masked_paths(ctx: &Ctx) -> TestResult {
         // runc 1.3 reads /proc/sys/kernel/cap_last_cap in the container to set capabilities.
         b.cfg.remove("/process/capabilities");
     }
-    b.cfg.sh(
-        "{ echo shmmni $(cat /mnt/proc/sys/kernel/shmmni); \
+    b.cfg
+        .sh("{ echo shmmni $(cat /mnt/proc/sys/kernel/shmmni); \
          touch /ro-dir/x 2>/dev/null && echo ro-dir writable || echo ro-dir read-only; \
          echo masked-dir $(ls -A /masked-dir | wc -l); \
          echo masked-file [$(cat /masked-file)]; \
          echo proc-dir $(ls -A /proc | wc -l); } > /shared/out.tmp 2>&1; \
-         mv /shared/out.tmp /shared/out",
-    );
+         mv /shared/out.tmp /shared/out");
     b.create(&[]).ok()?;
     b.start().ok()?;
     wait_file(&shared.join("out"))?;

@@ -945,7 +945,8 @@ pub fn readonly_paths(paths: &[String]) -> Result<()> {
         let Some(fd) = open_nofollow(p).step("open readonly path", Some(p))? else {
             continue;
         };
-        let tree = crate::sys::open_tree_fd(fd.as_fd(), true).step("bind readonly path", Some(p))?;
+        let tree =
+            crate::sys::open_tree_fd(fd.as_fd(), true).step("bind readonly path", Some(p))?;
         crate::sys::move_mount(tree.as_fd(), fd.as_fd()).step("bind readonly path", Some(p))?;
         crate::sys::mount_set_readonly(tree.as_fd()).step("remount read-only", Some(p))?;
     }
@@ -986,8 +987,8 @@ pub fn mask_paths(paths: &[String], label: Option<&str>) -> Result<()> {
         let Some(fd) = open_nofollow(p).step("open masked path", Some(p))? else {
             continue;
         };
-        let is_dir = nix::sys::stat::fstat(&fd)
-            .is_ok_and(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFDIR);
+        let is_dir =
+            nix::sys::stat::fstat(&fd).is_ok_and(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFDIR);
         if is_dir {
             let tmpfs = crate::sys::fsmount_readonly_tmpfs(context.as_deref())
                 .step("mask directory", Some(p))

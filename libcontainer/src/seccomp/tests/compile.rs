@@ -273,9 +273,18 @@ fn same_conditions_under_two_actions_are_refused() {
     let a02 = json!([{"index": 0, "op": "SCMP_CMP_EQ", "value": 1},
                      {"index": 2, "op": "SCMP_CMP_EQ", "value": 448}]);
     let refused = [
-        (rule("SCMP_ACT_ERRNO", Some(13), a2.clone()), rule("SCMP_ACT_ERRNO", None, a2.clone())),
-        (rule("SCMP_ACT_KILL", None, a2.clone()), rule("SCMP_ACT_ERRNO", None, a2.clone())),
-        (rule("SCMP_ACT_KILL", None, a20.clone()), rule("SCMP_ACT_ERRNO", None, a02.clone())),
+        (
+            rule("SCMP_ACT_ERRNO", Some(13), a2.clone()),
+            rule("SCMP_ACT_ERRNO", None, a2.clone()),
+        ),
+        (
+            rule("SCMP_ACT_KILL", None, a2.clone()),
+            rule("SCMP_ACT_ERRNO", None, a2.clone()),
+        ),
+        (
+            rule("SCMP_ACT_KILL", None, a20.clone()),
+            rule("SCMP_ACT_ERRNO", None, a02.clone()),
+        ),
     ];
     for (first, second) in refused {
         let err = compile_err(json!({"defaultAction": "SCMP_ACT_ALLOW",
@@ -289,11 +298,26 @@ fn same_conditions_under_two_actions_are_refused() {
     }
     let other = json!([{"index": 2, "op": "SCMP_CMP_EQ", "value": 449}]);
     let accepted = [
-        (rule("SCMP_ACT_ERRNO", None, a2.clone()), rule("SCMP_ACT_ERRNO", None, a2.clone())),
-        (rule("SCMP_ACT_ERRNO", None, a2.clone()), rule("SCMP_ACT_KILL", None, other)),
-        (rule("SCMP_ACT_ERRNO", None, a2.clone()), rule("SCMP_ACT_KILL", None, a20)),
-        (rule("SCMP_ACT_ERRNO", None, json!([])), rule("SCMP_ACT_KILL", None, json!([]))),
-        (rule("SCMP_ACT_ERRNO", None, json!([])), rule("SCMP_ACT_KILL", None, a2)),
+        (
+            rule("SCMP_ACT_ERRNO", None, a2.clone()),
+            rule("SCMP_ACT_ERRNO", None, a2.clone()),
+        ),
+        (
+            rule("SCMP_ACT_ERRNO", None, a2.clone()),
+            rule("SCMP_ACT_KILL", None, other),
+        ),
+        (
+            rule("SCMP_ACT_ERRNO", None, a2.clone()),
+            rule("SCMP_ACT_KILL", None, a20),
+        ),
+        (
+            rule("SCMP_ACT_ERRNO", None, json!([])),
+            rule("SCMP_ACT_KILL", None, json!([])),
+        ),
+        (
+            rule("SCMP_ACT_ERRNO", None, json!([])),
+            rule("SCMP_ACT_KILL", None, a2),
+        ),
     ];
     for (first, second) in accepted {
         compile_json(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [first, second]}));
