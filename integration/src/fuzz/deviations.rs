@@ -174,13 +174,14 @@ pub static DEVIATIONS: &[Deviation] = &[
     },
     Deviation {
         id: "no-proc-in-rootfs",
-        reason: "runc 1.1 closes inherited descriptors by listing /proc/self/fd inside the \
-                 container, so a container without a /proc mount fails ('error closing exec \
-                 fds'; runc 1.3 reads /proc/sys/kernel/cap_last_cap there, or refuses the \
-                 rootfs's /proc directory as 'unsafe procfs', and binds masked files and the \
-                 console through /proc/thread-self/fd); berth marks them close-on-exec with \
-                 close_range(2), mounts by descriptor and writes sysctls and reopens the \
-                 exec fifo through a procfs taken before pivot_root, so it needs no /proc.",
+        reason: "a container without a /proc mount: runc 1.1 lists /proc/self/fd inside it to \
+                 close inherited descriptors ('error closing exec fds') and writes sysctls \
+                 through its /proc; runc 1.3 reads /proc/sys/kernel/cap_last_cap there, \
+                 refuses the rootfs's /proc directory as 'unsafe procfs', and binds masked \
+                 files and the console through /proc/thread-self/fd. berth marks descriptors \
+                 close-on-exec with close_range(2), mounts by descriptor, and writes sysctls \
+                 and reopens the exec fifo through a procfs taken before pivot_root: it \
+                 needs no /proc.",
         applies: |_, key, _, runc, berth| {
             !key.starts_with("leftover")
                 && (runc
@@ -193,6 +194,11 @@ pub static DEVIATIONS: &[Deviation] = &[
                         .stderr
                         .contains("unsafe procfs detected: incorrect procfs root filesystem type")
                     || (runc.stderr.contains("dstFd=/proc/thread-self/fd/")
+                        && runc.stderr.contains("no such file or directory"))
+                    || (runc.runc_1_1
+                        && runc
+                            .stderr
+                            .contains("error during container init: open /proc/sys/")
                         && runc.stderr.contains("no such file or directory")))
                 && berth.steps.iter().all(|(_, ok)| *ok)
         },
@@ -243,9 +249,12 @@ pub static DEVIATIONS: &[Deviation] = &[
                 // A device line ends with what the probe could open: `rw`, `r-`, `-w`, `--`.
                 ("section:devices", Some(b'+')) => return denied || line.ends_with(" --"),
                 // With the capability runc's `true <$d 2>/dev/null` opens the node and then
-                // fails at the redirection of stderr (a /dev/null it may not write).
+                // fails at the redirection of stderr (a /dev/null it may not write), or gets
+                // past the node's mode to the device cgroup (EPERM).
                 ("section:devices", Some(b'-')) => {
-                    return !denied || line.ends_with("can't create /dev/null: Permission denied")
+                    return !denied
+                        || line.ends_with("can't create /dev/null: Permission denied")
+                        || line.ends_with(": Operation not permitted")
                 }
                 _ => {}
             }
