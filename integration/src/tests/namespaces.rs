@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Test> {
         ns_user_mappings,
         ns_join_by_path,
         ns_join_by_path_under_load,
+        ns_join_by_path_init_waits_for_stage1,
         ns_time_offsets,
     ]
 }
@@ -254,8 +255,8 @@ fn ns_join_by_path(ctx: &Ctx) -> TestResult {
 /// must not ask the parent for anything before stage 1's report of its pid has arrived: under
 /// CPU load it used to overtake it ("hooks requested before init's pid was known"), about 2 in
 /// 600 CRI pod creations as issue 10 reports. Repeated runs with both CPUs busy. This machine
-/// never showed the race (about 800 runs of the old binary), so this test exercises the path
-/// under load; it is not proven to fail without the fix.
+/// never showed the race this way (about 800 runs of the old binary);
+/// `ns_join_by_path_init_waits_for_stage1` forces it with strace and fails without the fix.
 fn ns_join_by_path_under_load(ctx: &Ctx) -> TestResult {
     use std::sync::atomic::{AtomicBool, Ordering};
     let mut a = ctx.bundle()?;
@@ -313,6 +314,48 @@ fn ns_join_by_path_under_load(ctx: &Ctx) -> TestResult {
     a.kill("KILL").ok()?;
     a.wait_status("stopped")?;
     result.map(drop)
+}
+
+/// The race of `ns_join_by_path_under_load` made deterministic: strace delays the return of
+/// every clone3 by 300 ms, so stage 1 reports init's pid long after init is ready to ask for
+/// the hooks. Init must wait for the parent's PidKnown. The berth before that fix (f425acd^)
+/// fails this every time with "hooks requested before init's pid was known".
+fn ns_join_by_path_init_waits_for_stage1(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc() {
+        skip!("delays berth's own stage 1 with strace (runc's nsexec stages differ)");
+    }
+    super::need_strace()?;
+    let mut a = ctx.bundle()?;
+    a.cfg.args(&["sleep", "3600"]);
+    a.run_detached().ok()?;
+    let pid = a.pid()?;
+
+    let mut b = ctx.bundle()?;
+    b.cfg.ns_remove("network");
+    b.cfg.ns_join("network", &format!("/proc/{pid}/ns/net"));
+    b.cfg.args(&["true"]);
+    b.write_config()?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = ctx.rt.exec_wrapped(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=clone3",
+            "-e",
+            "inject=clone3:delay_exit=300000",
+        ],
+        &["run", "--bundle", &dir, &b.id],
+        crate::runtime::cmd_timeout(),
+    );
+    let result = out.ok().map(drop);
+    a.kill("KILL").ok()?;
+    a.wait_status("stopped")?;
+    result?;
+    b.ensure_clean()
 }
 
 fn ns_time_offsets(ctx: &Ctx) -> TestResult {
