@@ -23,13 +23,42 @@ impl Bundle {
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
         let path = dir.join("config.json");
         let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-        let mut spec =
-            parse(&bytes).map_err(|msg| Error::config(path.display().to_string(), msg))?;
-        normalize(&mut spec);
-        let rootfs =
-            validate(&spec, &dir).map_err(|msg| Error::config(path.display().to_string(), msg))?;
+        let (spec, rootfs) = parse_and_validate(&bytes, &dir)
+            .map_err(|msg| Error::config(path.display().to_string(), msg))?;
         Ok(Bundle { dir, spec, rootfs })
     }
+}
+
+fn parse_and_validate(bytes: &[u8], dir: &Path) -> Result<(Spec, PathBuf), String> {
+    let mut spec = parse(bytes)?;
+    normalize(&mut spec);
+    let rootfs = validate(&spec, dir)?;
+    Ok((spec, rootfs))
+}
+
+/// Everything berth checks of a config.json before it makes anything: what
+/// [`Bundle::load`] does (parse, normalize, validate against the bundle `dir`), then what
+/// `create` derives from it before any side effect (the seccomp filters, the device-cgroup
+/// rules and their BPF program). Pure: the fuzzers (libcontainer/fuzz and
+/// libcontainer/tests/config_mutations.rs) run it on hostile input. The error names the field.
+pub fn check(bytes: &[u8], dir: &Path) -> Result<(Spec, PathBuf), String> {
+    let (spec, rootfs) = parse_and_validate(bytes, dir)?;
+    if let Some(linux) = spec.linux() {
+        if let Some(profile) = linux.seccomp() {
+            crate::seccomp::compile(profile).map_err(|e| e.to_string())?;
+        }
+        let rules = crate::cgroups::devices::rules(
+            linux
+                .resources()
+                .as_ref()
+                .and_then(|r| r.devices().as_deref())
+                .unwrap_or_default(),
+            linux.devices().as_deref().unwrap_or_default(),
+        );
+        let (_, reduced) = crate::cgroups::bpf::reduce(&rules);
+        let _ = crate::cgroups::bpf::program(&reduced);
+    }
+    Ok((spec, rootfs))
 }
 
 /// What runc reads differently from the types: a namespace with `"path": ""` is a new one.

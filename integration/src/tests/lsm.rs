@@ -406,6 +406,10 @@ fn lsm_selinux_mount_label_labels_tmpfs_and_its_files(ctx: &Ctx) -> TestResult {
     b.cfg.set("/linux/mountLabel", json!(label));
     b.cfg
         .add_mount("/labelled", "tmpfs", "tmpfs", &["size=1m", "mode=755"]);
+    // A masked directory's tmpfs has the label too (runc's maskPath; berth makes it with
+    // fsopen and the `context` parameter).
+    std::fs::create_dir_all(b.rootfs().join("masked"))?;
+    b.cfg.push("/linux/maskedPaths", json!("/masked"));
     b.cfg.sh(&format!(
         "cat /proc/self/mountinfo > /shared/mountinfo; echo x > /labelled/f; \
          touch /shared/ready; {WAIT_FOR_GO}"
@@ -415,7 +419,7 @@ fn lsm_selinux_mount_label_labels_tmpfs_and_its_files(ctx: &Ctx) -> TestResult {
     let mountinfo = std::fs::read_to_string(shared.join("mountinfo"))?;
     let option = format!("context=\"{label}\"");
     let mounts = crate::mountinfo::parse(&mountinfo);
-    for dest in ["/labelled", "/dev"] {
+    for dest in ["/labelled", "/dev", "/masked"] {
         let m = crate::mountinfo::require(&mounts, dest)?;
         // The label holds commas (s0:c1,c2): look in the joined super options.
         let supers = m.super_opts.join(",");
