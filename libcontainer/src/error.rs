@@ -75,13 +75,23 @@ pub fn echo_path(path: &std::path::Path) -> String {
 /// `max` bytes (at a character boundary) with a marker, control characters but newline and tab
 /// escaped.
 pub fn bound_text(text: &str, max: usize) -> String {
+    bounded(text, max, true)
+}
+
+/// [`bound_text`] for a message that must stay one line (a config error names its field on
+/// one line): newline and tab are escaped too.
+pub fn bound_line(text: &str, max: usize) -> String {
+    bounded(text, max, false)
+}
+
+fn bounded(text: &str, max: usize, keep_lines: bool) -> String {
     let mut out = String::with_capacity(text.len().min(max) + 32);
     for c in text.chars() {
         if out.len() + c.len_utf8() > max {
             out.push_str(&format!("… (cut at {max} of {} bytes)", text.len()));
             return out;
         }
-        if c.is_control() && c != '\n' && c != '\t' {
+        if c.is_control() && !(keep_lines && (c == '\n' || c == '\t')) {
             out.extend(c.escape_debug());
         } else {
             out.push(c);

@@ -161,7 +161,9 @@ fn mutate_json(mut v: Value, r: &mut Rng) -> Value {
                 m.remove(&key.replace("~1", "/").replace("~0", "~"));
             }
             (Value::Object(m), 1) => {
-                m.insert(format!("unknown{}", r.below(10)), hostile(r));
+                // Keys are echoed in error paths: some hold control characters.
+                let sep = ["", "\n", "\t", "\u{7}"][r.below(4)];
+                m.insert(format!("unknown{sep}{}", r.below(10)), hostile(r));
             }
             (Value::Array(a), 0) if !a.is_empty() => {
                 let i = r.below(a.len());
@@ -249,16 +251,20 @@ fn mutated_configs_give_one_line_errors_and_never_panic() {
     let mut rejected = 0usize;
     for i in 0..n {
         let seed = &seeds[r.below(seeds.len())];
-        let (bytes, json_level) = if r.below(3) == 0 {
-            (
+        let (bytes, json_level) = match r.below(6) {
+            0 | 1 => (
                 mutate_bytes(serde_json::to_vec(seed).unwrap(), &mut r),
                 false,
-            )
-        } else {
-            (
+            ),
+            // Both: a byte-level error inside what a JSON-level mutant added.
+            2 => {
+                let v = mutate_json(seed.clone(), &mut r);
+                (mutate_bytes(serde_json::to_vec(&v).unwrap(), &mut r), false)
+            }
+            _ => (
                 serde_json::to_vec(&mutate_json(seed.clone(), &mut r)).unwrap(),
                 true,
-            )
+            ),
         };
         if libcontainer::config::check(&bytes, &bundle.0).is_err() {
             rejected += 1;
