@@ -272,6 +272,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     if status != Status::Stopped {
         if let Some(pidfd) = init_pidfd(&state) {
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            // A frozen init acts on the SIGKILL only once thawed (a paused container, or one
+            // frozen by hand): thaw it, or the wait below would last its whole bound.
+            if cgroups::is_frozen(&state.cgroup) {
+                let _ = cgroups::manager_for(&state.cgroup).freeze(false);
+            }
             let _ = sys::pidfd_wait(pidfd.as_fd(), Some(std::time::Duration::from_secs(5)));
         }
     }
