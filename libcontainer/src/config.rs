@@ -22,11 +22,66 @@ impl Bundle {
     pub fn load(dir: &Path) -> Result<Bundle> {
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
         let path = dir.join("config.json");
-        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let bytes = read_config(&path)?;
         let (spec, rootfs) = parse_and_validate(&bytes, &dir)
             .map_err(|msg| Error::config(path.display().to_string(), msg))?;
         Ok(Bundle { dir, spec, rootfs })
     }
+}
+
+/// The largest config.json berth reads (docker's default seccomp profile makes a config of
+/// about 30 KB): a bound, so that a hostile one cannot exhaust memory.
+const CONFIG_MAX: u64 = 64 << 20;
+
+/// Read config.json: a regular file (it may be reached through a symlink) of at most
+/// [`CONFIG_MAX`] bytes. Opened without blocking, so that a FIFO there is refused rather than
+/// waited on, and a link to /dev/zero is refused rather than read forever.
+fn read_config(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io("read", path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io("stat", path, e))?;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        None
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("a directory")
+    };
+    if let Some(kind) = kind {
+        return Err(Error::config(
+            path.display().to_string(),
+            format!("is {kind}, not a regular file"),
+        ));
+    }
+    if meta.len() > CONFIG_MAX {
+        return Err(Error::config(
+            path.display().to_string(),
+            format!("{} bytes, more than berth reads ({CONFIG_MAX})", meta.len()),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(CONFIG_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    if bytes.len() as u64 > CONFIG_MAX {
+        return Err(Error::config(
+            path.display().to_string(),
+            format!("grew past {CONFIG_MAX} bytes while read"),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn parse_and_validate(bytes: &[u8], dir: &Path) -> Result<(Spec, PathBuf), String> {

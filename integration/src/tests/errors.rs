@@ -6,9 +6,9 @@ use std::fs;
 use serde_json::json;
 
 use crate::context::Ctx;
-use crate::ensure;
 use crate::fixture::Bundle;
 use crate::harness::{Test, TestResult};
+use crate::{ensure, skip};
 
 pub fn tests() -> Vec<Test> {
     crate::tests![
@@ -21,6 +21,7 @@ pub fn tests() -> Vec<Test> {
         bad_prestart_hook_fails,
         bad_create_runtime_hook_fails,
         bad_huge_values_are_echoed_bounded,
+        bad_config_json_fifo_or_device,
     ]
 }
 
@@ -44,6 +45,32 @@ fn bad_malformed_config(ctx: &Ctx) -> TestResult {
         out.stderr_mentions("EOF")?;
     }
     b.ensure_clean()
+}
+
+/// Hostile bundles (issue 11 item 9): config.json a FIFO nobody writes (berth waited on it
+/// forever; runc 1.1.5 and 1.3.6 still do) or a symlink to /dev/zero (read to the end, never
+/// reached: memory until the OOM killer). Refused at once, naming the file and what it is.
+fn bad_config_json_fifo_or_device(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc() {
+        skip!("runc opens a FIFO config.json and waits for a writer forever");
+    }
+    for kind in ["a FIFO", "a character device"] {
+        let b = ctx.bundle()?;
+        let config = b.dir.join("config.json");
+        let _ = fs::remove_file(&config);
+        if kind == "a FIFO" {
+            nix::unistd::mkfifo(&config, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                .map_err(std::io::Error::from)?;
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &config)?;
+        }
+        let dir = b.dir.to_string_lossy().into_owned();
+        let out = ctx.rt.exec(&["create", "--bundle", &dir, &b.id]).failed()?;
+        out.stderr_mentions("config.json")?;
+        out.stderr_mentions(&format!("is {kind}, not a regular file"))?;
+        b.ensure_clean()?;
+    }
+    Ok(())
 }
 
 fn bad_unknown_namespace_type(ctx: &Ctx) -> TestResult {
