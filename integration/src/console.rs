@@ -12,7 +12,8 @@ use std::time::Duration;
 
 pub struct Console {
     sock: PathBuf,
-    done: mpsc::Receiver<()>,
+    /// The copy's end: the bytes copied, or why it failed.
+    done: mpsc::Receiver<Result<u64, String>>,
 }
 
 impl Console {
@@ -21,8 +22,7 @@ impl Console {
         let l = UnixListener::bind(sock)?;
         let (tx, done) = mpsc::channel();
         thread::spawn(move || {
-            let _ = copy_from_master(&l, &out);
-            let _ = tx.send(());
+            let _ = tx.send(copy_from_master(&l, &out).map_err(|e| e.to_string()));
         });
         Ok(Console {
             sock: sock.to_path_buf(),
@@ -31,17 +31,24 @@ impl Console {
     }
 
     /// Wait (at most `limit`) for the pty to close. A runtime that never connected is
-    /// stood in for by an empty connection, so the thread always ends.
-    pub fn finish(self, limit: Duration) {
-        if self.done.recv_timeout(Duration::from_millis(1)).is_ok() {
-            return;
-        }
-        let _ = UnixStream::connect(&self.sock);
-        let _ = self.done.recv_timeout(limit);
+    /// stood in for by an empty connection, so the thread always ends. Returns what went
+    /// wrong, if anything (for a harness's diagnosis): no master came, the copy failed, or
+    /// it did not end in time.
+    pub fn finish(self, limit: Duration) -> Option<String> {
+        let r = match self.done.recv_timeout(Duration::from_millis(1)) {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = UnixStream::connect(&self.sock);
+                self.done
+                    .recv_timeout(limit)
+                    .unwrap_or_else(|_| Err(format!("the pty was still open after {limit:?}")))
+            }
+        };
+        r.err()
     }
 }
 
-fn copy_from_master(l: &UnixListener, out: &Path) -> std::io::Result<()> {
+fn copy_from_master(l: &UnixListener, out: &Path) -> std::io::Result<u64> {
     let (conn, _) = l.accept()?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut buf = [0u8; 4096];
@@ -51,13 +58,22 @@ fn copy_from_master(l: &UnixListener, out: &Path) -> std::io::Result<()> {
     let mut master = File::from(master);
     let mut file = File::create(out)?;
     let mut chunk = [0u8; 8192];
+    let mut copied = 0u64;
     loop {
         match master.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => file.write_all(&chunk[..n])?,
+            Ok(0) => return Ok(copied),
+            Ok(n) => {
+                file.write_all(&chunk[..n])?;
+                copied += n as u64;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             // EIO: the last slave is closed, the container is gone.
-            Err(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => return Ok(copied),
+            Err(e) => {
+                return Err(std::io::Error::other(format!(
+                    "read the pty master after {copied} bytes: {e}"
+                )))
+            }
         }
     }
 }

@@ -429,7 +429,11 @@ impl Fuzz {
             }
         }
         if let Some(c) = console {
-            c.finish(Duration::from_secs(10));
+            // The harness's own trouble, said where a difference would show it.
+            if let Some(why) = c.finish(Duration::from_secs(10)) {
+                out.stderr
+                    .push_str(&format!("[difffuzz console receiver: {why}]"));
+            }
         }
         // Through a terminal the probe's output arrives on the pty (stdout and stderr as one).
         let text = fs::read(if terminal { &console_out } else { &stdout })

@@ -394,7 +394,9 @@ fn terminal_pty_is_dev_console(ctx: &Ctx) -> TestResult {
     b.create(&["--console-socket", &sock_arg]).ok()?;
     b.start().ok()?;
     b.wait_status("stopped")?;
-    console.finish(Duration::from_secs(10));
+    if let Some(why) = console.finish(Duration::from_secs(10)) {
+        fail!("the console socket's receiver: {why}");
+    }
     b.delete().ok()?;
     let text = fs::read_to_string(&out)?.replace('\r', "");
     let (mountinfo, rest) = text.split_once("@@\n").unwrap_or((&text, ""));
