@@ -10,6 +10,7 @@ mod hooks;
 mod ids;
 mod kill_list;
 mod lifecycle;
+mod load;
 mod lsm;
 mod mounts;
 mod namespaces;
@@ -38,6 +39,7 @@ pub fn all() -> Vec<Test> {
     v.extend(hooks::tests());
     v.extend(errors::tests());
     v.extend(faults::tests());
+    v.extend(load::tests());
     v.extend(seccomp::tests());
     v.extend(security::tests());
     v.extend(lsm::tests());
