@@ -84,11 +84,17 @@ impl Cleanup {
                 let _ = sys::pidfd_wait(pidfd.as_fd(), Some(std::time::Duration::from_secs(2)));
             }
         }
+        // A cgroup that cannot be removed now (a transient error, a process not yet gone)
+        // keeps the state dir: it records the cgroup (the `creating` marker, or state.json),
+        // so `delete --force` removes it later rather than nothing knowing of it.
+        let mut cgroup_left = false;
         if let Some(cg) = self.cgroup.take() {
-            let _ = cg.destroy();
+            cgroup_left = (0..3).all(|_| cg.destroy().is_err());
         }
         if let Some(dir) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+            if !cgroup_left {
+                let _ = std::fs::remove_dir_all(dir);
+            }
         }
         if let Some((hooks, state, cwd)) = self.poststop.take() {
             // The create's own error is what the caller reports; a failing poststop hook

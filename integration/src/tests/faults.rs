@@ -17,6 +17,7 @@ pub fn tests() -> Vec<Test> {
         create_killed_before_state_leaves_no_cgroup,
         failed_sync_write_is_an_error_not_a_hang,
         failed_unlock_is_not_a_panic,
+        failed_cgroup_removal_leaves_it_to_delete,
     ]
 }
 
@@ -258,6 +259,51 @@ fn failed_unlock_is_not_a_panic(ctx: &Ctx) -> TestResult {
         "delete panicked: {}",
         del.describe()
     );
+    del.ok()?;
+    b.ensure_clean()
+}
+
+/// A create that fails and then cannot remove its cgroup (every open of the cgroup's
+/// directory fails here, EAGAIN; the fault injector found one such open, seed 1): it used to
+/// remove its state dir anyway, and the cgroup was left with nothing recording it. The state
+/// dir now stays, and `delete --force` removes both.
+fn failed_cgroup_removal_leaves_it_to_delete(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc() {
+        skip!("strace's path filter targets berth's own cleanup of its cgroup");
+    }
+    super::need_strace()?;
+    let mut b = ctx.bundle()?;
+    // init fails after the cgroup exists: a bind mount whose source is missing.
+    b.cfg.add_bind(Path::new("/no/such/source"), "/mnt/x", &[]);
+    b.cfg.sh("true");
+    b.write_config()?;
+    let cg_dir = if Path::new("/sys/fs/cgroup/pids").is_dir() {
+        format!("/sys/fs/cgroup/pids/berth-test/{}", b.id)
+    } else if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        format!("/sys/fs/cgroup/berth-test/{}", b.id)
+    } else {
+        skip!("no pids controller found (neither v1's pids hierarchy nor cgroup v2)");
+    };
+    let w = strace(
+        ctx,
+        &[
+            "-P",
+            &cg_dir,
+            "-e",
+            "trace=open,openat",
+            "-e",
+            "inject=open,openat:error=EAGAIN",
+        ],
+    );
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = run_wrapped(ctx, &w, &["create", "--bundle", &dir, &b.id]);
+    ensure!(
+        !out.success() && !out.timed_out,
+        "create should fail (missing mount source): {}",
+        out.describe()
+    );
+    let del = ctx.rt.exec_timeout(&["delete", "--force", &b.id], BOUND);
+    ensure!(!del.timed_out, "delete --force hung: {}", del.describe());
     del.ok()?;
     b.ensure_clean()
 }

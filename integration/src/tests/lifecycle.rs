@@ -160,6 +160,13 @@ fn delete_running_needs_force(ctx: &Ctx) -> TestResult {
 /// namespace (the children outlive init), directly and after a `kill KILL` that the frozen
 /// init cannot act on: delete finishes, every process is gone, nothing is left.
 fn delete_force_of_a_paused_container(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc() {
+        skip!(
+            "runc 1.2+ fails it ('container init still running', 1.3.6 measured) and leaves the \
+             container frozen; runc 1.1.5 deletes it but leaves its cgroup on cgroup v2 (the \
+             VM); berth thaws it and deletes everything"
+        );
+    }
     for kill_first in [false, true] {
         let mut b = ctx.bundle()?;
         b.cfg.ns_remove("pid");
