@@ -980,7 +980,11 @@ fn no_proc_mount_sysctls_readonly_and_masked_paths(ctx: &Ctx) -> TestResult {
         ("masked-file", if mask_file { "[]" } else { "[secret]" }),
         ("proc-dir", "0"),
     ] {
-        ensure_eq!(kv.get(k).map(String::as_str), Some(want), "{k} in {out:?}");
+        ensure_eq!(
+            kv.get(k).map(String::as_str),
+            Some(want),
+            format!("{k} in {out:?}")
+        );
     }
     b.wait_status("stopped")?;
     b.delete().ok()?;

@@ -15,6 +15,8 @@ use crate::{ensure, ensure_eq, skip};
 
 pub fn tests() -> Vec<Test> {
     crate::tests![
+        users_home_from_container_passwd,
+        users_hostile_container_passwd,
         users_create_start_non_root_without_dac_override,
         users_create_start_in_user_namespace,
         users_create_start_without_mount_namespace,
@@ -297,5 +299,85 @@ fn users_oom_score_adj_in_user_namespace(ctx: &Ctx) -> TestResult {
     b.cfg.set("/process/oomScoreAdj", json!(500));
     b.cfg.args(&["cat", "/proc/self/oom_score_adj"]);
     ensure_eq!(b.run_ok()?.trim(), "500", "oom_score_adj");
+    Ok(())
+}
+
+/// Without HOME (or with an empty one) in `process.env`, runc sets it from the container's
+/// /etc/passwd entry of the process's uid, `/` without one (runc 1.1.5 and 1.3.6 alike;
+/// `ctr run` relies on it: containerd sends no HOME). berth set none. Also for `exec`.
+fn users_home_from_container_passwd(ctx: &Ctx) -> TestResult {
+    let cases: [(u32, Option<&str>, &str); 5] = [
+        (0, None, "/root"),
+        (1000, None, "/home/user"),
+        (4242, None, "/"),
+        (1000, Some("/elsewhere"), "/elsewhere"),
+        (0, Some(""), "/root"),
+    ];
+    for (uid, home, want) in cases {
+        let mut b = ctx.bundle()?;
+        let mut env = vec!["PATH=/bin:/usr/bin".to_string()];
+        if let Some(h) = home {
+            env.push(format!("HOME={h}"));
+        }
+        b.cfg.set("/process/env", json!(env));
+        b.cfg.set("/process/user", json!({"uid": uid, "gid": uid}));
+        b.cfg.sh("echo \"[$HOME]\"");
+        let out = b.run_ok()?;
+        ensure_eq!(
+            out.trim(),
+            format!("[{want}]"),
+            format!("HOME of uid {uid} with env HOME {home:?}")
+        );
+        b.ensure_clean()?;
+    }
+    let mut b = ctx.bundle()?;
+    b.cfg.set("/process/env", json!(["PATH=/bin:/usr/bin"]));
+    b.cfg.args(&["sleep", "3600"]);
+    b.run_detached().ok()?;
+    let out = ctx
+        .rt
+        .exec(&[
+            "exec",
+            "--user",
+            "1000:1000",
+            &b.id,
+            "sh",
+            "-c",
+            "echo \"[$HOME]\"",
+        ])
+        .ok()?;
+    ensure_eq!(
+        out.stdout.trim(),
+        "[/home/user]",
+        "HOME of an exec'd process"
+    );
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    Ok(())
+}
+
+/// The container's /etc/passwd is the image's: hostile ones (issue 11 item 9) must not stop
+/// or exhaust init. A FIFO there (runc blocks on it forever) and a 1 GiB sparse file (berth
+/// reads at most 16 MiB of it): the container runs, with HOME `/`.
+fn users_hostile_container_passwd(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc() {
+        skip!("runc opens the container's /etc/passwd and waits on a FIFO there forever");
+    }
+    for kind in ["fifo", "sparse"] {
+        let mut b = ctx.bundle()?;
+        let passwd = b.rootfs().join("etc/passwd");
+        fs::remove_file(&passwd)?;
+        if kind == "fifo" {
+            nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                .map_err(std::io::Error::from)?;
+        } else {
+            fs::File::create(&passwd)?.set_len(1 << 30)?;
+        }
+        b.cfg.set("/process/env", json!(["PATH=/bin:/usr/bin"]));
+        b.cfg.sh("echo \"[$HOME]\"");
+        let out = b.run_ok()?;
+        ensure_eq!(out.trim(), "[/]", format!("HOME with a {kind} /etc/passwd"));
+        b.ensure_clean()?;
+    }
     Ok(())
 }

@@ -72,6 +72,8 @@ pub fn prepare(
     }
     check_user_ids(process)?;
     fix_stdio_owner(process.user().uid())?;
+    // Read as root, before the switch (runc's setupUser): the user may not read /etc/passwd.
+    let home = missing_home(process).then(|| home_of(process.user().uid()));
     switch_user(process)?;
     if let Some(profile) = labels.apparmor_after_user {
         super::lsm::apply_apparmor_profile(profile)?;
@@ -80,7 +82,7 @@ pub fn prepare(
         enter_cwd(process.cwd(), false)?;
     }
     crate::sys::umask(process.user().umask().unwrap_or(0o022));
-    let exec = Exec::prepare(process)?;
+    let exec = Exec::prepare(process, home.as_deref())?;
     // With the process's credentials final, and before a no_new_privs filter that could kill
     // on the syscalls it makes.
     if let Some(check) = final_check {
@@ -366,8 +368,51 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
         .map_err(|_| InitError::msg("exec", None, format!("{what} {s:?} contains a NUL byte")))
 }
 
+/// The process's env has no HOME, or an empty one (runc then sets it).
+fn missing_home(process: &Process) -> bool {
+    !process
+        .env()
+        .iter()
+        .flatten()
+        .any(|e| e.strip_prefix("HOME=").is_some_and(|h| !h.is_empty()))
+}
+
+/// The most of the container's /etc/passwd berth reads for a home directory.
+const PASSWD_MAX: u64 = 16 << 20;
+
+/// `uid`'s home directory from the container's /etc/passwd, or `/` (runc's default) when the
+/// file or the entry is missing or the file is not a regular file (a FIFO there is never
+/// waited on, a link to /dev/zero never read). At most [`PASSWD_MAX`] bytes are read.
+pub fn home_of(uid: u32) -> String {
+    use std::io::{BufRead, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/etc/passwd")
+    else {
+        return "/".into();
+    };
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return "/".into();
+    }
+    std::io::BufReader::new(f.take(PASSWD_MAX))
+        .split(b'\n')
+        .map_while(|l| l.ok())
+        .find_map(|line| passwd_home(&line, uid))
+        .unwrap_or_else(|| "/".into())
+}
+
+/// The home field of a passwd line (`name:pw:uid:gid:gecos:home:shell`) whose uid is `uid`.
+fn passwd_home(line: &[u8], uid: u32) -> Option<String> {
+    let line = std::str::from_utf8(line).ok()?;
+    let f: Vec<&str> = line.split(':').collect();
+    (f.len() >= 6 && f[2].trim().parse::<u32>().ok()? == uid).then(|| f[5].to_string())
+}
+
 impl Exec {
-    pub fn prepare(process: &Process) -> Result<Exec> {
+    /// `home`: a HOME to add to the env (the env had none).
+    pub fn prepare(process: &Process, home: Option<&str>) -> Result<Exec> {
         let args = process.args().as_deref().unwrap_or_default();
         let env = process.env().as_deref().unwrap_or_default();
         let name = &args[0];
@@ -402,7 +447,9 @@ impl Exec {
                 .collect::<Result<_>>()?,
             env: env
                 .iter()
+                .filter(|e| home.is_none() || !e.starts_with("HOME="))
                 .map(|e| cstring(e, "env"))
+                .chain(home.map(|h| cstring(&format!("HOME={h}"), "env")))
                 .collect::<Result<_>>()?,
         })
     }
@@ -491,4 +538,19 @@ pub fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
         ..Default::default()
     };
     crate::sys::sched_setattr(&mut attr).step("sched_setattr", None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_home_matches_the_uid_field() {
+        let line = b"user:x:1000:1000:u:/home/user:/bin/sh";
+        assert_eq!(passwd_home(line, 1000).as_deref(), Some("/home/user"));
+        assert_eq!(passwd_home(line, 0), None);
+        assert_eq!(passwd_home(b"bad:x:notanumber:0::/x:", 0), None);
+        assert_eq!(passwd_home(b"short:x:0", 0), None);
+        assert_eq!(passwd_home(b"\xff\xfe:x:0:0::/h:", 0), None);
+    }
 }
