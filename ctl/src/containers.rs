@@ -275,7 +275,18 @@ impl Ctx {
             Err(e) => return Err(e).context("remove the container's snapshot"),
         }
         let dir = self.container_dir(&c.id);
-        image::fsutil::remove_path(&dir).with_context(|| format!("remove {}", dir.display()))?;
+        // The monitor may still be writing its last files (the exit record's temporary file,
+        // the log's end) as the container goes: a directory refilled under us is removed again.
+        let mut tries = 0;
+        loop {
+            match image::fsutil::remove_path(&dir) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.with_context(|| format!("remove {}", dir.display()))?,
+            }
+        }
         self.release_name(&c.name, &c.id);
         Ok(())
     }
