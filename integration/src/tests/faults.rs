@@ -141,14 +141,7 @@ fn create_killed_before_state_leaves_no_cgroup(ctx: &Ctx) -> TestResult {
     b.cfg
         .set("/linux/resources/pids", serde_json::json!({"limit": 100}));
     b.write_config()?;
-    // The v1 pids hierarchy, or the unified one (the cgroup v2 VM).
-    let pids_max = if Path::new("/sys/fs/cgroup/pids").is_dir() {
-        format!("/sys/fs/cgroup/pids/berth-test/{}/pids.max", b.id)
-    } else if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
-        format!("/sys/fs/cgroup/berth-test/{}/pids.max", b.id)
-    } else {
-        skip!("no pids controller found (neither v1's pids hierarchy nor cgroup v2)");
-    };
+    let pids_max = format!("{}/pids.max", pids_cgroup_dir(&b.id)?);
     let w = strace(
         ctx,
         &[
@@ -277,13 +270,7 @@ fn failed_cgroup_removal_leaves_it_to_delete(ctx: &Ctx) -> TestResult {
     b.cfg.add_bind(Path::new("/no/such/source"), "/mnt/x", &[]);
     b.cfg.sh("true");
     b.write_config()?;
-    let cg_dir = if Path::new("/sys/fs/cgroup/pids").is_dir() {
-        format!("/sys/fs/cgroup/pids/berth-test/{}", b.id)
-    } else if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
-        format!("/sys/fs/cgroup/berth-test/{}", b.id)
-    } else {
-        skip!("no pids controller found (neither v1's pids hierarchy nor cgroup v2)");
-    };
+    let cg_dir = pids_cgroup_dir(&b.id)?;
     let w = strace(
         ctx,
         &[
@@ -306,4 +293,16 @@ fn failed_cgroup_removal_leaves_it_to_delete(ctx: &Ctx) -> TestResult {
     ensure!(!del.timed_out, "delete --force hung: {}", del.describe());
     del.ok()?;
     b.ensure_clean()
+}
+
+/// The container's directory in the v1 pids hierarchy, or in the unified one (the cgroup v2
+/// VM); a skip where neither is mounted.
+fn pids_cgroup_dir(id: &str) -> Result<String, crate::harness::Failure> {
+    if Path::new("/sys/fs/cgroup/pids").is_dir() {
+        Ok(format!("/sys/fs/cgroup/pids/berth-test/{id}"))
+    } else if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        Ok(format!("/sys/fs/cgroup/berth-test/{id}"))
+    } else {
+        skip!("no pids controller found (neither v1's pids hierarchy nor cgroup v2)");
+    }
 }

@@ -383,7 +383,7 @@ const PASSWD_MAX: u64 = 16 << 20;
 /// `uid`'s home directory from the container's /etc/passwd, or `/` (runc's default) when the
 /// file or the entry is missing or the file is not a regular file (a FIFO there is never
 /// waited on, a link to /dev/zero never read). At most [`PASSWD_MAX`] bytes are read.
-pub fn home_of(uid: u32) -> String {
+fn home_of(uid: u32) -> String {
     use std::io::{BufRead, Read};
     use std::os::unix::fs::OpenOptionsExt;
     let Ok(f) = std::fs::OpenOptions::new()
@@ -405,9 +405,10 @@ pub fn home_of(uid: u32) -> String {
 
 /// The home field of a passwd line (`name:pw:uid:gid:gecos:home:shell`) whose uid is `uid`.
 fn passwd_home(line: &[u8], uid: u32) -> Option<String> {
-    let line = std::str::from_utf8(line).ok()?;
-    let f: Vec<&str> = line.split(':').collect();
-    (f.len() >= 6 && f[2].trim().parse::<u32>().ok()? == uid).then(|| f[5].to_string())
+    let mut f = std::str::from_utf8(line).ok()?.split(':');
+    let id = f.nth(2)?.trim().parse::<u32>().ok()?;
+    let home = f.nth(2)?;
+    (id == uid).then(|| home.to_string())
 }
 
 impl Exec {
