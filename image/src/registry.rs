@@ -26,6 +26,9 @@ pub struct PullOptions {
     pub unpack: bool,
     /// Parallel blob downloads.
     pub parallel: usize,
+    /// A registry that sends nothing for this long fails the request (retried as a failed
+    /// download is); a slow but live connection never does.
+    pub stall_timeout: Duration,
 }
 
 impl Default for PullOptions {
@@ -36,11 +39,63 @@ impl Default for PullOptions {
             platform: Platform::host(),
             unpack: true,
             parallel: 3,
+            stall_timeout: Duration::from_secs(60),
         }
     }
 }
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Whether a body read failed on the stall timeout.
+fn is_timeout(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)))
+}
+
+/// Redirects followed before a request fails.
+const MAX_REDIRECTS: usize = 10;
+
+/// `scheme://authority` of an absolute URL.
+fn origin(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&url[..scheme.len() + 3 + end])
+}
+
+/// Where a redirect from `from` to `location` leads. Only http(s) targets are followed, and
+/// never from https to plain http: a downgrade would expose the request (and, on the same
+/// host, its credentials) to the network.
+fn redirect_target(from: &str, location: &str) -> std::result::Result<String, String> {
+    let from_origin = origin(from).ok_or("not an absolute URL")?;
+    let from_scheme = &from_origin[..from_origin.find(':').unwrap_or(0)];
+    let next = if location.contains("://") {
+        location.to_string()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{from_scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{from_origin}{location}")
+    } else {
+        let path = &from[from_origin.len()..];
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        format!("{from_origin}{dir}{location}")
+    };
+    let scheme = next
+        .split_once("://")
+        .map_or("", |(s, _)| s)
+        .to_ascii_lowercase();
+    match scheme.as_str() {
+        "https" => Ok(next),
+        "http" if from_scheme.eq_ignore_ascii_case("http") => Ok(next),
+        "http" => Err(format!(
+            "redirected to {next}: refusing to leave HTTPS for plain HTTP"
+        )),
+        _ => Err(format!("redirected to {next}: not an http(s) URL")),
+    }
+}
 
 /// A client for one repository.
 pub struct Client {
@@ -116,13 +171,16 @@ fn reg_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Client {
-    pub fn new(r: &Reference, plain_http: bool, credentials: Option<(String, String)>) -> Client {
+    pub fn new(r: &Reference, opts: &PullOptions) -> Client {
+        let (plain_http, credentials) = (opts.plain_http, opts.credentials.clone());
+        // Redirects are followed by `call`, which applies their policy.
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .max_redirects(10)
+            .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_recv_body(None)
+            .timeout_per_read(Some(opts.stall_timeout))
             .build();
         Client {
             agent: config.into(),
@@ -144,6 +202,54 @@ impl Client {
             .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())))
     }
 
+    /// GET `url` with `headers`, following redirects by hand (see `redirect_target`).
+    /// `auth` is sent only to the origin of `url`, never to where it redirects elsewhere
+    /// (registries send blobs to storage hosts with signed URLs).
+    fn call(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        auth: Option<&str>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let first_origin = origin(url).unwrap_or("").to_string();
+        let mut url = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self.agent.get(&url);
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            if let Some(a) = auth.filter(|_| origin(&url) == Some(first_origin.as_str())) {
+                req = req.header("Authorization", a);
+            }
+            let resp = req.call().map_err(|e| match e {
+                ureq::Error::Timeout(ureq::Timeout::PerRead) => reg_err(
+                    &format!("GET {url}"),
+                    format!("no data for {:?}", self.stall_timeout()),
+                ),
+                e => reg_err(&format!("GET {url}"), e),
+            })?;
+            if !resp.status().is_redirection() {
+                return Ok(resp);
+            }
+            let Some(location) = resp.headers().get("location").and_then(|v| v.to_str().ok())
+            else {
+                return Ok(resp);
+            };
+            url = redirect_target(&url, location).map_err(|e| reg_err(&format!("GET {url}"), e))?;
+        }
+        Err(reg_err(
+            &format!("GET {url}"),
+            format!("more than {MAX_REDIRECTS} redirects"),
+        ))
+    }
+
+    fn stall_timeout(&self) -> Duration {
+        self.agent
+            .config()
+            .timeout_per_read()
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// GET `path` (below /v2/<repo>/), authenticating on a 401 challenge.
     fn get(
         &self,
@@ -152,24 +258,21 @@ impl Client {
         from: u64,
     ) -> Result<ureq::http::Response<ureq::Body>> {
         let url = format!("{}/v2/{}/{}", self.base, self.repo, path);
+        let mut headers = Vec::new();
+        if let Some(a) = accept {
+            headers.push(("Accept", a.to_string()));
+        }
+        if from > 0 {
+            headers.push(("Range", format!("bytes={from}-")));
+        }
         for attempt in 0..2 {
-            let mut req = self.agent.get(&url);
-            if let Some(a) = accept {
-                req = req.header("Accept", a);
-            }
-            if from > 0 {
-                req = req.header("Range", format!("bytes={from}-"));
-            }
             let auth = self
                 .token
                 .lock()
                 .expect("lock")
                 .clone()
                 .or_else(|| self.basic());
-            if let Some(a) = auth {
-                req = req.header("Authorization", a);
-            }
-            let resp = req.call().map_err(|e| reg_err(&format!("GET {url}"), e))?;
+            let resp = self.call(&url, &headers, auth.as_deref())?;
             if resp.status().as_u16() != 401 || attempt == 1 {
                 return Ok(resp);
             }
@@ -200,13 +303,7 @@ impl Client {
                 let scope =
                     get("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repo));
                 url.push_str(&format!("{sep}scope={}", query_escape(&scope)));
-                let mut req = self.agent.get(&url);
-                if let Some(b) = self.basic() {
-                    req = req.header("Authorization", b);
-                }
-                let mut resp = req
-                    .call()
-                    .map_err(|e| reg_err(&format!("GET {realm}"), e))?;
+                let mut resp = self.call(&url, &[], self.basic().as_deref())?;
                 if !resp.status().is_success() {
                     return Err(reg_err(
                         "token",
@@ -329,6 +426,18 @@ impl Client {
             let res: io::Result<()> = loop {
                 match r.read(&mut buf) {
                     Ok(0) => break Ok(()),
+                    Ok(n) if w.written() + n as u64 > desc.size => {
+                        // An endless (or oversized) body is not written to disk beyond the size
+                        // the manifest gives, and not retried.
+                        w.discard();
+                        return Err(reg_err(
+                            &format!("blob {}", desc.digest),
+                            format!(
+                                "the registry sent more than the {} bytes the manifest gives",
+                                desc.size
+                            ),
+                        ));
+                    }
                     Ok(n) => {
                         if let Err(e) = w.write_all(&buf[..n]) {
                             break Err(e);
@@ -357,6 +466,12 @@ impl Client {
                     return Ok(());
                 }
                 Ok(()) => last_err = Some(reg_err("blob", "connection closed early")),
+                Err(e) if is_timeout(&e) => {
+                    last_err = Some(reg_err(
+                        &format!("download {}", desc.digest),
+                        format!("no data for {:?}", self.stall_timeout()),
+                    ))
+                }
                 Err(e) => last_err = Some(reg_err(&format!("download {}", desc.digest), e)),
             }
         }
@@ -422,7 +537,7 @@ pub fn pull(
     progress: &dyn Progress,
 ) -> Result<ImageRecord> {
     let r = Reference::parse(reference)?;
-    let client = Client::new(&r, opts.plain_http, opts.credentials.clone());
+    let client = Client::new(&r, opts);
     let _lock = store.lock_shared()?;
     store.clean_stale()?;
     let (ct, body, digest) = client.manifest(&r.object())?;
@@ -464,6 +579,39 @@ pub fn pull(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_policy() {
+        let from = "https://reg.example:5000/v2/r/blobs/sha256:ab?x=1";
+        for (location, want) in [
+            (
+                "https://s3.example/b?sig=1",
+                Ok("https://s3.example/b?sig=1"),
+            ),
+            ("//s3.example/b", Ok("https://s3.example/b")),
+            ("/v2/other", Ok("https://reg.example:5000/v2/other")),
+            ("next", Ok("https://reg.example:5000/v2/r/blobs/next")),
+            (
+                "http://s3.example/b",
+                Err("refusing to leave HTTPS for plain HTTP"),
+            ),
+            ("HTTP://reg.example:5000/x", Err("refusing to leave HTTPS")),
+            ("file:///etc/passwd", Err("not an http(s) URL")),
+        ] {
+            match (redirect_target(from, location), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{location}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{location}: {got}"),
+                (got, want) => panic!("{location}: {got:?}, wanted {want:?}"),
+            }
+        }
+        assert_eq!(
+            redirect_target("http://127.0.0.1:5000/v2/x", "http://127.0.0.1:6000/y"),
+            Ok("http://127.0.0.1:6000/y".to_string())
+        );
+        assert_eq!(origin("https://h:1/p?q"), Some("https://h:1"));
+        assert_eq!(origin("https://h?q"), Some("https://h"));
+        assert_eq!(origin("h/p"), None);
+    }
 
     #[test]
     fn challenges_and_encodings() {

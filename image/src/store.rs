@@ -253,6 +253,11 @@ impl BlobWriter {
     }
 
     /// Bytes written so far (a retry may resume from here).
+    /// Drop what was written, resumable or not (the source sent bad data).
+    pub fn discard(mut self) {
+        self.keep = false;
+    }
+
     pub fn written(&self) -> u64 {
         self.out.as_ref().map(|o| o.count()).unwrap_or(0)
     }
@@ -303,7 +308,8 @@ impl Write for BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
-        if self.keep {
+        // A resumable writer keeps what it wrote, but not an empty file.
+        if self.keep && self.written() > 0 {
             if let Some(mut out) = self.out.take() {
                 let _ = out.flush();
             }

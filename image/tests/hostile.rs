@@ -551,99 +551,194 @@ fn next_import_clears_only_stale_leftovers() {
     );
 }
 
-/// Requests seen: (path, first byte of a Range header).
-type RequestLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+/// A request seen by a `MiniRegistry`.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    /// First byte of a Range header.
+    range: Option<String>,
+    authorization: Option<String>,
+}
 
-/// A registry on 127.0.0.1 serving one image from memory, logging (path, Range header).
+/// How a `MiniRegistry` misbehaves.
+#[derive(Clone)]
+enum Quirk {
+    /// Full bodies only.
+    Plain,
+    /// Range requests answered with 206.
+    Ranges,
+    /// Blobs: headers, a third of the body, then silence.
+    StallBlob,
+    /// Blobs: a chunked body that never ends.
+    EndlessBlob,
+    /// Manifests: a chunked body that never ends.
+    EndlessManifest,
+    /// Manifests: 17 MiB of JSON whitespace after the document.
+    HugeManifest,
+    /// Blobs: other bytes of the same length.
+    WrongBlob,
+    /// Blobs: `302` to this location (`{path}` is replaced by the request's path).
+    RedirectBlob(String),
+}
+
+/// A registry on 127.0.0.1 serving one image from memory (a thread per connection), logging
+/// every request.
 struct MiniRegistry {
     addr: String,
-    log: RequestLog,
+    log: Arc<Mutex<Vec<Seen>>>,
+}
+
+fn chunk(c: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
+    write!(c, "{:x}\r\n", data.len())?;
+    c.write_all(data)?;
+    c.write_all(b"\r\n")
 }
 
 impl MiniRegistry {
-    fn start(blobs: Vec<(Digest, Vec<u8>)>, manifest: Vec<u8>, ranges: bool) -> MiniRegistry {
+    fn start(blobs: Vec<(Digest, Vec<u8>)>, manifest: Vec<u8>, quirk: Quirk) -> MiniRegistry {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        let log: RequestLog = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Vec::new()));
         let log2 = log.clone();
+        let blobs = Arc::new(blobs);
         std::thread::spawn(move || {
             for c in l.incoming() {
-                let Ok(mut c) = c else { return };
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
-                    head.push(b[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_string();
-                let path = head.split(' ').nth(1).unwrap_or("").to_string();
-                let range = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("range: bytes=")
-                            .map(str::to_string)
-                    })
-                    .map(|r| r.trim_end_matches('-').to_string());
-                log2.lock().unwrap().push((path.clone(), range.clone()));
-                let (status, ctype, body, extra): (&str, &str, Vec<u8>, String) =
-                    if path.ends_with("/manifests/latest") {
-                        (
-                            "200 OK",
-                            media::OCI_MANIFEST,
-                            manifest.clone(),
-                            String::new(),
-                        )
-                    } else if let Some((_, data)) =
-                        blobs.iter().find(|(d, _)| path.ends_with(d.as_str()))
-                    {
-                        match range
-                            .and_then(|r| r.parse::<usize>().ok())
-                            .filter(|_| ranges)
-                        {
-                            Some(from) => (
-                                "206 Partial Content",
-                                "application/octet-stream",
-                                data[from..].to_vec(),
-                                format!(
-                                    "Content-Range: bytes {from}-{}/{}\r\n",
-                                    data.len() - 1,
-                                    data.len()
-                                ),
-                            ),
-                            None => (
-                                "200 OK",
-                                "application/octet-stream",
-                                data.clone(),
-                                String::new(),
-                            ),
-                        }
-                    } else if path == "/v2/" {
-                        ("200 OK", "application/json", b"{}".to_vec(), String::new())
-                    } else {
-                        ("404 Not Found", "text/plain", b"no".to_vec(), String::new())
-                    };
-                let _ = write!(
-                    c,
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = c.write_all(&body);
+                let Ok(c) = c else { return };
+                let (log, blobs, manifest, quirk) =
+                    (log2.clone(), blobs.clone(), manifest.clone(), quirk.clone());
+                std::thread::spawn(move || {
+                    let _ = Self::serve(c, &log, &blobs, &manifest, &quirk);
+                });
             }
         });
         MiniRegistry { addr, log }
     }
-    fn blob_requests(&self) -> Vec<(String, Option<String>)> {
+
+    fn serve(
+        mut c: std::net::TcpStream,
+        log: &Mutex<Vec<Seen>>,
+        blobs: &[(Digest, Vec<u8>)],
+        manifest: &[u8],
+        quirk: &Quirk,
+    ) -> std::io::Result<()> {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && c.read(&mut b)? == 1 {
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        let path = head.split(' ').nth(1).unwrap_or("").to_string();
+        let header = |name: &str| {
+            head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+        };
+        let range = header("range").and_then(|r| {
+            r.strip_prefix("bytes=")
+                .map(|r| r.trim_end_matches('-').to_string())
+        });
+        log.lock().unwrap().push(Seen {
+            path: path.clone(),
+            range: range.clone(),
+            authorization: header("authorization"),
+        });
+        let blob = blobs.iter().find(|(d, _)| path.ends_with(d.as_str()));
+        let reply = |c: &mut std::net::TcpStream,
+                     status: &str,
+                     ctype: &str,
+                     extra: &str,
+                     body: &[u8]| {
+            write!(
+                c,
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+                body.len()
+            )?;
+            c.write_all(body)
+        };
+        const OCTETS: &str = "application/octet-stream";
+        if path.ends_with("/manifests/latest") {
+            match quirk {
+                Quirk::EndlessManifest => {
+                    write!(
+                        c,
+                        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        media::OCI_MANIFEST
+                    )?;
+                    chunk(&mut c, manifest)?;
+                    loop {
+                        chunk(&mut c, &[b' '; 65536])?;
+                    }
+                }
+                Quirk::HugeManifest => {
+                    let mut body = manifest.to_vec();
+                    body.resize(17 << 20, b' ');
+                    reply(&mut c, "200 OK", media::OCI_MANIFEST, "", &body)
+                }
+                _ => reply(&mut c, "200 OK", media::OCI_MANIFEST, "", manifest),
+            }
+        } else if let Some((_, data)) = blob {
+            match quirk {
+                Quirk::Ranges if range.is_some() => {
+                    let from: usize = range.unwrap().parse().unwrap();
+                    let extra = format!(
+                        "Content-Range: bytes {from}-{}/{}\r\n",
+                        data.len() - 1,
+                        data.len()
+                    );
+                    reply(&mut c, "206 Partial Content", OCTETS, &extra, &data[from..])
+                }
+                Quirk::StallBlob => {
+                    write!(
+                        c,
+                        "HTTP/1.1 200 OK\r\nContent-Type: {OCTETS}\r\nContent-Length: {}\r\n\r\n",
+                        data.len()
+                    )?;
+                    c.write_all(&data[..data.len() / 3])?;
+                    std::thread::sleep(std::time::Duration::from_secs(20));
+                    Ok(())
+                }
+                Quirk::EndlessBlob => {
+                    write!(c, "HTTP/1.1 200 OK\r\nContent-Type: {OCTETS}\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+                    loop {
+                        chunk(&mut c, data)?;
+                    }
+                }
+                Quirk::WrongBlob => {
+                    let other: Vec<u8> = data.iter().map(|b| b ^ 0x55).collect();
+                    reply(&mut c, "200 OK", OCTETS, "", &other)
+                }
+                Quirk::RedirectBlob(to) => {
+                    let to = to.replace("{path}", &path);
+                    reply(
+                        &mut c,
+                        "302 Found",
+                        "text/plain",
+                        &format!("Location: {to}\r\n"),
+                        b"",
+                    )
+                }
+                _ => reply(&mut c, "200 OK", OCTETS, "", data),
+            }
+        } else if path == "/v2/" {
+            reply(&mut c, "200 OK", "application/json", "", b"{}")
+        } else {
+            reply(&mut c, "404 Not Found", "text/plain", "", b"no")
+        }
+    }
+
+    fn blob_requests(&self) -> Vec<Seen> {
         self.log
             .lock()
             .unwrap()
             .iter()
-            .filter(|(p, _)| p.contains("/blobs/"))
+            .filter(|r| r.path.contains("/blobs/"))
             .cloned()
             .collect()
     }
 }
 
-fn registry_image(ranges: bool) -> (MiniRegistry, Digest, Vec<u8>) {
+fn registry_image(quirk: Quirk) -> (MiniRegistry, Digest, Vec<u8>) {
     let t = tempfile::tempdir().unwrap();
     let content: String = (0..60_000).map(|i| format!("{i:x}")).collect();
     let layer = Layer::gz(Tar::default().file("big", &content).done());
@@ -657,7 +752,7 @@ fn registry_image(ranges: bool) -> (MiniRegistry, Digest, Vec<u8>) {
     let reg = MiniRegistry::start(
         vec![(Digest::of(&config), config), (ld.clone(), blob.clone())],
         manifest,
-        ranges,
+        quirk,
     );
     (reg, ld, blob)
 }
@@ -672,7 +767,7 @@ fn pull_opts() -> PullOptions {
 
 #[test]
 fn a_killed_pull_resumes_with_a_range_request() {
-    let (reg, ld, blob) = registry_image(true);
+    let (reg, ld, blob) = registry_image(Quirk::Ranges);
     let w = World::new();
     let s = w.store();
     // What a pull killed half-way leaves: the first half of the layer.
@@ -687,21 +782,21 @@ fn a_killed_pull_resumes_with_a_range_request() {
     let layer_reqs: Vec<_> = reg
         .blob_requests()
         .into_iter()
-        .filter(|(p, _)| p.ends_with(ld.as_str()))
+        .filter(|r| r.path.ends_with(ld.as_str()))
         .collect();
     assert_eq!(layer_reqs.len(), 1, "{layer_reqs:?}");
-    assert_eq!(layer_reqs[0].1, Some(half.to_string()));
+    assert_eq!(layer_reqs[0].range, Some(half.to_string()));
     assert_eq!(s.content.read(&ld).unwrap(), blob);
     assert_eq!(std::fs::read_dir(w.root.join("ingest")).unwrap().count(), 0);
     // Pulled again: nothing is fetched again (verified blobs are in the store).
     reg.log.lock().unwrap().clear();
     pull(&s, &r, &pull_opts(), &Quiet).unwrap();
-    assert_eq!(reg.blob_requests(), []);
+    assert_eq!(reg.blob_requests().len(), 0);
 }
 
 #[test]
 fn a_resumed_pull_restarts_cleanly_without_ranges_or_with_a_bad_partial() {
-    let (reg, ld, blob) = registry_image(false);
+    let (reg, ld, blob) = registry_image(Quirk::Plain);
     let w = World::new();
     let s = w.store();
     let partial = w.root.join("ingest").join(format!("partial-{}", ld.hex()));
@@ -711,7 +806,7 @@ fn a_resumed_pull_restarts_cleanly_without_ranges_or_with_a_bad_partial() {
     assert_eq!(s.content.read(&ld).unwrap(), blob);
     // A corrupt partial (ranges served): the pull fails on the digest, the partial goes, and
     // the next pull succeeds.
-    let (reg, ld, blob) = registry_image(true);
+    let (reg, ld, blob) = registry_image(Quirk::Ranges);
     let w = World::new();
     let s = w.store();
     let partial = w.root.join("ingest").join(format!("partial-{}", ld.hex()));
@@ -722,4 +817,104 @@ fn a_resumed_pull_restarts_cleanly_without_ranges_or_with_a_bad_partial() {
     assert!(!partial.exists());
     pull(&s, &r, &pull_opts(), &Quiet).unwrap();
     assert_eq!(s.content.read(&ld).unwrap(), blob);
+}
+
+fn ingest_left(w: &World) -> Vec<String> {
+    std::fs::read_dir(w.root.join("ingest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Issue 11 item 9: a registry that stalls, sends endless or oversized bodies or wrong bytes
+/// fails the pull with an error that says so, within the stall timeout and the sizes the
+/// manifest gives: no pull hangs and no body fills the disk. Nothing is recorded; only a
+/// stalled download's verified prefix stays, for the next pull to resume.
+#[test]
+fn a_hostile_registry_fails_the_pull_in_bounded_time_and_space() {
+    let cases = [
+        ("stalled blob", Quirk::StallBlob, "no data for 300ms"),
+        (
+            "endless blob",
+            Quirk::EndlessBlob,
+            "the registry sent more than the",
+        ),
+        ("endless manifest", Quirk::EndlessManifest, "read manifest"),
+        ("17 MiB manifest", Quirk::HugeManifest, "read manifest"),
+        ("wrong blob", Quirk::WrongBlob, "digest"),
+    ];
+    for (name, quirk, want) in cases {
+        let (reg, ld, _) = registry_image(quirk.clone());
+        let w = World::new();
+        let s = w.store();
+        let opts = PullOptions {
+            stall_timeout: std::time::Duration::from_millis(300),
+            ..pull_opts()
+        };
+        let r = format!("{}/t:latest", reg.addr);
+        let err = pull(&s, &r, &opts, &Quiet).unwrap_err().to_string();
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(!err.contains('\n'), "{name}: one line: {err}");
+        assert!(s.image(&r).is_err(), "{name}: no image recorded");
+        assert!(!s.content.exists(&ld), "{name}: no layer stored");
+        match quirk {
+            Quirk::StallBlob => {
+                // The first blob fetched (the config) stalled three times, each attempt
+                // resumed from the third received before (and served whole again).
+                let left = ingest_left(&w);
+                assert_eq!(left.len(), 1, "{name}: {left:?}");
+                let partial = std::fs::read(w.root.join("ingest").join(&left[0])).unwrap();
+                assert!(
+                    !partial.is_empty() && left[0].starts_with("partial-"),
+                    "{name}"
+                );
+                let reqs = reg.blob_requests();
+                assert_eq!(reqs.len(), 3, "{name}: {reqs:?}");
+                assert_eq!(reqs[2].range, Some(partial.len().to_string()), "{name}");
+            }
+            _ => assert_eq!(ingest_left(&w), Vec::<String>::new(), "{name}"),
+        }
+    }
+}
+
+/// Redirects (registries send blobs to storage hosts): credentials stay with the registry's
+/// origin, a redirect to anything but http(s) and a redirect loop fail the pull. (A redirect
+/// from https to plain http is refused too: unit test `redirect_policy` in registry.rs.)
+#[test]
+fn registry_redirects_keep_credentials_home() {
+    let (storage, ld, blob) = registry_image(Quirk::Plain);
+    let (reg, ..) = registry_image(Quirk::RedirectBlob(format!(
+        "http://{}{{path}}",
+        storage.addr
+    )));
+    let w = World::new();
+    let s = w.store();
+    let opts = PullOptions {
+        credentials: Some(("user".into(), "secret".into())),
+        ..pull_opts()
+    };
+    pull(&s, &format!("{}/t:latest", reg.addr), &opts, &Quiet).unwrap();
+    assert_eq!(s.content.read(&ld).unwrap(), blob);
+    let home = reg.blob_requests();
+    assert!(
+        !home.is_empty() && home.iter().all(|r| r.authorization.is_some()),
+        "{home:?}"
+    );
+    let away = storage.blob_requests();
+    assert_eq!(away.len(), 2, "config and layer: {away:?}");
+    assert!(away.iter().all(|r| r.authorization.is_none()), "{away:?}");
+
+    for (location, want) in [
+        ("file:///etc/passwd".to_string(), "not an http(s) URL"),
+        ("{path}".to_string(), "more than 10 redirects"),
+    ] {
+        let (reg, ..) = registry_image(Quirk::RedirectBlob(location));
+        let w = World::new();
+        let s = w.store();
+        let err = pull(&s, &format!("{}/t:latest", reg.addr), &pull_opts(), &Quiet)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{err}");
+        assert_eq!(ingest_left(&w), Vec::<String>::new());
+    }
 }

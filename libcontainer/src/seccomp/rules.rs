@@ -8,8 +8,12 @@
 //! - `SCMP_CMP_MASKED_EQ` is `(arg & value) == valueTwo`; other operators ignore `valueTwo`.
 //! - SCMP_ACT_NOTIFY is refused as the default action and for `write`, as runc refuses it.
 //! - One syscall with the same argument conditions (in any order) under two actions is
-//!   refused, as libseccomp refuses the second rule (EEXIST) and runc with it; without
-//!   conditions, two actions are accepted (the kernel applies the strongest, see verdict.rs).
+//!   refused, as libseccomp refuses the second rule (EEXIST) and runc with it.
+//! - A rule without conditions decides its syscall, as in libseccomp's rule database: it
+//!   replaces the syscall's earlier conditional rules, and every later rule for the syscall
+//!   is dropped, so the first unconditional action wins (runc 1.1 and 1.3 alike; found by
+//!   the differential fuzzer, seed 601 case 114). Overlapping conditional rules under
+//!   different actions give the strongest action (see verdict.rs).
 
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompFilterFlag, LinuxSeccompOperator};
 
@@ -45,6 +49,8 @@ pub(crate) struct Rule {
     pub verdict: Verdict,
     pub name: String,
     pub conds: Vec<Cond>,
+    /// The `linux.seccomp.syscalls[i]` it comes from.
+    pub origin: usize,
 }
 
 /// The profile's filter flags.
@@ -95,10 +101,10 @@ pub(crate) fn normalize(profile: &LinuxSeccomp) -> Result<Profile, SeccompError>
         }
     }
 
-    let mut rules = Vec::new();
-    // The `syscalls[i]` each rule comes from, for the conflict error.
-    let mut origin = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
     let mut names = Vec::new();
+    // Syscalls with an unconditional rule: no later rule changes them.
+    let mut decided: Vec<String> = Vec::new();
     for (i, syscall) in profile.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}]");
         let verdict = Verdict::from_oci(
@@ -126,7 +132,13 @@ pub(crate) fn normalize(profile: &LinuxSeccomp) -> Result<Profile, SeccompError>
                 continue;
             }
             for conds in &cond_sets {
-                if let Some(j) = conflicting(&rules, &origin, verdict, name, conds) {
+                if decided.contains(name) {
+                    continue;
+                }
+                if conds.is_empty() {
+                    decided.push(name.clone());
+                    rules.retain(|r| &r.name != name);
+                } else if let Some(j) = conflicting(&rules, verdict, name, conds) {
                     return Err(SeccompError::invalid(
                         format!("{field}.names[{k}]"),
                         format!(
@@ -136,11 +148,11 @@ pub(crate) fn normalize(profile: &LinuxSeccomp) -> Result<Profile, SeccompError>
                         ),
                     ));
                 }
-                origin.push(i);
                 rules.push(Rule {
                     verdict,
                     name: name.clone(),
                     conds: conds.clone(),
+                    origin: i,
                 });
             }
         }
@@ -155,13 +167,7 @@ pub(crate) fn normalize(profile: &LinuxSeccomp) -> Result<Profile, SeccompError>
 
 /// The `syscalls[i]` of an earlier rule for `name` with the same (non-empty) conditions but
 /// another verdict: libseccomp refuses such a rule, and runc with it.
-fn conflicting(
-    rules: &[Rule],
-    origin: &[usize],
-    verdict: Verdict,
-    name: &str,
-    conds: &[Cond],
-) -> Option<usize> {
+fn conflicting(rules: &[Rule], verdict: Verdict, name: &str, conds: &[Cond]) -> Option<usize> {
     if conds.is_empty() {
         return None;
     }
@@ -170,9 +176,8 @@ fn conflicting(
     };
     rules
         .iter()
-        .zip(origin)
-        .find(|(r, _)| r.name == name && r.verdict != verdict && same_set(&r.conds, conds))
-        .map(|(_, &j)| j)
+        .find(|r| r.name == name && r.verdict != verdict && same_set(&r.conds, conds))
+        .map(|r| r.origin)
 }
 
 /// The ORed condition sets of one `syscalls[i]` entry: one set of all its args, or (when an

@@ -324,6 +324,52 @@ fn same_conditions_under_two_actions_are_refused() {
     }
 }
 
+/// An unconditional rule decides its syscall, as libseccomp's rule database does: the first
+/// one wins over later rules and over earlier conditional ones, whatever the actions'
+/// strength. Checked against runc 1.1.5 and 1.3.6 with mkdir(path, 0777); berth used to give
+/// the strongest action, or the last errno (differential fuzzer, seed 601 case 114).
+#[test]
+fn an_unconditional_rule_decides_its_syscall() {
+    let uncond = |e: u32| json!({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": e});
+    let when_0777 = |action: &str, e: u32| {
+        json!({"names": ["mkdir"], "action": action, "errnoRet": e,
+               "args": [{"index": 1, "value": 0o777, "op": "SCMP_CMP_EQ"}]})
+    };
+    let cases = [
+        (vec![uncond(95), uncond(13)], errno(95)),
+        (vec![uncond(13), uncond(95)], errno(13)),
+        (vec![uncond(1), uncond(95), uncond(13)], errno(1)),
+        (vec![when_0777("SCMP_ACT_ERRNO", 95), uncond(13)], errno(13)),
+        (vec![uncond(13), when_0777("SCMP_ACT_ERRNO", 95)], errno(13)),
+        (
+            vec![uncond(13), when_0777("SCMP_ACT_KILL_PROCESS", 0)],
+            errno(13),
+        ),
+        (
+            vec![when_0777("SCMP_ACT_KILL_PROCESS", 0), uncond(13)],
+            errno(13),
+        ),
+        // A later rule with the same conditions as a dropped one is no conflict.
+        (
+            vec![
+                uncond(13),
+                when_0777("SCMP_ACT_ERRNO", 95),
+                when_0777("SCMP_ACT_KILL", 0),
+            ],
+            errno(13),
+        ),
+    ];
+    for (rules, want) in cases {
+        let c = compile_json(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}));
+        assert_eq!(verdict(&c, X64, "mkdir", &[0, 0o777]), want, "{rules:?}");
+        assert_eq!(verdict(&c, X64, "mkdir", &[0, 0o700]), want, "{rules:?}");
+    }
+    // Under a deny-by-default profile, an unconditional ALLOW first lets the call run.
+    let c = compile_json(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}, uncond(13)]}));
+    assert_eq!(verdict(&c, X64, "mkdir", &[0, 0o777]), ALLOW);
+}
+
 #[test]
 fn strongest_action_wins_and_default_needs_no_match() {
     let c = compile_json(json!({
