@@ -318,7 +318,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         let peer = cleanup.child.as_ref().map(|c| c.1.as_fd()).expect("child");
         let msg = chan
             .recv_while_alive(peer)
-            .map_err(|e| Error::sys("sync with init", e))?;
+            .map_err(|e| oom_or(cg.paths(), Error::sys("sync with init", e)))?;
         match msg {
             Some(Msg::MapsRequest) => {
                 namespaces::write_id_maps(stage1_pid, spec)
@@ -380,9 +380,12 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 ))
             }
             None => {
-                return Err(Error::sys(
-                    "sync with init",
-                    std::io::Error::other("init exited before it was set up"),
+                return Err(oom_or(
+                    cg.paths(),
+                    Error::sys(
+                        "sync with init",
+                        std::io::Error::other("init exited before it was set up"),
+                    ),
                 ))
             }
         }
@@ -413,6 +416,17 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         chan,
         cleanup,
     })
+}
+
+/// `err`, or runc's diagnosis when the OOM killer has killed a process of the container's
+/// cgroup: init died of a memory limit too low for it, whatever the channel saw.
+fn oom_or(paths: &cgroups::CgroupPaths, err: Error) -> Error {
+    match cgroups::stats::oom_kill_count(paths) {
+        Ok(Some(n)) if n > 0 => {
+            Error::Start("container init was OOM-killed (memory limit too low?)".into())
+        }
+        _ => err,
+    }
 }
 
 /// runc's exec fifo: mode 0622 whatever the caller's umask, owned by the container's root, so

@@ -61,7 +61,7 @@ fn counts(ctx: &Ctx) -> Counts {
 }
 
 /// A bundle directory holding only a config.json whose root is `rootfs` (shared, read-only).
-fn light_bundle(ctx: &Ctx, id: &str, args: &[&str]) -> Result<PathBuf, Failure> {
+pub(super) fn light_bundle(ctx: &Ctx, id: &str, args: &[&str]) -> Result<PathBuf, Failure> {
     let dir = ctx.tmp.join("bundles").join(ctx.new_dir_name(id));
     fs::create_dir_all(&dir)?;
     let mut cfg = crate::config::Config::base(&format!("/berth-test/{id}"));
