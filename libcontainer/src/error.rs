@@ -107,7 +107,21 @@ pub fn os_text(err: &std::io::Error) -> String {
     match err.raw_os_error() {
         Some(n) => match go_errno_text(n) {
             Some(t) => t.to_string(),
-            None => format!("errno {n}"),
+            // The C library's text, in Go's style (lower case, no "(os error N)").
+            None => {
+                let text = std::io::Error::from_raw_os_error(n).to_string();
+                let text = text.split(" (os error").next().unwrap_or("").to_string();
+                let mut chars = text.chars();
+                match chars.next() {
+                    // glibc's and musl's texts for an errno they do not know.
+                    Some(c)
+                        if !text.starts_with("Unknown error") && text != "No error information" =>
+                    {
+                        c.to_lowercase().chain(chars).collect()
+                    }
+                    _ => format!("errno {n}"),
+                }
+            }
         },
         None => err.to_string(),
     }
@@ -135,6 +149,7 @@ fn go_errno_text(n: i32) -> Option<&'static str> {
         EBUSY => "device or resource busy",
         EEXIST => "file exists",
         EXDEV => "invalid cross-device link",
+        ENOTBLK => "block device required",
         ENODEV => "no such device",
         ENOTDIR => "not a directory",
         EISDIR => "is a directory",
@@ -195,6 +210,16 @@ impl Error {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_errno_has_a_text() {
+        use super::os_text;
+        let text = |n| os_text(&std::io::Error::from_raw_os_error(n));
+        assert_eq!(text(libc::ENOTBLK), "block device required");
+        // Not in Go's table here: the C library's, lower-cased.
+        assert_eq!(text(libc::ENOMEDIUM), "no medium found");
+        assert_eq!(text(100000), "errno 100000");
+    }
+
     #[test]
     fn ids_and_paths_in_errors_are_bounded() {
         use super::Error;

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::context::Ctx;
 use crate::fixture::Bundle;
 use crate::harness::{Test, TestResult};
-use crate::{ensure, skip};
+use crate::{ensure, ensure_eq, skip};
 
 pub fn tests() -> Vec<Test> {
     crate::tests![
@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Test> {
         bad_create_runtime_hook_fails,
         bad_huge_values_are_echoed_bounded,
         bad_config_json_fifo_or_device,
+        bad_fifo_mount_sources,
     ]
 }
 
@@ -71,6 +72,44 @@ fn bad_config_json_fifo_or_device(ctx: &Ctx) -> TestResult {
         b.ensure_clean()?;
     }
     Ok(())
+}
+
+/// FIFO mount sources (issue 11 item 9): a bind of a FIFO nobody writes binds the FIFO (it is
+/// never opened for reading, which would wait forever), with or without a user namespace; a
+/// filesystem mount whose source is a FIFO fails at once, saying the kernel's reason.
+fn bad_fifo_mount_sources(ctx: &Ctx) -> TestResult {
+    for userns in [false, true] {
+        let mut b = ctx.bundle()?;
+        let fifo = b.dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .map_err(std::io::Error::from)?;
+        b.cfg.add_bind(&fifo, "/f", &["rbind"]);
+        if userns {
+            crate::tests::map_to_userns(&mut b)?;
+        }
+        b.cfg.args(&["sh", "-c", "test -p /f && echo fifo"]);
+        let out = b.run(&[]);
+        ensure!(!out.timed_out, "userns {userns}: run hung");
+        ensure_eq!(
+            out.stdout.trim(),
+            "fifo",
+            format!("userns {userns}: {}", out.describe())
+        );
+        drop(b);
+    }
+    let mut b = ctx.bundle()?;
+    let fifo = b.dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644))
+        .map_err(std::io::Error::from)?;
+    b.cfg.add_mount("/f", "ext4", &fifo.to_string_lossy(), &[]);
+    let out = b.run(&[]);
+    ensure!(!out.timed_out, "ext4 from a FIFO: run hung");
+    let out = out.failed()?;
+    if !ctx.rt.is_runc_before(1, 2) {
+        // runc 1.1 says "mkdir .../f: not a directory".
+        out.stderr_mentions("block device required")?;
+    }
+    b.ensure_clean()
 }
 
 fn bad_unknown_namespace_type(ctx: &Ctx) -> TestResult {
