@@ -22,6 +22,11 @@
 #      exec/delete and strace error injection into every syscall (and class) of the create
 #      path; fails on a hang, a panic, or anything left after delete --force (BERTH_FAULTS=0
 #      skips it; FAULTS_SEED, default 1; FAULTS_TIMEOUT, default 600 s)
+#   8c. mutfuzz: the runtime-level config mutation fuzzer (integration mutfuzz,
+#      integration/src/fuzz/mutate.rs) with fixed seeds: mutated configs through berth with
+#      every mount but the bundles, the state root, cgroupfs, /proc and /dev read-only; fails on
+#      a hang, a signal death, a panic, a malformed error, anything left, or a write outside
+#      (BERTH_MUTFUZZ=0 skips it; MUTFUZZ_SEEDS, default 1,2; MUTFUZZ_CASES, default 1000)
 #   9. only when 6 and 7 passed: the integration suite in the pure cgroup v2 VM
 #      (hack/vm-run.sh), against berth and against runc (BERTH_VM=0 skips it); then its
 #      `lsm` tests in the VM booted with SELinux instead of AppArmor (security=selinux
@@ -188,6 +193,15 @@ faults() {
 	"${cmd[@]}" 2>&1 | tee "$logs/faults.log"
 }
 
+# mutfuzz: the fixed-seed pass of the config mutation fuzzer against berth (it makes its own
+# mount namespace read-only, see integration/src/fuzz/mutate.rs); output in $logs/mutfuzz.log.
+# shellcheck disable=SC2317 # called through step
+mutfuzz() {
+	local -a cmd=(timeout --kill-after=30 "${MUTFUZZ_TIMEOUT:-600}" "$BIN_DIR/integration" mutfuzz
+		--seed "${MUTFUZZ_SEEDS:-1,2}" --cases "${MUTFUZZ_CASES:-1000}" --berth "$BIN_DIR/berth")
+	"${cmd[@]}" 2>&1 | tee "$logs/mutfuzz.log"
+}
+
 # summary_line LABEL: the integration binary's own summary (its last line with
 # "N passed"), or else its last non-empty line.
 summary_line() {
@@ -248,6 +262,14 @@ if [[ ${BERTH_FAULTS:-1} == 1 ]]; then
 	fi
 fi
 
+if [[ ${BERTH_MUTFUZZ:-1} == 1 ]]; then
+	if ((build_ok)) && [[ -x $BIN_DIR/integration ]]; then
+		step mutfuzz mutfuzz || true
+	else
+		skip mutfuzz "build failed"
+	fi
+fi
+
 vm_labels=()
 if [[ ${BERTH_VM:-1} == 1 ]]; then
 	vm_labels=(vm-berth vm-runc vm-selinux-berth vm-selinux-runc)
@@ -290,6 +312,9 @@ for f in difffuzz difffuzz-1.3.6; do
 		printf '%s summary: %s\n' "$f" "$(grep -a 'unexplained differences' "$logs/$f.log" | tail -n 1 || echo '(no summary)')"
 	fi
 done
+if [[ -f $logs/mutfuzz.log ]]; then
+	printf 'mutfuzz summary: %s\n' "$(grep -a '^mutfuzz: .* findings$' "$logs/mutfuzz.log" | tail -n 1 || echo '(no summary)')"
+fi
 if [[ -f $logs/faults.log ]]; then
 	printf 'faults summary: %s\n' "$(grep -a '^faults: .* findings' "$logs/faults.log" | tail -n 1 || echo '(no summary)')"
 fi

@@ -73,6 +73,12 @@ fn real_main() -> Result<ExitCode, String> {
     if args.get(1).map(String::as_str) == Some("faults") {
         return faults::main(&args[2..]);
     }
+    if args.get(1).map(String::as_str) == Some("mutfuzz") {
+        return fuzz::mutate::main(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some("rw-exec") {
+        return fuzz::mutate::rw_exec(&args[2..]);
+    }
     let filter = std::env::args().nth(1).unwrap_or_default();
     let path = std::env::var("BERTH_TEST_RUNTIME")
         .map_err(|_| "set BERTH_TEST_RUNTIME to the runtime binary's absolute path".to_string())?;

@@ -13,6 +13,7 @@
 
 mod deviations;
 mod gen;
+pub mod mutate;
 mod probe;
 mod rng;
 
@@ -105,6 +106,8 @@ pub struct Outcome {
     pub leftovers: Vec<String>,
     /// This side is runc before 1.2 (Debian's 1.1.5): deviations from its behaviour only.
     pub runc_1_1: bool,
+    /// Steps whose runtime process died of a signal (not of the timeout).
+    pub signaled: Vec<&'static str>,
 }
 
 impl Outcome {
@@ -403,16 +406,25 @@ impl Fuzz {
                 out.timed_out = r.1;
                 out.exit = r.0;
                 out.steps.push(("run", !r.1 && r.0.is_some()));
+                if r.0.is_none() && !r.1 {
+                    out.signaled.push("run");
+                }
             }
             Mode::CreateStart => {
                 let r = spawn_wait(&side.rt, &create_args, &stdout, &stderr);
                 out.timed_out = r.1;
                 let created = r.0 == Some(0);
                 out.steps.push(("create", created));
+                if r.0.is_none() && !r.1 {
+                    out.signaled.push("create");
+                }
                 if created {
                     out.host_cgroup = host_cgroup(&case.id);
                     let s = side.rt.exec(&["start", &case.id]);
                     out.timed_out |= s.timed_out;
+                    if s.code.is_none() && !s.timed_out {
+                        out.signaled.push("start");
+                    }
                     out.steps.push(("start", s.success()));
                     if !s.success() {
                         out.stderr.push_str(&s.stderr);
@@ -421,6 +433,10 @@ impl Fuzz {
                         side.rt.status(&case.id).as_deref() != Some("running")
                     });
                     let d = side.rt.exec(&["delete", &case.id]);
+                    out.timed_out |= d.timed_out;
+                    if d.code.is_none() && !d.timed_out {
+                        out.signaled.push("delete");
+                    }
                     out.steps.push(("delete", d.success()));
                     if !d.success() {
                         out.stderr.push_str(&d.stderr);
@@ -500,11 +516,8 @@ impl Fuzz {
                 }
             }
         }
-        fs::write(
-            dir.join("config.json"),
-            case.config_for(&dir.to_string_lossy()),
-        )
-        .map_err(|e| format!("write config.json: {e}"))
+        fs::write(dir.join("config.json"), config_bytes(case, dir))
+            .map_err(|e| format!("write config.json: {e}"))
     }
 
     /// `delete --force`, then record and remove anything of the case left on the host.
@@ -558,8 +571,15 @@ impl Fuzz {
         for m in mounts {
             let _ = Command::new("umount").args(["-l", &m]).status();
         }
+        // The container's cgroup is the configured path: with one nested below
+        // /berth-test/<id>, that directory is only its parent (made for it, and left by runc
+        // too), and what counts is whether the configured leaf is still there.
+        let below = configured_below_id(case);
         for cg in context::cgroup_dirs(&case.id) {
-            left.push(format!("cgroup {}", cg.display()));
+            let leaf = cg.join(&below);
+            if below.as_os_str().is_empty() || leaf.exists() {
+                left.push(format!("cgroup {}", leaf.display()));
+            }
             remove_cgroup(&cg);
         }
         out.leftovers = left;
@@ -567,6 +587,44 @@ impl Fuzz {
             .args(["-rf", "--one-file-system"])
             .arg(dir)
             .status();
+    }
+}
+
+/// config.json for `case` in bundle `dir`: [`mutate::INVALID_UTF8`] becomes bytes that are
+/// not UTF-8.
+fn config_bytes(case: &Case, dir: &Path) -> Vec<u8> {
+    let text = case.config_for(&dir.to_string_lossy());
+    let marker = mutate::INVALID_UTF8.as_bytes();
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some(i) = rest.windows(marker.len()).position(|w| w == marker) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(&[0xff, 0xc3, 0x28]);
+        rest = &rest[i + marker.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The case's cgroupsPath relative to /berth-test/<id>, `..` resolved ("" when it is that
+/// directory, or not below it).
+fn configured_below_id(case: &Case) -> PathBuf {
+    let Some(p) = case.cfg["linux"]["cgroupsPath"].as_str() else {
+        return PathBuf::new();
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    match parts.as_slice() {
+        ["berth-test", id, rest @ ..] if *id == case.id => rest.iter().collect(),
+        _ => PathBuf::new(),
     }
 }
 
