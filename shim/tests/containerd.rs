@@ -717,7 +717,22 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("OOM kill -> /tasks/oom", oom),
     ("containerd restarted", containerd_restart),
     ("shim SIGKILLed", shim_killed),
+    ("containers in parallel (load)", load),
 ];
+
+/// Issue 11's load through containerd: `BERTH_SHIM_LOAD` (default 200) containers started at
+/// once through this shim, all running together, then removed with nothing lost or left.
+fn load(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
+    let n = std::env::var("BERTH_SHIM_LOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    // `ctr run` and the shim options of this runtime, without the `run`.
+    let opts: Vec<String> = env.run_args(rt, &[]).into_iter().skip(1).collect();
+    let report = common::parallel(env, &opts, id, n)?;
+    eprintln!("     {report}");
+    Ok(())
+}
 
 #[test]
 fn containerd_e2e() {

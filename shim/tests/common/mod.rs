@@ -556,3 +556,115 @@ impl Drop for Env {
             .status();
     }
 }
+
+/// A `key:` value (kB) of /proc/PID/status.
+pub fn status_kb(pid: i32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The proportional set size (kB) of PID: shared pages (the binary) divided among the
+/// processes mapping them.
+pub fn pss_kb(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `n` containers (`PREFIX-0`...) started at once with `ctr run RUN_OPTS -d`, then killed and
+/// removed: every one must run, and nothing may be left (containers, shims, mounts, memory
+/// cgroups). Returns a report with the time and the shims' summed memory.
+pub fn parallel(env: &mut Env, run_opts: &[String], prefix: &str, n: usize) -> Result<String, String> {
+    let fds_before = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    for id in &ids {
+        env.note_id(id);
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut cmd = env.ctr_cmd();
+            cmd.arg("run")
+                .args(run_opts)
+                .args(["-d", IMAGE, id, "sleep", "1000"]);
+            std::thread::spawn(move || {
+                run_timeout(&mut cmd, None, Duration::from_secs(300))
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (h, id) in handles.into_iter().zip(&ids) {
+        match h.join() {
+            Ok(Ok(o)) if o.status.success() => {}
+            Ok(Ok(o)) => failed.push(format!(
+                "{id}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Ok(Err(e)) => failed.push(format!("{id}: {e}")),
+            Err(_) => failed.push(format!("{id}: panicked")),
+        }
+    }
+    let started = start.elapsed();
+    let running = env
+        .ctr_ok(&["task", "ls"])?
+        .lines()
+        .filter(|l| l.contains("RUNNING"))
+        .count();
+    let shims = env.our_shims();
+    let rss: u64 = shims.iter().map(|p| status_kb(*p, "VmRSS:")).sum();
+    let pss: u64 = shims.iter().map(|p| pss_kb(*p)).sum();
+    for id in &ids {
+        let _ = env.ctr(&["task", "kill", "-s", "KILL", id]);
+    }
+    for id in &ids {
+        let _ = env.wait_status(id, "STOPPED", Duration::from_secs(20));
+        let _ = env.ctr(&["task", "rm", id]);
+        let _ = env.ctr(&["container", "rm", id]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env.our_shims().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left_shims = env.our_shims().len();
+    let left_mounts = env
+        .our_mounts()
+        .iter()
+        .filter(|m| m.contains("io.containerd.runtime.v2.task"))
+        .count();
+    let left_containers = env.ctr_ok(&["container", "ls", "-q"])?.lines().count();
+    let cg = Path::new("/sys/fs/cgroup/memory").join(&env.ns);
+    let left_cgroups = std::fs::read_dir(&cg)
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+        .unwrap_or(0);
+    let fds_after = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let report = format!(
+        "{n} started in {:.1} s, {} failed, {running} running, {} shims: VmRSS {} MB summed, PSS {} MB in total; \
+         left after removal: {left_containers} containers, {left_shims} shims, {left_mounts} mounts, \
+         {left_cgroups} memory cgroups, {} test fds",
+        started.as_secs_f64(),
+        failed.len(),
+        shims.len(),
+        rss / 1024,
+        pss / 1024,
+        fds_after as i64 - fds_before as i64
+    );
+    if !failed.is_empty()
+        || running != n
+        || left_shims + left_mounts + left_containers + left_cgroups > 0
+    {
+        return Err(format!("{report}\n{}", failed.join("\n")));
+    }
+    Ok(report)
+}
