@@ -7,7 +7,10 @@
 //!   `-e inject=SYSCALL:signal=KILL:when=N`, the runtime's own process only);
 //! - syscall faults: `create` under `strace -f` (the runtime, stage 1 and init) with an
 //!   error injected into the Nth call of one system call, for every system call seen on the
-//!   create path and every strace syscall class.
+//!   create path and every strace syscall class (each class also with a user namespace).
+//!
+//! 30% of the kill points have a container with a user namespace (another create path:
+//! stage 1, the id-map exchange, an init moved into its cgroup).
 //!
 //! After each case: `state` and `delete --force` must finish within a bound, no command may
 //! panic or die by a signal it did not get from the injector, and nothing of the container
@@ -55,6 +58,11 @@ const STARTUP: &[&str] = &[
     "getrandom",
     "%memory",
 ];
+
+/// Mixed into the seed for the draw of a user namespace per kill point.
+const USERNS_STREAM: u64 = 0x7573_6572_6e73;
+/// The share of kill points whose container has a user namespace.
+const USERNS_PCT: u64 = 30;
 
 /// Errors injected, one per case (chosen by the seed).
 const ERRNOS: &[&str] = &[
@@ -168,6 +176,9 @@ struct Faults {
     bundle_fg: PathBuf,
     seq: std::cell::Cell<u64>,
     verbose: bool,
+    /// The next case's container has a user namespace (its create path has stage 1 and the
+    /// id-map exchange).
+    userns: std::cell::Cell<bool>,
 }
 
 /// One thing that went wrong.
@@ -209,6 +220,7 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
         tmp: tmp.clone(),
         seq: std::cell::Cell::new(0),
         verbose: o.verbose,
+        userns: std::cell::Cell::new(false),
     };
     for dir in [&f.bundle, &f.bundle_fg] {
         fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -256,6 +268,9 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
             break;
         }
         let mut rng = Rng::for_case(o.seed, k);
+        // Its own stream, so that the kill points stay those of earlier runs of a seed.
+        f.userns
+            .set(Rng::for_case(o.seed ^ USERNS_STREAM, k).pct(USERNS_PCT));
         let op = *rng.pick(OPS);
         let trace = &traces[&op];
         let by_syscall = !trace.is_empty() && rng.pct(50);
@@ -285,7 +300,15 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
                 Some(Duration::from_micros(us)),
             )
         };
-        let label = format!("kill {k} (seed {}): {kind}", o.seed);
+        let label = format!(
+            "kill {k} (seed {}): {kind}{}",
+            o.seed,
+            if f.userns.get() {
+                " (user namespace)"
+            } else {
+                ""
+            }
+        );
         *st.cases.entry(format!("kill {op:?}")).or_default() += 1;
         f.kill_case(op, &label, &wrapper, delay, &mut st);
         if (k + 1) % 50 == 0 {
@@ -315,21 +338,25 @@ pub fn main(args: &[String]) -> Result<std::process::ExitCode, String> {
             targets.len(),
             CLASSES.len()
         );
-        let all: Vec<(String, u64)> = targets
+        // Every class again with a user namespace.
+        let all: Vec<(String, u64, bool)> = targets
             .iter()
-            .map(|t| (t.clone(), seen[t]))
-            .chain(CLASSES.iter().map(|c| (c.to_string(), 8)))
+            .map(|t| (t.clone(), seen[t], false))
+            .chain(CLASSES.iter().map(|c| (c.to_string(), 8, false)))
+            .chain(CLASSES.iter().map(|c| (c.to_string(), 8, true)))
             .collect();
-        for (i, (target, count)) in all.iter().enumerate() {
+        for (i, (target, count, userns)) in all.iter().enumerate() {
             if out_of_time() {
                 break;
             }
+            f.userns.set(*userns);
             let mut rng = Rng::for_case(o.seed, 1_000_000 + i as u64);
             let errno = *rng.pick(ERRNOS);
             let nth = 1 + rng.below(*count);
             let label = format!(
-                "syscall fault {i} (seed {}): create with {target} #{nth} failing {errno}",
-                o.seed
+                "syscall fault {i} (seed {}): create with {target} #{nth} failing {errno}{}",
+                o.seed,
+                if *userns { " (user namespace)" } else { "" }
             );
             *st.cases
                 .entry(if target.starts_with('%') {
@@ -400,6 +427,15 @@ impl Done {
         format!("{st}; stderr {:?}", clip(&self.stderr, 300))
     }
 
+    /// Aborted by Rust's runtime before main: SIGABRT without a panic message.
+    fn std_startup_abort(&self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        let text = self.stderr.trim();
+        self.status.and_then(|s| s.signal()) == Some(libc::SIGABRT)
+            && !text.contains("panicked")
+            && (text.is_empty() || text.starts_with("fatal runtime error"))
+    }
+
     /// Died by a signal the injector did not send (SIGKILL), or printed a panic.
     fn crashed(&self) -> Option<String> {
         use std::os::unix::process::ExitStatusExt;
@@ -426,6 +462,13 @@ impl Faults {
         let mut cfg = Config::base(&format!("/berth-test/{id}"));
         cfg.args(args);
         cfg.set("/linux/resources/pids", serde_json::json!({"limit": 100}));
+        if self.userns.get() {
+            // The rootfs stays the host root's: read-only, it needs no chown.
+            cfg.ns_add("user");
+            let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            cfg.set("/linux/uidMappings", map.clone());
+            cfg.set("/linux/gidMappings", map);
+        }
         fs::write(dir.join("config.json"), cfg.to_string_pretty()).map_err(|e| e.to_string())
     }
 
@@ -664,9 +707,12 @@ impl Faults {
         let done = self.run(&w, &Op::Create.args(&dir, &id), OP_BOUND);
         let hit = injected_calls(&fs::read_to_string(&trace).unwrap_or_default());
         let _ = fs::remove_file(&trace);
+        // create re-execs itself from a sealed copy (libcontainer::sealed), so std's start-up
+        // (poll of fds 0-2, SIGPIPE's handler) runs twice; when a fault fails it there, std
+        // aborts with no panic message, or with "fatal runtime error".
         let startup = STARTUP.contains(&target)
             || hit.iter().any(|n| STARTUP.contains(&n.as_str()))
-            || (target == "poll" && nth == 1);
+            || done.std_startup_abort();
         self.judge(&id, &dir, label, &done, st, Some(startup));
     }
 

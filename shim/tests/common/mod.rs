@@ -581,7 +581,12 @@ pub fn pss_kb(pid: i32) -> u64 {
 /// `n` containers (`PREFIX-0`...) started at once with `ctr run RUN_OPTS -d`, then killed and
 /// removed: every one must run, and nothing may be left (containers, shims, mounts, memory
 /// cgroups). Returns a report with the time and the shims' summed memory.
-pub fn parallel(env: &mut Env, run_opts: &[String], prefix: &str, n: usize) -> Result<String, String> {
+pub fn parallel(
+    env: &mut Env,
+    run_opts: &[String],
+    prefix: &str,
+    n: usize,
+) -> Result<String, String> {
     let fds_before = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(0);
@@ -597,9 +602,7 @@ pub fn parallel(env: &mut Env, run_opts: &[String], prefix: &str, n: usize) -> R
             cmd.arg("run")
                 .args(run_opts)
                 .args(["-d", IMAGE, id, "sleep", "1000"]);
-            std::thread::spawn(move || {
-                run_timeout(&mut cmd, None, Duration::from_secs(300))
-            })
+            std::thread::spawn(move || run_timeout(&mut cmd, None, Duration::from_secs(300)))
         })
         .collect();
     let mut failed = Vec::new();
