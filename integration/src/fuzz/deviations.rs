@@ -8,6 +8,8 @@
 //! `leftover:<runtime>`) with detail lines (a diff: `- runc's line`, `+ berth's line`); an
 //! item is explained when every one of its lines is explained by some deviation.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use super::gen::Case;
 use super::Outcome;
 
@@ -122,10 +124,12 @@ pub static DEVIATIONS: &[Deviation] = &[
     },
     Deviation {
         id: "seccomp-syscall-under-two-actions",
-        reason: "a profile listing one syscall under two actions is ambiguous in the \
-                 runtime-spec; runc (libseccomp) keeps the first rule, berth loads one filter \
-                 per action and the kernel applies the strongest verdict (DESIGN.md, seccomp). \
-                 Only the probe's syscall results differ.",
+        reason: "a profile listing one syscall under two actions, each rule with argument \
+                 conditions, is ambiguous in the runtime-spec where the conditions overlap: \
+                 runc follows libseccomp's rule tree, berth loads one filter per action and \
+                 the kernel applies the strongest verdict (DESIGN.md, seccomp). Only the \
+                 probe's syscall results differ. (With an unconditional rule berth does as \
+                 libseccomp: the first one decides the syscall.)",
         applies: |case, key, _, _, _| {
             (key == "section:sys" || key == "section:uts") && duplicate_syscall(case)
         },
@@ -472,22 +476,25 @@ fn explicit_tmpfs_modes(case: &Case) -> Vec<String> {
 }
 
 /// Some syscall of the case's seccomp profile appears in two rules with different actions.
+/// Whether the profile lists one syscall under two verdicts (action and errno) with only
+/// conditional rules: with an unconditional one, berth decides as libseccomp does.
 fn duplicate_syscall(case: &Case) -> bool {
     let Some(rules) = case.cfg["linux"]["seccomp"]["syscalls"].as_array() else {
         return false;
     };
-    let mut seen: Vec<(&str, &str)> = Vec::new();
+    // name -> (verdicts, whether a rule for it has no conditions)
+    let mut seen: BTreeMap<&str, (BTreeSet<String>, bool)> = BTreeMap::new();
     for r in rules {
-        let action = r["action"].as_str().unwrap_or("");
+        let verdict = format!("{} {}", r["action"], r["errnoRet"]);
+        let unconditional = r["args"].as_array().is_none_or(Vec::is_empty);
         for n in r["names"].as_array().into_iter().flatten() {
-            let n = n.as_str().unwrap_or("");
-            if seen.iter().any(|(m, a)| *m == n && *a != action) {
-                return true;
-            }
-            seen.push((n, action));
+            let e = seen.entry(n.as_str().unwrap_or("")).or_default();
+            e.0.insert(verdict.clone());
+            e.1 |= unconditional;
         }
     }
-    false
+    seen.values()
+        .any(|(verdicts, uncond)| verdicts.len() > 1 && !uncond)
 }
 
 /// The id of the first deviation that explains `line` of item `key`.
@@ -512,5 +519,39 @@ pub fn print() {
             d.id,
             d.reason.split_whitespace().collect::<Vec<_>>().join(" ")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn case(syscalls: serde_json::Value) -> Case {
+        Case {
+            seed: 0,
+            n: 0,
+            id: "x".into(),
+            mode: super::super::gen::Mode::Run,
+            cfg: json!({"linux": {"seccomp": {"syscalls": syscalls}}}),
+            fields: Default::default(),
+            vols: Vec::new(),
+            rootfs_owner: None,
+            probe: Default::default(),
+        }
+    }
+
+    #[test]
+    fn two_verdicts_deviate_only_with_conditions_alone() {
+        let errno = |e: u32| json!({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": e});
+        let cond = |e: u32| {
+            json!({"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": e,
+                   "args": [{"index": 1, "value": 511, "op": "SCMP_CMP_EQ"}]})
+        };
+        // Unconditional duplicates: berth decides as runc (seed 601 case 114).
+        assert!(!duplicate_syscall(&case(json!([errno(95), errno(13)]))));
+        assert!(!duplicate_syscall(&case(json!([cond(95), errno(13)]))));
+        assert!(!duplicate_syscall(&case(json!([cond(95), cond(95)]))));
+        assert!(duplicate_syscall(&case(json!([cond(95), cond(13)]))));
     }
 }
