@@ -1,0 +1,27 @@
+//! berth's image builder (issue 12). So far the Dockerfile frontend: [`dockerfile::parse`]
+//! turns a Dockerfile into instructions with their line numbers, flags, argument forms and
+//! heredocs, and [`words`] is the shell-like lexer that expands `$VAR`/`${VAR...}` and splits
+//! words as Docker's builder does. The build scheduler (stages, cache, RUN through berth, the
+//! layer differ in `image`) comes on top of these.
+
+pub mod dockerfile;
+pub mod words;
+
+pub use dockerfile::{parse, Args, Dockerfile, Flag, Heredoc, Instruction, Keyword};
+
+/// A Dockerfile that cannot be parsed, with the (1-based) line it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Dockerfile:{line}: {msg}")]
+pub struct ParseError {
+    pub line: usize,
+    pub msg: String,
+}
+
+impl ParseError {
+    pub(crate) fn new(line: usize, msg: impl Into<String>) -> ParseError {
+        ParseError {
+            line,
+            msg: msg.into(),
+        }
+    }
+}
