@@ -1,10 +1,11 @@
 //! berth's image builder (issue 12). So far the Dockerfile frontend: [`dockerfile::parse`]
 //! turns a Dockerfile into instructions with their line numbers, flags, argument forms and
 //! heredocs, and [`words`] is the shell-like lexer that expands `$VAR`/`${VAR...}` and splits
-//! words as Docker's builder does. The build scheduler (stages, cache, RUN through berth, the
+//! words as Docker's builder does, and [`ignore`] reads `.dockerignore`. The build scheduler (stages, cache, RUN through berth, the
 //! layer differ in `image`) comes on top of these.
 
 pub mod dockerfile;
+pub mod ignore;
 pub mod words;
 
 pub use dockerfile::{parse, Args, Dockerfile, Flag, Heredoc, Instruction, Keyword};
