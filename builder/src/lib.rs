@@ -1,18 +1,20 @@
 //! berth's image builder (issue 12). So far the Dockerfile frontend: [`dockerfile::parse`]
 //! turns a Dockerfile into instructions with their line numbers, flags, argument forms and
 //! heredocs, and [`words`] is the shell-like lexer that expands `$VAR`/`${VAR...}` and splits
-//! words as Docker's builder does, and [`ignore`] reads `.dockerignore`. The build scheduler (stages, cache, RUN through berth, the
+//! words as Docker's builder does, [`ignore`] reads `.dockerignore`, and [`plan`] orders the stages a `--target` needs. The build scheduler (stages, cache, RUN through berth, the
 //! layer differ in `image`) comes on top of these.
 
 pub mod dockerfile;
 pub mod ignore;
+pub mod plan;
 pub mod words;
 
 pub use dockerfile::{parse, Args, Dockerfile, Flag, Heredoc, Instruction, Keyword};
 
-/// A Dockerfile that cannot be parsed, with the (1-based) line it is about.
+/// A Dockerfile that cannot be parsed or planned, with the (1-based) line it is about (0:
+/// the whole file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Dockerfile:{line}: {msg}")]
+#[error("Dockerfile{}: {msg}", if *.line > 0 { format!(":{}", .line) } else { String::new() })]
 pub struct ParseError {
     pub line: usize,
     pub msg: String,

@@ -83,6 +83,58 @@ impl Lexer {
         self.process(text, env, true)
     }
 
+    /// `text` split on unquoted whitespace with quotes, escapes and `$` left as written (for
+    /// `key=value` pairs, each value processed later with the variables of its time).
+    pub fn raw_words(&self, text: &str) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut quote: Option<char> = None;
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            match quote {
+                Some(q) => {
+                    cur.push(c);
+                    if c == q {
+                        quote = None;
+                    } else if c == self.escape && q == '"' {
+                        if let Some(n) = chars.next() {
+                            cur.push(n);
+                        }
+                    }
+                }
+                None if c.is_whitespace() => {
+                    if !cur.is_empty() {
+                        out.push(std::mem::take(&mut cur));
+                    }
+                }
+                None => {
+                    cur.push(c);
+                    if c == '\'' || c == '"' {
+                        quote = Some(c);
+                    } else if c == self.escape {
+                        if let Some(n) = chars.next() {
+                            cur.push(n);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(q) = quote {
+            return Err(format!(
+                "unexpected end of statement while looking for matching {}",
+                if q == '"' {
+                    "double-quote"
+                } else {
+                    "single-quote"
+                }
+            ));
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        Ok(out)
+    }
+
     fn process(&self, text: &str, env: Lookup, split: bool) -> Result<Vec<String>, String> {
         let chars: Vec<char> = text.chars().collect();
         let mut w = Words {
@@ -307,6 +359,17 @@ mod tests {
         assert!(word("\"unterminated").is_err());
         let bt = Lexer::new('`');
         assert_eq!(bt.word(r"C:\dir `$A ``", &env).unwrap(), r"C:\dir $A `");
+    }
+
+    #[test]
+    fn raw_words_keep_what_is_written() {
+        let l = Lexer::default();
+        assert_eq!(
+            l.raw_words(r#"a=1 b="x y" c='$A z' d=\ e f="q\"r s""#)
+                .unwrap(),
+            ["a=1", r#"b="x y""#, "c='$A z'", r"d=\ e", r#"f="q\"r s""#]
+        );
+        assert!(l.raw_words("a='open").is_err());
     }
 
     #[test]
