@@ -1581,7 +1581,7 @@ fn open_nofollow(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<Own
     )
 }
 
-fn xattr_list(fd: BorrowedFd<'_>) -> io::Result<Vec<(std::ffi::CString, Vec<u8>)>> {
+pub(crate) fn xattr_list(fd: BorrowedFd<'_>) -> io::Result<Vec<(std::ffi::CString, Vec<u8>)>> {
     let mut names = vec![0u8; 4096];
     // SAFETY: valid fd and buffer.
     let n = unsafe {
@@ -1626,7 +1626,7 @@ fn xattr_list(fd: BorrowedFd<'_>) -> io::Result<Vec<(std::ffi::CString, Vec<u8>)
     Ok(out)
 }
 
-fn is_opaque(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_opaque(fd: BorrowedFd<'_>) -> bool {
     let mut v = [0u8; 4];
     // SAFETY: valid fd, name and buffer.
     let n = unsafe {

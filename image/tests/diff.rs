@@ -1,0 +1,233 @@
+//! The layer differ (issue 12): an overlayfs-style upper directory (whiteouts as 0/0 character
+//! devices, an opaque directory, hard links, a symlink, a FIFO, setuid, owners, xattrs) as a
+//! tar, applied back with `layer::apply` in overlay mode: the same tree comes out. The tar is
+//! the same for the same tree, and `clamp_mtime` bounds every time. Root only (mknod, chown,
+//! trusted.* xattrs).
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use image::diff::{diff_upper, DiffOptions};
+use image::layer::{apply, ApplyOptions};
+
+fn setxattr(p: &Path, k: &str, v: &[u8]) -> bool {
+    let cp = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let ck = CString::new(k).unwrap();
+    // SAFETY: valid strings and buffer.
+    unsafe { libc::lsetxattr(cp.as_ptr(), ck.as_ptr(), v.as_ptr().cast(), v.len(), 0) == 0 }
+}
+
+fn getxattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
+    let cp = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 4096];
+    // SAFETY: valid string and buffer.
+    let n = unsafe { libc::llistxattr(cp.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    let mut out = BTreeMap::new();
+    if n <= 0 {
+        return out;
+    }
+    for k in names[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|k| !k.is_empty())
+    {
+        let ck = CString::new(k).unwrap();
+        let mut v = vec![0u8; 4096];
+        // SAFETY: valid strings and buffer.
+        let m =
+            unsafe { libc::lgetxattr(cp.as_ptr(), ck.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        if m >= 0 {
+            v.truncate(m as usize);
+            out.insert(String::from_utf8_lossy(k).into_owned(), v);
+        }
+    }
+    out
+}
+
+/// Every entry below `root`: type, mode, owner, content or target, device, xattrs, mtime (s),
+/// and which entries share an inode.
+fn describe(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inodes: BTreeMap<u64, String> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let ft = md.file_type();
+            let what = if ft.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if ft.is_symlink() {
+                format!("-> {}", fs::read_link(&p).unwrap().display())
+            } else if ft.is_file() {
+                let mut s = String::new();
+                fs::File::open(&p).unwrap().read_to_string(&mut s).unwrap();
+                let first = inodes
+                    .entry(md.ino())
+                    .or_insert_with(|| rel.clone())
+                    .clone();
+                format!("file {s:?} inode-of {first}")
+            } else {
+                format!("node rdev {}", md.rdev())
+            };
+            let mtime = if ft.is_symlink() { 0 } else { md.mtime() };
+            out.push(format!(
+                "{rel} {what} mode {:o} {}:{} mtime {mtime} xattrs {:?}",
+                md.mode() & 0o7777,
+                md.uid(),
+                md.gid(),
+                getxattrs(&p)
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn mknod(p: &Path, mode: libc::mode_t, dev: libc::dev_t) {
+    let cp = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(
+        unsafe { libc::mknod(cp.as_ptr(), mode, dev) },
+        0,
+        "mknod {}",
+        p.display()
+    );
+}
+
+fn set_mtime(p: &Path, secs: i64) {
+    let cp = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let t = [libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    }; 2];
+    // SAFETY: a valid path and times.
+    unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            cp.as_ptr(),
+            t.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+}
+
+#[test]
+fn an_upper_dir_round_trips_through_its_layer() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (mknod, chown, trusted.* xattrs)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let upper = t.path().join("upper");
+    fs::create_dir_all(upper.join("etc")).unwrap();
+    fs::write(upper.join("etc/conf"), "x").unwrap();
+    fs::set_permissions(upper.join("etc/conf"), fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(upper.join("etc/conf"), Some(1000), Some(1001)).unwrap();
+    fs::create_dir(upper.join("bin")).unwrap();
+    fs::write(upper.join("bin/tool"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(upper.join("bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    std::os::unix::fs::symlink("etc/conf", upper.join("link")).unwrap();
+    fs::create_dir(upper.join("a")).unwrap();
+    fs::write(upper.join("a/hard1"), "shared").unwrap();
+    fs::hard_link(upper.join("a/hard1"), upper.join("a/hard2")).unwrap();
+    mknod(&upper.join("gone"), libc::S_IFCHR | 0o000, 0);
+    mknod(&upper.join("etc/gone-too"), libc::S_IFCHR | 0o000, 0);
+    mknod(&upper.join("fifo"), libc::S_IFIFO | 0o600, 0);
+    fs::create_dir(upper.join("opq")).unwrap();
+    fs::write(upper.join("opq/new"), "n").unwrap();
+    let opaque = setxattr(&upper.join("opq"), "trusted.overlay.opaque", b"y");
+    let user_xattr = setxattr(&upper.join("etc/conf"), "user.test", b"1");
+    for p in [
+        "etc/conf", "bin/tool", "a/hard1", "fifo", "opq/new", "opq", "a", "bin", "etc",
+    ] {
+        set_mtime(&upper.join(p), 1_600_000_000);
+    }
+
+    let mut tar = Vec::new();
+    let stats = diff_upper(&upper, &mut tar, &DiffOptions::default()).unwrap();
+    assert_eq!(stats.whiteouts, 2);
+    assert_eq!(stats.hardlinks, 1);
+    assert_eq!(stats.opaque_dirs, u64::from(opaque));
+
+    // The names, in order, as a layer has them.
+    let mut names = Vec::new();
+    let mut a = tar::Archive::new(&tar[..]);
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        names.push(String::from_utf8_lossy(&e.path_bytes()).into_owned());
+    }
+    let mut want = vec![
+        "a/",
+        "a/hard1",
+        "a/hard2",
+        "bin/",
+        "bin/tool",
+        "etc/",
+        "etc/conf",
+        "etc/.wh.gone-too",
+        "fifo",
+        ".wh.gone",
+        "link",
+        "opq/",
+    ];
+    if opaque {
+        want.push("opq/.wh..wh..opq");
+    }
+    want.push("opq/new");
+    assert_eq!(names, want);
+
+    // Applied back as an overlay layer: the same tree.
+    let back = t.path().join("back");
+    fs::create_dir(&back).unwrap();
+    apply(&back, &tar[..], &ApplyOptions::overlay(Vec::new())).unwrap();
+    assert_eq!(describe(&back), describe(&upper));
+    if user_xattr {
+        assert_eq!(getxattrs(&back.join("etc/conf"))["user.test"], b"1");
+    }
+
+    // Deterministic, and clamped.
+    let mut again = Vec::new();
+    diff_upper(&upper, &mut again, &DiffOptions::default()).unwrap();
+    assert!(again == tar, "the same tree gives the same tar");
+    let mut clamped = Vec::new();
+    diff_upper(
+        &upper,
+        &mut clamped,
+        &DiffOptions {
+            clamp_mtime: Some(1000),
+        },
+    )
+    .unwrap();
+    let mut a = tar::Archive::new(&clamped[..]);
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        assert!(e.header().mtime().unwrap() <= 1000);
+    }
+}
+
+#[test]
+fn redirect_and_metacopy_uppers_are_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (trusted.* xattrs)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir(t.path().join("moved")).unwrap();
+    if !setxattr(&t.path().join("moved"), "trusted.overlay.redirect", b"/old") {
+        eprintln!("skipped: no trusted.* xattrs here");
+        return;
+    }
+    let err = diff_upper(t.path(), std::io::sink(), &DiffOptions::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("redirect_dir and metacopy are not supported"),
+        "{err}"
+    );
+}
