@@ -137,8 +137,8 @@ fn an_upper_dir_round_trips_through_its_layer() {
     fs::create_dir(upper.join("a")).unwrap();
     fs::write(upper.join("a/hard1"), "shared").unwrap();
     fs::hard_link(upper.join("a/hard1"), upper.join("a/hard2")).unwrap();
-    mknod(&upper.join("gone"), libc::S_IFCHR | 0o000, 0);
-    mknod(&upper.join("etc/gone-too"), libc::S_IFCHR | 0o000, 0);
+    mknod(&upper.join("gone"), libc::S_IFCHR, 0);
+    mknod(&upper.join("etc/gone-too"), libc::S_IFCHR, 0);
     mknod(&upper.join("fifo"), libc::S_IFIFO | 0o600, 0);
     fs::create_dir(upper.join("opq")).unwrap();
     fs::write(upper.join("opq/new"), "n").unwrap();
