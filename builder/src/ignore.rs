@@ -110,6 +110,16 @@ impl Ignore {
     }
 }
 
+/// Whether the glob `pattern` (the rules above; both cleaned) matches all of `path`.
+pub fn glob_match(pattern: &str, path: &str) -> Result<bool, String> {
+    Ok(matches(&compile(&clean(pattern))?, &clean(path)))
+}
+
+/// Whether `s` has glob characters.
+pub fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
 fn compile(pat: &str) -> Result<Vec<Tok>, String> {
     let chars: Vec<char> = pat.chars().collect();
     let mut toks = Vec::new();
