@@ -291,6 +291,60 @@ impl<W: Write> Differ<'_, W> {
     }
 }
 
+/// A layer written into the content store.
+#[derive(Clone, Debug)]
+pub struct NewLayer {
+    pub record: crate::images::LayerRecord,
+    pub stats: DiffStats,
+}
+
+/// Hashes what passes through (the DiffID is the digest of the uncompressed tar).
+struct Tee<W: Write> {
+    inner: W,
+    hash: sha2::Sha256,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hash, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The layer of `upper` as a gzip blob in `content` (OCI media type): the same tree gives the
+/// same blob (gzip header without name or time, fixed level), whose DiffID is recorded.
+pub fn write_layer(
+    content: &crate::store::ContentStore,
+    upper: &Path,
+    opts: &DiffOptions,
+) -> Result<NewLayer> {
+    let w = content.writer(None, None)?;
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(w, flate2::Compression::new(6));
+    let mut tee = Tee {
+        inner: gz,
+        hash: <sha2::Sha256 as sha2::Digest>::new(),
+    };
+    let stats = diff_upper(upper, &mut tee, opts)?;
+    let diff_id = crate::digest::Digest::from_hasher(tee.hash);
+    let w = tee.inner.finish().ctx("compress layer of", upper)?;
+    let (digest, size) = w.commit()?;
+    Ok(NewLayer {
+        record: crate::images::LayerRecord {
+            media_type: crate::images::media::OCI_LAYER_GZIP.into(),
+            digest,
+            size,
+            diff_id,
+        },
+        stats,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
