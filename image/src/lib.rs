@@ -8,6 +8,7 @@
 //! `berth` runtime through runc's command line.
 
 pub mod bundle;
+pub mod commit;
 pub mod diff;
 pub mod digest;
 pub mod error;

@@ -275,3 +275,85 @@ fn a_written_layer_is_reproducible_and_applies() {
         "#!/bin/sh\necho hi\n"
     );
 }
+
+/// A layer and a config as an image in the store (OCI), unpacked to a snapshot; then an image
+/// on top of it with no new layer in docker's format (media types converted, history kept).
+#[test]
+fn a_written_image_is_stored_and_unpacks() {
+    use image::commit::{write_image, Format, NewImage};
+    let t = tempfile::tempdir().unwrap();
+    let upper = t.path().join("upper");
+    fs::create_dir_all(upper.join("app")).unwrap();
+    fs::write(upper.join("app/main.sh"), "echo app\n").unwrap();
+    let store = image::Store::open(&t.path().join("store"), None).unwrap();
+    let layer = write_layer(&store.content, &upper, &DiffOptions::default()).unwrap();
+    let mut config = serde_json::Map::new();
+    config.insert("Cmd".into(), serde_json::json!(["/app/main.sh"]));
+    let created = "2026-12-06T00:00:00Z".to_string();
+    let rec = write_image(
+        &store,
+        NewImage {
+            name: "localhost/built:1",
+            base: None,
+            layers: vec![layer.record.clone()],
+            history: vec![serde_json::json!({"created": created, "created_by": "COPY app /app"})],
+            config,
+            created: created.clone(),
+            format: Format::Oci,
+        },
+    )
+    .unwrap();
+    let again = store.image("localhost/built:1").unwrap();
+    assert_eq!(again.config, rec.config);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&store.content.read(&rec.config).unwrap()).unwrap();
+    assert_eq!(
+        cfg["rootfs"]["diff_ids"][0],
+        layer.record.diff_id.to_string()
+    );
+    assert_eq!(cfg["config"]["Cmd"][0], "/app/main.sh");
+    store.unpack(&rec, &image::Quiet).unwrap();
+    let top = store.snapshots.fs_path(&rec.top_chain_id().unwrap());
+    assert_eq!(
+        fs::read_to_string(top.join("app/main.sh")).unwrap(),
+        "echo app\n"
+    );
+
+    let mut config = serde_json::Map::new();
+    config.insert("Healthcheck".into(), serde_json::json!({"Test": ["NONE"]}));
+    let rec2 = write_image(
+        &store,
+        NewImage {
+            name: "localhost/built:2",
+            base: Some(&rec),
+            layers: Vec::new(),
+            history: vec![
+                serde_json::json!({"created": created, "created_by": "HEALTHCHECK NONE",
+                                             "empty_layer": true}),
+            ],
+            config,
+            created,
+            format: Format::Docker,
+        },
+    )
+    .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.content.read(&rec2.manifest).unwrap()).unwrap();
+    assert_eq!(manifest["mediaType"], image::images::media::DOCKER_MANIFEST);
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        image::images::media::DOCKER_CONFIG
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        image::images::media::DOCKER_LAYER_GZIP
+    );
+    assert_eq!(
+        manifest["layers"][0]["digest"],
+        layer.record.digest.to_string()
+    );
+    let cfg2: serde_json::Value =
+        serde_json::from_slice(&store.content.read(&rec2.config).unwrap()).unwrap();
+    assert_eq!(cfg2["history"].as_array().unwrap().len(), 2);
+    assert_eq!(rec2.chain_ids(), rec.chain_ids());
+}
