@@ -43,7 +43,8 @@ pub struct Stage {
 
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// Global ARGs in order: name and value (a `--build-arg` wins over the default).
+    /// Global ARGs in order, the automatic platform ones first: name and value (a
+    /// `--build-arg` wins over the default).
     pub global_args: Vec<(String, Option<String>)>,
     pub stages: Vec<Stage>,
     pub target: usize,
@@ -74,6 +75,33 @@ pub fn arg_decls(
     Ok(out)
 }
 
+/// The automatic platform ARGs (TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT and the
+/// BUILD* ones) for a build on this host for this host: global, so FROM sees them and a stage
+/// gets one by redeclaring it (`ARG TARGETARCH`).
+pub fn automatic_args() -> Vec<(String, Option<String>)> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    let (os, variant) = ("linux", if arch == "arm64" { "v8" } else { "" });
+    let platform = if variant.is_empty() {
+        format!("{os}/{arch}")
+    } else {
+        format!("{os}/{arch}/{variant}")
+    };
+    let mut out = Vec::new();
+    for side in ["TARGET", "BUILD"] {
+        out.push((format!("{side}PLATFORM"), Some(platform.clone())));
+        out.push((format!("{side}OS"), Some(os.to_string())));
+        out.push((format!("{side}ARCH"), Some(arch.to_string())));
+        out.push((format!("{side}VARIANT"), Some(variant.to_string())));
+    }
+    out
+}
+
 fn valid_stage_name(n: &str) -> bool {
     let mut c = n.chars();
     c.next().is_some_and(|f| f.is_ascii_lowercase())
@@ -87,7 +115,7 @@ pub fn plan(
     target: Option<&str>,
 ) -> Result<Plan, ParseError> {
     let lexer = Lexer::new(df.escape);
-    let mut global_args: Vec<(String, Option<String>)> = Vec::new();
+    let mut global_args: Vec<(String, Option<String>)> = automatic_args();
     let mut stages: Vec<Stage> = Vec::new();
     for ins in &df.instructions {
         match ins.keyword {
@@ -291,7 +319,7 @@ mod tests {
         assert_eq!(p.order, [0, 1, 2]);
         assert_eq!(p.stages[0].base, Base::Image("debian:12".into()));
         assert_eq!(
-            p.global_args,
+            p.global_args[8..],
             [
                 ("BASE".to_string(), Some("debian".to_string())),
                 ("TAG".to_string(), None)
@@ -309,6 +337,38 @@ mod tests {
         ] {
             assert_eq!(plan_of(text, &[], target).unwrap_err(), want);
         }
+    }
+
+    #[test]
+    fn automatic_platform_args() {
+        let p = plan_of(
+            "FROM --platform=$BUILDPLATFORM img-$TARGETOS-$TARGETARCH\n",
+            &[],
+            None,
+        )
+        .unwrap();
+        let arch = automatic_args()[2].1.clone().unwrap();
+        assert_eq!(p.stages[0].base, Base::Image(format!("img-linux-{arch}")));
+        assert!(p.stages[0]
+            .platform
+            .as_deref()
+            .unwrap()
+            .starts_with("linux/"));
+        // Inside a stage only once redeclared (meta::apply takes the global's value).
+        let df = parse("FROM x\nARG TARGETARCH\nENV A=$TARGETARCH B=${BUILDOS:-unset}\n").unwrap();
+        let p = plan(&df, &BTreeMap::new(), None).unwrap();
+        let mut st = crate::meta::Stage::new(Default::default());
+        for ins in &p.stages[0].instructions {
+            crate::meta::apply(
+                &mut st,
+                ins,
+                &Lexer::default(),
+                &BTreeMap::new(),
+                &p.global_args,
+            )
+            .unwrap();
+        }
+        assert_eq!(st.env(), [format!("A={arch}"), "B=unset".to_string()]);
     }
 
     #[test]
