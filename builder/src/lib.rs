@@ -1,9 +1,10 @@
 //! berth's image builder (issue 12). So far the Dockerfile frontend: [`dockerfile::parse`]
 //! turns a Dockerfile into instructions with their line numbers, flags, argument forms and
 //! heredocs, and [`words`] is the shell-like lexer that expands `$VAR`/`${VAR...}` and splits
-//! words as Docker's builder does, [`ignore`] reads `.dockerignore`, [`plan`] orders the stages a `--target` needs, [`meta`] applies the instructions that only change the image config, [`context`] selects COPY's sources and digests them for the cache, and [`run`] says what a RUN executes. The build scheduler (stages, cache, RUN through berth, the
+//! words as Docker's builder does, [`ignore`] reads `.dockerignore`, [`plan`] orders the stages a `--target` needs, [`meta`] applies the instructions that only change the image config, [`context`] selects COPY's sources and digests them for the cache, [`run`] says what a RUN executes, and [`cache`] keys each step by the whole state it starts from. The build scheduler (stages, cache, RUN through berth, the
 //! layer differ in `image`) comes on top of these.
 
+pub mod cache;
 pub mod context;
 pub mod dockerfile;
 pub mod ignore;
