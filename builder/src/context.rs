@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::ignore::{clean, glob_match, is_glob, Ignore};
+use crate::clean;
+use crate::ignore::{glob_match, is_glob, Ignore};
 
 /// One selected context entry.
 #[derive(Clone, Debug, PartialEq, Eq)]

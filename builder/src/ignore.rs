@@ -9,6 +9,8 @@
 //! - a pattern that matches a directory matches everything below it;
 //! - `!pattern` brings matching files back; the last pattern that matches decides.
 
+use crate::clean;
+
 /// One element of a compiled pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Tok {
@@ -35,22 +37,6 @@ struct Pattern {
 #[derive(Clone, Debug, Default)]
 pub struct Ignore {
     patterns: Vec<Pattern>,
-}
-
-/// `p` cleaned as a slash-separated path (no `.`, no empty parts, `..` resolved lexically),
-/// relative: a leading `/` is dropped. "" for the root itself.
-pub fn clean(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    parts.join("/")
 }
 
 impl Ignore {
@@ -230,13 +216,6 @@ mod tests {
 
     fn ign(text: &str) -> Ignore {
         Ignore::parse(text).unwrap()
-    }
-
-    #[test]
-    fn cleaning() {
-        assert_eq!(clean("/a//b/./c/../d/"), "a/b/d");
-        assert_eq!(clean("./"), "");
-        assert_eq!(clean("../x"), "x");
     }
 
     #[test]

@@ -32,3 +32,30 @@ impl ParseError {
         }
     }
 }
+
+/// `p` cleaned as a slash-separated path (no `.`, no empty parts, `..` resolved lexically),
+/// relative: a leading `/` is dropped. "" for the root itself.
+pub fn clean(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cleaning() {
+        use super::clean;
+        assert_eq!(clean("/a//b/./c/../d/"), "a/b/d");
+        assert_eq!(clean("./"), "");
+        assert_eq!(clean("../x"), "x");
+    }
+}

@@ -168,7 +168,7 @@ pub fn apply(
             };
             stage.config.insert(
                 "WorkingDir".into(),
-                json!(format!("/{}", crate::ignore::clean(&joined))),
+                json!(format!("/{}", crate::clean(&joined))),
             );
         }
         Keyword::User => {

@@ -110,10 +110,7 @@ pub fn write_image(store: &Store, new: NewImage<'_>) -> Result<ImageRecord> {
         layers,
         blobs,
         created: Some(new.created),
-        stored: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        stored: crate::fsutil::now_secs(),
     };
     store.save_image(&rec)?;
     Ok(rec)

@@ -172,6 +172,10 @@ impl<W: Write> Differ<'_, W> {
     fn node(&mut self, path: &Path, rel: &[u8]) -> Result<()> {
         let md = fs::symlink_metadata(path).ctx("stat", path)?;
         let ft = md.file_type();
+        if ft.is_socket() {
+            // Nothing a layer can hold.
+            return Ok(());
+        }
         let name = Path::new(std::ffi::OsStr::from_bytes(rel));
         self.stats.entries += 1;
         if ft.is_char_device() && md.rdev() == 0 {
@@ -270,12 +274,8 @@ impl<W: Write> Differ<'_, W> {
             tar::EntryType::Fifo
         } else if ft.is_char_device() {
             tar::EntryType::Char
-        } else if ft.is_block_device() {
-            tar::EntryType::Block
         } else {
-            // A socket: nothing a layer can hold.
-            self.stats.entries -= 1;
-            return Ok(());
+            tar::EntryType::Block
         };
         let mut h = self.header(&md, kind);
         if kind != tar::EntryType::Fifo {

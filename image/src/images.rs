@@ -227,13 +227,6 @@ impl BlobSource for InStore {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The media type of a manifest-like blob: the descriptor's, else the document's own
 /// `mediaType`, else guessed from its shape.
 fn sniff_media_type(desc: &Desc, data: &[u8]) -> String {
@@ -409,7 +402,7 @@ pub fn resolve(
         layers,
         blobs,
         created: config.created().clone(),
-        stored: now(),
+        stored: fsutil::now_secs(),
     })
 }
 

@@ -222,10 +222,7 @@ impl Client {
                 req = req.header("Authorization", a);
             }
             let resp = req.call().map_err(|e| match e {
-                ureq::Error::Timeout(ureq::Timeout::PerRead) => reg_err(
-                    &format!("GET {url}"),
-                    format!("no data for {:?}", self.stall_timeout()),
-                ),
+                ureq::Error::Timeout(ureq::Timeout::PerRead) => self.stalled(&format!("GET {url}")),
                 e => reg_err(&format!("GET {url}"), e),
             })?;
             if !resp.status().is_redirection() {
@@ -243,11 +240,10 @@ impl Client {
         ))
     }
 
-    fn stall_timeout(&self) -> Duration {
-        self.agent
-            .config()
-            .timeout_per_read()
-            .unwrap_or(Duration::ZERO)
+    /// `what` failed: the registry sent nothing for the stall timeout.
+    fn stalled(&self, what: &str) -> Error {
+        let t = self.agent.config().timeout_per_read().unwrap_or_default();
+        reg_err(what, format!("no data for {t:?}"))
     }
 
     /// GET `path` (below /v2/<repo>/), authenticating on a 401 challenge.
@@ -467,10 +463,7 @@ impl Client {
                 }
                 Ok(()) => last_err = Some(reg_err("blob", "connection closed early")),
                 Err(e) if is_timeout(&e) => {
-                    last_err = Some(reg_err(
-                        &format!("download {}", desc.digest),
-                        format!("no data for {:?}", self.stall_timeout()),
-                    ))
+                    last_err = Some(self.stalled(&format!("download {}", desc.digest)))
                 }
                 Err(e) => last_err = Some(reg_err(&format!("download {}", desc.digest), e)),
             }

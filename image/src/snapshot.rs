@@ -143,13 +143,6 @@ pub struct Snapshotter {
     mode: Mode,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Active snapshot keys: letters, digits, `.`, `_`, `-`; 1 to 128 of them; not starting with `.`.
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty()
@@ -304,7 +297,7 @@ impl Snapshotter {
             let info = Info {
                 kind,
                 parent: parent.cloned(),
-                created: now(),
+                created: fsutil::now_secs(),
                 diff,
                 copy: self.mode == Mode::Copy,
             };
@@ -422,7 +415,7 @@ impl Snapshotter {
             let dir = self.active_dir(key);
             let _ = fsutil::remove_path(&dir.join("work"));
             info.kind = Kind::Committed;
-            info.created = now();
+            info.created = fsutil::now_secs();
             fsutil::write_atomic(&dir.join("info.json"), &serde_json::to_vec_pretty(&info)?)?;
         }
         if let Some((_, key)) = items.first() {

@@ -34,45 +34,110 @@ use crate::runtime::Runtime;
 
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The options difffuzz and mutfuzz share, and their walk over the cases.
+pub struct CaseOpts {
+    pub seeds: Vec<u64>,
+    pub cases: u64,
+    /// `--case N`: that case of each seed only.
+    pub only: Option<u64>,
+    pub berth: PathBuf,
+    pub max_seconds: Option<u64>,
+    pub verbose: bool,
+}
+
+impl CaseOpts {
+    pub fn new(cases: u64) -> CaseOpts {
+        CaseOpts {
+            seeds: vec![1],
+            cases,
+            only: None,
+            berth: campaign::default_berth("BERTH_BINARY"),
+            max_seconds: None,
+            verbose: false,
+        }
+    }
+
+    /// Take the shared option `a` (with its value from `it`); false for any other.
+    pub fn take(&mut self, a: &str, it: &mut std::slice::Iter<String>) -> Result<bool, String> {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        let num = |s: String| s.parse::<u64>().map_err(|e| format!("{a} {s}: {e}"));
+        match a {
+            "--seed" | "--seeds" => {
+                self.seeds = val()?
+                    .split(',')
+                    .map(|s| s.parse::<u64>().map_err(|e| format!("seed {s}: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--cases" => self.cases = num(val()?)?,
+            "--case" => self.only = Some(num(val()?)?),
+            "--berth" => self.berth = PathBuf::from(val()?),
+            "--max-seconds" => self.max_seconds = Some(num(val()?)?),
+            "--verbose" | "-v" => self.verbose = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Cases per seed, as the banner says it.
+    pub fn per_seed(&self) -> u64 {
+        if self.only.is_some() {
+            1
+        } else {
+            self.cases
+        }
+    }
+
+    /// Every (seed, case number) to run, in order, until a signal or the time limit stops
+    /// the run (said on stdout by `tool`).
+    pub fn each<'a>(
+        &'a self,
+        tool: &'a str,
+        started: Instant,
+    ) -> impl Iterator<Item = (u64, u64)> + 'a {
+        let range = move || match self.only {
+            Some(n) => n..n + 1,
+            None => 0..self.cases,
+        };
+        self.seeds
+            .iter()
+            .flat_map(move |&seed| range().map(move |n| (seed, n)))
+            .take_while(move |_| {
+                if campaign::stop_requested() {
+                    println!("{tool}: stopped by a signal");
+                    return false;
+                }
+                match self.max_seconds {
+                    Some(max) if started.elapsed().as_secs() >= max => {
+                        println!("{tool}: time limit of {max} s reached");
+                        false
+                    }
+                    _ => true,
+                }
+            })
+    }
+}
+
 struct Opts {
-    seeds: Vec<u64>,
-    cases: u64,
-    only: Option<u64>,
+    case: CaseOpts,
     runc: PathBuf,
-    berth: PathBuf,
-    max_seconds: Option<u64>,
-    verbose: bool,
     dump: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
-        seeds: vec![1],
-        cases: 100,
-        only: None,
+        case: CaseOpts::new(100),
         runc: PathBuf::from(std::env::var("RUNC").unwrap_or_else(|_| "/usr/sbin/runc".into())),
-        berth: campaign::default_berth("BERTH_BINARY"),
-        max_seconds: None,
-        verbose: false,
         dump: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        let num = |s: String| s.parse::<u64>().map_err(|e| format!("{a} {s}: {e}"));
+        if o.case.take(a, &mut it)? {
+            continue;
+        }
         match a.as_str() {
-            "--seed" | "--seeds" => {
-                o.seeds = val()?
-                    .split(',')
-                    .map(|s| s.parse::<u64>().map_err(|e| format!("seed {s}: {e}")))
-                    .collect::<Result<_, _>>()?
+            "--runc" => {
+                o.runc = PathBuf::from(it.next().ok_or(format!("{a} needs a value"))?);
             }
-            "--cases" => o.cases = num(val()?)?,
-            "--case" => o.only = Some(num(val()?)?),
-            "--runc" => o.runc = PathBuf::from(val()?),
-            "--berth" => o.berth = PathBuf::from(val()?),
-            "--max-seconds" => o.max_seconds = Some(num(val()?)?),
-            "--verbose" | "-v" => o.verbose = true,
             "--dump" => o.dump = true,
             "--deviations" => {
                 deviations::print();
@@ -163,7 +228,7 @@ struct Stats {
 
 pub fn main(args: &[String]) -> Result<ExitCode, String> {
     let o = parse(args)?;
-    for p in [&o.runc, &o.berth] {
+    for p in [&o.runc, &o.case.berth] {
         if !p.is_absolute() || !p.exists() {
             return Err(format!(
                 "difffuzz: runtime {} not found (absolute path)",
@@ -196,50 +261,34 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     let fz = Fuzz {
         hostname: nix::unistd::gethostname().map_err(|e| format!("gethostname: {e}"))?,
         runc: mk(&o.runc, "runc")?,
-        berth: mk(&o.berth, "berth")?,
+        berth: mk(&o.case.berth, "berth")?,
         tmp: tmp.clone(),
         rootfs,
         host,
-        verbose: o.verbose,
+        verbose: o.case.verbose,
         dump: o.dump,
     };
     println!(
         "difffuzz: runc {} ({}) vs berth {} ({}); seeds {:?}, {} cases each",
         o.runc.display(),
         fz.runc.rt.version,
-        o.berth.display(),
+        o.case.berth.display(),
         fz.berth.rt.version,
-        o.seeds,
-        if o.only.is_some() { 1 } else { o.cases }
+        o.case.seeds,
+        o.case.per_seed()
     );
     let started = Instant::now();
     let mut st = Stats::default();
-    'outer: for &seed in &o.seeds {
-        let range = match o.only {
-            Some(n) => n..n + 1,
-            None => 0..o.cases,
-        };
-        for n in range {
-            if campaign::stop_requested() {
-                println!("difffuzz: stopped by a signal");
-                break 'outer;
-            }
-            if let Some(max) = o.max_seconds {
-                if started.elapsed().as_secs() >= max {
-                    println!("difffuzz: time limit of {max} s reached");
-                    break 'outer;
-                }
-            }
-            let case = gen::generate(&fz.host, seed, n);
-            fz.one(&case, &mut st);
-            if st.cases % 100 == 0 {
-                println!(
-                    "difffuzz: {} cases, {} unexplained, {} s",
-                    st.cases,
-                    st.unexplained,
-                    started.elapsed().as_secs()
-                );
-            }
+    for (seed, n) in o.case.each("difffuzz", started) {
+        let case = gen::generate(&fz.host, seed, n);
+        fz.one(&case, &mut st);
+        if st.cases % 100 == 0 {
+            println!(
+                "difffuzz: {} cases, {} unexplained, {} s",
+                st.cases,
+                st.unexplained,
+                started.elapsed().as_secs()
+            );
         }
     }
     let elapsed = started.elapsed();

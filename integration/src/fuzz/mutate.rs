@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -33,7 +33,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::gen::{self, Case, Mode};
-use super::{Fuzz, Outcome, Rng, Side};
+use super::{CaseOpts, Fuzz, Outcome, Rng, Side};
 use crate::campaign::{self, clip};
 use crate::context;
 use crate::runtime::Runtime;
@@ -44,40 +44,14 @@ pub const INVALID_UTF8: &str = "@INVALID-UTF8@";
 /// Mixed into the seed so that mutations do not repeat the generator's draws.
 const MUTATION_STREAM: u64 = 0x6d75_7466_757a_7a00;
 
-struct Opts {
-    seeds: Vec<u64>,
-    cases: u64,
-    only: Option<u64>,
-    berth: PathBuf,
-    max_seconds: Option<u64>,
-    verbose: bool,
-}
-
-fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        seeds: vec![1],
-        cases: 1000,
-        only: None,
-        berth: campaign::default_berth("BERTH_BINARY"),
-        max_seconds: None,
-        verbose: false,
-    };
+fn parse(args: &[String]) -> Result<CaseOpts, String> {
+    let mut o = CaseOpts::new(1000);
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        let num = |s: String| s.parse::<u64>().map_err(|e| format!("{a} {s}: {e}"));
+        if o.take(a, &mut it)? {
+            continue;
+        }
         match a.as_str() {
-            "--seed" | "--seeds" => {
-                o.seeds = val()?
-                    .split(',')
-                    .map(|s| s.parse::<u64>().map_err(|e| format!("seed {s}: {e}")))
-                    .collect::<Result<_, _>>()?
-            }
-            "--cases" => o.cases = num(val()?)?,
-            "--case" => o.only = Some(num(val()?)?),
-            "--berth" => o.berth = PathBuf::from(val()?),
-            "--max-seconds" => o.max_seconds = Some(num(val()?)?),
-            "--verbose" | "-v" => o.verbose = true,
             "-h" | "--help" => {
                 println!(
                     "usage: integration mutfuzz [--seed S[,S...]] [--cases N] [--case N] \
@@ -93,49 +67,24 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 
 // ---- mount attributes -------------------------------------------------------------------
 
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-
 /// Set (`readonly`) or clear MOUNT_ATTR_RDONLY on the mount at `path` and every mount below.
 fn set_readonly(path: &Path, readonly: bool) -> Result<(), String> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("{}: NUL in path", path.display()))?;
-    let attr = MountAttr {
-        attr_set: if readonly { MOUNT_ATTR_RDONLY } else { 0 },
-        attr_clr: if readonly { 0 } else { MOUNT_ATTR_RDONLY },
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: a valid C string and a mount_attr of the size passed; the kernel only reads.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+    use libcontainer::sys::{mount_attr::RDONLY, mount_setattr};
+    let what = || {
+        format!(
+            "mount_setattr({}, {})",
+            path.display(),
+            if readonly { "ro" } else { "rw" }
         )
     };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "mount_setattr({}, {}): {}",
-            path.display(),
-            if readonly { "ro" } else { "rw" },
-            std::io::Error::last_os_error()
-        ))
-    }
+    let dir = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", what()))?;
+    let (set, clear) = if readonly { (RDONLY, 0) } else { (0, RDONLY) };
+    mount_setattr(std::os::fd::AsFd::as_fd(&dir), true, set, clear)
+        .map_err(|e| format!("{}: {e}", what()))
 }
 
 /// Everything read-only in this (private) mount namespace but `writable`. Refused in the
@@ -467,7 +416,9 @@ fn fence_cgroups(cfg: &mut Value, original: &Value) {
     }
 }
 
-/// Set `ptr` in `cfg` (objects on the way are created; an array index must exist).
+/// Set `ptr` in `cfg`: missing objects on the way are created, but an array index must exist
+/// and a value of another type on the way stays (unlike `Config::set`, which makes objects
+/// of both: a mutation must not undo an earlier one).
 fn set(cfg: &mut Value, ptr: &str, v: Value) {
     let mut cur = cfg;
     let parts: Vec<&str> = ptr.split('/').skip(1).collect();
@@ -590,7 +541,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     result
 }
 
-fn run(o: &Opts, tmp: &Path) -> Result<ExitCode, String> {
+fn run(o: &CaseOpts, tmp: &Path) -> Result<ExitCode, String> {
     fs::create_dir_all(tmp.join("io")).map_err(|e| format!("mkdir: {e}"))?;
     let rootfs = tmp.join("rootfs");
     crate::fixture::build_rootfs(&rootfs)?;
@@ -655,7 +606,7 @@ fn run(o: &Opts, tmp: &Path) -> Result<ExitCode, String> {
         o.berth.display(),
         fz.berth.rt.version,
         o.seeds,
-        if o.only.is_some() { 1 } else { o.cases },
+        o.per_seed(),
         writable
             .iter()
             .map(|p| p.display().to_string())
@@ -666,73 +617,60 @@ fn run(o: &Opts, tmp: &Path) -> Result<ExitCode, String> {
     let (mut cases, mut refused, mut ran, mut reruns) = (0u64, 0u64, 0u64, 0u64);
     let mut findings: Vec<String> = Vec::new();
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
-    'outer: for &seed in &o.seeds {
-        let range = match o.only {
-            Some(n) => n..n + 1,
-            None => 0..o.cases,
-        };
-        for n in range {
-            if campaign::stop_requested()
-                || o.max_seconds
-                    .is_some_and(|m| started.elapsed().as_secs() >= m)
-            {
-                println!("mutfuzz: stopped (signal or time limit)");
-                break 'outer;
-            }
-            let mut case = gen::generate(&fz.host, seed, n);
-            let mut r = Rng::for_case(seed ^ MUTATION_STREAM, n);
-            let cgroups_path = case.cfg["linux"]["cgroupsPath"].clone();
-            let done = mutate(&mut case, &mut r);
-            fence_cgroups(&mut case.cfg, &cgroups_path);
-            for d in &done {
-                *kinds.entry(kind_of(d)).or_default() += 1;
-            }
+    for (seed, n) in o.each("mutfuzz", started) {
+        let mut case = gen::generate(&fz.host, seed, n);
+        let mut r = Rng::for_case(seed ^ MUTATION_STREAM, n);
+        let cgroups_path = case.cfg["linux"]["cgroupsPath"].clone();
+        let done = mutate(&mut case, &mut r);
+        fence_cgroups(&mut case.cfg, &cgroups_path);
+        for d in &done {
+            *kinds.entry(kind_of(d)).or_default() += 1;
+        }
+        let _ = nix::unistd::sethostname(&fz.hostname);
+        let out = fz.run_side(&fz.berth, &case);
+        cases += 1;
+        let first_ok = out.steps.first().is_some_and(|s| s.1);
+        if first_ok {
+            ran += 1;
+        } else {
+            refused += 1;
+        }
+        let mut f = check(&case, &out);
+        if out.stderr.to_lowercase().contains(EROFS_TEXT) {
+            reruns += 1;
             let _ = nix::unistd::sethostname(&fz.hostname);
-            let out = fz.run_side(&fz.berth, &case);
-            cases += 1;
-            let first_ok = out.steps.first().is_some_and(|s| s.1);
-            if first_ok {
-                ran += 1;
-            } else {
-                refused += 1;
+            let again = fz.run_side(&fz.runc, &case);
+            if !again.stderr.to_lowercase().contains(EROFS_TEXT) {
+                f.push(format!(
+                    "wrote outside the bundle, state and cgroupfs: {}",
+                    clip(&out.stderr, 300)
+                ));
             }
-            let mut f = check(&case, &out);
-            if out.stderr.to_lowercase().contains(EROFS_TEXT) {
-                reruns += 1;
-                let _ = nix::unistd::sethostname(&fz.hostname);
-                let again = fz.run_side(&fz.runc, &case);
-                if !again.stderr.to_lowercase().contains(EROFS_TEXT) {
-                    f.push(format!(
-                        "wrote outside the bundle, state and cgroupfs: {}",
-                        clip(&out.stderr, 300)
-                    ));
-                }
-            }
-            if o.verbose {
-                println!(
-                    "case {seed}/{n}: {:?} steps {:?} {done:?} {}",
-                    case.mode,
-                    out.steps,
-                    clip(&out.stderr, 200)
-                );
-            }
-            if !f.is_empty() {
-                let what = format!(
-                    "seed {seed} case {n} ({:?}, mutations {done:?}): {}\n  replay: integration \
+        }
+        if o.verbose {
+            println!(
+                "case {seed}/{n}: {:?} steps {:?} {done:?} {}",
+                case.mode,
+                out.steps,
+                clip(&out.stderr, 200)
+            );
+        }
+        if !f.is_empty() {
+            let what = format!(
+                "seed {seed} case {n} ({:?}, mutations {done:?}): {}\n  replay: integration \
                      mutfuzz --seed {seed} --case {n} --verbose",
-                    case.mode,
-                    f.join("; ")
-                );
-                println!("FINDING {what}");
-                findings.push(what);
-            }
-            if cases % 200 == 0 {
-                println!(
-                    "mutfuzz: {cases} cases, {} findings, {} s",
-                    findings.len(),
-                    started.elapsed().as_secs()
-                );
-            }
+                case.mode,
+                f.join("; ")
+            );
+            println!("FINDING {what}");
+            findings.push(what);
+        }
+        if cases % 200 == 0 {
+            println!(
+                "mutfuzz: {cases} cases, {} findings, {} s",
+                findings.len(),
+                started.elapsed().as_secs()
+            );
         }
     }
     println!("\n==== mutfuzz summary ====");

@@ -5,7 +5,6 @@
 //! while the container went away included).
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::context::Ctx;
 use crate::harness::{Failure, Test, TestResult};
@@ -68,73 +67,95 @@ fn gone(ctx: &Ctx, id: &str, dir: &Path, round: usize) -> TestResult {
     Ok(())
 }
 
-/// `start` and `delete` of a created container at once: if delete won, start fails and no
-/// process ran; if start won, delete of the running container fails (or succeeds after the
-/// short process exited). Either way the final `delete --force` leaves nothing.
-fn race_start_with_delete(ctx: &Ctx) -> TestResult {
+/// `rounds()` rounds of: a new container of `sleep 3600` made by `setup` (`create` or
+/// `run --detach`), then the commands `a` and `b` at once (`ID` in them stands for its id),
+/// each settled, `check` on both outcomes, and a final `delete --force` that leaves nothing.
+fn race(
+    ctx: &Ctx,
+    setup: &[&str],
+    a: &[&str],
+    b: &[&str],
+    check: impl Fn(&str, &Out, &Out, usize) -> TestResult,
+) -> TestResult {
     for round in 0..rounds() {
         let id = ctx.new_id();
         let dir = light_bundle(ctx, &id, &["sleep", "3600"])?;
         let d = dir.to_string_lossy().into_owned();
-        ctx.rt.exec(&["create", "--bundle", &d, &id]).ok()?;
-        let (start, delete) = at_once(ctx, &["start", &id], &["delete", &id])?;
-        settled(&start, round)?;
-        settled(&delete, round)?;
-        if delete.success() {
-            ensure!(
-                ctx.rt.status(&id).is_none(),
-                "round {round}: deleted, yet `state` still finds it"
-            );
-        }
+        let mut made = setup.to_vec();
+        made.extend(["--bundle", &d, &id]);
+        ctx.rt.exec(&made).ok()?;
+        let with_id = |args: &[&str]| -> Vec<String> {
+            args.iter()
+                .map(|w| {
+                    if *w == "ID" {
+                        id.clone()
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect()
+        };
+        let (a, b) = (with_id(a), with_id(b));
+        let (ra, rb) = at_once(
+            ctx,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            &b.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
+        settled(&ra, round)?;
+        settled(&rb, round)?;
+        check(&id, &ra, &rb, round)?;
         gone(ctx, &id, &dir, round)?;
     }
     Ok(())
 }
 
+/// `start` and `delete` of a created container at once: if delete won, start fails and no
+/// process ran; if start won, delete of the running container fails (or succeeds after the
+/// short process exited). Either way the final `delete --force` leaves nothing.
+fn race_start_with_delete(ctx: &Ctx) -> TestResult {
+    race(
+        ctx,
+        &["create"],
+        &["start", "ID"],
+        &["delete", "ID"],
+        |id, _, delete, round| {
+            if delete.success() {
+                ensure!(
+                    ctx.rt.status(id).is_none(),
+                    "round {round}: deleted, yet `state` still finds it"
+                );
+            }
+            Ok(())
+        },
+    )
+}
+
 /// `kill KILL` and `delete --force` of a running container at once.
 fn race_kill_with_delete_force(ctx: &Ctx) -> TestResult {
-    for round in 0..rounds() {
-        let id = ctx.new_id();
-        let dir = light_bundle(ctx, &id, &["sleep", "3600"])?;
-        let d = dir.to_string_lossy().into_owned();
-        ctx.rt
-            .exec(&["run", "--detach", "--bundle", &d, &id])
-            .ok()?;
-        let (kill, delete) = at_once(ctx, &["kill", &id, "KILL"], &["delete", "--force", &id])?;
-        settled(&kill, round)?;
-        settled(&delete, round)?;
-        ensure!(
-            delete.success(),
-            "round {round}: delete --force failed: {}",
-            delete.stderr
-        );
-        gone(ctx, &id, &dir, round)?;
-    }
-    Ok(())
+    race(
+        ctx,
+        &["run", "--detach"],
+        &["kill", "ID", "KILL"],
+        &["delete", "--force", "ID"],
+        |_, _, delete, round| {
+            ensure!(
+                delete.success(),
+                "round {round}: delete --force failed: {}",
+                delete.stderr
+            );
+            Ok(())
+        },
+    )
 }
 
 /// `exec -d sleep` and `delete --force` at once: the exec either lands in the container
 /// (and dies with it) or fails; no exec'd process outlives the container.
 fn race_exec_with_delete_force(ctx: &Ctx) -> TestResult {
-    for round in 0..rounds() {
-        let id = ctx.new_id();
-        let dir = light_bundle(ctx, &id, &["sleep", "3600"])?;
-        let d = dir.to_string_lossy().into_owned();
-        ctx.rt
-            .exec(&["run", "--detach", "--bundle", &d, &id])
-            .ok()?;
-        // Let a few rounds race against a container already half gone.
-        if round % 3 == 1 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let (exec, delete) = at_once(
-            ctx,
-            &["exec", "--detach", &id, "sleep", "3599"],
-            &["delete", "--force", &id],
-        )?;
-        settled(&exec, round)?;
-        settled(&delete, round)?;
-        gone(ctx, &id, &dir, round)?;
-    }
-    Ok(())
+    race(
+        ctx,
+        &["run", "--detach"],
+        &["exec", "--detach", "ID", "sleep", "3599"],
+        &["delete", "--force", "ID"],
+        |_, _, _, _| Ok(()),
+    )
 }
