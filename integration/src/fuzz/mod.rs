@@ -237,17 +237,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     let tmp = PathBuf::from(format!("/tmp/berth-fuzz-{}", std::process::id()));
-    fs::create_dir_all(tmp.join("io")).map_err(|e| format!("mkdir {}: {e}", tmp.display()))?;
-    let rootfs = tmp.join("rootfs");
-    crate::fixture::build_rootfs(&rootfs)?;
-    // A directory only root may enter (a cwd a non-root user cannot reach).
-    let private = rootfs.join("fz/private");
-    fs::create_dir_all(&private).map_err(|e| format!("mkdir: {e}"))?;
-    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
-    let host = gen::Host::probe(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../libcontainer/src/seccomp/testdata/docker-default.oci.json"
-    )))?;
+    let (rootfs, host) = prepare(&tmp)?;
     campaign::start()?;
     let parents_before = context::cgroup_parents();
     let pid = std::process::id();
@@ -308,6 +298,22 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// In `tmp`: the `io` directory and the cases' rootfs (with a directory only root may enter,
+/// a cwd a non-root user cannot reach), and what the generator must know of the host.
+fn prepare(tmp: &Path) -> Result<(PathBuf, gen::Host), String> {
+    fs::create_dir_all(tmp.join("io")).map_err(|e| format!("mkdir {}: {e}", tmp.display()))?;
+    let rootfs = tmp.join("rootfs");
+    crate::fixture::build_rootfs(&rootfs)?;
+    let private = rootfs.join("fz/private");
+    fs::create_dir_all(&private).map_err(|e| format!("mkdir: {e}"))?;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+    let host = gen::Host::probe(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../libcontainer/src/seccomp/testdata/docker-default.oci.json"
+    )))?;
+    Ok((rootfs, host))
 }
 
 impl Fuzz {
@@ -661,20 +667,10 @@ fn configured_below_id(case: &Case) -> PathBuf {
     let Some(p) = case.cfg["linux"]["cgroupsPath"].as_str() else {
         return PathBuf::new();
     };
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    match parts.as_slice() {
-        ["berth-test", id, rest @ ..] if *id == case.id => rest.iter().collect(),
-        _ => PathBuf::new(),
-    }
+    libcontainer::config::clean_path(Path::new(p))
+        .strip_prefix(Path::new("/berth-test").join(&case.id))
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// rmdir a cgroup of ours and its children, deepest first.

@@ -542,12 +542,7 @@ pub fn main(args: &[String]) -> Result<ExitCode, String> {
 }
 
 fn run(o: &CaseOpts, tmp: &Path) -> Result<ExitCode, String> {
-    fs::create_dir_all(tmp.join("io")).map_err(|e| format!("mkdir: {e}"))?;
-    let rootfs = tmp.join("rootfs");
-    crate::fixture::build_rootfs(&rootfs)?;
-    let private = rootfs.join("fz/private");
-    fs::create_dir_all(&private).map_err(|e| format!("mkdir: {e}"))?;
-    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+    let (rootfs, host) = super::prepare(tmp)?;
     for (link, target) in [
         ("fz-up", "../../../../../../../../tmp"),
         ("fz-abs", "/etc"),
@@ -555,10 +550,6 @@ fn run(o: &CaseOpts, tmp: &Path) -> Result<ExitCode, String> {
     ] {
         std::os::unix::fs::symlink(target, rootfs.join(link)).map_err(|e| e.to_string())?;
     }
-    let host = gen::Host::probe(Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../libcontainer/src/seccomp/testdata/docker-default.oci.json"
-    )))?;
     campaign::start()?;
     let parents_before = context::cgroup_parents();
     let state = tmp.join("state");
