@@ -145,6 +145,30 @@ impl<W: Write> Differ<'_, W> {
         h
     }
 
+    /// An entry without content named `name`: a directory with `md`'s attributes, or a
+    /// whiteout marker (a root-owned 0644 empty file).
+    fn empty(
+        &mut self,
+        md: &fs::Metadata,
+        kind: tar::EntryType,
+        name: &[u8],
+        at: &Path,
+    ) -> Result<()> {
+        let mut h = self.header(md, kind);
+        if kind == tar::EntryType::Regular {
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+        }
+        self.tar
+            .append_data(
+                &mut h,
+                Path::new(std::ffi::OsStr::from_bytes(name)),
+                io::empty(),
+            )
+            .ctx("write layer entry", at)
+    }
+
     fn xattrs(&mut self, xattrs: &[(Vec<u8>, Vec<u8>)], at: &Path) -> Result<()> {
         if xattrs.is_empty() {
             return Ok(());
@@ -187,46 +211,19 @@ impl<W: Write> Differ<'_, W> {
             let mut wh = parent.to_vec();
             wh.extend_from_slice(b".wh.");
             wh.extend_from_slice(base);
-            let mut h = self.header(&md, tar::EntryType::Regular);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            self.tar
-                .append_data(
-                    &mut h,
-                    Path::new(std::ffi::OsStr::from_bytes(&wh)),
-                    io::empty(),
-                )
-                .ctx("write layer entry", path)?;
+            self.empty(&md, tar::EntryType::Regular, &wh, path)?;
             self.stats.whiteouts += 1;
             return Ok(());
         }
         if ft.is_dir() {
             let (xattrs, opaque) = attrs_of(path, true)?;
             self.xattrs(&xattrs, path)?;
-            let mut h = self.header(&md, tar::EntryType::Directory);
             let mut dname = rel.to_vec();
             dname.push(b'/');
-            self.tar
-                .append_data(
-                    &mut h,
-                    Path::new(std::ffi::OsStr::from_bytes(&dname)),
-                    io::empty(),
-                )
-                .ctx("write layer entry", path)?;
+            self.empty(&md, tar::EntryType::Directory, &dname, path)?;
             if opaque {
-                let mut o = self.header(&md, tar::EntryType::Regular);
-                o.set_mode(0o644);
-                o.set_uid(0);
-                o.set_gid(0);
                 dname.extend_from_slice(b".wh..wh..opq");
-                self.tar
-                    .append_data(
-                        &mut o,
-                        Path::new(std::ffi::OsStr::from_bytes(&dname)),
-                        io::empty(),
-                    )
-                    .ctx("write layer entry", path)?;
+                self.empty(&md, tar::EntryType::Regular, &dname, path)?;
                 self.stats.opaque_dirs += 1;
             }
             let mut sub = rel.to_vec();
