@@ -4,13 +4,18 @@
 //! words as Docker's builder does, [`ignore`] reads `.dockerignore`, [`plan`] orders the stages a `--target` needs, [`meta`] applies the instructions that only change the image config, [`context`] selects COPY's sources and digests them for the cache, [`run`] says what a RUN executes, and [`cache`] keys each step by the whole state it starts from. The build scheduler (stages, cache, RUN through berth, the
 //! layer differ in `image`) comes on top of these.
 
+pub mod build;
 pub mod cache;
 pub mod context;
+pub mod copy;
+mod copy_step;
 pub mod dockerfile;
+pub mod exec;
 pub mod ignore;
 pub mod meta;
 pub mod plan;
 pub mod run;
+pub mod stubs;
 pub mod words;
 
 pub use dockerfile::{parse, Args, Dockerfile, Flag, Heredoc, Instruction, Keyword};

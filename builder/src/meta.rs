@@ -87,7 +87,8 @@ impl Stage {
             })
     }
 
-    fn shell(&self) -> Vec<String> {
+    /// SHELL, or `/bin/sh -c`.
+    pub fn shell(&self) -> Vec<String> {
         self.config
             .get("Shell")
             .and_then(Value::as_array)

@@ -83,6 +83,38 @@ impl Lexer {
         self.process(text, env, true)
     }
 
+    /// `text` with its `$NAME` and `${...}` expansions done and nothing else: quotes and
+    /// escapes stay as written (a COPY heredoc's body, as BuildKit expands it).
+    pub fn expand_raw(&self, text: &str, env: Lookup) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            let len = if let Some(inner) = after.strip_prefix('{') {
+                match inner.find('}') {
+                    Some(j) => j + 2,
+                    None => return Err(format!("missing '}}' in {:?}", &rest[i..])),
+                }
+            } else if after.starts_with(|c: char| c.is_ascii_digit()) {
+                // A positional parameter: one digit, always unset.
+                1
+            } else {
+                after
+                    .find(|c: char| !(c == '_' || c.is_ascii_alphanumeric()))
+                    .unwrap_or(after.len())
+            };
+            if len == 0 {
+                out.push('$');
+            } else {
+                out.push_str(&self.word(&rest[i..i + 1 + len], env)?);
+            }
+            rest = &after[len..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
     /// `text` split on unquoted whitespace with quotes, escapes and `$` left as written (for
     /// `key=value` pairs, each value processed later with the variables of its time).
     pub fn raw_words(&self, text: &str) -> Result<Vec<String>, String> {
@@ -382,5 +414,17 @@ mod tests {
         assert_eq!(words("$SP \"$SP\" z$SP"), ["x", "y", "x  y", "zx", "y"]);
         assert_eq!(words(""), Vec::<String>::new());
         assert_eq!(word("  keep  spaces ").unwrap(), "  keep  spaces ");
+    }
+
+    #[test]
+    fn raw_expansion_keeps_quotes() {
+        let env = |n: &str| (n == "A").then(|| "x y".to_string());
+        let l = Lexer::default();
+        assert_eq!(
+            l.expand_raw(r#"{"a": "$A", 'b': ${A}, c: $B, d: $, e: \n}"#, &env)
+                .unwrap(),
+            r#"{"a": "x y", 'b': x y, c: , d: $, e: \n}"#
+        );
+        assert_eq!(l.expand_raw("${A:-z}$1", &env).unwrap(), "x y");
     }
 }

@@ -2,6 +2,7 @@
 //! crate) under a data root; containers run through the `berth` runtime's runc-compatible
 //! command line. See ctl/README.md.
 
+mod build;
 mod containers;
 mod ctx;
 mod progress;
@@ -84,6 +85,13 @@ enum Cmd {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Build an image from a Dockerfile (RUN steps run through the runtime).
+    Build(Box<build::BuildArgs>),
+    /// Manage the build cache.
+    Builder {
+        #[command(subcommand)]
+        cmd: BuilderCmd,
+    },
     /// Create and run a container.
     Run(Box<run::RunArgs>),
     /// List containers.
@@ -156,6 +164,12 @@ enum Cmd {
     Monitor { id: String },
 }
 
+#[derive(Subcommand)]
+enum BuilderCmd {
+    /// Remove the build cache (and the blobs and snapshots only it kept).
+    Prune,
+}
+
 fn main() {
     let cli = Cli::parse();
     let code = match dispatch(&cli) {
@@ -181,7 +195,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     }
     if !matches!(
         cli.cmd,
-        Cmd::Import { .. } | Cmd::Pull { .. } | Cmd::Images { .. } | Cmd::Rmi { .. }
+        Cmd::Import { .. }
+            | Cmd::Pull { .. }
+            | Cmd::Images { .. }
+            | Cmd::Rmi { .. }
+            | Cmd::Builder { .. }
     ) {
         ctx.require_runtime()?;
     }
@@ -199,6 +217,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         } => pull(&ctx, reference, *plain_http, user.as_deref(), !no_unpack),
         Cmd::Images { quiet } => images(&ctx, *quiet),
         Cmd::Rmi { force, images } => rmi(&ctx, images, *force),
+        Cmd::Build(a) => build::build(&ctx, a),
+        Cmd::Builder {
+            cmd: BuilderCmd::Prune,
+        } => build::prune(&ctx),
         Cmd::Run(a) => run::run(&ctx, a, &root_args),
         Cmd::Ps {
             all,
@@ -281,6 +303,10 @@ fn pull(
 }
 
 fn split_name(name: &str) -> (String, String) {
+    if name.starts_with("sha256:") {
+        // An untagged image (a build without -t), stored under its id.
+        return ("<none>".into(), "<none>".into());
+    }
     match image::Reference::parse(name) {
         Ok(r) => (
             r.familiar_repository(),

@@ -22,19 +22,26 @@ pub enum Format {
 
 /// What the new image is made of.
 pub struct NewImage<'a> {
-    /// Its name (normalized as docker does).
-    pub name: &'a str,
-    /// The image it is built on; None: scratch.
-    pub base: Option<&'a ImageRecord>,
-    /// Layers on top of the base's, in order.
+    /// Its names (normalized as docker does); none: an untagged image, stored under its id.
+    pub names: &'a [String],
+    /// The image config it starts from (the base image's whole config: platform, history,
+    /// ...); None: scratch (this host's platform, no history).
+    pub base_config: Option<Map<String, Value>>,
+    /// All its layers, the base's first.
     pub layers: Vec<LayerRecord>,
-    /// History entries to append (`created`, `created_by`, `comment`, `empty_layer`).
+    /// History entries to append to the base's (`created`, `created_by`, `comment`,
+    /// `empty_layer`).
     pub history: Vec<Value>,
     /// The `config` object (Env, Cmd, Entrypoint, WorkingDir, ...).
     pub config: Map<String, Value>,
     /// `created`, RFC 3339.
     pub created: String,
     pub format: Format,
+}
+
+/// The whole image config of a stored image: what `NewImage::base_config` takes.
+pub fn config_of(store: &Store, rec: &ImageRecord) -> Result<Map<String, Value>> {
+    Ok(serde_json::from_slice(&store.content.read(&rec.config)?)?)
 }
 
 fn layer_type(l: &LayerRecord, format: Format) -> String {
@@ -47,11 +54,16 @@ fn layer_type(l: &LayerRecord, format: Format) -> String {
     }
 }
 
-/// Store the image and its record; returns the record.
+/// Store the image and a record for each of its names; returns the first record (of an
+/// untagged image: the one under its id, `sha256:...`).
 pub fn write_image(store: &Store, new: NewImage<'_>) -> Result<ImageRecord> {
-    let name = Reference::parse(new.name)?.to_string();
-    let mut cfg: Map<String, Value> = match new.base {
-        Some(b) => serde_json::from_slice(&store.content.read(&b.config)?)?,
+    let names = new
+        .names
+        .iter()
+        .map(|n| Ok(Reference::parse(n)?.to_string()))
+        .collect::<Result<Vec<String>>>()?;
+    let mut cfg: Map<String, Value> = match new.base_config {
+        Some(b) => b,
         None => {
             let p = Platform::host();
             let mut m = Map::new();
@@ -63,8 +75,7 @@ pub fn write_image(store: &Store, new: NewImage<'_>) -> Result<ImageRecord> {
     for k in ["container", "container_config", "id", "parent"] {
         cfg.remove(k);
     }
-    let mut layers: Vec<LayerRecord> = new.base.map(|b| b.layers.clone()).unwrap_or_default();
-    layers.extend(new.layers);
+    let mut layers = new.layers;
     for l in &mut layers {
         l.media_type = layer_type(l, new.format);
     }
@@ -98,8 +109,8 @@ pub fn write_image(store: &Store, new: NewImage<'_>) -> Result<ImageRecord> {
     let manifest_digest = store.content.put(&manifest_bytes)?;
     let mut blobs: Vec<Digest> = vec![manifest_digest.clone(), config.clone()];
     blobs.extend(layers.iter().map(|l| l.digest.clone()));
-    let rec = ImageRecord {
-        name,
+    let mut rec = ImageRecord {
+        name: names.first().cloned().unwrap_or_else(|| config.to_string()),
         target: Desc {
             media_type: manifest_type.into(),
             digest: manifest_digest.clone(),
@@ -112,6 +123,14 @@ pub fn write_image(store: &Store, new: NewImage<'_>) -> Result<ImageRecord> {
         created: Some(new.created),
         stored: crate::fsutil::now_secs(),
     };
-    store.save_image(&rec)?;
+    let first = rec.name.clone();
+    for n in names.iter().rev() {
+        rec.name = n.clone();
+        store.save_image(&rec)?;
+    }
+    rec.name = first;
+    if names.is_empty() {
+        store.save_image(&rec)?;
+    }
     Ok(rec)
 }

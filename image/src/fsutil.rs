@@ -149,6 +149,44 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Remove `name` in `dir` only when it is an empty regular file or an empty directory (never
+/// following a symlink). Returns whether it was removed.
+pub fn remove_empty_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool> {
+    let Some(st) = lstat_at(dir, name)? else {
+        return Ok(false);
+    };
+    let flags = match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG if st.st_size == 0 => 0,
+        libc::S_IFDIR => libc::AT_REMOVEDIR,
+        _ => return Ok(false),
+    };
+    let c = cstr(name)?;
+    // SAFETY: valid fd and C string; AT_REMOVEDIR fails on a directory that is not empty.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOTEMPTY) | Some(libc::EEXIST) | Some(libc::ENOENT) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// Set the access and modification times of the file open at `fd` (`futimens`).
+pub fn set_times(
+    fd: BorrowedFd<'_>,
+    atime: libc::timespec,
+    mtime: libc::timespec,
+) -> io::Result<()> {
+    let times = [atime, mtime];
+    // SAFETY: valid fd and an array of two timespecs.
+    if unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Remove the content of directory `name` in `dir` (not the directory itself). Descends with
 /// O_NOFOLLOW|O_DIRECTORY opens, so a symlink is removed, never followed; refuses to cross into
 /// another mount (EXDEV).

@@ -280,7 +280,7 @@ fn a_written_layer_is_reproducible_and_applies() {
 /// on top of it with no new layer in docker's format (media types converted, history kept).
 #[test]
 fn a_written_image_is_stored_and_unpacks() {
-    use image::commit::{write_image, Format, NewImage};
+    use image::commit::{config_of, write_image, Format, NewImage};
     let t = tempfile::tempdir().unwrap();
     let upper = t.path().join("upper");
     fs::create_dir_all(upper.join("app")).unwrap();
@@ -293,8 +293,8 @@ fn a_written_image_is_stored_and_unpacks() {
     let rec = write_image(
         &store,
         NewImage {
-            name: "localhost/built:1",
-            base: None,
+            names: &["localhost/built:1".to_string()],
+            base_config: None,
             layers: vec![layer.record.clone()],
             history: vec![serde_json::json!({"created": created, "created_by": "COPY app /app"})],
             config,
@@ -324,9 +324,12 @@ fn a_written_image_is_stored_and_unpacks() {
     let rec2 = write_image(
         &store,
         NewImage {
-            name: "localhost/built:2",
-            base: Some(&rec),
-            layers: Vec::new(),
+            names: &[
+                "localhost/built:2".to_string(),
+                "localhost/other".to_string(),
+            ],
+            base_config: Some(config_of(&store, &rec).unwrap()),
+            layers: rec.layers.clone(),
             history: vec![
                 serde_json::json!({"created": created, "created_by": "HEALTHCHECK NONE",
                                              "empty_layer": true}),
@@ -356,4 +359,9 @@ fn a_written_image_is_stored_and_unpacks() {
         serde_json::from_slice(&store.content.read(&rec2.config).unwrap()).unwrap();
     assert_eq!(cfg2["history"].as_array().unwrap().len(), 2);
     assert_eq!(rec2.chain_ids(), rec.chain_ids());
+    assert_eq!(rec2.name, "localhost/built:2");
+    assert_eq!(
+        store.image("localhost/other:latest").unwrap().config,
+        rec2.config
+    );
 }

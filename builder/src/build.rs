@@ -1,0 +1,1000 @@
+//! The build scheduler: a Dockerfile and a context to an image in the store.
+//!
+//! - The plan's stages are built dependencies first; stages that do not need each other are
+//!   built at the same time (one thread each).
+//! - A stage starts from its base (an image in the store, pulled when missing or with `--pull`;
+//!   `scratch`; an earlier stage), runs the base's ONBUILD triggers, then its instructions.
+//! - Metadata instructions change the config only (`meta::apply`) and add a history entry
+//!   marked `empty_layer`.
+//! - RUN, COPY and ADD each run on a fresh active snapshot over the stage's layers (overlayfs:
+//!   a new upper directory), mounted as a bundle's rootfs; the upper directory becomes the
+//!   step's layer (`image::diff`), and the snapshot is committed under the layer's ChainID, the
+//!   same name unpacking that layer would give. A step that changes nothing adds no layer.
+//! - Each layer step is keyed (`cache::step_key`) by the key before it, the config, the ARGs
+//!   in scope, the instruction and, for COPY/ADD, the digest of what it copies. A key found in
+//!   the cache whose layer blob is still in the store is taken as it is ("CACHED"): its
+//!   snapshot is unpacked again if it was removed.
+//! - Times: a history entry's `created` is the time of the layer step it follows (the cached
+//!   one's on a hit, the base's before the first), so an unchanged rebuild gives the same image
+//!   id; `SOURCE_DATE_EPOCH` (`Options::timestamp`) fixes every time and clamps file mtimes.
+//! - Whatever fails, nothing of the step stays: no mount, no active snapshot, no bundle.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use image::bundle::{Bind, Network};
+use image::commit::{self, Format};
+use image::images::LayerRecord;
+use image::{Digest, ImageRecord, Store};
+use serde_json::{json, Map, Value};
+
+use crate::cache::{self, Cache};
+use crate::context::{Context, StatCache};
+use crate::dockerfile::{Args, Instruction, Keyword};
+use crate::exec::{self, Runtime};
+use crate::ignore::Ignore;
+use crate::meta;
+use crate::plan::{self, Base, Plan};
+use crate::words::Lexer;
+use crate::ParseError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("Dockerfile:{line}: {msg}")]
+    Step { line: usize, msg: String },
+    #[error(
+        "Dockerfile:{line}: RUN {command}: exit code {code}{}",
+        if output.is_empty() { String::new() } else { format!("; its last output:\n{output}") }
+    )]
+    Run {
+        line: usize,
+        command: String,
+        code: i32,
+        output: String,
+    },
+    #[error(transparent)]
+    Image(#[from] image::Error),
+    #[error("{what}: {err}")]
+    Io { what: String, err: std::io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn step(line: usize, msg: impl std::fmt::Display) -> Error {
+        Error::Step {
+            line,
+            msg: msg.to_string(),
+        }
+    }
+    pub(crate) fn io(what: impl Into<String>, err: std::io::Error) -> Error {
+        Error::Io {
+            what: what.into(),
+            err,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Error {
+        Error::Io {
+            what: "build".into(),
+            err,
+        }
+    }
+}
+
+/// What the build tells its caller as it goes. Called from several threads at once when
+/// stages build in parallel.
+pub trait Report: Sync {
+    /// A step begins: `stage` is its stage's name or number, `n` of `total` in that stage.
+    fn step(&self, stage: &str, n: usize, total: usize, text: &str);
+    /// The step was found in the cache.
+    fn cached(&self, stage: &str);
+    /// The step is done after `secs`.
+    fn done(&self, stage: &str, secs: f64);
+    /// Output of a RUN step.
+    fn output(&self, data: &[u8]);
+    /// Something worth saying (an ignored `# syntax`, a pull).
+    fn note(&self, msg: &str);
+}
+
+/// A report that says nothing.
+pub struct Silent;
+impl Report for Silent {
+    fn step(&self, _: &str, _: usize, _: usize, _: &str) {}
+    fn cached(&self, _: &str) {}
+    fn done(&self, _: &str, _: f64) {}
+    fn output(&self, _: &[u8]) {}
+    fn note(&self, _: &str) {}
+}
+
+/// What to build and how.
+pub struct Options {
+    /// The context directory.
+    pub context: PathBuf,
+    /// The Dockerfile's text.
+    pub dockerfile: String,
+    /// Names to tag the result with (none: untagged, known by its id).
+    pub tags: Vec<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    /// Pull every base image even when it is in the store.
+    pub pull: bool,
+    /// How base images are pulled (registry options).
+    pub pull_options: image::registry::PullOptions,
+    /// The network of RUN steps (`RUN --network` overrides it).
+    pub network: Network,
+    pub format: Format,
+    /// SOURCE_DATE_EPOCH: every time in the image, and no file mtime later.
+    pub timestamp: Option<u64>,
+    pub runtime: Runtime,
+}
+
+/// The result.
+#[derive(Debug)]
+pub struct Built {
+    pub image: ImageRecord,
+    /// Layer steps run and found in the cache.
+    pub ran: usize,
+    pub cached: usize,
+}
+
+/// A stage as it is built: the whole image config of its base, the config object and ARGs,
+/// its layers and history, and the cache key of its last layer step.
+#[derive(Clone, Debug)]
+pub(crate) struct State {
+    pub(crate) base_config: Option<Map<String, Value>>,
+    pub(crate) stage: meta::Stage,
+    pub(crate) layers: Vec<LayerRecord>,
+    pub(crate) history: Vec<Value>,
+    pub(crate) key: String,
+    pub(crate) created: String,
+}
+
+impl State {
+    fn top(&self) -> Option<Digest> {
+        let ids: Vec<Digest> = self.layers.iter().map(|l| l.diff_id.clone()).collect();
+        image::digest::chain_ids(&ids).pop()
+    }
+
+    /// The whole image config as a RUN step's container sees it.
+    fn image_config(&self) -> Map<String, Value> {
+        let mut c = self.base_config.clone().unwrap_or_else(|| {
+            let p = image::Platform::host();
+            let mut m = Map::new();
+            m.insert("architecture".into(), json!(p.architecture));
+            m.insert("os".into(), json!(p.os));
+            m
+        });
+        c.insert("config".into(), Value::Object(self.stage.config.clone()));
+        c.insert("rootfs".into(), json!({"type": "layers", "diff_ids": []}));
+        c
+    }
+}
+
+/// RFC 3339 (UTC, seconds) of `secs` since the epoch.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+pub(crate) struct Builder<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) opts: &'a Options,
+    pub(crate) report: &'a dyn Report,
+    pub(crate) plan: Plan,
+    pub(crate) lexer: Lexer,
+    pub(crate) context: Context,
+    pub(crate) cache: Cache,
+    pub(crate) stat_cache: Mutex<StatCache>,
+    pub(crate) tmp: PathBuf,
+    pub(crate) ran: std::sync::atomic::AtomicUsize,
+    pub(crate) cached: std::sync::atomic::AtomicUsize,
+    /// The stages built so far, by index.
+    pub(crate) built: Mutex<BTreeMap<usize, State>>,
+}
+
+/// Where the builder keeps its cache and work directories under the store's root.
+pub fn builder_dir(store: &Store) -> PathBuf {
+    store.root().join("builder")
+}
+
+/// Build. The caller should run in a mount namespace of its own (mounts made here vanish with
+/// it if the process is killed); they are all unmounted on the way out in any case.
+pub fn build(store: &Store, opts: &Options, report: &dyn Report) -> Result<Built> {
+    let df = crate::parse(&opts.dockerfile)?;
+    for w in &df.warnings {
+        report.note(&format!("Dockerfile:{}: {}", w.line, w.msg));
+    }
+    let plan = plan::plan(&df, &opts.build_args, opts.target.as_deref())?;
+    if store.snapshots.mode() != image::snapshot::Mode::Overlay {
+        return Err(Error::step(
+            0,
+            "building needs the overlay snapshotter (this store uses copies)",
+        ));
+    }
+    let ignore_text = match std::fs::read_to_string(opts.context.join(".dockerignore")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io("read .dockerignore", e)),
+    };
+    let ignore =
+        Ignore::parse(&ignore_text).map_err(|m| Error::step(0, format!(".dockerignore: {m}")))?;
+    let dir = builder_dir(store);
+    let cache =
+        Cache::open(&dir.join("cache")).map_err(|e| Error::io("open the build cache", e))?;
+    let stat_path = dir.join("statcache.json");
+    let tmp = dir.join("tmp").join(format!(
+        "{}-{}",
+        image::fsutil::owner_tag(),
+        image::fsutil::random_hex(4)
+    ));
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    let _lock = store.lock_shared()?;
+    store.clean_stale()?;
+    clean_stale_tmp(&dir.join("tmp"));
+    let b = Builder {
+        store,
+        opts,
+        report,
+        lexer: Lexer::new(df.escape),
+        context: Context::new(opts.context.clone(), ignore),
+        cache,
+        stat_cache: Mutex::new(StatCache::load(&stat_path)),
+        tmp: tmp.clone(),
+        ran: Default::default(),
+        cached: Default::default(),
+        built: Default::default(),
+        plan,
+    };
+    let r = b.run_plan();
+    let _ = image::fsutil::remove_path(&tmp);
+    let _ = b
+        .stat_cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .save(&stat_path);
+    let st = r?;
+    let created = st.created.clone();
+    let mut config = st.stage.config.clone();
+    if config
+        .get("OnBuild")
+        .is_some_and(|v| v.as_array().is_some_and(|a| a.is_empty()))
+    {
+        config.remove("OnBuild");
+    }
+    let mut base_config = st.base_config.clone();
+    if let Some(c) = &mut base_config {
+        c.remove("history");
+        if let Some(a) = &st.stage.author {
+            c.insert("author".into(), json!(a));
+        }
+    }
+    let rec = commit::write_image(
+        store,
+        commit::NewImage {
+            names: &opts.tags,
+            base_config,
+            layers: st.layers.clone(),
+            history: st.history.clone(),
+            config,
+            created,
+            format: opts.format,
+        },
+    )?;
+    use std::sync::atomic::Ordering::SeqCst;
+    Ok(Built {
+        image: rec,
+        ran: b.ran.load(SeqCst),
+        cached: b.cached.load(SeqCst),
+    })
+}
+
+/// Remove work directories of builds whose process is gone.
+fn clean_stale_tmp(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // `<owner tag>-<random>`: the owner tag is what fsutil::owner_gone reads.
+        if let Some((tag, _)) = name.rsplit_once('-') {
+            if image::fsutil::owner_gone(tag) {
+                let _ = image::fsutil::remove_path(&e.path());
+            }
+        }
+    }
+}
+
+impl Builder<'_> {
+    fn built(&self, i: usize) -> Option<State> {
+        self.built
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&i)
+            .cloned()
+    }
+
+    /// Build the stages of the plan; returns the target's state.
+    fn run_plan(&self) -> Result<State> {
+        let mut todo: Vec<usize> = self.plan.order.clone();
+        while !todo.is_empty() {
+            // Every stage whose needs are built goes now, together.
+            let ready: Vec<usize> = todo
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    self.plan.stages[i]
+                        .needs
+                        .iter()
+                        .all(|&j| self.built(j).is_some())
+                })
+                .collect();
+            todo.retain(|i| !ready.contains(i));
+            let results: Vec<Result<State>> = if ready.len() == 1 {
+                vec![self.stage(ready[0])]
+            } else {
+                std::thread::scope(|s| {
+                    let hs: Vec<_> = ready
+                        .iter()
+                        .map(|&i| s.spawn(move || self.stage(i)))
+                        .collect();
+                    hs.into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(Error::io(
+                                    "build a stage",
+                                    std::io::Error::other("panicked"),
+                                ))
+                            })
+                        })
+                        .collect()
+                })
+            };
+            for (i, r) in ready.iter().zip(results) {
+                let st = r?;
+                self.built
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(*i, st);
+            }
+        }
+        Ok(self.built(self.plan.target).expect("the target is built"))
+    }
+
+    fn stage_label(&self, i: usize) -> String {
+        match &self.plan.stages[i].name {
+            Some(n) => n.clone(),
+            None => format!("stage-{i}"),
+        }
+    }
+
+    /// The state a stage starts from.
+    fn base(&self, i: usize) -> Result<State> {
+        let s = &self.plan.stages[i];
+        if let Some(p) = &s.platform {
+            let host = image::Platform::host().to_string();
+            let want = p.trim_end_matches('/');
+            if want != host && !host.starts_with(&format!("{want}/")) {
+                return Err(Error::step(
+                    s.line,
+                    format!("FROM --platform={p}: only this host's platform ({host}) can be built"),
+                ));
+            }
+        }
+        Ok(match &s.base {
+            Base::Scratch => State {
+                base_config: None,
+                stage: meta::Stage::new(Map::new()),
+                layers: Vec::new(),
+                history: Vec::new(),
+                key: "scratch".into(),
+                created: self.now(),
+            },
+            Base::Stage(j) => {
+                let mut st = self.built(*j).expect("needs are built first");
+                st.stage.args.clear();
+                st.stage.cmd_set = false;
+                st
+            }
+            Base::Image(name) => {
+                let rec = self.image(name, s.line)?;
+                let cfg = commit::config_of(self.store, &rec)?;
+                let config = cfg
+                    .get("config")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let history = cfg
+                    .get("history")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let created = match self.opts.timestamp {
+                    Some(t) => rfc3339(t),
+                    None => cfg
+                        .get("created")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| self.now()),
+                };
+                State {
+                    base_config: Some(cfg),
+                    stage: meta::Stage::new(config),
+                    layers: rec.layers.clone(),
+                    history,
+                    key: rec.id().to_string(),
+                    created,
+                }
+            }
+        })
+    }
+
+    pub(crate) fn now(&self) -> String {
+        rfc3339(self.opts.timestamp.unwrap_or_else(image::fsutil::now_secs))
+    }
+
+    /// An image by name: from the store (unpacked), pulled when missing or with `--pull`.
+    pub(crate) fn image(&self, name: &str, line: usize) -> Result<ImageRecord> {
+        let found = if self.opts.pull {
+            None
+        } else {
+            match self.store.image(name) {
+                Ok(r) => Some(r),
+                Err(image::Error::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let rec = match found {
+            Some(r) => r,
+            None => {
+                self.report.note(&format!("pulling {name}"));
+                image::registry::pull(self.store, name, &self.opts.pull_options, &image::Quiet)
+                    .map_err(|e| Error::step(line, format!("pull {name}: {e}")))?
+            }
+        };
+        self.store.unpack(&rec, &image::Quiet)?;
+        Ok(rec)
+    }
+
+    fn stage(&self, i: usize) -> Result<State> {
+        let label = self.stage_label(i);
+        let mut st = self.base(i)?;
+        let s = &self.plan.stages[i];
+        // ONBUILD triggers of the base run first, as if they were written after FROM.
+        let triggers: Vec<String> = st
+            .stage
+            .config
+            .remove("OnBuild")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let mut steps: Vec<Instruction> = Vec::new();
+        for t in &triggers {
+            let df = crate::parse(&format!("FROM scratch\n{t}"))
+                .map_err(|e| Error::step(s.line, format!("ONBUILD trigger {t:?}: {}", e.msg)))?;
+            let mut ins = df.instructions[1].clone();
+            ins.line = s.line;
+            steps.push(ins);
+        }
+        steps.extend(s.instructions.iter().cloned());
+        let total = steps.len() + 1;
+        self.report.step(
+            &label,
+            1,
+            total,
+            &format!("FROM {}", base_text(&s.base, &self.plan)),
+        );
+        for (n, ins) in steps.iter().enumerate() {
+            let text = ins.original.trim();
+            self.report.step(&label, n + 2, total, text);
+            let t0 = Instant::now();
+            let cached = self.instruction(&mut st, ins, i)?;
+            if cached {
+                self.report.cached(&label);
+            } else {
+                self.report.done(&label, t0.elapsed().as_secs_f64());
+            }
+        }
+        Ok(st)
+    }
+
+    /// Run one instruction on `st`; returns whether it came from the cache.
+    fn instruction(&self, st: &mut State, ins: &Instruction, stage: usize) -> Result<bool> {
+        match ins.keyword {
+            Keyword::Run => self.run_step(st, ins),
+            Keyword::Copy | Keyword::Add => self.copy_step(st, ins, stage),
+            _ => {
+                meta::apply(
+                    &mut st.stage,
+                    ins,
+                    &self.lexer,
+                    &self.opts.build_args,
+                    &self.plan.global_args,
+                )?;
+                if ins.keyword != Keyword::Arg {
+                    st.history.push(json!({
+                        "created": st.created,
+                        "created_by": created_by(ins, ""),
+                        "comment": "buildkit.dockerfile.v0",
+                        "empty_layer": true,
+                    }));
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// The ARGs in scope with values, as `KEY=value` (for RUN's environment).
+    fn args_env(&self, st: &State) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (k, v) in &st.stage.args {
+            if let Some(v) = v {
+                out.retain(|e| e.split('=').next() != Some(k));
+                out.push(format!("{k}={v}"));
+            }
+        }
+        for p in meta::PROXY_ARGS {
+            if let Some(v) = self.opts.build_args.get(*p) {
+                if !out.iter().any(|e| e.split('=').next() == Some(p)) {
+                    out.push(format!("{p}={v}"));
+                }
+            }
+        }
+        out
+    }
+
+    fn run_step(&self, st: &mut State, ins: &Instruction) -> Result<bool> {
+        let mut network = self.opts.network;
+        for f in &ins.flags {
+            match (f.name.as_str(), f.value.as_deref()) {
+                ("network", Some("none")) => network = Network::None,
+                ("network", Some("host")) => network = Network::Host,
+                ("network", Some("default")) => {}
+                ("network", v) => {
+                    return Err(Error::step(
+                        ins.line,
+                        format!(
+                            "RUN --network={}: use none, host or default",
+                            v.unwrap_or("")
+                        ),
+                    ))
+                }
+                (name, _) => {
+                    return Err(Error::step(
+                        ins.line,
+                        format!("RUN --{name} is not supported by this builder yet"),
+                    ))
+                }
+            }
+        }
+        let shell = st.stage.shell();
+        let cmd = crate::run::run_command(ins, &shell);
+        let args_env = self.args_env(st);
+        let expanded = serde_json::to_string(&json!({"argv": cmd.argv, "files": cmd.files}))
+            .unwrap_or_default();
+        let key = cache::step_key(&cache::StepInput {
+            parent: &st.key,
+            config: &st.stage.config,
+            args: &st.stage.args,
+            original: &ins.original,
+            expanded: &expanded,
+            content: Some(&format!("{network:?}")),
+        });
+        // Build args appear in RUN's history as docker shows them: `|N K=V ... cmd`.
+        let shown = if args_env.is_empty() {
+            cmd.argv.join(" ")
+        } else {
+            format!(
+                "|{} {} {}",
+                args_env.len(),
+                args_env.join(" "),
+                cmd.argv.join(" ")
+            )
+        };
+        let by = format!("RUN {shown} # buildkit");
+        if self.take_cached(st, &key, &by)? {
+            return Ok(true);
+        }
+        let mut step = self.begin(st)?;
+        step.ensure_workdir(st)?;
+        let mut binds = Vec::new();
+        if !cmd.files.is_empty() {
+            let pipes = step.bundle.join("pipes");
+            std::fs::create_dir_all(&pipes)?;
+            for (path, content) in &cmd.files {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                let p = pipes.join(name);
+                std::fs::write(&p, content)?;
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            }
+            binds.push(Bind {
+                source: pipes,
+                destination: crate::run::PIPES_DIR.into(),
+                readonly: true,
+            });
+        }
+        if network == Network::Host {
+            for f in ["/etc/resolv.conf", "/etc/hosts"] {
+                if Path::new(f).exists() {
+                    let copy = step.bundle.join(f.rsplit('/').next().unwrap_or(f));
+                    std::fs::copy(f, &copy)?;
+                    binds.push(Bind {
+                        source: copy,
+                        destination: f.into(),
+                        readonly: false,
+                    });
+                }
+            }
+        }
+        let mut destinations: Vec<String> = image::bundle::default_spec("/")["mounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["destination"].as_str().map(str::to_string))
+            .collect();
+        destinations.extend(binds.iter().map(|b| b.destination.clone()));
+        let stubs = crate::stubs::find(&step.rootfs(), &destinations);
+        let id = format!("build-{}", image::fsutil::random_hex(8));
+        let image_config = st.image_config();
+        exec::run(
+            &self.opts.runtime,
+            &exec::Job {
+                id: &id,
+                bundle: &step.bundle,
+                image_config: &image_config,
+                argv: cmd.argv.clone(),
+                args_env,
+                network,
+                binds,
+                line: ins.line,
+            },
+            self.report,
+        )?;
+        step.unmount()?;
+        if let Some(k) = &step.key {
+            crate::stubs::remove(&self.store.snapshots.active_fs_path(k), &stubs);
+        }
+        self.finish(st, step, &key, &by)?;
+        Ok(false)
+    }
+
+    /// Take step `key` from the cache if it is there and its layer still is; false: a miss.
+    pub(crate) fn take_cached(&self, st: &mut State, key: &str, by: &str) -> Result<bool> {
+        if self.opts.no_cache {
+            return Ok(false);
+        }
+        let Some(entry) = self.cache.get(key) else {
+            return Ok(false);
+        };
+        let created = entry
+            .get("created")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let layer: Option<LayerRecord> = match entry.get("layer") {
+            Some(Value::Null) | None => None,
+            Some(l) => match serde_json::from_value(l.clone()) {
+                Ok(l) => Some(l),
+                Err(_) => return Ok(false),
+            },
+        };
+        let mut next = st.clone();
+        if let Some(l) = &layer {
+            if !self.store.content.exists(&l.digest) {
+                return Ok(false);
+            }
+            next.layers.push(l.clone());
+            let top = next.top().expect("a layer");
+            if !self.store.snapshots.exists(&top) {
+                // Unpacked again from the blob (its parents are there: built just before).
+                let rec = synthetic_record(&next.layers);
+                if self.store.unpack(&rec, &image::Quiet).is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        let created = if self.opts.timestamp.is_some() || created.is_empty() {
+            self.now()
+        } else {
+            created
+        };
+        next.history.push(history(&created, by, layer.is_none()));
+        next.key = key.to_string();
+        next.created = created;
+        *st = next;
+        self.cached
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(true)
+    }
+
+    /// A fresh writable snapshot over the stage's layers, mounted as a bundle's rootfs.
+    pub(crate) fn begin(&self, st: &State) -> Result<Step<'_>> {
+        let n = image::fsutil::random_hex(6);
+        let key = format!("extract-{}-build-{n}", image::fsutil::owner_tag());
+        let bundle = self.tmp.join(format!("step-{n}"));
+        let rootfs = bundle.join("rootfs");
+        std::fs::create_dir_all(&rootfs)
+            .map_err(|e| Error::io(format!("create {}", rootfs.display()), e))?;
+        let mut step = Step {
+            store: self.store,
+            key: None,
+            bundle,
+            mounted: false,
+        };
+        let mounts = self.store.snapshots.prepare(&key, st.top().as_ref())?;
+        step.key = Some(key);
+        image::snapshot::mount_all(&mounts, &rootfs)?;
+        step.mounted = true;
+        Ok(step)
+    }
+
+    /// Turn the step's upper directory into a layer (none when it changed nothing), commit
+    /// its snapshot, record the step in the cache and in `st`.
+    pub(crate) fn finish(
+        &self,
+        st: &mut State,
+        mut step: Step<'_>,
+        key: &str,
+        by: &str,
+    ) -> Result<()> {
+        step.unmount()?;
+        let snap = step.key.clone().expect("an active snapshot");
+        let upper = self.store.snapshots.active_fs_path(&snap);
+        let layer = image::diff::write_layer(
+            &self.store.content,
+            &upper,
+            &image::diff::DiffOptions {
+                clamp_mtime: self.opts.timestamp,
+            },
+        )?;
+        let created = self.now();
+        let record = if layer.stats.entries == 0 {
+            None
+        } else {
+            let mut layers = st.layers.clone();
+            layers.push(layer.record.clone());
+            let ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+            let chain = image::digest::chain_ids(&ids).pop().expect("a layer");
+            self.store.snapshots.commit(&chain, &snap)?;
+            step.key = None;
+            st.layers = layers;
+            Some(layer.record)
+        };
+        st.history.push(history(&created, by, record.is_none()));
+        st.key = key.to_string();
+        st.created = created.clone();
+        let entry = json!({"layer": record, "created": created});
+        if let Err(e) = self.cache.put(key, &entry) {
+            self.report
+                .note(&format!("the build cache could not be written: {e}"));
+        }
+        self.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The workdir or a `--from` root: (directory on the host, guard that unmounts it).
+    pub(crate) fn view_of(&self, st: &State) -> Result<(PathBuf, View<'_>)> {
+        let dir = self
+            .tmp
+            .join(format!("view-{}", image::fsutil::random_hex(6)));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let mut v = View {
+            store: self.store,
+            dir: dir.clone(),
+            key: None,
+            mounted: false,
+        };
+        if let Some(top) = st.top() {
+            let key = format!(
+                "extract-{}-view-{}",
+                image::fsutil::owner_tag(),
+                image::fsutil::random_hex(6)
+            );
+            let mounts = self.store.snapshots.view(&key, &top)?;
+            v.key = Some(key);
+            image::snapshot::mount_all(&mounts, &dir)?;
+            v.mounted = true;
+        }
+        Ok((dir, v))
+    }
+
+    /// The state of `--from=NAME`: an earlier stage (by name or number) or an image.
+    pub(crate) fn source_state(&self, from: &str, line: usize, before: usize) -> Result<State> {
+        if let Some(j) = plan::resolve(&self.plan.stages[..before], from) {
+            // Built already: it is among this stage's needs.
+            return self
+                .built(j)
+                .ok_or_else(|| Error::step(line, format!("stage {from} is not built")));
+        }
+        let rec = self.image(from, line)?;
+        Ok(State {
+            base_config: None,
+            stage: meta::Stage::new(Map::new()),
+            layers: rec.layers.clone(),
+            history: Vec::new(),
+            key: rec.id().to_string(),
+            created: String::new(),
+        })
+    }
+}
+
+fn base_text(b: &Base, plan: &Plan) -> String {
+    match b {
+        Base::Scratch => "scratch".into(),
+        Base::Image(n) => n.clone(),
+        Base::Stage(j) => plan.stages[*j]
+            .name
+            .clone()
+            .unwrap_or_else(|| j.to_string()),
+    }
+}
+
+fn history(created: &str, by: &str, empty: bool) -> Value {
+    let mut h = json!({"created": created, "created_by": by, "comment": "buildkit.dockerfile.v0"});
+    if empty {
+        h["empty_layer"] = json!(true);
+    }
+    h
+}
+
+/// An instruction as history shows it.
+pub(crate) fn created_by(ins: &Instruction, suffix: &str) -> String {
+    let text = match &ins.args {
+        Args::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+        Args::Shell(s) => s.trim().to_string(),
+    };
+    format!("{} {text}{suffix}", ins.keyword.name())
+}
+
+/// An image record holding just `layers` (for unpacking them).
+fn synthetic_record(layers: &[LayerRecord]) -> ImageRecord {
+    ImageRecord {
+        name: "build".into(),
+        target: image::Desc {
+            media_type: String::new(),
+            digest: layers[0].digest.clone(),
+            size: 0,
+        },
+        manifest: layers[0].digest.clone(),
+        config: layers[0].digest.clone(),
+        layers: layers.to_vec(),
+        blobs: Vec::new(),
+        created: None,
+        stored: 0,
+    }
+}
+
+/// A step's active snapshot mounted as `<bundle>/rootfs`; dropped unused, it goes away whole.
+pub(crate) struct Step<'a> {
+    store: &'a Store,
+    pub(crate) key: Option<String>,
+    pub(crate) bundle: PathBuf,
+    mounted: bool,
+}
+
+impl Step<'_> {
+    pub(crate) fn rootfs(&self) -> PathBuf {
+        self.bundle.join("rootfs")
+    }
+
+    pub(crate) fn unmount(&mut self) -> Result<()> {
+        if self.mounted {
+            image::snapshot::unmount(&self.rootfs())?;
+            self.mounted = false;
+        }
+        Ok(())
+    }
+
+    /// Create the stage's WORKDIR in the rootfs if it is missing (root-owned, 0755), as
+    /// BuildKit does before a step runs there.
+    fn ensure_workdir(&mut self, st: &State) -> Result<()> {
+        let Some(w) = st
+            .stage
+            .config
+            .get("WorkingDir")
+            .and_then(Value::as_str)
+            .filter(|w| !w.is_empty() && *w != "/")
+        else {
+            return Ok(());
+        };
+        mkdir_in_root(&self.rootfs(), w)
+    }
+}
+
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = image::snapshot::unmount(&self.rootfs());
+        }
+        if let Some(k) = &self.key {
+            let _ = self.store.snapshots.remove(k);
+        }
+        let _ = image::fsutil::remove_path(&self.bundle);
+    }
+}
+
+/// A read-only view mounted on a directory; unmounted and removed when dropped.
+pub(crate) struct View<'a> {
+    store: &'a Store,
+    dir: PathBuf,
+    key: Option<String>,
+    mounted: bool,
+}
+
+impl Drop for View<'_> {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = image::snapshot::unmount(&self.dir);
+        }
+        if let Some(k) = &self.key {
+            let _ = self.store.snapshots.remove(k);
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// `mkdir -p` of `path` inside `root` (every component resolved in the root), root-owned 0755.
+pub(crate) fn mkdir_in_root(root: &Path, path: &str) -> Result<()> {
+    let tar = {
+        let mut out = Vec::new();
+        let mut b = tar::Builder::new(&mut out);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        let rel = crate::clean(path);
+        // A directory that exists is left as it is: only missing ones are made.
+        if image::fsutil::open_dir_in_root(
+            std::os::fd::AsFd::as_fd(&image::fsutil::open_dir(root)?),
+            rel.as_bytes(),
+        )
+        .is_ok()
+        {
+            return Ok(());
+        }
+        b.append_data(&mut h, &rel, std::io::empty())?;
+        b.finish()?;
+        drop(b);
+        out
+    };
+    image::layer::apply(root, tar.as_slice(), &image::layer::ApplyOptions::delete())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

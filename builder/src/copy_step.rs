@@ -1,0 +1,434 @@
+//! The COPY and ADD steps, as BuildKit runs them:
+//! - sources are words expanded with the stage's variables (the last word is the
+//!   destination); `<<NAME` names one of the instruction's heredocs (a file of that name, its
+//!   body expanded unless the name was quoted); ADD also takes `http(s)://` URLs (the file
+//!   gets mode 0600, as docker gives it) and extracts local tar archives;
+//! - they come from the context (with `.dockerignore`), or with `--from` from an earlier
+//!   stage or an image: every source path is resolved inside its root, never outside it;
+//! - the destination is relative to WORKDIR; it is a directory when it ends with `/`, when
+//!   there are several sources or a directory or a glob, or when it exists as one; several
+//!   sources need a destination ending with `/`;
+//! - a directory source stands for its content; the destination directory, when it is new,
+//!   gets the source directory's mode (and `--chown`'s owner);
+//! - `--chown` names are resolved in the image being built; `--chmod` is octal;
+//! - the step's cache key has the digest of everything it copies (names, modes, owners,
+//!   contents; not times).
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::Digest as _;
+
+use crate::build::{Builder, Error, Result, State};
+use crate::context::{self, Context, Selected};
+use crate::copy::{self, Attrs, Item, Source};
+use crate::dockerfile::{Args, Instruction, Keyword};
+use crate::ignore::{is_glob, Ignore};
+
+/// One source of a COPY/ADD, as resolved before the step runs.
+enum Src {
+    /// A file or symlink (`dir: false`), or a directory's content (`dir: true`), or what a
+    /// glob selected.
+    Paths {
+        selected: Vec<Selected>,
+        /// The directory itself, when the source is one.
+        dir: Option<PathBuf>,
+        glob: bool,
+        archive: bool,
+    },
+    Data {
+        name: String,
+        bytes: Vec<u8>,
+        mode: u32,
+    },
+}
+
+/// The largest file ADD downloads.
+const MAX_DOWNLOAD: u64 = 8 << 30;
+
+impl Builder<'_> {
+    pub(crate) fn copy_step(
+        &self,
+        st: &mut State,
+        ins: &Instruction,
+        stage: usize,
+    ) -> Result<bool> {
+        let add = ins.keyword == Keyword::Add;
+        let name = ins.keyword.name();
+        let err = |m: String| Error::step(ins.line, format!("{name}: {m}"));
+        let (mut from, mut chown, mut chmod) = (None, None, None);
+        for f in &ins.flags {
+            let v = f.value.clone().unwrap_or_default();
+            match f.name.as_str() {
+                "from" => from = Some(v),
+                "chown" => chown = Some(v),
+                "chmod" => {
+                    chmod = Some(
+                        u32::from_str_radix(&v, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| err(format!("--chmod={v}: use an octal mode")))?,
+                    )
+                }
+                // The layer is the same either way: --link only changes how BuildKit
+                // rebases it.
+                "link" => {}
+                other => {
+                    return Err(err(format!(
+                        "--{other} is not supported by this builder yet"
+                    )))
+                }
+            }
+        }
+        let snapshot = st.stage.clone();
+        let lookup = |n: &str| snapshot.lookup(n, &self.opts.build_args);
+        let words: Vec<String> = match &ins.args {
+            Args::Exec(v) => v
+                .iter()
+                .map(|w| self.lexer.word(w, &lookup))
+                .collect::<std::result::Result<_, _>>(),
+            Args::Shell(s) => self.lexer.words(s, &lookup),
+        }
+        .map_err(err)?;
+        if words.len() < 2 {
+            return Err(err(
+                "requires at least two arguments, but only one was provided. Destination \
+                 could not be determined"
+                    .into(),
+            ));
+        }
+        let (srcs, dest) = words.split_at(words.len() - 1);
+        let dest = &dest[0];
+        let workdir = st
+            .stage
+            .config
+            .get("WorkingDir")
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+            .to_string();
+        let dest_abs = if dest.starts_with('/') {
+            dest.clone()
+        } else {
+            format!("{workdir}/{dest}")
+        };
+        let dest_is_dir =
+            dest.ends_with('/') || dest.ends_with("/.") || dest == "." || dest.is_empty();
+        if srcs.len() > 1 && !dest_is_dir {
+            return Err(err(format!(
+                "When using {name} with more than one source file, the destination must be a \
+                 directory and end with a /"
+            )));
+        }
+        let dest_rel = crate::clean(&dest_abs);
+
+        // The root sources come from.
+        let from_state;
+        let (_view, root, ignore) = match &from {
+            Some(f) => {
+                let f = self.lexer.word(f, &lookup).map_err(err)?;
+                from_state = self.source_state(&f, ins.line, stage)?;
+                let (dir, view) = self.view_of(&from_state)?;
+                (Some(view), dir, Ignore::default())
+            }
+            None => (None, self.context.root.clone(), self.context.ignore.clone()),
+        };
+        let ctx = Context::new(root.clone(), ignore);
+        let mut sources: Vec<Src> = Vec::new();
+        for s in srcs {
+            if let Some(doc) = s.strip_prefix("<<").and_then(|n| {
+                ins.heredocs
+                    .iter()
+                    .find(|d| d.name == n.trim_start_matches('-'))
+            }) {
+                let body = if doc.expand {
+                    self.lexer.expand_raw(&doc.body, &lookup).map_err(err)?
+                } else {
+                    doc.body.clone()
+                };
+                sources.push(Src::Data {
+                    name: doc.name.clone(),
+                    bytes: body.into_bytes(),
+                    mode: 0o644,
+                });
+                continue;
+            }
+            if s.starts_with("http://") || s.starts_with("https://") {
+                if !add || from.is_some() {
+                    return Err(err(format!("source can't be a URL for COPY: {s}")));
+                }
+                let bytes = download(s).map_err(|m| err(format!("{s}: {m}")))?;
+                let name = url_name(s);
+                sources.push(Src::Data {
+                    name,
+                    bytes,
+                    mode: 0o600,
+                });
+                continue;
+            }
+            let rel = resolve_source(&root, s).map_err(|m| err(format!("{s}: {m}")))?;
+            let glob = is_glob(&rel);
+            let selected = ctx.select(std::slice::from_ref(&rel)).map_err(err)?;
+            let path = root.join(&rel);
+            let md = (!glob)
+                .then(|| std::fs::symlink_metadata(&path).ok())
+                .flatten();
+            let dir = md
+                .as_ref()
+                .is_some_and(|m| m.is_dir())
+                .then(|| path.clone());
+            let archive = add
+                && from.is_none()
+                && md.as_ref().is_some_and(|m| m.is_file())
+                && copy::is_archive(&path);
+            sources.push(Src::Paths {
+                selected,
+                dir,
+                glob,
+                archive,
+            });
+        }
+
+        // The key: the instruction and a digest of everything copied.
+        let mut h = sha2::Sha256::new();
+        {
+            let mut stat = self.stat_cache.lock().unwrap_or_else(|e| e.into_inner());
+            for s in &sources {
+                match s {
+                    Src::Paths {
+                        selected,
+                        dir,
+                        archive,
+                        ..
+                    } => {
+                        let d = context::digest(selected, &mut stat).map_err(err)?;
+                        h.update(format!("paths {d} {} {archive}\n", dir.is_some()));
+                        if let Some(d) = dir {
+                            let md = std::fs::symlink_metadata(d)?;
+                            use std::os::unix::fs::MetadataExt;
+                            h.update(format!("dir {:o} {}:{}\n", md.mode(), md.uid(), md.gid()));
+                        }
+                    }
+                    Src::Data { name, bytes, mode } => {
+                        h.update(format!("data {name} {mode:o} {}\n", bytes.len()));
+                        h.update(bytes);
+                    }
+                }
+            }
+        }
+        let content = format!("{:x}", h.finalize());
+        let expanded =
+            serde_json::to_string(&(srcs, &dest_abs, &from, &chown, &chmod)).unwrap_or_default();
+        let key = crate::cache::step_key(&crate::cache::StepInput {
+            parent: &st.key,
+            config: &st.stage.config,
+            args: &st.stage.args,
+            original: &ins.original,
+            expanded: &expanded,
+            content: Some(&content),
+        });
+        let by = format!("{} {} {} # buildkit", name, srcs.join(" "), dest);
+        if self.take_cached(st, &key, &by)? {
+            return Ok(true);
+        }
+
+        let step = self.begin(st)?;
+        let rootfs = step.rootfs();
+        let owner = match &chown {
+            Some(c) => {
+                let u = image::user::resolve_user(&rootfs, c)
+                    .map_err(|e| err(format!("--chown={c}: {e}")))?;
+                Some((u.uid, u.gid))
+            }
+            None => None,
+        };
+        let attrs = Attrs {
+            chown: owner,
+            chmod,
+            keep_owner: from.is_some(),
+        };
+        let dest_exists_dir = image::fsutil::open_dir_in_root(
+            image::fsutil::open_dir(&rootfs)?.as_fd(),
+            dest_rel.as_bytes(),
+        )
+        .is_ok();
+        let join = |a: &str, b: &str| match (a.is_empty(), b.is_empty()) {
+            (true, _) => b.to_string(),
+            (_, true) => a.to_string(),
+            _ => format!("{a}/{b}"),
+        };
+        let mut items: Vec<Item> = Vec::new();
+        let into_dir = dest_is_dir || dest_exists_dir;
+        for s in &sources {
+            match s {
+                Src::Data { name, bytes, mode } => items.push(Item {
+                    source: Source::Data {
+                        bytes: bytes.clone(),
+                        mode: *mode,
+                        mtime: 0,
+                    },
+                    dest: if into_dir {
+                        join(&dest_rel, name)
+                    } else {
+                        dest_rel.clone()
+                    },
+                }),
+                Src::Paths {
+                    selected,
+                    dir,
+                    glob,
+                    archive,
+                } => {
+                    if *archive {
+                        items.push(Item {
+                            source: Source::Archive(selected[0].src.clone()),
+                            dest: dest_rel.clone(),
+                        });
+                        continue;
+                    }
+                    if let Some(d) = dir {
+                        if !dest_exists_dir && !dest_rel.is_empty() {
+                            items.push(Item {
+                                source: Source::Path(d.clone()),
+                                dest: dest_rel.clone(),
+                            });
+                        }
+                    }
+                    let single_file = dir.is_none() && !glob && selected.len() == 1;
+                    for sel in selected {
+                        let d = if single_file && !into_dir {
+                            dest_rel.clone()
+                        } else {
+                            join(&dest_rel, &sel.dest)
+                        };
+                        items.push(Item {
+                            source: Source::Path(sel.src.clone()),
+                            dest: d,
+                        });
+                    }
+                }
+            }
+        }
+        let tar_path = step.bundle.join("copy.tar");
+        {
+            let f = std::fs::File::create(&tar_path)
+                .map_err(|e| Error::io(format!("create {}", tar_path.display()), e))?;
+            copy::write_tar(&items, &attrs, std::io::BufWriter::new(f))
+                .map_err(|e| err(format!("read the sources: {e}")))?;
+        }
+        let f = std::fs::File::open(&tar_path)
+            .map_err(|e| Error::io(format!("open {}", tar_path.display()), e))?;
+        image::layer::apply(
+            &rootfs,
+            std::io::BufReader::new(f),
+            &image::layer::ApplyOptions::delete(),
+        )?;
+        let _ = std::fs::remove_file(&tar_path);
+        self.finish(st, step, &key, &by)?;
+        Ok(false)
+    }
+}
+
+/// `src` with its directory part resolved inside `root` (symlinks followed as if `root` were
+/// `/`): a relative path with no symlink before its last component, so that nothing outside
+/// `root` is reached through one.
+fn resolve_source(root: &Path, src: &str) -> std::result::Result<String, String> {
+    let rel = crate::clean(src);
+    let (parent, last) = match rel.rsplit_once('/') {
+        Some((p, l)) => (p, l),
+        None => return Ok(rel),
+    };
+    if is_glob(parent) {
+        // Globs are matched against the real paths of the root (no symlink is followed).
+        return Ok(rel);
+    }
+    let rootfd = image::fsutil::open_dir(root).map_err(|e| e.to_string())?;
+    let fd = match image::fsutil::open_dir_in_root(rootfd.as_fd(), parent.as_bytes()) {
+        Ok(fd) => fd,
+        Err(_) => return Err("no such file or directory".into()),
+    };
+    let real = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .map_err(|e| e.to_string())?;
+    let root_real = std::fs::canonicalize(root).map_err(|e| e.to_string())?;
+    let inside = real
+        .strip_prefix(&root_real)
+        .map_err(|_| "resolves outside its root".to_string())?;
+    let inside = inside.to_string_lossy();
+    Ok(if inside.is_empty() {
+        last.to_string()
+    } else {
+        format!("{inside}/{last}")
+    })
+}
+
+/// The file name ADD gives a URL's content: the last part of its path.
+fn url_name(url: &str) -> String {
+    let path = url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(url)
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("");
+    let name = path
+        .split_once('/')
+        .map(|(_, p)| p)
+        .unwrap_or("")
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("");
+    if name.is_empty() {
+        "__unnamed__".into()
+    } else {
+        name.to_string()
+    }
+}
+
+fn download(url: &str) -> std::result::Result<Vec<u8>, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(600)))
+        .build()
+        .into();
+    let resp = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    resp.into_body()
+        .into_reader()
+        .take(MAX_DOWNLOAD + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > MAX_DOWNLOAD {
+        return Err(format!("larger than {MAX_DOWNLOAD} bytes"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_names() {
+        assert_eq!(url_name("https://example.com/a/b.tar.gz?x=1"), "b.tar.gz");
+        assert_eq!(url_name("https://example.com/a/"), "a");
+        assert_eq!(url_name("https://example.com"), "__unnamed__");
+    }
+
+    #[test]
+    fn sources_resolve_inside_their_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/x"), "").unwrap();
+        std::os::unix::fs::symlink("/usr/lib", root.join("lib")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("up")).unwrap();
+        assert_eq!(resolve_source(root, "/lib/x").unwrap(), "usr/lib/x");
+        // Up and out is the root itself: the host's /etc is never reached.
+        assert!(resolve_source(root, "up/etc/passwd").is_err());
+        assert_eq!(resolve_source(root, "up/usr/lib/x").unwrap(), "usr/lib/x");
+        assert_eq!(resolve_source(root, "x").unwrap(), "x");
+    }
+}
