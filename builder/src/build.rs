@@ -24,16 +24,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use image::bundle::{Bind, Network};
+use image::bundle::Network;
 use image::commit::{self, Format};
 use image::images::LayerRecord;
 use image::{Digest, ImageRecord, Store};
 use serde_json::{json, Map, Value};
 
-use crate::cache::{self, Cache};
+use crate::cache::Cache;
 use crate::context::{Context, StatCache};
 use crate::dockerfile::{Args, Instruction, Keyword};
-use crate::exec::{self, Runtime};
+use crate::exec::Runtime;
 use crate::ignore::Ignore;
 use crate::meta;
 use crate::plan::{self, Base, Plan};
@@ -131,6 +131,8 @@ pub struct Options {
     /// The network of RUN steps (`RUN --network` overrides it).
     pub network: Network,
     pub format: Format,
+    /// `--secret`s by id, for `RUN --mount=type=secret`.
+    pub secrets: BTreeMap<String, crate::mounts::SecretSource>,
     /// SOURCE_DATE_EPOCH: every time in the image, and no file mtime later.
     pub timestamp: Option<u64>,
     pub runtime: Runtime,
@@ -158,13 +160,13 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn top(&self) -> Option<Digest> {
+    pub(crate) fn top(&self) -> Option<Digest> {
         let ids: Vec<Digest> = self.layers.iter().map(|l| l.diff_id.clone()).collect();
         image::digest::chain_ids(&ids).pop()
     }
 
     /// The whole image config as a RUN step's container sees it.
-    fn image_config(&self) -> Map<String, Value> {
+    pub(crate) fn image_config(&self) -> Map<String, Value> {
         let mut c = self.base_config.clone().unwrap_or_else(|| {
             let p = image::Platform::host();
             let mut m = Map::new();
@@ -329,7 +331,7 @@ fn clean_stale_tmp(dir: &Path) {
 }
 
 impl Builder<'_> {
-    fn built(&self, i: usize) -> Option<State> {
+    pub(crate) fn built(&self, i: usize) -> Option<State> {
         self.built
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -526,7 +528,7 @@ impl Builder<'_> {
     /// Run one instruction on `st`; returns whether it came from the cache.
     fn instruction(&self, st: &mut State, ins: &Instruction, stage: usize) -> Result<bool> {
         match ins.keyword {
-            Keyword::Run => self.run_step(st, ins),
+            Keyword::Run => self.run_step(st, ins, stage),
             Keyword::Copy | Keyword::Add => self.copy_step(st, ins, stage),
             _ => {
                 meta::apply(
@@ -548,300 +550,6 @@ impl Builder<'_> {
             }
         }
     }
-
-    /// The ARGs in scope with values, as `KEY=value` (for RUN's environment).
-    fn args_env(&self, st: &State) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for (k, v) in &st.stage.args {
-            if let Some(v) = v {
-                out.retain(|e| e.split('=').next() != Some(k));
-                out.push(format!("{k}={v}"));
-            }
-        }
-        for p in meta::PROXY_ARGS {
-            if let Some(v) = self.opts.build_args.get(*p) {
-                if !out.iter().any(|e| e.split('=').next() == Some(p)) {
-                    out.push(format!("{p}={v}"));
-                }
-            }
-        }
-        out
-    }
-
-    fn run_step(&self, st: &mut State, ins: &Instruction) -> Result<bool> {
-        let mut network = self.opts.network;
-        for f in &ins.flags {
-            match (f.name.as_str(), f.value.as_deref()) {
-                ("network", Some("none")) => network = Network::None,
-                ("network", Some("host")) => network = Network::Host,
-                ("network", Some("default")) => {}
-                ("network", v) => {
-                    return Err(Error::step(
-                        ins.line,
-                        format!(
-                            "RUN --network={}: use none, host or default",
-                            v.unwrap_or("")
-                        ),
-                    ))
-                }
-                (name, _) => {
-                    return Err(Error::step(
-                        ins.line,
-                        format!("RUN --{name} is not supported by this builder yet"),
-                    ))
-                }
-            }
-        }
-        let shell = st.stage.shell();
-        let cmd = crate::run::run_command(ins, &shell);
-        let args_env = self.args_env(st);
-        let expanded = serde_json::to_string(&json!({"argv": cmd.argv, "files": cmd.files}))
-            .unwrap_or_default();
-        let key = cache::step_key(&cache::StepInput {
-            parent: &st.key,
-            config: &st.stage.config,
-            args: &st.stage.args,
-            original: &ins.original,
-            expanded: &expanded,
-            content: Some(&format!("{network:?}")),
-        });
-        // Build args appear in RUN's history as docker shows them: `|N K=V ... cmd`.
-        let shown = if args_env.is_empty() {
-            cmd.argv.join(" ")
-        } else {
-            format!(
-                "|{} {} {}",
-                args_env.len(),
-                args_env.join(" "),
-                cmd.argv.join(" ")
-            )
-        };
-        let by = format!("RUN {shown} # buildkit");
-        if self.take_cached(st, &key, &by)? {
-            return Ok(true);
-        }
-        let mut step = self.begin(st)?;
-        step.ensure_workdir(st)?;
-        let mut binds = Vec::new();
-        if !cmd.files.is_empty() {
-            let pipes = step.bundle.join("pipes");
-            std::fs::create_dir_all(&pipes)?;
-            for (path, content) in &cmd.files {
-                let name = path.rsplit('/').next().unwrap_or(path);
-                let p = pipes.join(name);
-                std::fs::write(&p, content)?;
-                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-            }
-            binds.push(Bind {
-                source: pipes,
-                destination: crate::run::PIPES_DIR.into(),
-                readonly: true,
-            });
-        }
-        if network == Network::Host {
-            for f in ["/etc/resolv.conf", "/etc/hosts"] {
-                if Path::new(f).exists() {
-                    let copy = step.bundle.join(f.rsplit('/').next().unwrap_or(f));
-                    std::fs::copy(f, &copy)?;
-                    binds.push(Bind {
-                        source: copy,
-                        destination: f.into(),
-                        readonly: false,
-                    });
-                }
-            }
-        }
-        let mut destinations: Vec<String> = image::bundle::default_spec("/")["mounts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["destination"].as_str().map(str::to_string))
-            .collect();
-        destinations.extend(binds.iter().map(|b| b.destination.clone()));
-        let stubs = crate::stubs::find(&step.rootfs(), &destinations);
-        let id = format!("build-{}", image::fsutil::random_hex(8));
-        let image_config = st.image_config();
-        exec::run(
-            &self.opts.runtime,
-            &exec::Job {
-                id: &id,
-                bundle: &step.bundle,
-                image_config: &image_config,
-                argv: cmd.argv.clone(),
-                args_env,
-                network,
-                binds,
-                line: ins.line,
-            },
-            self.report,
-        )?;
-        step.unmount()?;
-        if let Some(k) = &step.key {
-            crate::stubs::remove(&self.store.snapshots.active_fs_path(k), &stubs);
-        }
-        self.finish(st, step, &key, &by)?;
-        Ok(false)
-    }
-
-    /// Take step `key` from the cache if it is there and its layer still is; false: a miss.
-    pub(crate) fn take_cached(&self, st: &mut State, key: &str, by: &str) -> Result<bool> {
-        if self.opts.no_cache {
-            return Ok(false);
-        }
-        let Some(entry) = self.cache.get(key) else {
-            return Ok(false);
-        };
-        let created = entry
-            .get("created")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let layer: Option<LayerRecord> = match entry.get("layer") {
-            Some(Value::Null) | None => None,
-            Some(l) => match serde_json::from_value(l.clone()) {
-                Ok(l) => Some(l),
-                Err(_) => return Ok(false),
-            },
-        };
-        let mut next = st.clone();
-        if let Some(l) = &layer {
-            if !self.store.content.exists(&l.digest) {
-                return Ok(false);
-            }
-            next.layers.push(l.clone());
-            let top = next.top().expect("a layer");
-            if !self.store.snapshots.exists(&top) {
-                // Unpacked again from the blob (its parents are there: built just before).
-                let rec = synthetic_record(&next.layers);
-                if self.store.unpack(&rec, &image::Quiet).is_err() {
-                    return Ok(false);
-                }
-            }
-        }
-        let created = if self.opts.timestamp.is_some() || created.is_empty() {
-            self.now()
-        } else {
-            created
-        };
-        next.history.push(history(&created, by, layer.is_none()));
-        next.key = key.to_string();
-        next.created = created;
-        *st = next;
-        self.cached
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(true)
-    }
-
-    /// A fresh writable snapshot over the stage's layers, mounted as a bundle's rootfs.
-    pub(crate) fn begin(&self, st: &State) -> Result<Step<'_>> {
-        let n = image::fsutil::random_hex(6);
-        let key = format!("extract-{}-build-{n}", image::fsutil::owner_tag());
-        let bundle = self.tmp.join(format!("step-{n}"));
-        let rootfs = bundle.join("rootfs");
-        std::fs::create_dir_all(&rootfs)
-            .map_err(|e| Error::io(format!("create {}", rootfs.display()), e))?;
-        let mut step = Step {
-            store: self.store,
-            key: None,
-            bundle,
-            mounted: false,
-        };
-        let mounts = self.store.snapshots.prepare(&key, st.top().as_ref())?;
-        step.key = Some(key);
-        image::snapshot::mount_all(&mounts, &rootfs)?;
-        step.mounted = true;
-        Ok(step)
-    }
-
-    /// Turn the step's upper directory into a layer (none when it changed nothing), commit
-    /// its snapshot, record the step in the cache and in `st`.
-    pub(crate) fn finish(
-        &self,
-        st: &mut State,
-        mut step: Step<'_>,
-        key: &str,
-        by: &str,
-    ) -> Result<()> {
-        step.unmount()?;
-        let snap = step.key.clone().expect("an active snapshot");
-        let upper = self.store.snapshots.active_fs_path(&snap);
-        let layer = image::diff::write_layer(
-            &self.store.content,
-            &upper,
-            &image::diff::DiffOptions {
-                clamp_mtime: self.opts.timestamp,
-            },
-        )?;
-        let created = self.now();
-        let record = if layer.stats.entries == 0 {
-            None
-        } else {
-            let mut layers = st.layers.clone();
-            layers.push(layer.record.clone());
-            let ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-            let chain = image::digest::chain_ids(&ids).pop().expect("a layer");
-            self.store.snapshots.commit(&chain, &snap)?;
-            step.key = None;
-            st.layers = layers;
-            Some(layer.record)
-        };
-        st.history.push(history(&created, by, record.is_none()));
-        st.key = key.to_string();
-        st.created = created.clone();
-        let entry = json!({"layer": record, "created": created});
-        if let Err(e) = self.cache.put(key, &entry) {
-            self.report
-                .note(&format!("the build cache could not be written: {e}"));
-        }
-        self.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// The workdir or a `--from` root: (directory on the host, guard that unmounts it).
-    pub(crate) fn view_of(&self, st: &State) -> Result<(PathBuf, View<'_>)> {
-        let dir = self
-            .tmp
-            .join(format!("view-{}", image::fsutil::random_hex(6)));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let mut v = View {
-            store: self.store,
-            dir: dir.clone(),
-            key: None,
-            mounted: false,
-        };
-        if let Some(top) = st.top() {
-            let key = format!(
-                "extract-{}-view-{}",
-                image::fsutil::owner_tag(),
-                image::fsutil::random_hex(6)
-            );
-            let mounts = self.store.snapshots.view(&key, &top)?;
-            v.key = Some(key);
-            image::snapshot::mount_all(&mounts, &dir)?;
-            v.mounted = true;
-        }
-        Ok((dir, v))
-    }
-
-    /// The state of `--from=NAME`: an earlier stage (by name or number) or an image.
-    pub(crate) fn source_state(&self, from: &str, line: usize, before: usize) -> Result<State> {
-        if let Some(j) = plan::resolve(&self.plan.stages[..before], from) {
-            // Built already: it is among this stage's needs.
-            return self
-                .built(j)
-                .ok_or_else(|| Error::step(line, format!("stage {from} is not built")));
-        }
-        let rec = self.image(from, line)?;
-        Ok(State {
-            base_config: None,
-            stage: meta::Stage::new(Map::new()),
-            layers: rec.layers.clone(),
-            history: Vec::new(),
-            key: rec.id().to_string(),
-            created: String::new(),
-        })
-    }
 }
 
 fn base_text(b: &Base, plan: &Plan) -> String {
@@ -855,14 +563,6 @@ fn base_text(b: &Base, plan: &Plan) -> String {
     }
 }
 
-fn history(created: &str, by: &str, empty: bool) -> Value {
-    let mut h = json!({"created": created, "created_by": by, "comment": "buildkit.dockerfile.v0"});
-    if empty {
-        h["empty_layer"] = json!(true);
-    }
-    h
-}
-
 /// An instruction as history shows it.
 pub(crate) fn created_by(ins: &Instruction, suffix: &str) -> String {
     let text = match &ins.args {
@@ -870,121 +570,6 @@ pub(crate) fn created_by(ins: &Instruction, suffix: &str) -> String {
         Args::Shell(s) => s.trim().to_string(),
     };
     format!("{} {text}{suffix}", ins.keyword.name())
-}
-
-/// An image record holding just `layers` (for unpacking them).
-fn synthetic_record(layers: &[LayerRecord]) -> ImageRecord {
-    ImageRecord {
-        name: "build".into(),
-        target: image::Desc {
-            media_type: String::new(),
-            digest: layers[0].digest.clone(),
-            size: 0,
-        },
-        manifest: layers[0].digest.clone(),
-        config: layers[0].digest.clone(),
-        layers: layers.to_vec(),
-        blobs: Vec::new(),
-        created: None,
-        stored: 0,
-    }
-}
-
-/// A step's active snapshot mounted as `<bundle>/rootfs`; dropped unused, it goes away whole.
-pub(crate) struct Step<'a> {
-    store: &'a Store,
-    pub(crate) key: Option<String>,
-    pub(crate) bundle: PathBuf,
-    mounted: bool,
-}
-
-impl Step<'_> {
-    pub(crate) fn rootfs(&self) -> PathBuf {
-        self.bundle.join("rootfs")
-    }
-
-    pub(crate) fn unmount(&mut self) -> Result<()> {
-        if self.mounted {
-            image::snapshot::unmount(&self.rootfs())?;
-            self.mounted = false;
-        }
-        Ok(())
-    }
-
-    /// Create the stage's WORKDIR in the rootfs if it is missing (root-owned, 0755), as
-    /// BuildKit does before a step runs there.
-    fn ensure_workdir(&mut self, st: &State) -> Result<()> {
-        let Some(w) = st
-            .stage
-            .config
-            .get("WorkingDir")
-            .and_then(Value::as_str)
-            .filter(|w| !w.is_empty() && *w != "/")
-        else {
-            return Ok(());
-        };
-        mkdir_in_root(&self.rootfs(), w)
-    }
-}
-
-impl Drop for Step<'_> {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = image::snapshot::unmount(&self.rootfs());
-        }
-        if let Some(k) = &self.key {
-            let _ = self.store.snapshots.remove(k);
-        }
-        let _ = image::fsutil::remove_path(&self.bundle);
-    }
-}
-
-/// A read-only view mounted on a directory; unmounted and removed when dropped.
-pub(crate) struct View<'a> {
-    store: &'a Store,
-    dir: PathBuf,
-    key: Option<String>,
-    mounted: bool,
-}
-
-impl Drop for View<'_> {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = image::snapshot::unmount(&self.dir);
-        }
-        if let Some(k) = &self.key {
-            let _ = self.store.snapshots.remove(k);
-        }
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
-/// `mkdir -p` of `path` inside `root` (every component resolved in the root), root-owned 0755.
-pub(crate) fn mkdir_in_root(root: &Path, path: &str) -> Result<()> {
-    let tar = {
-        let mut out = Vec::new();
-        let mut b = tar::Builder::new(&mut out);
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        let rel = crate::clean(path);
-        // A directory that exists is left as it is: only missing ones are made.
-        if image::fsutil::open_dir_in_root(
-            std::os::fd::AsFd::as_fd(&image::fsutil::open_dir(root)?),
-            rel.as_bytes(),
-        )
-        .is_ok()
-        {
-            return Ok(());
-        }
-        b.append_data(&mut h, &rel, std::io::empty())?;
-        b.finish()?;
-        drop(b);
-        out
-    };
-    image::layer::apply(root, tar.as_slice(), &image::layer::ApplyOptions::delete())?;
-    Ok(())
 }
 
 #[cfg(test)]

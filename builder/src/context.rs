@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -232,6 +233,65 @@ pub fn digest(selected: &[Selected], cache: &mut StatCache) -> Result<String, St
     Ok(format!("sha256:{:x}", h.finalize()))
 }
 
+/// `src` with its directory part resolved inside `root` (symlinks followed as if `root` were
+/// `/`): a relative path with no symlink before its last component, so that nothing outside
+/// `root` is reached through one.
+pub(crate) fn resolve_source(root: &Path, src: &str) -> std::result::Result<String, String> {
+    let rel = crate::clean(src);
+    let (parent, last) = match rel.rsplit_once('/') {
+        Some((p, l)) => (p, l),
+        None => return Ok(rel),
+    };
+    if is_glob(parent) {
+        // Globs are matched against the real paths of the root (no symlink is followed).
+        return Ok(rel);
+    }
+    let rootfd = image::fsutil::open_dir(root).map_err(|e| e.to_string())?;
+    let fd = match image::fsutil::open_dir_in_root(rootfd.as_fd(), parent.as_bytes()) {
+        Ok(fd) => fd,
+        Err(_) => return Err("no such file or directory".into()),
+    };
+    let real = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .map_err(|e| e.to_string())?;
+    let root_real = std::fs::canonicalize(root).map_err(|e| e.to_string())?;
+    let inside = real
+        .strip_prefix(&root_real)
+        .map_err(|_| "resolves outside its root".to_string())?;
+    let inside = inside.to_string_lossy();
+    Ok(if inside.is_empty() {
+        last.to_string()
+    } else {
+        format!("{inside}/{last}")
+    })
+}
+
+/// The real path of `rel` inside `root`, every symlink (the last one too) followed as if
+/// `root` were `/`: what a bind mount of it may use as its source.
+pub(crate) fn real_path_in_root(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let rootfd = image::fsutil::open_dir(root).map_err(|e| e.to_string())?;
+    let fd = image::fsutil::openat2(
+        rootfd.as_fd(),
+        crate::clean(rel).as_bytes(),
+        libc::O_PATH,
+        0,
+        image::fsutil::IN_ROOT,
+    )
+    .map_err(|e| format!("{rel}: {e}"))?;
+    let real = fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .map_err(|e| e.to_string())?;
+    let root_real = fs::canonicalize(root).map_err(|e| e.to_string())?;
+    if !real.starts_with(&root_real) {
+        return Err(format!("{rel}: resolves outside its root"));
+    }
+    Ok(real)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +389,32 @@ mod tests {
         let mut loaded = StatCache::load(&p);
         digest(&sel, &mut loaded).unwrap();
         assert_eq!(loaded.reads, 0);
+    }
+    #[test]
+    fn sources_resolve_inside_their_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/x"), "").unwrap();
+        std::os::unix::fs::symlink("/usr/lib", root.join("lib")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("up")).unwrap();
+        assert_eq!(resolve_source(root, "/lib/x").unwrap(), "usr/lib/x");
+        // Up and out is the root itself: the host's /etc is never reached.
+        assert!(resolve_source(root, "up/etc/passwd").is_err());
+        assert_eq!(resolve_source(root, "up/usr/lib/x").unwrap(), "usr/lib/x");
+        assert_eq!(resolve_source(root, "x").unwrap(), "x");
+    }
+
+    #[test]
+    fn real_paths_stay_in_their_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::write(root.join("f"), "").unwrap();
+        std::os::unix::fs::symlink("/f", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("host")).unwrap();
+        let real = fs::canonicalize(root).unwrap();
+        assert_eq!(real_path_in_root(root, "abs").unwrap(), real.join("f"));
+        // The host's /etc/passwd is never what it names.
+        assert!(real_path_in_root(root, "host").is_err());
     }
 }

@@ -16,7 +16,7 @@
 
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use sha2::Digest as _;
@@ -167,7 +167,7 @@ impl Builder<'_> {
                 });
                 continue;
             }
-            let rel = resolve_source(&root, s).map_err(|m| err(format!("{s}: {m}")))?;
+            let rel = context::resolve_source(&root, s).map_err(|m| err(format!("{s}: {m}")))?;
             let glob = is_glob(&rel);
             let selected = ctx.select(std::slice::from_ref(&rel)).map_err(err)?;
             let path = root.join(&rel);
@@ -330,41 +330,6 @@ impl Builder<'_> {
     }
 }
 
-/// `src` with its directory part resolved inside `root` (symlinks followed as if `root` were
-/// `/`): a relative path with no symlink before its last component, so that nothing outside
-/// `root` is reached through one.
-fn resolve_source(root: &Path, src: &str) -> std::result::Result<String, String> {
-    let rel = crate::clean(src);
-    let (parent, last) = match rel.rsplit_once('/') {
-        Some((p, l)) => (p, l),
-        None => return Ok(rel),
-    };
-    if is_glob(parent) {
-        // Globs are matched against the real paths of the root (no symlink is followed).
-        return Ok(rel);
-    }
-    let rootfd = image::fsutil::open_dir(root).map_err(|e| e.to_string())?;
-    let fd = match image::fsutil::open_dir_in_root(rootfd.as_fd(), parent.as_bytes()) {
-        Ok(fd) => fd,
-        Err(_) => return Err("no such file or directory".into()),
-    };
-    let real = std::fs::read_link(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&fd)
-    ))
-    .map_err(|e| e.to_string())?;
-    let root_real = std::fs::canonicalize(root).map_err(|e| e.to_string())?;
-    let inside = real
-        .strip_prefix(&root_real)
-        .map_err(|_| "resolves outside its root".to_string())?;
-    let inside = inside.to_string_lossy();
-    Ok(if inside.is_empty() {
-        last.to_string()
-    } else {
-        format!("{inside}/{last}")
-    })
-}
-
 /// The file name ADD gives a URL's content: the last part of its path.
 fn url_name(url: &str) -> String {
     let path = url
@@ -415,20 +380,5 @@ mod tests {
         assert_eq!(url_name("https://example.com/a/b.tar.gz?x=1"), "b.tar.gz");
         assert_eq!(url_name("https://example.com/a/"), "a");
         assert_eq!(url_name("https://example.com"), "__unnamed__");
-    }
-
-    #[test]
-    fn sources_resolve_inside_their_root() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path();
-        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
-        std::fs::write(root.join("usr/lib/x"), "").unwrap();
-        std::os::unix::fs::symlink("/usr/lib", root.join("lib")).unwrap();
-        std::os::unix::fs::symlink("../../../../..", root.join("up")).unwrap();
-        assert_eq!(resolve_source(root, "/lib/x").unwrap(), "usr/lib/x");
-        // Up and out is the root itself: the host's /etc is never reached.
-        assert!(resolve_source(root, "up/etc/passwd").is_err());
-        assert_eq!(resolve_source(root, "up/usr/lib/x").unwrap(), "usr/lib/x");
-        assert_eq!(resolve_source(root, "x").unwrap(), "x");
     }
 }

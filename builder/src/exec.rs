@@ -39,6 +39,8 @@ pub struct Job<'a> {
     pub args_env: Vec<String>,
     pub network: Network,
     pub binds: Vec<Bind>,
+    /// More mounts (OCI `mounts` entries: RUN --mount's).
+    pub mounts: Vec<Value>,
     pub line: usize,
 }
 
@@ -69,7 +71,10 @@ pub fn run(rt: &Runtime, job: &Job<'_>, report: &dyn Report) -> Result<()> {
     o.hostname = "berth-build".into();
     o.binds = job.binds.clone();
     o.cgroups_path = format!("{}/{}", rt.cgroup_parent.trim_end_matches('/'), job.id);
-    let spec = bundle::generate(&config, &rootfs, &o).map_err(|e| Error::step(job.line, e))?;
+    let mut spec = bundle::generate(&config, &rootfs, &o).map_err(|e| Error::step(job.line, e))?;
+    if let Some(m) = spec["mounts"].as_array_mut() {
+        m.extend(job.mounts.iter().cloned());
+    }
     image::fsutil::write_atomic(
         &job.bundle.join("config.json"),
         &serde_json::to_vec(&spec).map_err(|e| Error::step(job.line, e))?,

@@ -13,8 +13,11 @@ pub mod dockerfile;
 pub mod exec;
 pub mod ignore;
 pub mod meta;
+pub mod mounts;
 pub mod plan;
 pub mod run;
+mod run_step;
+mod step;
 pub mod stubs;
 pub mod words;
 

@@ -53,6 +53,9 @@ pub struct BuildArgs {
     /// Use HTTP to pull base images (a local registry).
     #[arg(long = "plain-http")]
     pub plain_http: bool,
+    /// A secret for `RUN --mount=type=secret`: id=ID,src=FILE or id=ID,env=VAR.
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
     /// Parent cgroup of the RUN steps' containers.
     #[arg(long = "cgroup-parent", default_value = "/berth")]
     pub cgroup_parent: String,
@@ -179,6 +182,11 @@ pub fn build(ctx: &Ctx, a: &BuildArgs) -> Result<i32> {
     for t in &a.tags {
         image::Reference::parse(t).with_context(|| format!("--tag {t:?}"))?;
     }
+    let mut secrets = BTreeMap::new();
+    for v in &a.secrets {
+        let (id, src) = builder::mounts::parse_secret(v).map_err(anyhow::Error::msg)?;
+        secrets.insert(id, src);
+    }
     private_mounts()?;
     let opts = Options {
         context,
@@ -194,6 +202,7 @@ pub fn build(ctx: &Ctx, a: &BuildArgs) -> Result<i32> {
         },
         network,
         format,
+        secrets,
         timestamp,
         runtime: builder::exec::Runtime {
             path: ctx.runtime.clone(),

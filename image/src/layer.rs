@@ -1626,7 +1626,8 @@ pub(crate) fn xattr_list(fd: BorrowedFd<'_>) -> io::Result<Vec<(std::ffi::CStrin
     Ok(out)
 }
 
-pub(crate) fn is_opaque(fd: BorrowedFd<'_>) -> bool {
+/// Whether the directory open at `fd` (not O_PATH) is an overlayfs opaque directory.
+pub fn is_opaque(fd: BorrowedFd<'_>) -> bool {
     let mut v = [0u8; 4];
     // SAFETY: valid fd, name and buffer.
     let n = unsafe {
