@@ -515,21 +515,21 @@ impl Builder<'_> {
             let text = ins.original.trim();
             self.report.step(&label, n + 2, total, text);
             let t0 = Instant::now();
-            let cached = self.instruction(&mut st, ins, i)?;
-            if cached {
-                self.report.cached(&label);
-            } else {
-                self.report.done(&label, t0.elapsed().as_secs_f64());
+            match self.instruction(&mut st, ins, i)? {
+                Some(true) => self.report.cached(&label),
+                Some(false) => self.report.done(&label, t0.elapsed().as_secs_f64()),
+                None => {}
             }
         }
         Ok(st)
     }
 
-    /// Run one instruction on `st`; returns whether it came from the cache.
-    fn instruction(&self, st: &mut State, ins: &Instruction, stage: usize) -> Result<bool> {
+    /// Run one instruction on `st`; returns whether a layer step came from the cache (None:
+    /// a metadata instruction).
+    fn instruction(&self, st: &mut State, ins: &Instruction, stage: usize) -> Result<Option<bool>> {
         match ins.keyword {
-            Keyword::Run => self.run_step(st, ins, stage),
-            Keyword::Copy | Keyword::Add => self.copy_step(st, ins, stage),
+            Keyword::Run => self.run_step(st, ins, stage).map(Some),
+            Keyword::Copy | Keyword::Add => self.copy_step(st, ins, stage).map(Some),
             _ => {
                 meta::apply(
                     &mut st.stage,
@@ -546,7 +546,7 @@ impl Builder<'_> {
                         "empty_layer": true,
                     }));
                 }
-                Ok(false)
+                Ok(None)
             }
         }
     }

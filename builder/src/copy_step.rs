@@ -223,7 +223,8 @@ impl Builder<'_> {
         let key = crate::cache::step_key(&crate::cache::StepInput {
             parent: &st.key,
             config: &st.stage.config,
-            args: &st.stage.args,
+            // ARG values count where they are used: in the expanded words and the config.
+            args: &[],
             original: &ins.original,
             expanded: &expanded,
             content: Some(&content),

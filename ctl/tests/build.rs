@@ -1,0 +1,444 @@
+//! `berthctl build` end to end, as root, on the busybox fixture with the berth runtime: every
+//! RUN runs in a container, COPY/ADD from the context, stages and images, the layer cache,
+//! RUN --mount and secrets, reproducible images, and what a failing build leaves (nothing).
+//! Skipped (with a message) where the fixture or the runtime is missing, as cli.rs is.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use support::*;
+
+/// A build context under the test's root.
+fn context(e: &Env, name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = e.root.path().join("ctx").join(name);
+    for (path, content) in files {
+        let p = dir.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+    }
+    dir
+}
+
+impl Env {
+    fn build(&self, args: &[&str], ctx: &Path) -> std::process::Output {
+        let mut a = vec!["build", "--cgroup-parent"];
+        let cg = cgroup_parent();
+        a.push(&cg);
+        a.extend_from_slice(args);
+        let c = ctx.to_str().unwrap();
+        a.push(c);
+        self.run(&a)
+    }
+    /// Build and expect success; returns (image id, stderr).
+    fn build_ok(&self, args: &[&str], ctx: &Path) -> (String, String) {
+        let o = self.build(args, ctx);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "build {args:?}: {}\n{err}", o.status);
+        (stdout(&o).trim().to_string(), err)
+    }
+    fn store(&self) -> image::Store {
+        image::Store::open(self.root.path(), None).unwrap()
+    }
+    /// The image config of `name`.
+    fn config(&self, name: &str) -> serde_json::Value {
+        let s = self.store();
+        let rec = s.image(name).unwrap();
+        serde_json::from_slice(&s.content.read(&rec.config).unwrap()).unwrap()
+    }
+    /// The names in each of `name`'s layers, above the base's `skip` layers.
+    fn layer_names(&self, name: &str, skip: usize) -> Vec<Vec<String>> {
+        let s = self.store();
+        let rec = s.image(name).unwrap();
+        rec.layers[skip..]
+            .iter()
+            .map(|l| {
+                let f = fs::File::open(s.content.path(&l.digest)).unwrap();
+                let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+                a.entries()
+                    .unwrap()
+                    .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .collect()
+    }
+    /// What a build's temp and snapshot directories hold (should be nothing after a build).
+    fn build_leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in ["snapshots/active", "builder/tmp", "runtime"] {
+            if let Ok(rd) = fs::read_dir(self.root.path().join(d)) {
+                out.extend(rd.flatten().map(|e| format!("{d}/{:?}", e.file_name())));
+            }
+        }
+        out.extend(self.mounts_under_root());
+        out
+    }
+}
+
+fn steps(stderr: &str) -> (usize, usize) {
+    let line = stderr
+        .lines()
+        .find(|l| l.ends_with("from the cache"))
+        .unwrap_or_else(|| panic!("no summary in {stderr}"));
+    let w: Vec<&str> = line.split_whitespace().collect();
+    (w[0].parse().unwrap(), w[3].parse().unwrap())
+}
+
+const APP: &str = r#"FROM busybox
+ARG GREETING=hello
+ENV APP=/app
+WORKDIR $APP
+COPY src/ ./
+COPY --chmod=0750 bin/run.sh /usr/local/bin/
+RUN echo "$GREETING from RUN" > greeting && rm /bin/vi
+RUN <<EOF
+echo heredoc > /app/here
+EOF
+COPY <<EOF /app/conf.json
+{"app": "$APP"}
+EOF
+USER 1000:1000
+EXPOSE 8080
+LABEL org.example.name=app
+CMD ["cat", "greeting"]
+"#;
+
+#[test]
+fn build_runs_copies_and_caches() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let ctx = context(
+        &e,
+        "app",
+        &[
+            ("Dockerfile", APP),
+            ("src/a.txt", "a\n"),
+            ("src/sub/b.txt", "b\n"),
+            ("bin/run.sh", "#!/bin/sh\necho run\n"),
+            ("src/debug.log", "left out\n"),
+            (".dockerignore", "**/*.log\n"),
+        ],
+    );
+    let (id, err) = e.build_ok(&["-t", "app:1", "--build-arg", "GREETING=hi"], &ctx);
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(steps(&err), (5, 0), "{err}");
+    let run = |args: &[&str]| {
+        let mut a = vec!["--rm", "app:1"];
+        a.extend_from_slice(args);
+        let o = e.run_ctr(&a);
+        assert!(
+            o.status.success(),
+            "run {args:?}: {}: {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr),
+            stdout(&o)
+        );
+        stdout(&o)
+    };
+    assert_eq!(run(&[]), "hi from RUN\n");
+    assert_eq!(
+        run(&["ls", "/app"]),
+        "a.txt\nconf.json\ngreeting\nhere\nsub\n"
+    );
+    assert_eq!(
+        run(&[
+            "sh",
+            "-c",
+            "cat /app/here /app/conf.json /app/sub/b.txt; id -u; ls /bin/vi 2>&1; true"
+        ]),
+        "heredoc\n{\"app\": \"/app\"}\nb\n1000\nls: /bin/vi: No such file or directory\n"
+    );
+    assert!(run(&["ls", "-l", "/usr/local/bin/run.sh"]).starts_with("-rwxr-x---"));
+    let cfg = e.config("app:1");
+    let c = &cfg["config"];
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["User"], "1000:1000");
+    assert_eq!(c["Cmd"], serde_json::json!(["cat", "greeting"]));
+    assert_eq!(c["Labels"]["org.example.name"], "app");
+    assert!(c["ExposedPorts"].get("8080/tcp").is_some(), "{c}");
+    assert!(c["Env"].as_array().unwrap().iter().any(|v| v == "APP=/app"));
+    // Build args are not kept in the config.
+    assert!(!cfg.to_string().contains("GREETING=hi\""), "{cfg}");
+    // The ignored file is in no layer; the RUN layer has no mount points of the runtime's.
+    let layers = e.layer_names("app:1", 1);
+    assert!(
+        layers.iter().flatten().all(|n| !n.ends_with(".log")),
+        "{layers:?}"
+    );
+    for n in ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf"] {
+        assert!(layers.iter().flatten().all(|l| l != n), "{n} in {layers:?}");
+    }
+    assert!(e.build_leftovers().is_empty(), "{:?}", e.build_leftovers());
+
+    // Unchanged: everything from the cache, the same image.
+    let (id2, err) = e.build_ok(&["-t", "app:1", "--build-arg", "GREETING=hi"], &ctx);
+    assert_eq!(steps(&err), (0, 5), "{err}");
+    assert_eq!(id2, id);
+    // A touched file (same content) is still a hit.
+    let f = ctx.join("bin/run.sh");
+    let t = fs::metadata(&f).unwrap().modified().unwrap() + std::time::Duration::from_secs(5);
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    let (_, err) = e.build_ok(&["-t", "app:1", "--build-arg", "GREETING=hi"], &ctx);
+    assert_eq!(steps(&err), (0, 5), "{err}");
+    // A changed file runs its COPY and everything after it, nothing before.
+    fs::write(&f, "#!/bin/sh\necho changed\n").unwrap();
+    let (id3, err) = e.build_ok(&["-t", "app:1", "--build-arg", "GREETING=hi"], &ctx);
+    assert_eq!(steps(&err), (4, 1), "{err}");
+    assert_ne!(id3, id);
+    // Another build arg value: the RUNs that see it run again.
+    let (_, err) = e.build_ok(&["-t", "app:1"], &ctx);
+    assert_eq!(steps(&err), (3, 2), "{err}");
+    assert_eq!(run(&[]), "hello from RUN\n");
+    // --no-cache runs everything.
+    let (_, err) = e.build_ok(&["--no-cache", "-t", "app:1"], &ctx);
+    assert_eq!(steps(&err), (5, 0), "{err}");
+    e.assert_clean();
+}
+
+#[test]
+fn a_failing_run_shows_its_output_and_leaves_nothing() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let ctx = context(
+        &e,
+        "fail",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo made > /made\nRUN echo to-stdout; echo to-stderr >&2; exit 3\n",
+        )],
+    );
+    let o = e.build(&["-t", "fail:1"], &ctx);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("Dockerfile:3: RUN"), "{err}");
+    assert!(err.contains("exit code 3"), "{err}");
+    assert!(
+        err.contains("to-stdout") && err.contains("to-stderr"),
+        "{err}"
+    );
+    assert!(e.store().image("fail:1").is_err());
+    assert!(e.build_leftovers().is_empty(), "{:?}", e.build_leftovers());
+    // A syntax error names its line and runs nothing.
+    let bad = context(
+        &e,
+        "bad",
+        &[("Dockerfile", "FROM busybox\nRUN true\nFROB x\n")],
+    );
+    let o = e.build(&[], &bad);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("Dockerfile:3:"), "{err}");
+    assert!(!err.contains("STEP"), "{err}");
+    // Unsupported flags are errors naming the line, never skipped.
+    let ssh = context(
+        &e,
+        "ssh",
+        &[("Dockerfile", "FROM busybox\nRUN --mount=type=ssh true\n")],
+    );
+    let o = e.build(&[], &ssh);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("Dockerfile:2:") && err.contains("ssh"),
+        "{err}"
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn stages_scratch_and_copy_from() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let ctx = context(
+        &e,
+        "ms",
+        &[(
+            "Dockerfile",
+            "ARG BASE=busybox\n\
+             FROM $BASE AS build\n\
+             RUN mkdir -p /out && echo built > /out/artifact && ln -s artifact /out/link && chmod 4711 /out/artifact\n\
+             FROM busybox AS other\n\
+             RUN echo other > /o.txt && chown 1000:1000 /o.txt\n\
+             FROM scratch\n\
+             COPY --from=build /out/ /\n\
+             COPY --from=other /o.txt /keep/\n\
+             COPY --from=1 --chmod=600 --chown=7:8 /o.txt /x/\n\
+             COPY --from=busybox /bin/busybox /bin/busybox\n\
+             ENTRYPOINT [\"/bin/busybox\"]\n\
+             CMD [\"cat\", \"/artifact\"]\n",
+        )],
+    );
+    let (_, err) = e.build_ok(&["-t", "ms"], &ctx);
+    assert_eq!(steps(&err), (6, 0), "{err}");
+    let o = e.run_ctr(&["--rm", "ms"]);
+    assert_eq!(
+        stdout(&o),
+        "built\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = e.run_ctr(&[
+        "--rm",
+        "ms",
+        "stat",
+        "-c",
+        "%n %A %u:%g",
+        "/artifact",
+        "/keep/o.txt",
+        "/x/o.txt",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "/artifact -rws--x--x 0:0\n/keep/o.txt -rw-r--r-- 1000:1000\n/x/o.txt -rw------- 7:8\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = e.run_ctr(&["--rm", "ms", "readlink", "/link"]);
+    assert_eq!(stdout(&o), "artifact\n");
+    // --target builds only what that stage needs.
+    let (_, err) = e.build_ok(&["--target", "other", "-t", "other"], &ctx);
+    assert!(!err.contains("[build]"), "{err}");
+    let o = e.run_ctr(&["--rm", "other", "cat", "/o.txt"]);
+    assert_eq!(stdout(&o), "other\n");
+    assert!(e.build_leftovers().is_empty(), "{:?}", e.build_leftovers());
+    e.assert_clean();
+}
+
+#[test]
+fn run_mounts_and_secrets_stay_out_of_the_image() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let secret = "s3cr3t-value-9f1c";
+    let secret_file = e.root.path().join("secret.txt");
+    fs::write(&secret_file, secret).unwrap();
+    let ctx = context(
+        &e,
+        "mnt",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len\n\
+                 RUN --mount=type=secret,id=tok,target=/etc/tok,mode=0440,uid=1000 stat -c '%a %u' /etc/tok > /tokstat\n\
+                 RUN --mount=type=cache,target=/cache echo run >> /cache/log && wc -l < /cache/log > /count\n\
+                 RUN --mount=type=bind,source=data,target=/data cat /data/one > /one && ! touch /data/x\n\
+                 RUN --mount=type=tmpfs,target=/scratch touch /scratch/y\n",
+            ),
+            ("data/one", "1\n"),
+        ],
+    );
+    let sec = format!("id=tok,src={}", secret_file.display());
+    let (_, err) = e.build_ok(&["--secret", &sec, "-t", "mnt"], &ctx);
+    assert_eq!(steps(&err), (5, 0), "{err}");
+    let o = e.run_ctr(&["--rm", "mnt", "sh", "-c", "cat /len /tokstat /count /one; ls /run /cache /data /scratch /etc/tok 2>&1 | grep -c 'No such'"]);
+    assert_eq!(
+        stdout(&o),
+        format!("{}\n440 1000\n1\n1\n4\n", secret.len()),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The secret's bytes are nowhere in the store: no layer, config, history or cache entry.
+    let mut hits = Vec::new();
+    let mut stack = vec![e.root.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for ent in fs::read_dir(&d).unwrap().flatten() {
+            let p = ent.path();
+            let md = fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                stack.push(p);
+            } else if md.is_file() && p != secret_file {
+                let data = fs::read(&p).unwrap();
+                let plain = data.windows(secret.len()).any(|w| w == secret.as_bytes());
+                let mut unzipped = Vec::new();
+                let gz = std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(data.as_slice()),
+                    &mut unzipped,
+                )
+                .is_ok()
+                    && unzipped
+                        .windows(secret.len())
+                        .any(|w| w == secret.as_bytes());
+                if plain || gz {
+                    hits.push(p);
+                }
+            }
+        }
+    }
+    assert!(hits.is_empty(), "the secret is in {hits:?}");
+    // Another secret value does not change the cache key; the cache mount is kept between
+    // builds, and the rebuild with --no-cache sees it.
+    fs::write(&secret_file, "other").unwrap();
+    let (_, err) = e.build_ok(&["--secret", &sec, "-t", "mnt"], &ctx);
+    assert_eq!(steps(&err), (0, 5), "{err}");
+    let (_, _) = e.build_ok(&["--no-cache", "--secret", &sec, "-t", "mnt"], &ctx);
+    let o = e.run_ctr(&["--rm", "mnt", "cat", "/count", "/len"]);
+    assert_eq!(stdout(&o), "2\n5\n");
+    // A required secret that is not given fails the step.
+    let req = context(
+        &e,
+        "req",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=nope,required true\n",
+        )],
+    );
+    let o = e.build(&[], &req);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("secret nope"), "{err}");
+    assert!(e.build_leftovers().is_empty(), "{:?}", e.build_leftovers());
+    e.assert_clean();
+}
+
+/// With SOURCE_DATE_EPOCH, two --no-cache builds in fresh stores, seconds apart, give the
+/// same image digest.
+#[test]
+fn source_date_epoch_builds_are_reproducible() {
+    let Some(a) = env() else { return };
+    let Some(b) = env() else { return };
+    let files = [
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY . /src/\nRUN mkdir /out && cp -a /src /out/ && touch /out/new && hostname > /out/host\nENV X=1\n",
+        ),
+        ("f1", "one\n"),
+        ("d/f2", "two\n"),
+    ];
+    let ids: Vec<String> = [&a, &b]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if i == 1 {
+                std::thread::sleep(std::time::Duration::from_millis(2100));
+            }
+            e.import_busybox();
+            let ctx = context(e, "repro", &files);
+            let o = {
+                let mut c = e.cmd(&[
+                    "build",
+                    "--no-cache",
+                    "--cgroup-parent",
+                    &cgroup_parent(),
+                    "-t",
+                    "repro",
+                    ctx.to_str().unwrap(),
+                ]);
+                c.env("SOURCE_DATE_EPOCH", "1700000000");
+                c.output().unwrap()
+            };
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            stdout(&o).trim().to_string()
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    let cfg = a.config("repro");
+    assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
+    for h in cfg["history"].as_array().unwrap().iter().skip(2) {
+        assert_eq!(h["created"], "2023-11-14T22:13:20Z", "{h}");
+    }
+}
