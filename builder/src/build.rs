@@ -454,6 +454,11 @@ impl Builder<'_> {
         })
     }
 
+    /// The build's time: SOURCE_DATE_EPOCH, or now (seconds).
+    pub(crate) fn now_secs(&self) -> u64 {
+        self.opts.timestamp.unwrap_or_else(image::fsutil::now_secs)
+    }
+
     pub(crate) fn now(&self) -> String {
         rfc3339(self.opts.timestamp.unwrap_or_else(image::fsutil::now_secs))
     }
@@ -538,14 +543,15 @@ impl Builder<'_> {
                     &self.opts.build_args,
                     &self.plan.global_args,
                 )?;
-                if ins.keyword != Keyword::Arg {
-                    st.history.push(json!({
-                        "created": st.created,
-                        "created_by": created_by(ins, ""),
-                        "comment": "buildkit.dockerfile.v0",
-                        "empty_layer": true,
-                    }));
+                if ins.keyword == Keyword::Workdir {
+                    return self.workdir_step(st, ins).map(Some);
                 }
+                st.history.push(json!({
+                    "created": st.created,
+                    "created_by": created_by(ins, ""),
+                    "comment": "buildkit.dockerfile.v0",
+                    "empty_layer": true,
+                }));
                 Ok(None)
             }
         }
@@ -565,8 +571,15 @@ fn base_text(b: &Base, plan: &Plan) -> String {
 
 /// An instruction as history shows it.
 pub(crate) fn created_by(ins: &Instruction, suffix: &str) -> String {
+    // Exec forms as BuildKit prints them (Go's %q of each word): `["sh" "-c"]`.
     let text = match &ins.args {
-        Args::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+        Args::Exec(v) => format!(
+            "[{}]",
+            v.iter()
+                .map(|w| serde_json::to_string(w).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         Args::Shell(s) => s.trim().to_string(),
     };
     format!("{} {text}{suffix}", ins.keyword.name())

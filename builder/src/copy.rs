@@ -28,6 +28,13 @@ pub enum Source {
     },
     /// A tar archive to extract under `dest` (a directory).
     Archive(PathBuf),
+    /// A directory to create (a missing parent of the destination), with its mode and owner
+    /// whatever `--chmod` says.
+    Dir {
+        mode: u32,
+        owner: (u32, u32),
+        mtime: u64,
+    },
 }
 
 /// One entry: `dest` is its path in the image, cleaned and relative (`usr/bin/x`).
@@ -64,6 +71,16 @@ pub fn write_tar(items: &[Item], attrs: &Attrs, out: impl Write) -> io::Result<(
                 tar.append_data(&mut h, &item.dest, bytes.as_slice())?;
             }
             Source::Archive(p) => archive_entries(&mut tar, p, &item.dest)?,
+            Source::Dir { mode, owner, mtime } => {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(*mode);
+                h.set_uid(owner.0.into());
+                h.set_gid(owner.1.into());
+                h.set_mtime(*mtime);
+                tar.append_data(&mut h, &item.dest, io::empty())?;
+            }
         }
     }
     tar.finish()

@@ -259,8 +259,25 @@ impl Builder<'_> {
             (_, true) => a.to_string(),
             _ => format!("{a}/{b}"),
         };
-        let mut items: Vec<Item> = Vec::new();
         let into_dir = dest_is_dir || dest_exists_dir;
+        // Missing directories on the way to the destination are made 0755, owned by --chown's
+        // owner (BuildKit's mkdir -p with the copy's user).
+        let dest_dir = if into_dir {
+            dest_rel.as_str()
+        } else {
+            dest_rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
+        };
+        let mut items: Vec<Item> = crate::step::missing_dirs(&rootfs, dest_dir)?
+            .into_iter()
+            .map(|d| Item {
+                source: Source::Dir {
+                    mode: 0o755,
+                    owner: owner.unwrap_or((0, 0)),
+                    mtime: self.now_secs(),
+                },
+                dest: d,
+            })
+            .collect();
         for s in &sources {
             match s {
                 Src::Data { name, bytes, mode } => items.push(Item {
@@ -290,6 +307,8 @@ impl Builder<'_> {
                     }
                     if let Some(d) = dir {
                         if !dest_exists_dir && !dest_rel.is_empty() {
+                            // The destination takes the source directory's attributes.
+                            items.retain(|i| i.dest != dest_rel);
                             items.push(Item {
                                 source: Source::Path(d.clone()),
                                 dest: dest_rel.clone(),

@@ -14,6 +14,52 @@ use crate::meta;
 use crate::plan;
 
 impl Builder<'_> {
+    /// WORKDIR makes its directory when it is missing, owned by the stage's USER, as a layer
+    /// step of its own (as BuildKit does); when it exists the step adds no layer.
+    pub(crate) fn workdir_step(
+        &self,
+        st: &mut State,
+        ins: &crate::dockerfile::Instruction,
+    ) -> Result<bool> {
+        let dir = st
+            .stage
+            .config
+            .get("WorkingDir")
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+            .to_string();
+        let user = st
+            .stage
+            .config
+            .get("User")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let key = crate::cache::step_key(&crate::cache::StepInput {
+            parent: &st.key,
+            config: &st.stage.config,
+            args: &[],
+            original: &ins.original,
+            expanded: &dir,
+            content: Some(&user),
+        });
+        let by = format!("WORKDIR {dir}");
+        if self.take_cached(st, &key, &by)? {
+            return Ok(true);
+        }
+        let step = self.begin(st)?;
+        let owner = if user.is_empty() {
+            (0, 0)
+        } else {
+            let u = image::user::resolve_user(&step.rootfs(), &user)
+                .map_err(|e| Error::step(ins.line, format!("WORKDIR: USER {user}: {e}")))?;
+            (u.uid, u.gid)
+        };
+        mkdir_in_root(&step.rootfs(), &dir, owner, self.now_secs())?;
+        self.finish(st, step, &key, &by)?;
+        Ok(false)
+    }
+
     /// Take step `key` from the cache if it is there and its layer still is; false: a miss.
     pub(crate) fn take_cached(&self, st: &mut State, key: &str, by: &str) -> Result<bool> {
         if self.opts.no_cache {
@@ -234,7 +280,7 @@ impl Step<'_> {
         else {
             return Ok(());
         };
-        mkdir_in_root(&self.rootfs(), w)
+        mkdir_in_root(&self.rootfs(), w, (0, 0), image::fsutil::now_secs()).map(|_| ())
     }
 }
 
@@ -270,30 +316,45 @@ impl Drop for View<'_> {
     }
 }
 
-/// `mkdir -p` of `path` inside `root` (every component resolved in the root), root-owned 0755.
-pub(crate) fn mkdir_in_root(root: &Path, path: &str) -> Result<()> {
-    let tar = {
-        let mut out = Vec::new();
-        let mut b = tar::Builder::new(&mut out);
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        let rel = crate::clean(path);
-        // A directory that exists is left as it is: only missing ones are made.
-        if image::fsutil::open_dir_in_root(
-            std::os::fd::AsFd::as_fd(&image::fsutil::open_dir(root)?),
-            rel.as_bytes(),
-        )
-        .is_ok()
-        {
-            return Ok(());
+/// The directories of `rel` (itself included) that do not exist inside `root`, parents first.
+pub(crate) fn missing_dirs(root: &Path, rel: &str) -> Result<Vec<String>> {
+    let fd = image::fsutil::open_dir(root)?;
+    let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    let mut out = Vec::new();
+    for i in 0..parts.len() {
+        let p = parts[..=i].join("/");
+        if image::fsutil::open_dir_in_root(std::os::fd::AsFd::as_fd(&fd), p.as_bytes()).is_err() {
+            out.push(p);
         }
-        b.append_data(&mut h, &rel, std::io::empty())?;
-        b.finish()?;
-        drop(b);
-        out
-    };
+    }
+    Ok(out)
+}
+
+/// `mkdir -p` of `path` inside `root` (every component resolved in the root): the missing
+/// directories are made 0755 and owned by `owner`. Returns whether any was made.
+pub(crate) fn mkdir_in_root(
+    root: &Path,
+    path: &str,
+    owner: (u32, u32),
+    mtime: u64,
+) -> Result<bool> {
+    let missing = missing_dirs(root, &crate::clean(path))?;
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let items: Vec<crate::copy::Item> = missing
+        .into_iter()
+        .map(|d| crate::copy::Item {
+            source: crate::copy::Source::Dir {
+                mode: 0o755,
+                owner,
+                mtime,
+            },
+            dest: d,
+        })
+        .collect();
+    let mut tar = Vec::new();
+    crate::copy::write_tar(&items, &crate::copy::Attrs::default(), &mut tar)?;
     image::layer::apply(root, tar.as_slice(), &image::layer::ApplyOptions::delete())?;
-    Ok(())
+    Ok(true)
 }

@@ -5,6 +5,7 @@
 mod build;
 mod containers;
 mod ctx;
+mod images;
 mod progress;
 mod run;
 mod util;
@@ -84,6 +85,36 @@ enum Cmd {
         force: bool,
         #[arg(required = true)]
         images: Vec<String>,
+    },
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Show an image's history.
+    History {
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        image: String,
+    },
+    /// Image subcommands (inspect).
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// Write images to a tar archive that docker, podman and ctr load.
+    Save {
+        /// The archive (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load images from an archive (OCI, docker save); stdin without -i.
+    Load {
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Build an image from a Dockerfile (RUN steps run through the runtime).
     Build(Box<build::BuildArgs>),
@@ -165,6 +196,18 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum ImageCmd {
+    /// Show images as docker's `image inspect` does.
+    Inspect {
+        /// A Go-template subset: {{.Field.Sub}}, {{json .Field}}.
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum BuilderCmd {
     /// Remove the build cache (and the blobs and snapshots only it kept).
     Prune,
@@ -200,6 +243,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             | Cmd::Images { .. }
             | Cmd::Rmi { .. }
             | Cmd::Builder { .. }
+            | Cmd::Tag { .. }
+            | Cmd::History { .. }
+            | Cmd::Image { .. }
+            | Cmd::Save { .. }
+            | Cmd::Load { .. }
     ) {
         ctx.require_runtime()?;
     }
@@ -217,6 +265,24 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         } => pull(&ctx, reference, *plain_http, user.as_deref(), !no_unpack),
         Cmd::Images { quiet } => images(&ctx, *quiet),
         Cmd::Rmi { force, images } => rmi(&ctx, images, *force),
+        Cmd::Tag { source, target } => images::tag(&ctx, source, target),
+        Cmd::History {
+            no_trunc,
+            quiet,
+            image,
+        } => images::history(&ctx, image, *no_trunc, *quiet),
+        Cmd::Image {
+            cmd:
+                ImageCmd::Inspect {
+                    format,
+                    images: names,
+                },
+        } => images::inspect(&ctx, names, format.as_deref()),
+        Cmd::Save {
+            output,
+            images: names,
+        } => images::save(&ctx, names, output.as_deref()),
+        Cmd::Load { input, quiet } => images::load(&ctx, input.as_deref(), *quiet),
         Cmd::Build(a) => build::build(&ctx, a),
         Cmd::Builder {
             cmd: BuilderCmd::Prune,
@@ -340,7 +406,7 @@ fn images(ctx: &Ctx, quiet: bool) -> Result<i32> {
                 tag,
                 i.id().short().to_string(),
                 created,
-                util::human_size(i.size()),
+                util::human_size(ctx.store.unpacked_size(i).unwrap_or_else(|_| i.size())),
             ]
         })
         .collect();
@@ -356,7 +422,7 @@ fn table(out: &mut impl Write, head: &[&str], rows: &[[String; 5]]) -> Result<()
     table_n(out, head, rows.iter().map(|r| r.to_vec()).collect())
 }
 
-fn table_n(out: &mut impl Write, head: &[&str], rows: Vec<Vec<String>>) -> Result<()> {
+pub(crate) fn table_n(out: &mut impl Write, head: &[&str], rows: Vec<Vec<String>>) -> Result<()> {
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {

@@ -144,6 +144,47 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     Some(sig)
 }
 
+/// RFC 3339 of `secs` since the epoch (UTC).
+pub fn rfc3339(secs: u64) -> String {
+    builder::build::rfc3339(secs)
+}
+
+/// The subset of Go templates `--format` takes here: text with `{{.A.B}}` (a string as it is,
+/// anything else as JSON) and `{{json .A.B}}`.
+pub fn template(f: &str, v: &serde_json::Value) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = f;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after
+            .find("}}")
+            .ok_or_else(|| format!("template {f:?}: unclosed action"))?;
+        let action = after[..j].trim();
+        let (json, path) = match action.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, action),
+        };
+        let path = path
+            .strip_prefix('.')
+            .ok_or_else(|| format!("template {f:?}: {action:?} is not supported (use .Field)"))?;
+        let mut cur = v;
+        for k in path.split('.').filter(|k| !k.is_empty()) {
+            cur = cur
+                .get(k)
+                .ok_or_else(|| format!("template {f:?}: no field {k:?}"))?;
+        }
+        match (json, cur) {
+            (false, serde_json::Value::String(s)) => out.push_str(s),
+            (false, serde_json::Value::Null) => out.push_str("<no value>"),
+            _ => out.push_str(&cur.to_string()),
+        }
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +208,16 @@ mod tests {
         assert_eq!(human_duration(3600), "An hour");
         assert_eq!(human_duration(7200), "2 hours");
         assert!(valid_name("web-1") && !valid_name("-x") && !valid_name("a/b"));
+    }
+
+    #[test]
+    fn templates() {
+        let v =
+            serde_json::json!({"Id": "sha256:1", "Config": {"Cmd": ["sh"], "User": ""}, "Size": 3});
+        assert_eq!(template("{{.Id}} {{.Size}}", &v).unwrap(), "sha256:1 3");
+        assert_eq!(template("{{json .Config.Cmd}}", &v).unwrap(), "[\"sh\"]");
+        assert_eq!(template("{{ .Config.User }}x", &v).unwrap(), "x");
+        assert!(template("{{.Nope}}", &v).is_err());
+        assert!(template("{{range .X}}", &v).is_err());
     }
 }

@@ -122,7 +122,7 @@ fn build_runs_copies_and_caches() {
     );
     let (id, err) = e.build_ok(&["-t", "app:1", "--build-arg", "GREETING=hi"], &ctx);
     assert!(id.starts_with("sha256:"), "{id}");
-    assert_eq!(steps(&err), (5, 0), "{err}");
+    assert_eq!(steps(&err), (6, 0), "{err}");
     let run = |args: &[&str]| {
         let mut a = vec!["--rm", "app:1"];
         a.extend_from_slice(args);
@@ -173,7 +173,7 @@ fn build_runs_copies_and_caches() {
 
     // Unchanged: everything from the cache, the same image.
     let (id2, err) = e.build_ok(&["-t", "app:1", "--build-arg", "GREETING=hi"], &ctx);
-    assert_eq!(steps(&err), (0, 5), "{err}");
+    assert_eq!(steps(&err), (0, 6), "{err}");
     assert_eq!(id2, id);
     // A touched file (same content) is still a hit.
     let f = ctx.join("bin/run.sh");
@@ -185,19 +185,19 @@ fn build_runs_copies_and_caches() {
         .set_modified(t)
         .unwrap();
     let (_, err) = e.build_ok(&["-t", "app:1", "--build-arg", "GREETING=hi"], &ctx);
-    assert_eq!(steps(&err), (0, 5), "{err}");
+    assert_eq!(steps(&err), (0, 6), "{err}");
     // A changed file runs its COPY and everything after it, nothing before.
     fs::write(&f, "#!/bin/sh\necho changed\n").unwrap();
     let (id3, err) = e.build_ok(&["-t", "app:1", "--build-arg", "GREETING=hi"], &ctx);
-    assert_eq!(steps(&err), (4, 1), "{err}");
+    assert_eq!(steps(&err), (4, 2), "{err}");
     assert_ne!(id3, id);
     // Another build arg value: the RUNs that see it run again.
     let (_, err) = e.build_ok(&["-t", "app:1"], &ctx);
-    assert_eq!(steps(&err), (3, 2), "{err}");
+    assert_eq!(steps(&err), (3, 3), "{err}");
     assert_eq!(run(&[]), "hello from RUN\n");
     // --no-cache runs everything.
     let (_, err) = e.build_ok(&["--no-cache", "-t", "app:1"], &ctx);
-    assert_eq!(steps(&err), (5, 0), "{err}");
+    assert_eq!(steps(&err), (6, 0), "{err}");
     e.assert_clean();
 }
 
@@ -441,4 +441,49 @@ fn source_date_epoch_builds_are_reproducible() {
     for h in cfg["history"].as_array().unwrap().iter().skip(2) {
         assert_eq!(h["created"], "2023-11-14T22:13:20Z", "{h}");
     }
+}
+
+/// WORKDIR makes its directory as the stage's USER, COPY --chown makes the missing parents of
+/// its destination as that owner: what BuildKit does.
+#[test]
+fn workdir_and_copy_parents_get_their_owner() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let ctx = context(
+        &e,
+        "owners",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nUSER 1000:1000\nWORKDIR /home/app/work\nCOPY --chown=1000:1000 f /srv/data/f\nUSER root\nWORKDIR /\n",
+            ),
+            ("f", "x\n"),
+        ],
+    );
+    e.build_ok(&["-t", "owners"], &ctx);
+    let o = e.run_ctr(&[
+        "--rm",
+        "owners",
+        "stat",
+        "-c",
+        "%n %u:%g %a",
+        "/home/app/work",
+        "/home/app",
+        "/srv",
+        "/srv/data",
+        "/srv/data/f",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "/home/app/work 1000:1000 755\n/home/app 1000:1000 755\n/srv 1000:1000 755\n\
+         /srv/data 1000:1000 755\n/srv/data/f 1000:1000 644\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // WORKDIR / exists: no layer for it.
+    let cfg = e.config("owners");
+    let last = cfg["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["created_by"], "WORKDIR /");
+    assert_eq!(last["empty_layer"], true);
+    e.assert_clean();
 }

@@ -517,6 +517,16 @@ impl Store {
         )
     }
 
+    /// The unpacked size of `rec` (its snapshots' content, as docker's `images` shows it);
+    /// the compressed size while it is not unpacked.
+    pub fn unpacked_size(&self, rec: &ImageRecord) -> Result<u64> {
+        let chains = rec.chain_ids();
+        if !chains.iter().all(|c| self.snapshots.exists(c)) {
+            return Ok(rec.size());
+        }
+        chains.iter().map(|c| self.snapshots.size(c)).sum()
+    }
+
     /// Remove the record of image `name` (exact, normalized name). Run `gc` after.
     pub fn delete_image(&self, name: &str) -> Result<()> {
         let p = self.record_path(name);

@@ -12,6 +12,7 @@ pub mod commit;
 pub mod diff;
 pub mod digest;
 pub mod error;
+pub mod export;
 pub mod fsutil;
 pub mod images;
 pub mod import;

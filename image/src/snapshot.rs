@@ -463,6 +463,35 @@ impl Snapshotter {
         fsutil::remove_path(&trash)
     }
 
+    /// The bytes of content committed snapshot `name` holds (regular files' sizes, as docker's
+    /// layer size counts them); computed once, then kept beside it (snapshots do not change).
+    pub fn size(&self, name: &Digest) -> Result<u64> {
+        let cached = self.committed_dir(name).join("size");
+        if let Some(n) = fs::read_to_string(&cached)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return Ok(n);
+        }
+        fn walk(dir: &Path) -> std::io::Result<u64> {
+            let mut n = 0;
+            for e in fs::read_dir(dir)? {
+                let e = e?;
+                let md = e.metadata()?;
+                if md.is_dir() {
+                    n += walk(&e.path())?;
+                } else if md.is_file() {
+                    n += md.len();
+                }
+            }
+            Ok(n)
+        }
+        let fs_dir = self.fs_path(name);
+        let n = walk(&fs_dir).ctx("measure", &fs_dir)?;
+        let _ = fsutil::write_atomic(&cached, n.to_string().as_bytes());
+        Ok(n)
+    }
+
     /// Committed snapshots.
     pub fn list_committed(&self) -> Result<Vec<(Digest, Info)>> {
         let mut out = Vec::new();

@@ -1,0 +1,109 @@
+//! `save`: images as one tar archive that docker's, podman's and containerd's loaders all
+//! take, laid out as docker 25+ writes it:
+//! - an OCI image layout: `oci-layout`, `index.json` with one manifest descriptor per name
+//!   (annotated `io.containerd.image.name` with the full name and
+//!   `org.opencontainers.image.ref.name` with the tag), `blobs/sha256/<hex>` for every
+//!   manifest, config and layer (each blob once);
+//! - docker's `manifest.json` beside it: per image its `Config` and `Layers` as paths into
+//!   `blobs/`, and `RepoTags` (familiar names: `busybox:latest`).
+//!
+//! Entries are written in a fixed order with fixed times and owners, so the same images give
+//! the same archive.
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+
+use serde_json::{json, Value};
+
+use crate::digest::Digest;
+use crate::error::{IoContext, Result};
+use crate::images::{ImageRecord, Store};
+use crate::reference::Reference;
+
+fn header(size: u64, mode: u32, dir: bool) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(if dir {
+        tar::EntryType::Directory
+    } else {
+        tar::EntryType::Regular
+    });
+    h
+}
+
+fn blob_path(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
+}
+
+/// Write `images` (records of `store`) as one archive to `out`.
+pub fn save(store: &Store, images: &[ImageRecord], out: impl Write) -> Result<()> {
+    let mut tar = tar::Builder::new(out);
+    let add = |tar: &mut tar::Builder<_>, name: &str, data: &[u8]| -> io::Result<()> {
+        let mut h = header(data.len() as u64, 0o644, false);
+        tar.append_data(&mut h, name, data)
+    };
+    let mut blobs: BTreeSet<Digest> = BTreeSet::new();
+    let mut index = Vec::new();
+    let mut docker = Vec::new();
+    for rec in images {
+        let manifest = store.content.read(&rec.manifest)?;
+        let mt: Value = serde_json::from_slice(&manifest)?;
+        let media_type = mt["mediaType"]
+            .as_str()
+            .unwrap_or(crate::images::media::OCI_MANIFEST)
+            .to_string();
+        blobs.insert(rec.manifest.clone());
+        blobs.insert(rec.config.clone());
+        blobs.extend(rec.layers.iter().map(|l| l.digest.clone()));
+        let reference = Reference::parse(&rec.name).ok();
+        let mut annotations = serde_json::Map::new();
+        let mut tags = Vec::new();
+        if let Some(r) = &reference {
+            annotations.insert("io.containerd.image.name".into(), json!(r.to_string()));
+            if let Some(t) = &r.tag {
+                annotations.insert("org.opencontainers.image.ref.name".into(), json!(t));
+                tags.push(format!("{}:{t}", r.familiar_repository()));
+            }
+        }
+        let mut desc = json!({
+            "mediaType": media_type,
+            "digest": rec.manifest.to_string(),
+            "size": manifest.len(),
+        });
+        if !annotations.is_empty() {
+            desc["annotations"] = Value::Object(annotations);
+        }
+        index.push(desc);
+        docker.push(json!({
+            "Config": blob_path(&rec.config),
+            "RepoTags": if tags.is_empty() { Value::Null } else { json!(tags) },
+            "Layers": rec.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
+        }));
+    }
+    let w = |e: io::Error| crate::error::Error::io("write the archive", e);
+    for d in ["blobs/", "blobs/sha256/"] {
+        let mut h = header(0, 0o755, true);
+        tar.append_data(&mut h, d, io::empty()).map_err(w)?;
+    }
+    for d in &blobs {
+        let path = store.content.path(d);
+        let f = std::fs::File::open(&path).ctx("open", &path)?;
+        let size = f.metadata().ctx("stat", &path)?.len();
+        let mut h = header(size, 0o644, false);
+        tar.append_data(&mut h, blob_path(d), f).map_err(w)?;
+    }
+    add(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(w)?;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": crate::images::media::OCI_INDEX,
+        "manifests": index,
+    });
+    add(&mut tar, "index.json", &serde_json::to_vec(&index)?).map_err(w)?;
+    add(&mut tar, "manifest.json", &serde_json::to_vec(&docker)?).map_err(w)?;
+    tar.into_inner().map_err(w)?.flush().map_err(w)?;
+    Ok(())
+}
