@@ -3,6 +3,7 @@
 //! command line. See ctl/README.md.
 
 mod build;
+mod commit;
 mod containers;
 mod ctx;
 mod images;
@@ -115,6 +116,23 @@ enum Cmd {
         input: Option<PathBuf>,
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Make an image of a container's changes.
+    Commit {
+        /// Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD,
+        /// USER, VOLUME, WORKDIR).
+        #[arg(short = 'c', long = "change")]
+        changes: Vec<String>,
+        /// Commit message (the history entry's comment).
+        #[arg(short, long)]
+        message: Option<String>,
+        #[arg(short, long)]
+        author: Option<String>,
+        /// Pause the container while its changes are read.
+        #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        pause: bool,
+        container: String,
+        name: Option<String>,
     },
     /// Build an image from a Dockerfile (RUN steps run through the runtime).
     Build(Box<build::BuildArgs>),
@@ -283,6 +301,24 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             images: names,
         } => images::save(&ctx, names, output.as_deref()),
         Cmd::Load { input, quiet } => images::load(&ctx, input.as_deref(), *quiet),
+        Cmd::Commit {
+            changes,
+            message,
+            author,
+            pause,
+            container,
+            name,
+        } => commit::commit(
+            &ctx,
+            &commit::CommitArgs {
+                container,
+                name: name.as_deref(),
+                changes,
+                message: message.as_deref(),
+                author: author.as_deref(),
+                pause: *pause,
+            },
+        ),
         Cmd::Build(a) => build::build(&ctx, a),
         Cmd::Builder {
             cmd: BuilderCmd::Prune,

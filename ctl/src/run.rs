@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// Parent cgroup (absolute); the container's cgroup is PARENT/<id>.
     #[arg(long = "cgroup-parent", default_value = "/berth")]
     pub cgroup_parent: String,
+    /// Pull the image: missing (when it is not in the store), always, never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
     /// Image name or id.
     pub image: String,
     /// Command and arguments (replace the image's Cmd).
@@ -195,14 +198,36 @@ fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<BundleOptions> {
 /// Create the container: record, snapshot, rootfs mount, config.json. On failure nothing stays.
 pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
     let lock = ctx.store.lock_shared()?;
-    let img = ctx.store.image(&a.image).map_err(|e| match e {
-        image::Error::NotFound(_) => anyhow!(
+    let found = match a.pull.as_str() {
+        "always" => None,
+        "missing" | "never" => match ctx.store.image(&a.image) {
+            Ok(r) => Some(r),
+            Err(image::Error::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
+        other => bail!("--pull {other}: use missing, always or never"),
+    };
+    let img = match found {
+        Some(r) => r,
+        None if a.pull == "never" => bail!(
             "image {:?} not found: `berthctl import FILE` or `berthctl pull {}` first",
             a.image,
             a.image
         ),
-        e => e.into(),
-    })?;
+        None => {
+            // docker's words, on stderr: what it does when the image is not here.
+            if a.pull != "always" {
+                eprintln!("Unable to find image '{}' locally", a.image);
+            }
+            image::registry::pull(
+                &ctx.store,
+                &a.image,
+                &image::registry::PullOptions::default(),
+                &crate::progress::Reporter::new(),
+            )
+            .with_context(|| format!("pull {}", a.image))?
+        }
+    };
     let config: image::oci_spec::image::ImageConfiguration =
         serde_json::from_slice(&ctx.store.content.read(img.id())?)
             .context("parse the image config")?;
@@ -222,6 +247,10 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
     let rootfs = ctx.rootfs_dir(&id);
     let r = (|| -> Result<Container> {
         std::fs::create_dir_all(&rootfs)?;
+        // An image stored without its snapshots (--no-unpack, commit) is unpacked first.
+        ctx.store
+            .unpack(&img, &image::Quiet)
+            .context("unpack the image")?;
         let mounts = ctx
             .store
             .snapshots

@@ -58,7 +58,14 @@ impl Env {
                 let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
                 a.entries()
                     .unwrap()
-                    .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+                    .map(|e| {
+                        e.unwrap()
+                            .path()
+                            .unwrap()
+                            .to_string_lossy()
+                            .trim_end_matches('/')
+                            .to_string()
+                    })
                     .collect()
             })
             .collect()

@@ -86,3 +86,90 @@ fn tag_inspect_history_save_and_load() {
     assert!(ingest.is_empty(), "{ingest:?}");
     e.assert_clean();
 }
+
+/// `commit`: a running container's changes (paused while read) as a new image with `-c`
+/// changes and `-m`; the runtime's mount points are not in the layer.
+#[test]
+fn commit_a_running_container() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "cm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo changed > /etc/motd; rm /bin/vi; mkdir /newdir; touch /ready; sleep 100",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for _ in 0..100 {
+        if e.run(&["exec", "cm", "test", "-e", "/ready"])
+            .status
+            .success()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let id = e.ok(&[
+        "commit",
+        "-c",
+        r#"CMD ["cat", "/etc/motd"]"#,
+        "-c",
+        "ENV COMMITTED=1",
+        "-m",
+        "my change",
+        "cm",
+        "committed:1",
+    ]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    // Still running after the pause.
+    assert!(e.ok(&["ps"]).contains("cm"));
+    let o = e.run_ctr(&["--rm", "committed:1"]);
+    assert_eq!(
+        stdout(&o),
+        "changed\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = e.run_ctr(&[
+        "--rm",
+        "committed:1",
+        "sh",
+        "-c",
+        "echo $COMMITTED; ls -d /newdir; ls /bin/vi 2>&1; true",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "1\n/newdir\nls: /bin/vi: No such file or directory\n"
+    );
+    let hist = e.ok(&["history", "--no-trunc", "committed:1"]);
+    assert!(hist.lines().nth(1).unwrap().contains("my change"), "{hist}");
+    // Only what the container changed: no mount points of the runtime's.
+    let s = image::Store::open(e.root.path(), None).unwrap();
+    let rec = s.image("committed:1").unwrap();
+    let f = std::fs::File::open(s.content.path(&rec.layers.last().unwrap().digest)).unwrap();
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let names: Vec<String> = a
+        .entries()
+        .unwrap()
+        .map(|x| {
+            x.unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["bin", "bin/.wh.vi", "etc", "etc/motd", "newdir", "ready"]
+    );
+    let o = e.run(&["commit", "-c", "RUN true", "cm"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("RUN cannot be changed"));
+    e.ok(&["rm", "-f", "cm"]);
+    e.assert_clean();
+}

@@ -27,6 +27,9 @@ use crate::error::{Error, IoContext, Result};
 pub struct DiffOptions {
     /// No mtime later than this (seconds since the epoch): SOURCE_DATE_EPOCH.
     pub clamp_mtime: Option<u64>,
+    /// Paths (relative, clean) left out when they are an empty file or an empty directory:
+    /// the mount points a runtime made for a container's mounts.
+    pub skip_empty: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -199,6 +202,13 @@ impl<W: Write> Differ<'_, W> {
         if ft.is_socket() {
             // Nothing a layer can hold.
             return Ok(());
+        }
+        if self.opts.skip_empty.iter().any(|p| p == rel) {
+            let empty = (ft.is_file() && md.len() == 0)
+                || (ft.is_dir() && sorted_entries(path)?.is_empty());
+            if empty {
+                return Ok(());
+            }
         }
         let name = Path::new(std::ffi::OsStr::from_bytes(rel));
         self.stats.entries += 1;

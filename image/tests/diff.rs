@@ -202,6 +202,7 @@ fn an_upper_dir_round_trips_through_its_layer() {
         &mut clamped,
         &DiffOptions {
             clamp_mtime: Some(1000),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -249,6 +250,7 @@ fn a_written_layer_is_reproducible_and_applies() {
     let store = image::Store::open(&t.path().join("store"), None).unwrap();
     let opts = DiffOptions {
         clamp_mtime: Some(1_600_000_000),
+        ..Default::default()
     };
     let l1 = write_layer(&store.content, &upper, &opts).unwrap();
     let blob = store.content.read(&l1.record.digest).unwrap();
