@@ -478,7 +478,15 @@ impl Builder<'_> {
             Some(r) => r,
             None => {
                 self.report.note(&format!("pulling {name}"));
-                image::registry::pull(self.store, name, &self.opts.pull_options, &image::Quiet)
+                let mut o = self.opts.pull_options.clone();
+                if o.credentials.is_none() {
+                    // The credentials `login` kept for that registry, if any.
+                    let domain = image::Reference::parse(name).map(|r| r.domain);
+                    o.credentials = domain
+                        .ok()
+                        .and_then(|d| image::auth::lookup(&d).ok().flatten());
+                }
+                image::registry::pull(self.store, name, &o, &image::Quiet)
                     .map_err(|e| Error::step(line, format!("pull {name}: {e}")))?
             }
         };

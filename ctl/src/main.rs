@@ -8,6 +8,7 @@ mod containers;
 mod ctx;
 mod images;
 mod progress;
+mod registry;
 mod run;
 mod util;
 
@@ -72,6 +73,37 @@ enum Cmd {
         no_unpack: bool,
         reference: String,
     },
+    /// Push an image to a registry (distribution API v2).
+    Push {
+        /// Use HTTP instead of HTTPS (a local registry).
+        #[arg(long = "plain-http")]
+        plain_http: bool,
+        /// USER:PASSWORD for the registry (default: the kept credentials).
+        #[arg(long)]
+        user: Option<String>,
+        /// Upload blobs bigger than this in chunks of this size (bytes).
+        #[arg(long = "chunk-size")]
+        chunk_size: Option<u64>,
+        image: String,
+        /// Push under this name (default: the image's own).
+        destination: Option<String>,
+    },
+    /// Log in to a registry; the credentials are kept in docker's credential file.
+    Login {
+        #[arg(short = 'u', long = "username")]
+        username: Option<String>,
+        #[arg(short = 'p', long = "password")]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+        #[arg(long = "plain-http")]
+        plain_http: bool,
+        /// host[:port] (default: Docker Hub).
+        registry: Option<String>,
+    },
+    /// Forget the credentials of a registry.
+    Logout { registry: Option<String> },
     /// List images.
     #[command(alias = "ls")]
     Images {
@@ -262,6 +294,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             | Cmd::Rmi { .. }
             | Cmd::Builder { .. }
             | Cmd::Tag { .. }
+            | Cmd::Push { .. }
+            | Cmd::Login { .. }
+            | Cmd::Logout { .. }
             | Cmd::History { .. }
             | Cmd::Image { .. }
             | Cmd::Save { .. }
@@ -283,6 +318,34 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         } => pull(&ctx, reference, *plain_http, user.as_deref(), !no_unpack),
         Cmd::Images { quiet } => images(&ctx, *quiet),
         Cmd::Rmi { force, images } => rmi(&ctx, images, *force),
+        Cmd::Push {
+            plain_http,
+            user,
+            chunk_size,
+            image,
+            destination,
+        } => registry::push(
+            &ctx,
+            image,
+            destination.as_deref(),
+            *plain_http,
+            user.as_deref(),
+            *chunk_size,
+        ),
+        Cmd::Login {
+            username,
+            password,
+            password_stdin,
+            plain_http,
+            registry: reg,
+        } => registry::login(&registry::LoginArgs {
+            registry: reg.as_deref(),
+            user: username.as_deref(),
+            password: password.as_deref(),
+            password_stdin: *password_stdin,
+            plain_http: *plain_http,
+        }),
+        Cmd::Logout { registry: reg } => registry::logout(reg.as_deref()),
         Cmd::Tag { source, target } => images::tag(&ctx, source, target),
         Cmd::History {
             no_trunc,
@@ -385,19 +448,8 @@ fn pull(
     user: Option<&str>,
     unpack: bool,
 ) -> Result<i32> {
-    let credentials = match user {
-        Some(u) => {
-            let (a, b) = u.split_once(':').context("--user: use USER:PASSWORD")?;
-            Some((a.to_string(), b.to_string()))
-        }
-        None => None,
-    };
-    let opts = image::registry::PullOptions {
-        plain_http,
-        credentials,
-        unpack,
-        ..Default::default()
-    };
+    let mut opts = registry::options(&registry::domain_of(reference)?, plain_http, user)?;
+    opts.unpack = unpack;
     let rec = image::registry::pull(&ctx.store, reference, &opts, &progress::Reporter::new())
         .with_context(|| format!("pull {reference}"))?;
     println!("Pulled {} ({})", rec.name, rec.manifest);

@@ -102,6 +102,33 @@ impl image::Progress for Reporter {
                     eprintln!("{}: unpacking", digest.short());
                 }
             }
+            Event::Pushing {
+                digest,
+                done,
+                total,
+            } => {
+                if self.tty {
+                    let b = self.bar(digest, total);
+                    b.set_length(total);
+                    b.set_position(done);
+                    b.set_message("pushing");
+                } else {
+                    let mut s = self.started.lock().expect("lock");
+                    if !s.contains_key(digest) {
+                        s.insert(digest.clone(), total);
+                        eprintln!("{}: pushing {}", digest.short(), mb(total));
+                    }
+                }
+            }
+            Event::Pushed { digest, how } => {
+                if self.tty {
+                    let b = self.bar(digest, 0);
+                    b.set_style(ProgressStyle::with_template("{prefix} {msg}").expect("template"));
+                    b.finish_with_message(how.to_string());
+                } else {
+                    eprintln!("{}: {how}", digest.short());
+                }
+            }
             Event::Unpacked { digest, cached } => {
                 let msg = if cached {
                     "already unpacked"

@@ -222,7 +222,7 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
             image::registry::pull(
                 &ctx.store,
                 &a.image,
-                &image::registry::PullOptions::default(),
+                &crate::registry::options(&crate::registry::domain_of(&a.image)?, false, None)?,
                 &crate::progress::Reporter::new(),
             )
             .with_context(|| format!("pull {}", a.image))?

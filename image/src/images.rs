@@ -196,6 +196,15 @@ pub enum Event<'a> {
     },
     /// A layer is unpacked (`cached`: its snapshot existed).
     Unpacked { digest: &'a Digest, cached: bool },
+    /// A blob is being uploaded: `done` of `total` bytes.
+    Pushing {
+        digest: &'a Digest,
+        done: u64,
+        total: u64,
+    },
+    /// A blob is in the registry: `how` it got there ("pushed", "layer already exists",
+    /// "mounted").
+    Pushed { digest: &'a Digest, how: &'a str },
 }
 
 pub trait Progress: Sync {

@@ -7,6 +7,7 @@
 //! This library depends on no binary crate and not on libcontainer: `berthctl` glues it to the
 //! `berth` runtime through runc's command line.
 
+pub mod auth;
 pub mod bundle;
 pub mod commit;
 pub mod diff;
@@ -18,6 +19,7 @@ pub mod images;
 pub mod import;
 pub mod layer;
 pub mod overlay;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod seccomp;

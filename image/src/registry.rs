@@ -2,8 +2,19 @@
 //! tokens (and basic auth), `plain_http` for a local registry. Only blobs missing from the
 //! content store are fetched, layers in parallel (3 at a time); an interrupted download is
 //! resumed with a Range request on retry (up to 3 attempts), every byte verified by the store.
+//!
+//! How a registry is reached (pull and push alike), as docker does it:
+//! - HTTPS, verified against the web's roots, or against `ca.crt`/`*.crt` in
+//!   `<certs dir>/<host[:port]>/` (`/etc/docker/certs.d`, `/etc/containers/certs.d`, and the
+//!   caller's), with a client certificate from `*.cert` + `*.key` there;
+//! - localhost, 127.0.0.0/8, ::1 and `insecure_registries` are tried over HTTPS without
+//!   verification first, then over plain HTTP;
+//! - a registry that answers HTTPS with plain HTTP is reported as such ("server gave HTTP
+//!   response to HTTPS client");
+//! - `plain_http` goes straight to HTTP.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -29,6 +40,10 @@ pub struct PullOptions {
     /// A registry that sends nothing for this long fails the request (retried as a failed
     /// download is); a slow but live connection never does.
     pub stall_timeout: Duration,
+    /// Directories with a `<host[:port]>/` directory of CA and client certificates each.
+    pub certs_dirs: Vec<PathBuf>,
+    /// Hosts (`host[:port]`) reached like localhost: HTTPS unverified, then HTTP.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for PullOptions {
@@ -40,8 +55,96 @@ impl Default for PullOptions {
             unpack: true,
             parallel: 3,
             stall_timeout: Duration::from_secs(60),
+            certs_dirs: vec![
+                PathBuf::from("/etc/docker/certs.d"),
+                PathBuf::from("/etc/containers/certs.d"),
+                PathBuf::from("/etc/berth/certs.d"),
+            ],
+            insecure_registries: Vec::new(),
         }
     }
+}
+
+/// Whether `host` (`name[:port]`) is a loopback address docker treats as insecure.
+pub fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(n, _)| n)
+    };
+    name == "localhost"
+        || name == "::1"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.octets()[0] == 127)
+}
+
+/// The TLS settings for `host` from the certificate directories: CA roots and a client
+/// certificate, when there are any.
+fn tls_for(host: &str, dirs: &[PathBuf], insecure: bool) -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+    let mut b = TlsConfig::builder();
+    if insecure {
+        return Ok(b.disable_verification(true).build());
+    }
+    let mut roots: Vec<Certificate<'static>> = Vec::new();
+    let mut client: Option<ClientCert> = None;
+    for d in dirs.iter().map(|d| d.join(host)) {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        names.sort();
+        let bad = |p: &Path, e: &dyn std::fmt::Display| {
+            Error::Registry(format!("certificate {}: {e}", p.display()))
+        };
+        for p in &names {
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            match ext {
+                "crt" => {
+                    let pem = std::fs::read(p).map_err(|e| bad(p, &e))?;
+                    for item in ureq::tls::parse_pem(&pem) {
+                        if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| bad(p, &e))? {
+                            roots.push(c);
+                        }
+                    }
+                }
+                "cert" => {
+                    let key = p.with_extension("key");
+                    let pem = std::fs::read(p).map_err(|e| bad(p, &e))?;
+                    let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+                        .filter_map(|i| match i {
+                            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                            _ => None,
+                        })
+                        .collect();
+                    let kp = std::fs::read(&key).map_err(|e| bad(&key, &e))?;
+                    let k = PrivateKey::from_pem(&kp).map_err(|e| bad(&key, &e))?;
+                    client = Some(ClientCert::new_with_certs(&chain, k));
+                }
+                _ => {}
+            }
+        }
+    }
+    if !roots.is_empty() {
+        b = b.root_certs(RootCerts::new_with_certs(&roots));
+    }
+    Ok(b.client_cert(client).build())
+}
+
+/// What a request sends.
+#[derive(Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// `len` bytes of the file at `offset`.
+    File {
+        path: &'a Path,
+        offset: u64,
+        len: u64,
+    },
 }
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -108,7 +211,7 @@ pub struct Client {
     fresh: Mutex<std::collections::HashSet<Digest>>,
 }
 
-fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in data.chunks(3) {
@@ -171,29 +274,61 @@ fn reg_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Client {
-    pub fn new(r: &Reference, opts: &PullOptions) -> Client {
-        let (plain_http, credentials) = (opts.plain_http, opts.credentials.clone());
+    fn agent(opts: &PullOptions, tls: ureq::tls::TlsConfig) -> ureq::Agent {
         // Redirects are followed by `call`, which applies their policy.
-        let config = ureq::Agent::config_builder()
+        ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_recv_body(None)
             .timeout_per_read(Some(opts.stall_timeout))
-            .build();
-        Client {
-            agent: config.into(),
+            .tls_config(tls)
+            .build()
+            .into()
+    }
+
+    /// A client for `r`'s repository, with the scheme and TLS settings its registry needs
+    /// (see the module's notes); loopback and insecure registries are probed once.
+    pub fn connect(r: &Reference, opts: &PullOptions) -> Result<Client> {
+        let host = r.registry_host();
+        let insecure = is_loopback(host) || opts.insecure_registries.iter().any(|h| *h == host);
+        let tls = tls_for(host, &opts.certs_dirs, insecure)?;
+        let mut c = Client {
+            agent: Self::agent(opts, tls),
             base: format!(
-                "{}://{}",
-                if plain_http { "http" } else { "https" },
-                r.registry_host()
+                "{}://{host}",
+                if opts.plain_http { "http" } else { "https" }
             ),
             repo: r.path.clone(),
-            credentials,
+            credentials: opts.credentials.clone(),
             token: Mutex::new(None),
             fresh: Mutex::new(Default::default()),
+        };
+        if opts.plain_http {
+            return Ok(c);
         }
+        let probe = |c: &Client| c.call(&format!("{}/v2/", c.base), &[], None).map(|_| ());
+        if let Err(e) = probe(&c) {
+            let http = format!("http://{host}");
+            let answers_http = c.call(&format!("{http}/v2/"), &[], None).is_ok();
+            if insecure && answers_http {
+                c.base = http;
+            } else if answers_http {
+                return Err(Error::Registry(format!(
+                    "{host}: server gave HTTP response to HTTPS client (a registry without \
+                     TLS: --plain-http, or --insecure-registry {host})"
+                )));
+            } else {
+                return Err(e);
+            }
+        }
+        Ok(c)
+    }
+
+    /// The registry's base URL (`https://host[:port]`).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn basic(&self) -> Option<String> {
@@ -238,6 +373,104 @@ impl Client {
             &format!("GET {url}"),
             format!("more than {MAX_REDIRECTS} redirects"),
         ))
+    }
+
+    /// Send `method` to `url` with `payload` (no redirect followed: the registry answers
+    /// uploads with 201/202 and a Location).
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        payload: Payload<'_>,
+        auth: Option<&str>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let what = || format!("{method} {url}");
+        let mut b = ureq::http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, v);
+        }
+        if let Some(a) = auth {
+            b = b.header("Authorization", a);
+        }
+        let bad = |e: ureq::http::Error| reg_err(&what(), e);
+        let res = match payload {
+            Payload::Empty if method == "HEAD" || method == "GET" => {
+                self.agent.run(b.body(()).map_err(bad)?)
+            }
+            Payload::Empty => self
+                .agent
+                .run(b.header("Content-Length", "0").body(&[][..]).map_err(bad)?),
+            Payload::Bytes(d) => self.agent.run(
+                b.header("Content-Length", d.len().to_string())
+                    .body(d)
+                    .map_err(bad)?,
+            ),
+            Payload::File { path, offset, len } => {
+                let mut f = std::fs::File::open(path).map_err(|e| reg_err(&what(), e))?;
+                f.seek(io::SeekFrom::Start(offset))
+                    .map_err(|e| reg_err(&what(), e))?;
+                let mut r = f.take(len);
+                self.agent.run(
+                    b.header("Content-Length", len.to_string())
+                        .body(ureq::SendBody::from_reader(&mut r))
+                        .map_err(bad)?,
+                )
+            }
+        };
+        res.map_err(|e| match e {
+            ureq::Error::Timeout(ureq::Timeout::PerRead) => self.stalled(&what()),
+            e => reg_err(&what(), e),
+        })
+    }
+
+    /// `method` on `target` (an absolute URL, a path from the registry's root, or a path below
+    /// /v2/<repo>/), authenticating on a 401 challenge.
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, String)],
+        payload: Payload<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let url = if target.starts_with("http://") || target.starts_with("https://") {
+            target.to_string()
+        } else if target.starts_with('/') {
+            format!("{}{target}", self.base)
+        } else {
+            format!("{}/v2/{}/{}", self.base, self.repo, target)
+        };
+        for attempt in 0..2 {
+            let auth = self
+                .token
+                .lock()
+                .expect("lock")
+                .clone()
+                .or_else(|| self.basic());
+            // Credentials go to the registry only, never to another host a Location names.
+            let auth = auth.filter(|_| origin(&url) == origin(&self.base));
+            let resp = if method == "GET" {
+                self.call(&url, headers, auth.as_deref())?
+            } else {
+                self.send(method, &url, headers, payload, auth.as_deref())?
+            };
+            if resp.status().as_u16() != 401 || attempt == 1 {
+                return Ok(resp);
+            }
+            let challenge = resp
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            self.authenticate(&challenge)?;
+        }
+        unreachable!("two attempts")
+    }
+
+    /// The repository path (`library/busybox`).
+    pub fn repo(&self) -> &str {
+        &self.repo
     }
 
     /// `what` failed: the registry sent nothing for the stall timeout.
@@ -334,7 +567,7 @@ impl Client {
         }
     }
 
-    fn check(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<()> {
+    pub(crate) fn check(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<()> {
         let s = resp.status();
         if s.is_success() {
             return Ok(());
@@ -522,6 +755,30 @@ impl BlobSource for Client {
     }
 }
 
+/// Check `opts.credentials` against the registry `domain` as `docker login` does: its API
+/// root must answer 200 with them (as basic auth, or through a bearer token they get).
+pub fn login(domain: &str, opts: &PullOptions) -> Result<()> {
+    let r = Reference::parse(&format!("{domain}/login"))?;
+    let c = Client::connect(&r, opts)?;
+    let resp = c
+        .request("GET", "/v2/", &[], Payload::Empty)
+        .map_err(|e| match e {
+            Error::Registry(m) if m.starts_with("token:") => Error::Registry(format!(
+                "login to {domain}: unauthorized: incorrect username or password ({m})"
+            )),
+            e => e,
+        })?;
+    match resp.status().as_u16() {
+        200 => Ok(()),
+        401 | 403 => Err(Error::Registry(format!(
+            "login to {domain}: unauthorized: incorrect username or password"
+        ))),
+        s => Err(Error::Registry(format!(
+            "login to {domain}: the registry answered {s}"
+        ))),
+    }
+}
+
 /// Pull `reference` into `store` (and unpack it). Returns the stored image.
 pub fn pull(
     store: &Store,
@@ -530,7 +787,7 @@ pub fn pull(
     progress: &dyn Progress,
 ) -> Result<ImageRecord> {
     let r = Reference::parse(reference)?;
-    let client = Client::new(&r, opts);
+    let client = Client::connect(&r, opts)?;
     let _lock = store.lock_shared()?;
     store.clean_stale()?;
     let (ct, body, digest) = client.manifest(&r.object())?;

@@ -1,0 +1,288 @@
+//! Push over the distribution API v2, as docker does it:
+//! - each blob (layers, then the config) is first asked for (`HEAD`): one the registry has is
+//!   not sent again, so a push that was interrupted and is repeated uploads only what is
+//!   missing;
+//! - a blob that another repository of the same registry holds (an image in the store was
+//!   pulled from or pushed to it) is mounted from there (`POST ...?mount=&from=`);
+//! - otherwise it is uploaded: in one `PUT` up to `chunk_size` bytes, in `PATCH` chunks
+//!   of `chunk_size` above that, then the closing `PUT ?digest=`; up to 3 attempts per blob;
+//! - then the manifest, byte for byte as stored (its digest unchanged), with its media type,
+//!   under the tag (or by digest for a reference without one).
+//!
+//! An image pulled from a multi-platform index is pushed as the platform manifest the store
+//! holds (its other platforms' blobs are not here), as docker 20.10 does.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::images::{Event, ImageRecord, Progress, Store};
+use crate::reference::Reference;
+use crate::registry::{Client, Payload, PullOptions};
+
+#[derive(Clone, Debug)]
+pub struct PushOptions {
+    /// Blobs up to this size go in one PUT; bigger ones in PATCH chunks of this size.
+    pub chunk_size: u64,
+    /// Attempts per blob.
+    pub attempts: u32,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            chunk_size: 64 << 20,
+            attempts: 3,
+        }
+    }
+}
+
+/// What a push did.
+#[derive(Clone, Debug, Default)]
+pub struct Pushed {
+    /// The manifest's digest and size.
+    pub digest: Option<Digest>,
+    pub size: u64,
+    /// Blobs uploaded, found there already, mounted from another repository.
+    pub uploaded: usize,
+    pub existed: usize,
+    pub mounted: usize,
+}
+
+fn location(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<String> {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Registry(format!("{what}: no Location in the answer")))
+}
+
+fn with_digest(loc: &str, d: &Digest) -> String {
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    format!("{loc}{sep}digest={}", d.as_str().replace(':', "%3A"))
+}
+
+/// How a blob got there.
+enum Outcome {
+    Uploaded,
+    Existed,
+    Mounted,
+}
+
+struct Pusher<'a> {
+    client: &'a Client,
+    store: &'a Store,
+    opts: &'a PushOptions,
+    progress: &'a dyn Progress,
+    /// Other repositories of the same registry, by blob: where a mount may come from.
+    sources: Vec<(String, Vec<Digest>)>,
+}
+
+impl Pusher<'_> {
+    fn exists(&self, d: &Digest) -> Result<bool> {
+        let resp = self
+            .client
+            .request("HEAD", &format!("blobs/{d}"), &[], Payload::Empty)?;
+        Ok(resp.status().is_success())
+    }
+
+    fn blob(&self, d: &Digest, size: u64) -> Result<Outcome> {
+        if self.exists(d)? {
+            return Ok(Outcome::Existed);
+        }
+        for (repo, _) in self.sources.iter().filter(|(_, b)| b.contains(d)) {
+            let resp = self.client.request(
+                "POST",
+                &format!(
+                    "blobs/uploads/?mount={}&from={}",
+                    d.as_str().replace(':', "%3A"),
+                    repo
+                ),
+                &[],
+                Payload::Empty,
+            )?;
+            match resp.status().as_u16() {
+                201 => return Ok(Outcome::Mounted),
+                // Not mountable (no access to `from`): the registry opened an upload.
+                202 => {
+                    let loc = location(&resp, "mount")?;
+                    return self.upload(d, size, loc).map(|()| Outcome::Uploaded);
+                }
+                _ => {}
+            }
+        }
+        let resp = self
+            .client
+            .request("POST", "blobs/uploads/", &[], Payload::Empty)?;
+        Client::check(&resp, &format!("start upload of {d}"))?;
+        let loc = location(&resp, "start upload")?;
+        self.upload(d, size, loc).map(|()| Outcome::Uploaded)
+    }
+
+    fn upload(&self, d: &Digest, size: u64, mut loc: String) -> Result<()> {
+        let path = self.store.content.path(d);
+        let octet = ("Content-Type", "application/octet-stream".to_string());
+        let report = |done: u64| {
+            self.progress.event(Event::Pushing {
+                digest: d,
+                done,
+                total: size,
+            })
+        };
+        report(0);
+        if size <= self.opts.chunk_size {
+            let resp = self.client.request(
+                "PUT",
+                &with_digest(&loc, d),
+                &[octet],
+                Payload::File {
+                    path: &path,
+                    offset: 0,
+                    len: size,
+                },
+            )?;
+            Client::check(&resp, &format!("upload {d}"))?;
+            report(size);
+            return Ok(());
+        }
+        let mut offset = 0;
+        while offset < size {
+            let len = self.opts.chunk_size.min(size - offset);
+            let resp = self.client.request(
+                "PATCH",
+                &loc,
+                &[
+                    octet.clone(),
+                    ("Content-Range", format!("{offset}-{}", offset + len - 1)),
+                ],
+                Payload::File {
+                    path: &path,
+                    offset,
+                    len,
+                },
+            )?;
+            Client::check(&resp, &format!("upload {d} (bytes {offset}..)"))?;
+            loc = location(&resp, "upload chunk")?;
+            offset += len;
+            report(offset);
+        }
+        let resp = self
+            .client
+            .request("PUT", &with_digest(&loc, d), &[octet], Payload::Empty)?;
+        Client::check(&resp, &format!("finish upload of {d}"))
+    }
+
+    fn blob_with_retries(&self, d: &Digest, size: u64) -> Result<Outcome> {
+        let mut last = None;
+        for attempt in 0..self.opts.attempts.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(300 * u64::from(attempt)));
+            }
+            match self.blob(d, size) {
+                Ok(o) => return Ok(o),
+                // Access denied is not going to change.
+                Err(e @ Error::Registry(_)) if e.to_string().contains("access denied") => {
+                    return Err(e)
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Registry("upload failed".into())))
+    }
+}
+
+/// Push the image `name` of `store` to `dest` (a reference; `name` itself when None).
+pub fn push(
+    store: &Store,
+    name: &str,
+    dest: Option<&str>,
+    opts: &PullOptions,
+    push_opts: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<Pushed> {
+    let _lock = store.lock_shared()?;
+    let rec = store.image(name)?;
+    let r = Reference::parse(dest.unwrap_or(&rec.name))?;
+    let client = Client::connect(&r, opts)?;
+    let host = r.registry_host();
+    let sources: Vec<(String, Vec<Digest>)> = store
+        .list_images()?
+        .into_iter()
+        .filter_map(|i| Reference::parse(&i.name).ok().map(|ir| (ir, i)))
+        .filter(|(ir, _)| ir.registry_host() == host && ir.path != r.path)
+        .map(|(ir, i): (Reference, ImageRecord)| (ir.path, i.blobs))
+        .collect();
+    let pusher = Pusher {
+        client: &client,
+        store,
+        opts: push_opts,
+        progress,
+        sources,
+    };
+    let mut blobs: Vec<(Digest, u64)> = rec
+        .layers
+        .iter()
+        .map(|l| (l.digest.clone(), l.size))
+        .collect();
+    blobs.push((rec.config.clone(), store.content.size(&rec.config)?));
+    let counts = [
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    ];
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..blobs.len().clamp(1, opts.parallel.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((d, size)) = blobs.get(i) else {
+                    return;
+                };
+                if first_error.lock().expect("lock").is_some() {
+                    return;
+                }
+                match pusher.blob_with_retries(d, *size) {
+                    Ok(o) => {
+                        let (k, how) = match o {
+                            Outcome::Uploaded => (0, "pushed"),
+                            Outcome::Existed => (1, "layer already exists"),
+                            Outcome::Mounted => (2, "mounted"),
+                        };
+                        counts[k].fetch_add(1, Ordering::SeqCst);
+                        progress.event(Event::Pushed { digest: d, how });
+                    }
+                    Err(e) => {
+                        first_error.lock().expect("lock").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("lock") {
+        return Err(e);
+    }
+    let manifest = store.content.read(&rec.manifest)?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)?["mediaType"]
+        .as_str()
+        .unwrap_or(crate::images::media::OCI_MANIFEST)
+        .to_string();
+    let object = r.tag.clone().unwrap_or_else(|| rec.manifest.to_string());
+    let resp = client.request(
+        "PUT",
+        &format!("manifests/{object}"),
+        &[("Content-Type", media_type)],
+        Payload::Bytes(&manifest),
+    )?;
+    Client::check(&resp, &format!("manifest {}:{object}", r.path))?;
+    Ok(Pushed {
+        digest: Some(rec.manifest.clone()),
+        size: manifest.len() as u64,
+        uploaded: counts[0].load(Ordering::SeqCst),
+        existed: counts[1].load(Ordering::SeqCst),
+        mounted: counts[2].load(Ordering::SeqCst),
+    })
+}
