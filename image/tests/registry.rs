@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use image::push::{push as push_image, PushOptions};
 use image::registry::{pull, PullOptions};
 use image::{Event, Progress, Store};
 
@@ -29,10 +30,8 @@ impl Drop for Registry {
     }
 }
 
+/// A free port (random: tests start registries in parallel).
 fn free_port() -> u16 {
-    if TcpListener::bind("127.0.0.1:5000").is_ok() {
-        return 5000;
-    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,6 +40,12 @@ fn free_port() -> u16 {
 }
 
 fn start_registry() -> Option<Registry> {
+    start_registry_with("", &[])
+}
+
+/// A registry with `extra` YAML appended to its config (auth sections; `{dir}` is its
+/// directory) and `files` written there first.
+fn start_registry_with(extra: &str, files: &[(&str, String)]) -> Option<Registry> {
     if !Path::new("/usr/bin/docker-registry").exists() {
         eprintln!("skipped: /usr/bin/docker-registry missing (apt-get install docker-registry)");
         return None;
@@ -48,12 +53,16 @@ fn start_registry() -> Option<Registry> {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
     let cfg = dir.path().join("config.yml");
     std::fs::write(
         &cfg,
         format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-            dir.path().join("data").display()
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{}",
+            dir.path().join("data").display(),
+            extra.replace("{dir}", &dir.path().display().to_string())
         ),
     )
     .unwrap();
@@ -392,4 +401,177 @@ fn ureq_get(url: &str, headers: &[String]) -> (u16, Vec<(String, String)>, Vec<u
         return ureq_get(&loc, headers);
     }
     (status, hs, body)
+}
+
+/// A store with the fixture's images imported, and the fixture.
+fn fixture_store() -> Option<(tempfile::TempDir, Store)> {
+    let f = match common::fixture() {
+        Ok(f) => f,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return None;
+        }
+    };
+    let t = tempfile::tempdir().unwrap();
+    let store = Store::open(t.path(), None).unwrap();
+    for a in [&f.archive, &f.layered_archive] {
+        image::import::import(&store, a, &Default::default(), &image::Quiet).unwrap();
+    }
+    Some((t, store))
+}
+
+/// The image `name` of `store` also named `as_name`.
+fn tag(store: &Store, name: &str, as_name: &str) {
+    let mut r = store.image(name).unwrap();
+    r.name = image::Reference::parse(as_name).unwrap().to_string();
+    store.save_image(&r).unwrap();
+}
+
+/// Push uploads what the registry lacks, skips what it has, mounts what another repository of
+/// it holds; the manifest arrives byte for byte (the same digest comes back on pull).
+#[test]
+fn push_uploads_skips_and_mounts() {
+    let Some((_t, store)) = fixture_store() else {
+        return;
+    };
+    let Some(reg) = start_registry() else { return };
+    let a = format!("{}/a/layered:v1", reg.addr);
+    tag(&store, "layered", &a);
+    let p = push_image(
+        &store,
+        &a,
+        None,
+        &plain(),
+        &PushOptions::default(),
+        &image::Quiet,
+    )
+    .unwrap();
+    assert_eq!((p.uploaded, p.existed, p.mounted), (4, 0, 0));
+    let rec = store.image(&a).unwrap();
+    assert_eq!(p.digest.as_ref(), Some(&rec.manifest));
+    // Again: all there.
+    let p = push_image(
+        &store,
+        &a,
+        None,
+        &plain(),
+        &PushOptions::default(),
+        &image::Quiet,
+    )
+    .unwrap();
+    assert_eq!((p.uploaded, p.existed, p.mounted), (0, 4, 0));
+    // To another repository of the same registry: mounted from the first.
+    let b = format!("{}/b/layered:v2", reg.addr);
+    tag(&store, "layered", &b);
+    let p = push_image(
+        &store,
+        &b,
+        None,
+        &plain(),
+        &PushOptions::default(),
+        &image::Quiet,
+    )
+    .unwrap();
+    assert_eq!((p.uploaded, p.existed, p.mounted), (0, 0, 4));
+    // What comes back is what went.
+    let t2 = tempfile::tempdir().unwrap();
+    let other = Store::open(t2.path(), None).unwrap();
+    let back = pull(&other, &b, &plain(), &Count::default()).unwrap();
+    assert_eq!(back.manifest, rec.manifest);
+    assert_eq!(back.config, rec.config);
+}
+
+/// Big blobs go in PATCH chunks; a second image sharing a layer uploads only what is
+/// missing (a repeated push after an interruption does the same: HEAD first).
+#[test]
+fn chunked_uploads_and_only_missing_blobs() {
+    let Some((_t, store)) = fixture_store() else {
+        return;
+    };
+    let Some(reg) = start_registry() else { return };
+    let bb = format!("{}/c/busybox:1", reg.addr);
+    // Pushed under a name no other local image has on this registry: nothing to mount from.
+    let mut r = store.image("busybox").unwrap();
+    r.name = image::Reference::parse(&bb).unwrap().to_string();
+    let t3 = tempfile::tempdir().unwrap();
+    let solo = Store::open(t3.path(), None).unwrap();
+    for d in &r.blobs {
+        solo.content.put(&store.content.read(d).unwrap()).unwrap();
+    }
+    solo.save_image(&r).unwrap();
+    let opts = PushOptions {
+        chunk_size: 64 * 1024,
+        ..Default::default()
+    };
+    let p = push_image(&solo, &bb, None, &plain(), &opts, &image::Quiet).unwrap();
+    assert_eq!((p.uploaded, p.existed), (2, 0));
+    let t2 = tempfile::tempdir().unwrap();
+    let other = Store::open(t2.path(), None).unwrap();
+    let back = pull(&other, &bb, &plain(), &Count::default()).unwrap();
+    assert_eq!(back.layers[0].digest, r.layers[0].digest);
+    // layered shares busybox's layer: 2 layers and the config go up, 1 is there.
+    let p = push_image(
+        &store,
+        "layered",
+        Some(&format!("{}/c/busybox:2", reg.addr)),
+        &plain(),
+        &opts,
+        &image::Quiet,
+    )
+    .unwrap();
+    assert_eq!((p.uploaded, p.existed), (3, 1));
+}
+
+/// A registry behind htpasswd (basic auth): login and push need the right credentials, and
+/// say so clearly when they are wrong or missing.
+#[test]
+fn basic_auth_login_and_push() {
+    let Some((_t, store)) = fixture_store() else {
+        return;
+    };
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let extra = "auth:\n  htpasswd:\n    realm: test\n    path: {dir}/htpasswd\n";
+    let Some(reg) = start_registry_with(extra, &[("htpasswd", format!("alice:{hash}\n"))]) else {
+        return;
+    };
+    let name = format!("{}/private/bb:1", reg.addr);
+    tag(&store, "busybox", &name);
+    let with = |u: &str, p: &str| PullOptions {
+        credentials: Some((u.into(), p.into())),
+        ..plain()
+    };
+    let err = push_image(
+        &store,
+        &name,
+        None,
+        &plain(),
+        &PushOptions::default(),
+        &image::Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("user and password") || err.contains("access denied"),
+        "{err}"
+    );
+    let host = reg.addr.clone();
+    let err = image::registry::login(&host, &with("alice", "wrong"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("incorrect username or password"), "{err}");
+    image::registry::login(&host, &with("alice", "s3cret")).unwrap();
+    let p = push_image(
+        &store,
+        &name,
+        None,
+        &with("alice", "s3cret"),
+        &PushOptions::default(),
+        &image::Quiet,
+    )
+    .unwrap();
+    assert_eq!(p.uploaded, 2);
+    let t2 = tempfile::tempdir().unwrap();
+    let other = Store::open(t2.path(), None).unwrap();
+    assert!(pull(&other, &name, &plain(), &Count::default()).is_err());
+    pull(&other, &name, &with("alice", "s3cret"), &Count::default()).unwrap();
 }
