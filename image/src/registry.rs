@@ -122,6 +122,7 @@ fn tls_for(host: &str, dirs: &[PathBuf], insecure: bool) -> Result<ureq::tls::Tl
                         .collect();
                     let kp = std::fs::read(&key).map_err(|e| bad(&key, &e))?;
                     let k = PrivateKey::from_pem(&kp).map_err(|e| bad(&key, &e))?;
+                    check_client_cert(&chain, &kp).map_err(|e| bad(p, &e))?;
                     client = Some(ClientCert::new_with_certs(&chain, k));
                 }
                 _ => {}
@@ -132,6 +133,29 @@ fn tls_for(host: &str, dirs: &[PathBuf], insecure: bool) -> Result<ureq::tls::Tl
         b = b.root_certs(RootCerts::new_with_certs(&roots));
     }
     Ok(b.client_cert(client).build())
+}
+
+/// Whether TLS can use `chain` and `key` as a client certificate (ureq would panic on one it
+/// cannot: an X.509 v1 certificate, a key that does not match).
+fn check_client_cert(
+    chain: &[ureq::tls::Certificate<'static>],
+    key_pem: &[u8],
+) -> std::result::Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty());
+    let certs: Vec<CertificateDer<'static>> = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der()).into_owned())
+        .collect();
+    let k = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("the key: {e}"))?;
+    b.with_client_auth_cert(certs, k)
+        .map(|_| ())
+        .map_err(|e| format!("not usable as a client certificate: {e}"))
 }
 
 /// What a request sends.
@@ -310,6 +334,18 @@ impl Client {
         }
         let probe = |c: &Client| c.call(&format!("{}/v2/", c.base), &[], None).map(|_| ());
         if let Err(e) = probe(&c) {
+            if !insecure && e.to_string().contains("certificate") {
+                let dirs: Vec<String> = opts
+                    .certs_dirs
+                    .iter()
+                    .map(|d| d.join(host).display().to_string())
+                    .collect();
+                return Err(Error::Registry(format!(
+                    "{e} (a registry with a certificate of its own CA: put the CA's ca.crt in \
+                     one of {})",
+                    dirs.join(", ")
+                )));
+            }
             let http = format!("http://{host}");
             let answers_http = c.call(&format!("{http}/v2/"), &[], None).is_ok();
             if insecure && answers_http {
