@@ -257,7 +257,7 @@ echo "== pull after logout"; {b} pull {ip}:5443/team/bb:1 2>&1 || echo "exit $?"
         "YWxpY2U6czNjcmV0"
     );
     let p = part("push");
-    assert!(p.contains(&format!("1: digest: sha256:")), "{p}");
+    assert!(p.contains("1: digest: sha256:"), "{p}");
     assert!(
         part("pull").contains(&format!("Pulled {ip}:5443/team/bb:1")),
         "{out}\n{err}"
