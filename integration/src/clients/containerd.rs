@@ -277,6 +277,17 @@ impl Containerd {
 
     /// Arguments of `ctr run FLAGS... --runc-binary RT --runc-root R --fifo-dir F IMAGE ID ARGV...`.
     pub fn run_args(&self, flags: &[&str], id: &str, argv: &[&str]) -> Vec<String> {
+        self.run_image_args(flags, id, IMAGE_REF, argv)
+    }
+
+    /// [`Containerd::run_args`] of another image.
+    pub fn run_image_args(
+        &self,
+        flags: &[&str],
+        id: &str,
+        image: &str,
+        argv: &[&str],
+    ) -> Vec<String> {
         let mut v: Vec<String> = vec!["run".into()];
         v.extend(flags.iter().map(|s| s.to_string()));
         v.extend([
@@ -286,7 +297,7 @@ impl Containerd {
             self.runc_root.to_string_lossy().into_owned(),
             "--fifo-dir".into(),
             self.fifo_dir.to_string_lossy().into_owned(),
-            IMAGE_REF.into(),
+            image.into(),
             id.into(),
         ]);
         v.extend(argv.iter().map(|s| s.to_string()));

@@ -236,7 +236,7 @@ impl Docker {
         lines[lines.len().saturating_sub(5)..].join(" | ")
     }
 
-    fn docker_command(&self, args: &[&str]) -> Command {
+    pub fn docker_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.docker);
         cmd.arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
@@ -282,6 +282,17 @@ impl Docker {
 
     /// Arguments of `docker run FLAGS... --name N --cidfile F --network none IMAGE ARGV...`.
     pub fn run_args(&self, flags: &[&str], name: &str, argv: &[&str]) -> Vec<String> {
+        self.run_image_args(flags, name, IMAGE_REF, argv)
+    }
+
+    /// [`Docker::run_args`] of another image.
+    pub fn run_image_args(
+        &self,
+        flags: &[&str],
+        name: &str,
+        image: &str,
+        argv: &[&str],
+    ) -> Vec<String> {
         let mut v: Vec<String> = vec!["run".into()];
         v.extend(flags.iter().map(|s| s.to_string()));
         v.extend([
@@ -291,7 +302,7 @@ impl Docker {
             self.cidfile(name).to_string_lossy().into_owned(),
             "--network".into(),
             "none".into(),
-            IMAGE_REF.into(),
+            image.into(),
         ]);
         v.extend(argv.iter().map(|s| s.to_string()));
         v

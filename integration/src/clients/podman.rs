@@ -181,6 +181,17 @@ impl Podman {
     /// Arguments of `podman run FLAGS... --name N --cidfile F --network=none
     /// --ulimit ... IMAGE ARGV...`.
     pub fn run_args(&self, flags: &[&str], name: &str, argv: &[&str]) -> Vec<String> {
+        self.run_image_args(flags, name, IMAGE_REF, argv)
+    }
+
+    /// [`Podman::run_args`] of another image.
+    pub fn run_image_args(
+        &self,
+        flags: &[&str],
+        name: &str,
+        image: &str,
+        argv: &[&str],
+    ) -> Vec<String> {
         let mut v: Vec<String> = vec!["run".into()];
         v.extend(flags.iter().map(|s| s.to_string()));
         v.extend([
@@ -193,7 +204,7 @@ impl Podman {
             "nofile=1024:1024".into(),
             "--ulimit".into(),
             "nproc=4096:4096".into(),
-            IMAGE_REF.into(),
+            image.into(),
         ]);
         v.extend(argv.iter().map(|s| s.to_string()));
         v

@@ -8,6 +8,7 @@ mod errors;
 mod faults;
 mod hooks;
 mod ids;
+mod images;
 mod kill_list;
 mod lifecycle;
 mod limits;
@@ -49,6 +50,7 @@ pub fn all() -> Vec<Test> {
     v.extend(lsm::tests());
     v.extend(cgroups::tests());
     v.extend(clients::tests());
+    v.extend(images::tests());
     v
 }
 
