@@ -234,7 +234,7 @@ impl Builder<'_> {
             return Ok(true);
         }
 
-        let step = self.begin(st)?;
+        let mut step = self.begin(st)?;
         let rootfs = step.rootfs();
         let owner = match &chown {
             Some(c) => {
@@ -267,7 +267,9 @@ impl Builder<'_> {
         } else {
             dest_rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
         };
-        let mut items: Vec<Item> = crate::step::missing_dirs(&rootfs, dest_dir)?
+        let missing = crate::step::missing_dirs(&rootfs, dest_dir)?;
+        let fast = fast_path(&rootfs, missing.first().map(String::as_str));
+        let mut items: Vec<Item> = missing
             .into_iter()
             .map(|d| Item {
                 source: Source::Dir {
@@ -339,15 +341,57 @@ impl Builder<'_> {
         }
         let f = std::fs::File::open(&tar_path)
             .map_err(|e| Error::io(format!("open {}", tar_path.display()), e))?;
-        image::layer::apply(
-            &rootfs,
-            std::io::BufReader::new(f),
-            &image::layer::ApplyOptions::delete(),
-        )?;
+        let f = std::io::BufReader::new(f);
+        match (fast, step.key.clone(), st.top()) {
+            (true, Some(key), top) => {
+                // Everything lands below a directory the rootfs does not have: written straight
+                // into the upper directory (unmounted first), as a layer is unpacked, with the
+                // directories above it copied up from the layers below as overlayfs would.
+                let lowers: Vec<std::path::PathBuf> = match top {
+                    Some(t) => self
+                        .store
+                        .snapshots
+                        .chain(&t)?
+                        .iter()
+                        .map(|d| self.store.snapshots.fs_path(d))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                step.unmount()?;
+                image::layer::apply(
+                    &self.store.snapshots.active_fs_path(&key),
+                    f,
+                    &image::layer::ApplyOptions::overlay(lowers),
+                )?;
+            }
+            _ => {
+                image::layer::apply(&rootfs, f, &image::layer::ApplyOptions::delete())?;
+            }
+        }
         let _ = std::fs::remove_file(&tar_path);
         self.finish(st, step, &key, &by)?;
         Ok(false)
     }
+}
+
+/// Whether a COPY whose destination is below `new_dir` (the top-most directory of the
+/// destination that does not exist yet) can write straight into the upper directory: the
+/// directory is really absent (not a file, not a dangling symlink) and no symlink leads to it
+/// (else its real place is elsewhere in the rootfs).
+fn fast_path(rootfs: &std::path::Path, new_dir: Option<&str>) -> bool {
+    let Some(dir) = new_dir else { return false };
+    let Ok(root) = image::fsutil::open_dir(rootfs) else {
+        return false;
+    };
+    let no_links = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_BENEATH;
+    let parent = dir.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    let parent_ok =
+        image::fsutil::openat2(root.as_fd(), parent.as_bytes(), libc::O_PATH, 0, no_links).is_ok();
+    let absent = matches!(
+        image::fsutil::openat2(root.as_fd(), dir.as_bytes(), libc::O_PATH, 0, no_links),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT)
+    );
+    parent_ok && absent
 }
 
 /// The file name ADD gives a URL's content: the last part of its path.
