@@ -168,18 +168,18 @@ if want push; then
 	eval "$BCTL save -o $(q "$work/img.tar") $reg/bench/img:1"
 	mkdir -p "$work/oci" && tar -xf "$work/img.tar" -C "$work/oci"
 	podman_cmd load -q -i "$work/img.tar" >/dev/null 2>&1 || die "podman load of the push image failed"
-	# The floor: every blob POSTed and PUT with curl, then the manifest.
-	cat >"$work/curl-push.sh" <<-EOF
-		set -e
-		cd $(q "$work/oci")
-		man=\$(jq -r '.manifests[0].digest' index.json)
-		for d in \$(jq -r '.config.digest, .layers[].digest' blobs/sha256/\${man#sha256:}); do
-			loc=\$(curl -sf -X POST -D - -o /dev/null "http://$reg/v2/bench/curl/blobs/uploads/" | tr -d '\r' | awk 'tolower(\$1) == "location:" { print \$2 }')
-			case \$loc in /*) loc=http://$reg\$loc ;; esac
-			curl -sf -X PUT -H 'Content-Type: application/octet-stream' --data-binary @blobs/sha256/\${d#sha256:} "\$loc&digest=\$d" >/dev/null
-		done
-		curl -sf -X PUT -H "Content-Type: \$(jq -r .mediaType blobs/sha256/\${man#sha256:})" --data-binary @blobs/sha256/\${man#sha256:} "http://$reg/v2/bench/curl/manifests/1" >/dev/null
-	EOF
+	# The floor: one curl process sends every blob as a monolithic upload (POST ?digest=, one
+	# request each) and then the manifest; its arguments are made before the timing.
+	man=$(jq -r '.manifests[0].digest' "$work/oci/index.json")
+	curl_args=()
+	for d in $(jq -r '.config.digest, .layers[].digest' "$work/oci/blobs/sha256/${man#sha256:}"); do
+		((${#curl_args[@]} == 0)) || curl_args+=(--next)
+		curl_args+=(-sf -o /dev/null -X POST -H 'Content-Type: application/octet-stream'
+			--data-binary "@$work/oci/blobs/sha256/${d#sha256:}" "http://$reg/v2/bench/curl/blobs/uploads/?digest=$d")
+	done
+	curl_args+=(--next -sf -o /dev/null -X PUT -H "Content-Type: $(jq -r .mediaType "$work/oci/blobs/sha256/${man#sha256:}")"
+		--data-binary "@$work/oci/blobs/sha256/${man#sha256:}" "http://$reg/v2/bench/curl/manifests/1")
+	printf '%q ' curl "${curl_args[@]}" >"$work/curl-push.sh"
 	empty="rm -rf $(q "$work/reg/data")"
 	bench push --prepare "$empty" \
 		-n "push: curl (floor)" "bash $(q "$work/curl-push.sh")" \

@@ -133,6 +133,8 @@ pub struct Options {
     pub format: Format,
     /// `--secret`s by id, for `RUN --mount=type=secret`.
     pub secrets: BTreeMap<String, crate::mounts::SecretSource>,
+    /// zstd layers (OCI format only) instead of gzip.
+    pub zstd: bool,
     /// SOURCE_DATE_EPOCH: every time in the image, and no file mtime later.
     pub timestamp: Option<u64>,
     pub runtime: Runtime,

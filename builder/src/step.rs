@@ -147,6 +147,7 @@ impl Builder<'_> {
             &upper,
             &image::diff::DiffOptions {
                 clamp_mtime: self.opts.timestamp,
+                zstd: self.opts.zstd,
                 ..Default::default()
             },
         )?;

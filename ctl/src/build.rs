@@ -46,6 +46,9 @@ pub struct BuildArgs {
     /// Image format: docker (default; keeps HEALTHCHECK, SHELL, ONBUILD for docker) or oci.
     #[arg(long, default_value = "docker")]
     pub format: String,
+    /// Layer compression: gzip, or zstd (with --format oci: docker's format has no zstd).
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
     /// Every time in the image (and no file mtime later): seconds since the epoch. Default:
     /// SOURCE_DATE_EPOCH when set.
     #[arg(long)]
@@ -162,6 +165,16 @@ pub fn build(ctx: &Ctx, a: &BuildArgs) -> Result<i32> {
         "oci" => Format::Oci,
         other => bail!("--format {other}: use docker or oci"),
     };
+    let zstd = match (a.compression.as_str(), format) {
+        ("gzip", _) => false,
+        ("zstd", Format::Oci) => true,
+        ("zstd", Format::Docker) => {
+            bail!(
+                "--compression zstd needs --format oci (docker's image format has no zstd layers)"
+            )
+        }
+        (other, _) => bail!("--compression {other}: use gzip or zstd"),
+    };
     let quiet = a.quiet || a.progress == "quiet";
     if !matches!(a.progress.as_str(), "auto" | "plain" | "quiet" | "tty") {
         bail!("--progress {}: use auto, plain or quiet", a.progress);
@@ -203,6 +216,7 @@ pub fn build(ctx: &Ctx, a: &BuildArgs) -> Result<i32> {
         network,
         format,
         secrets,
+        zstd,
         timestamp,
         runtime: builder::exec::Runtime {
             path: ctx.runtime.clone(),

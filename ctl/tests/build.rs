@@ -494,3 +494,103 @@ fn workdir_and_copy_parents_get_their_owner() {
     assert_eq!(last["empty_layer"], true);
     e.assert_clean();
 }
+
+/// ONBUILD triggers run in the child build and are not inherited further; ADD extracts a local
+/// tar.gz and fetches a URL (mode 0600); `--format oci --compression zstd` gives an OCI image
+/// with zstd layers that runs.
+#[test]
+fn onbuild_add_and_oci_zstd() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let base = context(
+        &e,
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nONBUILD RUN echo triggered > /trig\nONBUILD COPY f /onbuild-f\n",
+        )],
+    );
+    e.build_ok(&["-t", "base:1"], &base);
+    let cfg = e.config("base:1");
+    assert_eq!(
+        cfg["config"]["OnBuild"].as_array().map(Vec::len),
+        Some(2),
+        "{cfg}"
+    );
+    // A tiny HTTP server for ADD <url>.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten().take(4) {
+            use std::io::{BufRead, Write};
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut w = s;
+            let _ = w.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nhello-url",
+            );
+        }
+    });
+    let child = context(&e, "child", &[("f", "from child\n")]);
+    // A local archive to extract.
+    let tgz = child.join("a.tar.gz");
+    {
+        let gz = flate2::write::GzEncoder::new(fs::File::create(&tgz).unwrap(), Default::default());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o640);
+        b.append_data(&mut h, "d/x", &b"xyz"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    fs::write(
+        child.join("Dockerfile"),
+        format!(
+            "FROM base:1\nADD a.tar.gz /opt/\nADD http://127.0.0.1:{port}/dir/file.txt /srv/\n"
+        ),
+    )
+    .unwrap();
+    e.build_ok(&["-t", "child:1"], &child);
+    let o = e.run_ctr(&[
+        "--rm",
+        "child:1",
+        "sh",
+        "-c",
+        "cat /trig /onbuild-f /opt/d/x; echo; stat -c '%a %s' /opt/d/x /srv/file.txt; cat /srv/file.txt",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "triggered\nfrom child\nxyz\n640 3\n600 9\nhello-url",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(e.config("child:1")["config"].get("OnBuild").is_none());
+
+    // OCI with zstd layers.
+    let z = context(
+        &e,
+        "zstd",
+        &[("Dockerfile", "FROM busybox\nRUN echo z > /z\n")],
+    );
+    let o = e.build(&["--compression", "zstd", "-t", "z:1"], &z);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs --format oci"));
+    e.build_ok(
+        &["--format", "oci", "--compression", "zstd", "-t", "z:1"],
+        &z,
+    );
+    let s = e.store();
+    let rec = s.image("z:1").unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&s.content.read(&rec.manifest).unwrap()).unwrap();
+    assert_eq!(m["mediaType"], image::images::media::OCI_MANIFEST);
+    assert_eq!(
+        m["layers"][1]["mediaType"],
+        image::images::media::OCI_LAYER_ZSTD
+    );
+    let o = e.run_ctr(&["--rm", "z:1", "cat", "/z"]);
+    assert_eq!(stdout(&o), "z\n", "{}", String::from_utf8_lossy(&o.stderr));
+    e.assert_clean();
+}

@@ -30,6 +30,8 @@ pub struct DiffOptions {
     /// Paths (relative, clean) left out when they are an empty file or an empty directory:
     /// the mount points a runtime made for a container's mounts.
     pub skip_empty: Vec<Vec<u8>>,
+    /// Compress with zstd (OCI's `tar+zstd`) instead of gzip.
+    pub zstd: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -322,28 +324,42 @@ impl<W: Write> Write for Tee<W> {
     }
 }
 
-/// The layer of `upper` as a gzip blob in `content` (OCI media type): the same tree gives the
-/// same blob (gzip header without name or time, fixed level), whose DiffID is recorded.
+/// The layer of `upper` as a gzip (or, with `opts.zstd`, zstd) blob in `content` (OCI media
+/// type): the same tree gives the same blob (gzip header without name or time, fixed levels),
+/// whose DiffID is recorded.
 pub fn write_layer(
     content: &crate::store::ContentStore,
     upper: &Path,
     opts: &DiffOptions,
 ) -> Result<NewLayer> {
     let w = content.writer(None, None)?;
-    let gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(w, flate2::Compression::new(6));
-    let mut tee = Tee {
-        inner: gz,
-        hash: <sha2::Sha256 as sha2::Digest>::new(),
+    let (w, diff_id, stats, media_type) = if opts.zstd {
+        let z = zstd::stream::write::Encoder::new(w, 3).ctx("compress layer of", upper)?;
+        let mut tee = Tee {
+            inner: z,
+            hash: <sha2::Sha256 as sha2::Digest>::new(),
+        };
+        let stats = diff_upper(upper, &mut tee, opts)?;
+        let diff_id = crate::digest::Digest::from_hasher(tee.hash);
+        let w = tee.inner.finish().ctx("compress layer of", upper)?;
+        (w, diff_id, stats, crate::images::media::OCI_LAYER_ZSTD)
+    } else {
+        let gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(w, flate2::Compression::new(6));
+        let mut tee = Tee {
+            inner: gz,
+            hash: <sha2::Sha256 as sha2::Digest>::new(),
+        };
+        let stats = diff_upper(upper, &mut tee, opts)?;
+        let diff_id = crate::digest::Digest::from_hasher(tee.hash);
+        let w = tee.inner.finish().ctx("compress layer of", upper)?;
+        (w, diff_id, stats, crate::images::media::OCI_LAYER_GZIP)
     };
-    let stats = diff_upper(upper, &mut tee, opts)?;
-    let diff_id = crate::digest::Digest::from_hasher(tee.hash);
-    let w = tee.inner.finish().ctx("compress layer of", upper)?;
     let (digest, size) = w.commit()?;
     Ok(NewLayer {
         record: crate::images::LayerRecord {
-            media_type: crate::images::media::OCI_LAYER_GZIP.into(),
+            media_type: media_type.into(),
             digest,
             size,
             diff_id,

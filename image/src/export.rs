@@ -3,7 +3,8 @@
 //! - an OCI image layout: `oci-layout`, `index.json` with one manifest descriptor per name
 //!   (annotated `io.containerd.image.name` with the full name and
 //!   `org.opencontainers.image.ref.name` with the tag), `blobs/sha256/<hex>` for every
-//!   manifest, config and layer (each blob once);
+//!   manifest, config and layer (each blob once); an image with a docker manifest gets an OCI
+//!   manifest of the same blobs there (OCI tools such as skopeo read only those from a layout);
 //! - docker's `manifest.json` beside it: per image its `Config` and `Layers` as paths into
 //!   `blobs/`, and `RepoTags` (familiar names: `busybox:latest`).
 //!
@@ -17,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
-use crate::images::{ImageRecord, Store};
+use crate::images::{media, ImageRecord, Store};
 use crate::reference::Reference;
 
 fn header(size: u64, mode: u32, dir: bool) -> tar::Header {
@@ -35,6 +36,29 @@ fn header(size: u64, mode: u32, dir: bool) -> tar::Header {
     h
 }
 
+/// The OCI manifest of docker manifest `m`: the same config and layer blobs under OCI's media
+/// types (skopeo's `oci:` transport reads only OCI manifests from a layout).
+fn oci_manifest(m: &Value) -> Value {
+    let layer_type = |t: &str| {
+        match t {
+            media::DOCKER_LAYER_GZIP => media::OCI_LAYER_GZIP,
+            media::DOCKER_LAYER_TAR => media::OCI_LAYER_TAR,
+            other => other,
+        }
+        .to_string()
+    };
+    json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": m["config"]["digest"],
+                   "size": m["config"]["size"]},
+        "layers": m["layers"].as_array().into_iter().flatten().map(|l| json!({
+            "mediaType": layer_type(l["mediaType"].as_str().unwrap_or("")),
+            "digest": l["digest"], "size": l["size"],
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn blob_path(d: &Digest) -> String {
     format!("blobs/sha256/{}", d.hex())
 }
@@ -47,16 +71,27 @@ pub fn save(store: &Store, images: &[ImageRecord], out: impl Write) -> Result<()
         tar.append_data(&mut h, name, data)
     };
     let mut blobs: BTreeSet<Digest> = BTreeSet::new();
+    // Manifests written for the archive only (OCI versions of docker manifests).
+    let mut extra: std::collections::BTreeMap<Digest, Vec<u8>> = Default::default();
     let mut index = Vec::new();
     let mut docker = Vec::new();
     for rec in images {
-        let manifest = store.content.read(&rec.manifest)?;
-        let mt: Value = serde_json::from_slice(&manifest)?;
-        let media_type = mt["mediaType"]
-            .as_str()
-            .unwrap_or(crate::images::media::OCI_MANIFEST)
-            .to_string();
-        blobs.insert(rec.manifest.clone());
+        let stored = store.content.read(&rec.manifest)?;
+        let mt: Value = serde_json::from_slice(&stored)?;
+        let (manifest_digest, manifest) = match mt["mediaType"].as_str() {
+            Some(media::DOCKER_MANIFEST) => {
+                let m = oci_manifest(&mt);
+                let bytes = serde_json::to_vec(&m)?;
+                let d = Digest::of(&bytes);
+                extra.insert(d.clone(), bytes.clone());
+                (d, bytes)
+            }
+            _ => {
+                blobs.insert(rec.manifest.clone());
+                (rec.manifest.clone(), stored)
+            }
+        };
+        let media_type = media::OCI_MANIFEST.to_string();
         blobs.insert(rec.config.clone());
         blobs.extend(rec.layers.iter().map(|l| l.digest.clone()));
         let reference = Reference::parse(&rec.name).ok();
@@ -71,7 +106,7 @@ pub fn save(store: &Store, images: &[ImageRecord], out: impl Write) -> Result<()
         }
         let mut desc = json!({
             "mediaType": media_type,
-            "digest": rec.manifest.to_string(),
+            "digest": manifest_digest.to_string(),
             "size": manifest.len(),
         });
         if !annotations.is_empty() {
@@ -95,6 +130,11 @@ pub fn save(store: &Store, images: &[ImageRecord], out: impl Write) -> Result<()
         let size = f.metadata().ctx("stat", &path)?.len();
         let mut h = header(size, 0o644, false);
         tar.append_data(&mut h, blob_path(d), f).map_err(w)?;
+    }
+    for (d, bytes) in &extra {
+        if !blobs.contains(d) {
+            add(&mut tar, &blob_path(d), bytes).map_err(w)?;
+        }
     }
     add(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(w)?;
     let index = json!({
