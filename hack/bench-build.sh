@@ -137,18 +137,17 @@ if want build; then
 	D_BUILD="$DOCKER build -q --network host -t bench:d $(q "$ctx")"
 	for c in "$B_BUILD" "$P_BUILD" "$D_BUILD"; do eval "$c" >/dev/null || die "preflight failed: $c"; done
 	bump="echo \$RANDOM\$RANDOM > $(q "$ctx/changing.txt")"
+	# hyperfine takes one --prepare per command (in order) when it takes more than one.
 	bench build \
-		-n "cold: berthctl build" "${B_BUILD/build -q/build -q --no-cache}" \
-		-n "cold: podman build" "${P_BUILD/build -q/build -q --no-cache}" \
-		-n "cold: BuildKit (docker 20.10)" "${D_BUILD/build -q/build -q --no-cache}" \
-		-n "no-change: berthctl build" "$B_BUILD" \
-		-n "no-change: podman build" "$P_BUILD" \
-		-n "no-change: BuildKit (docker 20.10)" "$D_BUILD" \
-		--prepare "$bump" \
-		-n "one-file: berthctl build" "$B_BUILD"
-	bench build-onefile --prepare "$bump" \
-		-n "one-file: podman build" "$P_BUILD" \
-		-n "one-file: BuildKit (docker 20.10)" "$D_BUILD"
+		--prepare true -n "cold: berthctl build" "${B_BUILD/build -q/build -q --no-cache}" \
+		--prepare true -n "cold: podman build" "${P_BUILD/build -q/build -q --no-cache}" \
+		--prepare true -n "cold: BuildKit (docker 20.10)" "${D_BUILD/build -q/build -q --no-cache}" \
+		--prepare true -n "no-change: berthctl build" "$B_BUILD" \
+		--prepare true -n "no-change: podman build" "$P_BUILD" \
+		--prepare true -n "no-change: BuildKit (docker 20.10)" "$D_BUILD" \
+		--prepare "$bump" -n "one-file: berthctl build" "$B_BUILD" \
+		--prepare "$bump" -n "one-file: podman build" "$P_BUILD" \
+		--prepare "$bump" -n "one-file: BuildKit (docker 20.10)" "$D_BUILD"
 fi
 
 # --- push / pull ---------------------------------------------------------------------------------
@@ -168,24 +167,28 @@ if want push; then
 	eval "$BCTL save -o $(q "$work/img.tar") $reg/bench/img:1"
 	mkdir -p "$work/oci" && tar -xf "$work/img.tar" -C "$work/oci"
 	podman_cmd load -q -i "$work/img.tar" >/dev/null 2>&1 || die "podman load of the push image failed"
-	# The floor: one curl process sends every blob as a monolithic upload (POST ?digest=, one
-	# request each) and then the manifest; its arguments are made before the timing.
+	# The floor: one curl process PUTs every blob to an upload the preparation opened (POST,
+	# untimed: the floor leaves that round trip out) and then the manifest.
 	man=$(jq -r '.manifests[0].digest' "$work/oci/index.json")
-	curl_args=()
-	for d in $(jq -r '.config.digest, .layers[].digest' "$work/oci/blobs/sha256/${man#sha256:}"); do
-		((${#curl_args[@]} == 0)) || curl_args+=(--next)
-		curl_args+=(-sf -o /dev/null -X POST -H 'Content-Type: application/octet-stream'
-			--data-binary "@$work/oci/blobs/sha256/${d#sha256:}" "http://$reg/v2/bench/curl/blobs/uploads/?digest=$d")
-	done
-	curl_args+=(--next -sf -o /dev/null -X PUT -H "Content-Type: $(jq -r .mediaType "$work/oci/blobs/sha256/${man#sha256:}")"
-		--data-binary "@$work/oci/blobs/sha256/${man#sha256:}" "http://$reg/v2/bench/curl/manifests/1")
-	printf '%q ' curl "${curl_args[@]}" >"$work/curl-push.sh"
+	mtype=$(jq -r .mediaType "$work/oci/blobs/sha256/${man#sha256:}")
+	cat >"$work/curl-prep.sh" <<-EOF
+		set -e
+		rm -rf $(q "$work/reg/data")
+		{
+		for d in \$(jq -r '.config.digest, .layers[].digest' $(q "$work/oci/blobs/sha256/${man#sha256:}")); do
+			loc=\$(curl -sf -X POST -D - -o /dev/null "http://$reg/v2/bench/curl/blobs/uploads/" | tr -d '\r' | awk 'tolower(\$1) == "location:" { print \$2 }')
+			case \$loc in /*) loc=http://$reg\$loc ;; esac
+			printf 'url = "%s&digest=%s"\nupload-file = "%s"\nheader = "Content-Type: application/octet-stream"\nsilent\nfail\noutput = "/dev/null"\nnext\n' "\$loc" "\$d" "$work/oci/blobs/sha256/\${d#sha256:}"
+		done
+		printf 'url = "http://$reg/v2/bench/curl/manifests/1"\nupload-file = "%s"\nheader = "Content-Type: $mtype"\nsilent\nfail\noutput = "/dev/null"\n' "$work/oci/blobs/sha256/${man#sha256:}"
+		} > $(q "$work/curl.cfg")
+	EOF
 	empty="rm -rf $(q "$work/reg/data")"
-	bench push --prepare "$empty" \
-		-n "push: curl (floor)" "bash $(q "$work/curl-push.sh")" \
-		-n "push: berthctl" "$BCTL push $reg/bench/img:1 >/dev/null 2>&1" \
-		-n "push: skopeo copy" "skopeo copy -q --dest-tls-verify=false oci:$(q "$work/oci"):1 docker://$reg/bench/skopeo:1" \
-		-n "push: podman push" "$PODMAN push -q --tls-verify=false $reg/bench/img:1"
+	bench push \
+		--prepare "bash $(q "$work/curl-prep.sh")" -n "push: curl (floor)" "curl -K $(q "$work/curl.cfg")" \
+		--prepare "$empty" -n "push: berthctl" "$BCTL push $reg/bench/img:1 >/dev/null 2>&1" \
+		--prepare "$empty" -n "push: skopeo copy" "skopeo copy -q --dest-tls-verify=false oci:$(q "$work/oci"):1 docker://$reg/bench/skopeo:1" \
+		--prepare "$empty" -n "push: podman push" "$PODMAN push -q --tls-verify=false $reg/bench/img:1"
 	eval "$BCTL push $reg/bench/img:1" >/dev/null 2>&1
 	bench pull \
 		--prepare "rm -rf $(q "$work/pull-b")" -n "pull: berthctl" "$(q "$BERTHCTL") --root $(q "$work/pull-b") pull $reg/bench/img:1 >/dev/null 2>&1" \

@@ -48,6 +48,22 @@ impl Reporter {
             .clone()
     }
 
+    /// A blob moving: its bar on a terminal, else one line when it starts.
+    fn transfer(&self, d: &Digest, done: u64, total: u64, bar_msg: &'static str, line: &str) {
+        if self.tty {
+            let b = self.bar(d, total);
+            b.set_length(total);
+            b.set_position(done);
+            b.set_message(bar_msg);
+        } else {
+            let mut s = self.started.lock().expect("lock");
+            if !s.contains_key(d) {
+                s.insert(d.clone(), total);
+                eprintln!("{}: {line} {}", d.short(), mb(total));
+            }
+        }
+    }
+
     fn finish_bar(&self, d: &Digest, msg: &'static str) {
         let b = self.bar(d, 0);
         b.set_style(ProgressStyle::with_template("{prefix} {msg}").expect("template"));
@@ -66,20 +82,7 @@ impl image::Progress for Reporter {
                 digest,
                 done,
                 total,
-            } => {
-                if self.tty {
-                    let b = self.bar(digest, total);
-                    b.set_length(total);
-                    b.set_position(done);
-                    b.set_message("downloading");
-                } else {
-                    let mut s = self.started.lock().expect("lock");
-                    if !s.contains_key(digest) {
-                        s.insert(digest.clone(), total);
-                        eprintln!("{}: fetching {}", digest.short(), mb(total));
-                    }
-                }
-            }
+            } => self.transfer(digest, done, total, "downloading", "fetching"),
             Event::Fetched { digest, cached } => {
                 let msg = if cached { "already exists" } else { "fetched" };
                 if self.tty {
@@ -106,20 +109,7 @@ impl image::Progress for Reporter {
                 digest,
                 done,
                 total,
-            } => {
-                if self.tty {
-                    let b = self.bar(digest, total);
-                    b.set_length(total);
-                    b.set_position(done);
-                    b.set_message("pushing");
-                } else {
-                    let mut s = self.started.lock().expect("lock");
-                    if !s.contains_key(digest) {
-                        s.insert(digest.clone(), total);
-                        eprintln!("{}: pushing {}", digest.short(), mb(total));
-                    }
-                }
-            }
+            } => self.transfer(digest, done, total, "pushing", "pushing"),
             Event::Pushed { digest, how } => {
                 if self.tty {
                     let b = self.bar(digest, 0);

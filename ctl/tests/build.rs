@@ -38,37 +38,11 @@ impl Env {
         assert!(o.status.success(), "build {args:?}: {}\n{err}", o.status);
         (stdout(&o).trim().to_string(), err)
     }
-    fn store(&self) -> image::Store {
-        image::Store::open(self.root.path(), None).unwrap()
-    }
     /// The image config of `name`.
     fn config(&self, name: &str) -> serde_json::Value {
         let s = self.store();
         let rec = s.image(name).unwrap();
         serde_json::from_slice(&s.content.read(&rec.config).unwrap()).unwrap()
-    }
-    /// The names in each of `name`'s layers, above the base's `skip` layers.
-    fn layer_names(&self, name: &str, skip: usize) -> Vec<Vec<String>> {
-        let s = self.store();
-        let rec = s.image(name).unwrap();
-        rec.layers[skip..]
-            .iter()
-            .map(|l| {
-                let f = fs::File::open(s.content.path(&l.digest)).unwrap();
-                let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
-                a.entries()
-                    .unwrap()
-                    .map(|e| {
-                        e.unwrap()
-                            .path()
-                            .unwrap()
-                            .to_string_lossy()
-                            .trim_end_matches('/')
-                            .to_string()
-                    })
-                    .collect()
-            })
-            .collect()
     }
     /// What a build's temp and snapshot directories hold (should be nothing after a build).
     fn build_leftovers(&self) -> Vec<String> {

@@ -522,7 +522,6 @@ impl Client {
         accept: Option<&str>,
         from: u64,
     ) -> Result<ureq::http::Response<ureq::Body>> {
-        let url = format!("{}/v2/{}/{}", self.base, self.repo, path);
         let mut headers = Vec::new();
         if let Some(a) = accept {
             headers.push(("Accept", a.to_string()));
@@ -530,26 +529,7 @@ impl Client {
         if from > 0 {
             headers.push(("Range", format!("bytes={from}-")));
         }
-        for attempt in 0..2 {
-            let auth = self
-                .token
-                .lock()
-                .expect("lock")
-                .clone()
-                .or_else(|| self.basic());
-            let resp = self.call(&url, &headers, auth.as_deref())?;
-            if resp.status().as_u16() != 401 || attempt == 1 {
-                return Ok(resp);
-            }
-            let challenge = resp
-                .headers()
-                .get("www-authenticate")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            self.authenticate(&challenge)?;
-        }
-        unreachable!("two attempts")
+        self.request("GET", path, &headers, Payload::Empty)
     }
 
     fn authenticate(&self, challenge: &str) -> Result<()> {

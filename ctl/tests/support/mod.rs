@@ -160,3 +160,33 @@ impl Drop for Env {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+impl Env {
+    pub fn store(&self) -> image::Store {
+        image::Store::open(self.root.path(), None).unwrap()
+    }
+
+    /// The names in each of `name`'s layers, above the base's `skip` layers.
+    pub fn layer_names(&self, name: &str, skip: usize) -> Vec<Vec<String>> {
+        let s = self.store();
+        let rec = s.image(name).unwrap();
+        rec.layers[skip..]
+            .iter()
+            .map(|l| {
+                let f = std::fs::File::open(s.content.path(&l.digest)).unwrap();
+                let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+                a.entries()
+                    .unwrap()
+                    .map(|e| {
+                        e.unwrap()
+                            .path()
+                            .unwrap()
+                            .to_string_lossy()
+                            .trim_end_matches('/')
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
