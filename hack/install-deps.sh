@@ -28,7 +28,10 @@ PACKAGES=(
 	containerd        # shim and `ctr --runc-binary` tests; integration client tests (ctr)
 	podman            # integration client tests: `podman --runtime` through conmon
 	docker.io         # integration client tests: docker 20.10 (dockerd started by the suite, --add-runtime)
-	docker-registry   # registry pull tests (image/tests/registry.rs), berthctl pull
+	docker-registry   # registry pull and push tests (image/tests/registry.rs, ctl/tests/registry.rs, integration images), berthctl pull/push
+	openssl           # ctl/tests/registry.rs: the test's own CA, server and client certificates
+	iproute2          # ctl/tests/registry.rs: an address of its own in a network namespace of its own
+	curl              # hack/bench-build.sh: the push floor
 	cpio              # initramfs of the cgroup v2 VM (hack/vm-run.sh)
 	e2fsprogs         # mkfs.ext4: the cgroup v2 VM's /tmp disk
 	qemu-system-x86   # the cgroup v2 VM: qemu-system-x86_64 -accel tcg
