@@ -136,7 +136,7 @@ if want build; then
 	P_BUILD="$PODMAN build -q --format docker -t bench:p $(q "$ctx")"
 	D_BUILD="$DOCKER build -q --network host -t bench:d $(q "$ctx")"
 	for c in "$B_BUILD" "$P_BUILD" "$D_BUILD"; do eval "$c" >/dev/null || die "preflight failed: $c"; done
-	bump="echo \$RANDOM\$RANDOM > $(q "$ctx/changing.txt")"
+	bump="date +%s%N > $(q "$ctx/changing.txt")"
 	# hyperfine takes one --prepare per command (in order) when it takes more than one.
 	bench build \
 		--prepare true -n "cold: berthctl build" "${B_BUILD/build -q/build -q --no-cache}" \
