@@ -414,7 +414,7 @@ impl Builder<'_> {
                 stage: meta::Stage::new(Map::new()),
                 layers: Vec::new(),
                 history: Vec::new(),
-                key: "scratch".into(),
+                key: self.key_root("scratch"),
                 created: self.now(),
             },
             Base::Stage(j) => {
@@ -449,11 +449,20 @@ impl Builder<'_> {
                     stage: meta::Stage::new(config),
                     layers: rec.layers.clone(),
                     history,
-                    key: rec.id().to_string(),
+                    key: self.key_root(rec.id().as_str()),
                     created,
                 }
             }
         })
+    }
+
+    /// The key a stage's first step chains from: its base, and what changes every layer
+    /// whatever the steps are (compression, SOURCE_DATE_EPOCH's clamping).
+    fn key_root(&self, base: &str) -> String {
+        format!(
+            "{base} zstd={} epoch={:?}",
+            self.opts.zstd, self.opts.timestamp
+        )
     }
 
     /// The build's time: SOURCE_DATE_EPOCH, or now (seconds).
@@ -514,7 +523,25 @@ impl Builder<'_> {
         for t in &triggers {
             let df = crate::parse(&format!("FROM scratch\n{t}"))
                 .map_err(|e| Error::step(s.line, format!("ONBUILD trigger {t:?}: {}", e.msg)))?;
-            let mut ins = df.instructions[1].clone();
+            let Some(ins) = df.instructions.get(1) else {
+                return Err(Error::step(
+                    s.line,
+                    format!("the base's ONBUILD trigger {t:?} is no instruction"),
+                ));
+            };
+            if matches!(
+                ins.keyword,
+                Keyword::From | Keyword::Onbuild | Keyword::Maintainer
+            ) {
+                return Err(Error::step(
+                    s.line,
+                    format!(
+                        "the base's ONBUILD trigger {t:?}: {} isn't allowed as an ONBUILD trigger",
+                        ins.keyword.name()
+                    ),
+                ));
+            }
+            let mut ins = ins.clone();
             ins.line = s.line;
             steps.push(ins);
         }

@@ -28,6 +28,12 @@ pub enum Source {
     },
     /// A tar archive to extract under `dest` (a directory).
     Archive(PathBuf),
+    /// A file's content with the given mode and mtime (a download).
+    File {
+        path: PathBuf,
+        mode: u32,
+        mtime: u64,
+    },
     /// A directory to create (a missing parent of the destination), with its mode and owner
     /// whatever `--chmod` says.
     Dir {
@@ -71,6 +77,19 @@ pub fn write_tar(items: &[Item], attrs: &Attrs, out: impl Write) -> io::Result<(
                 tar.append_data(&mut h, &item.dest, bytes.as_slice())?;
             }
             Source::Archive(p) => archive_entries(&mut tar, p, &item.dest)?,
+            Source::File { path, mode, mtime } => {
+                let f = fs::File::open(path)?;
+                let len = f.metadata()?.len();
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(len);
+                h.set_mode(attrs.chmod.unwrap_or(*mode));
+                let (uid, gid) = attrs.chown.unwrap_or((0, 0));
+                h.set_uid(uid.into());
+                h.set_gid(gid.into());
+                h.set_mtime(*mtime);
+                tar.append_data(&mut h, &item.dest, f.take(len))?;
+            }
             Source::Dir { mode, owner, mtime } => {
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Directory);
@@ -183,6 +202,15 @@ fn archive_entries<W: Write>(
     for e in archive.entries()? {
         let mut e = e?;
         let name = prefix(&e.path_bytes());
+        if name
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.starts_with(".wh."))
+        {
+            return Err(io::Error::other(format!(
+                "{name}: a file named .wh.* would be a whiteout in the layer"
+            )));
+        }
         let mut h = e.header().clone();
         match h.entry_type() {
             tar::EntryType::Link => {

@@ -43,6 +43,13 @@ enum Src {
         bytes: Vec<u8>,
         mode: u32,
     },
+    /// A downloaded file (ADD of a URL): its name, where it is, its content's digest.
+    File {
+        name: String,
+        path: PathBuf,
+        digest: String,
+        mode: u32,
+    },
 }
 
 /// The largest file ADD downloads.
@@ -58,9 +65,15 @@ impl Builder<'_> {
         let add = ins.keyword == Keyword::Add;
         let name = ins.keyword.name();
         let err = |m: String| Error::step(ins.line, format!("{name}: {m}"));
+        let snapshot = st.stage.clone();
+        let lookup = |n: &str| snapshot.lookup(n, &self.opts.build_args);
         let (mut from, mut chown, mut chmod) = (None, None, None);
         for f in &ins.flags {
-            let v = f.value.clone().unwrap_or_default();
+            // Flag values see the stage's variables, as BuildKit expands them.
+            let v = self
+                .lexer
+                .word(f.value.as_deref().unwrap_or(""), &lookup)
+                .map_err(err)?;
             match f.name.as_str() {
                 "from" => from = Some(v),
                 "chown" => chown = Some(v),
@@ -82,8 +95,6 @@ impl Builder<'_> {
                 }
             }
         }
-        let snapshot = st.stage.clone();
-        let lookup = |n: &str| snapshot.lookup(n, &self.opts.build_args);
         let words: Vec<String> = match &ins.args {
             Args::Exec(v) => v
                 .iter()
@@ -127,8 +138,7 @@ impl Builder<'_> {
         let from_state;
         let (_view, root, ignore) = match &from {
             Some(f) => {
-                let f = self.lexer.word(f, &lookup).map_err(err)?;
-                from_state = self.source_state(&f, ins.line, stage)?;
+                from_state = self.source_state(f, ins.line, stage)?;
                 let (dir, view) = self.view_of(&from_state)?;
                 (Some(view), dir, Ignore::default())
             }
@@ -158,19 +168,44 @@ impl Builder<'_> {
                 if !add || from.is_some() {
                     return Err(err(format!("source can't be a URL for COPY: {s}")));
                 }
-                let bytes = download(s).map_err(|m| err(format!("{s}: {m}")))?;
-                let name = url_name(s);
-                sources.push(Src::Data {
-                    name,
-                    bytes,
+                let file = self
+                    .tmp
+                    .join(format!("download-{}", image::fsutil::random_hex(6)));
+                let digest = download(s, &file).map_err(|m| err(format!("{s}: {m}")))?;
+                sources.push(Src::File {
+                    name: url_name(s),
+                    path: file,
+                    digest,
                     mode: 0o600,
                 });
                 continue;
             }
-            let rel = context::resolve_source(&root, s).map_err(|m| err(format!("{s}: {m}")))?;
+            let mut rel =
+                context::resolve_source(&root, s).map_err(|m| err(format!("{s}: {m}")))?;
             let glob = is_glob(&rel);
-            let selected = ctx.select(std::slice::from_ref(&rel)).map_err(err)?;
+            // A source that is a symlink stands for what it points at (inside its root), under
+            // its own name: BuildKit copies with FollowSymlinks.
+            let link_name = (!glob
+                && std::fs::symlink_metadata(root.join(&rel)).is_ok_and(|m| m.is_symlink()))
+            .then(|| rel.rsplit('/').next().unwrap_or(&rel).to_string());
+            if link_name.is_some() {
+                let real = context::real_path_in_root(&root, &rel).map_err(err)?;
+                let root_real = std::fs::canonicalize(&root)?;
+                rel = real
+                    .strip_prefix(&root_real)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .map_err(|_| err(format!("{s}: resolves outside its root")))?;
+            }
+            let mut selected = ctx.select(std::slice::from_ref(&rel)).map_err(err)?;
             let path = root.join(&rel);
+            if let (Some(n), true) = (
+                &link_name,
+                std::fs::metadata(&path).is_ok_and(|m| m.is_file()),
+            ) {
+                if let Some(first) = selected.first_mut() {
+                    first.dest = n.clone();
+                }
+            }
             let md = (!glob)
                 .then(|| std::fs::symlink_metadata(&path).ok())
                 .flatten();
@@ -209,6 +244,11 @@ impl Builder<'_> {
                             use std::os::unix::fs::MetadataExt;
                             h.update(format!("dir {:o} {}:{}\n", md.mode(), md.uid(), md.gid()));
                         }
+                    }
+                    Src::File {
+                        name, digest, mode, ..
+                    } => {
+                        h.update(format!("file {name} {mode:o} {digest}\n"));
                     }
                     Src::Data { name, bytes, mode } => {
                         h.update(format!("data {name} {mode:o} {}\n", bytes.len()));
@@ -282,6 +322,20 @@ impl Builder<'_> {
             .collect();
         for s in &sources {
             match s {
+                Src::File {
+                    name, path, mode, ..
+                } => items.push(Item {
+                    source: Source::File {
+                        path: path.clone(),
+                        mode: *mode,
+                        mtime: 0,
+                    },
+                    dest: if into_dir {
+                        join(&dest_rel, name)
+                    } else {
+                        dest_rel.clone()
+                    },
+                }),
                 Src::Data { name, bytes, mode } => items.push(Item {
                     source: Source::Data {
                         bytes: bytes.clone(),
@@ -332,6 +386,22 @@ impl Builder<'_> {
                 }
             }
         }
+        // A name overlayfs and the layer format read as a whiteout cannot be copied.
+        if let Some(i) = items.iter().find(|i| {
+            i.dest
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with(".wh."))
+        }) {
+            return Err(err(format!(
+                "{}: a file named .wh.* would be a whiteout in the layer",
+                i.dest
+            )));
+        }
+        let fast = fast
+            && !sources
+                .iter()
+                .any(|s| matches!(s, Src::Paths { archive: true, .. }));
         let tar_path = step.bundle.join("copy.tar");
         {
             let f = std::fs::File::create(&tar_path)
@@ -417,22 +487,34 @@ fn url_name(url: &str) -> String {
     }
 }
 
-fn download(url: &str) -> std::result::Result<Vec<u8>, String> {
+/// Download `url` into `to` (at most MAX_DOWNLOAD bytes); returns the content's sha256.
+fn download(url: &str, to: &std::path::Path) -> std::result::Result<String, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(600)))
         .build()
         .into();
     let resp = agent.get(url).call().map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    resp.into_body()
-        .into_reader()
-        .take(MAX_DOWNLOAD + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
-    if out.len() as u64 > MAX_DOWNLOAD {
-        return Err(format!("larger than {MAX_DOWNLOAD} bytes"));
+    if !resp.status().is_success() {
+        return Err(format!("the server answered {}", resp.status()));
     }
-    Ok(out)
+    let mut r = resp.into_body().into_reader().take(MAX_DOWNLOAD + 1);
+    let mut f = std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n_total: u64 = 0;
+    loop {
+        let n = r.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        n_total += n as u64;
+        if n_total > MAX_DOWNLOAD {
+            return Err(format!("larger than {MAX_DOWNLOAD} bytes"));
+        }
+        h.update(&buf[..n]);
+        std::io::Write::write_all(&mut f, &buf[..n]).map_err(|e| e.to_string())?;
+    }
+    Ok(format!("{:x}", h.finalize()))
 }
 
 #[cfg(test)]

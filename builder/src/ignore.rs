@@ -40,6 +40,11 @@ pub struct Ignore {
 }
 
 impl Ignore {
+    /// Whether it leaves anything out.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
     /// Parse the file's text; a malformed pattern is an error naming its line.
     pub fn parse(text: &str) -> Result<Ignore, String> {
         let mut patterns = Vec::new();

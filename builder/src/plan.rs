@@ -194,11 +194,38 @@ pub fn plan(
             }
         }
     }
-    // Dependencies through --from (COPY) and mounts' from= (RUN).
+    // Dependencies through --from (COPY) and mounts' from= (RUN), expanded with the stage's
+    // ARGs (`ARG B=builder` then `COPY --from=$B`; a global one only once redeclared).
+    let global = |n: &str| {
+        global_args
+            .iter()
+            .find(|(k, _)| k == n)
+            .and_then(|(_, v)| v.clone())
+    };
     for i in 0..stages.len() {
         let mut needs = stages[i].needs.clone();
+        // The stage's own ARGs as declared so far (a --build-arg over the default).
+        let mut local: Vec<(String, Option<String>)> = Vec::new();
         for ins in &stages[i].instructions {
+            if ins.keyword == Keyword::Arg {
+                for (name, default) in arg_decls(ins, &lexer)? {
+                    let v = build_args
+                        .get(&name)
+                        .cloned()
+                        .or(default)
+                        .or_else(|| global(&name));
+                    local.push((name, v));
+                }
+            }
+            let scope = |n: &str| {
+                local
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == n)
+                    .and_then(|(_, v)| v.clone())
+            };
             for from in stage_refs(ins) {
+                let from = lexer.word(&from, &scope).unwrap_or(from);
                 if let Some(j) = resolve(&stages[..i], &from) {
                     needs.push(j);
                 }

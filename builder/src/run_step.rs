@@ -12,7 +12,7 @@ use sha2::Digest as _;
 
 use crate::build::{Builder, Error, Result, State};
 use crate::cache;
-use crate::context;
+use crate::context::{self, Selected};
 use crate::dockerfile::Instruction;
 use crate::exec;
 use crate::meta;
@@ -90,14 +90,27 @@ impl Builder<'_> {
             expanded: &expanded,
             content: Some(&format!("{network:?} {}", prepared.key)),
         });
-        // Build args appear in RUN's history as docker shows them: `|N K=V ... cmd`.
-        let shown = if args_env.is_empty() {
+        // Build args appear in RUN's history as docker shows them: `|N K=V ... cmd`; the
+        // predefined proxy ARGs only when the Dockerfile declares them (their values may hold
+        // credentials).
+        let declared: Vec<&String> = args_env
+            .iter()
+            .filter(|kv| {
+                let k = kv.split('=').next().unwrap_or(kv);
+                st.stage.args.iter().any(|(n, _)| n == k)
+            })
+            .collect();
+        let shown = if declared.is_empty() {
             cmd.argv.join(" ")
         } else {
             format!(
                 "|{} {} {}",
-                args_env.len(),
-                args_env.join(" "),
+                declared.len(),
+                declared
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 cmd.argv.join(" ")
             )
         };
@@ -197,27 +210,37 @@ impl Builder<'_> {
             let source = match m.kind {
                 Kind::Bind => {
                     let rel = m.source.clone().unwrap_or_default();
-                    let root = match &m.from {
+                    match &m.from {
                         Some(from) => {
                             let state = self.source_state(from, line, stage)?;
                             let (dir, view) = self.view_of(&state)?;
                             p._views.push(view);
                             p.key
                                 .push_str(&format!("bind {from} {} {rel}\n", state.key));
-                            dir
+                            let real = context::real_path_in_root(&dir, &rel).map_err(err)?;
+                            p.mounts.push((m.clone(), Some(real), None));
                         }
                         None => {
-                            let rel_ok =
-                                context::resolve_source(&self.context.root, &rel).map_err(err)?;
-                            let sel = self.context.select(&[rel_ok]).map_err(err)?;
+                            // What is mounted is what is hashed: the source with its symlinks
+                            // followed inside the context, and (with a .dockerignore) only
+                            // what it keeps, as a copy.
+                            let root = &self.context.root;
+                            let real = context::real_path_in_root(root, &rel).map_err(err)?;
+                            let root_real = std::fs::canonicalize(root)?;
+                            let real_rel = real
+                                .strip_prefix(&root_real)
+                                .map(|r| r.to_string_lossy().into_owned())
+                                .map_err(|_| err(format!("{rel}: outside the context")))?;
+                            let sel = self.context.select(&[real_rel]).map_err(err)?;
                             let mut stat =
                                 self.stat_cache.lock().unwrap_or_else(|e| e.into_inner());
                             let d = context::digest(&sel, &mut stat).map_err(err)?;
                             p.key.push_str(&format!("bind context {rel} {d}\n"));
-                            self.context.root.clone()
+                            let filtered = (!self.context.ignore.is_empty()).then_some(sel);
+                            p.mounts.push((m.clone(), Some(real), filtered));
                         }
-                    };
-                    Some(context::real_path_in_root(&root, &rel).map_err(err)?)
+                    }
+                    continue;
                 }
                 Kind::Cache => {
                     p.key
@@ -226,7 +249,7 @@ impl Builder<'_> {
                 }
                 Kind::Tmpfs | Kind::Secret => None,
             };
-            p.mounts.push((m.clone(), source));
+            p.mounts.push((m.clone(), source, None));
         }
         Ok(p)
     }
@@ -241,7 +264,7 @@ impl Builder<'_> {
     ) -> Result<(Vec<Value>, Vec<image::fsutil::FileLock>)> {
         let mut out = Vec::new();
         let mut locks = Vec::new();
-        for (n, (m, source)) in p.mounts.iter().enumerate() {
+        for (n, (m, source, filtered)) in p.mounts.iter().enumerate() {
             let err =
                 |msg: String| Error::step(line, format!("RUN --mount target={}: {msg}", m.target));
             let bind = |src: &Path, rw: bool| {
@@ -251,11 +274,12 @@ impl Builder<'_> {
             match m.kind {
                 Kind::Bind => {
                     let src = source.as_ref().expect("bind sources are resolved");
-                    if m.rw {
-                        // Writes go to a copy, dropped with the step.
-                        let copy = step.bundle.join(format!("rw-{n}"));
-                        copy_tree(src, &copy).map_err(err)?;
-                        out.push(bind(&copy, true));
+                    if m.rw || filtered.is_some() {
+                        // A copy: what .dockerignore leaves out is not there, and writes are
+                        // dropped with the step.
+                        let copy = step.bundle.join(format!("bind-{n}"));
+                        copy_tree(src, filtered.as_deref(), &copy, &step.bundle).map_err(err)?;
+                        out.push(bind(&copy, m.rw));
                     } else {
                         out.push(bind(src, false));
                     }
@@ -345,21 +369,31 @@ struct Prepared<'a> {
     /// What they add to the step's key.
     key: String,
     /// Each spec with its bind source's real path.
-    mounts: Vec<(MountSpec, Option<PathBuf>)>,
+    /// With the selection a filtered context bind mounts (as a copy).
+    mounts: Vec<(MountSpec, Option<PathBuf>, Option<Vec<Selected>>)>,
     /// Views of stages and images the binds come from, mounted until the step ends.
     _views: Vec<View<'a>>,
 }
 
-/// Copy `src` (a file or a directory tree, owners and modes kept) to `dest`.
-fn copy_tree(src: &Path, dest: &Path) -> std::result::Result<(), String> {
-    let md = std::fs::symlink_metadata(src).map_err(|e| e.to_string())?;
+/// Copy `src` (a file, or a directory tree: all of it, or the `only` entries of it) to `dest`,
+/// owners and modes kept, through a tar file in `work`.
+fn copy_tree(
+    src: &Path,
+    only: Option<&[Selected]>,
+    dest: &Path,
+    work: &Path,
+) -> std::result::Result<(), String> {
+    let md = std::fs::metadata(src).map_err(|e| e.to_string())?;
     if !md.is_dir() {
         std::fs::copy(src, dest).map_err(|e| e.to_string())?;
         return Ok(());
     }
     std::fs::create_dir_all(dest).map_err(|e| e.to_string())?;
-    let ctx = context::Context::new(src.to_path_buf(), crate::ignore::Ignore::default());
-    let sel = ctx.select(&[String::new()])?;
+    let sel = match only {
+        Some(s) => s.to_vec(),
+        None => context::Context::new(src.to_path_buf(), crate::ignore::Ignore::default())
+            .select(&[String::new()])?,
+    };
     let items: Vec<crate::copy::Item> = sel
         .into_iter()
         .map(|s| crate::copy::Item {
@@ -367,13 +401,24 @@ fn copy_tree(src: &Path, dest: &Path) -> std::result::Result<(), String> {
             dest: s.dest,
         })
         .collect();
-    let mut tar = Vec::new();
     let attrs = crate::copy::Attrs {
         keep_owner: true,
         ..Default::default()
     };
-    crate::copy::write_tar(&items, &attrs, &mut tar).map_err(|e| e.to_string())?;
-    image::layer::apply(dest, tar.as_slice(), &image::layer::ApplyOptions::delete())
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    let tar_path = work.join(format!("copy-{}.tar", image::fsutil::random_hex(4)));
+    let r = (|| {
+        let f = std::fs::File::create(&tar_path).map_err(|e| e.to_string())?;
+        crate::copy::write_tar(&items, &attrs, std::io::BufWriter::new(f))
+            .map_err(|e| e.to_string())?;
+        let f = std::fs::File::open(&tar_path).map_err(|e| e.to_string())?;
+        image::layer::apply(
+            dest,
+            std::io::BufReader::new(f),
+            &image::layer::ApplyOptions::delete(),
+        )
+        .map_err(|e| e.to_string())
+        .map(|_| ())
+    })();
+    let _ = std::fs::remove_file(&tar_path);
+    r
 }

@@ -1,5 +1,6 @@
 //! `commit`: a container's writable layer as a new image, as docker does it:
-//! - the container is paused while its upper directory is read (`--pause=false` to not);
+//! - a running container is paused while its upper directory is read (`--pause=false` is
+//!   refused for one: it could swap a directory for a symlink to the host's / meanwhile);
 //! - the mount points the runtime made for the container's mounts (/etc/hosts,
 //!   /etc/hostname, /proc, ...) are left out when they are still empty;
 //! - `-c` applies Dockerfile instructions to the config (CMD, ENTRYPOINT, ENV, EXPOSE,
@@ -89,7 +90,16 @@ pub fn commit(ctx: &Ctx, a: &CommitArgs<'_>) -> Result<i32> {
         .filter_map(|m| m["destination"].as_str())
         .map(|d| builder::clean(d).into_bytes())
         .collect();
-    let paused = a.pause && ctx.status(&c) == Status::Running && {
+    let running = ctx.status(&c) == Status::Running;
+    if running && !a.pause {
+        // The differ reads the upper directory by path: a running container could swap a
+        // directory for a symlink to the host's / between two reads.
+        bail!(
+            "commit --pause=false of a running container is refused: its changes are read \
+             while it could still make them (stop it, or let commit pause it)"
+        );
+    }
+    let paused = running && {
         let o = ctx
             .runtime_cmd()
             .args(["pause", &c.id])

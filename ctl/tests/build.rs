@@ -216,6 +216,21 @@ fn a_failing_run_shows_its_output_and_leaves_nothing() {
     assert!(!o.status.success());
     assert!(err.contains("Dockerfile:3:"), "{err}");
     assert!(!err.contains("STEP"), "{err}");
+    // A file whose name is a whiteout's cannot be copied (found in review).
+    let wh = context(
+        &e,
+        "wh",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY . /x/\n"),
+            (".wh..wh..opq", ""),
+        ],
+    );
+    let o = e.build(&[], &wh);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("would be a whiteout"),
+        "{err}"
+    );
     // Unsupported flags are errors naming the line, never skipped.
     let ssh = context(
         &e,
@@ -243,7 +258,7 @@ fn stages_scratch_and_copy_from() {
             "Dockerfile",
             "ARG BASE=busybox\n\
              FROM $BASE AS build\n\
-             RUN mkdir -p /out && echo built > /out/artifact && ln -s artifact /out/link && chmod 4711 /out/artifact\n\
+             RUN mkdir -p /out && echo built > /out/artifact && ln -s artifact /out/link && chmod 4711 /out/artifact && ln -s /out/artifact /alias\n\
              FROM busybox AS other\n\
              RUN echo other > /o.txt && chown 1000:1000 /o.txt\n\
              FROM scratch\n\
@@ -251,12 +266,24 @@ fn stages_scratch_and_copy_from() {
              COPY --from=other /o.txt /keep/\n\
              COPY --from=1 --chmod=600 --chown=7:8 /o.txt /x/\n\
              COPY --from=busybox /bin/busybox /bin/busybox\n\
+             ARG SRC=build\n\
+             ARG UID=1000\n\
+             COPY --from=$SRC --chown=$UID:$UID /alias /aliased\n\
              ENTRYPOINT [\"/bin/busybox\"]\n\
              CMD [\"cat\", \"/artifact\"]\n",
         )],
     );
     let (_, err) = e.build_ok(&["-t", "ms"], &ctx);
-    assert_eq!(steps(&err), (6, 0), "{err}");
+    assert_eq!(steps(&err), (7, 0), "{err}");
+    // A symlink source is copied as what it points at, under its own name; --from and
+    // --chown see the stage's ARGs (found in review).
+    let o = e.run_ctr(&["--rm", "ms", "stat", "-c", "%F %u:%g %s", "/aliased"]);
+    assert_eq!(
+        stdout(&o),
+        "regular file 1000:1000 6\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = e.run_ctr(&["--rm", "ms"]);
     assert_eq!(
         stdout(&o),
@@ -309,14 +336,36 @@ fn run_mounts_and_secrets_stay_out_of_the_image() {
                  RUN --mount=type=secret,id=tok,target=/etc/tok,mode=0440,uid=1000 stat -c '%a %u' /etc/tok > /tokstat\n\
                  RUN --mount=type=cache,target=/cache echo run >> /cache/log && wc -l < /cache/log > /count\n\
                  RUN --mount=type=bind,source=data,target=/data cat /data/one > /one && ! touch /data/x\n\
-                 RUN --mount=type=tmpfs,target=/scratch touch /scratch/y\n",
+                 RUN --mount=type=tmpfs,target=/scratch touch /scratch/y\n\
+                 RUN --mount=type=bind,target=/s ls -a /s > /context-seen\n",
             ),
             ("data/one", "1\n"),
+            ("secret.env", "TOKEN=x\n"),
+            (".dockerignore", "secret.env\n"),
         ],
     );
     let sec = format!("id=tok,src={}", secret_file.display());
-    let (_, err) = e.build_ok(&["--secret", &sec, "-t", "mnt"], &ctx);
-    assert_eq!(steps(&err), (5, 0), "{err}");
+    let (_, err) = e.build_ok(
+        &[
+            "--secret",
+            &sec,
+            "--build-arg",
+            "HTTPS_PROXY=http://u:pw@proxy:3128",
+            "-t",
+            "mnt",
+        ],
+        &ctx,
+    );
+    assert_eq!(steps(&err), (6, 0), "{err}");
+    // A bind of the context shows what .dockerignore keeps, nothing else (found in review).
+    let o = e.run_ctr(&["--rm", "mnt", "cat", "/context-seen"]);
+    assert_eq!(stdout(&o), ".\n..\n.dockerignore\nDockerfile\ndata\n");
+    // The proxy ARG's value (credentials, often) is in no history entry.
+    assert!(
+        !e.config("mnt").to_string().contains("pw@proxy"),
+        "{}",
+        e.config("mnt")
+    );
     let o = e.run_ctr(&["--rm", "mnt", "sh", "-c", "cat /len /tokstat /count /one; ls /run /cache /data /scratch /etc/tok 2>&1 | grep -c 'No such'"]);
     assert_eq!(
         stdout(&o),
@@ -355,8 +404,18 @@ fn run_mounts_and_secrets_stay_out_of_the_image() {
     // Another secret value does not change the cache key; the cache mount is kept between
     // builds, and the rebuild with --no-cache sees it.
     fs::write(&secret_file, "other").unwrap();
-    let (_, err) = e.build_ok(&["--secret", &sec, "-t", "mnt"], &ctx);
-    assert_eq!(steps(&err), (0, 5), "{err}");
+    let (_, err) = e.build_ok(
+        &[
+            "--secret",
+            &sec,
+            "--build-arg",
+            "HTTPS_PROXY=http://u:pw@proxy:3128",
+            "-t",
+            "mnt",
+        ],
+        &ctx,
+    );
+    assert_eq!(steps(&err), (0, 6), "{err}");
     let (_, _) = e.build_ok(&["--no-cache", "--secret", &sec, "-t", "mnt"], &ctx);
     let o = e.run_ctr(&["--rm", "mnt", "cat", "/count", "/len"]);
     assert_eq!(stdout(&o), "2\n5\n");
@@ -390,6 +449,11 @@ fn source_date_epoch_builds_are_reproducible() {
         ("f1", "one\n"),
         ("d/f2", "two\n"),
     ];
+    // A build without SOURCE_DATE_EPOCH first in `a`: its layers (mtimes not clamped) must
+    // not be taken from the cache by the build with it (found in review).
+    a.import_busybox();
+    let pre = context(&a, "repro", &files);
+    a.build_ok(&["-t", "pre"], &pre);
     let ids: Vec<String> = [&a, &b]
         .iter()
         .enumerate()
@@ -402,7 +466,6 @@ fn source_date_epoch_builds_are_reproducible() {
             let o = {
                 let mut c = e.cmd(&[
                     "build",
-                    "--no-cache",
                     "--cgroup-parent",
                     &cgroup_parent(),
                     "-t",
@@ -542,6 +605,39 @@ fn onbuild_add_and_oci_zstd() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(e.config("child:1")["config"].get("OnBuild").is_none());
+
+    // A base whose ONBUILD trigger is no instruction is an error, not a crash (found in
+    // review).
+    {
+        let s = e.store();
+        let bb = s.image("busybox").unwrap();
+        let mut base = image::commit::config_of(&s, &bb).unwrap();
+        let mut config = base["config"].as_object().unwrap().clone();
+        config.insert("OnBuild".into(), serde_json::json!([""]));
+        base.remove("history");
+        image::commit::write_image(
+            &s,
+            image::commit::NewImage {
+                names: &["badonbuild:1".to_string()],
+                base_config: Some(base),
+                layers: bb.layers.clone(),
+                history: vec![],
+                config,
+                created: "2026-01-01T00:00:00Z".into(),
+                format: image::commit::Format::Docker,
+            },
+        )
+        .unwrap();
+    }
+    let bad = context(
+        &e,
+        "bad-onbuild",
+        &[("Dockerfile", "FROM badonbuild:1\nRUN true\n")],
+    );
+    let o = e.build(&[], &bad);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("ONBUILD trigger"), "{err}");
 
     // OCI with zstd layers.
     let z = context(

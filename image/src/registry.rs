@@ -397,6 +397,13 @@ impl Client {
                 e => reg_err(&format!("GET {url}"), e),
             })?;
             if !resp.status().is_redirection() {
+                if resp.status().as_u16() == 401 && origin(&url) != Some(first_origin.as_str()) {
+                    // A redirect target that wants credentials gets none of the registry's.
+                    return Err(reg_err(
+                        &format!("GET {url}"),
+                        "unauthorized (a redirect target of the registry; no credentials are sent there)",
+                    ));
+                }
                 return Ok(resp);
             }
             let Some(location) = resp.headers().get("location").and_then(|v| v.to_str().ok())
@@ -490,7 +497,10 @@ impl Client {
             } else {
                 self.send(method, &url, headers, payload, auth.as_deref())?
             };
-            if resp.status().as_u16() != 401 || attempt == 1 {
+            // Only the registry's own challenge is answered: a 401 from another host (a
+            // Location or redirect target) never gets the user's credentials or a token.
+            let foreign = origin(&url) != origin(&self.base);
+            if resp.status().as_u16() != 401 || attempt == 1 || foreign {
                 return Ok(resp);
             }
             let challenge = resp

@@ -918,3 +918,57 @@ fn registry_redirects_keep_credentials_home() {
         assert_eq!(ingest_left(&w), Vec::<String>::new());
     }
 }
+
+/// A server that records each request's head and answers all with `response`.
+fn answering(response: String) -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let mut r = std::io::BufReader::new(c.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut r, &mut line).unwrap_or(0) == 0
+                    || line == "\r\n"
+                {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            seen2.lock().unwrap().push(head);
+            let mut c = c;
+            let _ = c.write_all(response.as_bytes());
+        }
+    });
+    (addr, seen)
+}
+
+/// A redirect target that answers 401 with a bearer challenge of its own gets no credentials
+/// and no token request: its realm would receive the user's password (found in review).
+#[test]
+fn a_redirect_targets_challenge_gets_no_credentials() {
+    let (realm, realm_seen) =
+        answering("HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"token\":\"t\"}\r\n".into());
+    let (storage, _) = answering(format!(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm}/token\"\r\nContent-Length: 0\r\n\r\n"
+    ));
+    let (reg, ..) = registry_image(Quirk::RedirectBlob(format!("http://{storage}{{path}}")));
+    let w = World::new();
+    let s = w.store();
+    let opts = PullOptions {
+        credentials: Some(("user".into(), "secret".into())),
+        ..pull_opts()
+    };
+    let err = pull(&s, &format!("{}/t:latest", reg.addr), &opts, &Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unauthorized"), "{err}");
+    assert!(
+        realm_seen.lock().unwrap().is_empty(),
+        "{:?}",
+        realm_seen.lock().unwrap()
+    );
+}
