@@ -103,16 +103,6 @@ pub trait Report: Sync {
     fn note(&self, msg: &str);
 }
 
-/// A report that says nothing.
-pub struct Silent;
-impl Report for Silent {
-    fn step(&self, _: &str, _: usize, _: usize, _: &str) {}
-    fn cached(&self, _: &str) {}
-    fn done(&self, _: &str, _: f64) {}
-    fn output(&self, _: &[u8]) {}
-    fn note(&self, _: &str) {}
-}
-
 /// What to build and how.
 pub struct Options {
     /// The context directory.
@@ -184,24 +174,7 @@ impl State {
 
 /// RFC 3339 (UTC, seconds) of `secs` since the epoch.
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    libcontainer::timefmt::rfc3339(secs as i64, 0)
 }
 
 pub(crate) struct Builder<'a> {
@@ -463,6 +436,27 @@ impl Builder<'_> {
             "{base} zstd={} epoch={:?}",
             self.opts.zstd, self.opts.timestamp
         )
+    }
+
+    /// The cache key of layer step `ins` on `st`: the key before it, the config, `args` (the
+    /// ARGs a RUN sees; none for the others), the instruction, and what it is expanded to and
+    /// reads.
+    pub(crate) fn key_of(
+        &self,
+        st: &State,
+        ins: &Instruction,
+        args: &[(String, Option<String>)],
+        expanded: &str,
+        content: &str,
+    ) -> String {
+        crate::cache::step_key(&crate::cache::StepInput {
+            parent: &st.key,
+            config: &st.stage.config,
+            args,
+            original: &ins.original,
+            expanded,
+            content: Some(content),
+        })
     }
 
     /// The build's time: SOURCE_DATE_EPOCH, or now (seconds).

@@ -18,7 +18,6 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use serde_json::Value;
 use sha2::Digest as _;
 
 use crate::build::{Builder, Error, Result, State};
@@ -112,13 +111,10 @@ impl Builder<'_> {
         }
         let (srcs, dest) = words.split_at(words.len() - 1);
         let dest = &dest[0];
-        let workdir = st
-            .stage
-            .config
-            .get("WorkingDir")
-            .and_then(Value::as_str)
-            .unwrap_or("/")
-            .to_string();
+        let workdir = match st.stage.config_str("WorkingDir") {
+            "" => "/".to_string(),
+            d => d.to_string(),
+        };
         let dest_abs = if dest.starts_with('/') {
             dest.clone()
         } else {
@@ -260,15 +256,8 @@ impl Builder<'_> {
         let content = format!("{:x}", h.finalize());
         let expanded =
             serde_json::to_string(&(srcs, &dest_abs, &from, &chown, &chmod)).unwrap_or_default();
-        let key = crate::cache::step_key(&crate::cache::StepInput {
-            parent: &st.key,
-            config: &st.stage.config,
-            // ARG values count where they are used: in the expanded words and the config.
-            args: &[],
-            original: &ins.original,
-            expanded: &expanded,
-            content: Some(&content),
-        });
+        // ARG values count where they are used: in the expanded words and the config.
+        let key = self.key_of(st, ins, &[], &expanded, &content);
         let by = format!("{} {} {} # buildkit", name, srcs.join(" "), dest);
         if self.take_cached(st, &key, &by)? {
             return Ok(true);
@@ -320,6 +309,14 @@ impl Builder<'_> {
                 dest: d,
             })
             .collect();
+        // Where a named source (a heredoc, a download) lands.
+        let named = |name: &str| {
+            if into_dir {
+                join(&dest_rel, name)
+            } else {
+                dest_rel.clone()
+            }
+        };
         for s in &sources {
             match s {
                 Src::File {
@@ -330,11 +327,7 @@ impl Builder<'_> {
                         mode: *mode,
                         mtime: 0,
                     },
-                    dest: if into_dir {
-                        join(&dest_rel, name)
-                    } else {
-                        dest_rel.clone()
-                    },
+                    dest: named(name),
                 }),
                 Src::Data { name, bytes, mode } => items.push(Item {
                     source: Source::Data {
@@ -342,11 +335,7 @@ impl Builder<'_> {
                         mode: *mode,
                         mtime: 0,
                     },
-                    dest: if into_dir {
-                        join(&dest_rel, name)
-                    } else {
-                        dest_rel.clone()
-                    },
+                    dest: named(name),
                 }),
                 Src::Paths {
                     selected,

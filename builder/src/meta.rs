@@ -55,6 +55,11 @@ impl Stage {
         }
     }
 
+    /// A string field of the config (`WorkingDir`, `User`, ...); "" when unset.
+    pub fn config_str(&self, key: &str) -> &str {
+        self.config.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+
     /// The environment as `KEY=VALUE` strings.
     pub fn env(&self) -> Vec<String> {
         self.config

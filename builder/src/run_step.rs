@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use sha2::Digest as _;
 
 use crate::build::{Builder, Error, Result, State};
-use crate::cache;
 use crate::context::{self, Selected};
 use crate::dockerfile::Instruction;
 use crate::exec;
@@ -82,14 +81,13 @@ impl Builder<'_> {
         let expanded = serde_json::to_string(&json!({"argv": cmd.argv, "files": cmd.files}))
             .unwrap_or_default();
         let prepared = self.prepare_mounts(&specs, ins.line, stage)?;
-        let key = cache::step_key(&cache::StepInput {
-            parent: &st.key,
-            config: &st.stage.config,
-            args: &st.stage.args,
-            original: &ins.original,
-            expanded: &expanded,
-            content: Some(&format!("{network:?} {}", prepared.key)),
-        });
+        let key = self.key_of(
+            st,
+            ins,
+            &st.stage.args,
+            &expanded,
+            &format!("{network:?} {}", prepared.key),
+        );
         // Build args appear in RUN's history as docker shows them: `|N K=V ... cmd`; the
         // predefined proxy ARGs only when the Dockerfile declares them (their values may hold
         // credentials).

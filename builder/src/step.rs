@@ -21,28 +21,12 @@ impl Builder<'_> {
         st: &mut State,
         ins: &crate::dockerfile::Instruction,
     ) -> Result<bool> {
-        let dir = st
-            .stage
-            .config
-            .get("WorkingDir")
-            .and_then(Value::as_str)
-            .unwrap_or("/")
-            .to_string();
-        let user = st
-            .stage
-            .config
-            .get("User")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let key = crate::cache::step_key(&crate::cache::StepInput {
-            parent: &st.key,
-            config: &st.stage.config,
-            args: &[],
-            original: &ins.original,
-            expanded: &dir,
-            content: Some(&user),
-        });
+        let dir = match st.stage.config_str("WorkingDir") {
+            "" => "/".to_string(),
+            d => d.to_string(),
+        };
+        let user = st.stage.config_str("User").to_string();
+        let key = self.key_of(st, ins, &[], &dir, &user);
         let by = format!("WORKDIR {dir}");
         if self.take_cached(st, &key, &by)? {
             return Ok(true);
@@ -273,15 +257,10 @@ impl Step<'_> {
     /// Create the stage's WORKDIR in the rootfs if it is missing (root-owned, 0755), as
     /// BuildKit does before a step runs there.
     pub(crate) fn ensure_workdir(&mut self, st: &State) -> Result<()> {
-        let Some(w) = st
-            .stage
-            .config
-            .get("WorkingDir")
-            .and_then(Value::as_str)
-            .filter(|w| !w.is_empty() && *w != "/")
-        else {
+        let w = st.stage.config_str("WorkingDir");
+        if w.is_empty() || w == "/" {
             return Ok(());
-        };
+        }
         mkdir_in_root(&self.rootfs(), w, (0, 0), image::fsutil::now_secs()).map(|_| ())
     }
 }

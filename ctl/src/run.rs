@@ -247,14 +247,18 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
     let rootfs = ctx.rootfs_dir(&id);
     let r = (|| -> Result<Container> {
         std::fs::create_dir_all(&rootfs)?;
-        // An image stored without its snapshots (--no-unpack, commit) is unpacked first.
-        ctx.store
-            .unpack(&img, &image::Quiet)
-            .context("unpack the image")?;
+        // An image stored without its snapshots (--no-unpack) is unpacked first; the usual
+        // case costs one stat (the top snapshot).
+        let top = img.top_chain_id();
+        if top.as_ref().is_some_and(|t| !ctx.store.snapshots.exists(t)) {
+            ctx.store
+                .unpack(&img, &image::Quiet)
+                .context("unpack the image")?;
+        }
         let mounts = ctx
             .store
             .snapshots
-            .prepare(&id, img.top_chain_id().as_ref())
+            .prepare(&id, top.as_ref())
             .context("prepare the container's snapshot")?;
         image::snapshot::mount_all(&mounts, &rootfs).context("mount the rootfs")?;
         let opts = bundle_options(ctx, a, &id)?;

@@ -362,11 +362,6 @@ impl Client {
         Ok(c)
     }
 
-    /// The registry's base URL (`https://host[:port]`).
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     fn basic(&self) -> Option<String> {
         self.credentials
             .as_ref()
@@ -512,11 +507,6 @@ impl Client {
             self.authenticate(&challenge)?;
         }
         unreachable!("two attempts")
-    }
-
-    /// The repository path (`library/busybox`).
-    pub fn repo(&self) -> &str {
-        &self.repo
     }
 
     /// `what` failed: the registry sent nothing for the stall timeout.
