@@ -201,7 +201,7 @@ pub fn save(ctx: &Ctx, names: &[String], output: Option<&Path>) -> Result<i32> {
 }
 
 /// `load [-i FILE]`: import, from stdin without -i.
-pub fn load(ctx: &Ctx, input: Option<&Path>, quiet: bool) -> Result<i32> {
+pub fn load(ctx: &Ctx, input: Option<&Path>, quiet: bool, all_platforms: bool) -> Result<i32> {
     let (path, _tmp): (PathBuf, Option<Tmp>) = match input {
         Some(p) => (p.to_path_buf(), None),
         None => {
@@ -215,7 +215,10 @@ pub fn load(ctx: &Ctx, input: Option<&Path>, quiet: bool) -> Result<i32> {
             (p.clone(), Some(Tmp(p)))
         }
     };
-    let opts = image::import::ImportOptions::default();
+    let opts = image::import::ImportOptions {
+        all_platforms,
+        ..Default::default()
+    };
     let progress: Box<dyn image::Progress> = if quiet {
         Box::new(image::Quiet)
     } else {

@@ -58,6 +58,10 @@ enum Cmd {
         /// Only store the blobs; unpack on first use.
         #[arg(long = "no-unpack")]
         no_unpack: bool,
+        /// Keep every platform of a multi-platform image (only this host's is unpacked), so
+        /// that save and push send the whole index.
+        #[arg(long = "all-platforms")]
+        all_platforms: bool,
         path: PathBuf,
     },
     /// Pull an image from a registry (distribution API v2).
@@ -71,6 +75,10 @@ enum Cmd {
         /// Only store the blobs; unpack on first use.
         #[arg(long = "no-unpack")]
         no_unpack: bool,
+        /// Keep every platform of a multi-platform image (only this host's is unpacked), so
+        /// that save and push send the whole index.
+        #[arg(long = "all-platforms")]
+        all_platforms: bool,
         reference: String,
     },
     /// Push an image to a registry (distribution API v2).
@@ -148,6 +156,10 @@ enum Cmd {
         input: Option<PathBuf>,
         #[arg(short, long)]
         quiet: bool,
+        /// Keep every platform of a multi-platform image (only this host's is unpacked), so
+        /// that save and push send the whole index.
+        #[arg(long = "all-platforms")]
+        all_platforms: bool,
     },
     /// Make an image of a container's changes.
     Commit {
@@ -308,14 +320,23 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Cmd::Import {
             name,
             no_unpack,
+            all_platforms,
             path,
-        } => import(&ctx, path, name.clone(), !no_unpack),
+        } => import(&ctx, path, name.clone(), !no_unpack, *all_platforms),
         Cmd::Pull {
             plain_http,
             user,
             no_unpack,
+            all_platforms,
             reference,
-        } => pull(&ctx, reference, *plain_http, user.as_deref(), !no_unpack),
+        } => pull(
+            &ctx,
+            reference,
+            *plain_http,
+            user.as_deref(),
+            !no_unpack,
+            *all_platforms,
+        ),
         Cmd::Images { quiet } => images(&ctx, *quiet),
         Cmd::Rmi { force, images } => rmi(&ctx, images, *force),
         Cmd::Push {
@@ -363,7 +384,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             output,
             images: names,
         } => images::save(&ctx, names, output.as_deref()),
-        Cmd::Load { input, quiet } => images::load(&ctx, input.as_deref(), *quiet),
+        Cmd::Load {
+            input,
+            quiet,
+            all_platforms,
+        } => images::load(&ctx, input.as_deref(), *quiet, *all_platforms),
         Cmd::Commit {
             changes,
             message,
@@ -427,10 +452,17 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     }
 }
 
-fn import(ctx: &Ctx, path: &std::path::Path, name: Option<String>, unpack: bool) -> Result<i32> {
+fn import(
+    ctx: &Ctx,
+    path: &std::path::Path,
+    name: Option<String>,
+    unpack: bool,
+    all_platforms: bool,
+) -> Result<i32> {
     let opts = image::import::ImportOptions {
         name,
         unpack,
+        all_platforms,
         ..Default::default()
     };
     let recs = image::import::import(&ctx.store, path, &opts, &progress::Reporter::new())
@@ -447,9 +479,11 @@ fn pull(
     plain_http: bool,
     user: Option<&str>,
     unpack: bool,
+    all_platforms: bool,
 ) -> Result<i32> {
     let mut opts = registry::options(&registry::domain_of(reference)?, plain_http, user)?;
     opts.unpack = unpack;
+    opts.all_platforms = all_platforms;
     let rec = image::registry::pull(&ctx.store, reference, &opts, &progress::Reporter::new())
         .with_context(|| format!("pull {reference}"))?;
     println!("Pulled {} ({})", rec.name, rec.manifest);

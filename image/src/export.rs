@@ -5,6 +5,7 @@
 //!   `org.opencontainers.image.ref.name` with the tag), `blobs/sha256/<hex>` for every
 //!   manifest, config and layer (each blob once); an image with a docker manifest gets an OCI
 //!   manifest of the same blobs there (OCI tools such as skopeo read only those from a layout);
+//!   an image kept with every platform (`--all-platforms`) is its index, with every blob;
 //! - docker's `manifest.json` beside it: per image its `Config` and `Layers` as paths into
 //!   `blobs/`, and `RepoTags` (familiar names: `busybox:latest`).
 //!
@@ -76,9 +77,22 @@ pub fn save(store: &Store, images: &[ImageRecord], out: impl Write) -> Result<()
     let mut index = Vec::new();
     let mut docker = Vec::new();
     for rec in images {
+        let whole = crate::images::whole_index(store, rec)?;
         let stored = store.content.read(&rec.manifest)?;
         let mt: Value = serde_json::from_slice(&stored)?;
         let (manifest_digest, manifest) = match mt["mediaType"].as_str() {
+            // Every platform was kept: the index itself, with all their blobs.
+            _ if whole.is_some() => {
+                for e in whole.iter().flatten() {
+                    blobs.insert(e.manifest.digest.clone());
+                    blobs.extend(e.blobs.iter().map(|b| b.digest.clone()));
+                }
+                blobs.insert(rec.target.digest.clone());
+                (
+                    rec.target.digest.clone(),
+                    store.content.read(&rec.target.digest)?,
+                )
+            }
             Some(media::DOCKER_MANIFEST) => {
                 let m = oci_manifest(&mt);
                 let bytes = serde_json::to_vec(&m)?;
@@ -91,7 +105,10 @@ pub fn save(store: &Store, images: &[ImageRecord], out: impl Write) -> Result<()
                 (rec.manifest.clone(), stored)
             }
         };
-        let media_type = media::OCI_MANIFEST.to_string();
+        let media_type = match whole {
+            Some(_) => rec.target.media_type.clone(),
+            None => media::OCI_MANIFEST.to_string(),
+        };
         blobs.insert(rec.config.clone());
         blobs.extend(rec.layers.iter().map(|l| l.digest.clone()));
         let reference = Reference::parse(&rec.name).ok();

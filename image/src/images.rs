@@ -303,6 +303,7 @@ pub fn resolve(
 ) -> Result<ImageRecord> {
     let mut blobs = Vec::new();
     let mut cur = top.clone();
+    let mut target = top.clone();
     let manifest: ImageManifest = loop {
         if blobs.len() > 4 {
             return Err(Error::invalid("image index", "nested too deeply"));
@@ -318,6 +319,9 @@ pub fn resolve(
         }
         blobs.push(cur.digest.clone());
         let mt = sniff_media_type(&cur, &data);
+        if blobs.len() == 1 {
+            target.media_type = mt.clone();
+        }
         if media::is_index(&mt) {
             let idx: ImageIndex = serde_json::from_slice(&data)
                 .map_err(|e| Error::invalid(format!("index {}", cur.digest), e.to_string()))?;
@@ -405,7 +409,7 @@ pub fn resolve(
     blobs.extend(layers.iter().map(|l| l.digest.clone()));
     Ok(ImageRecord {
         name: name.to_string(),
-        target: top.clone(),
+        target,
         manifest: manifest_digest,
         config: config_desc.digest,
         layers,
@@ -413,6 +417,117 @@ pub fn resolve(
         created: config.created().clone(),
         stored: fsutil::now_secs(),
     })
+}
+
+/// One manifest an index names, with the blobs it needs (config, then layers).
+#[derive(Clone, Debug)]
+pub struct IndexEntry {
+    pub manifest: Desc,
+    pub blobs: Vec<Desc>,
+}
+
+/// Every manifest the index `top` names (every platform, attestations too), each with its
+/// config and layers, fetched through `src` (`InStore` only checks that they are there):
+/// what `--all-platforms` keeps and what a push of the whole index sends. Layers a registry
+/// is not meant to hold (non-distributable, with `urls`) are left out, as containerd does.
+/// A nested index is refused.
+pub fn index_entries(
+    content: &ContentStore,
+    src: &dyn BlobSource,
+    top: &Desc,
+    progress: &dyn Progress,
+) -> Result<Vec<IndexEntry>> {
+    src.fetch(content, std::slice::from_ref(top), progress)?;
+    let data = content.read(&top.digest)?;
+    if !media::is_index(&sniff_media_type(top, &data)) {
+        return Err(Error::invalid(
+            format!("index {}", top.digest),
+            "not an image index",
+        ));
+    }
+    let idx: ImageIndex = serde_json::from_slice(&data)
+        .map_err(|e| Error::invalid(format!("index {}", top.digest), e.to_string()))?;
+    let children = idx
+        .manifests()
+        .iter()
+        .map(Desc::from_oci)
+        .collect::<Result<Vec<_>>>()?;
+    src.fetch(content, &children, progress)?;
+    let mut out = Vec::new();
+    for child in children {
+        let data = content.read(&child.digest)?;
+        if data.len() as u64 != child.size {
+            return Err(Error::SizeMismatch {
+                digest: child.digest.to_string(),
+                expected: child.size,
+                actual: data.len() as u64,
+            });
+        }
+        let mt = sniff_media_type(&child, &data);
+        if !media::is_manifest(&mt) {
+            return Err(Error::Unsupported(format!(
+                "index {}: entry {} is {mt:?}, not an image manifest",
+                top.digest, child.digest
+            )));
+        }
+        let m: ImageManifest = serde_json::from_slice(&data)
+            .map_err(|e| Error::invalid(format!("manifest {}", child.digest), e.to_string()))?;
+        let mut blobs = vec![Desc::from_oci(m.config())?];
+        for l in m.layers() {
+            let foreign = l.urls().as_ref().is_some_and(|u| !u.is_empty())
+                || l.media_type().to_string().contains("nondistributable")
+                || l.media_type().to_string().contains("foreign");
+            if !foreign {
+                blobs.push(Desc::from_oci(l)?);
+            }
+        }
+        src.fetch(content, &blobs, progress)?;
+        out.push(IndexEntry {
+            manifest: Desc {
+                media_type: mt,
+                ..child
+            },
+            blobs,
+        });
+    }
+    Ok(out)
+}
+
+/// Add every platform of `rec`'s index (when its name points at one) to the record's blobs,
+/// fetching them through `src`.
+pub fn keep_all_platforms(
+    content: &ContentStore,
+    src: &dyn BlobSource,
+    rec: &mut ImageRecord,
+    progress: &dyn Progress,
+) -> Result<()> {
+    if rec.target.digest == rec.manifest {
+        return Ok(());
+    }
+    for e in index_entries(content, src, &rec.target, progress)? {
+        for d in std::iter::once(&e.manifest).chain(&e.blobs) {
+            if !rec.blobs.contains(&d.digest) {
+                rec.blobs.push(d.digest.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The index `rec`'s name points at, with every platform's manifest, config and layers, when
+/// all of them are in the store; None for an image of one manifest or one whose other
+/// platforms were not kept.
+pub fn whole_index(store: &Store, rec: &ImageRecord) -> Result<Option<Vec<IndexEntry>>> {
+    if rec.target.digest == rec.manifest || !store.content.exists(&rec.target.digest) {
+        return Ok(None);
+    }
+    let entries = match index_entries(&store.content, &InStore, &rec.target, &Quiet) {
+        Ok(e) => e,
+        // A platform's manifest, config or layer that is not here.
+        Err(Error::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(Some(entries))
 }
 
 /// At most this many layers are unpacked at once (fewer on fewer CPUs).

@@ -20,7 +20,8 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::images::{
-    media, resolve, BlobSource, Desc, Event, ImageRecord, InStore, Platform, Progress, Store,
+    keep_all_platforms, media, resolve, BlobSource, Desc, Event, ImageRecord, InStore, Platform,
+    Progress, Store,
 };
 use crate::layer::Compression;
 use crate::reference::Reference;
@@ -33,6 +34,10 @@ pub struct ImportOptions {
     pub platform: Platform,
     /// Unpack the layers into snapshots (default true).
     pub unpack: bool,
+    /// Keep every platform of a multi-platform image (its other manifests, configs and
+    /// layers stay in the content store, so that save and push send the whole index); only
+    /// this host's platform is unpacked.
+    pub all_platforms: bool,
 }
 
 impl Default for ImportOptions {
@@ -41,6 +46,7 @@ impl Default for ImportOptions {
             name: None,
             platform: Platform::host(),
             unpack: true,
+            all_platforms: false,
         }
     }
 }
@@ -334,19 +340,34 @@ fn import_oci(
         } else {
             let idx = oci_spec::image::ImageIndexBuilder::default()
                 .schema_version(2u32)
+                .media_type(oci_spec::image::MediaType::ImageIndex)
                 .manifests(entries)
                 .build()
                 .map_err(|e| Error::invalid("index.json", e.to_string()))?;
-            crate::images::select_platform(&idx, &opts.platform)?
+            if opts.all_platforms {
+                // The platforms of one name become an index of their own in the store.
+                let data = serde_json::to_vec(&idx)?;
+                Desc {
+                    media_type: media::OCI_INDEX.into(),
+                    digest: store.content.put(&data)?,
+                    size: data.len() as u64,
+                }
+            } else {
+                crate::images::select_platform(&idx, &opts.platform)?
+            }
         };
-        out.push(resolve(
+        let mut rec = resolve(
             &store.content,
             &layout,
             &name,
             &top,
             &opts.platform,
             progress,
-        )?);
+        )?;
+        if opts.all_platforms {
+            keep_all_platforms(&store.content, &layout, &mut rec, progress)?;
+        }
+        out.push(rec);
     }
     Ok(out)
 }

@@ -9,8 +9,10 @@
 //! - then the manifest, byte for byte as stored (its digest unchanged), with its media type,
 //!   under the tag (or by digest for a reference without one).
 //!
-//! An image pulled from a multi-platform index is pushed as the platform manifest the store
-//! holds (its other platforms' blobs are not here), as docker 20.10 does.
+//! An image of a multi-platform index is pushed whole (every platform's blobs, their manifests
+//! by digest, then the index under the tag) when all of it is in the store (pulled or loaded
+//! with `--all-platforms`); otherwise as the platform manifest the store holds, as docker
+//! 20.10 does.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -221,12 +223,28 @@ pub fn push(
         progress,
         sources,
     };
-    let mut blobs: Vec<(Digest, u64)> = rec
-        .layers
-        .iter()
-        .map(|l| (l.digest.clone(), l.size))
-        .collect();
-    blobs.push((rec.config.clone(), store.content.size(&rec.config)?));
+    // The whole index when every platform is here (kept with --all-platforms), else the
+    // host's manifest alone.
+    let entries = crate::images::whole_index(store, &rec)?;
+    let mut blobs: Vec<(Digest, u64)> = Vec::new();
+    let mut add = |d: &Digest, size: u64| {
+        if !blobs.iter().any(|(b, _)| b == d) {
+            blobs.push((d.clone(), size));
+        }
+    };
+    match &entries {
+        Some(entries) => {
+            for b in entries.iter().flat_map(|e| &e.blobs) {
+                add(&b.digest, b.size);
+            }
+        }
+        None => {
+            for l in &rec.layers {
+                add(&l.digest, l.size);
+            }
+            add(&rec.config, store.content.size(&rec.config)?);
+        }
+    }
     let counts = [
         AtomicUsize::new(0),
         AtomicUsize::new(0),
@@ -265,24 +283,52 @@ pub fn push(
     if let Some(e) = first_error.into_inner().expect("lock") {
         return Err(e);
     }
-    let manifest = store.content.read(&rec.manifest)?;
+    // The platforms' manifests go by digest before the index that names them.
+    for e in entries.iter().flatten() {
+        let data = store.content.read(&e.manifest.digest)?;
+        put_manifest(
+            &client,
+            &r,
+            e.manifest.digest.as_str(),
+            &e.manifest.media_type,
+            &data,
+        )?;
+    }
+    let top = match entries {
+        Some(_) => rec.target.digest.clone(),
+        None => rec.manifest.clone(),
+    };
+    let manifest = store.content.read(&top)?;
     let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)?["mediaType"]
         .as_str()
-        .unwrap_or(crate::images::media::OCI_MANIFEST)
-        .to_string();
-    let object = r.tag.clone().unwrap_or_else(|| rec.manifest.to_string());
-    let resp = client.request(
-        "PUT",
-        &format!("manifests/{object}"),
-        &[("Content-Type", media_type)],
-        Payload::Bytes(&manifest),
-    )?;
-    Client::check(&resp, &format!("manifest {}:{object}", r.path))?;
+        .map(str::to_string)
+        .unwrap_or_else(|| match entries {
+            Some(_) => rec.target.media_type.clone(),
+            None => crate::images::media::OCI_MANIFEST.to_string(),
+        });
+    let object = r.tag.clone().unwrap_or_else(|| top.to_string());
+    put_manifest(&client, &r, &object, &media_type, &manifest)?;
     Ok(Pushed {
-        digest: Some(rec.manifest.clone()),
+        digest: Some(top),
         size: manifest.len() as u64,
         uploaded: counts[0].load(Ordering::SeqCst),
         existed: counts[1].load(Ordering::SeqCst),
         mounted: counts[2].load(Ordering::SeqCst),
     })
+}
+
+fn put_manifest(
+    client: &Client,
+    r: &Reference,
+    object: &str,
+    media_type: &str,
+    data: &[u8],
+) -> Result<()> {
+    let resp = client.request(
+        "PUT",
+        &format!("manifests/{object}"),
+        &[("Content-Type", media_type.to_string())],
+        Payload::Bytes(data),
+    )?;
+    Client::check(&resp, &format!("manifest {}:{object}", r.path))
 }

@@ -35,6 +35,9 @@ pub struct PullOptions {
     pub credentials: Option<(String, String)>,
     pub platform: Platform,
     pub unpack: bool,
+    /// Keep every platform of a multi-platform image (fetched, not unpacked), so that save
+    /// and push send the whole index.
+    pub all_platforms: bool,
     /// Parallel blob downloads.
     pub parallel: usize,
     /// A registry that sends nothing for this long fails the request (retried as a failed
@@ -53,6 +56,7 @@ impl Default for PullOptions {
             credentials: None,
             platform: Platform::host(),
             unpack: true,
+            all_platforms: false,
             parallel: 3,
             stall_timeout: Duration::from_secs(60),
             certs_dirs: vec![
@@ -827,7 +831,7 @@ pub fn pull(
         digest,
         size: body.len() as u64,
     };
-    let rec = resolve(
+    let mut rec = resolve(
         &store.content,
         &client,
         &r.to_string(),
@@ -835,6 +839,9 @@ pub fn pull(
         &opts.platform,
         progress,
     )?;
+    if opts.all_platforms {
+        crate::images::keep_all_platforms(&store.content, &client, &mut rec, progress)?;
+    }
     if opts.unpack {
         store.unpack(&rec, progress)?;
     }

@@ -575,3 +575,190 @@ fn basic_auth_login_and_push() {
     assert!(pull(&other, &name, &plain(), &Count::default()).is_err());
     pull(&other, &name, &with("alice", "s3cret"), &Count::default()).unwrap();
 }
+
+/// An OCI layout at `dir` whose one entry (ref name `v1`) is an index of two platforms:
+/// linux/amd64 (busybox's config and layer) and linux/arm64 (a config of its own and a layer
+/// no other image has). Returns the index's digest and the arm64 layer's.
+fn two_platform_layout(store: &Store, dir: &Path) -> (image::Digest, image::Digest) {
+    use serde_json::json;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        let d = image::Digest::of(data);
+        std::fs::write(blobs.join(d.hex()), data).unwrap();
+        d
+    };
+    let bb = store.image("busybox").unwrap();
+    let layer = &bb.layers[0];
+    put(&store.content.read(&layer.digest).unwrap());
+    let amd_config = store.content.read(&bb.config).unwrap();
+    put(&amd_config);
+    // arm64: a one-file layer (plain tar) and a config naming it.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(4);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "arch", &b"arm\n"[..]).unwrap();
+    let arm_layer = tar.into_inner().unwrap();
+    let arm_layer_d = put(&arm_layer);
+    let arm_config = serde_json::to_vec(&json!({
+        "architecture": "arm64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [arm_layer_d.to_string()]},
+    }))
+    .unwrap();
+    let arm_config_d = put(&arm_config);
+    let manifest = |config: &[u8], config_d: &image::Digest, layer: serde_json::Value| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_d.to_string(), "size": config.len()},
+            "layers": [layer],
+        }))
+        .unwrap()
+    };
+    let amd = manifest(
+        &amd_config,
+        &bb.config,
+        json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+               "digest": layer.digest.to_string(), "size": layer.size}),
+    );
+    let arm = manifest(
+        &arm_config,
+        &arm_config_d,
+        json!({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+               "digest": arm_layer_d.to_string(), "size": arm_layer.len()}),
+    );
+    let (amd_d, arm_d) = (put(&amd), put(&arm));
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd_d.to_string(),
+             "size": amd.len(), "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm_d.to_string(),
+             "size": arm.len(), "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+        ],
+    }))
+    .unwrap();
+    let index_d = put(&index);
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+                           "digest": index_d.to_string(), "size": index.len(),
+                           "annotations": {"org.opencontainers.image.ref.name": "v1"}}],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    (index_d, arm_layer_d)
+}
+
+/// A multi-platform image kept with --all-platforms is pushed whole (every platform's blobs
+/// and manifest, then the index under the tag), pulled back whole, and saved as its index;
+/// kept for this host only, it is pushed as the host's manifest (docker 20.10's push).
+#[test]
+fn all_platforms_push_the_index() {
+    let Some((_t, store)) = fixture_store() else {
+        return;
+    };
+    let Some(reg) = start_registry() else { return };
+    let layout = tempfile::tempdir().unwrap();
+    let (index_d, arm_layer) = two_platform_layout(&store, layout.path());
+    let name = format!("{}/multi/img:v1", reg.addr);
+    let all = image::import::ImportOptions {
+        name: Some(name.clone()),
+        all_platforms: true,
+        ..Default::default()
+    };
+    let t1 = tempfile::tempdir().unwrap();
+    let s1 = Store::open(t1.path(), None).unwrap();
+    let rec = image::import::import(&s1, layout.path(), &all, &image::Quiet).unwrap()[0].clone();
+    assert_eq!(rec.target.digest, index_d);
+    assert!(rec.blobs.contains(&arm_layer), "{:?}", rec.blobs);
+    let p = push_image(
+        &s1,
+        &name,
+        None,
+        &plain(),
+        &PushOptions::default(),
+        &image::Quiet,
+    )
+    .unwrap();
+    // Two configs and two layers.
+    assert_eq!(
+        (p.uploaded, p.existed, p.digest.as_ref()),
+        (4, 0, Some(&index_d))
+    );
+    let (status, hs, body) = ureq_get(
+        &format!("http://{}/v2/multi/img/manifests/v1", reg.addr),
+        &["Accept: application/vnd.oci.image.index.v1+json".to_string()],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(image::Digest::of(&body), index_d);
+    assert!(
+        hs.iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type")
+                && v == "application/vnd.oci.image.index.v1+json"),
+        "{hs:?}"
+    );
+
+    // Pulled back whole: the arm64 layer comes too, only amd64 is unpacked.
+    let t2 = tempfile::tempdir().unwrap();
+    let s2 = Store::open(t2.path(), None).unwrap();
+    let opts = PullOptions {
+        all_platforms: true,
+        ..plain()
+    };
+    let back = pull(&s2, &name, &opts, &Count::default()).unwrap();
+    assert_eq!(back.target.digest, index_d);
+    assert_eq!(
+        s2.content.read(&arm_layer).unwrap(),
+        s1.content.read(&arm_layer).unwrap()
+    );
+    // ... and saved as the index with every blob.
+    let mut archive = Vec::new();
+    image::export::save(&s2, &[back], &mut archive).unwrap();
+    let mut saved = std::collections::BTreeMap::new();
+    for e in tar::Archive::new(&archive[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        saved.insert(path, data);
+    }
+    let idx: serde_json::Value = serde_json::from_slice(&saved["index.json"]).unwrap();
+    assert_eq!(idx["manifests"][0]["digest"], index_d.to_string());
+    assert_eq!(
+        idx["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert!(saved.contains_key(&format!("blobs/sha256/{}", arm_layer.hex())));
+
+    // Without --all-platforms only this host's image is kept, and pushed as its manifest.
+    let t3 = tempfile::tempdir().unwrap();
+    let s3 = Store::open(t3.path(), None).unwrap();
+    let host_only = image::import::ImportOptions {
+        all_platforms: false,
+        ..all
+    };
+    let rec =
+        image::import::import(&s3, layout.path(), &host_only, &image::Quiet).unwrap()[0].clone();
+    assert!(!s3.content.exists(&arm_layer));
+    let other = format!("{}/multi/host:v1", reg.addr);
+    let p = push_image(
+        &s3,
+        &rec.name,
+        Some(&other),
+        &plain(),
+        &PushOptions::default(),
+        &image::Quiet,
+    )
+    .unwrap();
+    assert_eq!(p.digest.as_ref(), Some(&rec.manifest));
+}
