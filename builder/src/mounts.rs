@@ -8,7 +8,8 @@
 //! - `type=tmpfs`: a tmpfs at `target` (`size` in bytes);
 //! - `type=secret`: the secret `id` (default: the target's name) given with `--secret`, at
 //!   `target` (default `/run/secrets/<id>`), as a read-only file of `mode` (0400), `uid`,
-//!   `gid`; a missing secret is skipped unless `required`. Its content is never in the key,
+//!   `gid`, and/or with `env=NAME` in the step's environment (then a file only when `target`
+//!   is given too); a missing secret is skipped unless `required`. Its content is never in the key,
 //!   the history or a layer (the file lives outside the rootfs; the mount point is taken out).
 //!
 //! `type=ssh` and unknown keys are errors.
@@ -47,6 +48,8 @@ pub struct MountSpec {
     pub sharing: Sharing,
     pub required: bool,
     pub size: Option<u64>,
+    /// A secret's environment variable (`env=NAME`).
+    pub env: Option<String>,
 }
 
 /// Where a secret's content comes from (`--secret id=ID,src=PATH|env=VAR`).
@@ -109,6 +112,7 @@ pub fn parse(value: &str) -> Result<MountSpec, String> {
         sharing: Sharing::Shared,
         required: false,
         size: None,
+        env: None,
     };
     let mut rw_given = false;
     for kv in value.split(',').filter(|s| !s.is_empty()) {
@@ -143,6 +147,18 @@ pub fn parse(value: &str) -> Result<MountSpec, String> {
             "uid" => m.uid = Some(parse_u32(&k, v, 10)?),
             "gid" => m.gid = Some(parse_u32(&k, v, 10)?),
             "required" => m.required = parse_bool(&k, v)?,
+            "env" => {
+                let name = v.unwrap_or("");
+                let valid = name.bytes().enumerate().all(|(i, b)| {
+                    b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit())
+                });
+                if name.is_empty() || !valid {
+                    return Err(format!(
+                        "invalid environment variable name {name:?} for env"
+                    ));
+                }
+                m.env = Some(name.to_string());
+            }
             "size" => {
                 m.size = Some(
                     v.and_then(|v| v.parse().ok())
@@ -171,11 +187,13 @@ pub fn parse(value: &str) -> Result<MountSpec, String> {
             }
             m.id = Some(name.to_string());
         }
-        if m.target.is_empty() {
+        if m.target.is_empty() && m.env.is_none() {
             m.target = format!("/run/secrets/{}", m.id.as_deref().unwrap_or(""));
         }
+    } else if m.env.is_some() {
+        return Err("env= is only for type=secret".into());
     }
-    if m.target.is_empty() {
+    if m.target.is_empty() && m.env.is_none() {
         return Err("mount target is required".into());
     }
     if m.kind == Kind::Cache && m.id.is_none() {
@@ -203,6 +221,12 @@ mod tests {
         assert_eq!(b.from.as_deref(), Some("build"));
         let s = parse("type=secret,id=tok").unwrap();
         assert_eq!(s.target, "/run/secrets/tok");
+        let s = parse("type=secret,id=tok,env=TOKEN").unwrap();
+        assert_eq!((s.target.as_str(), s.env.as_deref()), ("", Some("TOKEN")));
+        let s = parse("type=secret,id=tok,env=TOKEN,target=/t").unwrap();
+        assert_eq!((s.target.as_str(), s.env.as_deref()), ("/t", Some("TOKEN")));
+        assert!(parse("type=secret,id=tok,env=1X").is_err());
+        assert!(parse("type=cache,target=/x,env=X").is_err());
         let s = parse("type=secret,target=/etc/key,required").unwrap();
         assert_eq!(s.id.as_deref(), Some("key"));
         assert!(s.required);

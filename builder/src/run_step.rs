@@ -147,7 +147,11 @@ impl Builder<'_> {
                 }
             }
         }
-        let (mounts, _locks) = self.mount_entries(&prepared, &step, ins.line)?;
+        let (mounts, secret_env, _locks) = self.mount_entries(&prepared, &step, ins.line)?;
+        // Secrets given as variables come last (they win) and only here: never in the key,
+        // the history or the config.
+        let mut args_env = args_env;
+        args_env.extend(secret_env);
         let mut destinations: Vec<String> = image::bundle::default_spec("/")["mounts"]
             .as_array()
             .into_iter()
@@ -202,7 +206,7 @@ impl Builder<'_> {
         for m in specs {
             let err =
                 |msg: String| Error::step(line, format!("RUN --mount target={}: {msg}", m.target));
-            if !m.target.starts_with('/') {
+            if !m.target.starts_with('/') && !(m.kind == Kind::Secret && m.target.is_empty()) {
                 return Err(err("the target must be an absolute path".into()));
             }
             let source = match m.kind {
@@ -259,8 +263,9 @@ impl Builder<'_> {
         p: &Prepared<'_>,
         step: &Step<'_>,
         line: usize,
-    ) -> Result<(Vec<Value>, Vec<image::fsutil::FileLock>)> {
+    ) -> Result<(Vec<Value>, Vec<String>, Vec<image::fsutil::FileLock>)> {
         let mut out = Vec::new();
+        let mut env = Vec::new();
         let mut locks = Vec::new();
         for (n, (m, source, filtered)) in p.mounts.iter().enumerate() {
             let err =
@@ -340,6 +345,18 @@ impl Builder<'_> {
                         }
                         continue;
                     };
+                    if let Some(name) = &m.env {
+                        let value = String::from_utf8(content.clone())
+                            .ok()
+                            .filter(|v| !v.contains('\0'))
+                            .ok_or_else(|| {
+                                err(format!("secret {id} is not text: it cannot be ${name}"))
+                            })?;
+                        env.push(format!("{name}={value}"));
+                    }
+                    if m.target.is_empty() {
+                        continue;
+                    }
                     let dir = step.bundle.join("secrets");
                     std::fs::create_dir_all(&dir)?;
                     std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o700))?;
@@ -358,7 +375,7 @@ impl Builder<'_> {
                 }
             }
         }
-        Ok((out, locks))
+        Ok((out, env, locks))
     }
 }
 

@@ -334,6 +334,7 @@ fn run_mounts_and_secrets_stay_out_of_the_image() {
                 "FROM busybox\n\
                  RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len\n\
                  RUN --mount=type=secret,id=tok,target=/etc/tok,mode=0440,uid=1000 stat -c '%a %u' /etc/tok > /tokstat\n\
+                 RUN --mount=type=secret,id=tok,env=TOKEN echo ${#TOKEN} $(ls /run/secrets 2>&1 | grep -c 'No such') > /envlen\n\
                  RUN --mount=type=cache,target=/cache echo run >> /cache/log && wc -l < /cache/log > /count\n\
                  RUN --mount=type=bind,source=data,target=/data cat /data/one > /one && ! touch /data/x\n\
                  RUN --mount=type=tmpfs,target=/scratch touch /scratch/y\n\
@@ -356,7 +357,7 @@ fn run_mounts_and_secrets_stay_out_of_the_image() {
         ],
         &ctx,
     );
-    assert_eq!(steps(&err), (6, 0), "{err}");
+    assert_eq!(steps(&err), (7, 0), "{err}");
     // A bind of the context shows what .dockerignore keeps, nothing else (found in review).
     let o = e.run_ctr(&["--rm", "mnt", "cat", "/context-seen"]);
     assert_eq!(stdout(&o), ".\n..\n.dockerignore\nDockerfile\ndata\n");
@@ -366,10 +367,11 @@ fn run_mounts_and_secrets_stay_out_of_the_image() {
         "{}",
         e.config("mnt")
     );
-    let o = e.run_ctr(&["--rm", "mnt", "sh", "-c", "cat /len /tokstat /count /one; ls /run /cache /data /scratch /etc/tok 2>&1 | grep -c 'No such'"]);
+    let o = e.run_ctr(&["--rm", "mnt", "sh", "-c", "cat /len /tokstat /envlen /count /one; ls /run /cache /data /scratch /etc/tok 2>&1 | grep -c 'No such'"]);
+    // env= puts the secret in the step's environment, and no file without a target.
     assert_eq!(
         stdout(&o),
-        format!("{}\n440 1000\n1\n1\n4\n", secret.len()),
+        format!("{}\n440 1000\n{} 1\n1\n1\n4\n", secret.len(), secret.len()),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -415,7 +417,7 @@ fn run_mounts_and_secrets_stay_out_of_the_image() {
         ],
         &ctx,
     );
-    assert_eq!(steps(&err), (0, 6), "{err}");
+    assert_eq!(steps(&err), (0, 7), "{err}");
     let (_, _) = e.build_ok(&["--no-cache", "--secret", &sec, "-t", "mnt"], &ctx);
     let o = e.run_ctr(&["--rm", "mnt", "cat", "/count", "/len"]);
     assert_eq!(stdout(&o), "2\n5\n");
