@@ -206,7 +206,9 @@ impl Builder<'_> {
         for m in specs {
             let err =
                 |msg: String| Error::step(line, format!("RUN --mount target={}: {msg}", m.target));
-            if !m.target.starts_with('/') && !(m.kind == Kind::Secret && m.target.is_empty()) {
+            // An env-only secret has no target.
+            let env_only = m.kind == Kind::Secret && m.target.is_empty();
+            if !env_only && !m.target.starts_with('/') {
                 return Err(err("the target must be an absolute path".into()));
             }
             let source = match m.kind {
