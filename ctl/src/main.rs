@@ -7,6 +7,7 @@ mod commit;
 mod containers;
 mod ctx;
 mod images;
+mod netns;
 mod progress;
 mod registry;
 mod run;
@@ -255,6 +256,9 @@ enum Cmd {
     /// (internal) Watch a detached container.
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
+    /// (internal) The createRuntime hook that brings a container's loopback up.
+    #[command(name = "__loopback-up", hide = true)]
+    LoopbackUp,
 }
 
 #[derive(Subcommand)]
@@ -288,6 +292,10 @@ fn main() {
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {
+    if let Cmd::LoopbackUp = cli.cmd {
+        // A hook: no data root, nothing but the container's network.
+        return netns::loopback_hook();
+    }
     let ctx = Ctx::open(
         &cli.root,
         cli.runtime.as_deref(),
@@ -449,6 +457,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Cmd::Rm { force, containers } => rm(&ctx, containers, *force),
         Cmd::Prune => prune(&ctx),
         Cmd::Monitor { id } => run::monitor(&ctx, id),
+        Cmd::LoopbackUp => unreachable!("handled before the data root is opened"),
     }
 }
 

@@ -262,7 +262,10 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
             .context("prepare the container's snapshot")?;
         image::snapshot::mount_all(&mounts, &rootfs).context("mount the rootfs")?;
         let opts = bundle_options(ctx, a, &id)?;
-        let spec = bundle::generate(&config, &rootfs, &opts)?;
+        let mut spec = bundle::generate(&config, &rootfs, &opts)?;
+        if crate::netns::own_namespace(&spec) {
+            crate::netns::add_loopback_hook(&mut spec)?;
+        }
         image::fsutil::write_atomic(
             &ctx.bundle_dir(&id).join("config.json"),
             &serde_json::to_vec_pretty(&spec)?,

@@ -185,7 +185,7 @@ fn user_env_workdir_volumes_limits_network() {
         "--pids-limit", "50", "--cpus", "0.5", "busybox", "sh", "-c",
         "id -u; id -G; echo $FOO $HOME; pwd; cat /data/f; touch /data/x 2>/dev/null || echo read-only; \
          cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; \
-         ls /sys/class/net",
+         ls /sys/class/net; cat /sys/class/net/lo/flags",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = stdout(&o);
@@ -202,6 +202,8 @@ fn user_env_workdir_volumes_limits_network() {
     assert_eq!(lines[6], "67108864");
     assert_eq!(lines[7], "50");
     assert_eq!(lines[8], "lo", "--network none: loopback only");
+    // ... and up (IFF_UP|IFF_LOOPBACK), as docker and podman have it.
+    assert_eq!(lines[9], "0x9", "--network none: lo is up");
     assert!(!vol.path().join("x").exists());
     // --entrypoint, and the host's network.
     let o = e.run_ctr(&[
