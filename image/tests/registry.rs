@@ -551,7 +551,26 @@ fn basic_auth_login_and_push() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("user and password") || err.contains("access denied"),
+        err.contains(&reg.addr)
+            && err.contains("authentication required")
+            && err.contains("user and password"),
+        "{err}"
+    );
+    // A wrong password: the registry's 401 and its message, and whose credentials it refused.
+    let err = push_image(
+        &store,
+        &name,
+        None,
+        &with("alice", "wrong"),
+        &PushOptions::default(),
+        &image::Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&format!("access denied by {} (401 Unauthorized)", reg.addr))
+            && err.contains("authentication required")
+            && err.contains("the user and password of alice were refused"),
         "{err}"
     );
     let host = reg.addr.clone();
@@ -574,4 +593,430 @@ fn basic_auth_login_and_push() {
     let other = Store::open(t2.path(), None).unwrap();
     assert!(pull(&other, &name, &plain(), &Count::default()).is_err());
     pull(&other, &name, &with("alice", "s3cret"), &Count::default()).unwrap();
+}
+
+// ---- push through a bearer-token service, interrupted pushes, stalled uploads ----
+
+fn b64(data: &[u8], url: bool) -> String {
+    let t: &[u8; 64] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(t[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else if !url {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' | b'-' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for c in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &b) in c.iter().enumerate() {
+            n |= (val(b) as u32) << (18 - 6 * i);
+        }
+        for i in 0..c.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> bool {
+    match Command::new("openssl").args(args).current_dir(dir).output() {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => panic!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(_) => false,
+    }
+}
+
+/// One request to the token service: who asked (None: no credentials) and for which scopes
+/// (one per `scope` parameter, as the token spec has them).
+#[derive(Clone, Debug)]
+struct TokenRequest {
+    user: Option<String>,
+    scopes: Vec<String>,
+}
+
+/// A token service as distribution's `auth: token:` expects one: RS256 JWTs whose `x5c` is a
+/// certificate in the registry's `rootcertbundle`. alice may pull and push, bob only pull,
+/// anyone else gets a token granting nothing (as Docker Hub answers for a repository one may
+/// not touch); a wrong password is a 401 with Docker Hub's message.
+struct TokenServer {
+    addr: String,
+    /// The certificate (PEM) for the registry's rootcertbundle.
+    cert_pem: String,
+    log: Arc<Mutex<Vec<TokenRequest>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+const TOKEN_SERVICE: &str = "berth-test-registry";
+const TOKEN_ISSUER: &str = "berth-test-issuer";
+
+impl TokenServer {
+    fn start() -> Option<TokenServer> {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        if !openssl(d, &["version"]) {
+            eprintln!("skipped: openssl missing");
+            return None;
+        }
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=berth test token issuer",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out",
+                "key.der",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der",
+            ],
+        );
+        let key =
+            ring::signature::RsaKeyPair::from_pkcs8(&std::fs::read(d.join("key.der")).unwrap())
+                .unwrap();
+        let cert_der = std::fs::read(d.join("cert.der")).unwrap();
+        let cert_pem = std::fs::read_to_string(d.join("cert.pem")).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        l.set_nonblocking(true).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let key = Arc::new(key);
+        let x5c = b64(&cert_der, false);
+        let (lg, st) = (log.clone(), stop.clone());
+        let handle = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !st.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        let (lg, key, x5c) = (lg.clone(), key.clone(), x5c.clone());
+                        std::thread::spawn(move || serve_token(s, &lg, &key, &x5c));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Some(TokenServer {
+            addr,
+            cert_pem,
+            log,
+            stop,
+            handle: Some(handle),
+            _dir: dir,
+        })
+    }
+
+    /// The registry's `auth:` section for this service.
+    fn registry_auth(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {{dir}}/token.crt\n",
+            self.addr
+        )
+    }
+
+    fn take_log(&self) -> Vec<TokenRequest> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve_token(
+    s: TcpStream,
+    log: &Mutex<Vec<TokenRequest>>,
+    key: &ring::signature::RsaKeyPair,
+    x5c: &str,
+) {
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut auth = None;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("authorization") {
+                    auth = Some(v.trim().to_string());
+                }
+            }
+        }
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        let mut scopes = Vec::new();
+        let mut service = String::new();
+        for kv in query.split('&') {
+            match kv.split_once('=') {
+                Some(("scope", v)) => scopes.push(percent_decode(v)),
+                Some(("service", v)) => service = percent_decode(v),
+                _ => {}
+            }
+        }
+        let basic = auth
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Basic "))
+            .map(|b| String::from_utf8(b64_decode(b)).unwrap());
+        let (user, password) = match basic.as_deref().and_then(|b| b.split_once(':')) {
+            Some((u, p)) => (Some(u.to_string()), p.to_string()),
+            None => (None, String::new()),
+        };
+        log.lock().unwrap().push(TokenRequest {
+            user: user.clone(),
+            scopes: scopes.clone(),
+        });
+        let allowed: &[&str] = match (user.as_deref(), password.as_str()) {
+            (Some("alice"), "s3cret") => &["pull", "push"],
+            (Some("bob"), "b0b") => &["pull"],
+            (None, _) => &[],
+            _ => {
+                let body = r#"{"details":"incorrect username or password"}"#;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
+        };
+        let access: Vec<serde_json::Value> = scopes
+            .iter()
+            .filter_map(|sc| {
+                let (kind, rest) = sc.split_once(':')?;
+                let (name, actions) = rest.rsplit_once(':')?;
+                let granted: Vec<&str> =
+                    actions.split(',').filter(|a| allowed.contains(a)).collect();
+                Some(serde_json::json!({"type": kind, "name": name, "actions": granted}))
+            })
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+        let claims = serde_json::json!({
+            "iss": TOKEN_ISSUER, "sub": user.clone().unwrap_or_default(), "aud": service,
+            "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", scopes.len()),
+            "access": access,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes(), true),
+            b64(claims.to_string().as_bytes(), true)
+        );
+        let mut sig = vec![0u8; key.public().modulus_len()];
+        key.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            signing_input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        let token = format!("{signing_input}.{}", b64(&sig, true));
+        let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300})
+            .to_string();
+        let _ = write!(
+            w,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
+/// Issue 12: push to a registry that wants bearer tokens (distribution with `auth: token:`).
+/// The token is asked for `repository:NAME:pull,push` with the user's basic credentials (as
+/// containerd asks, remotes/docker/scope.go), a cross-repository mount also for
+/// `repository:FROM:pull`, each scope a parameter of its own; without credentials, with a
+/// token for pulling only, and with a wrong password the error says who refused what, and why.
+#[test]
+fn bearer_token_push() {
+    let Some((_t, store)) = fixture_store() else {
+        return;
+    };
+    let Some(tokens) = TokenServer::start() else {
+        return;
+    };
+    let Some(reg) = start_registry_with(
+        &tokens.registry_auth(),
+        &[("token.crt", tokens.cert_pem.clone())],
+    ) else {
+        return;
+    };
+    let name = format!("{}/bt/img:1", reg.addr);
+    tag(&store, "busybox", &name);
+    let with = |u: &str, p: &str| PullOptions {
+        credentials: Some((u.into(), p.into())),
+        ..plain()
+    };
+    let push_as = |opts: &PullOptions, dest: &str| {
+        push_image(
+            &store,
+            "busybox",
+            Some(dest),
+            opts,
+            &PushOptions::default(),
+            &image::Quiet,
+        )
+    };
+
+    // No credentials: a token that grants nothing, and the registry's refusal.
+    let err = push_as(&plain(), &name).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("access denied by {}", reg.addr))
+            && err.contains("authentication required")
+            && err.contains("no credentials were given"),
+        "{err}"
+    );
+    let log = tokens.take_log();
+    assert!(log.iter().all(|r| r.user.is_none()), "{log:?}");
+
+    // A wrong password: the token service's answer.
+    let err = push_as(&with("alice", "nope"), &name)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("http://{}/token", tokens.addr))
+            && err.contains("401")
+            && err.contains("incorrect username or password")
+            && err.contains("as alice"),
+        "{err}"
+    );
+    tokens.take_log();
+
+    // bob may only pull: the registry refuses the upload.
+    let err = push_as(&with("bob", "b0b"), &name).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("access denied by {}", reg.addr))
+            && err.contains("insufficient_scope")
+            && err.contains("repository:bt/img:pull,push"),
+        "{err}"
+    );
+    let log = tokens.take_log();
+    assert!(
+        log.iter().any(
+            |r| r.user.as_deref() == Some("bob") && r.scopes == ["repository:bt/img:pull,push"]
+        ),
+        "{log:?}"
+    );
+
+    // alice: every token request asks for pulling and pushing, with her credentials.
+    let p = push_as(&with("alice", "s3cret"), &name).unwrap();
+    assert_eq!((p.uploaded, p.existed, p.mounted), (2, 0, 0));
+    let log = tokens.take_log();
+    assert!(!log.is_empty());
+    for r in &log {
+        assert_eq!(r.user.as_deref(), Some("alice"), "{log:?}");
+        assert_eq!(r.scopes, ["repository:bt/img:pull,push"], "{log:?}");
+    }
+
+    // To another repository: mounted from bt/img, the token also for pulling from there.
+    let other = format!("{}/bt/other:1", reg.addr);
+    let p = push_as(&with("alice", "s3cret"), &other).unwrap();
+    assert_eq!((p.uploaded, p.existed, p.mounted), (0, 0, 2));
+    let log = tokens.take_log();
+    assert!(
+        log.iter()
+            .any(|r| r.scopes == ["repository:bt/img:pull", "repository:bt/other:pull,push"]),
+        "{log:?}"
+    );
+
+    // Pulled back with the token: the same manifest; anonymous pulls are refused.
+    let t2 = tempfile::tempdir().unwrap();
+    let back_store = Store::open(t2.path(), None).unwrap();
+    let err = pull(&back_store, &name, &plain(), &Count::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("access denied") && err.contains("no credentials"),
+        "{err}"
+    );
+    let back = pull(&back_store, &name, &with("bob", "b0b"), &Count::default()).unwrap();
+    assert_eq!(back.manifest, store.image(&name).unwrap().manifest);
+    // login against the token service (no repository scope asked for).
+    tokens.take_log();
+    image::registry::login(&reg.addr, &with("alice", "s3cret")).unwrap();
+    let err = image::registry::login(&reg.addr, &with("alice", "nope"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("incorrect username or password"), "{err}");
+    let log = tokens.take_log();
+    assert!(
+        log.len() >= 2 && log.iter().all(|r| r.scopes.is_empty()),
+        "{log:?}"
+    );
 }
