@@ -59,6 +59,14 @@ fn location(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<Strin
         .ok_or_else(|| Error::Registry(format!("{what}: no Location in the answer")))
 }
 
+/// A request of an upload failed: say which part of the blob was on its way.
+fn in_upload(e: Error, part: &str) -> Error {
+    match e {
+        Error::Registry(m) => Error::Registry(format!("sending {part}: {m}")),
+        e => e,
+    }
+}
+
 fn with_digest(loc: &str, d: &Digest) -> String {
     let sep = if loc.contains('?') { '&' } else { '?' };
     format!("{loc}{sep}digest={}", d.as_str().replace(':', "%3A"))
@@ -143,29 +151,33 @@ impl Pusher<'_> {
                 total: size,
             })
         };
-        // While a request body goes out: at most every 100 ms, as a pull reports.
-        let last = Mutex::new(Instant::now());
+        // While a request body goes out: every 100 ms (as a pull reports) or 1 MiB.
+        let last = Mutex::new((Instant::now(), 0u64));
         let base = AtomicU64::new(0);
         let sent = |n: u64| {
+            let done = base.load(Ordering::SeqCst) + n;
             let mut l = last.lock().expect("lock");
-            if l.elapsed() >= Duration::from_millis(100) {
-                *l = Instant::now();
-                report(base.load(Ordering::SeqCst) + n);
+            if l.0.elapsed() >= Duration::from_millis(100) || done >= l.1 + (1 << 20) {
+                *l = (Instant::now(), done);
+                report(done);
             }
         };
         report(0);
         if size <= self.opts.chunk_size {
-            let mut resp = self.client.request(
-                "PUT",
-                &with_digest(&loc, d),
-                &[octet],
-                Payload::File {
-                    path: &path,
-                    offset: 0,
-                    len: size,
-                    sent: Some(&sent),
-                },
-            )?;
+            let mut resp = self
+                .client
+                .request(
+                    "PUT",
+                    &with_digest(&loc, d),
+                    &[octet],
+                    Payload::File {
+                        path: &path,
+                        offset: 0,
+                        len: size,
+                        sent: Some(&sent),
+                    },
+                )
+                .map_err(|e| in_upload(e, &format!("{size} bytes in one request")))?;
             self.client.check(&mut resp, &format!("upload {d}"))?;
             report(size);
             return Ok(());
@@ -174,22 +186,23 @@ impl Pusher<'_> {
         while offset < size {
             let len = self.opts.chunk_size.min(size - offset);
             base.store(offset, Ordering::SeqCst);
-            let mut resp = self.client.request(
-                "PATCH",
-                &loc,
-                &[
-                    octet.clone(),
-                    ("Content-Range", format!("{offset}-{}", offset + len - 1)),
-                ],
-                Payload::File {
-                    path: &path,
-                    offset,
-                    len,
-                    sent: Some(&sent),
-                },
-            )?;
+            let end = offset + len - 1;
+            let mut resp = self
+                .client
+                .request(
+                    "PATCH",
+                    &loc,
+                    &[octet.clone(), ("Content-Range", format!("{offset}-{end}"))],
+                    Payload::File {
+                        path: &path,
+                        offset,
+                        len,
+                        sent: Some(&sent),
+                    },
+                )
+                .map_err(|e| in_upload(e, &format!("bytes {offset}..={end} of {size}")))?;
             self.client
-                .check(&mut resp, &format!("upload {d} (bytes {offset}..)"))?;
+                .check(&mut resp, &format!("upload {d} (bytes {offset}..={end})"))?;
             loc = location(&resp, "upload chunk")?;
             offset += len;
             report(offset);
@@ -225,9 +238,10 @@ impl Pusher<'_> {
             e => e.to_string(),
         };
         Err(Error::Registry(format!(
-            "push of blob {d} ({size} bytes) to {} failed ({n} attempts; the next push sends \
-             only what the registry lacks): {why}",
-            self.client.repository()
+            "push of blob {d} ({size} bytes) to {} failed after {n} attempt{} (a push \
+             repeated sends only what the registry lacks): {why}",
+            self.client.repository(),
+            if n == 1 { "" } else { "s" }
         )))
     }
 }
