@@ -93,6 +93,9 @@ enum Cmd {
         /// Upload blobs bigger than this in chunks of this size (bytes).
         #[arg(long = "chunk-size")]
         chunk_size: Option<u64>,
+        /// No progress; print only the pushed reference.
+        #[arg(short, long)]
+        quiet: bool,
         image: String,
         /// Push under this name (default: the image's own).
         destination: Option<String>,
@@ -351,6 +354,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             plain_http,
             user,
             chunk_size,
+            quiet,
             image,
             destination,
         } => registry::push(
@@ -360,6 +364,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             *plain_http,
             user.as_deref(),
             *chunk_size,
+            *quiet,
         ),
         Cmd::Login {
             username,

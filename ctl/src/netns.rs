@@ -25,7 +25,8 @@ pub fn own_namespace(config: &serde_json::Value) -> bool {
 /// Add the hook that brings `lo` up (berthctl's own binary, as it is now).
 pub fn add_loopback_hook(spec: &mut serde_json::Value) -> Result<()> {
     let exe = std::fs::read_link("/proc/self/exe").context("find berthctl's own binary")?;
-    let hook = serde_json::json!({"path": exe, "args": ["berthctl", "__loopback-up"], "timeout": 10});
+    let hook =
+        serde_json::json!({"path": exe, "args": ["berthctl", "__loopback-up"], "timeout": 10});
     match spec["hooks"]["createRuntime"].as_array_mut() {
         Some(hooks) => hooks.insert(0, hook),
         None => spec["hooks"]["createRuntime"] = serde_json::json!([hook]),
@@ -73,7 +74,11 @@ fn set_up(name: &str) -> Result<()> {
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (d, s) in req
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *d = s as libc::c_char;
     }
     // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags of the ifreq we own.

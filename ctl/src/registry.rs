@@ -150,7 +150,9 @@ pub fn logout(registry: Option<&str>) -> Result<i32> {
     Ok(0)
 }
 
-/// `push NAME [DEST]`.
+/// `push NAME [DEST]`: progress per blob on stderr (a bar each on a terminal, a line when a
+/// blob starts and when it is done otherwise), as a pull shows it; `quiet`: none, and only the
+/// pushed reference on stdout (as docker push -q).
 pub fn push(
     ctx: &Ctx,
     name: &str,
@@ -158,6 +160,7 @@ pub fn push(
     plain_http: bool,
     user: Option<&str>,
     chunk_size: Option<u64>,
+    quiet: bool,
 ) -> Result<i32> {
     let rec = ctx
         .store
@@ -165,7 +168,9 @@ pub fn push(
         .with_context(|| format!("push {name}"))?;
     let target = dest.unwrap_or(&rec.name).to_string();
     let r = image::Reference::parse(&target).with_context(|| format!("push {target:?}"))?;
-    println!("The push refers to repository [{}]", r.repository());
+    if !quiet {
+        println!("The push refers to repository [{}]", r.repository());
+    }
     let opts = options(&r.domain, plain_http, user)?;
     let mut push_opts = image::push::PushOptions::default();
     if let Some(c) = chunk_size {
@@ -174,15 +179,19 @@ pub fn push(
         }
         push_opts.chunk_size = c;
     }
-    let pushed = image::push::push(
-        &ctx.store,
-        name,
-        Some(&target),
-        &opts,
-        &push_opts,
-        &crate::progress::Reporter::new(),
-    )
-    .with_context(|| format!("push {target}"))?;
+    let reporter;
+    let progress: &dyn image::Progress = if quiet {
+        &image::Quiet
+    } else {
+        reporter = crate::progress::Reporter::new();
+        &reporter
+    };
+    let pushed = image::push::push(&ctx.store, name, Some(&target), &opts, &push_opts, progress)
+        .with_context(|| format!("push {target}"))?;
+    if quiet {
+        println!("{r}");
+        return Ok(0);
+    }
     let object = r.tag.clone().unwrap_or_else(|| "<digest>".into());
     println!(
         "{object}: digest: {} size: {}",

@@ -215,7 +215,8 @@ echo "== push without login"; {a} push {ip}:5443/team/bb:1 2>&1 || echo "exit $?
 echo "== wrong password"; echo nope | {a} login -u alice --password-stdin {ip}:5443 2>&1 || echo "exit $?"
 echo "== login"; {a} login -u alice --password-stdin {ip}:5443 < {td}/pw
 echo "== config"; cat {td}/docker/config.json; echo
-echo "== push"; {a} push {ip}:5443/team/bb:1 2>/dev/null
+echo "== push"; {a} push {ip}:5443/team/bb:1 2>&1
+echo "== push quiet"; {a} push -q {ip}:5443/team/bb:1 2>&1
 echo "== pull"; {b} pull {ip}:5443/team/bb:1 2>/dev/null
 echo "== no CA"; {nocerts} pull {ip}:5443/team/bb:1 2>&1 || echo "exit $?"
 echo "== v1 client cert"; {v1ctl} pull {ip}:5443/team/bb:1 2>&1 || echo "exit $?"
@@ -256,8 +257,20 @@ echo "== pull after logout"; {b} pull {ip}:5443/team/bb:1 2>&1 || echo "exit $?"
         cfg["auths"][format!("{ip}:5443")]["auth"],
         "YWxpY2U6czNjcmV0"
     );
+    // Progress per blob on stderr, as a pull shows it (plain lines: not a terminal).
     let p = part("push");
     assert!(p.contains("1: digest: sha256:"), "{p}");
+    assert!(
+        p.lines().filter(|l| l.contains(": pushing ")).count() == 2
+            && p.lines().filter(|l| l.ends_with(": pushed")).count() == 2,
+        "{p}"
+    );
+    // -q: no progress, only the reference.
+    assert_eq!(
+        part("push quiet").trim(),
+        format!("{ip}:5443/team/bb:1"),
+        "{out}"
+    );
     assert!(
         part("pull").contains(&format!("Pulled {ip}:5443/team/bb:1")),
         "{out}\n{err}"

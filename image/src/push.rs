@@ -14,9 +14,9 @@
 //! with `--all-platforms`); otherwise as the platform manifest the store holds, as docker
 //! 20.10 does.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -61,6 +61,14 @@ fn location(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<Strin
         .ok_or_else(|| Error::Registry(format!("{what}: no Location in the answer")))
 }
 
+/// A request of an upload failed: say which part of the blob was on its way.
+fn in_upload(e: Error, part: &str) -> Error {
+    match e {
+        Error::Registry(m) => Error::Registry(format!("sending {part}: {m}")),
+        e => e,
+    }
+}
+
 fn with_digest(loc: &str, d: &Digest) -> String {
     let sep = if loc.contains('?') { '&' } else { '?' };
     format!("{loc}{sep}digest={}", d.as_str().replace(':', "%3A"))
@@ -83,11 +91,20 @@ struct Pusher<'a> {
 }
 
 impl Pusher<'_> {
+    /// Whether the registry has blob `d` (a 401/403 is left to the upload to explain: a
+    /// registry may let a user push what it does not let the user read back).
     fn exists(&self, d: &Digest) -> Result<bool> {
-        let resp = self
+        let mut resp = self
             .client
             .request("HEAD", &format!("blobs/{d}"), &[], Payload::Empty)?;
-        Ok(resp.status().is_success())
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            401 | 403 | 404 => Ok(false),
+            _ => self
+                .client
+                .check(&mut resp, &format!("ask for blob {d}"))
+                .map(|()| false),
+        }
     }
 
     fn blob(&self, d: &Digest, size: u64) -> Result<Outcome> {
@@ -95,7 +112,8 @@ impl Pusher<'_> {
             return Ok(Outcome::Existed);
         }
         for (repo, _) in self.sources.iter().filter(|(_, b)| b.contains(d)) {
-            let resp = self.client.request(
+            // A token must also let us read the repository mounted from (as containerd asks).
+            let resp = self.client.request_scoped(
                 "POST",
                 &format!(
                     "blobs/uploads/?mount={}&from={}",
@@ -104,6 +122,7 @@ impl Pusher<'_> {
                 ),
                 &[],
                 Payload::Empty,
+                &[format!("repository:{repo}:pull")],
             )?;
             match resp.status().as_u16() {
                 201 => return Ok(Outcome::Mounted),
@@ -115,10 +134,11 @@ impl Pusher<'_> {
                 _ => {}
             }
         }
-        let resp = self
+        let mut resp = self
             .client
             .request("POST", "blobs/uploads/", &[], Payload::Empty)?;
-        Client::check(&resp, &format!("start upload of {d}"))?;
+        self.client
+            .check(&mut resp, &format!("start upload of {d}"))?;
         let loc = location(&resp, "start upload")?;
         self.upload(d, size, loc).map(|()| Outcome::Uploaded)
     }
@@ -133,52 +153,75 @@ impl Pusher<'_> {
                 total: size,
             })
         };
+        // While a request body goes out: every 100 ms (as a pull reports) or 1 MiB.
+        let last = Mutex::new((Instant::now(), 0u64));
+        let base = AtomicU64::new(0);
+        let sent = |n: u64| {
+            let done = base.load(Ordering::SeqCst) + n;
+            let mut l = last.lock().expect("lock");
+            if l.0.elapsed() >= Duration::from_millis(100) || done >= l.1 + (1 << 20) {
+                *l = (Instant::now(), done);
+                report(done);
+            }
+        };
         report(0);
         if size <= self.opts.chunk_size {
-            let resp = self.client.request(
-                "PUT",
-                &with_digest(&loc, d),
-                &[octet],
-                Payload::File {
-                    path: &path,
-                    offset: 0,
-                    len: size,
-                },
-            )?;
-            Client::check(&resp, &format!("upload {d}"))?;
+            let mut resp = self
+                .client
+                .request(
+                    "PUT",
+                    &with_digest(&loc, d),
+                    &[octet],
+                    Payload::File {
+                        path: &path,
+                        offset: 0,
+                        len: size,
+                        sent: Some(&sent),
+                    },
+                )
+                .map_err(|e| in_upload(e, &format!("{size} bytes in one request")))?;
+            self.client.check(&mut resp, &format!("upload {d}"))?;
             report(size);
             return Ok(());
         }
         let mut offset = 0;
         while offset < size {
             let len = self.opts.chunk_size.min(size - offset);
-            let resp = self.client.request(
-                "PATCH",
-                &loc,
-                &[
-                    octet.clone(),
-                    ("Content-Range", format!("{offset}-{}", offset + len - 1)),
-                ],
-                Payload::File {
-                    path: &path,
-                    offset,
-                    len,
-                },
-            )?;
-            Client::check(&resp, &format!("upload {d} (bytes {offset}..)"))?;
+            base.store(offset, Ordering::SeqCst);
+            let end = offset + len - 1;
+            let mut resp = self
+                .client
+                .request(
+                    "PATCH",
+                    &loc,
+                    &[octet.clone(), ("Content-Range", format!("{offset}-{end}"))],
+                    Payload::File {
+                        path: &path,
+                        offset,
+                        len,
+                        sent: Some(&sent),
+                    },
+                )
+                .map_err(|e| in_upload(e, &format!("bytes {offset}..={end} of {size}")))?;
+            self.client
+                .check(&mut resp, &format!("upload {d} (bytes {offset}..={end})"))?;
             loc = location(&resp, "upload chunk")?;
             offset += len;
             report(offset);
         }
-        let resp = self
-            .client
-            .request("PUT", &with_digest(&loc, d), &[octet], Payload::Empty)?;
-        Client::check(&resp, &format!("finish upload of {d}"))
+        let mut resp =
+            self.client
+                .request("PUT", &with_digest(&loc, d), &[octet], Payload::Empty)?;
+        self.client
+            .check(&mut resp, &format!("finish upload of {d}"))
     }
 
+    /// `blob`, attempted up to `attempts` times; the error names the blob, the repository
+    /// and the attempts.
     fn blob_with_retries(&self, d: &Digest, size: u64) -> Result<Outcome> {
+        let attempts = self.opts.attempts.max(1);
         let mut last = None;
-        for attempt in 0..self.opts.attempts.max(1) {
+        for attempt in 0..attempts {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(300 * u64::from(attempt)));
             }
@@ -188,10 +231,20 @@ impl Pusher<'_> {
                 Err(e @ Error::Registry(_)) if e.to_string().contains("access denied") => {
                     return Err(e)
                 }
-                Err(e) => last = Some(e),
+                Err(e) => last = Some((e, attempt + 1)),
             }
         }
-        Err(last.unwrap_or_else(|| Error::Registry("upload failed".into())))
+        let (e, n) = last.expect("at least one attempt");
+        let why = match e {
+            Error::Registry(m) => m,
+            e => e.to_string(),
+        };
+        Err(Error::Registry(format!(
+            "push of blob {d} ({size} bytes) to {} failed after {n} attempt{} (a push \
+             repeated sends only what the registry lacks): {why}",
+            self.client.repository(),
+            if n == 1 { "" } else { "s" }
+        )))
     }
 }
 
@@ -207,7 +260,9 @@ pub fn push(
     let _lock = store.lock_shared()?;
     let rec = store.image(name)?;
     let r = Reference::parse(dest.unwrap_or(&rec.name))?;
-    let client = Client::connect(&r, opts)?;
+    let mut client = Client::connect(&r, opts)?;
+    // A token for a push must allow pulling and pushing (containerd's and docker's scope).
+    client.actions = "pull,push";
     let host = r.registry_host();
     let sources: Vec<(String, Vec<Digest>)> = store
         .list_images()?
@@ -324,11 +379,11 @@ fn put_manifest(
     media_type: &str,
     data: &[u8],
 ) -> Result<()> {
-    let resp = client.request(
+    let mut resp = client.request(
         "PUT",
         &format!("manifests/{object}"),
         &[("Content-Type", media_type.to_string())],
         Payload::Bytes(data),
     )?;
-    Client::check(&resp, &format!("manifest {}:{object}", r.path))
+    client.check(&mut resp, &format!("manifest {}:{object}", r.path))
 }

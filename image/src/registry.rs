@@ -167,12 +167,31 @@ fn check_client_cert(
 pub(crate) enum Payload<'a> {
     Empty,
     Bytes(&'a [u8]),
-    /// `len` bytes of the file at `offset`.
+    /// `len` bytes of the file at `offset`; `sent` is told how many of them went so far.
     File {
         path: &'a Path,
         offset: u64,
         len: u64,
+        sent: Option<&'a (dyn Fn(u64) + Sync)>,
     },
+}
+
+/// A reader that tells `sent` how many bytes were read through it.
+struct Counting<'a, R> {
+    inner: R,
+    done: u64,
+    sent: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if let Some(f) = self.sent {
+            f(self.done);
+        }
+        Ok(n)
+    }
 }
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -233,8 +252,13 @@ pub struct Client {
     agent: ureq::Agent,
     base: String,
     repo: String,
+    /// What a token is asked for on this repository (`pull`, or `pull,push` for a push; empty:
+    /// no repository scope, as for a login), as containerd and docker ask for it.
+    pub(crate) actions: &'static str,
     credentials: Option<(String, String)>,
     token: Mutex<Option<String>>,
+    /// The scheme of the last challenge answered (`bearer`, `basic`): how a 401 is explained.
+    scheme: Mutex<String>,
     /// Blobs this client stored (not reported again as already there).
     fresh: Mutex<std::collections::HashSet<Digest>>,
 }
@@ -301,6 +325,48 @@ fn reg_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Registry(format!("{what}: {e}"))
 }
 
+/// What an error answer says, as `": message"` (empty when it says nothing readable): the
+/// distribution API's `errors[].message` (and `detail` when it is a string), a token
+/// service's `details`/`detail`/`error_description`/`error`/`message`, else a short plain-text
+/// body. Read up to 64 KiB, echoed escaped and capped.
+fn error_message(resp: &mut ureq::http::Response<ureq::Body>) -> String {
+    let Ok(body) = resp.body_mut().with_config().limit(64 << 10).read_to_vec() else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+        for e in v["errors"].as_array().into_iter().flatten() {
+            let mut m = e["message"].as_str().unwrap_or("").to_string();
+            if m.is_empty() {
+                m = e["code"].as_str().unwrap_or("").to_ascii_lowercase();
+            }
+            if let Some(d) = e["detail"].as_str() {
+                m = format!("{m}: {d}");
+            }
+            if !m.is_empty() {
+                parts.push(m);
+            }
+        }
+        for k in ["details", "detail", "error_description", "error", "message"] {
+            if let Some(m) = v[k].as_str() {
+                parts.push(m.to_string());
+                break;
+            }
+        }
+    } else {
+        let t = String::from_utf8_lossy(&body);
+        let t = t.trim();
+        if !t.is_empty() && !t.starts_with('<') {
+            parts.push(t.to_string());
+        }
+    }
+    parts.dedup();
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(": {}", crate::error::echo(&parts.join("; ")))
+}
+
 impl Client {
     fn agent(opts: &PullOptions, tls: ureq::tls::TlsConfig) -> ureq::Agent {
         // Redirects are followed by `call`, which applies their policy.
@@ -311,6 +377,8 @@ impl Client {
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_recv_body(None)
             .timeout_per_read(Some(opts.stall_timeout))
+            // A registry that stops reading an upload fails it as one that stops sending does.
+            .timeout_per_write(Some(opts.stall_timeout))
             .tls_config(tls)
             .build()
             .into()
@@ -329,8 +397,10 @@ impl Client {
                 if opts.plain_http { "http" } else { "https" }
             ),
             repo: r.path.clone(),
+            actions: "pull",
             credentials: opts.credentials.clone(),
             token: Mutex::new(None),
+            scheme: Mutex::new(String::new()),
             fresh: Mutex::new(Default::default()),
         };
         if opts.plain_http {
@@ -448,11 +518,20 @@ impl Client {
                     .body(d)
                     .map_err(bad)?,
             ),
-            Payload::File { path, offset, len } => {
+            Payload::File {
+                path,
+                offset,
+                len,
+                sent,
+            } => {
                 let mut f = std::fs::File::open(path).map_err(|e| reg_err(&what(), e))?;
                 f.seek(io::SeekFrom::Start(offset))
                     .map_err(|e| reg_err(&what(), e))?;
-                let mut r = f.take(len);
+                let mut r = Counting {
+                    inner: f.take(len),
+                    done: 0,
+                    sent,
+                };
                 self.agent.run(
                     b.header("Content-Length", len.to_string())
                         .body(ureq::SendBody::from_reader(&mut r))
@@ -462,6 +541,10 @@ impl Client {
         };
         res.map_err(|e| match e {
             ureq::Error::Timeout(ureq::Timeout::PerRead) => self.stalled(&what()),
+            ureq::Error::Timeout(ureq::Timeout::PerWrite) => {
+                let t = self.agent.config().timeout_per_write().unwrap_or_default();
+                reg_err(&what(), format!("the registry took nothing for {t:?}"))
+            }
             e => reg_err(&what(), e),
         })
     }
@@ -474,6 +557,19 @@ impl Client {
         target: &str,
         headers: &[(&str, String)],
         payload: Payload<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        self.request_scoped(method, target, headers, payload, &[])
+    }
+
+    /// `request`, asking a token service also for `scopes` (a cross-repository mount needs
+    /// `repository:<from>:pull`).
+    pub(crate) fn request_scoped(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, String)],
+        payload: Payload<'_>,
+        scopes: &[String],
     ) -> Result<ureq::http::Response<ureq::Body>> {
         let url = if target.starts_with("http://") || target.starts_with("https://") {
             target.to_string()
@@ -508,7 +604,7 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            self.authenticate(&challenge)?;
+            self.authenticate(&challenge, scopes)?;
         }
         unreachable!("two attempts")
     }
@@ -536,8 +632,49 @@ impl Client {
         self.request("GET", path, &headers, Payload::Empty)
     }
 
-    fn authenticate(&self, challenge: &str) -> Result<()> {
+    /// The scopes a token is asked for: this repository's (`actions`), `extra`, and those the
+    /// challenge names (space-separated there); each goes in a `scope` parameter of its own,
+    /// sorted, as containerd sends them (remotes/docker/scope.go). Scopes of one resource are
+    /// merged (`repository:a:pull` and `repository:a:pull,push` ask for `pull,push`).
+    fn token_scopes(&self, challenge_scope: Option<&str>, extra: &[String]) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        if !self.actions.is_empty() {
+            all.push(format!("repository:{}:{}", self.repo, self.actions));
+        }
+        all.extend(extra.iter().cloned());
+        all.extend(
+            challenge_scope
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_string),
+        );
+        let mut merged: Vec<(String, Vec<String>)> = Vec::new();
+        for s in all {
+            let (resource, actions) = s.rsplit_once(':').unwrap_or((s.as_str(), ""));
+            let i = match merged.iter().position(|(r, _)| r == resource) {
+                Some(i) => i,
+                None => {
+                    merged.push((resource.to_string(), Vec::new()));
+                    merged.len() - 1
+                }
+            };
+            for a in actions.split(',').filter(|a| !a.is_empty()) {
+                if !merged[i].1.iter().any(|x| x == a) {
+                    merged[i].1.push(a.to_string());
+                }
+            }
+        }
+        let mut scopes: Vec<String> = merged
+            .into_iter()
+            .map(|(r, a)| format!("{r}:{}", a.join(",")))
+            .collect();
+        scopes.sort();
+        scopes
+    }
+
+    fn authenticate(&self, challenge: &str, extra_scopes: &[String]) -> Result<()> {
         let (scheme, params) = parse_challenge(challenge);
+        *self.scheme.lock().expect("lock") = scheme.clone();
         match scheme.as_str() {
             "bearer" => {
                 let get = |k: &str| params.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
@@ -549,14 +686,27 @@ impl Client {
                     url.push_str(&format!("{sep}service={}", query_escape(&s)));
                     sep = '&';
                 }
-                let scope =
-                    get("scope").unwrap_or_else(|| format!("repository:{}:pull", self.repo));
-                url.push_str(&format!("{sep}scope={}", query_escape(&scope)));
+                let scopes = self.token_scopes(get("scope").as_deref(), extra_scopes);
+                for scope in &scopes {
+                    url.push_str(&format!("{sep}scope={}", query_escape(scope)));
+                    sep = '&';
+                }
+                let what = if scopes.is_empty() {
+                    format!("token from {realm}")
+                } else {
+                    format!("token from {realm} for {}", scopes.join(" "))
+                };
                 let mut resp = self.call(&url, &[], self.basic().as_deref())?;
                 if !resp.status().is_success() {
+                    let status = resp.status();
+                    let msg = error_message(&mut resp);
+                    let who = match &self.credentials {
+                        Some((u, _)) => format!(" (as {u})"),
+                        None => " (no credentials given)".to_string(),
+                    };
                     return Err(reg_err(
-                        "token",
-                        format!("{realm} answered {}", resp.status()),
+                        &what,
+                        format!("the token service answered {status}{who}{msg}"),
                     ));
                 }
                 let body = resp
@@ -564,45 +714,94 @@ impl Client {
                     .with_config()
                     .limit(1 << 20)
                     .read_to_vec()
-                    .map_err(|e| reg_err("token", e))?;
+                    .map_err(|e| reg_err(&what, e))?;
                 let v: serde_json::Value = serde_json::from_slice(&body)?;
                 let tok = v["token"]
                     .as_str()
                     .or_else(|| v["access_token"].as_str())
-                    .ok_or_else(|| reg_err("token", "no token in the answer"))?;
+                    .ok_or_else(|| reg_err(&what, "no token in the answer"))?;
                 *self.token.lock().expect("lock") = Some(format!("Bearer {tok}"));
                 Ok(())
             }
             "basic" => {
                 if self.credentials.is_none() {
-                    return Err(Error::Registry(
-                        "the registry wants a user and password (--user)".into(),
-                    ));
+                    return Err(Error::Registry(format!(
+                        "{}: authentication required: the registry wants a user and password \
+                         (--user, or log in first)",
+                        self.host()
+                    )));
                 }
                 Ok(())
             }
             _ => Err(Error::Registry(format!(
-                "unauthorized, and no usable challenge ({challenge:?})"
+                "{}: unauthorized, and no usable challenge ({challenge:?})",
+                self.host()
             ))),
         }
     }
 
-    pub(crate) fn check(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<()> {
+    /// `host[:port]` of the registry.
+    pub(crate) fn host(&self) -> &str {
+        self.base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, h)| h)
+    }
+
+    /// `host[:port]/repository`.
+    pub(crate) fn repository(&self) -> String {
+        format!("{}/{}", self.host(), self.repo)
+    }
+
+    /// An error for `resp` unless it succeeded: 404 is `NotFound`; 401 and 403 say who denied
+    /// access to what, why (the registry's own message, the token's missing scope), and with
+    /// which credentials; the registry's message goes with any other status too.
+    pub(crate) fn check(
+        &self,
+        resp: &mut ureq::http::Response<ureq::Body>,
+        what: &str,
+    ) -> Result<()> {
         let s = resp.status();
         if s.is_success() {
             return Ok(());
         }
-        Err(match s.as_u16() {
-            404 => Error::NotFound(what.to_string()),
-            401 | 403 => Error::Registry(format!("{what}: access denied ({s})")),
-            _ => Error::Registry(format!("{what}: {s}")),
-        })
+        if s.as_u16() == 404 {
+            return Err(Error::NotFound(what.to_string()));
+        }
+        let challenge_error = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(parse_challenge)
+            .and_then(|(_, p)| p.into_iter().find(|(k, _)| k == "error").map(|(_, v)| v));
+        let msg = error_message(resp);
+        if !matches!(s.as_u16(), 401 | 403) {
+            return Err(Error::Registry(format!(
+                "{what}: {} answered {s}{msg}",
+                self.host()
+            )));
+        }
+        let bearer = self.scheme.lock().expect("lock").as_str() == "bearer";
+        let why = match (&self.credentials, bearer) {
+            (None, _) => " (no credentials were given: log in, or pass --user)".to_string(),
+            (Some((u, _)), true) => match challenge_error.as_deref() {
+                Some("insufficient_scope") => format!(
+                    " (insufficient_scope: the token issued to {u} does not grant {})",
+                    self.token_scopes(None, &[]).join(" ")
+                ),
+                _ => format!(" (the token issued to {u} was not accepted)"),
+            },
+            (Some((u, _)), false) => format!(" (the user and password of {u} were refused)"),
+        };
+        Err(Error::Registry(format!(
+            "{what}: access denied by {} ({s}){msg}{why}",
+            self.host()
+        )))
     }
 
     /// The manifest or index for `object` (a tag or digest): (media type, bytes, digest).
     pub fn manifest(&self, object: &str) -> Result<(String, Vec<u8>, Digest)> {
         let mut resp = self.get(&format!("manifests/{object}"), Some(MANIFEST_ACCEPT), 0)?;
-        Self::check(&resp, &format!("manifest {}:{object}", self.repo))?;
+        self.check(&mut resp, &format!("manifest {}:{object}", self.repo))?;
         let ct = resp
             .headers()
             .get("content-type")
@@ -657,14 +856,14 @@ impl Client {
                 w.commit()?;
                 return Ok(());
             }
-            let resp = match self.get(&format!("blobs/{}", desc.digest), None, from) {
+            let mut resp = match self.get(&format!("blobs/{}", desc.digest), None, from) {
                 Ok(r) => r,
                 Err(e) => {
                     last_err = Some(e);
                     continue;
                 }
             };
-            Self::check(&resp, &format!("blob {}", desc.digest))?;
+            self.check(&mut resp, &format!("blob {}", desc.digest))?;
             if from > 0 && resp.status().as_u16() != 206 {
                 // No range support: start over.
                 w.restart()?;
@@ -779,11 +978,13 @@ impl BlobSource for Client {
 /// root must answer 200 with them (as basic auth, or through a bearer token they get).
 pub fn login(domain: &str, opts: &PullOptions) -> Result<()> {
     let r = Reference::parse(&format!("{domain}/login"))?;
-    let c = Client::connect(&r, opts)?;
+    let mut c = Client::connect(&r, opts)?;
+    // A login asks a token service for no repository (as docker login).
+    c.actions = "";
     let resp = c
         .request("GET", "/v2/", &[], Payload::Empty)
         .map_err(|e| match e {
-            Error::Registry(m) if m.starts_with("token:") => Error::Registry(format!(
+            Error::Registry(m) if m.starts_with("token from ") => Error::Registry(format!(
                 "login to {domain}: unauthorized: incorrect username or password ({m})"
             )),
             e => e,
@@ -906,6 +1107,39 @@ mod tests {
         assert_eq!(
             query_escape("repository:a/b:pull"),
             "repository%3Aa%2Fb%3Apull"
+        );
+    }
+
+    #[test]
+    fn token_scopes_as_containerd_asks() {
+        let r = Reference::parse("127.0.0.1:5000/team/app:1").unwrap();
+        let mut c = Client::connect(
+            &r,
+            &PullOptions {
+                plain_http: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.token_scopes(None, &[]), ["repository:team/app:pull"]);
+        c.actions = "pull,push";
+        // distribution's challenge for a HEAD, and for a mount (two scopes, space-separated).
+        assert_eq!(
+            c.token_scopes(Some("repository:team/app:pull"), &[]),
+            ["repository:team/app:pull,push"]
+        );
+        assert_eq!(
+            c.token_scopes(
+                Some("repository:team/app:pull,push repository:team/base:pull"),
+                &["repository:team/base:pull".to_string()]
+            ),
+            ["repository:team/app:pull,push", "repository:team/base:pull"]
+        );
+        c.actions = "";
+        assert!(c.token_scopes(None, &[]).is_empty());
+        assert_eq!(
+            c.token_scopes(Some("registry:catalog:*"), &[]),
+            ["registry:catalog:*"]
         );
     }
 }
