@@ -27,6 +27,9 @@ pub struct Container {
     pub tty: bool,
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// When its process last started (seconds since the epoch; 0: never).
+    #[serde(default)]
+    pub started: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -198,6 +201,13 @@ impl Ctx {
 
     /// The runtime's status of one container (None: it does not know it).
     pub fn runtime_state(&self, id: &str) -> Option<String> {
+        self.runtime_state_json(id)?["status"]
+            .as_str()
+            .map(String::from)
+    }
+
+    /// The runtime's whole `state` of one container (status, pid, ...).
+    pub fn runtime_state_json(&self, id: &str) -> Option<serde_json::Value> {
         let o = self
             .runtime_cmd()
             .args(["state", id])
@@ -207,8 +217,7 @@ impl Ctx {
         if !o.status.success() {
             return None;
         }
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-        v["status"].as_str().map(String::from)
+        serde_json::from_slice(&o.stdout).ok()
     }
 
     pub fn status_with(&self, c: &Container, rt: Option<&str>) -> Status {

@@ -7,6 +7,7 @@ mod commit;
 mod containers;
 mod ctx;
 mod images;
+mod lifecycle;
 mod netns;
 mod progress;
 mod registry;
@@ -246,6 +247,27 @@ enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Start stopped containers again (their writable layer and settings kept).
+    Start {
+        /// Follow the container's output and exit with its code.
+        #[arg(short, long)]
+        attach: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop (when running), then start containers.
+    Restart {
+        /// Seconds to wait before KILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Block until containers stop; print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Remove containers.
     Rm {
         /// Kill running containers first.
@@ -459,6 +481,13 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             signal,
             containers,
         } => stop(&ctx, containers, signal.as_deref(), *time),
+        Cmd::Start { attach, containers } => {
+            lifecycle::start(&ctx, containers, *attach, &root_args)
+        }
+        Cmd::Restart { time, containers } => {
+            lifecycle::restart(&ctx, containers, *time, &root_args)
+        }
+        Cmd::Wait { containers } => lifecycle::wait(&ctx, containers),
         Cmd::Rm { force, containers } => rm(&ctx, containers, *force),
         Cmd::Prune => prune(&ctx),
         Cmd::Monitor { id } => run::monitor(&ctx, id),
@@ -656,12 +685,10 @@ fn ps(ctx: &Ctx, all: bool, quiet: bool, no_trunc: bool) -> Result<i32> {
             rows.push(vec![id]);
             continue;
         }
+        let up = util::human_duration(util::now().saturating_sub(c.started.max(c.created)));
         let status = match st {
-            Status::Running => format!("Up {}", util::human_duration(util::now() - c.created)),
-            Status::Paused => format!(
-                "Up {} (Paused)",
-                util::human_duration(util::now() - c.created)
-            ),
+            Status::Running => format!("Up {up}"),
+            Status::Paused => format!("Up {up} (Paused)"),
             Status::Created => "Created".into(),
             Status::Exited(code, t) => format!("Exited ({code}) {}", util::ago(t)),
             Status::Unknown => "Unknown".into(),
@@ -829,34 +856,7 @@ fn kill(ctx: &Ctx, names: &[String], signal: &str) -> Result<i32> {
 fn stop(ctx: &Ctx, names: &[String], signal: Option<&str>, secs: u64) -> Result<i32> {
     let mut failed = false;
     for n in names {
-        let r = ctx.find(n).and_then(|c| {
-            if !ctx.status(&c).is_running() {
-                return Ok(());
-            }
-            let sig_name = signal
-                .map(str::to_string)
-                .or_else(|| c.stop_signal.clone())
-                .unwrap_or_else(|| "TERM".into());
-            let sig = util::parse_signal(&sig_name)
-                .with_context(|| format!("unknown signal {sig_name:?}"))?;
-            let _ = ctx
-                .runtime_cmd()
-                .args(["kill", &c.id, &sig.to_string()])
-                .stderr(Stdio::null())
-                .status();
-            if !ctx.wait_stopped(&c, Duration::from_secs(secs)) {
-                let _ = ctx
-                    .runtime_cmd()
-                    .args(["kill", "--all", &c.id, "9"])
-                    .stderr(Stdio::null())
-                    .status();
-                if !ctx.wait_stopped(&c, Duration::from_secs(10)) {
-                    bail!("container {} did not stop", c.name);
-                }
-            }
-            Ok(())
-        });
-        match r {
+        match stop_one(ctx, n, signal, secs) {
             Ok(()) => println!("{n}"),
             Err(e) => {
                 eprintln!("berthctl: {e:#}");
@@ -865,6 +865,36 @@ fn stop(ctx: &Ctx, names: &[String], signal: Option<&str>, secs: u64) -> Result<
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Stop one container: its stop signal (or `signal`), KILL after `secs`.
+pub(crate) fn stop_one(ctx: &Ctx, name: &str, signal: Option<&str>, secs: u64) -> Result<()> {
+    let c = ctx.find(name)?;
+    if !ctx.status(&c).is_running() {
+        return Ok(());
+    }
+    let sig_name = signal
+        .map(str::to_string)
+        .or_else(|| c.stop_signal.clone())
+        .unwrap_or_else(|| "TERM".into());
+    let sig =
+        util::parse_signal(&sig_name).with_context(|| format!("unknown signal {sig_name:?}"))?;
+    let _ = ctx
+        .runtime_cmd()
+        .args(["kill", &c.id, &sig.to_string()])
+        .stderr(Stdio::null())
+        .status();
+    if !ctx.wait_stopped(&c, Duration::from_secs(secs)) {
+        let _ = ctx
+            .runtime_cmd()
+            .args(["kill", "--all", &c.id, "9"])
+            .stderr(Stdio::null())
+            .status();
+        if !ctx.wait_stopped(&c, Duration::from_secs(10)) {
+            bail!("container {} did not stop", c.name);
+        }
+    }
+    Ok(())
 }
 
 fn rm(ctx: &Ctx, names: &[String], force: bool) -> Result<i32> {

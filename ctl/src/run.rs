@@ -284,6 +284,7 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
                 })
                 .unwrap_or_default(),
             created: util::now(),
+            started: 0,
             detached: a.detach,
             auto_remove: a.rm,
             tty: a.tty,
@@ -320,6 +321,9 @@ pub fn run(ctx: &Ctx, a: &RunArgs, root_args: &[String]) -> Result<i32> {
 }
 
 fn foreground(ctx: &Ctx, c: &Container, a: &RunArgs) -> Result<i32> {
+    let mut started = c.clone();
+    started.started = util::now();
+    ctx.save(&started)?;
     let mut cmd = ctx.runtime_cmd();
     cmd.arg("run")
         .arg("--bundle")
@@ -391,6 +395,21 @@ fn exit_code(st: std::process::ExitStatus) -> i32 {
 
 /// Start the monitor and wait for its word: the container runs, or why it did not.
 fn detach(ctx: &Ctx, c: &Container, root_args: &[String]) -> Result<i32> {
+    match start_monitor(ctx, c, root_args) {
+        Ok(()) => {
+            println!("{}", c.id);
+            Ok(0)
+        }
+        Err(e) => {
+            let _ = ctx.remove(c);
+            Err(e)
+        }
+    }
+}
+
+/// Start the container's monitor (which creates and starts it, then waits for it) and wait
+/// for its word: the container runs, or why it did not.
+pub fn start_monitor(ctx: &Ctx, c: &Container, root_args: &[String]) -> Result<()> {
     let exe = std::fs::read_link("/proc/self/exe").context("find berthctl's own binary")?;
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
     let mut cmd = Command::new(exe);
@@ -420,8 +439,7 @@ fn detach(ctx: &Ctx, c: &Container, root_args: &[String]) -> Result<i32> {
         std::thread::spawn(move || {
             let _ = child.wait();
         });
-        println!("{}", c.id);
-        return Ok(0);
+        return Ok(());
     }
     let _ = child.wait();
     let why = msg
@@ -429,7 +447,6 @@ fn detach(ctx: &Ctx, c: &Container, root_args: &[String]) -> Result<i32> {
         .strip_prefix("error: ")
         .unwrap_or(msg.trim())
         .to_string();
-    let _ = ctx.remove(c);
     bail!(
         "{}",
         if why.is_empty() {
@@ -475,6 +492,10 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
     };
     match monitor_start(ctx, &c) {
         Ok((init_pid, console)) => {
+            if let Ok(mut now) = ctx.load(id) {
+                now.started = util::now();
+                let _ = ctx.save(&now);
+            }
             report("ok");
             let code = wait_for(init_pid);
             if let Some(t) = console {

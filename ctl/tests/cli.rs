@@ -268,3 +268,79 @@ fn layered_image_and_rmi_gc() {
     );
     e.assert_clean();
 }
+
+/// `start` runs a stopped container again with its writable layer (what the first run wrote
+/// is there), `-a` follows its output and gives its exit code, `wait` prints exit codes, and
+/// `restart` stops and starts a running one; a foreground container starts detached.
+#[test]
+fn start_restart_wait_keep_the_writable_layer() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "again",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run >> /runs; cat /runs | wc -l; exit 3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(e.ok(&["wait", "again"]), "3\n");
+    let o = e.run(&["start", "-a", "again"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Only this run's output; the log keeps both.
+    assert_eq!(stdout(&o), "2\n");
+    assert_eq!(e.ok(&["logs", "again"]), "1\n2\n");
+    assert_eq!(e.ok(&["start", "again"]), "again\n");
+    assert_eq!(e.ok(&["wait", "again"]), "3\n");
+    assert_eq!(e.ok(&["logs", "again"]), "1\n2\n3\n");
+    assert!(e.ok(&["ps", "-a"]).contains("Exited (3)"));
+    assert!(e.mounts_under_root().is_empty(), "stopped: unmounted");
+
+    // restart of a running container: a new process (a new pid file line), the layer kept.
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "svc",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $$ >> /pids; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(e.ok(&["restart", "-t", "5", "svc"]), "svc\n");
+    assert!(e.ok(&["ps"]).contains("Up"));
+    assert_eq!(
+        e.ok(&["exec", "svc", "wc", "-l", "/pids"])
+            .split_whitespace()
+            .next(),
+        Some("2")
+    );
+    // start of a running one does nothing.
+    assert_eq!(e.ok(&["start", "svc"]), "svc\n");
+    e.ok(&["stop", "svc"]);
+    assert_eq!(e.ok(&["wait", "svc"]), "0\n");
+
+    // A foreground container starts detached; an unknown one is an error.
+    let o = e.run_ctr(&["--name", "fg", "busybox", "sh", "-c", "touch /mark; exit 1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = e.run_ctr(&["--name", "fg2", "busybox", "true"]);
+    assert!(o.status.success());
+    e.ok(&["rm", "fg2"]);
+    e.ok(&["start", "fg"]);
+    assert_eq!(e.ok(&["wait", "fg"]), "1\n");
+    let o = e.run(&["start", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such container: nope"));
+    assert!(e.run(&["start", "-a", "fg", "again"]).status.code() != Some(0));
+    for c in ["again", "svc", "fg"] {
+        e.ok(&["rm", c]);
+    }
+    e.assert_clean();
+}

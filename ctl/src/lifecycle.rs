@@ -1,0 +1,169 @@
+//! A stopped container run again (`start`, `restart`) and waited for (`wait`), as docker:
+//! `start` re-runs it with its kept writable layer and settings under a new monitor (its log
+//! goes on), `-a` follows its output and exits with its code; `wait` prints exit codes.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::containers::{Container, Status};
+use crate::ctx::Ctx;
+
+/// `start [-a] CONTAINER...`.
+pub fn start(ctx: &Ctx, names: &[String], attach: bool, root_args: &[String]) -> Result<i32> {
+    if attach && names.len() > 1 {
+        bail!("you cannot start and attach multiple containers at once");
+    }
+    let mut failed = false;
+    for n in names {
+        let r = ctx.find(n).and_then(|c| {
+            let from = std::fs::metadata(ctx.log_path(&c.id)).map_or(0, |m| m.len());
+            start_one(ctx, c, root_args).map(|c| (c, from))
+        });
+        match r {
+            Ok((c, from)) if attach => return follow_to_exit(ctx, &c, from),
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("berthctl: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Start `c` unless it runs; a failed start leaves it as it was (its exit kept).
+pub fn start_one(ctx: &Ctx, mut c: Container, root_args: &[String]) -> Result<Container> {
+    match ctx.status(&c) {
+        Status::Running | Status::Paused => return Ok(c),
+        Status::Created | Status::Exited(..) | Status::Unknown => {}
+    }
+    // Whatever a dead monitor left (the runtime's container, the rootfs mount) goes first.
+    ctx.release_runtime(&c.id);
+    let mounts = ctx
+        .store
+        .snapshots
+        .mounts(&c.id)
+        .with_context(|| format!("container {}: its writable layer", c.name))?;
+    image::snapshot::mount_all(&mounts, &ctx.rootfs_dir(&c.id)).context("mount the rootfs")?;
+    let exit = ctx.container_dir(&c.id).join("exit.json");
+    let kept = std::fs::read(&exit).ok();
+    let _ = std::fs::remove_file(&exit);
+    c.detached = true;
+    let r = ctx
+        .save(&c)
+        .and_then(|()| crate::run::start_monitor(ctx, &c, root_args));
+    if let Err(e) = r {
+        ctx.release_runtime(&c.id);
+        if let Some(data) = kept {
+            let _ = image::fsutil::write_atomic(&exit, &data);
+        }
+        return Err(e).with_context(|| format!("start {}", c.name));
+    }
+    Ok(c)
+}
+
+/// `restart [-t SECS] CONTAINER...`: stop (when running), then start.
+pub fn restart(ctx: &Ctx, names: &[String], secs: u64, root_args: &[String]) -> Result<i32> {
+    let mut failed = false;
+    for n in names {
+        let r = crate::stop_one(ctx, n, None, secs)
+            .and_then(|()| ctx.find(n))
+            .and_then(|c| start_one(ctx, c, root_args));
+        match r {
+            Ok(_) => println!("{n}"),
+            Err(e) => {
+                eprintln!("berthctl: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// `wait CONTAINER...`: block until each stops, print its exit code.
+pub fn wait(ctx: &Ctx, names: &[String]) -> Result<i32> {
+    let mut failed = false;
+    for n in names {
+        match ctx.find(n).and_then(|c| exit_code(ctx, &c)) {
+            Ok(code) => println!("{code}"),
+            Err(e) => {
+                eprintln!("berthctl: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// Wait for `c`'s exit record. While it runs, the wait is on its process (a pidfd), not a
+/// timer; after it the record follows within moments (its monitor writes it).
+fn exit_code(ctx: &Ctx, c: &Container) -> Result<i32> {
+    loop {
+        if let Some(e) = ctx.exit_of(&c.id) {
+            return Ok(e.code);
+        }
+        if !ctx.container_dir(&c.id).is_dir() {
+            bail!("container {} was removed", c.name);
+        }
+        let pid = ctx
+            .runtime_state_json(&c.id)
+            .and_then(|s| s["pid"].as_i64())
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 0);
+        match pid.and_then(pidfd_open) {
+            Some(fd) => wait_readable(&fd),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) with a pid and no flags; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a descriptor the kernel just gave us, owned by nothing else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Block until `fd` (a pidfd: its process exited) is readable.
+fn wait_readable(fd: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own, for the call's duration; EINTR just returns early.
+    unsafe { libc::poll(&mut p, 1, -1) };
+}
+
+/// Copy `c`'s log from byte `from` until it exits; its exit code.
+fn follow_to_exit(ctx: &Ctx, c: &Container, from: u64) -> Result<i32> {
+    let path = ctx.log_path(&c.id);
+    let mut f = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+    let mut out = std::io::stdout().lock();
+    let mut pos = from;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let done = ctx.exit_of(&c.id);
+        f.seek(SeekFrom::Start(pos))?;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])?;
+            pos += n as u64;
+        }
+        out.flush()?;
+        if let Some(e) = done {
+            return Ok(e.code);
+        }
+        if !ctx.container_dir(&c.id).is_dir() {
+            bail!("container {} was removed", c.name);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
