@@ -7,6 +7,7 @@ mod commit;
 mod containers;
 mod ctx;
 mod images;
+mod inspect;
 mod lifecycle;
 mod netns;
 mod progress;
@@ -263,6 +264,14 @@ enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Show containers (or images) as docker's inspect does.
+    Inspect {
+        /// A Go-template subset: {{.Field.Sub}}, {{json .Field}}.
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Block until containers stop; print their exit codes.
     Wait {
         #[arg(required = true)]
@@ -488,6 +497,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             lifecycle::restart(&ctx, containers, *time, &root_args)
         }
         Cmd::Wait { containers } => lifecycle::wait(&ctx, containers),
+        Cmd::Inspect { format, names } => inspect::inspect(&ctx, names, format.as_deref()),
         Cmd::Rm { force, containers } => rm(&ctx, containers, *force),
         Cmd::Prune => prune(&ctx),
         Cmd::Monitor { id } => run::monitor(&ctx, id),

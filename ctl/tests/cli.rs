@@ -344,3 +344,75 @@ fn start_restart_wait_keep_the_writable_layer() {
     }
     e.assert_clean();
 }
+
+/// `inspect` shows a container in docker's shape (the fields scripts read), and an image as
+/// `image inspect` does.
+#[test]
+fn inspect_in_dockers_shape() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let vol = tempfile::tempdir().unwrap();
+    let v = format!("{}:/data:ro", vol.path().display());
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "web",
+        "-v",
+        &v,
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; while true; do sleep 0.1; done",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = stdout(&o).trim().to_string();
+    let all: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "web"])).unwrap();
+    let c = &all[0];
+    assert_eq!(c["Id"], id.as_str());
+    assert_eq!(c["Name"], "/web");
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(c["State"]["Running"], true);
+    let pid = c["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_ne!(c["State"]["StartedAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(c["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(c["Path"], "sh");
+    assert_eq!(c["Config"]["Cmd"][0], "sh");
+    assert_eq!(c["Config"]["Image"], "docker.io/library/busybox:latest");
+    assert_eq!(c["HostConfig"]["Memory"], 67108864);
+    assert_eq!(c["HostConfig"]["NetworkMode"], "none");
+    assert_eq!(c["Mounts"][0]["Destination"], "/data");
+    assert_eq!(c["Mounts"][0]["RW"], false);
+    assert!(c["Image"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(
+        e.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{json .State.Running}} {{.Name}}",
+            &id[..12]
+        ]),
+        "running true /web\n"
+    );
+    e.ok(&["stop", "web"]);
+    assert_eq!(
+        e.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}} {{.State.Pid}}",
+            "web"
+        ]),
+        "exited 7 0\n"
+    );
+    let c: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "web"])).unwrap();
+    assert_ne!(c[0]["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    // An image by name; an unknown name fails with docker's words.
+    let img: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "busybox"])).unwrap();
+    assert!(img[0]["RepoTags"].to_string().contains("busybox"), "{img}");
+    let o = e.run(&["inspect", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No such object: nope"));
+    e.ok(&["rm", "web"]);
+    e.assert_clean();
+}

@@ -1,0 +1,172 @@
+//! `inspect [-f FORMAT] NAME...`: containers in docker's JSON shape (the fields people script
+//! against), images as `image inspect` shows them. What berthctl does not have yet (restart
+//! policies, health, networks of their own) is there with docker's value for "none".
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use crate::containers::{Container, Status};
+use crate::ctx::Ctx;
+use crate::util;
+
+/// Docker's "never" time.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+pub fn inspect(ctx: &Ctx, names: &[String], format: Option<&str>) -> Result<i32> {
+    let mut values = Vec::new();
+    let mut code = 0;
+    for n in names {
+        if let Ok(c) = ctx.find(n) {
+            values.push(container_value(ctx, &c));
+            continue;
+        }
+        match ctx.store.image(n) {
+            Ok(rec) => values.push(crate::images::inspect_value(ctx, &rec)?),
+            Err(_) => {
+                eprintln!("Error: No such object: {n}");
+                code = 1;
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    match format {
+        Some(f) => {
+            for v in &values {
+                writeln!(out, "{}", util::template(f, v).map_err(anyhow::Error::msg)?)?;
+            }
+        }
+        None => writeln!(out, "{}", serde_json::to_string_pretty(&values)?)?,
+    }
+    Ok(code)
+}
+
+/// One container as docker shows it.
+pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
+    let rt = ctx.runtime_state_json(&c.id);
+    let status = ctx.status_with(c, rt.as_ref().and_then(|s| s["status"].as_str()));
+    let exit = ctx.exit_of(&c.id);
+    let pid = match status {
+        Status::Running | Status::Paused => {
+            rt.as_ref().and_then(|s| s["pid"].as_i64()).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    let (name, running, paused) = match status {
+        Status::Running => ("running", true, false),
+        Status::Paused => ("paused", true, true),
+        Status::Created => ("created", false, false),
+        Status::Exited(..) => ("exited", false, false),
+        Status::Unknown => ("dead", false, false),
+    };
+    let time = |t: u64| {
+        if t == 0 {
+            ZERO_TIME.to_string()
+        } else {
+            util::rfc3339(t)
+        }
+    };
+    let spec: Value = std::fs::read(ctx.bundle_dir(&c.id).join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let p = &spec["process"];
+    let own_net = crate::netns::own_namespace(&spec);
+    let binds: Vec<&Value> = spec["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            m["type"] == "bind"
+                && !m["source"].as_str().is_some_and(|s| {
+                    s.starts_with(&ctx.container_dir(&c.id).to_string_lossy().into_owned())
+                })
+        })
+        .collect();
+    let mounts: Vec<Value> = binds
+        .iter()
+        .map(|m| {
+            let ro = m["options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x == "ro"));
+            json!({
+                "Type": "bind",
+                "Source": m["source"],
+                "Destination": m["destination"],
+                "Mode": if ro { "ro" } else { "" },
+                "RW": !ro,
+                "Propagation": "rprivate",
+            })
+        })
+        .collect();
+    let user = match (p["user"]["uid"].as_u64(), p["user"]["gid"].as_u64()) {
+        (Some(0), Some(0)) | (None, _) => String::new(),
+        (Some(u), Some(g)) => format!("{u}:{g}"),
+        (Some(u), None) => u.to_string(),
+    };
+    let res = &spec["linux"]["resources"];
+    json!({
+        "Id": c.id,
+        "Created": time(c.created),
+        "Path": c.command.first(),
+        "Args": c.command.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": name,
+            "Running": running,
+            "Paused": paused,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": name == "dead",
+            "Pid": pid,
+            "ExitCode": exit.as_ref().map_or(0, |e| e.code),
+            "Error": "",
+            "StartedAt": time(c.started),
+            "FinishedAt": time(exit.as_ref().map_or(0, |e| e.finished)),
+        },
+        "Image": c.image_id,
+        "ResolvConfPath": path_if(ctx.container_dir(&c.id).join("resolv.conf")),
+        "HostnamePath": path_if(ctx.container_dir(&c.id).join("hostname")),
+        "HostsPath": path_if(ctx.container_dir(&c.id).join("hosts")),
+        "LogPath": if c.detached { json!(ctx.log_path(&c.id)) } else { json!("") },
+        "Name": format!("/{}", c.name),
+        "RestartCount": 0,
+        "Driver": match ctx.store.snapshots.mode() {
+            image::snapshot::Mode::Overlay => "overlay",
+            image::snapshot::Mode::Copy => "copy",
+        },
+        "Platform": "linux",
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": spec["hostname"],
+            "User": user,
+            "Tty": c.tty,
+            "OpenStdin": false,
+            "Env": p["env"],
+            "Cmd": c.command,
+            "Image": c.image,
+            "WorkingDir": p["cwd"],
+            "Labels": {},
+            "StopSignal": c.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
+        },
+        "HostConfig": {
+            "Binds": binds.iter().map(|m| format!("{}:{}", m["source"].as_str().unwrap_or(""), m["destination"].as_str().unwrap_or(""))).collect::<Vec<_>>(),
+            "NetworkMode": if own_net { "none" } else { "host" },
+            "AutoRemove": c.auto_remove,
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "Memory": res["memory"]["limit"].as_i64().unwrap_or(0),
+            "PidsLimit": res["pids"]["limit"].as_i64(),
+            "CgroupParent": spec["linux"]["cgroupsPath"],
+        },
+        "NetworkSettings": {"IPAddress": "", "Ports": {}, "Networks": {}},
+    })
+}
+
+/// A path as docker shows it: empty when there is none.
+fn path_if(p: std::path::PathBuf) -> String {
+    if p.exists() {
+        p.to_string_lossy().into_owned()
+    } else {
+        String::new()
+    }
+}
