@@ -61,8 +61,16 @@ impl Ctx {
         } else {
             std::env::current_dir()?.join(root)
         };
-        let store = Store::open(&root, mode)
-            .with_context(|| format!("open the store at {}", root.display()))?;
+        let store = Store::open(&root, mode).with_context(|| {
+            if nix::unistd::geteuid().is_root() {
+                format!("open the store at {}", root.display())
+            } else {
+                format!(
+                    "open the store at {} (berthctl needs root: run it with sudo)",
+                    root.display()
+                )
+            }
+        })?;
         let containers = root.join("containers");
         std::fs::create_dir_all(containers.join("names"))
             .with_context(|| format!("create {}", containers.display()))?;
@@ -80,8 +88,11 @@ impl Ctx {
         })
     }
 
-    /// Fail when there is no runtime (for commands that need one).
+    /// Fail when there is no runtime (for commands that need one), or no root to run it.
     pub fn require_runtime(&self) -> Result<()> {
+        if !nix::unistd::geteuid().is_root() {
+            bail!("berthctl needs root to run containers (rootless is not supported): run it with sudo");
+        }
         match &self.runtime_missing {
             Some(why) => bail!("{why}"),
             None => Ok(()),

@@ -319,7 +319,7 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("berthctl: {e:#}");
-            125
+            e.downcast_ref::<util::CodedError>().map_or(125, |c| c.code)
         }
     };
     std::process::exit(code);

@@ -127,8 +127,12 @@ fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<BundleOptions> {
             .unwrap_or_else(|| "berth".into());
     }
     if let Some(m) = &a.memory {
-        o.memory =
-            Some(util::parse_memory(m).ok_or_else(|| anyhow!("--memory {m:?}: use e.g. 64m, 1g"))?);
+        let bytes =
+            util::parse_memory(m).ok_or_else(|| anyhow!("--memory {m:?}: use e.g. 64m, 1g"))?;
+        if bytes > 0 && bytes < 6 << 20 {
+            bail!("Minimum memory limit allowed is 6MB");
+        }
+        o.memory = Some(bytes);
     }
     if let Some(c) = a.cpus {
         if c <= 0.0 {
@@ -324,8 +328,13 @@ fn foreground(ctx: &Ctx, c: &Container, a: &RunArgs) -> Result<i32> {
     let mut started = c.clone();
     started.started = util::now();
     ctx.save(&started)?;
+    // The runtime's own errors go to a log of their own, never raw to the terminal.
+    let runtime_log = ctx.container_dir(&c.id).join("runtime.log");
+    let _ = std::fs::remove_file(&runtime_log);
     let mut cmd = ctx.runtime_cmd();
-    cmd.arg("run")
+    cmd.arg("--log")
+        .arg(&runtime_log)
+        .arg("run")
         .arg("--bundle")
         .arg(ctx.bundle_dir(&c.id))
         .arg(&c.id);
@@ -339,6 +348,15 @@ fn foreground(ctx: &Ctx, c: &Container, a: &RunArgs) -> Result<i32> {
             return Err(e);
         }
     };
+    if code != 0 && runtime_failed(&runtime_log) {
+        // The container did not run: docker's code for why (126, 127, 125).
+        let e = util::start_error(
+            c.command.first().map_or("", String::as_str),
+            runtime_error(&runtime_log),
+        );
+        not_started(ctx, c, &e);
+        return Err(e);
+    }
     // Released first: a recorded exit means nothing of the container runs or is mounted.
     if c.auto_remove {
         ctx.remove(c)?;
@@ -401,9 +419,25 @@ fn detach(ctx: &Ctx, c: &Container, root_args: &[String]) -> Result<i32> {
             Ok(0)
         }
         Err(e) => {
-            let _ = ctx.remove(c);
+            let e = util::start_error(
+                c.command.first().map_or("", String::as_str),
+                format!("{e:#}"),
+            );
+            not_started(ctx, c, &e);
             Err(e)
         }
+    }
+}
+
+/// A container that could not start: removed with --rm, else kept (as docker keeps it) with
+/// the code it failed with.
+fn not_started(ctx: &Ctx, c: &Container, e: &anyhow::Error) {
+    if c.auto_remove {
+        let _ = ctx.remove(c);
+    } else {
+        ctx.release_runtime(&c.id);
+        let code = e.downcast_ref::<util::CodedError>().map_or(125, |c| c.code);
+        ctx.record_exit(&c.id, code);
     }
 }
 
@@ -455,6 +489,14 @@ pub fn start_monitor(ctx: &Ctx, c: &Container, root_args: &[String]) -> Result<(
             why
         }
     )
+}
+
+/// Whether the runtime logged an error (it failed, rather than the container exiting).
+fn runtime_failed(log: &Path) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.contains("level=error") || l.contains("\"level\":\"error\""))
+    })
 }
 
 /// The runtime's last error message in its log file (runc's `msg="..."` format, or plain).

@@ -221,3 +221,73 @@ mod tests {
         assert!(template("{{range .X}}", &v).is_err());
     }
 }
+
+/// An error that ends berthctl with a code of its own (docker's 126 and 127), not 125.
+#[derive(Debug)]
+pub struct CodedError {
+    pub code: i32,
+    pub msg: String,
+}
+
+impl std::fmt::Display for CodedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for CodedError {}
+
+/// The exit code docker gives a container that could not start, from the runtime's error:
+/// 127 when its command is not there (or a mount's source is a file where a directory is
+/// needed, or the reverse), 126 when it cannot be invoked, 125 for anything else.
+pub fn start_error_code(cmd: &str, msg: &str) -> i32 {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("permission denied") {
+        126
+    } else if (m.contains(&cmd.to_ascii_lowercase())
+        && (m.contains("executable file not found") || m.contains("no such file or directory")))
+        || m.contains("not a directory")
+    {
+        127
+    } else {
+        125
+    }
+}
+
+/// The error for a container that could not start: the runtime's message, docker's code.
+pub fn start_error(cmd: &str, msg: String) -> anyhow::Error {
+    anyhow::Error::new(CodedError {
+        code: start_error_code(cmd, &msg),
+        msg,
+    })
+}
+
+#[cfg(test)]
+mod coded_tests {
+    use super::*;
+
+    #[test]
+    fn start_error_codes_as_docker() {
+        let nf = r#"create container "x": exec "nosuch": executable file not found in $PATH"#;
+        assert_eq!(start_error_code("nosuch", nf), 127);
+        let enoent = r#"exec "/bin/nope": no such file or directory"#;
+        assert_eq!(start_error_code("/bin/nope", enoent), 127);
+        // ENOENT of something else (a mount source) is not the command's.
+        assert_eq!(
+            start_error_code("sh", "mount /x: no such file or directory"),
+            125
+        );
+        assert_eq!(
+            start_error_code("/etc/passwd", r#"exec "/etc/passwd": permission denied"#),
+            126
+        );
+        assert_eq!(
+            start_error_code("sh", "mount /etc/hosts: not a directory"),
+            127
+        );
+        assert_eq!(
+            start_error_code("sh", "cgroup: device or resource busy"),
+            125
+        );
+    }
+}

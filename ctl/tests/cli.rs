@@ -416,3 +416,61 @@ fn inspect_in_dockers_shape() {
     e.ok(&["rm", "web"]);
     e.assert_clean();
 }
+
+/// Docker's exit codes when a container cannot start: 127 (no such command), 126 (not
+/// executable), 125 (berthctl's own errors, a memory limit under 6 MB); the runtime's log
+/// lines are never shown raw.
+#[test]
+fn docker_exit_codes_for_what_cannot_start() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    for detach in [false, true] {
+        let mut args = vec!["--rm"];
+        if detach {
+            args.push("-d");
+        }
+        let with = |extra: &[&str]| {
+            let mut a = args.clone();
+            a.extend_from_slice(extra);
+            e.run_ctr(&a)
+        };
+        let o = with(&["busybox", "nosuchcmd"]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(127), "detach {detach}: {err}");
+        assert!(err.contains("executable file not found"), "{err}");
+        assert!(
+            !err.contains("level=error") && !err.contains("time="),
+            "raw log line: {err}"
+        );
+        let o = with(&["busybox", "/etc/passwd"]);
+        assert_eq!(o.status.code(), Some(126), "detach {detach}");
+        let o = with(&["-m", "4m", "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("Minimum memory limit allowed is 6MB"));
+    }
+    // The container's own codes pass through.
+    let o = e.run_ctr(&["--rm", "busybox", "sh", "-c", "exit 126"]);
+    assert_eq!(o.status.code(), Some(126));
+    let o = e.run_ctr(&["--rm", "busybox", "sh", "-c", "exit 1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Without --rm a container that could not start stays, as docker's does.
+    for (name, detach) in [("bad", false), ("bad-d", true)] {
+        let o = if detach {
+            e.run_ctr(&["--name", name, "-d", "busybox", "nosuchcmd"])
+        } else {
+            e.run_ctr(&["--name", name, "busybox", "nosuchcmd"])
+        };
+        assert_eq!(o.status.code(), Some(127));
+        assert_eq!(
+            e.ok(&["inspect", "-f", "{{.State.ExitCode}}", name]),
+            "127\n"
+        );
+        e.ok(&["rm", name]);
+    }
+    e.assert_clean();
+}
