@@ -767,6 +767,10 @@ fn exec(ctx: &Ctx, what: &str, command: &[String], f: ExecFlags<'_>) -> Result<i
     }
     if f.tty {
         cmd.arg("--tty");
+        // As docker: a terminal gets TERM=xterm unless -e gives one.
+        if !f.env.iter().any(|e| e == "TERM" || e.starts_with("TERM=")) {
+            cmd.arg("--env").arg("TERM=xterm");
+        }
     }
     for e in f.env {
         cmd.arg("--env").arg(if e.contains('=') {
