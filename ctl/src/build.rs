@@ -106,7 +106,7 @@ impl Report for Plain {
 }
 
 /// Give this process a mount namespace of its own whose mounts do not reach the host's.
-fn private_mounts() -> Result<()> {
+pub(crate) fn private_mounts() -> Result<()> {
     use nix::mount::{mount, MsFlags};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .context("unshare the mount namespace (build needs root)")?;

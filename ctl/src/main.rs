@@ -5,6 +5,7 @@
 mod build;
 mod commit;
 mod containers;
+mod cp;
 mod ctx;
 mod images;
 mod inspect;
@@ -272,6 +273,17 @@ enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Copy files between a container (CONTAINER:PATH) and the host.
+    Cp {
+        /// Keep owners (uid/gid).
+        #[arg(short, long)]
+        archive: bool,
+        /// Follow a source that is a symlink.
+        #[arg(short = 'L', long = "follow-link")]
+        follow_link: bool,
+        src: String,
+        dest: String,
+    },
     /// Block until containers stop; print their exit codes.
     Wait {
         #[arg(required = true)]
@@ -497,6 +509,20 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             lifecycle::restart(&ctx, containers, *time, &root_args)
         }
         Cmd::Wait { containers } => lifecycle::wait(&ctx, containers),
+        Cmd::Cp {
+            archive,
+            follow_link,
+            src,
+            dest,
+        } => cp::cp(
+            &ctx,
+            &cp::CpArgs {
+                src,
+                dest,
+                archive: *archive,
+                follow: *follow_link,
+            },
+        ),
         Cmd::Inspect { format, names } => inspect::inspect(&ctx, names, format.as_deref()),
         Cmd::Rm { force, containers } => rm(&ctx, containers, *force),
         Cmd::Prune => prune(&ctx),

@@ -484,3 +484,112 @@ fn docker_exit_codes_for_what_cannot_start() {
     }
     e.assert_clean();
 }
+
+/// `cp` in both directions by docker's path rules, running and stopped, and confined to the
+/// container's rootfs: a symlink in the container to `/` (or to a host-looking path) leads to
+/// the container's own files, never the host's.
+#[test]
+fn cp_in_and_out_stays_in_the_rootfs() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let host = tempfile::tempdir().unwrap();
+    let h = host.path();
+    let hs = h.to_string_lossy().into_owned();
+    std::fs::write(h.join("hostmark"), "host only\n").unwrap();
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        &format!(
+            "mkdir -p /d/sub {hs}; echo inner > /d/sub/f; chown 1000:1000 /d/sub/f; \
+             ln -s / /d/up; ln -s {hs}/planted /d/abs; touch /ready; \
+             trap 'exit 0' TERM; while true; do sleep 0.1; done"
+        ),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for _ in 0..50 {
+        if e.run(&["exec", "box", "test", "-e", "/ready"])
+            .status
+            .success()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Out: a file, then a directory (new name), its symlinks copied as symlinks.
+    e.ok(&["cp", "box:/d/sub/f", &format!("{hs}/f")]);
+    assert_eq!(std::fs::read_to_string(h.join("f")).unwrap(), "inner\n");
+    assert_eq!(std::fs::metadata(h.join("f")).unwrap().uid(), 0);
+    e.ok(&["cp", "-a", "box:/d/sub/f", &format!("{hs}/fa")]);
+    assert_eq!(std::fs::metadata(h.join("fa")).unwrap().uid(), 1000);
+    e.ok(&["cp", "box:/d", &format!("{hs}/out")]);
+    assert_eq!(
+        std::fs::read_to_string(h.join("out/sub/f")).unwrap(),
+        "inner\n"
+    );
+    assert_eq!(
+        std::fs::read_link(h.join("out/up")).unwrap(),
+        std::path::Path::new("/")
+    );
+    // Into an existing directory: under its own name.
+    e.ok(&["cp", "box:/d/sub", &format!("{hs}/out")]);
+    assert!(h.join("out/sub/f").is_file());
+    // Through the container's symlink to /: the container's /, not the host's.
+    let o = e.run(&[
+        "cp",
+        &format!("box:/d/up{hs}/hostmark"),
+        &format!("{hs}/leak"),
+    ]);
+    assert!(!o.status.success(), "read the host's file through /d/up");
+    assert!(!h.join("leak").exists());
+    // In: through /d/up, the file lands in the container's directory; onto the dangling
+    // symlink /d/abs, it replaces the link in the container; the host gets nothing.
+    std::fs::write(h.join("newfile"), "new\n").unwrap();
+    e.ok(&["cp", &format!("{hs}/newfile"), &format!("box:/d/up{hs}/")]);
+    assert_eq!(
+        e.ok(&["exec", "box", "cat", &format!("{hs}/newfile")]),
+        "new\n"
+    );
+    e.ok(&["cp", &format!("{hs}/newfile"), "box:/d/abs"]);
+    assert!(
+        !h.join("planted").exists(),
+        "wrote through the container's symlink"
+    );
+    assert_eq!(e.ok(&["exec", "box", "cat", "/d/abs"]), "new\n");
+    // A directory's content with /.; owners are the container's root's without -a.
+    std::fs::create_dir(h.join("tree")).unwrap();
+    std::fs::write(h.join("tree/a"), "a\n").unwrap();
+    e.ok(&["cp", &format!("{hs}/tree/."), "box:/d/sub"]);
+    assert_eq!(
+        e.ok(&["exec", "box", "stat", "-c", "%u %s", "/d/sub/a"]),
+        "0 2\n"
+    );
+    // Stopped: out and in through a mount of its own, none left afterwards.
+    e.ok(&["stop", "box"]);
+    e.ok(&["cp", "box:/d/sub/a", &format!("{hs}/after")]);
+    assert_eq!(std::fs::read_to_string(h.join("after")).unwrap(), "a\n");
+    e.ok(&["cp", &format!("{hs}/after"), "box:/after"]);
+    assert!(
+        e.mounts_under_root().is_empty(),
+        "{:?}",
+        e.mounts_under_root()
+    );
+    e.ok(&["start", "box"]);
+    assert_eq!(e.ok(&["exec", "box", "cat", "/after"]), "a\n");
+    // Names that would be whiteouts are refused; a missing parent is an error.
+    std::fs::write(h.join(".wh.x"), "").unwrap();
+    assert!(!e
+        .run(&["cp", &format!("{hs}/.wh.x"), "box:/"])
+        .status
+        .success());
+    assert!(!e
+        .run(&["cp", &format!("{hs}/f"), "box:/no/such/dir/"])
+        .status
+        .success());
+    e.ok(&["rm", "-f", "box"]);
+    e.assert_clean();
+}
