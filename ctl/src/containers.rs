@@ -30,6 +30,9 @@ pub struct Container {
     /// When its process last started (seconds since the epoch; 0: never).
     #[serde(default)]
     pub started: u64,
+    /// The volumes it has.
+    #[serde(default)]
+    pub volumes: Vec<crate::volumes::VolumeUse>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -297,6 +300,10 @@ impl Ctx {
             }
         }
         self.release_name(&c.name, &c.id);
+        // --rm takes the anonymous volumes along, as docker's does.
+        if c.auto_remove {
+            crate::volumes::remove_anonymous(self, &c.volumes);
+        }
         Ok(())
     }
 }

@@ -239,6 +239,13 @@ fn read_tree(
     finish(to, st, keep)
 }
 
+/// Copy what directory `src` (a descriptor inside a rootfs) holds into host directory `to`,
+/// owners, modes and times kept, `to` taking the directory's own (a volume's first fill).
+pub(crate) fn copy_tree_into(src: BorrowedFd<'_>, to: &Path) -> Result<()> {
+    let st = fsutil::fstat(src)?;
+    read_tree(src, b".", &st, to, true)
+}
+
 fn open_nofollow(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<OwnedFd> {
     openat2(
         dir,

@@ -3,6 +3,7 @@
 //! policies, health, networks of their own) is there with docker's value for "none".
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -90,6 +91,24 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
             let ro = m["options"]
                 .as_array()
                 .is_some_and(|o| o.iter().any(|x| x == "ro"));
+            let vols = ctx.root.join("volumes");
+            let volume = m["source"]
+                .as_str()
+                .and_then(|s| Path::new(s).strip_prefix(&vols).ok())
+                .and_then(|r| r.iter().next())
+                .map(|n| n.to_string_lossy().into_owned());
+            if let Some(name) = volume {
+                return json!({
+                    "Type": "volume",
+                    "Name": name,
+                    "Source": m["source"],
+                    "Destination": m["destination"],
+                    "Driver": "local",
+                    "Mode": if ro { "ro" } else { "z" },
+                    "RW": !ro,
+                    "Propagation": "",
+                });
+            }
             json!({
                 "Type": "bind",
                 "Source": m["source"],

@@ -15,6 +15,7 @@ mod progress;
 mod registry;
 mod run;
 mod util;
+mod volumes;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -284,6 +285,11 @@ enum Cmd {
         src: String,
         dest: String,
     },
+    /// Manage volumes.
+    Volume {
+        #[command(subcommand)]
+        cmd: VolumeCmd,
+    },
     /// Block until containers stop; print their exit codes.
     Wait {
         #[arg(required = true)]
@@ -294,6 +300,9 @@ enum Cmd {
         /// Kill running containers first.
         #[arg(short, long)]
         force: bool,
+        /// Also remove their anonymous volumes.
+        #[arg(short = 'v', long = "volumes")]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -305,6 +314,40 @@ enum Cmd {
     /// (internal) The createRuntime hook that brings a container's loopback up.
     #[command(name = "__loopback-up", hide = true)]
     LoopbackUp,
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    /// Create a volume (a random name without NAME).
+    Create { name: Option<String> },
+    /// List volumes.
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show volumes as docker does.
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes no container has.
+    Rm {
+        /// No error for a missing one.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove unused anonymous volumes (-a: every unused one).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask (nothing asks here; accepted as docker's).
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -509,6 +552,15 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             lifecycle::restart(&ctx, containers, *time, &root_args)
         }
         Cmd::Wait { containers } => lifecycle::wait(&ctx, containers),
+        Cmd::Volume { cmd } => match cmd {
+            VolumeCmd::Create { name } => volumes::create(&ctx, name.as_deref()),
+            VolumeCmd::Ls { quiet } => volumes::ls(&ctx, *quiet),
+            VolumeCmd::Inspect { format, names } => {
+                volumes::inspect(&ctx, names, format.as_deref())
+            }
+            VolumeCmd::Rm { force, names } => volumes::rm(&ctx, names, *force),
+            VolumeCmd::Prune { all, .. } => volumes::prune(&ctx, *all),
+        },
         Cmd::Cp {
             archive,
             follow_link,
@@ -524,7 +576,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             },
         ),
         Cmd::Inspect { format, names } => inspect::inspect(&ctx, names, format.as_deref()),
-        Cmd::Rm { force, containers } => rm(&ctx, containers, *force),
+        Cmd::Rm {
+            force,
+            volumes,
+            containers,
+        } => rm(&ctx, containers, *force, *volumes),
         Cmd::Prune => prune(&ctx),
         Cmd::Monitor { id } => run::monitor(&ctx, id),
         Cmd::LoopbackUp => unreachable!("handled before the data root is opened"),
@@ -937,7 +993,7 @@ pub(crate) fn stop_one(ctx: &Ctx, name: &str, signal: Option<&str>, secs: u64) -
     Ok(())
 }
 
-fn rm(ctx: &Ctx, names: &[String], force: bool) -> Result<i32> {
+fn rm(ctx: &Ctx, names: &[String], force: bool, anonymous_volumes: bool) -> Result<i32> {
     let mut failed = false;
     for n in names {
         let r = ctx.find(n).and_then(|c| {
@@ -955,7 +1011,11 @@ fn rm(ctx: &Ctx, names: &[String], force: bool) -> Result<i32> {
                     .status();
                 ctx.wait_stopped(&c, Duration::from_secs(10));
             }
-            ctx.remove(&c)
+            ctx.remove(&c)?;
+            if anonymous_volumes {
+                volumes::remove_anonymous(ctx, &c.volumes);
+            }
+            Ok(())
         });
         match r {
             Ok(()) => println!("{n}"),

@@ -59,7 +59,7 @@ pub struct RunArgs {
     /// none (own network namespace, loopback only) or host.
     #[arg(long, default_value = "none")]
     pub network: String,
-    /// Bind mount: HOST:CONTAINER[:ro|rw].
+    /// A bind mount HOST:CONTAINER[:ro|rw], or a volume NAME:CONTAINER[:ro|rw].
     #[arg(short = 'v', long = "volume")]
     pub volumes: Vec<String>,
     /// Override the image's entrypoint.
@@ -84,7 +84,11 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<BundleOptions> {
+/// `-v` of volumes: (name, destination, read-only).
+type NamedVolumes = Vec<(String, String, bool)>;
+
+fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<(BundleOptions, NamedVolumes)> {
+    let mut named = Vec::new();
     let mut o = BundleOptions::new(id);
     o.args = a.command.clone();
     if let Some(ep) = &a.entrypoint {
@@ -154,8 +158,15 @@ fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<BundleOptions> {
             [s, d] => (*s, *d, false),
             [s, d, "ro"] => (*s, *d, true),
             [s, d, "rw"] => (*s, *d, false),
-            _ => bail!("-v {v:?}: use HOST:CONTAINER[:ro]"),
+            _ => bail!("-v {v:?}: use HOST:CONTAINER[:ro] or VOLUME:CONTAINER[:ro]"),
         };
+        if !dst.starts_with('/') {
+            bail!("-v {v:?}: the container path must be absolute");
+        }
+        if crate::volumes::is_volume_source(src) {
+            named.push((src.to_string(), dst.to_string(), ro));
+            continue;
+        }
         let src = std::fs::canonicalize(src)
             .with_context(|| format!("-v {v:?}: the host path {src:?}"))?;
         o.binds.push(Bind {
@@ -196,7 +207,7 @@ fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<BundleOptions> {
             readonly: false,
         });
     }
-    Ok(o)
+    Ok((o, named))
 }
 
 /// Create the container: record, snapshot, rootfs mount, config.json. On failure nothing stays.
@@ -249,6 +260,7 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
     ctx.reserve_name(&name, &id)?;
     let dir = ctx.container_dir(&id);
     let rootfs = ctx.rootfs_dir(&id);
+    let mut volumes = Vec::new();
     let r = (|| -> Result<Container> {
         std::fs::create_dir_all(&rootfs)?;
         // An image stored without its snapshots (--no-unpack) is unpacked first; the usual
@@ -265,7 +277,13 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
             .prepare(&id, top.as_ref())
             .context("prepare the container's snapshot")?;
         image::snapshot::mount_all(&mounts, &rootfs).context("mount the rootfs")?;
-        let opts = bundle_options(ctx, a, &id)?;
+        let (mut opts, named) = bundle_options(ctx, a, &id)?;
+        let image_volumes = config
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone())
+            .unwrap_or_default();
+        volumes = crate::volumes::attach(ctx, &named, &image_volumes, &rootfs, &mut opts.binds)?;
         let mut spec = bundle::generate(&config, &rootfs, &opts)?;
         if crate::netns::own_namespace(&spec) {
             crate::netns::add_loopback_hook(&mut spec)?;
@@ -296,6 +314,7 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
                 .config()
                 .as_ref()
                 .and_then(|c| c.stop_signal().clone()),
+            volumes: volumes.clone(),
         };
         ctx.save(&c)?;
         Ok(c)
@@ -305,6 +324,7 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
         Ok(c) => Ok(c),
         Err(e) => {
             let _ = image::snapshot::unmount(&rootfs);
+            crate::volumes::remove_anonymous(ctx, &volumes);
             let _ = ctx.store.snapshots.remove(&id);
             let _ = image::fsutil::remove_path(&dir);
             ctx.release_name(&name, &id);

@@ -593,3 +593,104 @@ fn cp_in_and_out_stays_in_the_rootfs() {
     e.ok(&["rm", "-f", "box"]);
     e.assert_clean();
 }
+
+/// Volumes as docker's: a named one outlives its container and is seen by the next; an
+/// empty one first gets the image's content at its path; an image's VOLUME gets an anonymous
+/// one that `rm -v` (or `--rm`) removes; `volume rm` refuses one a container has.
+#[test]
+fn named_and_anonymous_volumes() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    // The image's /etc has content: a new volume there starts with it.
+    let o = e.run_ctr(&[
+        "--rm",
+        "-v",
+        "etcvol:/etc",
+        "busybox",
+        "sh",
+        "-c",
+        "test -s /etc/passwd && echo copied; echo kept > /etc/mine",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "copied\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(e.ok(&["volume", "ls"]).contains("local     etcvol"));
+    // The next container sees what the first wrote; not copied again (not empty).
+    let o = e.run_ctr(&[
+        "--rm",
+        "-v",
+        "etcvol:/etc:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/mine; touch /etc/x 2>/dev/null || echo ro",
+    ]);
+    assert_eq!(stdout(&o), "kept\nro\n");
+    // In use: refused; the container gone, removed.
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "user",
+        "-v",
+        "etcvol:/etc",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let insp = e.ok(&["inspect", "-f", "{{json .Mounts}}", "user"]);
+    assert!(
+        insp.contains("\"Type\":\"volume\"") && insp.contains("\"Name\":\"etcvol\""),
+        "{insp}"
+    );
+    let o = e.run(&["volume", "rm", "etcvol"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("volume is in use"));
+    e.ok(&["rm", "-f", "user"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&e.ok(&["volume", "inspect", "etcvol"])).unwrap();
+    assert_eq!(v[0]["Driver"], "local");
+    e.ok(&["volume", "rm", "etcvol"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "");
+    // Anonymous volumes come from an image's VOLUME: busybox has none, so a committed image
+    // declares one.
+    let o = e.run_ctr(&[
+        "--name",
+        "base",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /data && echo seed > /data/s",
+    ]);
+    assert!(o.status.success());
+    e.ok(&["commit", "-c", "VOLUME /data", "base", "withvol"]);
+    e.ok(&["rm", "base"]);
+    let o = e.run_ctr(&[
+        "--name",
+        "a1",
+        "withvol",
+        "sh",
+        "-c",
+        "cat /data/s; echo more >> /data/s",
+    ]);
+    assert_eq!(stdout(&o), "seed\n");
+    let anon = e.ok(&["volume", "ls", "-q"]);
+    assert_eq!(anon.trim().len(), 64, "{anon}");
+    e.ok(&["rm", "-v", "a1"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "");
+    // --rm removes its anonymous volume too; a named -v over the VOLUME path replaces it.
+    e.run_ctr(&["--rm", "withvol", "true"]);
+    e.run_ctr(&["--rm", "-v", "named:/data", "withvol", "cat", "/data/s"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "named\n");
+    e.ok(&["volume", "rm", "named"]);
+    // Bad names are refused with docker's words.
+    let o = e.run_ctr(&["--rm", "-v", "a:/x", "busybox", "true"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("invalid characters for a local volume name")
+    );
+    e.ok(&["rmi", "withvol"]);
+    e.assert_clean();
+}
