@@ -33,6 +33,12 @@ pub struct Container {
     /// The volumes it has.
     #[serde(default)]
     pub volumes: Vec<crate::volumes::VolumeUse>,
+    /// Its restart policy as given (`no`, `on-failure:3`, ...; empty: no).
+    #[serde(default)]
+    pub restart: String,
+    /// How often its policy restarted it.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -48,13 +54,18 @@ pub enum Status {
     Running,
     Paused,
     Exited(i32, u64),
+    /// Its monitor waits to start it again (its restart policy).
+    Restarting,
     /// Neither running nor with a recorded exit (being set up, or its monitor died).
     Unknown,
 }
 
 impl Status {
     pub fn is_running(&self) -> bool {
-        matches!(self, Status::Running | Status::Paused | Status::Created)
+        matches!(
+            self,
+            Status::Running | Status::Paused | Status::Created | Status::Restarting
+        )
     }
 }
 
@@ -231,6 +242,7 @@ impl Ctx {
             Some("running") => Status::Running,
             Some("paused") => Status::Paused,
             Some("created") | Some("creating") => Status::Created,
+            _ if self.container_dir(&c.id).join("restarting").exists() => Status::Restarting,
             _ => Status::Unknown,
         }
     }
@@ -270,13 +282,18 @@ impl Ctx {
 
     /// Undo everything but the record: the runtime's container, the rootfs mount.
     pub fn release_runtime(&self, id: &str) {
+        self.delete_runtime(id);
+        let _ = image::snapshot::unmount(&self.rootfs_dir(id));
+    }
+
+    /// The runtime's container alone (a restart keeps the rootfs mounted).
+    pub fn delete_runtime(&self, id: &str) {
         let _ = self
             .runtime_cmd()
             .args(["delete", "--force", id])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = image::snapshot::unmount(&self.rootfs_dir(id));
     }
 
     /// Remove a container entirely (it must not be running).

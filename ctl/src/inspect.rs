@@ -59,8 +59,10 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
         Status::Paused => ("paused", true, true),
         Status::Created => ("created", false, false),
         Status::Exited(..) => ("exited", false, false),
+        Status::Restarting => ("restarting", true, false),
         Status::Unknown => ("dead", false, false),
     };
+    let policy = crate::restart::Policy::parse(&c.restart).unwrap_or(crate::restart::Policy::No);
     let time = |t: u64| {
         if t == 0 {
             ZERO_TIME.to_string()
@@ -134,7 +136,7 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
             "Status": name,
             "Running": running,
             "Paused": paused,
-            "Restarting": false,
+            "Restarting": status == Status::Restarting,
             "OOMKilled": false,
             "Dead": name == "dead",
             "Pid": pid,
@@ -149,7 +151,7 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
         "HostsPath": path_if(ctx.container_dir(&c.id).join("hosts")),
         "LogPath": if c.detached { json!(ctx.log_path(&c.id)) } else { json!("") },
         "Name": format!("/{}", c.name),
-        "RestartCount": 0,
+        "RestartCount": c.restart_count,
         "Driver": match ctx.store.snapshots.mode() {
             image::snapshot::Mode::Overlay => "overlay",
             image::snapshot::Mode::Copy => "copy",
@@ -172,7 +174,7 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
             "Binds": binds.iter().map(|m| format!("{}:{}", m["source"].as_str().unwrap_or(""), m["destination"].as_str().unwrap_or(""))).collect::<Vec<_>>(),
             "NetworkMode": if own_net { "none" } else { "host" },
             "AutoRemove": c.auto_remove,
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": {"Name": policy.name(), "MaximumRetryCount": policy.max_retries()},
             "Memory": res["memory"]["limit"].as_i64().unwrap_or(0),
             "PidsLimit": res["pids"]["limit"].as_i64(),
             "CgroupParent": spec["linux"]["cgroupsPath"],

@@ -37,11 +37,12 @@ pub fn start(ctx: &Ctx, names: &[String], attach: bool, root_args: &[String]) ->
 /// Start `c` unless it runs; a failed start leaves it as it was (its exit kept).
 pub fn start_one(ctx: &Ctx, mut c: Container, root_args: &[String]) -> Result<Container> {
     match ctx.status(&c) {
-        Status::Running | Status::Paused => return Ok(c),
+        Status::Running | Status::Paused | Status::Restarting => return Ok(c),
         Status::Created | Status::Exited(..) | Status::Unknown => {}
     }
     // Whatever a dead monitor left (the runtime's container, the rootfs mount) goes first.
     ctx.release_runtime(&c.id);
+    crate::restart::clear_stopped(ctx, &c.id);
     let mounts = ctx
         .store
         .snapshots
@@ -140,7 +141,7 @@ fn wait_readable(fd: &OwnedFd) {
 }
 
 /// Copy `c`'s log from byte `from` until it exits; its exit code.
-fn follow_to_exit(ctx: &Ctx, c: &Container, from: u64) -> Result<i32> {
+pub(crate) fn follow_to_exit(ctx: &Ctx, c: &Container, from: u64) -> Result<i32> {
     let path = ctx.log_path(&c.id);
     let mut f = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
     let mut out = std::io::stdout().lock();

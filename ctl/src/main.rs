@@ -13,6 +13,7 @@ mod lifecycle;
 mod netns;
 mod progress;
 mod registry;
+mod restart;
 mod run;
 mod util;
 mod volumes;
@@ -783,6 +784,7 @@ fn ps(ctx: &Ctx, all: bool, quiet: bool, no_trunc: bool) -> Result<i32> {
             Status::Paused => format!("Up {up} (Paused)"),
             Status::Created => "Created".into(),
             Status::Exited(code, t) => format!("Exited ({code}) {}", util::ago(t)),
+            Status::Restarting => "Restarting".into(),
             Status::Unknown => "Unknown".into(),
         };
         let mut cmd = format!("\"{}\"", c.command.join(" "));
@@ -929,6 +931,8 @@ fn kill(ctx: &Ctx, names: &[String], signal: &str) -> Result<i32> {
             if !ctx.status(&c).is_running() {
                 bail!("container {} is not running", c.name);
             }
+            // As docker's kill: the restart policy holds off until `start`.
+            restart::mark_stopped(ctx, &c.id);
             let st = ctx
                 .runtime_cmd()
                 .args(["kill", &c.id, &sig.to_string()])
@@ -969,6 +973,8 @@ pub(crate) fn stop_one(ctx: &Ctx, name: &str, signal: Option<&str>, secs: u64) -
     if !ctx.status(&c).is_running() {
         return Ok(());
     }
+    // Its restart policy holds off until `start`.
+    restart::mark_stopped(ctx, &c.id);
     let sig_name = signal
         .map(str::to_string)
         .or_else(|| c.stop_signal.clone())
@@ -1004,6 +1010,7 @@ fn rm(ctx: &Ctx, names: &[String], force: bool, anonymous_volumes: bool) -> Resu
                         c.name
                     );
                 }
+                restart::mark_stopped(ctx, &c.id);
                 let _ = ctx
                     .runtime_cmd()
                     .args(["kill", "--all", &c.id, "9"])

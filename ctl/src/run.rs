@@ -74,6 +74,10 @@ pub struct RunArgs {
     /// Parent cgroup (absolute); the container's cgroup is PARENT/<id>.
     #[arg(long = "cgroup-parent", default_value = "/berth")]
     pub cgroup_parent: String,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped (carried out by the
+    /// container's monitor).
+    #[arg(long, default_value = "no")]
+    pub restart: String,
     /// Pull the image: missing (when it is not in the store), always, never.
     #[arg(long, default_value = "missing")]
     pub pull: String,
@@ -315,6 +319,8 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
                 .as_ref()
                 .and_then(|c| c.stop_signal().clone()),
             volumes: volumes.clone(),
+            restart: a.restart.clone(),
+            restart_count: 0,
         };
         ctx.save(&c)?;
         Ok(c)
@@ -337,9 +343,31 @@ pub fn run(ctx: &Ctx, a: &RunArgs, root_args: &[String]) -> Result<i32> {
     if a.detach && a.rm && a.interactive {
         bail!("-d with -i: stdin of detached containers is closed; drop -i");
     }
+    let policy = crate::restart::Policy::parse(&a.restart)?;
+    if policy != crate::restart::Policy::No {
+        if a.rm {
+            bail!("Conflicting options: --restart and --rm");
+        }
+        if !a.detach && (a.interactive || a.tty) {
+            bail!("--restart in the foreground takes no -i or -t here: use -d (and logs -f)");
+        }
+    }
     let c = create(ctx, a)?;
     if a.detach {
         return detach(ctx, &c, root_args);
+    }
+    if policy != crate::restart::Policy::No {
+        // The monitor carries out the policy; the foreground follows its output to the end.
+        let from = std::fs::metadata(ctx.log_path(&c.id)).map_or(0, |m| m.len());
+        if let Err(e) = start_monitor(ctx, &c, root_args) {
+            let e = util::start_error(
+                c.command.first().map_or("", String::as_str),
+                format!("{e:#}"),
+            );
+            not_started(ctx, &c, &e);
+            return Err(e);
+        }
+        return crate::lifecycle::follow_to_exit(ctx, &c, from);
     }
     foreground(ctx, &c, a)
 }
@@ -543,7 +571,12 @@ fn runtime_error(log: &Path) -> String {
 /// `berthctl __monitor ID`: stdout is the pipe to the waiting `berthctl run -d`.
 pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
     let c = ctx.load(id)?;
+    let policy = crate::restart::Policy::parse(&c.restart).unwrap_or(crate::restart::Policy::No);
+    let reported = std::cell::Cell::new(false);
     let report = |msg: &str| {
+        if reported.replace(true) {
+            return;
+        }
         let mut out = std::io::stdout();
         let _ = writeln!(out, "{msg}");
         let _ = out.flush();
@@ -552,31 +585,87 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
             let _ = nix::unistd::dup2_stdout(null.as_fd());
         }
     };
-    match monitor_start(ctx, &c) {
-        Ok((init_pid, console)) => {
-            if let Ok(mut now) = ctx.load(id) {
-                now.started = util::now();
-                let _ = ctx.save(&now);
+    let restarting = ctx.container_dir(id).join("restarting");
+    let mut backoff = crate::restart::Backoff::new();
+    loop {
+        match monitor_start(ctx, &c) {
+            Ok((init_pid, console)) => {
+                let up = std::time::Instant::now();
+                if let Ok(mut now) = ctx.load(id) {
+                    now.started = util::now();
+                    let _ = ctx.save(&now);
+                }
+                let _ = std::fs::remove_file(&restarting);
+                report("ok");
+                let code = wait_for(init_pid);
+                if let Some(t) = console {
+                    // The pty's last output is copied by now or never: do not wait long.
+                    let _ = t.join();
+                }
+                // Removed meanwhile (rm -f): nothing left to record.
+                let Ok(mut now) = ctx.load(id) else {
+                    return Ok(0);
+                };
+                if policy.restarts(
+                    code,
+                    now.restart_count,
+                    crate::restart::stopped_by_hand(ctx, id),
+                ) {
+                    ctx.delete_runtime(&c.id);
+                    let _ = std::fs::write(&restarting, code.to_string());
+                    if wait_out(ctx, id, backoff.next(up.elapsed())) {
+                        now.restart_count += 1;
+                        let _ = ctx.save(&now);
+                        continue;
+                    }
+                    let _ = std::fs::remove_file(&restarting);
+                }
+                if c.auto_remove {
+                    let _ = ctx.remove(&c);
+                } else {
+                    ctx.release_runtime(&c.id);
+                    ctx.record_exit(&c.id, code);
+                }
+                return Ok(0);
             }
-            report("ok");
-            let code = wait_for(init_pid);
-            if let Some(t) = console {
-                // The pty's last output is copied by now or never: do not wait long.
-                let _ = t.join();
-            }
-            if c.auto_remove {
-                let _ = ctx.remove(&c);
-            } else {
+            Err(e) => {
                 ctx.release_runtime(&c.id);
+                let _ = std::fs::remove_file(&restarting);
+                if !reported.get() {
+                    report(&format!("error: {e:#}"));
+                    return Ok(1);
+                }
+                // A restart that could not start: stopped, with docker's code for why.
+                let e = util::start_error(
+                    c.command.first().map_or("", String::as_str),
+                    format!("{e:#}"),
+                );
+                let code = e.downcast_ref::<util::CodedError>().map_or(125, |c| c.code);
+                let _ = std::io::Write::write_all(
+                    &mut std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(ctx.log_path(id))?,
+                    format!("berthctl: restart: {e:#}\n").as_bytes(),
+                );
                 ctx.record_exit(&c.id, code);
+                return Ok(1);
             }
-            Ok(0)
         }
-        Err(e) => {
-            ctx.release_runtime(&c.id);
-            report(&format!("error: {e:#}"));
-            Ok(1)
+    }
+}
+
+/// Wait `d` before a restart; false when the container was stopped or removed meanwhile.
+fn wait_out(ctx: &Ctx, id: &str, d: std::time::Duration) -> bool {
+    let end = std::time::Instant::now() + d;
+    loop {
+        if crate::restart::stopped_by_hand(ctx, id) || !ctx.container_dir(id).is_dir() {
+            return false;
         }
+        let now = std::time::Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(std::time::Duration::from_millis(50)));
     }
 }
 

@@ -694,3 +694,110 @@ fn named_and_anonymous_volumes() {
     e.ok(&["rmi", "withvol"]);
     e.assert_clean();
 }
+
+/// Restart policies carried out by the monitor: on-failure:N with docker's back-off and
+/// RestartCount, always until `stop` (held off until `start`), --rm refused, and a foreground
+/// run that follows every restart to the last exit.
+#[test]
+fn restart_policies_as_docker() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(e.ok(&["wait", "flaky"]), "3\n");
+    assert_eq!(e.ok(&["logs", "flaky"]), "run\nrun\nrun\n");
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.RestartCount}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}}", "flaky"]),
+        "2 on-failure 2\n"
+    );
+    e.ok(&["rm", "flaky"]);
+    let count = |name: &str| -> u32 {
+        e.ok(&["inspect", "-f", "{{.RestartCount}}", name])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let until = |what: &dyn Fn() -> bool| {
+        for _ in 0..100 {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    };
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 0.2",
+    ]);
+    assert!(o.status.success());
+    assert!(
+        until(&|| count("loop") >= 2),
+        "always: restarted {}",
+        count("loop")
+    );
+    e.ok(&["stop", "-t", "1", "loop"]);
+    let stopped_at = count("loop");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(count("loop"), stopped_at, "restarted after stop");
+    assert!(e.ok(&["ps", "-a"]).contains("Exited"));
+    // start: the policy applies again.
+    e.ok(&["start", "loop"]);
+    assert!(
+        until(&|| count("loop") > stopped_at + 1),
+        "not restarted after start"
+    );
+    e.ok(&["rm", "-f", "loop"]);
+    // kill holds the policy off too (docker's kill does).
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "k",
+        "--restart",
+        "unless-stopped",
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    assert!(o.status.success());
+    e.ok(&["kill", "k"]);
+    assert_eq!(e.ok(&["wait", "k"]), "137\n");
+    assert_eq!(count("k"), 0);
+    e.ok(&["rm", "k"]);
+    // --rm with --restart is refused; a foreground run follows the restarts.
+    let o = e.run_ctr(&["--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Conflicting options: --restart and --rm"));
+    let o = e.run_ctr(&[
+        "--name",
+        "fg",
+        "--restart",
+        "on-failure:1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(stdout(&o), "x\nx\n");
+    e.ok(&["rm", "fg"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    e.assert_clean();
+}
