@@ -2,7 +2,6 @@
 //! `start` re-runs it with its kept writable layer and settings under a new monitor (its log
 //! goes on), `-a` follows its output and exits with its code; `wait` prints exit codes.
 
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ pub fn start(ctx: &Ctx, names: &[String], attach: bool, root_args: &[String]) ->
             start_one(ctx, c, root_args).map(|c| (c, from))
         });
         match r {
-            Ok((c, from)) if attach => return follow_to_exit(ctx, &c, from),
+            Ok((c, from)) if attach => return crate::logs::follow_from(ctx, &c, from),
             Ok(_) => println!("{n}"),
             Err(e) => {
                 eprintln!("berthctl: {e:#}");
@@ -138,33 +137,4 @@ fn wait_readable(fd: &OwnedFd) {
     };
     // SAFETY: one pollfd we own, for the call's duration; EINTR just returns early.
     unsafe { libc::poll(&mut p, 1, -1) };
-}
-
-/// Copy `c`'s log from byte `from` until it exits; its exit code.
-pub(crate) fn follow_to_exit(ctx: &Ctx, c: &Container, from: u64) -> Result<i32> {
-    let path = ctx.log_path(&c.id);
-    let mut f = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
-    let mut out = std::io::stdout().lock();
-    let mut pos = from;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let done = ctx.exit_of(&c.id);
-        f.seek(SeekFrom::Start(pos))?;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])?;
-            pos += n as u64;
-        }
-        out.flush()?;
-        if let Some(e) = done {
-            return Ok(e.code);
-        }
-        if !ctx.container_dir(&c.id).is_dir() {
-            bail!("container {} was removed", c.name);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

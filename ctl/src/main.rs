@@ -10,6 +10,7 @@ mod ctx;
 mod images;
 mod inspect;
 mod lifecycle;
+mod logs;
 mod netns;
 mod progress;
 mod registry;
@@ -18,7 +19,7 @@ mod run;
 mod util;
 mod volumes;
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -232,6 +233,15 @@ enum Cmd {
         /// Keep following until the container exits.
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines ("all": every line).
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
+        /// Only lines since this time (RFC 3339, a timestamp, or a duration such as 10m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Show each line's time.
+        #[arg(short, long)]
+        timestamps: bool,
         container: String,
     },
     /// Send a signal (default KILL) to containers.
@@ -539,7 +549,27 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 user: user.as_deref(),
             },
         ),
-        Cmd::Logs { follow, container } => logs(&ctx, container, *follow),
+        Cmd::Logs {
+            follow,
+            tail,
+            since,
+            timestamps,
+            container,
+        } => {
+            let opts = logs::Options {
+                follow: *follow,
+                tail: match tail.as_str() {
+                    "all" => None,
+                    n => Some(
+                        n.parse()
+                            .with_context(|| format!("--tail {n:?}: a number or all"))?,
+                    ),
+                },
+                since: since.as_deref().map(logs::parse_since).transpose()?,
+                timestamps: *timestamps,
+            };
+            logs::logs(&ctx, &ctx.find(container)?, &opts)
+        }
         Cmd::Kill { signal, containers } => kill(&ctx, containers, signal),
         Cmd::Stop {
             time,
@@ -879,48 +909,6 @@ fn exec(ctx: &Ctx, what: &str, command: &[String], f: ExecFlags<'_>) -> Result<i
         cmd.stdin(Stdio::null());
     }
     run::run_forwarding_signals(cmd)
-}
-
-fn logs(ctx: &Ctx, what: &str, follow: bool) -> Result<i32> {
-    let c = ctx.find(what)?;
-    let path = ctx.log_path(&c.id);
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !c.detached {
-                bail!(
-                    "container {} ran in the foreground: its output went to the terminal",
-                    c.name
-                );
-            }
-            return Ok(0);
-        }
-        Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
-    };
-    let mut out = std::io::stdout().lock();
-    let mut pos = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        f.seek(SeekFrom::Start(pos))?;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])?;
-            pos += n as u64;
-        }
-        out.flush()?;
-        if !follow || ctx.exit_of(&c.id).is_some() || !ctx.container_dir(&c.id).is_dir() {
-            // One last read after the exit was recorded.
-            if follow {
-                f.seek(SeekFrom::Start(pos))?;
-                std::io::copy(&mut f, &mut out)?;
-            }
-            return Ok(0);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn kill(ctx: &Ctx, names: &[String], signal: &str) -> Result<i32> {

@@ -367,7 +367,7 @@ pub fn run(ctx: &Ctx, a: &RunArgs, root_args: &[String]) -> Result<i32> {
             not_started(ctx, &c, &e);
             return Err(e);
         }
-        return crate::lifecycle::follow_to_exit(ctx, &c, from);
+        return crate::logs::follow_from(ctx, &c, from);
     }
     foreground(ctx, &c, a)
 }
@@ -589,7 +589,7 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
     let mut backoff = crate::restart::Backoff::new();
     loop {
         match monitor_start(ctx, &c) {
-            Ok((init_pid, console)) => {
+            Ok((init_pid, copiers)) => {
                 let up = std::time::Instant::now();
                 if let Ok(mut now) = ctx.load(id) {
                     now.started = util::now();
@@ -598,8 +598,9 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
                 let _ = std::fs::remove_file(&restarting);
                 report("ok");
                 let code = wait_for(init_pid);
-                if let Some(t) = console {
-                    // The pty's last output is copied by now or never: do not wait long.
+                // The container's processes are gone with its init (its own pid namespace):
+                // the copiers reach the end of its output.
+                for t in copiers {
                     let _ = t.join();
                 }
                 // Removed meanwhile (rm -f): nothing left to record.
@@ -669,23 +670,26 @@ fn wait_out(ctx: &Ctx, id: &str, d: std::time::Duration) -> bool {
     }
 }
 
-type ConsoleThread = std::thread::JoinHandle<()>;
+/// The threads that copy a container's output into its log.
+type Copiers = Vec<std::thread::JoinHandle<()>>;
 
-fn monitor_start(ctx: &Ctx, c: &Container) -> Result<(i32, Option<ConsoleThread>)> {
+fn monitor_start(ctx: &Ctx, c: &Container) -> Result<(i32, Copiers)> {
     nix::sys::prctl::set_child_subreaper(true).context("become a child subreaper")?;
     let dir = ctx.container_dir(&c.id);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(ctx.log_path(&c.id))
-        .context("open the log file")?;
+    let log = crate::logs::Writer::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(ctx.log_path(&c.id))
+            .context("open the log file")?,
+    );
     let runtime_log = dir.join("runtime.log");
     let pid_file = dir.join("init.pid");
     let mut cmd = ctx.runtime_cmd();
     cmd.arg("--log").arg(&runtime_log).arg("create");
     cmd.arg("--bundle").arg(ctx.bundle_dir(&c.id));
     cmd.arg("--pid-file").arg(&pid_file);
-    let mut console = None;
+    let mut copiers = Vec::new();
     let sock_path: PathBuf;
     if c.tty {
         sock_path = std::env::temp_dir().join(format!(
@@ -695,20 +699,36 @@ fn monitor_start(ctx: &Ctx, c: &Container) -> Result<(i32, Option<ConsoleThread>
         let listener = std::os::unix::net::UnixListener::bind(&sock_path)
             .with_context(|| format!("listen on {}", sock_path.display()))?;
         cmd.arg("--console-socket").arg(&sock_path);
-        let log2 = log.try_clone()?;
-        console = Some(std::thread::spawn(move || {
+        let log = log.clone();
+        copiers.push(std::thread::spawn(move || {
             if let Ok(master) = receive_pty(&listener) {
-                copy_pty(master, log2);
+                // A terminal's output is one stream, stdout (as docker logs it).
+                log.copy(std::fs::File::from(master), "stdout");
             }
         }));
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
     } else {
         sock_path = PathBuf::new();
+        // stdout and stderr through pipes of their own: the log keeps them apart.
+        for stream in ["stdout", "stderr"] {
+            let (r, w) = std::io::pipe().context("pipe")?;
+            if stream == "stdout" {
+                cmd.stdout(Stdio::from(w));
+            } else {
+                cmd.stderr(Stdio::from(w));
+            }
+            let log = log.clone();
+            copiers.push(std::thread::spawn(move || {
+                log.copy(std::fs::File::from(OwnedFd::from(r)), stream)
+            }));
+        }
     }
-    cmd.arg(&c.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log.try_clone()?));
-    let st = cmd.status().context("run the runtime's create")?;
+    cmd.arg(&c.id).stdin(Stdio::null());
+    let st = cmd.status().context("run the runtime's create");
+    // Our copies of the pipes' write ends go with the command: the copiers see the end
+    // once the container's processes are gone.
+    drop(cmd);
+    let st = st?;
     if c.tty {
         let _ = std::fs::remove_file(&sock_path);
     }
@@ -733,7 +753,7 @@ fn monitor_start(ctx: &Ctx, c: &Container) -> Result<(i32, Option<ConsoleThread>
     if !st.success() {
         bail!("{}", runtime_error(&runtime_log));
     }
-    Ok((pid, console))
+    Ok((pid, copiers))
 }
 
 /// Wait for `pid` (our child since `create` exited: we are a subreaper), reaping any other
@@ -779,21 +799,4 @@ fn receive_pty(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd> {
         }
     }
     bail!("no pty master received on the console socket")
-}
-
-fn copy_pty(master: OwnedFd, mut log: std::fs::File) {
-    let mut f = std::fs::File::from(master);
-    let mut buf = [0u8; 8192];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if log.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return, // EIO: the last process holding the pty's other side is gone
-        }
-    }
 }

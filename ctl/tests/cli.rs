@@ -801,3 +801,41 @@ fn restart_policies_as_docker() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     e.assert_clean();
 }
+
+/// `logs` keeps stdout and stderr apart (docker's json-file lines) and takes --tail, -t and
+/// --since.
+#[test]
+fn logs_streams_tail_since_timestamps() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "lg",
+        "busybox",
+        "sh",
+        "-c",
+        // The streams are copied side by side: the sleep orders them.
+        "echo err1 >&2; sleep 0.3; echo out1; echo out2; printf partial",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(e.ok(&["wait", "lg"]), "0\n");
+    let o = e.run(&["logs", "lg"]);
+    assert_eq!(stdout(&o), "out1\nout2\npartial");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err1\n");
+    assert_eq!(stdout(&e.run(&["logs", "--tail", "1", "lg"])), "partial");
+    let o = e.run(&["logs", "-t", "--tail", "2", "lg"]);
+    let out = stdout(&o);
+    assert!(out.starts_with("20") && out.contains("Z out2\n"), "{out}");
+    assert_eq!(
+        stdout(&e.run(&["logs", "--since", "2099-01-01T00:00:00Z", "lg"])),
+        ""
+    );
+    assert_eq!(
+        stdout(&e.run(&["logs", "--since", "1h", "lg"])),
+        "out1\nout2\npartial"
+    );
+    assert!(!e.run(&["logs", "--tail", "x", "lg"]).status.success());
+    e.ok(&["rm", "lg"]);
+    e.assert_clean();
+}
