@@ -275,6 +275,15 @@ fn stages_scratch_and_copy_from() {
     );
     let (_, err) = e.build_ok(&["-t", "ms"], &ctx);
     assert_eq!(steps(&err), (7, 0), "{err}");
+    // A scratch stage starts with BuildKit's PATH and WorkingDir (it had neither; buildah
+    // sets the PATH too: found by the integration suite's client_images_debian_*).
+    let cfg = e.config("ms");
+    assert_eq!(
+        cfg["config"]["Env"],
+        serde_json::json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]),
+        "{cfg}"
+    );
+    assert_eq!(cfg["config"]["WorkingDir"], "/", "{cfg}");
     // A symlink source is copied as what it points at, under its own name; --from and
     // --chown see the stage's ARGs (found in review).
     let o = e.run_ctr(&["--rm", "ms", "stat", "-c", "%F %u:%g %s", "/aliased"]);
