@@ -44,6 +44,7 @@ PACKAGES=(
 	selinux-policy-default # the SELinux tests: the VM booted with security=selinux loads its policy, permissive (hack/vm/stage2); inert on a host whose kernel runs no SELinux (nothing is relabelled, selinux-activate is not run)
 	policycoreutils   # load_policy for that (hack/vm/stage2)
 	selinux-utils     # getenforce: hack/test.sh checks that the SELinux VM pass runs permissive
+	debootstrap       # hack/debian-base.sh: the Debian base of the integration suite's gcc and Python builds (client_images_debian_*)
 	patchelf          # hack/install-peers.sh points sid's runc 1.3.6 at sid's libc (its ELF interpreter and rpath)
 )
 

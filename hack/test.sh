@@ -4,6 +4,9 @@
 # The whole test suite, as CI runs it (.ci/run), as root on a fresh machine:
 #   1. hack/install-deps.sh (which runs hack/install-peers.sh: docker 26.1.5 and containerd
 #      2.1.9 for the client matrix and runc 1.3.6, unpacked into /var/tmp/berth-peers, cached)
+#   1b. hack/debian-base.sh: the Debian bookworm base (debootstrap, gcc and python3-minimal)
+#      of the integration suite's client_images_debian_* builds, made once and cached in
+#      /var/cache/berth-test (~75 s, 344 MB); if it fails, those tests skip saying why
 #   2. cargo fmt --all -- --check
 #   3. cargo clippy --workspace --all-targets -- -D warnings
 #   4. cargo build --release --workspace
@@ -218,6 +221,7 @@ summary_line() {
 if ! step install-deps "$HACK/install-deps.sh"; then
 	die "hack/install-deps.sh failed; nothing else can run"
 fi
+step debian-base "$HACK/debian-base.sh" || true
 ensure_cargo
 pick_target # install-deps may have added the musl target
 log "building for $CARGO_BUILD_TARGET (binaries in $BIN_DIR)"

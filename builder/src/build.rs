@@ -305,6 +305,17 @@ fn clean_stale_tmp(dir: &Path) {
     }
 }
 
+/// A `FROM scratch` stage's config, as BuildKit's (dockerfile2llb's empty image) starts it: the
+/// default PATH (buildah sets it too) and WorkingDir `/`. It was empty: the images lacked the
+/// PATH both peers give them (found comparing with them, integration client_images_debian_*).
+fn scratch_config() -> Map<String, Value> {
+    let path = image::bundle::DEFAULT_PATH;
+    let mut m = Map::new();
+    m.insert("Env".into(), json!([path]));
+    m.insert("WorkingDir".into(), json!("/"));
+    m
+}
+
 impl Builder<'_> {
     pub(crate) fn built(&self, i: usize) -> Option<State> {
         self.built
@@ -384,7 +395,7 @@ impl Builder<'_> {
         Ok(match &s.base {
             Base::Scratch => State {
                 base_config: None,
-                stage: meta::Stage::new(Map::new()),
+                stage: meta::Stage::new(scratch_config()),
                 layers: Vec::new(),
                 history: Vec::new(),
                 key: self.key_root("scratch"),

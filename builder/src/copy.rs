@@ -202,6 +202,13 @@ fn archive_entries<W: Write>(
     for e in archive.entries()? {
         let mut e = e?;
         let name = prefix(&e.path_bytes());
+        if name.is_empty() {
+            // The archive's own root (`./`, as `tar -C DIR -cf A .` writes it) extracted at
+            // `/`: the image's root, which no layer entry names (BuildKit and buildah extract
+            // such a rootfs tarball; it used to fail here with "paths in archives must have at
+            // least one component").
+            continue;
+        }
         if name
             .rsplit('/')
             .next()

@@ -275,6 +275,15 @@ fn stages_scratch_and_copy_from() {
     );
     let (_, err) = e.build_ok(&["-t", "ms"], &ctx);
     assert_eq!(steps(&err), (7, 0), "{err}");
+    // A scratch stage starts with BuildKit's PATH and WorkingDir (it had neither; buildah
+    // sets the PATH too: found by the integration suite's client_images_debian_*).
+    let cfg = e.config("ms");
+    assert_eq!(
+        cfg["config"]["Env"],
+        serde_json::json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]),
+        "{cfg}"
+    );
+    assert_eq!(cfg["config"]["WorkingDir"], "/", "{cfg}");
     // A symlink source is copied as what it points at, under its own name; --from and
     // --chown see the stage's ARGs (found in review).
     let o = e.run_ctr(&["--rm", "ms", "stat", "-c", "%F %u:%g %s", "/aliased"]);
@@ -664,5 +673,67 @@ fn onbuild_add_and_oci_zstd() {
     );
     let o = e.run_ctr(&["--rm", "z:1", "cat", "/z"]);
     assert_eq!(stdout(&o), "z\n", "{}", String::from_utf8_lossy(&o.stderr));
+    e.assert_clean();
+}
+
+/// ADD of a rootfs tarball at `/`: `tar -C DIR -cf A .` makes `./` its first entry, which used
+/// to fail the build ("paths in archives must have at least one component"); BuildKit and
+/// buildah extract it (found by the integration suite's Debian base import,
+/// client_images_debian_*). Its entries keep their modes, owners and links.
+#[test]
+fn add_of_a_rootfs_tarball_at_the_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let tree = e.root.path().join("tree");
+    fs::create_dir_all(tree.join("opt/app")).unwrap();
+    fs::write(tree.join("opt/app/x"), "xyz\n").unwrap();
+    fs::set_permissions(tree.join("opt/app/x"), fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(tree.join("opt/app/x"), Some(7), Some(8)).unwrap();
+    std::os::unix::fs::symlink("app/x", tree.join("opt/l")).unwrap();
+    let ctx = context(
+        &e,
+        "rootfs-tar",
+        &[("Dockerfile", "FROM busybox\nADD rootfs.tar /\n")],
+    );
+    let tar = ctx.join("rootfs.tar");
+    let o = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-C"])
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let first = tar::Archive::new(fs::File::open(&tar).unwrap())
+        .entries()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path_bytes()
+        .into_owned();
+    assert_eq!(first, b"./", "the archive's first entry");
+    e.build_ok(&["-t", "rootfs:1"], &ctx);
+    let o = e.run_ctr(&[
+        "--rm",
+        "rootfs:1",
+        "sh",
+        "-c",
+        "stat -c '%n %a %u:%g %s' /opt/app/x; readlink /opt/l; cat /opt/l",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "/opt/app/x 640 7:8 4\napp/x\nxyz\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // FROM scratch: the layer names what the archive holds and no root entry.
+    fs::write(ctx.join("Dockerfile"), "FROM scratch\nADD rootfs.tar /\n").unwrap();
+    e.build_ok(&["-t", "rootfs:2"], &ctx);
+    let mut names = e.layer_names("rootfs:2", 0).concat();
+    names.sort();
+    assert_eq!(names, ["opt", "opt/app", "opt/app/x", "opt/l"]);
     e.assert_clean();
 }

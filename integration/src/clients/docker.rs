@@ -263,6 +263,15 @@ impl Docker {
         self.runner.run_as(self.docker_command(args), desc, timeout)
     }
 
+    /// `DOCKER_BUILDKIT=1 docker -H unix://SOCK ARGS...` (a `build` through dockerd's
+    /// BuildKit), killed after `timeout`.
+    pub fn buildkit(&self, args: &[&str], timeout: Duration) -> Out {
+        let desc = format!("DOCKER_BUILDKIT=1 docker {}", args.join(" "));
+        let mut cmd = self.docker_command(args);
+        cmd.env("DOCKER_BUILDKIT", "1");
+        self.runner.run_as(cmd, desc, timeout)
+    }
+
     /// Like [`Docker::docker`], with a terminal (under `script`).
     pub fn docker_pty(&self, args: &[&str]) -> Out {
         let mut argv = vec![

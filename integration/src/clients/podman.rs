@@ -152,6 +152,11 @@ impl Podman {
 
     /// `podman <private global flags> ARGS...` (killed after 30 s).
     pub fn podman(&self, args: &[&str]) -> Out {
+        self.podman_timeout(args, client_timeout())
+    }
+
+    /// [`Podman::podman`] killed after `timeout` (a build of a big image takes longer).
+    pub fn podman_timeout(&self, args: &[&str], timeout: std::time::Duration) -> Out {
         let mut cmd = Command::new(&self.podman);
         cmd.args(self.global_args()).args(args);
         for (k, v) in self.envs() {
@@ -165,7 +170,7 @@ impl Podman {
             cmd.env_remove(v);
         }
         self.runner
-            .run_as(cmd, format!("podman {}", args.join(" ")), client_timeout())
+            .run_as(cmd, format!("podman {}", args.join(" ")), timeout)
     }
 
     /// Like [`Podman::podman`], with a terminal (under `script`).

@@ -16,6 +16,7 @@ pub fn tests() -> Vec<Test> {
         ns_new_namespaces_differ_from_host,
         ns_absent_namespaces_shared_with_host,
         ns_net_only_lo,
+        ns_net_lo_up,
         ns_cgroup_root,
         ns_no_cgroupns_shows_cgroups_path,
         ns_mount_invisible_on_host,
@@ -96,6 +97,19 @@ fn ns_net_only_lo(ctx: &Ctx) -> TestResult {
         .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim()))
         .collect();
     ensure_eq!(ifaces, ["lo"], "interfaces in a new network namespace");
+    Ok(())
+}
+
+/// A new network namespace has its loopback up, as runc makes it (its "loopback" network):
+/// IFF_UP|IFF_LOOPBACK. berth left it down (found by client_images_debian_python_web_app).
+fn ns_net_lo_up(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.args(&["cat", "/sys/class/net/lo/flags"]);
+    ensure_eq!(
+        b.run_ok()?.trim(),
+        "0x9",
+        "lo's flags in a new network namespace"
+    );
     Ok(())
 }
 
