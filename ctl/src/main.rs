@@ -322,9 +322,6 @@ enum Cmd {
     /// (internal) Watch a detached container.
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
-    /// (internal) The createRuntime hook that brings a container's loopback up.
-    #[command(name = "__loopback-up", hide = true)]
-    LoopbackUp,
 }
 
 #[derive(Subcommand)]
@@ -392,10 +389,6 @@ fn main() {
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {
-    if let Cmd::LoopbackUp = cli.cmd {
-        // A hook: no data root, nothing but the container's network.
-        return netns::loopback_hook();
-    }
     let ctx = Ctx::open(
         &cli.root,
         cli.runtime.as_deref(),
@@ -614,7 +607,6 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         } => rm(&ctx, containers, *force, *volumes),
         Cmd::Prune => prune(&ctx),
         Cmd::Monitor { id } => run::monitor(&ctx, id),
-        Cmd::LoopbackUp => unreachable!("handled before the data root is opened"),
     }
 }
 
@@ -1040,4 +1032,14 @@ fn prune(ctx: &Ctx) -> Result<i32> {
         println!("Deleted snapshot: {s}");
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks of berthctl's command line.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -288,10 +288,7 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
             .and_then(|c| c.volumes().clone())
             .unwrap_or_default();
         volumes = crate::volumes::attach(ctx, &named, &image_volumes, &rootfs, &mut opts.binds)?;
-        let mut spec = bundle::generate(&config, &rootfs, &opts)?;
-        if crate::netns::own_namespace(&spec) {
-            crate::netns::add_loopback_hook(&mut spec)?;
-        }
+        let spec = bundle::generate(&config, &rootfs, &opts)?;
         image::fsutil::write_atomic(
             &ctx.bundle_dir(&id).join("config.json"),
             &serde_json::to_vec_pretty(&spec)?,

@@ -54,6 +54,9 @@ fn version_text() -> String {
 #[command(
     name = "berth",
     about = "A runc-compatible OCI container runtime",
+    // Our own -v/--version flag prints version_text(); clap needs a version for it to exist
+    // (its debug builds assert so).
+    version = env!("CARGO_PKG_VERSION"),
     disable_version_flag = true
 )]
 struct Cli {
@@ -698,6 +701,14 @@ fn exec(cli: &Cli, logger: &log::Logger, a: &ExecArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::subcommand_hint;
+
+    /// clap's own consistency checks (debug builds panic on the first parse otherwise: the
+    /// -v flag once had no version to show).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 
     fn hint(line: &str) -> Option<String> {
         subcommand_hint(line.split_whitespace().map(Into::into))
