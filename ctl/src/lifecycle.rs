@@ -138,3 +138,75 @@ fn wait_readable(fd: &OwnedFd) {
     // SAFETY: one pollfd we own, for the call's duration; EINTR just returns early.
     unsafe { libc::poll(&mut p, 1, -1) };
 }
+
+/// `rename CONTAINER NAME`.
+pub fn rename(ctx: &Ctx, what: &str, name: &str) -> Result<i32> {
+    let mut c = ctx.find(what)?;
+    if c.name == name {
+        bail!("renaming a container with the same name as its current name");
+    }
+    ctx.reserve_name(name, &c.id)?;
+    let old = std::mem::replace(&mut c.name, name.to_string());
+    if let Err(e) = ctx.save(&c) {
+        ctx.release_name(name, &c.id);
+        return Err(e);
+    }
+    ctx.release_name(&old, &c.id);
+    Ok(0)
+}
+
+/// `top CONTAINER [ps ARGS]`: the host's `ps` (with ARGS, default `-ef`), only the lines of
+/// the container's processes (the runtime's `ps` gives their pids), as docker does.
+pub fn top(ctx: &Ctx, what: &str, args: &[String]) -> Result<i32> {
+    let c = ctx.find(what)?;
+    if !matches!(ctx.status(&c), Status::Running | Status::Paused) {
+        bail!("container {} is not running", c.name);
+    }
+    let o = ctx
+        .runtime_cmd()
+        .args(["ps", "--format", "json", &c.id])
+        .output()
+        .context("the runtime's ps")?;
+    if !o.status.success() {
+        bail!(
+            "the runtime's ps: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    let pids: Vec<u64> = serde_json::from_slice(&o.stdout).context("the runtime's ps output")?;
+    let args: Vec<String> = if args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        args.to_vec()
+    };
+    let o = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("run ps")?;
+    if !o.status.success() {
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut lines = text.lines();
+    let head = lines.next().unwrap_or("");
+    let Some(col) = head.split_whitespace().position(|h| h == "PID") else {
+        bail!("ps {}: its output has no PID column", args.join(" "));
+    };
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    writeln!(out, "{head}")?;
+    for l in lines {
+        let pid = l
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<u64>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            writeln!(out, "{l}")?;
+        }
+    }
+    Ok(0)
+}

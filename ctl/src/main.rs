@@ -13,6 +13,7 @@ mod lifecycle;
 mod logs;
 mod netns;
 mod progress;
+mod ps;
 mod registry;
 mod restart;
 mod run;
@@ -208,6 +209,20 @@ enum Cmd {
         /// Full ids and commands.
         #[arg(long = "no-trunc")]
         no_trunc: bool,
+        /// KEY=VALUE: id, name, status, exited, ancestor, volume, network, label.
+        #[arg(short = 'f', long = "filter")]
+        filters: Vec<String>,
+        /// A Go template ({{.ID}}, {{.Names}}, ...), "table TEMPLATE" or "json".
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Give a container another name.
+    Rename { container: String, name: String },
+    /// Show a container's processes (host ps; its arguments, default -ef).
+    Top {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
     },
     /// Run a command in a running container.
     Exec {
@@ -519,7 +534,20 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             all,
             quiet,
             no_trunc,
-        } => ps(&ctx, *all, *quiet, *no_trunc),
+            filters,
+            format,
+        } => ps::ps(
+            &ctx,
+            &ps::Options {
+                all: *all,
+                quiet: *quiet,
+                no_trunc: *no_trunc,
+                filters,
+                format: format.as_deref(),
+            },
+        ),
+        Cmd::Rename { container, name } => lifecycle::rename(&ctx, container, name),
+        Cmd::Top { container, ps_args } => lifecycle::top(&ctx, container, ps_args),
         Cmd::Exec {
             detach,
             tty,
@@ -781,73 +809,6 @@ fn rmi(ctx: &Ctx, names: &[String], force: bool) -> Result<i32> {
         println!("Deleted: {b}");
     }
     Ok(if failed { 1 } else { 0 })
-}
-
-fn ps(ctx: &Ctx, all: bool, quiet: bool, no_trunc: bool) -> Result<i32> {
-    let states = ctx.runtime_states();
-    let mut rows = Vec::new();
-    for c in ctx.list()? {
-        let st = ctx.status_with(&c, states.get(&c.id).map(String::as_str));
-        if !all && !st.is_running() {
-            continue;
-        }
-        let id = if no_trunc {
-            c.id.clone()
-        } else {
-            c.id[..12].to_string()
-        };
-        if quiet {
-            rows.push(vec![id]);
-            continue;
-        }
-        let up = util::human_duration(util::now().saturating_sub(c.started.max(c.created)));
-        let status = match st {
-            Status::Running => format!("Up {up}"),
-            Status::Paused => format!("Up {up} (Paused)"),
-            Status::Created => "Created".into(),
-            Status::Exited(code, t) => format!("Exited ({code}) {}", util::ago(t)),
-            Status::Restarting => "Restarting".into(),
-            Status::Unknown => "Unknown".into(),
-        };
-        let mut cmd = format!("\"{}\"", c.command.join(" "));
-        if !no_trunc && cmd.chars().count() > 22 {
-            cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
-        }
-        let (repo, tag) = split_name(&c.image);
-        let img = if tag == "latest" {
-            repo
-        } else {
-            format!("{repo}:{tag}")
-        };
-        rows.push(vec![
-            id,
-            img,
-            cmd,
-            util::ago(c.created),
-            status,
-            c.name.clone(),
-        ]);
-    }
-    let mut out = std::io::stdout().lock();
-    if quiet {
-        for r in rows {
-            writeln!(out, "{}", r[0])?;
-        }
-        return Ok(0);
-    }
-    table_n(
-        &mut out,
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "NAMES",
-        ],
-        rows,
-    )?;
-    Ok(0)
 }
 
 struct ExecFlags<'a> {

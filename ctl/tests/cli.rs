@@ -839,3 +839,87 @@ fn logs_streams_tail_since_timestamps() {
     e.ok(&["rm", "lg"]);
     e.assert_clean();
 }
+
+/// `ps --format` and `-f` as docker's; `rename`; `top` shows the container's processes.
+#[test]
+fn ps_format_filters_rename_top() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&["-d", "--name", "up1", "busybox", "sleep", "30"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = stdout(&o).trim().to_string();
+    let o = e.run_ctr(&["--name", "down3", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    // The default table has docker's columns, PORTS included.
+    let head = e.ok(&["ps"]).lines().next().unwrap().to_string();
+    let cols: Vec<&str> = head
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES"
+        ]
+    );
+    assert_eq!(
+        e.ok(&["ps", "--format", "{{.Names}} {{.State}} {{.Image}}"]),
+        "up1 running busybox\n"
+    );
+    assert_eq!(
+        e.ok(&["ps", "-a", "-f", "exited=3", "--format", "{{.Names}}"]),
+        "down3\n"
+    );
+    assert_eq!(
+        e.ok(&["ps", "-f", "status=exited", "--format", "{{.Names}}"]),
+        "down3\n"
+    );
+    assert_eq!(
+        e.ok(&["ps", "-a", "-f", "name=up", "-q", "--no-trunc"]),
+        format!("{id}\n")
+    );
+    assert_eq!(
+        e.ok(&["ps", "-a", "-f", "ancestor=busybox", "-q"])
+            .lines()
+            .count(),
+        2
+    );
+    assert_eq!(
+        e.ok(&["ps", "-a", "-f", "status=running", "-f", "name=down", "-q"]),
+        ""
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(e.ok(&["ps", "--format", "json"]).trim()).unwrap();
+    assert_eq!(j["Names"], "up1");
+    assert_eq!(j["Networks"], "none");
+    let t = e.ok(&["ps", "-a", "--format", "table {{.Names}}\t{{.Status}}"]);
+    assert!(t.starts_with("NAMES"), "{t}");
+    assert!(t.contains("STATUS") && t.contains("Exited (3)"), "{t}");
+    assert!(!e.run(&["ps", "-f", "status=up"]).status.success());
+    // rename: the new name finds it, the old one is free again.
+    e.ok(&["rename", "up1", "renamed"]);
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.Name}}", "renamed"]),
+        "/renamed\n"
+    );
+    assert!(!e.run(&["inspect", "up1"]).status.success());
+    assert!(
+        !e.run(&["rename", "renamed", "down3"]).status.success(),
+        "a taken name"
+    );
+    // top: the container's sleep, not the host's processes.
+    let top = e.ok(&["top", "renamed"]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert!(lines[0].contains("PID"), "{top}");
+    assert_eq!(lines.len(), 2, "{top}");
+    assert!(lines[1].contains("sleep 30"), "{top}");
+    e.ok(&["rm", "-f", "renamed", "down3"]);
+    e.assert_clean();
+}
