@@ -37,6 +37,8 @@ pub struct Job<'a> {
     pub argv: Vec<String>,
     /// `KEY=value` of the ARGs in scope (under the config's Env).
     pub args_env: Vec<String>,
+    /// `KEY=value` of secrets given as variables (over everything).
+    pub secret_env: Vec<String>,
     pub network: Network,
     pub binds: Vec<Bind>,
     /// More mounts (OCI `mounts` entries: RUN --mount's).
@@ -65,6 +67,7 @@ pub fn run(rt: &Runtime, job: &Job<'_>, report: &dyn Report) -> Result<()> {
             let k = kv.split('=').next().unwrap_or(kv);
             !image_env.iter().any(|e| e.split('=').next() == Some(k))
         })
+        .chain(&job.secret_env)
         .cloned()
         .collect();
     o.network = job.network;

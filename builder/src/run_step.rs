@@ -147,11 +147,9 @@ impl Builder<'_> {
                 }
             }
         }
+        // Secrets given as variables win over ENV and ARGs, and exist only here: never in the
+        // key, the history or the config.
         let (mounts, secret_env, _locks) = self.mount_entries(&prepared, &step, ins.line)?;
-        // Secrets given as variables come last (they win) and only here: never in the key,
-        // the history or the config.
-        let mut args_env = args_env;
-        args_env.extend(secret_env);
         let mut destinations: Vec<String> = image::bundle::default_spec("/")["mounts"]
             .as_array()
             .into_iter()
@@ -175,6 +173,7 @@ impl Builder<'_> {
                 image_config: &image_config,
                 argv: cmd.argv.clone(),
                 args_env,
+                secret_env,
                 network,
                 binds,
                 mounts,

@@ -242,7 +242,7 @@ impl Ctx {
             Some("running") => Status::Running,
             Some("paused") => Status::Paused,
             Some("created") | Some("creating") => Status::Created,
-            _ if self.container_dir(&c.id).join("restarting").exists() => Status::Restarting,
+            _ if crate::restart::restarting(self, &c.id) => Status::Restarting,
             _ => Status::Unknown,
         }
     }

@@ -15,15 +15,13 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use image::fsutil::{self, lstat_at, openat2, IN_ROOT};
 
-use crate::containers::Status;
 use crate::ctx::Ctx;
 
 pub struct CpArgs<'a> {
@@ -53,10 +51,9 @@ pub fn cp(ctx: &Ctx, a: &CpArgs<'_>) -> Result<i32> {
     };
     let c = ctx.find(name)?;
     let root = ctx.rootfs_dir(&c.id);
-    if !matches!(
-        ctx.status(&c),
-        Status::Running | Status::Paused | Status::Created
-    ) {
+    // Its rootfs is mounted while it runs, is created or waits for a restart: that mount is
+    // the one to use (a second overlay on the same upper directory is not).
+    if !is_mounted(&root)? {
         // Its layer, mounted where nothing else sees it, for as long as this process lives.
         crate::build::private_mounts()?;
         let mounts = ctx
@@ -75,6 +72,16 @@ pub fn cp(ctx: &Ctx, a: &CpArgs<'_>) -> Result<i32> {
             .with_context(|| format!("copy {} to {}:{inside}", a.src, c.name))?;
     }
     Ok(0)
+}
+
+/// Whether `path` is a mount point in this mount namespace.
+fn is_mounted(path: &Path) -> Result<bool> {
+    let info = fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    let want = path.to_string_lossy();
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == want))
 }
 
 /// A container path as (parent, last name, copy-the-content `/.`): relative to its `/`.
@@ -108,10 +115,18 @@ fn copy_out(root: BorrowedFd<'_>, inside: &str, dest: &Path, a: &CpArgs<'_>) -> 
             openat2(root, full, libc::O_PATH, 0, IN_ROOT).map_err(|e| anyhow!("{inside}: {e}"))?;
         let st = fsutil::fstat(fd.as_fd())?;
         if !fsutil::is_dir(&st) {
-            let f = openat2(root, full, libc::O_RDONLY | libc::O_NONBLOCK, 0, IN_ROOT)
-                .map_err(|e| anyhow!("{inside}: {e}"))?;
             let target = out_target(dest, inside, false, false)?;
-            return copy_file(fs::File::from(f), &st, &target, a.archive);
+            let (dir, name) = host_dir_of(&target)?;
+            return match st.st_mode & libc::S_IFMT {
+                libc::S_IFREG => write_file(
+                    reopen_regular(&fd, &st)?,
+                    &st,
+                    dir.as_fd(),
+                    &name,
+                    a.archive,
+                ),
+                _ => bail!("{inside}: not a regular file or a directory"),
+            };
         }
         (fd, b".".to_vec())
     } else {
@@ -123,8 +138,42 @@ fn copy_out(root: BorrowedFd<'_>, inside: &str, dest: &Path, a: &CpArgs<'_>) -> 
     if contents && !is_dir {
         bail!("{inside}: not a directory");
     }
-    let target = out_target(dest, inside, is_dir, contents)?;
-    read_tree(dir.as_fd(), &name, &st, &target, a.archive)
+    let mut target = out_target(dest, inside, is_dir, contents)?;
+    if target == dest {
+        // The caller named it: their symlinks are followed, as a shell would.
+        if let Ok(real) = fs::canonicalize(&target) {
+            target = real;
+        }
+    }
+    let (host_dir, host_name) = host_dir_of(&target)?;
+    write_tree(
+        dir.as_fd(),
+        &name,
+        &st,
+        host_dir.as_fd(),
+        &host_name,
+        a.archive,
+    )
+}
+
+/// The host directory a copy out writes in, open, and the name in it. The caller's own path
+/// is resolved as given; a last component that came from the container's side (a name added
+/// below an existing directory) is not: a symlink there, left by an earlier copy, is replaced.
+fn host_dir_of(target: &Path) -> Result<(OwnedFd, Vec<u8>)> {
+    let name = target
+        .file_name()
+        .filter(|n| *n != "." && *n != "..")
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: give a path that names a file or directory",
+                target.display()
+            )
+        })?;
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((fsutil::open_dir(parent)?, name.as_bytes().to_vec()))
 }
 
 /// Where on the host a copy out goes, by docker's rules.
@@ -160,90 +209,180 @@ fn out_target(
     })
 }
 
-/// A regular file's content (open in the container) to `to`, with its mode, times and (with
-/// `keep`) owner.
-fn copy_file(mut src: fs::File, st: &libc::stat, to: &Path, keep: bool) -> Result<()> {
-    let _ = fs::remove_file(to);
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(to)
-        .with_context(|| format!("create {}", to.display()))?;
-    // The size stat gave: a file that grows meanwhile is cut there.
-    io::copy(&mut (&mut src).take(st.st_size as u64), &mut out)?;
-    out.set_permissions(fs::Permissions::from_mode(st.st_mode & 0o7777))?;
-    finish(to, st, keep)
+/// Resolution for one name in a directory: no symlink, no `..`, no leaving it.
+const ONE_NAME: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+
+/// Open `name` in container directory `dir` for reading, only if it is still the regular file
+/// `st` says (a device node or a FIFO swapped in meanwhile is never opened: opening one can
+/// act on the host's hardware, or block).
+fn open_regular(dir: BorrowedFd<'_>, name: &[u8], st: &libc::stat) -> Result<fs::File> {
+    let fd = openat2(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0, ONE_NAME)?;
+    reopen_regular(&fd, st)
 }
 
-/// Owner (with `keep`) and times of a copied entry.
-fn finish(to: &Path, st: &libc::stat, keep: bool) -> Result<()> {
-    if keep {
-        std::os::unix::fs::lchown(to, Some(st.st_uid), Some(st.st_gid))?;
+/// Reopen an O_PATH descriptor for reading when it is the regular file `st` (same inode).
+fn reopen_regular(fd: &OwnedFd, st: &libc::stat) -> Result<fs::File> {
+    let now = fsutil::fstat(fd.as_fd())?;
+    if now.st_mode & libc::S_IFMT != libc::S_IFREG
+        || now.st_ino != st.st_ino
+        || now.st_dev != st.st_dev
+    {
+        bail!("a file changed while it was copied (not a regular file any more)");
     }
-    let atime = nix::sys::time::TimeSpec::new(st.st_atime, st.st_atime_nsec);
-    let mtime = nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+    // The magic link reopens that very inode: a regular file.
+    fs::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())).context("reopen a file to copy")
+}
+
+/// Make room for `name` in host directory `dir`: whatever is there goes (a symlink is removed,
+/// never followed), except a directory when a directory is to be written.
+fn clear_for(dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool) -> Result<()> {
+    match lstat_at(dir, name)? {
+        Some(st) if keep_dir && fsutil::is_dir(&st) => Ok(()),
+        Some(_) => Ok(fsutil::remove_at(dir, name)?),
+        None => Ok(()),
+    }
+}
+
+/// Owner (with `keep`) and times of the entry `name` in `dir`, never through a symlink.
+fn set_attrs_at(dir: BorrowedFd<'_>, name: &[u8], st: &libc::stat, keep: bool) -> Result<()> {
+    let name = OsStr::from_bytes(name);
+    if keep {
+        nix::unistd::fchownat(
+            dir,
+            name,
+            Some(nix::unistd::Uid::from_raw(st.st_uid)),
+            Some(nix::unistd::Gid::from_raw(st.st_gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+    }
     nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        to,
-        &atime,
-        &mtime,
+        dir,
+        name,
+        &nix::sys::time::TimeSpec::new(st.st_atime, st.st_atime_nsec),
+        &nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )?;
     Ok(())
 }
 
-/// Copy `name` in container directory `dir` (already lstat'ed as `st`) to host path `to`.
-fn read_tree(
+/// Mode, owner (with `keep`) and times through an open descriptor.
+fn set_attrs_fd(fd: BorrowedFd<'_>, st: &libc::stat, keep: bool) -> Result<()> {
+    nix::sys::stat::fchmod(
+        fd,
+        nix::sys::stat::Mode::from_bits_truncate(st.st_mode & 0o7777),
+    )?;
+    if keep {
+        nix::unistd::fchown(
+            fd,
+            Some(nix::unistd::Uid::from_raw(st.st_uid)),
+            Some(nix::unistd::Gid::from_raw(st.st_gid)),
+        )?;
+    }
+    fsutil::set_times(
+        fd,
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    )?;
+    Ok(())
+}
+
+/// A regular file's content (open in the container) as `name` in host directory `dir`.
+fn write_file(
+    mut src: fs::File,
+    st: &libc::stat,
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    keep: bool,
+) -> Result<()> {
+    clear_for(dir, name, false)?;
+    let fd = openat2(
+        dir,
+        name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        0o600,
+        ONE_NAME,
+    )
+    .with_context(|| format!("create {}", String::from_utf8_lossy(name)))?;
+    let mut out = fs::File::from(fd);
+    // The size stat gave: a file that grows meanwhile is cut there.
+    io::copy(&mut (&mut src).take(st.st_size as u64), &mut out)?;
+    set_attrs_fd(out.as_fd(), st, keep)
+}
+
+/// Copy `name` in container directory `dir` (already lstat'ed as `st`) as `to` in host
+/// directory `to_dir`. Both sides go by descriptor: a symlink on either side is an entry to
+/// copy or to replace, never a way elsewhere (a container that planted `x -> /etc` in a
+/// volume, or in what an earlier `cp` wrote, cannot send a write into the host's /etc).
+fn write_tree(
     dir: BorrowedFd<'_>,
     name: &[u8],
     st: &libc::stat,
-    to: &Path,
+    to_dir: BorrowedFd<'_>,
+    to: &[u8],
     keep: bool,
 ) -> Result<()> {
-    let mode = st.st_mode & 0o7777;
+    let mode = nix::sys::stat::Mode::from_bits_truncate(st.st_mode & 0o7777);
     match st.st_mode & libc::S_IFMT {
         libc::S_IFDIR => {
-            match fs::DirBuilder::new().mode(0o700).create(to) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && to.is_dir() => {}
-                Err(e) => return Err(e).with_context(|| format!("create {}", to.display())),
+            clear_for(to_dir, to, true)?;
+            match nix::sys::stat::mkdirat(
+                to_dir,
+                OsStr::from_bytes(to),
+                nix::sys::stat::Mode::S_IRWXU,
+            ) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("create {}", String::from_utf8_lossy(to)))
+                }
             }
-            let fd = open_nofollow(dir, name, libc::O_RDONLY | libc::O_DIRECTORY)?;
-            for child in fsutil::list_dir(fd.as_fd())? {
+            let out = openat2(
+                to_dir,
+                to,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+                ONE_NAME,
+            )
+            .with_context(|| format!("open {}", String::from_utf8_lossy(to)))?;
+            let src = open_nofollow(dir, name, libc::O_RDONLY | libc::O_DIRECTORY)?;
+            for child in fsutil::list_dir(src.as_fd())? {
                 let c = child.as_bytes();
-                let Some(cst) = lstat_at(fd.as_fd(), c)? else {
+                let Some(cst) = lstat_at(src.as_fd(), c)? else {
                     continue;
                 };
-                read_tree(fd.as_fd(), c, &cst, &to.join(OsStr::from_bytes(c)), keep)?;
+                write_tree(src.as_fd(), c, &cst, out.as_fd(), c, keep)?;
             }
-            fs::set_permissions(to, fs::Permissions::from_mode(mode))?;
+            set_attrs_fd(out.as_fd(), st, keep)
         }
-        libc::S_IFREG => {
-            let fd = open_nofollow(dir, name, libc::O_RDONLY | libc::O_NONBLOCK)?;
-            return copy_file(fs::File::from(fd), st, to, keep);
-        }
+        libc::S_IFREG => write_file(open_regular(dir, name, st)?, st, to_dir, to, keep),
         libc::S_IFLNK => {
             let target = nix::fcntl::readlinkat(dir, OsStr::from_bytes(name))?;
-            let _ = fs::remove_file(to);
-            std::os::unix::fs::symlink(&target, to)
-                .with_context(|| format!("create {}", to.display()))?;
+            clear_for(to_dir, to, false)?;
+            nix::unistd::symlinkat(target.as_os_str(), to_dir, OsStr::from_bytes(to))?;
+            set_attrs_at(to_dir, to, st, keep)
         }
         libc::S_IFIFO => {
-            let _ = fs::remove_file(to);
-            nix::unistd::mkfifo(to, nix::sys::stat::Mode::from_bits_truncate(mode))?;
+            clear_for(to_dir, to, false)?;
+            nix::unistd::mkfifoat(to_dir, OsStr::from_bytes(to), mode)?;
+            set_attrs_at(to_dir, to, st, keep)
         }
         // Sockets and device nodes stay behind.
-        _ => return Ok(()),
+        _ => Ok(()),
     }
-    finish(to, st, keep)
 }
 
 /// Copy what directory `src` (a descriptor inside a rootfs) holds into host directory `to`,
 /// owners, modes and times kept, `to` taking the directory's own (a volume's first fill).
 pub(crate) fn copy_tree_into(src: BorrowedFd<'_>, to: &Path) -> Result<()> {
     let st = fsutil::fstat(src)?;
-    read_tree(src, b".", &st, to, true)
+    let (dir, name) = host_dir_of(to)?;
+    write_tree(src, b".", &st, dir.as_fd(), &name, true)
 }
 
 fn open_nofollow(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<OwnedFd> {

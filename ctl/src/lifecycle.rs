@@ -52,6 +52,8 @@ pub fn start_one(ctx: &Ctx, mut c: Container, root_args: &[String]) -> Result<Co
     let kept = std::fs::read(&exit).ok();
     let _ = std::fs::remove_file(&exit);
     c.detached = true;
+    // As docker's start: the policy counts its restarts afresh.
+    c.restart_count = 0;
     let r = ctx
         .save(&c)
         .and_then(|()| crate::run::start_monitor(ctx, &c, root_args));

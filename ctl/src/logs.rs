@@ -51,6 +51,11 @@ impl Writer {
         }
     }
 
+    /// One line of berthctl's own in the container's log (as stderr).
+    pub fn note(&self, line: &str) {
+        self.entry("stderr", line.as_bytes());
+    }
+
     /// Copy `from` (a pipe or a pty master) into the log as `stream` lines until it ends
     /// (EOF, or EIO once a pty has no other side).
     pub fn copy(&self, mut from: File, stream: &'static str) {
@@ -98,17 +103,41 @@ pub fn parse_since(s: &str) -> Result<u64> {
     if let Ok(t) = s.split('.').next().unwrap_or(s).parse::<u64>() {
         return Ok(t);
     }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("--since {s:?}: a time, a timestamp or a duration (10m)"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => bail!("--since {s:?}: a time, a timestamp or a duration (10m)"),
-    };
-    Ok(crate::util::now().saturating_sub(secs))
+    let secs = go_duration(s).with_context(|| {
+        format!("--since {s:?}: a time, a timestamp or a duration (10m, 1h30m)")
+    })?;
+    Ok(crate::util::now().saturating_sub(secs as u64))
+}
+
+/// A Go duration (`1h30m`, `1.5h`, `90s`, `250ms`) in seconds.
+fn go_duration(s: &str) -> Result<f64> {
+    let mut rest = s;
+    let mut total = 0.0;
+    if rest.is_empty() {
+        bail!("empty");
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| anyhow::anyhow!("no unit"))?;
+        let value: f64 = rest[..n].parse().context("a number")?;
+        let after = &rest[n..];
+        let u = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        total += value
+            * match &after[..u] {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                other => bail!("unknown unit {other:?}"),
+            };
+        rest = &after[u..];
+    }
+    Ok(total)
 }
 
 /// Write the entry lines of `text` that pass `opts` to stdout or stderr.
@@ -269,5 +298,10 @@ mod tests {
         let t = parse_since("10m").unwrap();
         assert!(t <= now - 600 && t >= now - 602);
         assert!(parse_since("soon").is_err());
+        let t = parse_since("1h30m").unwrap();
+        assert!(t <= now - 5400 && t >= now - 5402);
+        assert_eq!(go_duration("1.5h").unwrap(), 5400.0);
+        assert_eq!(go_duration("250ms").unwrap(), 0.25);
+        assert!(go_duration("5x").is_err());
     }
 }

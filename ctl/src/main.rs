@@ -869,11 +869,16 @@ fn kill(ctx: &Ctx, names: &[String], signal: &str) -> Result<i32> {
     let mut failed = false;
     for n in names {
         let r = ctx.find(n).and_then(|c| {
-            if !ctx.status(&c).is_running() {
+            let status = ctx.status(&c);
+            if !status.is_running() {
                 bail!("container {} is not running", c.name);
             }
             // As docker's kill: the restart policy holds off until `start`.
             restart::mark_stopped(ctx, &c.id);
+            if status == Status::Restarting {
+                // Between runs: nothing to signal, and the mark keeps it down.
+                return Ok(c);
+            }
             let st = ctx
                 .runtime_cmd()
                 .args(["kill", &c.id, &sig.to_string()])

@@ -94,12 +94,33 @@ impl Backoff {
     }
 }
 
+/// The container's lifecycle lock: held by its monitor from a restart decision until the new
+/// process runs, and by stop, kill and rm while they mark the container stopped by hand.
+pub fn lock(ctx: &Ctx, id: &str) -> Result<image::fsutil::FileLock> {
+    Ok(image::fsutil::FileLock::exclusive(
+        &ctx.container_dir(id).join("lifecycle.lock"),
+    )?)
+}
+
+/// Whether the container's monitor is between runs: its `restarting` marker names a live
+/// monitor (one that died, or a reboot, leaves a marker that means nothing).
+pub fn restarting(ctx: &Ctx, id: &str) -> bool {
+    std::fs::read_to_string(ctx.container_dir(id).join("restarting"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+        // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+        .is_some_and(|p| unsafe { libc::kill(p, 0) } == 0)
+}
+
 fn marker(ctx: &Ctx, id: &str) -> std::path::PathBuf {
     ctx.container_dir(id).join("stopped-by-hand")
 }
 
-/// `stop`, `kill`, `rm -f`: the policy holds off until `start`.
+/// `stop`, `kill`, `rm -f`: the policy holds off until `start`. Taken under the lifecycle
+/// lock, so that a restart under way finishes first (and is then stopped like any run).
 pub fn mark_stopped(ctx: &Ctx, id: &str) {
+    let _lock = lock(ctx, id);
     let _ = std::fs::write(marker(ctx, id), b"");
 }
 

@@ -584,8 +584,12 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
     };
     let restarting = ctx.container_dir(id).join("restarting");
     let mut backoff = crate::restart::Backoff::new();
+    // The lifecycle lock while a restart is under way (see below).
+    let mut held: Option<image::fsutil::FileLock> = None;
     loop {
-        match monitor_start(ctx, &c) {
+        let started = monitor_start(ctx, &c);
+        drop(held.take());
+        match started {
             Ok((init_pid, copiers)) => {
                 let up = std::time::Instant::now();
                 if let Ok(mut now) = ctx.load(id) {
@@ -600,8 +604,10 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
                 for t in copiers {
                     let _ = t.join();
                 }
-                // Removed meanwhile (rm -f): nothing left to record.
-                let Ok(mut now) = ctx.load(id) else {
+                // Removed meanwhile (rm -f): nothing left to record, the runtime's container
+                // goes too.
+                let Ok(now) = ctx.load(id) else {
+                    ctx.delete_runtime(&c.id);
                     return Ok(0);
                 };
                 if policy.restarts(
@@ -610,11 +616,20 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
                     crate::restart::stopped_by_hand(ctx, id),
                 ) {
                     ctx.delete_runtime(&c.id);
-                    let _ = std::fs::write(&restarting, code.to_string());
+                    // The marker names this monitor: a dead one's marker means nothing.
+                    let _ = std::fs::write(&restarting, std::process::id().to_string());
                     if wait_out(ctx, id, backoff.next(up.elapsed())) {
-                        now.restart_count += 1;
-                        let _ = ctx.save(&now);
-                        continue;
+                        // From the decision to the started container, stop/kill/rm wait: they
+                        // see it running (and stop it), or find it stopped by hand here.
+                        let lock = crate::restart::lock(ctx, id);
+                        if lock.is_ok() && !crate::restart::stopped_by_hand(ctx, id) {
+                            if let Ok(mut now) = ctx.load(id) {
+                                now.restart_count += 1;
+                                let _ = ctx.save(&now);
+                                held = lock.ok();
+                                continue;
+                            }
+                        }
                     }
                     let _ = std::fs::remove_file(&restarting);
                 }
@@ -639,12 +654,12 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
                     format!("{e:#}"),
                 );
                 let code = e.downcast_ref::<util::CodedError>().map_or(125, |c| c.code);
-                let _ = std::io::Write::write_all(
-                    &mut std::fs::OpenOptions::new()
-                        .append(true)
-                        .open(ctx.log_path(id))?,
-                    format!("berthctl: restart: {e:#}\n").as_bytes(),
-                );
+                if let Ok(f) = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(ctx.log_path(id))
+                {
+                    crate::logs::Writer::new(f).note(&format!("berthctl: restart: {e:#}\n"));
+                }
                 ctx.record_exit(&c.id, code);
                 return Ok(1);
             }

@@ -241,12 +241,15 @@ impl std::error::Error for CodedError {}
 /// 127 when its command is not there (or a mount's source is a file where a directory is
 /// needed, or the reverse), 126 when it cannot be invoked, 125 for anything else.
 pub fn start_error_code(cmd: &str, msg: &str) -> i32 {
+    // docker's checks, the later ones winning: the command not found, then EACCES, then
+    // ENOTDIR (a file mounted on a directory or the reverse).
     let m = msg.to_ascii_lowercase();
-    if m.contains("permission denied") {
+    if m.contains("not a directory") {
+        127
+    } else if m.contains("permission denied") {
         126
-    } else if (m.contains(&cmd.to_ascii_lowercase())
-        && (m.contains("executable file not found") || m.contains("no such file or directory")))
-        || m.contains("not a directory")
+    } else if m.contains(&cmd.to_ascii_lowercase())
+        && (m.contains("executable file not found") || m.contains("no such file or directory"))
     {
         127
     } else {

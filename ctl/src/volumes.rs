@@ -155,10 +155,13 @@ pub fn attach(
     Ok(used)
 }
 
-/// Remove the anonymous ones among `used` (a container that is being removed).
+/// Remove the anonymous ones among `used` (a container that is being removed, its record
+/// gone already), unless another container has one too (`-v <its name>:...`).
 pub fn remove_anonymous(ctx: &Ctx, used: &[VolumeUse]) {
     for v in used.iter().filter(|v| v.anonymous) {
-        let _ = image::fsutil::remove_path(&root(ctx).join(&v.name));
+        if users(ctx, &v.name).is_ok_and(|u| u.is_empty()) {
+            let _ = image::fsutil::remove_path(&root(ctx).join(&v.name));
+        }
     }
 }
 

@@ -343,6 +343,7 @@ fn run_mounts_and_secrets_stay_out_of_the_image() {
                 "FROM busybox\n\
                  RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len\n\
                  RUN --mount=type=secret,id=tok,target=/etc/tok,mode=0440,uid=1000 stat -c '%a %u' /etc/tok > /tokstat\n\
+                 ENV TOKEN=public\n\
                  RUN --mount=type=secret,id=tok,env=TOKEN echo ${#TOKEN} $(ls /run/secrets 2>&1 | grep -c 'No such') > /envlen\n\
                  RUN --mount=type=cache,target=/cache echo run >> /cache/log && wc -l < /cache/log > /count\n\
                  RUN --mount=type=bind,source=data,target=/data cat /data/one > /one && ! touch /data/x\n\

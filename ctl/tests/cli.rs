@@ -580,6 +580,51 @@ fn cp_in_and_out_stays_in_the_rootfs() {
     );
     e.ok(&["start", "box"]);
     assert_eq!(e.ok(&["exec", "box", "cat", "/after"]), "a\n");
+    // What an earlier copy left on the host is never a way out (found in review): the
+    // container's /app/x was a symlink to a host directory, then became a directory; copying
+    // /app again replaces the host's symlink instead of writing through it. The same for the
+    // copied directory itself (/app2 a symlink first, a directory later).
+    let target = tempfile::tempdir().unwrap();
+    let ts = target.path().to_string_lossy().into_owned();
+    e.ok(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        &format!("mkdir -p /app; ln -s {ts} /app/x; ln -s {ts} /app2"),
+    ]);
+    std::fs::create_dir(h.join("o1")).unwrap();
+    e.ok(&["cp", "box:/app", &format!("{hs}/o1")]);
+    e.ok(&["cp", "box:/app2", &format!("{hs}/o1")]);
+    assert!(std::fs::symlink_metadata(h.join("o1/app/x"))
+        .unwrap()
+        .is_symlink());
+    e.ok(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "rm /app/x /app2; mkdir -p /app/x /app2; echo owned > /app/x/pw; echo owned > /app2/pw",
+    ]);
+    e.ok(&["cp", "box:/app", &format!("{hs}/o1")]);
+    e.ok(&["cp", "box:/app2", &format!("{hs}/o1")]);
+    assert!(
+        !target.path().join("pw").exists(),
+        "wrote through a symlink an earlier cp left"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.join("o1/app/x/pw")).unwrap(),
+        "owned\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.join("o1/app2/pw")).unwrap(),
+        "owned\n"
+    );
+    // A device node is never opened on the host's behalf, even with -L.
+    e.ok(&["exec", "box", "ln", "-s", "/dev/zero", "/zero"]);
+    let o = e.run(&["cp", "-L", "box:/zero", &format!("{hs}/zero")]);
+    assert!(!o.status.success(), "cp -L opened a device");
+    assert!(!h.join("zero").exists());
     // Names that would be whiteouts are refused; a missing parent is an error.
     std::fs::write(h.join(".wh.x"), "").unwrap();
     assert!(!e
@@ -719,6 +764,29 @@ fn restart_policies_as_docker() {
     assert_eq!(
         e.ok(&["inspect", "-f", "{{.RestartCount}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}}", "flaky"]),
         "2 on-failure 2\n"
+    );
+    // A marker a dead monitor left (a reboot) means nothing: still exited, and `start` runs
+    // it with the retries counted afresh, as docker's start (found in review).
+    let id = e
+        .ok(&["inspect", "-f", "{{.Id}}", "flaky"])
+        .trim()
+        .to_string();
+    std::fs::write(
+        e.root
+            .path()
+            .join("containers")
+            .join(&id)
+            .join("restarting"),
+        "999999999",
+    )
+    .unwrap();
+    assert!(e.ok(&["ps", "-a"]).contains("Exited (3)"));
+    e.ok(&["start", "flaky"]);
+    assert_eq!(e.ok(&["wait", "flaky"]), "3\n");
+    assert_eq!(e.ok(&["logs", "flaky"]), "run\n".repeat(6));
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.RestartCount}}", "flaky"]),
+        "2\n"
     );
     e.ok(&["rm", "flaky"]);
     let count = |name: &str| -> u32 {

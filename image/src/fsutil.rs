@@ -113,8 +113,16 @@ pub fn lstat_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<libc::sta
     }
 }
 
+/// `fstat(2)` of any descriptor (O_PATH ones too, of files as well as directories).
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    lstat_at(fd, b"")?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    // SAFETY: stat is plain data filled by the kernel.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a stat buffer we own.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0 {
+        Ok(st)
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 pub fn is_dir(st: &libc::stat) -> bool {

@@ -527,7 +527,14 @@ pub fn whole_index(store: &Store, rec: &ImageRecord) -> Result<Option<Vec<IndexE
         Err(Error::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    Ok(Some(entries))
+    // Only what this image kept (--all-platforms): blobs another image left in the store do
+    // not make a host-only pull push the whole index.
+    let kept = entries.iter().all(|e| {
+        std::iter::once(&e.manifest)
+            .chain(&e.blobs)
+            .all(|d| rec.blobs.contains(&d.digest))
+    });
+    Ok(kept.then_some(entries))
 }
 
 /// At most this many layers are unpacked at once (fewer on fewer CPUs).
