@@ -11,6 +11,7 @@ mod images;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod mounts;
 mod netns;
 mod progress;
 mod ps;

@@ -62,6 +62,15 @@ pub struct RunArgs {
     /// A bind mount HOST:CONTAINER[:ro|rw], or a volume NAME:CONTAINER[:ro|rw].
     #[arg(short = 'v', long = "volume")]
     pub volumes: Vec<String>,
+    /// A mount: type=bind|volume|tmpfs,source=...,target=...[,readonly].
+    #[arg(long = "mount")]
+    pub mounts: Vec<String>,
+    /// A tmpfs: PATH[:OPTIONS].
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// The volumes and binds of another container: CONTAINER[:ro|rw].
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Override the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -281,14 +290,29 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
             .prepare(&id, top.as_ref())
             .context("prepare the container's snapshot")?;
         image::snapshot::mount_all(&mounts, &rootfs).context("mount the rootfs")?;
-        let (mut opts, named) = bundle_options(ctx, a, &id)?;
+        let (mut opts, mut named) = bundle_options(ctx, a, &id)?;
+        let mut extra = crate::mounts::Extra::default();
+        for v in &a.volumes_from {
+            crate::mounts::volumes_from(ctx, v, &mut extra)?;
+        }
+        for m in &a.mounts {
+            crate::mounts::mount(m, &mut extra)?;
+        }
+        for t in &a.tmpfs {
+            extra.tmpfs.push(crate::mounts::tmpfs(t)?);
+        }
+        opts.binds.extend(extra.binds);
+        named.extend(extra.volumes);
         let image_volumes = config
             .config()
             .as_ref()
             .and_then(|c| c.volumes().clone())
             .unwrap_or_default();
         volumes = crate::volumes::attach(ctx, &named, &image_volumes, &rootfs, &mut opts.binds)?;
-        let spec = bundle::generate(&config, &rootfs, &opts)?;
+        let mut spec = bundle::generate(&config, &rootfs, &opts)?;
+        if let Some(m) = spec["mounts"].as_array_mut() {
+            m.extend(extra.tmpfs);
+        }
         image::fsutil::write_atomic(
             &ctx.bundle_dir(&id).join("config.json"),
             &serde_json::to_vec_pretty(&spec)?,

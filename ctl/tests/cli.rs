@@ -991,3 +991,70 @@ fn ps_format_filters_rename_top() {
     e.ok(&["rm", "-f", "renamed", "down3"]);
     e.assert_clean();
 }
+
+/// `--mount` (bind, volume, tmpfs), `--tmpfs` and `--volumes-from`, as docker reads them.
+#[test]
+fn mount_tmpfs_and_volumes_from() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("f"), "host\n").unwrap();
+    let bind = format!(
+        "type=bind,source={},target=/h,readonly",
+        host.path().display()
+    );
+    let o = e.run_ctr(&[
+        "--name",
+        "src",
+        "--mount",
+        &bind,
+        "--mount",
+        "type=volume,source=mv,target=/m",
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-size=65536",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /h/f; touch /h/x 2>/dev/null || echo ro; echo vol > /m/v; \
+         grep -E ' /(scratch|t) ' /proc/mounts | cut -d' ' -f2,3,4",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    assert!(out.starts_with("host\nro\n"), "{out}");
+    assert!(
+        out.contains("/scratch tmpfs rw,nosuid,nodev,noexec"),
+        "{out}"
+    );
+    assert!(out.contains("size=1024k"), "{out}");
+    assert!(out.contains("/t tmpfs"), "{out}");
+    // Another container gets src's volume and bind, read-only with :ro.
+    let o = e.run_ctr(&[
+        "--rm",
+        "--volumes-from",
+        "src:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /m/v /h/f; touch /m/y 2>/dev/null || echo ro; test -e /scratch/x || echo no-tmpfs",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "vol\nhost\nro\nno-tmpfs\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for bad in [
+        "type=bind,target=/x",
+        "type=volume,source=v",
+        "type=odd,target=/x",
+        "type=tmpfs,source=a,target=/x",
+    ] {
+        let o = e.run_ctr(&["--rm", "--mount", bad, "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{bad}");
+    }
+    e.ok(&["rm", "src"]);
+    e.ok(&["volume", "rm", "mv"]);
+    e.assert_clean();
+}
