@@ -45,6 +45,9 @@ pub struct Container {
 pub struct Exit {
     pub code: i32,
     pub finished: u64,
+    /// The kernel's OOM killer killed a process of it (its memory cgroup counted an oom_kill).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// What `ps` shows.
@@ -179,10 +182,11 @@ impl Ctx {
         serde_json::from_slice(&data).ok()
     }
 
-    pub fn record_exit(&self, id: &str, code: i32) {
+    pub fn record_exit(&self, id: &str, code: i32, oom_killed: bool) {
         let e = Exit {
             code,
             finished: util::now(),
+            oom_killed,
         };
         let dir = self.container_dir(id);
         if dir.is_dir() {
@@ -190,6 +194,32 @@ impl Ctx {
                 let _ = image::fsutil::write_atomic(&dir.join("exit.json"), &data);
             }
         }
+    }
+
+    /// Whether the container's memory cgroup (still there: call before the runtime's delete)
+    /// counted an OOM kill: `oom_kill` in memory.events (v2) or memory.oom_control (v1).
+    pub fn oom_killed(&self, id: &str) -> bool {
+        let spec: serde_json::Value = std::fs::read(self.bundle_dir(id).join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let Some(path) = spec["linux"]["cgroupsPath"].as_str() else {
+            return false;
+        };
+        let rel = path.trim_start_matches('/');
+        let base = std::path::Path::new("/sys/fs/cgroup");
+        let file = if base.join("cgroup.controllers").exists() {
+            base.join(rel).join("memory.events")
+        } else {
+            base.join("memory").join(rel).join("memory.oom_control")
+        };
+        std::fs::read_to_string(file).is_ok_and(|t| {
+            t.lines().any(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
     }
 
     /// The runtime's view of every container: id -> status string.

@@ -137,7 +137,7 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
             "Running": running,
             "Paused": paused,
             "Restarting": status == Status::Restarting,
-            "OOMKilled": false,
+            "OOMKilled": exit.as_ref().is_some_and(|e| e.oom_killed),
             "Dead": name == "dead",
             "Pid": pid,
             "ExitCode": exit.as_ref().map_or(0, |e| e.code),

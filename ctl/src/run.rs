@@ -401,9 +401,11 @@ fn foreground(ctx: &Ctx, c: &Container, a: &RunArgs) -> Result<i32> {
     let runtime_log = ctx.container_dir(&c.id).join("runtime.log");
     let _ = std::fs::remove_file(&runtime_log);
     let mut cmd = ctx.runtime_cmd();
+    // --keep: the container (and its cgroup) stays until its exit is recorded (OOMKilled).
     cmd.arg("--log")
         .arg(&runtime_log)
         .arg("run")
+        .arg("--keep")
         .arg("--bundle")
         .arg(ctx.bundle_dir(&c.id))
         .arg(&c.id);
@@ -430,8 +432,9 @@ fn foreground(ctx: &Ctx, c: &Container, a: &RunArgs) -> Result<i32> {
     if c.auto_remove {
         ctx.remove(c)?;
     } else {
+        let oom = ctx.oom_killed(&c.id);
         ctx.release_runtime(&c.id);
-        ctx.record_exit(&c.id, code);
+        ctx.record_exit(&c.id, code, oom);
     }
     Ok(code)
 }
@@ -506,7 +509,7 @@ fn not_started(ctx: &Ctx, c: &Container, e: &anyhow::Error) {
     } else {
         ctx.release_runtime(&c.id);
         let code = e.downcast_ref::<util::CodedError>().map_or(125, |c| c.code);
-        ctx.record_exit(&c.id, code);
+        ctx.record_exit(&c.id, code, false);
     }
 }
 
@@ -660,8 +663,9 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
                 if c.auto_remove {
                     let _ = ctx.remove(&c);
                 } else {
+                    let oom = ctx.oom_killed(&c.id);
                     ctx.release_runtime(&c.id);
-                    ctx.record_exit(&c.id, code);
+                    ctx.record_exit(&c.id, code, oom);
                 }
                 return Ok(0);
             }
@@ -684,7 +688,7 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
                 {
                     crate::logs::Writer::new(f).note(&format!("berthctl: restart: {e:#}\n"));
                 }
-                ctx.record_exit(&c.id, code);
+                ctx.record_exit(&c.id, code, false);
                 return Ok(1);
             }
         }

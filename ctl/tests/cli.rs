@@ -1058,3 +1058,53 @@ fn mount_tmpfs_and_volumes_from() {
     e.ok(&["volume", "rm", "mv"]);
     e.assert_clean();
 }
+
+/// A container the OOM killer ended says so (inspect's State.OOMKilled), foreground and
+/// detached; one that exits on its own does not.
+#[test]
+fn oom_killed_is_reported() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&[
+        "--name",
+        "fg",
+        "-m",
+        "8m",
+        "busybox",
+        "sh",
+        "-c",
+        "tail /dev/zero",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "bg",
+        "-m",
+        "8m",
+        "busybox",
+        "sh",
+        "-c",
+        "tail /dev/zero",
+    ]);
+    assert!(o.status.success());
+    assert_eq!(e.ok(&["wait", "bg"]), "137\n");
+    let o = e.run_ctr(&[
+        "--name", "fine", "-m", "8m", "busybox", "sh", "-c", "exit 137",
+    ]);
+    assert_eq!(o.status.code(), Some(137));
+    for (name, want) in [("fg", "true"), ("bg", "true"), ("fine", "false")] {
+        assert_eq!(
+            e.ok(&["inspect", "-f", "{{.State.OOMKilled}}", name]),
+            format!("{want}\n"),
+            "{name}"
+        );
+    }
+    e.ok(&["rm", "fg", "bg", "fine"]);
+    e.assert_clean();
+}
