@@ -322,16 +322,19 @@ fn start_restart_wait_keep_the_writable_layer() {
             .next(),
         Some("2")
     );
-    // exec -t: a terminal, and TERM as docker sets it.
-    let out = e.ok(&[
-        "exec",
-        "-t",
-        "svc",
-        "sh",
-        "-c",
-        "[ -t 1 ] && echo tty $TERM",
-    ]);
-    assert!(out.contains("tty xterm"), "{out:?}");
+    // exec -t: a terminal, and TERM as docker sets it. (runc's exec -t needs a terminal of
+    // the caller's own, which a test has not: berth only.)
+    if e.runtime.file_name().is_some_and(|n| n == "berth") {
+        let out = e.ok(&[
+            "exec",
+            "-t",
+            "svc",
+            "sh",
+            "-c",
+            "[ -t 1 ] && echo tty $TERM",
+        ]);
+        assert!(out.contains("tty xterm"), "{out:?}");
+    }
     // start of a running one does nothing.
     assert_eq!(e.ok(&["start", "svc"]), "svc\n");
     e.ok(&["stop", "svc"]);
