@@ -18,6 +18,7 @@ mod ps;
 mod registry;
 mod restart;
 mod run;
+mod stats;
 mod util;
 mod volumes;
 
@@ -216,6 +217,13 @@ enum Cmd {
         /// A Go template ({{.ID}}, {{.Names}}, ...), "table TEMPLATE" or "json".
         #[arg(long)]
         format: Option<String>,
+    },
+    /// A live table of running containers' resource use (CPU, memory, network, block I/O, PIDs).
+    Stats {
+        /// One table, then exit.
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        containers: Vec<String>,
     },
     /// Give a container another name.
     Rename { container: String, name: String },
@@ -547,6 +555,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 format: format.as_deref(),
             },
         ),
+        Cmd::Stats {
+            no_stream,
+            containers,
+        } => stats::stats(&ctx, containers, *no_stream),
         Cmd::Rename { container, name } => lifecycle::rename(&ctx, container, name),
         Cmd::Top { container, ps_args } => lifecycle::top(&ctx, container, ps_args),
         Cmd::Exec {

@@ -1111,3 +1111,44 @@ fn oom_killed_is_reported() {
     e.ok(&["rm", "fg", "bg", "fine"]);
     e.assert_clean();
 }
+
+/// `stats --no-stream`: docker's columns; a busy container's CPU %, its memory limit, PIDs.
+#[test]
+fn stats_no_stream() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = e.ok(&["stats", "--no-stream", "busy"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("CONTAINER ID") && lines[0].contains("MEM USAGE / LIMIT"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 2, "{out}");
+    let cells: Vec<&str> = lines[1]
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cells[1], "busy", "{out}");
+    let cpu: f64 = cells[2].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 30.0, "a busy loop at {cpu}%: {out}");
+    assert!(cells[3].ends_with("/ 64MiB"), "{out}");
+    assert!(cells[7].parse::<u32>().unwrap() >= 1, "{out}");
+    // Without names: every running container.
+    assert!(e.ok(&["stats", "--no-stream"]).contains("busy"));
+    e.ok(&["rm", "-f", "busy"]);
+    assert!(!e.run(&["stats", "--no-stream", "busy"]).status.success());
+    e.assert_clean();
+}
