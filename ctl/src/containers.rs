@@ -39,6 +39,9 @@ pub struct Container {
     /// How often its policy restarted it.
     #[serde(default)]
     pub restart_count: u32,
+    /// Its health check (the image's HEALTHCHECK or `--health-*`).
+    #[serde(default)]
+    pub health: Option<crate::health::Config>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

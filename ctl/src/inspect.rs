@@ -144,6 +144,9 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
             "Error": "",
             "StartedAt": time(c.started),
             "FinishedAt": time(exit.as_ref().map_or(0, |e| e.finished)),
+            "Health": c.health.as_ref().map(|_| {
+                crate::health::read(ctx, &c.id).unwrap_or_default()
+            }),
         },
         "Image": c.image_id,
         "ResolvConfPath": path_if(ctx.container_dir(&c.id).join("resolv.conf")),
@@ -169,6 +172,13 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
             "WorkingDir": p["cwd"],
             "Labels": {},
             "StopSignal": c.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
+            "Healthcheck": c.health.as_ref().map(|h| json!({
+                "Test": std::iter::once("CMD".to_string()).chain(h.test.iter().cloned()).collect::<Vec<_>>(),
+                "Interval": h.interval_ms * 1_000_000,
+                "Timeout": h.timeout_ms * 1_000_000,
+                "StartPeriod": h.start_period_ms * 1_000_000,
+                "Retries": h.retries,
+            })),
         },
         "HostConfig": {
             "Binds": binds.iter().map(|m| format!("{}:{}", m["source"].as_str().unwrap_or(""), m["destination"].as_str().unwrap_or(""))).collect::<Vec<_>>(),

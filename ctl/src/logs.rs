@@ -110,7 +110,7 @@ pub fn parse_since(s: &str) -> Result<u64> {
 }
 
 /// A Go duration (`1h30m`, `1.5h`, `90s`, `250ms`) in seconds.
-fn go_duration(s: &str) -> Result<f64> {
+pub(crate) fn go_duration(s: &str) -> Result<f64> {
     let mut rest = s;
     let mut total = 0.0;
     if rest.is_empty() {

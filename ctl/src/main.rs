@@ -7,6 +7,7 @@ mod commit;
 mod containers;
 mod cp;
 mod ctx;
+mod health;
 mod images;
 mod inspect;
 mod lifecycle;
@@ -346,6 +347,9 @@ enum Cmd {
     /// (internal) Watch a detached container.
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
+    /// (internal) Run a container's health check until killed.
+    #[command(name = "__health", hide = true)]
+    Health { id: String },
 }
 
 #[derive(Subcommand)]
@@ -648,6 +652,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         } => rm(&ctx, containers, *force, *volumes),
         Cmd::Prune => prune(&ctx),
         Cmd::Monitor { id } => run::monitor(&ctx, id),
+        Cmd::Health { id } => health::run(&ctx, id),
     }
 }
 

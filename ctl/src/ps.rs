@@ -47,8 +47,14 @@ fn state_name(st: &Status) -> &'static str {
 /// One container's row: every ps field as docker formats it.
 fn row(ctx: &Ctx, c: &Container, st: &Status, no_trunc: bool) -> Map<String, Value> {
     let up = util::human_duration(util::now().saturating_sub(c.started.max(c.created)));
+    let health = health_of(ctx, c, st);
+    let suffix = match health.as_str() {
+        "" | "none" => String::new(),
+        "starting" => " (health: starting)".into(),
+        h => format!(" ({h})"),
+    };
     let status = match st {
-        Status::Running => format!("Up {up}"),
+        Status::Running => format!("Up {up}{suffix}"),
         Status::Paused => format!("Up {up} (Paused)"),
         Status::Created => "Created".into(),
         Status::Exited(code, t) => format!("Exited ({code}) {}", util::ago(*t)),
@@ -101,10 +107,19 @@ fn row(ctx: &Ctx, c: &Container, st: &Status, no_trunc: bool) -> Map<String, Val
         ("Networks", network.to_string()),
         ("Size", "0B".to_string()),
         ("LocalVolumes", c.volumes.len().to_string()),
+        ("Health", health),
     ] {
         m.insert(k.to_string(), json!(v));
     }
     m
+}
+
+/// The health ps shows and filters on: starting, healthy, unhealthy, or none.
+fn health_of(ctx: &Ctx, c: &Container, st: &Status) -> String {
+    if c.health.is_none() || !matches!(st, Status::Running | Status::Paused) {
+        return "none".into();
+    }
+    crate::health::read(ctx, &c.id).map_or_else(|| "starting".into(), |h| h.status)
 }
 
 /// Whether `c` passes every filter key (any value of a key).
@@ -133,6 +148,7 @@ fn passes(
                 }
                 "volume" => c.volumes.iter().any(|x| x.name == *v),
                 "network" => row["Networks"] == *v,
+                "health" => row["Health"] == *v,
                 // No labels on berthctl's containers yet.
                 _ => false,
             });
@@ -151,7 +167,14 @@ fn parse_filters(raw: &[String]) -> Result<Vec<(String, String)>> {
             })?;
             if !matches!(
                 k,
-                "id" | "name" | "status" | "exited" | "ancestor" | "volume" | "network" | "label"
+                "id" | "name"
+                    | "status"
+                    | "exited"
+                    | "ancestor"
+                    | "volume"
+                    | "network"
+                    | "label"
+                    | "health"
             ) {
                 bail!("invalid filter '{k}'");
             }

@@ -71,6 +71,8 @@ pub struct RunArgs {
     /// The volumes and binds of another container: CONTAINER[:ro|rw].
     #[arg(long = "volumes-from")]
     pub volumes_from: Vec<String>,
+    #[command(flatten)]
+    pub health: crate::health::Flags,
     /// Override the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -342,6 +344,10 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
             volumes: volumes.clone(),
             restart: a.restart.clone(),
             restart_count: 0,
+            health: crate::health::resolve(
+                &a.health,
+                &serde_json::from_slice(&ctx.store.content.read(img.id())?)?,
+            )?,
         };
         ctx.save(&c)?;
         Ok(c)
@@ -625,7 +631,15 @@ pub fn monitor(ctx: &Ctx, id: &str) -> Result<i32> {
                 }
                 let _ = std::fs::remove_file(&restarting);
                 report("ok");
+                let mut checker = c
+                    .health
+                    .as_ref()
+                    .and_then(|_| crate::health::spawn(ctx, id).ok());
                 let code = wait_for(init_pid);
+                if let Some(ch) = checker.as_mut() {
+                    let _ = ch.kill();
+                    let _ = ch.wait();
+                }
                 // The container's processes are gone with its init (its own pid namespace):
                 // the copiers reach the end of its output.
                 for t in copiers {

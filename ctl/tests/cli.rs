@@ -1152,3 +1152,85 @@ fn stats_no_stream() {
     assert!(!e.run(&["stats", "--no-stream", "busy"]).status.success());
     e.assert_clean();
 }
+
+/// HEALTHCHECK as docker runs it: starting, unhealthy after `retries` failures, healthy once
+/// the check passes; ps shows it and filters on it; inspect has State.Health; the checker
+/// ends with the container.
+#[test]
+fn health_checks_as_docker() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -e /tmp/ok && echo fine",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let health = || {
+        e.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"])
+            .trim()
+            .to_string()
+    };
+    let until = |want: &str| {
+        for _ in 0..100 {
+            if health() == want {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    };
+    assert!(until("unhealthy"), "never unhealthy: {}", health());
+    assert!(e.ok(&["ps"]).contains("(unhealthy)"));
+    e.ok(&["exec", "hc", "touch", "/tmp/ok"]);
+    assert!(until("healthy"), "never healthy: {}", health());
+    assert_eq!(
+        e.ok(&["ps", "-f", "health=healthy", "--format", "{{.Names}}"]),
+        "hc\n"
+    );
+    assert_eq!(e.ok(&["ps", "-f", "health=unhealthy", "-q"]), "");
+    let h: serde_json::Value =
+        serde_json::from_str(&e.ok(&["inspect", "-f", "{{json .State.Health}}", "hc"])).unwrap();
+    assert_eq!(h["FailingStreak"], 0);
+    let log = h["Log"].as_array().unwrap();
+    assert!(
+        log.len() <= 5 && log.last().unwrap()["Output"] == "fine\n",
+        "{h}"
+    );
+    // --no-healthcheck: none at all.
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "plain",
+        "--no-healthcheck",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert!(o.status.success());
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{json .State.Health}}", "plain"]),
+        "null\n"
+    );
+    e.ok(&["rm", "-f", "hc", "plain"]);
+    // The checker went with its container.
+    let root = e.root.path().to_string_lossy().into_owned();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("__health") && c.contains(&root))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    e.assert_clean();
+}
