@@ -56,9 +56,9 @@ pub struct Flags {
 }
 
 fn ms(flag: &str, v: &str) -> Result<u64> {
-    let secs = crate::logs::go_duration(v)
-        .with_context(|| format!("--{flag} {v:?}: a duration such as 30s or 500ms"))?;
-    Ok((secs * 1000.0).round() as u64)
+    let nanos = builder::meta::go_duration(v)
+        .map_err(|e| anyhow::anyhow!("--{flag} {v:?}: a duration such as 30s or 500ms: {e}"))?;
+    Ok(nanos / 1_000_000)
 }
 
 /// The container's check: the flags over the image config's `Healthcheck` (durations there

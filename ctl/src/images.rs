@@ -141,15 +141,7 @@ pub fn inspect(ctx: &Ctx, names: &[String], format: Option<&str>) -> Result<i32>
             }
         }
     }
-    let mut out = std::io::stdout().lock();
-    match format {
-        Some(f) => {
-            for v in &values {
-                writeln!(out, "{}", util::template(f, v).map_err(anyhow::Error::msg)?)?;
-            }
-        }
-        None => writeln!(out, "{}", serde_json::to_string_pretty(&values)?)?,
-    }
+    util::print_values(&values, format)?;
     Ok(code)
 }
 

@@ -2,7 +2,6 @@
 //! against), images as `image inspect` shows them. What berthctl does not have yet (restart
 //! policies, health, networks of their own) is there with docker's value for "none".
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Result;
@@ -31,15 +30,7 @@ pub fn inspect(ctx: &Ctx, names: &[String], format: Option<&str>) -> Result<i32>
             }
         }
     }
-    let mut out = std::io::stdout().lock();
-    match format {
-        Some(f) => {
-            for v in &values {
-                writeln!(out, "{}", util::template(f, v).map_err(anyhow::Error::msg)?)?;
-            }
-        }
-        None => writeln!(out, "{}", serde_json::to_string_pretty(&values)?)?,
-    }
+    util::print_values(&values, format)?;
     Ok(code)
 }
 

@@ -2,7 +2,7 @@
 //! `start` re-runs it with its kept writable layer and settings under a new monitor (its log
 //! goes on), `-a` follows its output and exits with its code; `wait` prints exit codes.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -115,18 +115,11 @@ fn exit_code(ctx: &Ctx, c: &Container) -> Result<i32> {
             .and_then(|s| s["pid"].as_i64())
             .and_then(|p| i32::try_from(p).ok())
             .filter(|p| *p > 0);
-        match pid.and_then(pidfd_open) {
+        match pid.and_then(|p| libcontainer::sys::pidfd_open(p).ok()) {
             Some(fd) => wait_readable(&fd),
             None => std::thread::sleep(Duration::from_millis(20)),
         }
     }
-}
-
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) with a pid and no flags; it returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a descriptor the kernel just gave us, owned by nothing else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Block until `fd` (a pidfd: its process exited) is readable.

@@ -114,26 +114,6 @@ fn host_memory() -> u64 {
         .map_or(0, |k| k * 1024)
 }
 
-/// docker's binary sizes for memory: `2.23MiB`.
-fn mib(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}B")
-    } else {
-        format!("{v:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[i]
-    }
-}
-
 pub fn stats(ctx: &Ctx, names: &[String], no_stream: bool) -> Result<i32> {
     let pick = || -> Result<Vec<Container>> {
         if names.is_empty() {
@@ -194,7 +174,11 @@ pub fn stats(ctx: &Ctx, names: &[String], no_stream: bool) -> Result<i32> {
                 c.id[..12].to_string(),
                 c.name.clone(),
                 format!("{cpu:.2}%"),
-                format!("{} / {}", mib(s.mem), mib(s.limit)),
+                format!(
+                    "{} / {}",
+                    util::human_size_binary(s.mem),
+                    util::human_size_binary(s.limit)
+                ),
                 format!("{pct:.2}%"),
                 format!(
                     "{} / {}",
@@ -241,8 +225,9 @@ pub fn stats(ctx: &Ctx, names: &[String], no_stream: bool) -> Result<i32> {
 mod tests {
     #[test]
     fn memory_sizes_as_docker() {
-        assert_eq!(super::mib(512), "512B");
-        assert_eq!(super::mib(64 << 20), "64MiB");
-        assert_eq!(super::mib(2_338_816), "2.23MiB");
+        use crate::util::human_size_binary as mib;
+        assert_eq!(mib(512), "512B");
+        assert_eq!(mib(64 << 20), "64MiB");
+        assert_eq!(mib(2_338_816), "2.23MiB");
     }
 }

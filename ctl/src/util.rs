@@ -53,11 +53,19 @@ pub fn ago(t: u64) -> String {
 
 /// docker's sizes: "4.3MB" (powers of 1000).
 pub fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
+    sized(n, 1000.0, &["B", "kB", "MB", "GB", "TB"])
+}
+
+/// docker's memory sizes: "2.23MiB" (powers of 1024).
+pub fn human_size_binary(n: u64) -> String {
+    sized(n, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"])
+}
+
+fn sized(n: u64, base: f64, units: &[&str]) -> String {
     let mut v = n as f64;
     let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
+    while v >= base && i < units.len() - 1 {
+        v /= base;
         i += 1;
     }
     if i == 0 {
@@ -69,6 +77,21 @@ pub fn human_size(n: u64) -> String {
             .to_string()
             + units[i]
     }
+}
+
+/// Show inspect-like values: each through the `--format` template, else all as a JSON array.
+pub fn print_values(values: &[serde_json::Value], format: Option<&str>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Some(f) => {
+            for v in values {
+                writeln!(out, "{}", template(f, v).map_err(anyhow::Error::msg)?)?;
+            }
+        }
+        None => writeln!(out, "{}", serde_json::to_string_pretty(values)?)?,
+    }
+    Ok(())
 }
 
 /// Seconds since the epoch of an RFC 3339 time ("2024-01-02T03:04:05.123Z", "+01:00" offsets).

@@ -514,15 +514,12 @@ fn cp_in_and_out_stays_in_the_rootfs() {
         ),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for _ in 0..50 {
-        if e.run(&["exec", "box", "test", "-e", "/ready"])
+    // Its setup is done when /ready is there (the checks below say what is missing).
+    within_5s(|| {
+        e.run(&["exec", "box", "test", "-e", "/ready"])
             .status
             .success()
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    });
     // Out: a file, then a directory (new name), its symlinks copied as symlinks.
     e.ok(&["cp", "box:/d/sub/f", &format!("{hs}/f")]);
     assert_eq!(std::fs::read_to_string(h.join("f")).unwrap(), "inner\n");
@@ -798,15 +795,6 @@ fn restart_policies_as_docker() {
             .parse()
             .unwrap()
     };
-    let until = |what: &dyn Fn() -> bool| {
-        for _ in 0..100 {
-            if what() {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        false
-    };
     let o = e.run_ctr(&[
         "-d",
         "--name",
@@ -820,7 +808,7 @@ fn restart_policies_as_docker() {
     ]);
     assert!(o.status.success());
     assert!(
-        until(&|| count("loop") >= 2),
+        within_5s(|| count("loop") >= 2),
         "always: restarted {}",
         count("loop")
     );
@@ -832,7 +820,7 @@ fn restart_policies_as_docker() {
     // start: the policy applies again.
     e.ok(&["start", "loop"]);
     assert!(
-        until(&|| count("loop") > stopped_at + 1),
+        within_5s(|| count("loop") > stopped_at + 1),
         "not restarted after start"
     );
     e.ok(&["rm", "-f", "loop"]);
@@ -1180,19 +1168,18 @@ fn health_checks_as_docker() {
             .trim()
             .to_string()
     };
-    let until = |want: &str| {
-        for _ in 0..100 {
-            if health() == want {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        false
-    };
-    assert!(until("unhealthy"), "never unhealthy: {}", health());
+    assert!(
+        within_5s(|| health() == "unhealthy"),
+        "never unhealthy: {}",
+        health()
+    );
     assert!(e.ok(&["ps"]).contains("(unhealthy)"));
     e.ok(&["exec", "hc", "touch", "/tmp/ok"]);
-    assert!(until("healthy"), "never healthy: {}", health());
+    assert!(
+        within_5s(|| health() == "healthy"),
+        "never healthy: {}",
+        health()
+    );
     assert_eq!(
         e.ok(&["ps", "-f", "health=healthy", "--format", "{{.Names}}"]),
         "hc\n"

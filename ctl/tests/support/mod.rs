@@ -157,6 +157,17 @@ impl Drop for Env {
     }
 }
 
+/// Whether `what` comes true within 5 s (checked every 50 ms).
+pub fn within_5s(what: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if what() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
