@@ -31,7 +31,9 @@ PACKAGES=(
 	docker-registry   # registry pull and push tests (image/tests/registry.rs, ctl/tests/registry.rs, integration images), berthctl pull/push
 	openssl           # ctl/tests/registry.rs: the test's own CA, server and client certificates
 	iproute2          # ctl/tests/registry.rs: an address of its own in a network namespace of its own
-	curl              # hack/bench-build.sh: the push floor
+	curl              # hack/bench-build.sh: the push floor; ctl/tests/network.rs fetches published ports
+	containernetworking-plugins # berthctl's networks (bridge, host-local, portmap, firewall, tuning): ctl/tests/network.rs
+	iptables          # the CNI plugins' NAT and filter rules (portmap, bridge ipMasq, firewall)
 	cpio              # initramfs of the cgroup v2 VM (hack/vm-run.sh)
 	e2fsprogs         # mkfs.ext4: the cgroup v2 VM's /tmp disk
 	qemu-system-x86   # the cgroup v2 VM: qemu-system-x86_64 -accel tcg

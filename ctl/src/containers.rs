@@ -42,6 +42,41 @@ pub struct Container {
     /// Its health check (the image's HEALTHCHECK or `--health-*`).
     #[serde(default)]
     pub health: Option<crate::health::Config>,
+    /// Its network settings.
+    #[serde(default)]
+    pub net: NetSpec,
+}
+
+/// A container's network as `run` was told (what came of it is the endpoint, endpoint.rs).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NetSpec {
+    /// `--network`: none, host, container:ID, or a network's name (empty in records made
+    /// before networks: none or host, as its config.json says).
+    #[serde(default)]
+    pub mode: String,
+    /// `-p`, host ports not yet allocated (0: any).
+    #[serde(default)]
+    pub ports: Vec<crate::ports::Port>,
+    /// `--ip`.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// `--add-host NAME:IP`.
+    #[serde(default)]
+    pub add_hosts: Vec<(String, String)>,
+    /// `--dns`.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Its hostname (its /etc/hosts names its address so).
+    #[serde(default)]
+    pub hostname: String,
+}
+
+impl NetSpec {
+    /// The CNI network it joins, if any.
+    pub fn cni_network(&self) -> Option<&str> {
+        (!self.mode.is_empty() && !crate::network::is_mode(&self.mode))
+            .then_some(self.mode.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -313,9 +348,11 @@ impl Ctx {
         }
     }
 
-    /// Undo everything but the record: the runtime's container, the rootfs mount.
+    /// Undo everything but the record: the runtime's container, its network attachment, the
+    /// rootfs mount.
     pub fn release_runtime(&self, id: &str) {
         self.delete_runtime(id);
+        crate::endpoint::down(self, id);
         let _ = image::snapshot::unmount(&self.rootfs_dir(id));
     }
 

@@ -17,6 +17,10 @@ pub struct Ctx {
     /// `--root` given to the runtime: `<root>/runtime`.
     pub runtime_root: PathBuf,
     pub containers: PathBuf,
+    /// CNI plugin directories (`--cni-path`).
+    pub cni_path: Vec<PathBuf>,
+    /// CNI network configuration directory (`--cni-netconfpath`).
+    pub cni_conf_dir: PathBuf,
 }
 
 /// The runtime: `--runtime`, else `berth` next to this binary, else `berth` on PATH.
@@ -49,7 +53,12 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 impl Ctx {
-    pub fn open(root: &Path, runtime: Option<&Path>, snapshotter: Option<&str>) -> Result<Ctx> {
+    pub fn open(
+        root: &Path,
+        runtime: Option<&Path>,
+        snapshotter: Option<&str>,
+        cni: (&str, &Path),
+    ) -> Result<Ctx> {
         let mode = match snapshotter {
             None | Some("auto") => None,
             Some("overlay") => Some(Mode::Overlay),
@@ -85,6 +94,8 @@ impl Ctx {
             store,
             containers,
             root,
+            cni_path: std::env::split_paths(cni.0).collect(),
+            cni_conf_dir: cni.1.to_path_buf(),
         })
     }
 
@@ -97,6 +108,13 @@ impl Ctx {
             Some(why) => bail!("{why}"),
             None => Ok(()),
         }
+    }
+
+    /// The lock of every network attachment and network change.
+    pub fn network_lock(&self) -> Result<image::fsutil::FileLock> {
+        Ok(image::fsutil::FileLock::exclusive(
+            &self.root.join("network.lock"),
+        )?)
     }
 
     /// `berth --root <runtime root> ARGS...`

@@ -66,7 +66,8 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let p = &spec["process"];
-    let own_net = crate::netns::own_namespace(&spec);
+    let net_mode = crate::netns::mode(c, &spec);
+    let ep = crate::endpoint::load(ctx, &c.id);
     let binds: Vec<&Value> = spec["mounts"]
         .as_array()
         .into_iter()
@@ -173,14 +174,53 @@ pub fn container_value(ctx: &Ctx, c: &Container) -> Value {
         },
         "HostConfig": {
             "Binds": binds.iter().map(|m| format!("{}:{}", m["source"].as_str().unwrap_or(""), m["destination"].as_str().unwrap_or(""))).collect::<Vec<_>>(),
-            "NetworkMode": if own_net { "none" } else { "host" },
+            "NetworkMode": if net_mode == crate::network::DEFAULT { "default" } else { net_mode.as_str() },
+            "PortBindings": crate::ports::inspect_map(&c.net.ports, &[]),
+            "Dns": c.net.dns,
+            "ExtraHosts": c.net.add_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect::<Vec<_>>(),
             "AutoRemove": c.auto_remove,
             "RestartPolicy": {"Name": policy.name(), "MaximumRetryCount": policy.max_retries()},
             "Memory": res["memory"]["limit"].as_i64().unwrap_or(0),
             "PidsLimit": res["pids"]["limit"].as_i64(),
             "CgroupParent": spec["linux"]["cgroupsPath"],
         },
-        "NetworkSettings": {"IPAddress": "", "Ports": {}, "Networks": {}},
+        "NetworkSettings": network_settings(ctx, c, ep.as_ref()),
+    })
+}
+
+/// NetworkSettings in docker's shape: the address and gateway at the top for the default
+/// network (docker's legacy fields), every network's under Networks, published ports.
+fn network_settings(ctx: &Ctx, c: &Container, ep: Option<&crate::endpoint::Endpoint>) -> Value {
+    let exposed = crate::netns::exposed_ports(ctx, &c.image_id);
+    let Some(e) = ep else {
+        return json!({"Bridge": "", "SandboxKey": "", "IPAddress": "", "IPPrefixLen": 0,
+            "Gateway": "", "MacAddress": "", "Ports": crate::ports::inspect_map(&[], &exposed),
+            "Networks": {}});
+    };
+    let legacy = e.network == crate::network::DEFAULT;
+    let pick = |v: &str| if legacy { v.to_string() } else { String::new() };
+    json!({
+        "Bridge": "",
+        "SandboxID": crate::endpoint::netns_path(&c.id).file_name().map(|f| f.to_string_lossy().into_owned()),
+        "SandboxKey": e.netns,
+        "Ports": crate::ports::inspect_map(&e.ports, &exposed),
+        "IPAddress": pick(&e.ip),
+        "IPPrefixLen": if legacy { e.prefix } else { 0 },
+        "Gateway": pick(&e.gateway),
+        "MacAddress": pick(&e.mac),
+        "EndpointID": if legacy { e.endpoint_id() } else { String::new() },
+        "Networks": {
+            e.network.clone(): {
+                "IPAMConfig": c.net.ip.as_ref().map(|ip| json!({"IPv4Address": ip})),
+                "Aliases": if legacy { Value::Null } else { json!([c.id[..12].to_string()]) },
+                "NetworkID": e.network_id,
+                "EndpointID": e.endpoint_id(),
+                "Gateway": e.gateway,
+                "IPAddress": e.ip,
+                "IPPrefixLen": e.prefix,
+                "MacAddress": e.mac,
+            }
+        },
     })
 }
 

@@ -3,10 +3,12 @@
 //! command line. See ctl/README.md.
 
 mod build;
+mod cni;
 mod commit;
 mod containers;
 mod cp;
 mod ctx;
+mod endpoint;
 mod health;
 mod images;
 mod inspect;
@@ -14,6 +16,8 @@ mod lifecycle;
 mod logs;
 mod mounts;
 mod netns;
+mod network;
+mod ports;
 mod progress;
 mod ps;
 mod registry;
@@ -55,6 +59,22 @@ struct Cli {
     /// Snapshotter for containers' root filesystems: overlay, copy or auto.
     #[arg(long, global = true)]
     snapshotter: Option<String>,
+    /// CNI plugin directories (colon-separated).
+    #[arg(
+        long = "cni-path",
+        global = true,
+        env = "CNI_PATH",
+        default_value = "/usr/lib/cni:/opt/cni/bin"
+    )]
+    cni_path: String,
+    /// CNI network configuration directory (networks are its *.conflist files).
+    #[arg(
+        long = "cni-netconfpath",
+        global = true,
+        env = "NETCONFPATH",
+        default_value = "/etc/cni/net.d"
+    )]
+    cni_netconfpath: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -326,6 +346,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VolumeCmd,
     },
+    /// Manage networks (CNI network configuration lists).
+    Network {
+        #[command(subcommand)]
+        cmd: NetworkCmd,
+    },
+    /// List a container's published ports (or the host address of one).
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        port: Option<String>,
+    },
     /// Block until containers stop; print their exit codes.
     Wait {
         #[arg(required = true)]
@@ -387,6 +418,40 @@ enum VolumeCmd {
 }
 
 #[derive(Subcommand)]
+enum NetworkCmd {
+    /// Create a bridge network (its own bridge and a free /24 without --subnet).
+    Create {
+        /// IPv4 subnet in CIDR form.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The gateway (default: the subnet's first address).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Only bridge (accepted as docker's).
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        name: String,
+    },
+    /// List networks.
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove networks no container has.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show networks as docker does.
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ImageCmd {
     /// Show images as docker's `image inspect` does.
     Inspect {
@@ -421,8 +486,16 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         &cli.root,
         cli.runtime.as_deref(),
         cli.snapshotter.as_deref(),
+        (&cli.cni_path, &cli.cni_netconfpath),
     )?;
-    let mut root_args = vec!["--root".to_string(), ctx.root.display().to_string()];
+    let mut root_args = vec![
+        "--root".to_string(),
+        ctx.root.display().to_string(),
+        "--cni-path".into(),
+        cli.cni_path.clone(),
+        "--cni-netconfpath".into(),
+        cli.cni_netconfpath.display().to_string(),
+    ];
     if let Some(s) = &cli.snapshotter {
         root_args.push("--snapshotter".into());
         root_args.push(s.clone());
@@ -630,6 +703,34 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             VolumeCmd::Rm { force, names } => volumes::rm(&ctx, names, *force),
             VolumeCmd::Prune { all, .. } => volumes::prune(&ctx, *all),
         },
+        Cmd::Network { cmd } => match cmd {
+            NetworkCmd::Create {
+                subnet,
+                gateway,
+                driver,
+                name,
+            } => {
+                if driver != "bridge" {
+                    bail!("network create --driver {driver}: only bridge is supported");
+                }
+                network::create(&ctx, name, subnet.as_deref(), gateway.as_deref())
+            }
+            NetworkCmd::Ls { quiet } => network::ls(&ctx, *quiet),
+            NetworkCmd::Rm { names } => network::rm(&ctx, names),
+            NetworkCmd::Inspect { format, names } => {
+                network::inspect(&ctx, names, format.as_deref())
+            }
+        },
+        Cmd::Port { container, port } => {
+            let c = ctx.find(container)?;
+            let ports = endpoint::load(&ctx, &c.id)
+                .map(|e| e.ports)
+                .unwrap_or_default();
+            for l in ports::port_lines(&ports, port.as_deref())? {
+                println!("{l}");
+            }
+            Ok(0)
+        }
         Cmd::Cp {
             archive,
             follow_link,

@@ -76,10 +76,12 @@ fn row(ctx: &Ctx, c: &Container, st: &Status, no_trunc: bool) -> Map<String, Val
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let network = if crate::netns::own_namespace(&spec) {
-        "none"
-    } else {
-        "host"
+    let network = crate::netns::mode(c, &spec);
+    let ports = match crate::endpoint::load(ctx, &c.id) {
+        Some(e) if st.is_running() => {
+            crate::ports::ps_column(&e.ports, &crate::netns::exposed_ports(ctx, &c.image_id))
+        }
+        _ => String::new(),
     };
     let mounts: Vec<String> = c.volumes.iter().map(|v| v.name.clone()).collect();
     let created = util::rfc3339(c.created);
@@ -98,13 +100,13 @@ fn row(ctx: &Ctx, c: &Container, st: &Status, no_trunc: bool) -> Map<String, Val
             format!("{} {} +0000 UTC", &created[..10], &created[11..19]),
         ),
         ("RunningFor", util::ago(c.created)),
-        ("Ports", String::new()),
+        ("Ports", ports),
         ("Status", status),
         ("State", state_name(st).to_string()),
         ("Names", c.name.clone()),
         ("Labels", String::new()),
         ("Mounts", mounts.join(",")),
-        ("Networks", network.to_string()),
+        ("Networks", network),
         ("Size", "0B".to_string()),
         ("LocalVolumes", c.volumes.len().to_string()),
         ("Health", health),

@@ -56,9 +56,27 @@ pub struct RunArgs {
     /// Maximum number of processes.
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
-    /// none (own network namespace, loopback only) or host.
-    #[arg(long, default_value = "none")]
+    /// bridge (the default network), a network's name, none (own network namespace, loopback
+    /// only), host, or container:NAME|ID (another container's).
+    #[arg(
+        long,
+        alias = "net",
+        default_value = "bridge",
+        env = "BERTHCTL_NETWORK"
+    )]
     pub network: String,
+    /// Publish a container's port: [IP:][HOST:]CONTAINER[/tcp|udp] (no HOST: a free one).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// The container's IPv4 address (user networks only).
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// DNS servers (replace the host's in /etc/resolv.conf).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// An /etc/hosts line: NAME:IP (IP may be host-gateway: the network's gateway).
+    #[arg(long = "add-host")]
+    pub add_hosts: Vec<String>,
     /// A bind mount HOST:CONTAINER[:ro|rw], or a volume NAME:CONTAINER[:ro|rw].
     #[arg(short = 'v', long = "volume")]
     pub volumes: Vec<String>,
@@ -102,7 +120,11 @@ pub struct RunArgs {
 /// `-v` of volumes: (name, destination, read-only).
 type NamedVolumes = Vec<(String, String, bool)>;
 
-fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<(BundleOptions, NamedVolumes)> {
+fn bundle_options(
+    ctx: &Ctx,
+    a: &RunArgs,
+    id: &str,
+) -> Result<(BundleOptions, NamedVolumes, NetChoice)> {
     let mut named = Vec::new();
     let mut o = BundleOptions::new(id);
     o.args = a.command.clone();
@@ -132,19 +154,13 @@ fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<(BundleOptions, Na
     o.user = a.user.clone();
     o.terminal = a.tty;
     o.readonly_rootfs = a.read_only;
-    o.network = match a.network.as_str() {
-        "none" => Network::None,
-        "host" => Network::Host,
-        other => bail!("--network {other}: use none or host"),
+    let net = net_spec(ctx, a, id)?;
+    o.network = if net.spec.mode == "host" {
+        Network::Host
+    } else {
+        Network::None
     };
-    if let Some(h) = &a.hostname {
-        o.hostname = h.clone();
-    } else if o.network == Network::Host {
-        o.hostname = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "berth".into());
-    }
+    o.hostname = net.spec.hostname.clone();
     if let Some(m) = &a.memory {
         let bytes =
             util::parse_memory(m).ok_or_else(|| anyhow!("--memory {m:?}: use e.g. 64m, 1g"))?;
@@ -190,39 +206,153 @@ fn bundle_options(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<(BundleOptions, Na
             readonly: ro,
         });
     }
-    // /etc/hostname and /etc/hosts of the container (docker's), /etc/resolv.conf with the
-    // host's network.
+    // /etc/hostname, /etc/hosts and /etc/resolv.conf: the container's own (another
+    // container's with its network).
     let dir = ctx.container_dir(id);
-    std::fs::write(dir.join("hostname"), format!("{}\n", o.hostname))?;
-    let hosts = if o.network == Network::Host {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
-    } else {
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-            o.hostname
-        )
+    let files = match &net.joined {
+        Some(other) => ctx.container_dir(&other.id),
+        None => {
+            std::fs::write(dir.join("hostname"), format!("{}\n", o.hostname))?;
+            let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let (hosts, resolv) = if o.network == Network::Host {
+                let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+                for (name, ip) in &net.spec.add_hosts {
+                    hosts.push_str(&format!("{ip}\t{name}\n"));
+                }
+                (hosts, host_resolv)
+            } else {
+                (
+                    crate::endpoint::hosts_text(&net.spec, None, &[]),
+                    crate::endpoint::resolv_text(&host_resolv, &a.dns),
+                )
+            };
+            crate::endpoint::write_in_place(&dir.join("hosts"), &hosts)?;
+            std::fs::write(dir.join("resolv.conf"), resolv)?;
+            dir
+        }
     };
-    std::fs::write(dir.join("hosts"), hosts)?;
-    o.binds.push(Bind {
-        source: dir.join("hostname"),
-        destination: "/etc/hostname".into(),
-        readonly: false,
-    });
-    o.binds.push(Bind {
-        source: dir.join("hosts"),
-        destination: "/etc/hosts".into(),
-        readonly: false,
-    });
-    if o.network == Network::Host && Path::new("/etc/resolv.conf").exists() {
-        let resolv = dir.join("resolv.conf");
-        std::fs::copy("/etc/resolv.conf", &resolv)?;
-        o.binds.push(Bind {
-            source: resolv,
-            destination: "/etc/resolv.conf".into(),
-            readonly: false,
-        });
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        if files.join(f).exists() {
+            o.binds.push(Bind {
+                source: files.join(f),
+                destination: format!("/etc/{f}"),
+                readonly: false,
+            });
+        }
     }
-    Ok((o, named))
+    Ok((o, named, net))
+}
+
+/// `--network` and what goes with it, checked.
+struct NetChoice {
+    spec: crate::containers::NetSpec,
+    /// `container:X`: that container.
+    joined: Option<Container>,
+    /// The network namespace the runtime joins (none: a new one, or the host's).
+    netns: Option<PathBuf>,
+}
+
+fn net_spec(ctx: &Ctx, a: &RunArgs, id: &str) -> Result<NetChoice> {
+    let mode = match a.network.as_str() {
+        "default" | "" => crate::network::DEFAULT.to_string(),
+        m => m.to_string(),
+    };
+    let mut ports = Vec::new();
+    for p in &a.publish {
+        ports.extend(crate::ports::parse(p)?);
+    }
+    let mut add_hosts = Vec::new();
+    for h in &a.add_hosts {
+        let (name, ip) = h
+            .split_once(':')
+            .filter(|(n, ip)| !n.is_empty() && !ip.is_empty())
+            .ok_or_else(|| anyhow!("--add-host {h:?}: use NAME:IP"))?;
+        if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+            bail!("--add-host {h:?}: invalid IP address {ip:?}");
+        }
+        add_hosts.push((name.to_string(), ip.to_string()));
+    }
+    for d in &a.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            bail!("--dns {d:?}: not an IP address");
+        }
+    }
+    let mut joined = None;
+    let mut netns = None;
+    let mut hostname = a.hostname.clone();
+    let mut mode_out = mode.clone();
+    if let Some(other) = mode.strip_prefix("container:") {
+        if !ports.is_empty() {
+            bail!("conflicting options: port publishing and the container type network mode");
+        }
+        if a.hostname.is_some() || !a.dns.is_empty() || !a.add_hosts.is_empty() {
+            bail!("conflicting options: hostname, --dns and --add-host and the container type network mode");
+        }
+        let o = ctx.find(other)?;
+        if !ctx.status(&o).is_running() {
+            bail!("cannot join network of a non running container: {other}");
+        }
+        if o.net.mode == "host" {
+            mode_out = "host".into();
+        } else {
+            netns = Some(match crate::endpoint::load(ctx, &o.id) {
+                Some(e) => e.netns,
+                None => {
+                    let pid = ctx
+                        .runtime_state_json(&o.id)
+                        .and_then(|s| s["pid"].as_i64())
+                        .ok_or_else(|| anyhow!("container {other}: its pid is unknown"))?;
+                    PathBuf::from(format!("/proc/{pid}/ns/net"))
+                }
+            });
+            mode_out = format!("container:{}", o.id);
+        }
+        hostname = Some(o.net.hostname.clone()).filter(|h| !h.is_empty());
+        joined = Some(o);
+    } else if mode == "host" || mode == "none" {
+        if !ports.is_empty() {
+            eprintln!("WARNING: Published ports are discarded when using {mode} network mode");
+            ports.clear();
+        }
+    } else {
+        let net = crate::network::find(&ctx.cni_conf_dir, &mode)?;
+        mode_out = net.name.clone();
+        netns = Some(crate::endpoint::netns_path(id));
+    }
+    if a.ip.is_some() {
+        if mode_out == crate::network::DEFAULT || crate::network::is_mode(&mode_out) {
+            bail!("user specified IP address is supported on user defined networks only");
+        }
+        if a.ip
+            .as_deref()
+            .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_err())
+        {
+            bail!(
+                "--ip {:?}: not an IPv4 address",
+                a.ip.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    let hostname = match hostname {
+        Some(h) => h,
+        None if mode_out == "host" => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "berth".into()),
+        None => id.chars().take(12).collect(),
+    };
+    Ok(NetChoice {
+        spec: crate::containers::NetSpec {
+            mode: mode_out,
+            ports,
+            ip: a.ip.clone(),
+            add_hosts,
+            dns: a.dns.clone(),
+            hostname,
+        },
+        joined,
+        netns,
+    })
 }
 
 /// Create the container: record, snapshot, rootfs mount, config.json. On failure nothing stays.
@@ -292,7 +422,7 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
             .prepare(&id, top.as_ref())
             .context("prepare the container's snapshot")?;
         image::snapshot::mount_all(&mounts, &rootfs).context("mount the rootfs")?;
-        let (mut opts, mut named) = bundle_options(ctx, a, &id)?;
+        let (mut opts, mut named, net) = bundle_options(ctx, a, &id)?;
         let mut extra = crate::mounts::Extra::default();
         for v in &a.volumes_from {
             crate::mounts::volumes_from(ctx, v, &mut extra)?;
@@ -314,6 +444,17 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
         let mut spec = bundle::generate(&config, &rootfs, &opts)?;
         if let Some(m) = spec["mounts"].as_array_mut() {
             m.extend(extra.tmpfs);
+        }
+        if let Some(path) = &net.netns {
+            for n in spec["linux"]["namespaces"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if n["type"] == "network" {
+                    n["path"] = serde_json::json!(path);
+                }
+            }
         }
         image::fsutil::write_atomic(
             &ctx.bundle_dir(&id).join("config.json"),
@@ -348,6 +489,7 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
                 &a.health,
                 &serde_json::from_slice(&ctx.store.content.read(img.id())?)?,
             )?,
+            net: net.spec,
         };
         ctx.save(&c)?;
         Ok(c)
@@ -406,6 +548,10 @@ fn foreground(ctx: &Ctx, c: &Container, a: &RunArgs) -> Result<i32> {
     // The runtime's own errors go to a log of their own, never raw to the terminal.
     let runtime_log = ctx.container_dir(&c.id).join("runtime.log");
     let _ = std::fs::remove_file(&runtime_log);
+    if let Err(e) = crate::endpoint::up(ctx, c) {
+        not_started(ctx, c, &e);
+        return Err(e);
+    }
     let mut cmd = ctx.runtime_cmd();
     // --keep: the container (and its cgroup) stays until its exit is recorded (OOMKilled).
     cmd.arg("--log")
@@ -739,6 +885,7 @@ fn monitor_start(ctx: &Ctx, c: &Container) -> Result<(i32, Copiers)> {
     );
     let runtime_log = dir.join("runtime.log");
     let pid_file = dir.join("init.pid");
+    crate::endpoint::up(ctx, c)?;
     let mut cmd = ctx.runtime_cmd();
     cmd.arg("--log").arg(&runtime_log).arg("create");
     cmd.arg("--bundle").arg(ctx.bundle_dir(&c.id));

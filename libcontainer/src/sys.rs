@@ -531,3 +531,28 @@ pub fn flock(fd: BorrowedFd, op: libc::c_int) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Set IFF_UP on `lo` of the calling thread's network namespace (SIOCGIFFLAGS, SIOCSIFFLAGS).
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket(2) takes no pointers; its descriptor is owned at once.
+    let sock = cvt(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }
+            as libc::c_long,
+    )?;
+    // SAFETY: the kernel just returned this descriptor and nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(sock as RawFd) };
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: the ioctl writes the flags into `req`, which lives through the call.
+    cvt(
+        unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } as libc::c_long,
+    )?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: the ioctl reads `req`, which lives through the call.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } as libc::c_long)?;
+    Ok(())
+}

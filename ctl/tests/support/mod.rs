@@ -46,6 +46,74 @@ pub struct Env {
     pub root: tempfile::TempDir,
     pub runtime: PathBuf,
     pub fixture: &'static common::Fixture,
+    /// Commands run in this network and mount namespace (see [`Env::with_netns`]).
+    pub netns: Option<NetNs>,
+}
+
+/// A network and mount namespace of the test's own, held by a `sleep` process: its own
+/// /run/netns, /var/lib/cni (tmpfs) and iptables, lo up, and a veth pair whose v0 has
+/// 172.31.255.1/24 (a "host address" other than loopback). Ends with the holder.
+pub struct NetNs {
+    holder: std::process::Child,
+}
+
+/// The non-loopback address of the test namespace.
+pub const HOST_ADDR: &str = "172.31.255.1";
+
+impl NetNs {
+    fn new() -> Option<NetNs> {
+        if !Path::new("/usr/lib/cni/bridge").is_file() {
+            eprintln!("skipped: no CNI plugins in /usr/lib/cni (apt-get install containernetworking-plugins)");
+            return None;
+        }
+        // The mount points, as `ip netns` and the plugins make them.
+        for d in ["/run/netns", "/var/lib/cni"] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let script = format!(
+            "set -e; mount -t tmpfs tmpfs /run/netns; mount -t tmpfs tmpfs /var/lib/cni; \
+             ip link set lo up; ip link add v0 type veth peer name v1; \
+             ip addr add {HOST_ADDR}/24 dev v0; ip link set v0 up; ip link set v1 up; \
+             echo ready; exec sleep 100000"
+        );
+        let mut holder = Command::new("unshare")
+            .args(["-m", "-n", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "the test's network namespace");
+        Some(NetNs { holder })
+    }
+
+    /// `cmd` as a command run in the namespace (nsenter).
+    pub fn wrap(&self, program: &Path) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.holder.id().to_string())
+            .args(["-m", "-n", "--"])
+            .arg(program);
+        c
+    }
+
+    /// A shell command line run in the namespace.
+    pub fn sh(&self, line: &str) -> Output {
+        let mut c = self.wrap(Path::new("/bin/sh"));
+        c.args(["-c", line]).stdin(Stdio::null());
+        c.output().unwrap()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
 }
 
 static ATEXIT: Once = Once::new();
@@ -71,6 +139,7 @@ pub fn env() -> Option<Env> {
         .tempdir_in("/tmp")
         .unwrap();
     Some(Env {
+        netns: None,
         root,
         runtime,
         fixture,
@@ -78,8 +147,28 @@ pub fn env() -> Option<Env> {
 }
 
 impl Env {
+    /// The same, with commands run in a network namespace of the test's own (None: no CNI
+    /// plugins here); containers get the default network (bridge) unless told otherwise.
+    pub fn with_netns() -> Option<Env> {
+        let mut e = env()?;
+        e.netns = Some(NetNs::new()?);
+        Some(e)
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(berthctl());
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = ns.wrap(&berthctl());
+                c.env("NETCONFPATH", self.root.path().join("net.d"));
+                c
+            }
+            None => {
+                let mut c = Command::new(berthctl());
+                // The host's network is never touched: no bridge unless a test asks.
+                c.env("BERTHCTL_NETWORK", "none");
+                c
+            }
+        };
         c.arg("--root")
             .arg(self.root.path())
             .arg("--runtime")
@@ -117,7 +206,11 @@ impl Env {
     }
     pub fn mounts_under_root(&self) -> Vec<String> {
         let root = self.root.path().to_string_lossy().into_owned();
-        std::fs::read_to_string("/proc/self/mountinfo")
+        let info = match &self.netns {
+            Some(ns) => format!("/proc/{}/mountinfo", ns.holder.id()),
+            None => "/proc/self/mountinfo".into(),
+        };
+        std::fs::read_to_string(info)
             .unwrap()
             .lines()
             .filter_map(|l| l.split(' ').nth(4).map(String::from))
@@ -151,14 +244,16 @@ impl Drop for Env {
                 let _ = self.cmd(&["rm", "-f", id]).output();
             }
         }
-        for m in self.mounts_under_root().iter().rev() {
-            let _ = nix::mount::umount2(Path::new(m), nix::mount::MntFlags::MNT_DETACH);
+        if self.netns.is_none() {
+            for m in self.mounts_under_root().iter().rev() {
+                let _ = nix::mount::umount2(Path::new(m), nix::mount::MntFlags::MNT_DETACH);
+            }
         }
     }
 }
 
 /// Whether `what` comes true within 5 s (checked every 50 ms).
-pub fn within_5s(what: impl Fn() -> bool) -> bool {
+pub fn within_5s(mut what: impl FnMut() -> bool) -> bool {
     for _ in 0..100 {
         if what() {
             return true;

@@ -64,6 +64,8 @@ impl Ctl {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
+        // The host's network is never touched: no bridge (each test says what it needs).
+        c.env("BERTHCTL_NETWORK", "none");
         c.arg("--root")
             .arg(&self.root)
             .arg("--runtime")

@@ -321,7 +321,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             })
         })
     {
-        loopback_up()?;
+        crate::sys::loopback_up().step("bring lo up", None)?;
     }
 
     if has_mntns {
@@ -473,32 +473,6 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
         let _ = f.write_all(err.to_string().as_bytes());
     }
     Err(err)
-}
-
-/// Set IFF_UP on `lo` of the current network namespace (SIOCGIFFLAGS, SIOCSIFFLAGS).
-fn loopback_up() -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let sock = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .step("socket for lo", None)?;
-    // SAFETY: ifreq is plain data; all zeroes is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(b"lo") {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: the ioctls read and write `req`, which lives through both calls.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) };
-    nix::errno::Errno::result(r).step("SIOCGIFFLAGS lo", None)?;
-    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    // SAFETY: as above.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) };
-    nix::errno::Errno::result(r).step("SIOCSIFFLAGS lo (up)", None)?;
-    Ok(())
 }
 
 fn has_ns(spec: &Spec, t: oci_spec::runtime::LinuxNamespaceType) -> bool {
