@@ -13,7 +13,7 @@
 #     tar -xzf BLOB -C DIR per layer            (GNU tar + gzip: a plain extraction)
 #   and the same image with zstd layers: berthctl import, ctr images import, zstd -dc.
 #   run (busybox from hack/mkimage.sh, /bin/true):
-#     berthctl run --rm busybox /bin/true       (berth; and with --runtime runc)
+#     berthctl run --rm --network none busybox /bin/true (berth; and with --runtime runc)
 #     ctr run --rm busybox ID /bin/true         (private containerd, runc shim + runc)
 #     podman run --rm busybox /bin/true         (own --root/--runroot/--tmpdir, runc:
 #                                                podman's default crun refuses hybrid cgroups)
@@ -387,12 +387,12 @@ if want run; then
 	PODMAN+=" --storage-driver overlay --cgroup-manager cgroupfs --events-backend file --runtime $(q "$RUNC")"
 	PODMAN_RUN="run --rm --network=none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 $bb /bin/true"
 	# Preflight: each must run once.
-	"$BERTHCTL" --root "$rroot" run --rm busybox /bin/true || die "berthctl run failed"
-	"$BERTHCTL" --root "$rroot" --runtime "$RUNC" run --rm busybox /bin/true || die "berthctl --runtime runc run failed"
+	"$BERTHCTL" --root "$rroot" run --rm --network none busybox /bin/true || die "berthctl run failed"
+	"$BERTHCTL" --root "$rroot" --runtime "$RUNC" run --rm --network none busybox /bin/true || die "berthctl --runtime runc run failed"
 	$CTR run --rm "$bb" "bench-pre-$$" /bin/true || die "ctr run failed"
 	eval "$PODMAN $PODMAN_RUN" || die "podman run failed"
-	hf_run+=(-n "berthctl run --rm (berth)" "$BCTL --root $(q "$rroot") run --rm busybox /bin/true")
-	hf_run+=(-n "berthctl run --rm (runc)" "$BCTL --root $(q "$rroot") --runtime $(q "$RUNC") run --rm busybox /bin/true")
+	hf_run+=(-n "berthctl run --rm (berth)" "$BCTL --root $(q "$rroot") run --rm --network none busybox /bin/true")
+	hf_run+=(-n "berthctl run --rm (runc)" "$BCTL --root $(q "$rroot") --runtime $(q "$RUNC") run --rm --network none busybox /bin/true")
 	hf_run+=(-n "ctr run --rm (runc shim, runc)" "$CTR run --rm $bb bench-\$\$ /bin/true")
 	hf_run+=(-n "podman run --rm (runc)" "$PODMAN $PODMAN_RUN")
 	log "hyperfine (run): --warmup 3 --runs $RUN_RUNS"
