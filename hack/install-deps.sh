@@ -34,6 +34,7 @@ PACKAGES=(
 	curl              # hack/bench-build.sh: the push floor; ctl/tests/network.rs fetches published ports
 	containernetworking-plugins # berthctl's networks (bridge, host-local, portmap, firewall, tuning): ctl/tests/network.rs
 	iptables          # the CNI plugins' NAT and filter rules (portmap, bridge ipMasq, firewall)
+	golang-github-containernetworking-plugin-dnsname # podman 4.3's name resolution on CNI networks (with dnsmasq-base): ctl/tests/network_podman.rs compares berthctl with it
 	cpio              # initramfs of the cgroup v2 VM (hack/vm-run.sh)
 	e2fsprogs         # mkfs.ext4: the cgroup v2 VM's /tmp disk
 	qemu-system-x86   # the cgroup v2 VM: qemu-system-x86_64 -accel tcg
