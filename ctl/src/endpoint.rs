@@ -95,13 +95,32 @@ fn cni_call<'a>(ctx: &'a Ctx, id: &'a str, netns: &'a Path) -> crate::cni::Call<
 
 /// Attach `c` to its network unless it is attached (a restart) or has none of CNI's.
 pub fn up(ctx: &Ctx, c: &Container) -> Result<()> {
+    match begin(ctx, c)? {
+        Some(p) => p.finish(ctx),
+        None => Ok(()),
+    }
+}
+
+/// An attachment begun: its namespace exists and its ports are taken (recorded), the plugins
+/// have yet to run ([`Pending::finish`], which may run while the runtime creates the
+/// container in that namespace).
+pub struct Pending {
+    id: String,
+    ep: Endpoint,
+    ip: Option<String>,
+}
+
+/// Begin `c`'s attachment: under the network lock, allocate its ports, make its namespace and
+/// record both (so that another container sees the ports taken, and `down` undoes a crash
+/// from here on). None: it has no CNI network, or is attached already (a restart).
+pub fn begin(ctx: &Ctx, c: &Container) -> Result<Option<Pending>> {
     let Some(net_name) = c.net.cni_network() else {
-        return Ok(());
+        return Ok(None);
     };
     let _lock = ctx.network_lock()?;
     let netns = netns_path(&c.id);
-    if load(ctx, &c.id).is_some() && netns.exists() {
-        return Ok(());
+    if load(ctx, &c.id).is_some_and(|e| !e.result.is_null()) && netns.exists() {
+        return Ok(None);
     }
     let net = crate::network::find(&ctx.cni_conf_dir, net_name)?;
     let taken: Vec<Port> = all(ctx)
@@ -113,42 +132,73 @@ pub fn up(ctx: &Ctx, c: &Container) -> Result<()> {
     // A namespace file a crashed run left is replaced.
     crate::netns::remove(&netns)?;
     crate::netns::create(&netns)?;
-    let mut call = cni_call(ctx, &c.id, &netns);
-    if let Some(ip) = &c.net.ip {
-        call.args.push(("IP".into(), ip.clone()));
-    }
-    call.runtime_config = crate::cni::port_mappings(&ports);
-    let result = match crate::cni::add(&net.conflist, &call) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = crate::cni::del(&net.conflist, None, &call);
-            let _ = crate::netns::remove(&netns);
-            return Err(e).with_context(|| format!("connect to network {}", net.name));
-        }
-    };
-    let (ip, prefix, gateway) = crate::cni::ipv4(&result).unwrap_or_default();
     let ep = Endpoint {
         network: net.name.clone(),
         network_id: net.id.clone(),
-        conflist: net.conflist.clone(),
+        conflist: crate::network::for_ports(&net.conflist, !ports.is_empty()),
         netns: netns.clone(),
-        mac: crate::cni::mac(&result, IFNAME).unwrap_or_default(),
-        result,
-        ip,
-        prefix,
-        gateway: gateway.unwrap_or_default(),
+        result: Value::Null,
+        ip: String::new(),
+        prefix: 0,
+        gateway: String::new(),
+        mac: String::new(),
         ports,
     };
-    let saved = serde_json::to_vec_pretty(&ep)
-        .map_err(anyhow::Error::from)
-        .and_then(|d| Ok(image::fsutil::write_atomic(&record(ctx, &c.id), &d)?));
-    if let Err(e) = saved {
-        let _ = crate::cni::del(&ep.conflist, Some(&ep.result), &call);
+    if let Err(e) = save(ctx, &c.id, &ep) {
         let _ = crate::netns::remove(&netns);
-        return Err(e).context("record the container's network");
+        return Err(e);
     }
-    refresh_hosts(ctx, &net);
-    Ok(())
+    Ok(Some(Pending {
+        id: c.id.clone(),
+        ep,
+        ip: c.net.ip.clone(),
+    }))
+}
+
+fn save(ctx: &Ctx, id: &str, ep: &Endpoint) -> Result<()> {
+    let data = serde_json::to_vec_pretty(ep)?;
+    image::fsutil::write_atomic(&record(ctx, id), &data).context("record the container's network")
+}
+
+impl Pending {
+    /// Run the plugins (CNI ADD) and record the result; on failure, undo it all.
+    pub fn finish(self, ctx: &Ctx) -> Result<()> {
+        let Pending { id, mut ep, ip } = self;
+        let mut call = cni_call(ctx, &id, &ep.netns);
+        if let Some(ip) = &ip {
+            call.args.push(("IP".into(), ip.clone()));
+        }
+        call.runtime_config = crate::cni::port_mappings(&ep.ports);
+        let undo = |result: Option<&Value>| {
+            let _ = crate::cni::del(&ep.conflist, result, &call);
+            let _lock = ctx.network_lock();
+            let _ = crate::netns::remove(&ep.netns);
+            let _ = std::fs::remove_file(record(ctx, &id));
+        };
+        let result = match crate::cni::add(&ep.conflist, &call) {
+            Ok(r) => r,
+            Err(e) => {
+                undo(None);
+                return Err(e).with_context(|| format!("connect to network {}", ep.network));
+            }
+        };
+        let (addr, prefix, gateway) = crate::cni::ipv4(&result).unwrap_or_default();
+        ep.mac = crate::cni::mac(&result, IFNAME).unwrap_or_default();
+        ep.ip = addr;
+        ep.prefix = prefix;
+        ep.gateway = gateway.unwrap_or_default();
+        ep.result = result;
+        let _lock = ctx.network_lock()?;
+        if let Err(e) = save(ctx, &id, &ep) {
+            drop(_lock);
+            undo(Some(&ep.result));
+            return Err(e);
+        }
+        if let Ok(net) = crate::network::find(&ctx.cni_conf_dir, &ep.network_id) {
+            refresh_hosts(ctx, &net);
+        }
+        Ok(())
+    }
 }
 
 /// Detach container `id` from its network (nothing to do when it is not attached).
@@ -160,7 +210,8 @@ pub fn down(ctx: &Ctx, id: &str) {
     if let Some(ep) = load(ctx, id) {
         let mut call = cni_call(ctx, id, &ep.netns);
         call.runtime_config = crate::cni::port_mappings(&ep.ports);
-        if let Err(e) = crate::cni::del(&ep.conflist, Some(&ep.result), &call) {
+        let result = Some(&ep.result).filter(|r| !r.is_null());
+        if let Err(e) = crate::cni::del(&ep.conflist, result, &call) {
             eprintln!(
                 "berthctl: container {}: disconnect from network {}: {e:#}",
                 &id[..12.min(id.len())],

@@ -5,7 +5,8 @@
 //! - `network create NAME` writes `berth-NAME.conflist`: a bridge `br-<id>` of its own and a
 //!   free /24 of 10.87.1.0-10.87.255.0 (or `--subnet`); its containers find each other by name.
 //! - Every network's plugins: bridge (host-local IPAM, gateway, masquerade, hairpin),
-//!   portmap (published ports, SNAT for hairpin and localhost), firewall (iptables), tuning.
+//!   portmap (published ports, SNAT for hairpin and localhost; left out of a container's
+//!   chain when it publishes none), firewall (iptables).
 //! - Any other conflist in the directory (podman's, say) is a network too, used as it is.
 
 use std::io::Write;
@@ -86,10 +87,21 @@ fn conflist(name: &str, id: &str, bridge: &str, subnet: &str, gateway: &str) -> 
                 }
             },
             {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
-            {"type": "firewall", "backend": "iptables"},
-            {"type": "tuning"}
+            {"type": "firewall", "backend": "iptables"}
         ]
     })
+}
+
+/// The plugin list a container runs: without portmap when it publishes no port (portmap with
+/// nothing to map only checks its chains: ~20 iptables runs).
+pub fn for_ports(conflist: &Value, has_ports: bool) -> Value {
+    let mut c = conflist.clone();
+    if !has_ports {
+        if let Some(p) = c["plugins"].as_array_mut() {
+            p.retain(|p| p["type"] != "portmap");
+        }
+    }
+    c
 }
 
 fn default_network() -> Network {

@@ -885,7 +885,9 @@ fn monitor_start(ctx: &Ctx, c: &Container) -> Result<(i32, Copiers)> {
     );
     let runtime_log = dir.join("runtime.log");
     let pid_file = dir.join("init.pid");
-    crate::endpoint::up(ctx, c)?;
+    // The network's namespace and ports now; its plugins run while the runtime creates the
+    // container in that namespace (the container's process starts only with `start`).
+    let pending = crate::endpoint::begin(ctx, c)?;
     let mut cmd = ctx.runtime_cmd();
     cmd.arg("--log").arg(&runtime_log).arg("create");
     cmd.arg("--bundle").arg(ctx.bundle_dir(&c.id));
@@ -925,11 +927,20 @@ fn monitor_start(ctx: &Ctx, c: &Container) -> Result<(i32, Copiers)> {
         }
     }
     cmd.arg(&c.id).stdin(Stdio::null());
-    let st = cmd.status().context("run the runtime's create");
+    let (st, net) = std::thread::scope(|s| {
+        let net = pending.map(|p| s.spawn(move || p.finish(ctx)));
+        let st = cmd.status().context("run the runtime's create");
+        let net = net.map_or(Ok(()), |h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow!("the network setup panicked")))
+        });
+        (st, net)
+    });
     // Our copies of the pipes' write ends go with the command: the copiers see the end
     // once the container's processes are gone.
     drop(cmd);
     let st = st?;
+    net?;
     if c.tty {
         let _ = std::fs::remove_file(&sock_path);
     }
