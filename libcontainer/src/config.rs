@@ -398,11 +398,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             &format!("mounts[{i}].gidMappings"),
             m.gid_mappings().as_deref().unwrap_or_default(),
         )?;
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(format!(
-                "mounts[{i}]: idmapped mounts are not supported by berth yet"
-            ));
-        }
+        crate::idmap::of_mount(Some(linux), m).map_err(|e| format!("mounts[{i}]: {e}"))?;
     }
     if let Some(hooks) = spec.hooks() {
         crate::hooks::validate(hooks)?;
