@@ -840,6 +840,31 @@ mod tests {
     }
 
     #[test]
+    fn idmapped_mounts_are_checked_with_the_config() {
+        use serde_json::json;
+        let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        let mut v = base();
+        v["mounts"] = json!([{"destination": "/m", "source": "/m", "options": ["rbind", "ridmap"],
+            "uidMappings": maps, "gidMappings": maps}]);
+        check(v).unwrap();
+        let mut v = base();
+        v["mounts"] = json!([{"destination": "/m", "type": "tmpfs", "source": "tmpfs",
+            "options": ["idmap"]}]);
+        let e = check(v).unwrap_err();
+        assert!(
+            e.contains("mounts[0]: id-mapped mounts") && e.contains("bind"),
+            "{e}"
+        );
+        let mut v = base();
+        v["mounts"] = json!([{"destination": "/m", "source": "/m", "options": ["bind", "idmap"]}]);
+        let e = check(v).unwrap_err();
+        assert!(
+            e.contains("mounts[0]: id-mapped mounts must have both"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn device_paths_are_cleaned_before_the_below_dev_check() {
         use serde_json::json;
         for (path, clean) in [

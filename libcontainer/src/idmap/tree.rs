@@ -125,3 +125,31 @@ fn fs_type(path: &Path) -> String {
     };
     find().unwrap_or_else(|| "unknown".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filesystem_type_of_a_path() {
+        assert_eq!(fs_type(Path::new("/proc/self")), "proc");
+        assert_eq!(fs_type(Path::new("/no/such/path")), "unknown");
+    }
+
+    #[test]
+    fn unsupported_names_mount_source_and_filesystem() {
+        let e = IdmapError::Unsupported {
+            mount: "mounts[7] (\"bind\" on \"/m\")".into(),
+            src: "/srv/data".into(),
+            fstype: "ramfs".into(),
+            below: "",
+            err: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert_eq!(
+            e.to_string(),
+            "mounts[7] (\"bind\" on \"/m\"): cannot make an idmapped mount of \"/srv/data\": its \
+             filesystem (ramfs) does not support idmapped mounts on this kernel (mount_setattr \
+             MOUNT_ATTR_IDMAP: invalid argument)"
+        );
+    }
+}
