@@ -241,8 +241,9 @@ fn idmap_mount_ridmap_maps_submounts_and_idmap_does_not(ctx: &Ctx) -> TestResult
     Ok(())
 }
 
-/// What runc 1.3 refuses: idmapping a mount that is not a bind, a bare `idmap` without a user
-/// namespace to take mappings from, one of the two mappings alone. Nothing is left behind.
+/// What runc 1.3 refuses: idmapping a mount that is not a bind (a `type` of "bind" without the
+/// option included), a bare `idmap` without a user namespace to take mappings from, one of the
+/// two mappings alone. Nothing is left behind.
 fn idmap_mount_refusals(ctx: &Ctx) -> TestResult {
     need_idmap(ctx)?;
     let src = ctx.scratch_dir("idmap-refusals")?;
@@ -257,6 +258,13 @@ fn idmap_mount_refusals(ctx: &Ctx) -> TestResult {
             "mappings on a tmpfs",
             false,
             json!({"destination": "/m", "type": "tmpfs", "source": "tmpfs",
+                "uidMappings": maps(0, 100000, 65536), "gidMappings": maps(0, 100000, 65536)}),
+        ),
+        (
+            "type bind without a bind or rbind option",
+            false,
+            json!({"destination": "/m", "type": "bind", "source": src.to_string_lossy(),
+                "options": ["idmap"],
                 "uidMappings": maps(0, 100000, 65536), "gidMappings": maps(0, 100000, 65536)}),
         ),
         (

@@ -69,8 +69,9 @@ pub fn of_mount(linux: Option<&Linux>, m: &Mount) -> Result<Option<MountIdmap>, 
         return Ok(None);
     }
     let opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
+    // As runc 1.3: the option makes the bind (a `type` of "bind" alone does not).
     let typ = m.typ().as_deref().unwrap_or("");
-    if !(opts.is_bind() || typ == "bind") {
+    if !opts.is_bind() {
         return Err(format!(
             "id-mapped mounts (uidMappings, gidMappings, idmap, ridmap) are only supported for bind mounts, and this mount of type {} has no \"bind\" or \"rbind\" option",
             crate::error::echo(typ)
@@ -220,6 +221,11 @@ mod tests {
             "uidMappings": maps(0, 1, 1), "gidMappings": maps(0, 1, 1)}),
         );
         assert!(of_mount(None, &m).is_err());
+        let m = mount(json!({"destination": "/a", "type": "bind", "source": "/s",
+            "options": ["idmap"], "uidMappings": maps(0, 1, 1), "gidMappings": maps(0, 1, 1)}));
+        assert!(of_mount(None, &m)
+            .unwrap_err()
+            .contains("no \"bind\" or \"rbind\" option"));
         // A bare idmap without a user namespace: nothing to take the mappings from.
         let m = mount(json!({"destination": "/a", "source": "/s", "options": ["bind", "idmap"]}));
         let e = of_mount(Some(&no_userns()), &m).unwrap_err();
