@@ -398,11 +398,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             &format!("mounts[{i}].gidMappings"),
             m.gid_mappings().as_deref().unwrap_or_default(),
         )?;
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(format!(
-                "mounts[{i}]: idmapped mounts are not supported by berth yet"
-            ));
-        }
+        crate::idmap::of_mount(Some(linux), m).map_err(|e| format!("mounts[{i}]: {e}"))?;
     }
     if let Some(hooks) = spec.hooks() {
         crate::hooks::validate(hooks)?;
@@ -841,6 +837,31 @@ mod tests {
                    {"containerID": max - 5, "hostID": max - 5, "size": 5}]),
         );
         check(v).unwrap();
+    }
+
+    #[test]
+    fn idmapped_mounts_are_checked_with_the_config() {
+        use serde_json::json;
+        let maps = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        let mut v = base();
+        v["mounts"] = json!([{"destination": "/m", "source": "/m", "options": ["rbind", "ridmap"],
+            "uidMappings": maps, "gidMappings": maps}]);
+        check(v).unwrap();
+        let mut v = base();
+        v["mounts"] = json!([{"destination": "/m", "type": "tmpfs", "source": "tmpfs",
+            "options": ["idmap"]}]);
+        let e = check(v).unwrap_err();
+        assert!(
+            e.contains("mounts[0]: id-mapped mounts") && e.contains("bind"),
+            "{e}"
+        );
+        let mut v = base();
+        v["mounts"] = json!([{"destination": "/m", "source": "/m", "options": ["bind", "idmap"]}]);
+        let e = check(v).unwrap_err();
+        assert!(
+            e.contains("mounts[0]: id-mapped mounts must have both"),
+            "{e}"
+        );
     }
 
     #[test]

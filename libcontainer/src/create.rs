@@ -185,12 +185,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     // A cgroup that is already in use is refused before it becomes ours to clean up.
     // A new user namespace cannot reach what only the host's root can: its bind sources are
     // opened here, as detached mount trees init attaches (other containers bind by path).
-    let bind_trees = if plan.new_userns() {
-        crate::init::open_bind_sources(spec.mounts().as_deref().unwrap_or_default(), &bundle.dir)
-            .map_err(|(p, e)| Error::io("open bind mount source", p, e))?
-    } else {
-        Vec::new()
-    };
+    // Idmapped bind mounts are made here too, as detached trees, for any container.
+    let bind_trees = crate::init::open_bind_sources(spec, &bundle.dir, plan.new_userns())?;
     cg.ensure_unused()?;
     cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
     dir.record_cgroups(cg.paths())?;

@@ -42,6 +42,8 @@ pub enum Error {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Idmap(#[from] crate::idmap::IdmapError),
 }
 
 /// How many bytes of a value an error message shows (see [`echo`]).

@@ -12,6 +12,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "diratime",
     "dirsync",
     "exec",
+    "idmap",
     "iversion",
     "lazytime",
     "loud",
@@ -26,10 +27,12 @@ const MOUNT_OPTIONS: &[&str] = &[
     "norelatime",
     "nostrictatime",
     "nosuid",
+    "nosymfollow",
     "private",
     "rbind",
     "relatime",
     "remount",
+    "ridmap",
     "ro",
     "rprivate",
     "rshared",
@@ -41,6 +44,7 @@ const MOUNT_OPTIONS: &[&str] = &[
     "slave",
     "strictatime",
     "suid",
+    "symfollow",
     "sync",
     "tmpcopyup",
     "unbindable",
@@ -85,7 +89,9 @@ pub fn features() -> Value {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            // Idmapped bind mounts need mount_setattr(2); whether a source's filesystem can
+            // be idmapped is only known when it is mounted.
+            "mountExtensions": {"idmap": {"enabled": crate::sys::has_mount_setattr()}}
         },
         "annotations": {
             "io.github.berth.version": env!("CARGO_PKG_VERSION")
@@ -112,6 +118,10 @@ mod tests {
             "tmpcopyup",
             "rbind",
             "ro",
+            "idmap",
+            "ridmap",
+            "nosymfollow",
+            "symfollow",
         ] {
             assert!(opts.contains(&o), "{o} missing from {opts:?}");
         }

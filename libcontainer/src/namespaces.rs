@@ -232,18 +232,30 @@ pub fn host_root_ids(spec: &Spec) -> (u32, u32) {
 /// Write uid_map and gid_map of a process in a new user namespace.
 pub fn write_id_maps(pid: i32, spec: &Spec) -> std::io::Result<()> {
     let linux = spec.linux().as_ref();
-    let fmt = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
-        m.map(|v| {
-            v.iter()
-                .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-                .collect()
-        })
-        .unwrap_or_default()
+    write_maps(
+        pid,
+        linux
+            .and_then(|l| l.uid_mappings().as_deref())
+            .unwrap_or_default(),
+        linux
+            .and_then(|l| l.gid_mappings().as_deref())
+            .unwrap_or_default(),
+    )
+}
+
+/// Write these mappings as uid_map and gid_map of a process in a new user namespace.
+pub fn write_maps(
+    pid: i32,
+    uid: &[oci_spec::runtime::LinuxIdMapping],
+    gid: &[oci_spec::runtime::LinuxIdMapping],
+) -> std::io::Result<()> {
+    let fmt = |m: &[oci_spec::runtime::LinuxIdMapping]| -> String {
+        m.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
     };
-    let uid = fmt(linux.and_then(|l| l.uid_mappings().as_ref()));
-    let gid = fmt(linux.and_then(|l| l.gid_mappings().as_ref()));
-    std::fs::write(format!("/proc/{pid}/uid_map"), uid)
+    std::fs::write(format!("/proc/{pid}/uid_map"), fmt(uid))
         .map_err(|e| std::io::Error::new(e.kind(), format!("write /proc/{pid}/uid_map: {e}")))?;
-    std::fs::write(format!("/proc/{pid}/gid_map"), gid)
+    std::fs::write(format!("/proc/{pid}/gid_map"), fmt(gid))
         .map_err(|e| std::io::Error::new(e.kind(), format!("write /proc/{pid}/gid_map: {e}")))
 }

@@ -7,6 +7,7 @@ mod devices;
 mod errors;
 mod faults;
 mod hooks;
+mod idmapped;
 mod ids;
 mod images;
 mod kill_list;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Test> {
     v.extend(cli::tests());
     v.extend(namespaces::tests());
     v.extend(mounts::tests());
+    v.extend(idmapped::tests());
     v.extend(devices::tests());
     v.extend(process::tests());
     v.extend(users::tests());

@@ -234,8 +234,9 @@ pub struct InitContext<'a> {
     pub in_userns: bool,
     /// Whether the container has its own cgroup namespace (cgroup mounts are real mounts).
     pub cgroupns: bool,
-    /// With a new user namespace: each bind mount's source, opened by `create` as a detached
-    /// mount tree (see [`open_bind_sources`]); indexed like `mounts`. Empty otherwise.
+    /// Bind sources `create` opened as detached mount trees (see [`open_bind_sources`]): every
+    /// idmapped one, and with a new user namespace every bind; indexed like `mounts`. Empty
+    /// when there are none.
     pub bind_trees: &'a [Option<OwnedFd>],
 }
 

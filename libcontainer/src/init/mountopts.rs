@@ -17,6 +17,17 @@ pub struct MountOpts {
     pub rec_clr: u64,
     /// `tmpcopyup`: fill a new tmpfs with what the directory under it holds.
     pub copyup: bool,
+    /// `idmap` or `ridmap` (runtime-spec 1.2): an idmapped bind mount.
+    pub idmap: Option<IdmapScope>,
+}
+
+/// Which mounts of an idmapped bind get the mapping (runc's semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdmapScope {
+    /// `idmap`: the bind's top mount only (an rbind's submounts keep the ids they have).
+    Top,
+    /// `ridmap`: every mount of the bound tree.
+    Recursive,
 }
 
 impl MountOpts {
@@ -67,6 +78,10 @@ pub fn parse(options: &[String]) -> MountOpts {
             }
         } else if opt == "tmpcopyup" {
             o.copyup = true;
+        } else if opt == "idmap" {
+            o.idmap = Some(IdmapScope::Top);
+        } else if opt == "ridmap" {
+            o.idmap = Some(IdmapScope::Recursive);
         } else {
             data.push(opt.as_str());
         }
@@ -110,6 +125,8 @@ fn flag(opt: &str) -> Option<(bool, u64)> {
         "loud" => (false, MS_SILENT),
         "iversion" => (true, MS_I_VERSION),
         "noiversion" => (false, MS_I_VERSION),
+        "nosymfollow" => (true, MS_NOSYMFOLLOW),
+        "symfollow" => (false, MS_NOSYMFOLLOW),
         _ => return None,
     })
 }
@@ -188,6 +205,18 @@ mod tests {
         assert_eq!(o.data, "size=64k,mode=755");
         let o = parse(&s(&["ro", "rw", "noexec", "exec"]));
         assert_eq!(o.flags, 0);
+        let o = parse(&s(&["bind", "nosymfollow"]));
+        assert_eq!(o.remount_flags(), libc::MS_NOSYMFOLLOW);
+        assert_eq!(parse(&s(&["nosymfollow", "symfollow"])).flags, 0);
+    }
+
+    #[test]
+    fn idmap_options_are_not_data() {
+        let o = parse(&s(&["rbind", "idmap"]));
+        assert_eq!((o.idmap, o.data.as_str()), (Some(IdmapScope::Top), ""));
+        let o = parse(&s(&["bind", "ridmap"]));
+        assert_eq!(o.idmap, Some(IdmapScope::Recursive));
+        assert_eq!(parse(&s(&["bind"])).idmap, None);
     }
 
     #[test]

@@ -241,27 +241,62 @@ fn is_bind(m: &Mount) -> bool {
         || mountopts::parse(m.options().as_deref().unwrap_or_default()).is_bind()
 }
 
-/// For a container with a new user namespace, run by `create` before init is cloned: open
-/// the source of every bind mount here, with the host's credentials, as a detached mount tree
-/// (open_tree(OPEN_TREE_CLONE), recursive for rbind). Init inherits the descriptors and
-/// attaches each tree with move_mount, so a source that only the host's root can reach (below
-/// a 0700 directory) still works, as runc passes it opened mount sources. Indexed like
-/// `mounts`; `None` for the other mounts.
+/// Run by `create` before init is cloned: open bind sources as detached mount trees
+/// (open_tree(OPEN_TREE_CLONE), recursive for rbind), which init inherits and attaches with
+/// move_mount. Indexed like `mounts`; `None` for a mount init makes itself.
+/// - Every idmapped bind mount (see [`crate::idmap`]): the tree gets its idmapping here,
+///   while it is detached and berth has the host's credentials.
+/// - With `all_binds` (a new user namespace): every other bind too, opened with the host's
+///   credentials, so a source that only the host's root can reach (below a 0700 directory)
+///   still works, as runc passes it opened mount sources.
+///
+/// Without either, nothing is opened (an empty list) and no system call is made.
 pub fn open_bind_sources(
-    mounts: &[Mount],
+    spec: &oci_spec::runtime::Spec,
     bundle: &Path,
-) -> std::result::Result<Vec<Option<OwnedFd>>, (PathBuf, std::io::Error)> {
+    all_binds: bool,
+) -> crate::Result<Vec<Option<OwnedFd>>> {
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    let idmapped = crate::idmap::any(mounts);
+    if !all_binds && !idmapped {
+        return Ok(Vec::new());
+    }
+    let linux = spec.linux().as_ref();
+    let mut helpers = crate::idmap::Helpers::default();
     mounts
         .iter()
-        .map(|m| {
-            if !is_bind(m) {
+        .enumerate()
+        .map(|(i, m)| {
+            let idmap = if idmapped {
+                crate::idmap::of_mount(linux, m).map_err(|msg| crate::Error::Config {
+                    path: format!("mounts[{i}]"),
+                    msg,
+                })?
+            } else {
+                None
+            };
+            if idmap.is_none() && !(all_binds && is_bind(m)) {
                 return Ok(None);
             }
             let src = bind_source(m, bundle);
             let rec = mountopts::parse(m.options().as_deref().unwrap_or_default()).is_recursive();
-            crate::sys::open_tree(&src, rec)
-                .map(Some)
-                .map_err(|e| (src, e))
+            match idmap {
+                Some(idmap) => {
+                    let name = || {
+                        format!(
+                            "mounts[{i}] ({} on {})",
+                            crate::error::echo(m.typ().as_deref().unwrap_or("none")),
+                            crate::error::echo_path(m.destination())
+                        )
+                    };
+                    crate::idmap::open_tree(&src, rec, &idmap, &mut helpers, &name)
+                        .map(Some)
+                        .map_err(crate::Error::from)
+                }
+                None => crate::sys::open_tree(&src, rec)
+                    .map(Some)
+                    .map_err(|e| crate::Error::io("open bind mount source", src, e)),
+            }
         })
         .collect()
 }
