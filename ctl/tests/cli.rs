@@ -654,8 +654,11 @@ fn named_and_anonymous_volumes() {
         "busybox",
         "sh",
         "-c",
-        "test -s /etc/passwd && echo copied; echo kept > /etc/mine",
+        "test -s /etc/passwd && echo copied; echo kept > /etc/mine; \
+         for f in hostname hosts resolv.conf; do test -s /etc/$f || echo no $f; done",
     ]);
+    // ... and the container's own hostname, hosts and resolv.conf are mounted over it, not
+    // under it (a mount inside another's destination comes after it, as docker and podman).
     assert_eq!(
         stdout(&o),
         "copied\n",
