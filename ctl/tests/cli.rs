@@ -666,6 +666,14 @@ fn named_and_anonymous_volumes() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(e.ok(&["volume", "ls"]).contains("local     etcvol"));
+    // docker's `volume ls --format` (a template per volume, or json).
+    let ls = e.ok(&["volume", "ls", "--format", "{{.Name}}\\t{{.Driver}}"]);
+    assert_eq!(ls, "etcvol\tlocal\n");
+    let ls = e.ok(&["volume", "ls", "--format", "json"]);
+    assert!(
+        ls.starts_with("{") && ls.contains("\"Name\":\"etcvol\""),
+        "{ls}"
+    );
     // The next container sees what the first wrote; not copied again (not empty).
     let o = e.run_ctr(&[
         "--rm",
