@@ -391,6 +391,9 @@ enum VolumeCmd {
     Ls {
         #[arg(short, long)]
         quiet: bool,
+        /// `json` or a template of .Name, .Driver, .Scope, .Mountpoint.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Show volumes as docker does.
     Inspect {
@@ -436,6 +439,9 @@ enum NetworkCmd {
     Ls {
         #[arg(short, long)]
         quiet: bool,
+        /// `json` or a template of .ID, .Name, .Driver, .Scope.
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Remove networks no container has.
     Rm {
@@ -696,7 +702,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Cmd::Wait { containers } => lifecycle::wait(&ctx, containers),
         Cmd::Volume { cmd } => match cmd {
             VolumeCmd::Create { name } => volumes::create(&ctx, name.as_deref()),
-            VolumeCmd::Ls { quiet } => volumes::ls(&ctx, *quiet),
+            VolumeCmd::Ls { quiet, format } => volumes::ls(&ctx, *quiet, format.as_deref()),
             VolumeCmd::Inspect { format, names } => {
                 volumes::inspect(&ctx, names, format.as_deref())
             }
@@ -715,7 +721,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 }
                 network::create(&ctx, name, subnet.as_deref(), gateway.as_deref())
             }
-            NetworkCmd::Ls { quiet } => network::ls(&ctx, *quiet),
+            NetworkCmd::Ls { quiet, format } => network::ls(&ctx, *quiet, format.as_deref()),
             NetworkCmd::Rm { names } => network::rm(&ctx, names),
             NetworkCmd::Inspect { format, names } => {
                 network::inspect(&ctx, names, format.as_deref())

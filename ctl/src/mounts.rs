@@ -95,6 +95,20 @@ pub fn mount(v: &str, extra: &mut Extra) -> Result<()> {
     Ok(())
 }
 
+/// The mounts ordered as docker orders them: by the depth of their destination, keeping
+/// the order of those at the same depth (a later one over an earlier one). A mount inside
+/// another's destination so comes after it: `-v vol:/etc` does not cover the container's own
+/// /etc/hosts, hostname and resolv.conf, nor `-v a:/data` a `--tmpfs /data/cache` given first.
+pub fn parents_first(mounts: &mut [Value]) {
+    let depth = |m: &Value| {
+        std::path::Path::new(m["destination"].as_str().unwrap_or(""))
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .count()
+    };
+    mounts.sort_by_key(depth);
+}
+
 /// `--volumes-from CONTAINER[:ro|rw]`: that container's volumes and host binds, at the same
 /// places (its /etc/hosts, hostname and resolv.conf stay its own).
 pub fn volumes_from(ctx: &Ctx, v: &str, extra: &mut Extra) -> Result<()> {
@@ -138,4 +152,46 @@ pub fn volumes_from(ctx: &Ctx, v: &str, extra: &mut Extra) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mount_inside_anothers_destination_comes_after_it() {
+        let mut m: Vec<Value> = [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/sys",
+            "/etc/hosts",
+            "/etc/",
+            "/data/cache",
+            "/data",
+            "/etc/hosts",
+        ]
+        .iter()
+        .map(|d| json!({ "destination": d }))
+        .collect();
+        parents_first(&mut m);
+        let order: Vec<&str> = m
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "/proc",
+                "/dev",
+                "/sys",
+                "/etc/",
+                "/data",
+                "/dev/pts",
+                "/etc/hosts",
+                "/data/cache",
+                "/etc/hosts"
+            ]
+        );
+    }
 }

@@ -359,7 +359,7 @@ fn delete_link(name: &str) {
 }
 
 /// `network ls [-q]`: docker's columns; host and none too.
-pub fn ls(ctx: &Ctx, quiet: bool) -> Result<i32> {
+pub fn ls(ctx: &Ctx, quiet: bool, format: Option<&str>) -> Result<i32> {
     let mut rows: Vec<(String, String, &str)> = list(&ctx.cni_conf_dir)?
         .into_iter()
         .map(|n| {
@@ -378,6 +378,16 @@ pub fn ls(ctx: &Ctx, quiet: bool) -> Result<i32> {
         rows.push((id, name.to_string(), driver));
     }
     rows.sort_by(|a, b| a.1.cmp(&b.1));
+    if let (Some(f), false) = (format, quiet) {
+        let rows: Vec<_> = rows
+            .into_iter()
+            .map(|(id, name, driver)| {
+                serde_json::json!({"ID": id, "Name": name, "Driver": driver, "Scope": "local"})
+            })
+            .collect();
+        crate::util::print_rows(&rows, f)?;
+        return Ok(0);
+    }
     let mut out = std::io::stdout().lock();
     if !quiet {
         writeln!(

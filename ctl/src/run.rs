@@ -444,6 +444,7 @@ pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<Container> {
         let mut spec = bundle::generate(&config, &rootfs, &opts)?;
         if let Some(m) = spec["mounts"].as_array_mut() {
             m.extend(extra.tmpfs);
+            crate::mounts::parents_first(m);
         }
         if let Some(path) = &net.netns {
             for n in spec["linux"]["namespaces"]

@@ -94,6 +94,21 @@ pub fn print_values(values: &[serde_json::Value], format: Option<&str>) -> anyho
     Ok(())
 }
 
+/// The rows of an `ls --format FORMAT` as docker prints them: `json`, one object a line, or
+/// each row through the template (`\t` and `\n` as tab and newline).
+pub fn print_rows(rows: &[serde_json::Value], format: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let f = format.replace("\\t", "\t").replace("\\n", "\n");
+    for r in rows {
+        match format {
+            "json" => writeln!(out, "{r}")?,
+            _ => writeln!(out, "{}", template(&f, r).map_err(anyhow::Error::msg)?)?,
+        }
+    }
+    Ok(())
+}
+
 /// Seconds since the epoch of an RFC 3339 time ("2024-01-02T03:04:05.123Z", "+01:00" offsets).
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let b = s.as_bytes();

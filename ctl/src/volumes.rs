@@ -209,7 +209,18 @@ pub fn create(ctx: &Ctx, name: Option<&str>) -> Result<i32> {
 }
 
 /// `volume ls [-q]`.
-pub fn ls(ctx: &Ctx, quiet: bool) -> Result<i32> {
+pub fn ls(ctx: &Ctx, quiet: bool, format: Option<&str>) -> Result<i32> {
+    if let (Some(f), false) = (format, quiet) {
+        let rows: Vec<_> = list(ctx)?
+            .into_iter()
+            .map(|(n, _)| {
+                json!({"Name": n, "Driver": "local", "Scope": "local",
+                    "Mountpoint": data_dir(ctx, &n)})
+            })
+            .collect();
+        util::print_rows(&rows, f)?;
+        return Ok(0);
+    }
     let mut out = std::io::stdout().lock();
     if !quiet {
         writeln!(out, "DRIVER    VOLUME NAME")?;

@@ -654,8 +654,11 @@ fn named_and_anonymous_volumes() {
         "busybox",
         "sh",
         "-c",
-        "test -s /etc/passwd && echo copied; echo kept > /etc/mine",
+        "test -s /etc/passwd && echo copied; echo kept > /etc/mine; \
+         for f in hostname hosts resolv.conf; do test -s /etc/$f || echo no $f; done",
     ]);
+    // ... and the container's own hostname, hosts and resolv.conf are mounted over it, not
+    // under it (a mount inside another's destination comes after it, as docker and podman).
     assert_eq!(
         stdout(&o),
         "copied\n",
@@ -663,6 +666,14 @@ fn named_and_anonymous_volumes() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(e.ok(&["volume", "ls"]).contains("local     etcvol"));
+    // docker's `volume ls --format` (a template per volume, or json).
+    let ls = e.ok(&["volume", "ls", "--format", "{{.Name}}\\t{{.Driver}}"]);
+    assert_eq!(ls, "etcvol\tlocal\n");
+    let ls = e.ok(&["volume", "ls", "--format", "json"]);
+    assert!(
+        ls.starts_with("{") && ls.contains("\"Name\":\"etcvol\""),
+        "{ls}"
+    );
     // The next container sees what the first wrote; not copied again (not empty).
     let o = e.run_ctr(&[
         "--rm",

@@ -186,6 +186,12 @@ fn containers_on_a_user_network_find_each_other_by_name() {
         ls.contains("appnet") && ls.contains("bridge") && ls.contains("none"),
         "{ls}"
     );
+    // docker's `network ls --format`.
+    let names = e.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert_eq!(
+        names,
+        "appnet bridge\nbridge bridge\nhost host\nnone null\n"
+    );
     let conf = e.root.path().join("net.d/berth-appnet.conflist");
     assert!(conf.is_file(), "the network is a CNI conflist");
 

@@ -61,7 +61,7 @@ pub struct NetNs {
 pub const HOST_ADDR: &str = "172.31.255.1";
 
 impl NetNs {
-    fn new() -> Option<NetNs> {
+    pub fn new() -> Option<NetNs> {
         if !Path::new("/usr/lib/cni/bridge").is_file() {
             eprintln!("skipped: no CNI plugins in /usr/lib/cni (apt-get install containernetworking-plugins)");
             return None;
@@ -99,6 +99,11 @@ impl NetNs {
             .args(["-m", "-n", "--"])
             .arg(program);
         c
+    }
+
+    /// The pid of the process holding the namespace.
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
     }
 
     /// A shell command line run in the namespace.
