@@ -66,9 +66,12 @@ fn sorted_entries(dir: &Path) -> Result<Vec<OsString>> {
     Ok(names)
 }
 
+/// An xattr's name and value.
+type XattrPair = (Vec<u8>, Vec<u8>);
+
 /// The xattrs to carry, and whether the directory is opaque; overlayfs features that leave
 /// files incomplete are refused.
-fn attrs_of(path: &Path, dir: bool) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool)> {
+fn attrs_of(path: &Path, dir: bool) -> Result<(Vec<XattrPair>, bool)> {
     let f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | if dir { libc::O_DIRECTORY } else { 0 })
