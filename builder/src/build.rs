@@ -9,7 +9,10 @@
 //! - RUN, COPY and ADD each run on a fresh active snapshot over the stage's layers (overlayfs:
 //!   a new upper directory), mounted as a bundle's rootfs; the upper directory becomes the
 //!   step's layer (`image::diff`), and the snapshot is committed under the layer's ChainID, the
-//!   same name unpacking that layer would give. A step that changes nothing adds no layer.
+//!   same name unpacking that layer would give; when a snapshot of that name exists already,
+//!   it is the one used. A COPY/ADD below a new directory writes its layer straight from its
+//!   sources (`copy_layer`) and fills its snapshot only when that name is not taken. A step
+//!   that changes nothing adds no layer.
 //! - Each layer step is keyed (`cache::step_key`) by the key before it, the config, the ARGs
 //!   in scope, the instruction and, for COPY/ADD, the digest of what it copies. A key found in
 //!   the cache whose layer blob is still in the store is taken as it is ("CACHED"): its

@@ -23,6 +23,7 @@ use sha2::Digest as _;
 use crate::build::{Builder, Error, Result, State};
 use crate::context::{self, Context, Selected};
 use crate::copy::{self, Attrs, Item, Source};
+use crate::copy_layer;
 use crate::dockerfile::{Args, Instruction, Keyword};
 use crate::ignore::{is_glob, Ignore};
 
@@ -391,6 +392,49 @@ impl Builder<'_> {
             && !sources
                 .iter()
                 .any(|s| matches!(s, Src::Paths { archive: true, .. }));
+        if let (true, Some(snap)) = (fast, step.key.clone()) {
+            // Everything lands below a directory the rootfs does not have: the layer is known
+            // from the sources alone, written before any file is (and instead of them when
+            // its snapshot exists already).
+            let lowers = self.lowers(st)?;
+            let upper = self.store.snapshots.active_fs_path(&snap);
+            let inherits = !image::layer::xattrs_of(&upper)?.is_empty();
+            let tree = if inherits {
+                None
+            } else {
+                copy_layer::plan(&items, &attrs, &lowers, image::fsutil::now_secs())
+                    .map_err(|e| err(format!("read the sources: {e}")))?
+            };
+            if let Some(tree) = tree {
+                step.unmount()?;
+                let layer = image::diff::write_layer_with(
+                    &self.store.content,
+                    &image::diff::DiffOptions {
+                        zstd: self.opts.zstd,
+                        ..Default::default()
+                    },
+                    |out| {
+                        copy_layer::write_tar(&tree, out, self.opts.timestamp)
+                            .map_err(|e| image::Error::io("read the sources", e))
+                    },
+                )?;
+                let (blob, diff_id) = (
+                    self.store.content.path(&layer.record.digest),
+                    layer.record.diff_id.clone(),
+                );
+                self.record(st, step, layer, &key, &by, |upper, lowers| {
+                    // Unpacked as a pulled layer is: the snapshot is what its blob says.
+                    image::layer::apply_blob(
+                        upper,
+                        &blob,
+                        Some(&diff_id),
+                        &image::layer::ApplyOptions::overlay(lowers),
+                    )?;
+                    Ok(())
+                })?;
+                return Ok(false);
+            }
+        }
         let tar_path = step.bundle.join("copy.tar");
         {
             let f = std::fs::File::create(&tar_path)
@@ -401,21 +445,12 @@ impl Builder<'_> {
         let f = std::fs::File::open(&tar_path)
             .map_err(|e| Error::io(format!("open {}", tar_path.display()), e))?;
         let f = std::io::BufReader::new(f);
-        match (fast, step.key.clone(), st.top()) {
-            (true, Some(key), top) => {
+        match (fast, step.key.clone()) {
+            (true, Some(key)) => {
                 // Everything lands below a directory the rootfs does not have: written straight
                 // into the upper directory (unmounted first), as a layer is unpacked, with the
                 // directories above it copied up from the layers below as overlayfs would.
-                let lowers: Vec<std::path::PathBuf> = match top {
-                    Some(t) => self
-                        .store
-                        .snapshots
-                        .chain(&t)?
-                        .iter()
-                        .map(|d| self.store.snapshots.fs_path(d))
-                        .collect(),
-                    None => Vec::new(),
-                };
+                let lowers = self.lowers(st)?;
                 step.unmount()?;
                 image::layer::apply(
                     &self.store.snapshots.active_fs_path(&key),

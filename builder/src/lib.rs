@@ -8,6 +8,7 @@ pub mod build;
 pub mod cache;
 pub mod context;
 pub mod copy;
+mod copy_layer;
 mod copy_step;
 pub mod dockerfile;
 pub mod exec;

@@ -135,6 +135,24 @@ impl Builder<'_> {
                 ..Default::default()
             },
         )?;
+        self.record(st, step, layer, key, by, |_, _| Ok(()))
+    }
+
+    /// Record the step's `layer` (none when it has no entries) in the cache and in `st`, with
+    /// its snapshot: the one named by its ChainID when it exists already (content-addressed:
+    /// the step's own snapshot is dropped unfilled, or removed as a duplicate), else the
+    /// step's, filled by `fill` (given its upper directory and the layers below, top-most
+    /// first) and committed.
+    pub(crate) fn record(
+        &self,
+        st: &mut State,
+        mut step: Step<'_>,
+        layer: image::diff::NewLayer,
+        key: &str,
+        by: &str,
+        fill: impl FnOnce(&Path, Vec<PathBuf>) -> Result<()>,
+    ) -> Result<()> {
+        step.unmount()?;
         let created = self.now();
         let record = if layer.stats.entries == 0 {
             None
@@ -143,11 +161,19 @@ impl Builder<'_> {
             layers.push(layer.record.clone());
             let ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
             let chain = image::digest::chain_ids(&ids).pop().expect("a layer");
-            self.store.snapshots.commit(&chain, &snap)?;
-            step.key = None;
+            if !self.store.snapshots.exists(&chain) {
+                let snap = step.key.clone().expect("an active snapshot");
+                fill(
+                    &self.store.snapshots.active_fs_path(&snap),
+                    self.lowers(st)?,
+                )?;
+                self.store.snapshots.commit(&chain, &snap)?;
+                step.key = None;
+            }
             st.layers = layers;
             Some(layer.record)
         };
+        drop(step);
         st.history.push(history(&created, by, record.is_none()));
         st.key = key.to_string();
         st.created = created.clone();
@@ -158,6 +184,20 @@ impl Builder<'_> {
         }
         self.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The content directories of the stage's layers, top-most first.
+    pub(crate) fn lowers(&self, st: &State) -> Result<Vec<PathBuf>> {
+        Ok(match st.top() {
+            Some(t) => self
+                .store
+                .snapshots
+                .chain(&t)?
+                .iter()
+                .map(|d| self.store.snapshots.fs_path(d))
+                .collect(),
+            None => Vec::new(),
+        })
     }
 
     /// The workdir or a `--from` root: (directory on the host, guard that unmounts it).

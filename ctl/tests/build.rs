@@ -499,6 +499,115 @@ fn source_date_epoch_builds_are_reproducible() {
     }
 }
 
+/// A COPY below a new directory makes its layer from the context before writing any file: a
+/// --no-cache rebuild re-reads the context and re-runs every step, but finds the layer's
+/// snapshot by its ChainID and reuses it (nothing written, no duplicate left); a fresh store
+/// gives the same image; every snapshot is exactly its layer.
+#[test]
+fn no_cache_rebuilds_reuse_copy_snapshots() {
+    let Some(a) = env() else { return };
+    let Some(b) = env() else { return };
+    let files = [
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY files/ /files/\nCOPY --chown=1:2 --chmod=0640 files/ /usr/new/deep/\n\
+             COPY files/d/f /bin/new/\nRUN touch /ran\n",
+        ),
+        ("files/d/f", "f\n"),
+        ("files/a-b", "dash\n"),
+        ("files/a/b", "ab\n"),
+    ];
+    let epoch = |c: &mut std::process::Command| {
+        c.env("SOURCE_DATE_EPOCH", "1700000000");
+    };
+    let build = |e: &Env, extra: &[&str]| -> String {
+        let ctx = e.root.path().join("ctx/dedup");
+        if !ctx.exists() {
+            context(e, "dedup", &files);
+            fs::create_dir_all(ctx.join("files/empty")).unwrap();
+            std::os::unix::fs::symlink("a/b", ctx.join("files/link")).unwrap();
+            fs::hard_link(ctx.join("files/d/f"), ctx.join("files/d/hard")).unwrap();
+        }
+        let mut args = vec!["build", "--cgroup-parent"];
+        let cg = cgroup_parent();
+        args.push(&cg);
+        args.extend_from_slice(extra);
+        args.extend(["-t", "dedup", ctx.to_str().unwrap()]);
+        let mut c = e.cmd(&args);
+        epoch(&mut c);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout(&o).trim().to_string()
+    };
+    let committed = |e: &Env| -> Vec<(String, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut v: Vec<(String, u64)> = fs::read_dir(e.root.path().join("snapshots/committed"))
+            .unwrap()
+            .flatten()
+            .map(|d| {
+                let ino = fs::metadata(d.path().join("fs")).unwrap().ino();
+                (d.file_name().to_string_lossy().into_owned(), ino)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    a.import_busybox();
+    let id1 = build(&a, &[]);
+    let before = committed(&a);
+    let id2 = build(&a, &["--no-cache"]);
+    assert_eq!(id1, id2);
+    assert_eq!(committed(&a), before, "the same snapshots, not replaced");
+    assert!(a.build_leftovers().is_empty(), "{:?}", a.build_leftovers());
+    let trash: Vec<_> = fs::read_dir(a.root.path().join("snapshots"))
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name().to_string_lossy().starts_with(".removing-"))
+        .collect();
+    assert!(trash.is_empty(), "{trash:?}");
+    // Each snapshot holds what its layer says.
+    let s = a.store();
+    let rec = s.image("dedup").unwrap();
+    let ids: Vec<image::Digest> = rec.layers.iter().map(|l| l.diff_id.clone()).collect();
+    for (i, chain) in image::digest::chain_ids(&ids).iter().enumerate().skip(1) {
+        let mut h = image::digest::HashingWriter::new(std::io::sink());
+        image::diff::diff_upper(
+            &s.snapshots.fs_path(chain),
+            &mut h,
+            &image::diff::DiffOptions {
+                clamp_mtime: Some(1700000000),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(h.finish().1, ids[i], "layer {i}");
+    }
+    b.import_busybox();
+    assert_eq!(build(&b, &["--no-cache"]), id1, "a fresh store");
+    let o = b.run_ctr(&[
+        "--rm",
+        "dedup",
+        "stat",
+        "-c",
+        "%n %u:%g %a %F",
+        "/files/link",
+        "/files/empty",
+        "/usr/new/deep/a/b",
+        "/usr/new",
+        "/bin/new/f",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "/files/link 0:0 777 symbolic link\n/files/empty 0:0 755 directory\n\
+         /usr/new/deep/a/b 1:2 640 regular file\n/usr/new 1:2 755 directory\n\
+         /bin/new/f 0:0 644 regular file\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    a.assert_clean();
+    b.assert_clean();
+}
+
 /// WORKDIR makes its directory as the stage's USER, COPY --chown makes the missing parents of
 /// its destination as that owner: what BuildKit does.
 #[test]

@@ -22,6 +22,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
+use crate::layer_tar::{Attrs, LayerTar};
 
 #[derive(Clone, Debug, Default)]
 pub struct DiffOptions {
@@ -34,36 +35,25 @@ pub struct DiffOptions {
     pub zstd: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DiffStats {
-    pub entries: u64,
-    pub whiteouts: u64,
-    pub opaque_dirs: u64,
-    pub hardlinks: u64,
-    /// Bytes of file content.
-    pub bytes: u64,
-}
+/// What a layer holds (see `layer_tar::LayerStats`).
+pub use crate::layer_tar::LayerStats as DiffStats;
 
 struct Differ<'a, W: Write> {
-    tar: tar::Builder<W>,
+    tar: LayerTar<W>,
     opts: &'a DiffOptions,
     /// (dev, ino) of files linked more than once -> the path they were written under.
     links: HashMap<(u64, u64), Vec<u8>>,
-    stats: DiffStats,
 }
 
 /// Write the layer of `upper` as an (uncompressed) tar to `out`.
 pub fn diff_upper(upper: &Path, out: impl Write, opts: &DiffOptions) -> Result<DiffStats> {
     let mut d = Differ {
-        tar: tar::Builder::new(out),
+        tar: LayerTar::new(out, opts.clamp_mtime),
         opts,
         links: HashMap::new(),
-        stats: DiffStats::default(),
     };
-    d.tar.mode(tar::HeaderMode::Complete);
     d.dir(upper, b"")?;
-    d.tar.finish().ctx("write layer of", upper)?;
-    Ok(d.stats)
+    d.tar.finish().ctx("write layer of", upper)
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<OsString>> {
@@ -76,12 +66,12 @@ fn sorted_entries(dir: &Path) -> Result<Vec<OsString>> {
     Ok(names)
 }
 
+/// An xattr's name and value.
+type XattrPair = (Vec<u8>, Vec<u8>);
+
 /// The xattrs to carry, and whether the directory is opaque; overlayfs features that leave
 /// files incomplete are refused.
-/// xattr (name, value) pairs.
-type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
-
-fn attrs_of(path: &Path, dir: bool) -> Result<(Xattrs, bool)> {
+fn attrs_of(path: &Path, dir: bool) -> Result<(Vec<XattrPair>, bool)> {
     let f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | if dir { libc::O_DIRECTORY } else { 0 })
@@ -117,77 +107,16 @@ fn attrs_of(path: &Path, dir: bool) -> Result<(Xattrs, bool)> {
     Ok((xattrs, opaque))
 }
 
-/// A PAX extended header's data for `xattrs`.
-fn pax_records(xattrs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (k, v) in xattrs {
-        let body_len = b" SCHILY.xattr.".len() + k.len() + 1 + v.len() + 1;
-        // The length counts its own digits.
-        let mut len = body_len + 1;
-        while len != body_len + len.to_string().len() {
-            len = body_len + len.to_string().len();
-        }
-        out.extend_from_slice(len.to_string().as_bytes());
-        out.extend_from_slice(b" SCHILY.xattr.");
-        out.extend_from_slice(k);
-        out.push(b'=');
-        out.extend_from_slice(v);
-        out.push(b'\n');
+fn attrs(md: &fs::Metadata) -> Attrs {
+    Attrs {
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime: md.mtime().max(0) as u64,
     }
-    out
 }
 
 impl<W: Write> Differ<'_, W> {
-    fn header(&self, md: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(md.mode() & 0o7777);
-        h.set_uid(md.uid().into());
-        h.set_gid(md.gid().into());
-        let mtime = md.mtime().max(0) as u64;
-        h.set_mtime(self.opts.clamp_mtime.map_or(mtime, |c| mtime.min(c)));
-        h.set_size(0);
-        h
-    }
-
-    /// An entry without content named `name`: a directory with `md`'s attributes, or a
-    /// whiteout marker (a root-owned 0644 empty file).
-    fn empty(
-        &mut self,
-        md: &fs::Metadata,
-        kind: tar::EntryType,
-        name: &[u8],
-        at: &Path,
-    ) -> Result<()> {
-        let mut h = self.header(md, kind);
-        if kind == tar::EntryType::Regular {
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-        }
-        self.tar
-            .append_data(
-                &mut h,
-                Path::new(std::ffi::OsStr::from_bytes(name)),
-                io::empty(),
-            )
-            .ctx("write layer entry", at)
-    }
-
-    fn xattrs(&mut self, xattrs: &[(Vec<u8>, Vec<u8>)], at: &Path) -> Result<()> {
-        if xattrs.is_empty() {
-            return Ok(());
-        }
-        let data = pax_records(xattrs);
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::XHeader);
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        h.set_path("PaxHeader").ctx("pax header of", at)?;
-        h.set_cksum();
-        self.tar.append(&h, &data[..]).ctx("write layer entry", at)
-    }
-
     fn dir(&mut self, dir: &Path, rel: &[u8]) -> Result<()> {
         for name in sorted_entries(dir)? {
             let path = dir.join(&name);
@@ -212,91 +141,53 @@ impl<W: Write> Differ<'_, W> {
                 return Ok(());
             }
         }
-        let name = Path::new(std::ffi::OsStr::from_bytes(rel));
-        self.stats.entries += 1;
+        let a = attrs(&md);
+        let written = || format!("write layer entry {}", path.display());
         if ft.is_char_device() && md.rdev() == 0 {
             // A whiteout.
-            let (parent, base) = match rel.iter().rposition(|&b| b == b'/') {
-                Some(i) => (&rel[..=i], &rel[i + 1..]),
-                None => (&b""[..], rel),
-            };
-            let mut wh = parent.to_vec();
-            wh.extend_from_slice(b".wh.");
-            wh.extend_from_slice(base);
-            self.empty(&md, tar::EntryType::Regular, &wh, path)?;
-            self.stats.whiteouts += 1;
-            return Ok(());
+            return self.tar.whiteout(rel, a.mtime).ctx_with(written);
         }
         if ft.is_dir() {
             let (xattrs, opaque) = attrs_of(path, true)?;
-            self.xattrs(&xattrs, path)?;
-            let mut dname = rel.to_vec();
-            dname.push(b'/');
-            self.empty(&md, tar::EntryType::Directory, &dname, path)?;
-            if opaque {
-                dname.extend_from_slice(b".wh..wh..opq");
-                self.empty(&md, tar::EntryType::Regular, &dname, path)?;
-                self.stats.opaque_dirs += 1;
-            }
+            self.tar.dir(rel, &a, &xattrs, opaque).ctx_with(written)?;
             let mut sub = rel.to_vec();
             sub.push(b'/');
             return self.dir(path, &sub);
         }
         if ft.is_symlink() {
             let target = fs::read_link(path).ctx("readlink", path)?;
-            let mut h = self.header(&md, tar::EntryType::Symlink);
             return self
                 .tar
-                .append_link(&mut h, name, target)
-                .ctx("write layer entry", path);
+                .symlink(rel, &a, target.as_os_str().as_bytes())
+                .ctx_with(written);
         }
         if ft.is_file() {
             if md.nlink() > 1 {
                 let key = (md.dev(), md.ino());
-                if let Some(first) = self.links.get(&key).cloned() {
-                    let mut h = self.header(&md, tar::EntryType::Link);
-                    self.stats.hardlinks += 1;
-                    return self
-                        .tar
-                        .append_link(&mut h, name, Path::new(std::ffi::OsStr::from_bytes(&first)))
-                        .ctx("write layer entry", path);
+                if let Some(first) = self.links.get(&key) {
+                    return self.tar.hardlink(rel, &a, first).ctx_with(written);
                 }
                 self.links.insert(key, rel.to_vec());
             }
             let (xattrs, _) = attrs_of(path, false)?;
-            self.xattrs(&xattrs, path)?;
-            let mut h = self.header(&md, tar::EntryType::Regular);
-            h.set_size(md.len());
             let f = fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
                 .ctx("open", path)?;
-            self.stats.bytes += md.len();
-            // A file that changes while it is read would not match its header's size.
             return self
                 .tar
-                .append_data(&mut h, name, io::Read::take(f, md.len()))
-                .ctx("write layer entry", path);
+                .file(rel, &a, &xattrs, md.len(), f)
+                .ctx_with(written);
         }
-        let kind = if ft.is_fifo() {
-            tar::EntryType::Fifo
+        let (kind, rdev) = if ft.is_fifo() {
+            (tar::EntryType::Fifo, None)
         } else if ft.is_char_device() {
-            tar::EntryType::Char
+            (tar::EntryType::Char, Some(md.rdev()))
         } else {
-            tar::EntryType::Block
+            (tar::EntryType::Block, Some(md.rdev()))
         };
-        let mut h = self.header(&md, kind);
-        if kind != tar::EntryType::Fifo {
-            let rdev = md.rdev();
-            h.set_device_major(libc::major(rdev))
-                .ctx("device of", path)?;
-            h.set_device_minor(libc::minor(rdev))
-                .ctx("device of", path)?;
-        }
-        self.tar
-            .append_data(&mut h, name, io::empty())
-            .ctx("write layer entry", path)
+        self.tar.special(rel, &a, kind, rdev).ctx_with(written)
     }
 }
 
@@ -332,16 +223,28 @@ pub fn write_layer(
     upper: &Path,
     opts: &DiffOptions,
 ) -> Result<NewLayer> {
+    write_layer_with(content, opts, |out| diff_upper(upper, out, opts))
+}
+
+/// A layer blob in `content` of the tar `produce` writes (with a `LayerTar`, whose stats it
+/// returns), compressed as `write_layer` does (`opts.zstd`; the other options are the
+/// producer's to apply).
+pub fn write_layer_with(
+    content: &crate::store::ContentStore,
+    opts: &DiffOptions,
+    produce: impl FnOnce(&mut dyn Write) -> Result<DiffStats>,
+) -> Result<NewLayer> {
     let w = content.writer(None, None)?;
+    let compress_err = |e| Error::io("compress layer", e);
     let (w, diff_id, stats, media_type) = if opts.zstd {
-        let z = zstd::stream::write::Encoder::new(w, 3).ctx("compress layer of", upper)?;
+        let z = zstd::stream::write::Encoder::new(w, 3).map_err(compress_err)?;
         let mut tee = Tee {
             inner: z,
             hash: <sha2::Sha256 as sha2::Digest>::new(),
         };
-        let stats = diff_upper(upper, &mut tee, opts)?;
+        let stats = produce(&mut tee)?;
         let diff_id = crate::digest::Digest::from_hasher(tee.hash);
-        let w = tee.inner.finish().ctx("compress layer of", upper)?;
+        let w = tee.inner.finish().map_err(compress_err)?;
         (w, diff_id, stats, crate::images::media::OCI_LAYER_ZSTD)
     } else {
         let gz = flate2::GzBuilder::new()
@@ -351,9 +254,9 @@ pub fn write_layer(
             inner: gz,
             hash: <sha2::Sha256 as sha2::Digest>::new(),
         };
-        let stats = diff_upper(upper, &mut tee, opts)?;
+        let stats = produce(&mut tee)?;
         let diff_id = crate::digest::Digest::from_hasher(tee.hash);
-        let w = tee.inner.finish().ctx("compress layer of", upper)?;
+        let w = tee.inner.finish().map_err(compress_err)?;
         (w, diff_id, stats, crate::images::media::OCI_LAYER_GZIP)
     };
     let (digest, size) = w.commit()?;
@@ -366,24 +269,4 @@ pub fn write_layer(
         },
         stats,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pax_lengths_count_themselves() {
-        let r = pax_records(&[(b"user.a".to_vec(), b"xyz".to_vec())]);
-        let s = String::from_utf8(r).unwrap();
-        let (len, _) = s.split_once(' ').unwrap();
-        assert_eq!(len.parse::<usize>().unwrap(), s.len());
-        // 9 -> 10 digits crossing: the length is still exact.
-        for n in 80..110 {
-            let r = pax_records(&[(b"k".to_vec(), vec![b'v'; n])]);
-            let s = String::from_utf8(r).unwrap();
-            let (len, _) = s.split_once(' ').unwrap();
-            assert_eq!(len.parse::<usize>().unwrap(), s.len(), "{n}");
-        }
-    }
 }

@@ -250,6 +250,16 @@ pub fn remove_path(path: &Path) -> Result<()> {
 
 /// Write `data` to `path` atomically: a temp file beside it, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_replacing(path, data, true)
+}
+
+/// Write `data` to `path` atomically (a temp file beside it, renamed) but not durably: for
+/// files a later `syncfs` makes durable, or that need not survive a crash.
+pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> Result<()> {
+    write_replacing(path, data, false)
+}
+
+fn write_replacing(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = temp_name(dir, path.file_name().map(|n| n.as_bytes()).unwrap_or(b"f"));
     let r = (|| -> io::Result<()> {
@@ -258,9 +268,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
             .create_new(true)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -506,6 +506,13 @@ pub fn link_from_lowers(
     Ok(())
 }
 
+/// The mode, uid and gid a directory `path` implied by a layer entry gets when the layer is
+/// applied over `lowers` (top-most first) in `WhiteoutMode::Overlay`: the attributes it has in
+/// the first lower that has it as a directory, else None (root-owned 0755).
+pub fn implied_dir_attrs(lowers: &[PathBuf], path: &[u8]) -> Result<Option<(u32, u32, u32)>> {
+    Ok(lower_dir_attrs(&open_all(lowers)?, path))
+}
+
 /// Mode, uid and gid of `path` in the first of `lowers` that has it as a directory.
 fn lower_dir_attrs(lowers: &[OwnedFd], path: &[u8]) -> Option<(u32, u32, u32)> {
     for l in lowers {
@@ -1579,6 +1586,22 @@ fn open_nofollow(dir: BorrowedFd<'_>, name: &[u8], flags: i32) -> io::Result<Own
         0,
         libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
     )
+}
+
+/// The xattrs of `path` (not followed) that a layer of it would carry (all but overlayfs's own
+/// `trusted.overlay.*`).
+pub fn xattrs_of(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ctx("open", path)?;
+    Ok(xattr_list(f.as_fd())
+        .ctx("list xattrs of", path)?
+        .into_iter()
+        .map(|(k, v)| (k.into_bytes(), v))
+        .collect())
 }
 
 pub(crate) fn xattr_list(fd: BorrowedFd<'_>) -> io::Result<Vec<(std::ffi::CString, Vec<u8>)>> {

@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod images;
 pub mod import;
 pub mod layer;
+pub mod layer_tar;
 pub mod overlay;
 pub mod push;
 pub mod reference;

@@ -301,7 +301,11 @@ impl Snapshotter {
                 diff,
                 copy: self.mode == Mode::Copy,
             };
-            fsutil::write_atomic(&dir.join("info.json"), &serde_json::to_vec_pretty(&info)?)
+            // Not synced: an active snapshot need not survive a crash; commit syncs.
+            fsutil::write_atomic_unsynced(
+                &dir.join("info.json"),
+                &serde_json::to_vec_pretty(&info)?,
+            )
         })();
         if let Err(e) = r {
             let _ = fsutil::remove_path(&dir);
@@ -416,7 +420,11 @@ impl Snapshotter {
             let _ = fsutil::remove_path(&dir.join("work"));
             info.kind = Kind::Committed;
             info.created = fsutil::now_secs();
-            fsutil::write_atomic(&dir.join("info.json"), &serde_json::to_vec_pretty(&info)?)?;
+            // Made durable with the content by the syncfs below.
+            fsutil::write_atomic_unsynced(
+                &dir.join("info.json"),
+                &serde_json::to_vec_pretty(&info)?,
+            )?;
         }
         if let Some((_, key)) = items.first() {
             fsutil::syncfs(&self.active_dir(key))?;

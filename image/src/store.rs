@@ -4,7 +4,8 @@
 //! checked against the expected digest and size, fsynced and renamed into place (then the
 //! directory is fsynced). A mismatch is an error and leaves nothing behind. Two processes
 //! writing the same blob each write their own temp file; both renames put identical content
-//! in place, so either order is correct.
+//! in place, so either order is correct. A blob already in place is not written again (its
+//! temp file is dropped).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
@@ -288,9 +289,15 @@ impl BlobWriter {
                 });
             }
         }
+        let dest = self.blobs.join(actual.hex());
+        if dest.is_file() {
+            // Stored already (verified and synced when it was): a rebuild of the same layer.
+            drop(f);
+            fs::remove_file(&self.tmp).ctx("remove", &self.tmp)?;
+            return Ok((actual, count));
+        }
         f.sync_all().ctx("fsync", &self.tmp)?;
         drop(f);
-        let dest = self.blobs.join(actual.hex());
         fs::rename(&self.tmp, &dest).ctx("rename blob to", &dest)?;
         fsutil::sync_dir(&self.blobs)?;
         Ok((actual, count))
