@@ -48,6 +48,7 @@ PACKAGES=(
 	policycoreutils   # load_policy for that (hack/vm/stage2)
 	selinux-utils     # getenforce: hack/test.sh checks that the SELinux VM pass runs permissive
 	debootstrap       # hack/debian-base.sh: the Debian base of the integration suite's gcc and Python builds (client_images_debian_*)
+	uidmap            # newuidmap/newgidmap: rootless containers with subordinate ids (integration rootless_*)
 	patchelf          # hack/install-peers.sh points sid's runc 1.3.6 at sid's libc (its ELF interpreter and rpath)
 )
 

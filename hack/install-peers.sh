@@ -85,6 +85,9 @@ for entry in "${PEERS[@]}"; do
 	mv "$tmp" "$dest"
 	log "$name: unpacked in $dest/root"
 done
+# Readable by every user (mktemp made them 0700): the rootless tests run runc 1.3.6 as an
+# unprivileged user.
+chmod 0755 "$DIR"/*/
 # What the suite runs: check that each binary starts on this system's libc.
 "$DIR/docker-26.1.5/root/usr/sbin/dockerd" --version >/dev/null 2>&1 ||
 	die "trixie's dockerd does not run here: $("$DIR/docker-26.1.5/root/usr/sbin/dockerd" --version 2>&1 | head -n 1)"

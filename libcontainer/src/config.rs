@@ -429,6 +429,18 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
     {
         check_id(&format!("{field}.user.additionalGids[{i}]"), *g)?;
     }
+    if user
+        .additional_gids()
+        .as_ref()
+        .is_some_and(|g| !g.is_empty())
+        && crate::namespaces::rootless()
+    {
+        // As runc: a rootless user namespace denies setgroups, or has it only through
+        // newgidmap, which runc does not trust with supplementary groups either.
+        return Err(format!(
+            "{field}.user.additionalGids: cannot set any additional groups in a rootless container"
+        ));
+    }
     if !process.cwd().is_absolute() {
         return Err(format!(
             "{field}.cwd: {} is not an absolute path",

@@ -186,7 +186,13 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     // A new user namespace cannot reach what only the host's root can: its bind sources are
     // opened here, as detached mount trees init attaches (other containers bind by path).
     // Idmapped bind mounts are made here too, as detached trees, for any container.
-    let bind_trees = crate::init::open_bind_sources(spec, &bundle.dir, plan.new_userns())?;
+    // A rootless caller cannot open them so (nor needs to: its container binds what it may
+    // read itself, by path).
+    let bind_trees = crate::init::open_bind_sources(
+        spec,
+        &bundle.dir,
+        plan.new_userns() && !crate::namespaces::rootless(),
+    )?;
     cg.ensure_unused()?;
     cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
     dir.record_cgroups(cg.paths())?;
@@ -263,10 +269,11 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     // waits for Go before anything that must happen under them.
     // Always, as runc: without linux.resources the device rules are still runc's default
     // allow list. linux.devices only makes nodes; it adds no device rule.
+    // Rootless: no device rules (runc ignores the devices controller there: it cannot work).
     let no_resources = oci_spec::runtime::LinuxResources::default();
     cg.apply(
         linux.resources().as_ref().unwrap_or(&no_resources),
-        Some(linux.devices().as_deref().unwrap_or_default()),
+        (!crate::namespaces::rootless()).then(|| linux.devices().as_deref().unwrap_or_default()),
     )?;
     if parent_moves {
         cg.add(child.pid, rest)?;

@@ -91,8 +91,16 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     {
         join |= namespaces::flag(ns.typ());
     }
-    let for_children =
+    let mut for_children =
         join & (CloneFlags::CLONE_NEWPID | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
+    // Rootless: only the container's user namespace gives the rights to join its pid
+    // namespace, so this process joins both at once (it holds nothing of the host's to lose).
+    if !for_children.is_empty()
+        && join.contains(CloneFlags::CLONE_NEWUSER)
+        && namespaces::rootless()
+    {
+        for_children |= CloneFlags::CLONE_NEWUSER;
+    }
     if !for_children.is_empty() {
         nix::sched::setns(&init_fd, for_children)
             .map_err(|e| Error::sys("join the container's pid namespace", e))?;

@@ -229,18 +229,68 @@ pub fn host_root_ids(spec: &Spec) -> (u32, u32) {
     )
 }
 
-/// Write uid_map and gid_map of a process in a new user namespace.
+/// Write uid_map and gid_map of a process in a new user namespace. Rootless (see
+/// [`rootless`]), as runc: a map of just the caller's own uid and gid is written directly,
+/// after `deny` in its setgroups file (the kernel's rule for an unprivileged gid_map); any
+/// other map goes through newuidmap and newgidmap (shadow's setuid helpers, which check
+/// /etc/subuid and /etc/subgid).
 pub fn write_id_maps(pid: i32, spec: &Spec) -> std::io::Result<()> {
     let linux = spec.linux().as_ref();
-    write_maps(
-        pid,
-        linux
-            .and_then(|l| l.uid_mappings().as_deref())
-            .unwrap_or_default(),
-        linux
-            .and_then(|l| l.gid_mappings().as_deref())
-            .unwrap_or_default(),
-    )
+    let uid = linux
+        .and_then(|l| l.uid_mappings().as_deref())
+        .unwrap_or_default();
+    let gid = linux
+        .and_then(|l| l.gid_mappings().as_deref())
+        .unwrap_or_default();
+    if !rootless() {
+        return write_maps(pid, uid, gid);
+    }
+    let only = |m: &[oci_spec::runtime::LinuxIdMapping], id: u32| matches!(m, [one] if one.host_id() == id && one.size() == 1);
+    if only(uid, nix::unistd::geteuid().as_raw()) && only(gid, nix::unistd::getegid().as_raw()) {
+        let p = format!("/proc/{pid}/setgroups");
+        std::fs::write(&p, "deny")
+            .map_err(|e| std::io::Error::new(e.kind(), format!("write {p}: {e}")))?;
+        return write_maps(pid, uid, gid);
+    }
+    id_map_helper("newuidmap", pid, uid)?;
+    id_map_helper("newgidmap", pid, gid)
+}
+
+/// `newuidmap PID ID HOSTID SIZE...` (or newgidmap).
+fn id_map_helper(
+    helper: &str,
+    pid: i32,
+    maps: &[oci_spec::runtime::LinuxIdMapping],
+) -> std::io::Result<()> {
+    let err = |m: String| std::io::Error::other(m);
+    let path = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(helper))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            err(format!(
+                "rootless: a map of more than the caller's own id needs {helper} (Debian: apt-get install uidmap)"
+            ))
+        })?;
+    let mut cmd = std::process::Command::new(&path);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.arg(m.container_id().to_string())
+            .arg(m.host_id().to_string())
+            .arg(m.size().to_string());
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| err(format!("run {}: {e}", path.display())))?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "{helper} {pid}: {} ({})",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            out.status
+        )));
+    }
+    Ok(())
 }
 
 /// Write these mappings as uid_map and gid_map of a process in a new user namespace.
@@ -258,4 +308,20 @@ pub fn write_maps(
         .map_err(|e| std::io::Error::new(e.kind(), format!("write /proc/{pid}/uid_map: {e}")))?;
     std::fs::write(format!("/proc/{pid}/gid_map"), fmt(gid))
         .map_err(|e| std::io::Error::new(e.kind(), format!("write /proc/{pid}/gid_map: {e}")))
+}
+
+/// Whether this process runs in a user namespace other than the initial one (its uid_map is
+/// not the identity of every uid), as runc's userns.RunningInUserNS.
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+        let f: Vec<&str> = m.split_whitespace().collect();
+        f.as_slice() != ["0", "0", "4294967295"]
+    })
+}
+
+/// Whether the runtime runs rootless: as a user other than root, or as root of a user
+/// namespace (runc's rootless cgroup manager rule without systemd).
+pub fn rootless() -> bool {
+    static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOTLESS.get_or_init(|| !nix::unistd::geteuid().is_root() || in_user_namespace())
 }

@@ -50,6 +50,22 @@ fn version_text() -> String {
     )
 }
 
+/// runc's default state root: $XDG_RUNTIME_DIR/<name> when a user other than root runs it
+/// (or root in a user namespace whose $USER is not root), else /run/<name>.
+fn default_root() -> PathBuf {
+    let honor_xdg = || {
+        if nix::unistd::geteuid().as_raw() != 0 {
+            return true;
+        }
+        libcontainer::namespaces::in_user_namespace()
+            && std::env::var("USER").map_or(true, |u| u != "root")
+    };
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(x) if !x.is_empty() && honor_xdg() => PathBuf::from(x).join("berth"),
+        _ => PathBuf::from("/run/berth"),
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "berth",
@@ -63,8 +79,9 @@ struct Cli {
     /// Print the version (runc's `-v`, `--version`).
     #[arg(short = 'v', long, visible_short_alias = 'V', action = clap::ArgAction::Version)]
     version: Option<bool>,
-    /// Directory for container state (tmpfs recommended).
-    #[arg(long, global = true, default_value = "/run/berth")]
+    /// Directory for container state (tmpfs recommended; default /run/berth, or
+    /// $XDG_RUNTIME_DIR/berth for a user other than root, as runc's).
+    #[arg(long, global = true, default_value_os_t = default_root())]
     root: PathBuf,
     /// Log file (default: stderr).
     #[arg(long, global = true)]

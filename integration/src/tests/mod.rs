@@ -19,6 +19,7 @@ mod mounts;
 mod namespaces;
 mod process;
 mod races;
+mod rootless;
 mod seccomp;
 mod security;
 mod users;
@@ -46,6 +47,7 @@ pub fn all() -> Vec<Test> {
     v.extend(faults::tests());
     v.extend(load::tests());
     v.extend(races::tests());
+    v.extend(rootless::tests());
     v.extend(limits::tests());
     v.extend(seccomp::tests());
     v.extend(security::tests());

@@ -145,17 +145,47 @@ fn own_cgroup(proc_self_cgroup: &str, controllers: &str) -> PathBuf {
     PathBuf::from("/")
 }
 
+/// Whether the caller (its effective ids) may make `dir`: its nearest existing ancestor is
+/// writable (or it exists and is).
+fn may_create(dir: &Path) -> bool {
+    let mut d = dir;
+    loop {
+        if d.exists() {
+            return nix::unistd::faccessat(
+                nix::fcntl::AT_FDCWD,
+                d,
+                nix::unistd::AccessFlags::W_OK,
+                nix::fcntl::AtFlags::AT_EACCESS,
+            )
+            .is_ok();
+        }
+        match d.parent() {
+            Some(p) => d = p,
+            None => return false,
+        }
+    }
+}
+
 impl FsManager {
     /// Absolute `cgroupsPath` is below each hierarchy's root; a relative or empty one is below
     /// the caller's own cgroup (empty means `<id>`), exactly as runc does.
-    pub fn new(cgroups_path: Option<&Path>, id: &str) -> Result<FsManager, CgroupError> {
+    ///
+    /// `rootless` (a caller other than the host's root) with an empty `cgroupsPath`: the
+    /// hierarchies the caller may not write are left out (none at all is fine), as runc's
+    /// rootless manager ignores their permission errors; with a `cgroupsPath` they are errors.
+    pub fn new(
+        cgroups_path: Option<&Path>,
+        id: &str,
+        rootless: bool,
+    ) -> Result<FsManager, CgroupError> {
         let hier = hierarchies()?;
         if hier.is_empty() {
             return Err(CgroupError::Other("no cgroup hierarchy is mounted".into()));
         }
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let given = cgroups_path.is_some_and(|p| !p.as_os_str().is_empty());
         let rel = match cgroups_path {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            Some(p) if given => p.to_path_buf(),
             _ => PathBuf::from(id),
         };
         let mut paths = CgroupPaths::default();
@@ -168,6 +198,9 @@ impl FsManager {
             let dir = h
                 .mount_point
                 .join(inner.strip_prefix("/").unwrap_or(&inner));
+            if rootless && !given && !may_create(&dir) {
+                continue;
+            }
             paths.dirs.insert(h.controllers.clone(), dir);
             paths.mounts.insert(h.controllers, h.mount_point);
         }
@@ -351,6 +384,9 @@ impl Manager for FsManager {
     }
 
     fn ensure_unused(&self) -> Result<(), CgroupError> {
+        if self.paths.dirs.is_empty() {
+            return Ok(()); // rootless, without a cgroup
+        }
         let n = self.pids()?.len();
         if n != 0 {
             return Err(CgroupError::Other(format!(

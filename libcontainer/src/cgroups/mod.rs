@@ -166,7 +166,11 @@ pub fn manager(
             "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); use cgroupfs".into(),
         ));
     }
-    Ok(Box::new(fs::FsManager::new(cgroups_path, id)?))
+    Ok(Box::new(fs::FsManager::new(
+        cgroups_path,
+        id,
+        crate::namespaces::rootless(),
+    )?))
 }
 
 /// A manager for the cgroup a container was created with.

@@ -14,7 +14,7 @@ impl V1<'_> {
     fn dir(&self, controller: &str, field: &str) -> Result<&Path, CgroupError> {
         self.0.dir_of(controller).ok_or_else(|| {
             CgroupError::Other(format!(
-                "linux.resources.{field}: the {controller} controller is not mounted on this host"
+                "linux.resources.{field}: no {controller} cgroup: the controller is not mounted on this host, or (rootless, without cgroupsPath) its hierarchy is not writable by this user"
             ))
         })
     }

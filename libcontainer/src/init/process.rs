@@ -261,7 +261,18 @@ pub fn switch_user(process: &Process) -> Result<()> {
         .iter()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    nix::unistd::setgroups(&gids).step("setgroups", None)?;
+    // A rootless user namespace denies setgroups (see namespaces::write_id_maps): no
+    // supplementary groups there, as runc.
+    let denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if !denied {
+        nix::unistd::setgroups(&gids).step("setgroups", None)?;
+    } else if !gids.is_empty() {
+        return Err(InitError::msg(
+            "setgroups",
+            None,
+            "process.user.additionalGids: setgroups is denied in this (rootless) user namespace",
+        ));
+    }
     let (uid, gid) = (Uid::from_raw(user.uid()), Gid::from_raw(user.gid()));
     nix::unistd::setresgid(gid, gid, gid)
         .map_err(|e| InitError::new(format!("setresgid({gid})"), None, e.into()))?;

@@ -261,6 +261,13 @@ pub fn open_bind_sources(
     if !all_binds && !idmapped {
         return Ok(Vec::new());
     }
+    if idmapped && crate::namespaces::rootless() {
+        // As runc: the helper user namespace needs mappings only root may write.
+        return Err(crate::Error::Config {
+            path: "mounts".into(),
+            msg: "idmapped mounts are not supported in a rootless container".into(),
+        });
+    }
     let linux = spec.linux().as_ref();
     let mut helpers = crate::idmap::Helpers::default();
     mounts
