@@ -59,6 +59,24 @@ fn plugins(conflist: &Value) -> Result<&Vec<Value>> {
     })
 }
 
+/// How long one plugin may run.
+const PLUGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn output_file(name: &str) -> Result<std::fs::File> {
+    let name = std::ffi::CString::new(name).expect("no NUL");
+    let fd = libcontainer::sys::memfd_create(&name, libc::MFD_CLOEXEC)
+        .context("memfd_create for a plugin's output")?;
+    Ok(std::fs::File::from(fd))
+}
+
+fn read_all(mut f: std::fs::File) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    f.rewind()?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v)?;
+    Ok(v)
+}
+
 /// Find the plugin binary `ty` in `dirs`.
 pub fn find_plugin(dirs: &[PathBuf], ty: &str) -> Result<PathBuf> {
     if ty.is_empty() || ty.contains('/') {
@@ -113,6 +131,10 @@ fn exec(
     let mut args = vec!["IgnoreUnknown=1".to_string()];
     args.extend(c.args.iter().map(|(k, v)| format!("{k}={v}")));
     let path = std::env::join_paths(c.plugin_dirs).context("CNI_PATH")?;
+    // Output into memory files, not pipes: a daemon a plugin leaves behind with its stdout
+    // would keep a pipe open forever.
+    let stdout = output_file("cni-stdout")?;
+    let stderr = output_file("cni-stderr")?;
     let mut child = Command::new(&bin)
         .env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", c.container_id)
@@ -125,8 +147,8 @@ fn exec(
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
         )
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(stdout.try_clone()?)
+        .stderr(stderr.try_clone()?)
         .spawn()
         .with_context(|| format!("run CNI plugin {}", bin.display()))?;
     let input = serde_json::to_vec(&conf)?;
@@ -134,9 +156,31 @@ fn exec(
         // A plugin that fails early may not read its input: its exit says why.
         let _ = stdin.write_all(&input);
     }
-    let out = child
-        .wait_with_output()
+    // A plugin that hangs (an xtables lock never released, say) would hold the network lock
+    // of every container: it is killed after PLUGIN_TIMEOUT.
+    let pidfd = libcontainer::sys::pidfd_open(child.id() as i32)
+        .with_context(|| format!("pidfd of CNI plugin {ty}"))?;
+    let done =
+        libcontainer::sys::pidfd_wait(std::os::fd::AsFd::as_fd(&pidfd), Some(PLUGIN_TIMEOUT))
+            .unwrap_or(false);
+    if !done {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
         .with_context(|| format!("wait for CNI plugin {ty}"))?;
+    let out = std::process::Output {
+        status,
+        stdout: read_all(stdout)?,
+        stderr: read_all(stderr)?,
+    };
+    if !done {
+        bail!(
+            "network {}: CNI plugin {ty} {cmd} did not finish within {} s (killed)",
+            name(conflist),
+            PLUGIN_TIMEOUT.as_secs()
+        );
+    }
     let what = format!("network {}: CNI plugin {ty} {cmd}", name(conflist));
     if !out.status.success() {
         bail!("{what} failed: {}", plugin_error(&out.stdout, &out.stderr));

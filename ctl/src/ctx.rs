@@ -23,6 +23,29 @@ pub struct Ctx {
     pub cni_conf_dir: PathBuf,
 }
 
+/// What the host's other users may not enter: the containers' files (their rootfs mounts,
+/// their /etc/hosts and resolv.conf, which a container's root may chmod: a setuid binary there
+/// must not be reachable), the snapshots and the volumes; the data root itself is 0711 (as
+/// docker's /var/lib/docker is 0710). Set when wider, as docker does at its start.
+fn private_dirs(root: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for (dir, mode) in [
+        (root.to_path_buf(), 0o711),
+        (root.join("containers"), 0o700),
+        (root.join("snapshots"), 0o700),
+        (root.join("volumes"), 0o700),
+    ] {
+        let Ok(m) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        if m.permissions().mode() & 0o777 & !mode != 0 {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("chmod {mode:o} {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The runtime: `--runtime`, else `berth` next to this binary, else `berth` on PATH.
 pub fn find_runtime(given: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = given {
@@ -83,6 +106,7 @@ impl Ctx {
         let containers = root.join("containers");
         std::fs::create_dir_all(containers.join("names"))
             .with_context(|| format!("create {}", containers.display()))?;
+        private_dirs(&root)?;
         let (runtime, runtime_missing) = match find_runtime(runtime) {
             Ok(r) => (r, None),
             Err(e) => (PathBuf::from("berth"), Some(format!("{e:#}"))),

@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -41,6 +41,10 @@ pub struct Endpoint {
     pub mac: String,
     /// The published ports, host ports allocated.
     pub ports: Vec<Port>,
+    /// This attachment's own mark: its ADD, run without the lock, records its result only
+    /// if the record is still this one (not removed or replaced meanwhile).
+    #[serde(default)]
+    pub nonce: String,
 }
 
 impl Endpoint {
@@ -67,8 +71,35 @@ pub fn load(ctx: &Ctx, id: &str) -> Option<Endpoint> {
     serde_json::from_slice(&std::fs::read(record(ctx, id)).ok()?).ok()
 }
 
-/// Every container's attachment: (container id, endpoint).
+/// Every container's attachment that is live: its namespace file is there (after a reboot,
+/// /run/netns is empty and the records are stale; [`clear_stale`] undoes them).
 pub fn all(ctx: &Ctx) -> Vec<(String, Endpoint)> {
+    all_records(ctx)
+        .into_iter()
+        .filter(|(_, e)| e.netns.exists())
+        .collect()
+}
+
+/// Undo the attachments whose namespace is gone (a reboot, or a crash of the host): CNI DEL
+/// releases their addresses (host-local keeps them in /var/lib/cni across reboots), and their
+/// records go. Under the network lock.
+fn clear_stale(ctx: &Ctx) {
+    for (id, ep) in all_records(ctx) {
+        if ep.netns.exists() {
+            continue;
+        }
+        let mut call = cni_call(ctx, &id, &ep.netns);
+        call.runtime_config = crate::cni::port_mappings(&ep.ports);
+        let _ = crate::cni::del(
+            &ep.conflist,
+            Some(&ep.result).filter(|r| !r.is_null()),
+            &call,
+        );
+        let _ = std::fs::remove_file(record(ctx, &id));
+    }
+}
+
+fn all_records(ctx: &Ctx) -> Vec<(String, Endpoint)> {
     let Ok(entries) = std::fs::read_dir(&ctx.containers) else {
         return vec![];
     };
@@ -114,6 +145,10 @@ pub struct Pending {
 /// record both (so that another container sees the ports taken, and `down` undoes a crash
 /// from here on). None: it has no CNI network, or is attached already (a restart).
 pub fn begin(ctx: &Ctx, c: &Container) -> Result<Option<Pending>> {
+    if let Some(other) = c.net.mode.strip_prefix("container:") {
+        join_other(ctx, c, other)?;
+        return Ok(None);
+    }
     let Some(net_name) = c.net.cni_network() else {
         return Ok(None);
     };
@@ -121,6 +156,19 @@ pub fn begin(ctx: &Ctx, c: &Container) -> Result<Option<Pending>> {
     let netns = netns_path(&c.id);
     if load(ctx, &c.id).is_some_and(|e| !e.result.is_null()) && netns.exists() {
         return Ok(None);
+    }
+    clear_stale(ctx);
+    // A record of an earlier attachment that cannot be reused (its ADD never finished) is
+    // undone first: host-local would refuse the same container id again.
+    if let Some(old) = load(ctx, &c.id) {
+        let mut call = cni_call(ctx, &c.id, &old.netns);
+        call.runtime_config = crate::cni::port_mappings(&old.ports);
+        let _ = crate::cni::del(
+            &old.conflist,
+            Some(&old.result).filter(|r| !r.is_null()),
+            &call,
+        );
+        let _ = std::fs::remove_file(record(ctx, &c.id));
     }
     let net = crate::network::find(&ctx.cni_conf_dir, net_name)?;
     let taken: Vec<Port> = all(ctx)
@@ -143,6 +191,7 @@ pub fn begin(ctx: &Ctx, c: &Container) -> Result<Option<Pending>> {
         gateway: String::new(),
         mac: String::new(),
         ports,
+        nonce: image::fsutil::random_hex(8),
     };
     if let Err(e) = save(ctx, &c.id, &ep) {
         let _ = crate::netns::remove(&netns);
@@ -172,8 +221,10 @@ impl Pending {
         let undo = |result: Option<&Value>| {
             let _ = crate::cni::del(&ep.conflist, result, &call);
             let _lock = ctx.network_lock();
-            let _ = crate::netns::remove(&ep.netns);
-            let _ = std::fs::remove_file(record(ctx, &id));
+            if load(ctx, &id).is_some_and(|now| now.nonce == ep.nonce) {
+                let _ = crate::netns::remove(&ep.netns);
+                let _ = std::fs::remove_file(record(ctx, &id));
+            }
         };
         let result = match crate::cni::add(&ep.conflist, &call) {
             Ok(r) => r,
@@ -189,6 +240,13 @@ impl Pending {
         ep.gateway = gateway.unwrap_or_default();
         ep.result = result;
         let _lock = ctx.network_lock()?;
+        // Removed (rm, stop) or begun again while the plugins ran: this attachment is undone,
+        // not recorded.
+        if load(ctx, &id).is_none_or(|now| now.nonce != ep.nonce) {
+            drop(_lock);
+            let _ = crate::cni::del(&ep.conflist, Some(&ep.result), &call);
+            bail!("the container was removed or stopped while its network was set up");
+        }
         if let Err(e) = save(ctx, &id, &ep) {
             drop(_lock);
             undo(Some(&ep.result));
@@ -266,7 +324,7 @@ fn refresh_hosts(ctx: &Ctx, net: &Network) {
         let peers: Vec<(String, String, String)> = if net.resolves_names() {
             members
                 .iter()
-                .filter(|(o, _)| o.id != c.id)
+                .filter(|(o, oe)| o.id != c.id && !oe.ip.is_empty())
                 .map(|(o, oe)| (o.name.clone(), o.id.clone(), oe.ip.clone()))
                 .collect()
         } else {
@@ -279,14 +337,61 @@ fn refresh_hosts(ctx: &Ctx, net: &Network) {
     }
 }
 
-/// Overwrite `path` keeping its inode (a bind mount of it stays current).
+/// Overwrite `path` keeping its inode (a bind mount of it stays current): never through a
+/// symlink, never a new file; what a container may have changed of it (its mode, its owner)
+/// is set back to 0644 root:root.
 pub fn write_in_place(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    std::os::unix::fs::fchown(&f, Some(0), Some(0))?;
+    f.set_len(0)?;
     f.write_all(text.as_bytes())
+}
+
+/// A container's network from another's (`--network container:X`), resolved at each start:
+/// X must run, and its namespace now is what the runtime joins (a pid of X's kept in the
+/// config could be another process's after X stopped).
+fn join_other(ctx: &Ctx, c: &Container, other: &str) -> Result<()> {
+    let o = ctx
+        .load(other)
+        .map_err(|_| anyhow!("cannot join network of a non running container: {other} is gone"))?;
+    if !ctx.status(&o).is_running() {
+        bail!("cannot join network of a non running container: {}", o.name);
+    }
+    let path = match load(ctx, &o.id).filter(|e| e.netns.exists()) {
+        Some(e) => e.netns,
+        None => {
+            let pid = ctx
+                .runtime_state_json(&o.id)
+                .and_then(|s| s["pid"].as_i64())
+                .ok_or_else(|| anyhow!("container {}: its pid is unknown", o.name))?;
+            PathBuf::from(format!("/proc/{pid}/ns/net"))
+        }
+    };
+    let config = ctx.bundle_dir(&c.id).join("config.json");
+    let mut spec: Value = serde_json::from_slice(&std::fs::read(&config)?)
+        .with_context(|| format!("read {}", config.display()))?;
+    for n in spec["linux"]["namespaces"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if n["type"] == "network" {
+            n["path"] = serde_json::json!(path);
+        }
+    }
+    image::fsutil::write_atomic(&config, &serde_json::to_vec_pretty(&spec)?)?;
+    Ok(())
 }
 
 /// /etc/resolv.conf for a container of its own network: the host's, without loopback

@@ -61,9 +61,23 @@ impl Network {
         self.name != DEFAULT
     }
 
-    /// Whether berthctl made it (and may remove its bridge and IPAM state).
+    /// Whether berthctl made it (and may remove its bridge and IPAM state): its file is
+    /// `berth-NAME.conflist` with a 64-hex id and a valid name.
     fn ours(&self) -> bool {
-        self.conflist["berthID"].is_string() || self.file.is_none()
+        let id_ok = self.conflist["berthID"]
+            .as_str()
+            .is_some_and(|i| i.len() == 64 && i.bytes().all(|b| b.is_ascii_hexdigit()));
+        let file_ok = self.file.as_ref().is_some_and(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n == format!("{FILE_PREFIX}{}.conflist", self.name))
+        });
+        id_ok && file_ok && crate::volumes::valid_name(&self.name)
+    }
+
+    /// The id as `network ls` shows it (12 characters).
+    fn short_id(&self) -> &str {
+        self.id.get(..12).unwrap_or(&self.id)
     }
 }
 
@@ -285,6 +299,12 @@ pub fn create(ctx: &Ctx, name: &str, subnet: Option<&str>, gateway: Option<&str>
     let list = conflist(name, &id, &format!("br-{}", &id[..12]), &subnet, &gw);
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let path = dir.join(format!("{FILE_PREFIX}{name}.conflist"));
+    if path.exists() {
+        bail!(
+            "{} exists (a network of another name?): remove it first",
+            path.display()
+        );
+    }
     image::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&list)?)
         .with_context(|| format!("write {}", path.display()))?;
     println!("{id}");
@@ -368,7 +388,7 @@ pub fn ls(ctx: &Ctx, quiet: bool, format: Option<&str>) -> Result<i32> {
             } else {
                 "cni"
             };
-            (n.id[..12].to_string(), n.name, driver)
+            (n.short_id().to_string(), n.name.clone(), driver)
         })
         .collect();
     for (name, driver) in [("host", "host"), ("none", "null")] {

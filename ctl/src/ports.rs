@@ -17,6 +17,13 @@ pub struct Port {
     pub container_port: u16,
     /// "tcp" or "udp".
     pub proto: String,
+    /// `-p 8000-8010:80`: the first free host port of host_port..=host_port_end is taken.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_port_end: u16,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
 }
 
 impl Port {
@@ -35,7 +42,7 @@ impl Port {
     }
 
     fn overlaps(&self, o: &Port) -> bool {
-        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
+        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0" || ip == "::";
         self.proto == o.proto
             && self.host_port == o.host_port
             && (any(&self.host_ip) || any(&o.host_ip) || self.host_ip == o.host_ip)
@@ -64,7 +71,14 @@ fn port_range(s: &str, what: &str, spec: &str) -> Result<(u16, u16)> {
 /// Parse one `-p` value into its ports (several for a range).
 pub fn parse(spec: &str) -> Result<Vec<Port>> {
     let (rest, proto) = match spec.rsplit_once('/') {
-        Some((r, p @ ("tcp" | "udp"))) => (r, p),
+        Some((r, p)) if matches!(p.to_ascii_lowercase().as_str(), "tcp" | "udp") => (
+            r,
+            if p.eq_ignore_ascii_case("udp") {
+                "udp"
+            } else {
+                "tcp"
+            },
+        ),
         Some((_, p)) => bail!("-p {spec}: invalid protocol {p:?} (use tcp or udp)"),
         None => (spec, "tcp"),
     };
@@ -95,6 +109,16 @@ pub fn parse(spec: &str) -> Result<Vec<Port>> {
     } else {
         port_range(host, "host", spec)?
     };
+    if !host.is_empty() && h1 != h0 && c1 == c0 {
+        // docker: one container port, a host range: the first free port of the range.
+        return Ok(vec![Port {
+            host_ip: ip.to_string(),
+            host_port: h0,
+            container_port: c0,
+            proto: proto.to_string(),
+            host_port_end: h1,
+        }]);
+    }
     if !host.is_empty() && h1 - h0 != c1 - c0 {
         bail!("-p {spec}: the host and container port ranges differ in size");
     }
@@ -105,6 +129,7 @@ pub fn parse(spec: &str) -> Result<Vec<Port>> {
             host_port: if host.is_empty() { 0 } else { h0 + i as u16 },
             container_port: c,
             proto: proto.to_string(),
+            host_port_end: 0,
         })
         .collect())
 }
@@ -117,8 +142,9 @@ fn taken_error(p: &Port) -> anyhow::Error {
     )
 }
 
-/// Whether a host process holds `p` (a bind of the same address and port fails).
-fn held_on_host(p: &Port) -> bool {
+/// Whether a host process holds `p` (a bind of the same address and port fails); an address
+/// that is not the host's is an error.
+fn held_on_host(p: &Port) -> Result<bool> {
     let ip: IpAddr = if p.host_ip.is_empty() {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {
@@ -132,7 +158,17 @@ fn held_on_host(p: &Port) -> bool {
     } else {
         TcpListener::bind(addr).map(drop)
     };
-    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Err(anyhow!(
+            "-p {}:{}:{}: {} is not an address of this host",
+            p.host_ip,
+            p.host_port,
+            p.key(),
+            p.host_ip
+        )),
+        _ => Ok(false),
+    }
 }
 
 /// Give every port without a host port a free one, and refuse one that `taken` (other
@@ -143,7 +179,27 @@ pub fn allocate(wanted: &[Port], taken: &[Port]) -> Result<Vec<Port>> {
         let mut p = p.clone();
         if p.host_port == 0 {
             p.host_port = free_port(&p, taken, &out)?;
-        } else if taken.iter().chain(&out).any(|t| t.overlaps(&p)) || held_on_host(&p) {
+        } else if p.host_port_end > p.host_port {
+            let range = p.host_port..=p.host_port_end;
+            let mut picked = None;
+            for port in range {
+                let mut q = p.clone();
+                q.host_port = port;
+                q.host_port_end = 0;
+                if !taken.iter().chain(&out).any(|t| t.overlaps(&q)) && !held_on_host(&q)? {
+                    picked = Some(q);
+                    break;
+                }
+            }
+            p = picked.ok_or_else(|| {
+                anyhow!(
+                    "Bind for {}:{}-{} failed: every port of the range is already allocated",
+                    p.shown_ip(),
+                    p.host_port,
+                    p.host_port_end
+                )
+            })?;
+        } else if taken.iter().chain(&out).any(|t| t.overlaps(&p)) || held_on_host(&p)? {
             return Err(taken_error(&p));
         }
         out.push(p);
@@ -257,6 +313,7 @@ mod tests {
             host_port: h,
             container_port: c,
             proto: proto.into(),
+            host_port_end: 0,
         }
     }
 

@@ -226,7 +226,7 @@ fn bundle_options(
                     crate::endpoint::resolv_text(&host_resolv, &a.dns),
                 )
             };
-            crate::endpoint::write_in_place(&dir.join("hosts"), &hosts)?;
+            std::fs::write(dir.join("hosts"), hosts)?;
             std::fs::write(dir.join("resolv.conf"), resolv)?;
             dir
         }

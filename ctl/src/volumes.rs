@@ -64,6 +64,11 @@ pub fn ensure(ctx: &Ctx, name: &str, anonymous: bool) -> Result<bool> {
         return Ok(false);
     }
     std::fs::create_dir_all(root(ctx))?;
+    // Private, as ctx.rs keeps it (a container's root may plant setuid files in a volume).
+    std::fs::set_permissions(
+        root(ctx),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
     let tmp = root(ctx).join(format!(".new-{}", image::fsutil::random_hex(6)));
     std::fs::create_dir_all(tmp.join("_data"))
         .with_context(|| format!("create {}", tmp.display()))?;

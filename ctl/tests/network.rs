@@ -251,10 +251,21 @@ fn containers_on_a_user_network_find_each_other_by_name() {
         "{inspect}"
     );
 
+    // A container's root may chmod its /etc/hosts (a file of berthctl's on the host): the
+    // containers' files are out of other users' reach, and a rewrite sets its mode back.
+    e.ok(&["exec", "web", "chmod", "4755", "/etc/hosts"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(e.root.path().join("containers")), 0o700);
+    assert_eq!(mode(e.root.path().to_path_buf()), 0o711);
+    assert_eq!(mode(e.root.path().join("snapshots")), 0o700);
+
     // A name that leaves is gone from the others' hosts files.
     e.ok(&["rm", "-f", "later"]);
     let hosts = e.ok(&["exec", "web", "cat", "/etc/hosts"]);
     assert!(!hosts.contains("later"), "{hosts}");
+    let perms = e.ok(&["exec", "web", "stat", "-c", "%a", "/etc/hosts"]);
+    assert_eq!(perms.trim(), "644", "the rewrite set the mode back");
     e.ok(&["rm", "-f", "web"]);
     e.ok(&["network", "rm", "appnet"]);
     assert!(!conf.exists());
