@@ -8,6 +8,8 @@ pub mod cgroups;
 pub mod channel;
 pub mod config;
 pub mod container;
+pub mod cpuaffinity;
+pub mod cpulist;
 pub mod create;
 pub mod error;
 pub mod exec;

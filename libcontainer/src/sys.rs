@@ -598,3 +598,39 @@ pub fn loopback_up() -> io::Result<()> {
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } as libc::c_long)?;
     Ok(())
 }
+
+/// sched_setaffinity(2) of the calling thread: `mask` holds one bit per CPU, lowest first.
+pub fn set_affinity(mask: &[u64]) -> io::Result<()> {
+    // SAFETY: the kernel reads `mask.len() * 8` bytes from the slice, which outlives the call.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            0,
+            std::mem::size_of_val(mask),
+            mask.as_ptr(),
+        )
+    })?;
+    Ok(())
+}
+
+/// sched_getaffinity(2) of the calling thread, as [`set_affinity`] takes it back.
+pub fn affinity() -> io::Result<Vec<u64>> {
+    let mut mask = vec![0u64; 16]; // 1024 CPUs; doubled until the kernel's cpumask fits
+    loop {
+        // SAFETY: the kernel writes at most `mask.len() * 8` bytes into the vector.
+        match cvt(unsafe {
+            libc::syscall(
+                libc::SYS_sched_getaffinity,
+                0,
+                std::mem::size_of_val(mask.as_slice()),
+                mask.as_mut_ptr(),
+            )
+        }) {
+            Ok(_) => return Ok(mask),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && mask.len() < 1 << 16 => {
+                mask.resize(mask.len() * 2, 0)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -21,6 +21,7 @@ mod process;
 mod races;
 mod seccomp;
 mod security;
+mod spec13;
 mod users;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,7 @@ pub fn all() -> Vec<Test> {
     v.extend(seccomp::tests());
     v.extend(security::tests());
     v.extend(lsm::tests());
+    v.extend(spec13::tests());
     v.extend(cgroups::tests());
     v.extend(clients::tests());
     v.extend(images::tests());
