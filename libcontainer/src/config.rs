@@ -305,8 +305,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             ));
         }
     }
+    if let Some(rdt) = linux.intel_rdt() {
+        crate::intelrdt::check(rdt)?;
+    }
     for (name, set) in [
-        ("linux.intelRdt", linux.intel_rdt().is_some()),
         (
             "linux.personality.flags",
             linux

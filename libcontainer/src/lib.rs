@@ -17,6 +17,7 @@ pub mod features;
 pub mod hooks;
 pub mod idmap;
 pub mod init;
+pub mod intelrdt;
 pub mod namespaces;
 pub mod procfs;
 pub mod sealed;

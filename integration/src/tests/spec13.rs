@@ -11,7 +11,11 @@ use crate::harness::{Test, TestResult};
 use crate::{ensure, ensure_eq, skip};
 
 pub fn tests() -> Vec<Test> {
-    crate::tests![exec_cpu_affinity, exec_cpu_affinity_errors,]
+    crate::tests![
+        exec_cpu_affinity,
+        exec_cpu_affinity_errors,
+        intel_rdt_without_resctrl,
+    ]
 }
 
 /// `Cpus_allowed_list` of a process's status text.
@@ -135,4 +139,54 @@ fn exec_cpu_affinity_errors(ctx: &Ctx) -> TestResult {
     out.stderr_mentions("final")?;
     out.stderr_mentions("2-1")?;
     b.ensure_clean()
+}
+
+/// Is a resctrl filesystem mounted (in the suite's mount namespace, a copy of the host's)?
+fn resctrl_mounted() -> bool {
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| t.lines().any(|l| l.contains(" - resctrl ")))
+        .unwrap_or(false)
+}
+
+/// Without resctrl, a schema is refused with runc's words (CAT, MBA); berth refuses any
+/// `linux.intelRdt` (the runtime-spec: "If no mounted resctrl pseudo-filesystem is available
+/// ... the runtime MUST generate an error"), where runc 1.3 runs a closID-only container
+/// without RDT. Nothing is left behind.
+fn intel_rdt_without_resctrl(ctx: &Ctx) -> TestResult {
+    if resctrl_mounted() {
+        skip!("resctrl is mounted here: the test is about a host without it");
+    }
+    let mut cases = vec![
+        (
+            json!({"l3CacheSchema": "L3:0=f"}),
+            "Intel RDT/CAT is not enabled",
+        ),
+        (
+            json!({"memBwSchema": "MB:0=50"}),
+            "Intel RDT/MBA is not enabled",
+        ),
+    ];
+    if !ctx.rt.is_runc() {
+        cases.push((
+            json!({"closID": "g"}),
+            "Intel RDT is not supported or enabled",
+        ));
+        cases.push((json!({}), "linux.intelRdt"));
+    }
+    for (rdt, want) in cases {
+        let mut b = ctx.bundle()?;
+        b.cfg.args(&["true"]);
+        b.cfg.set("/linux/intelRdt", rdt.clone());
+        let out = b.run(&[]).failed()?;
+        out.stderr_mentions(want)?;
+        if !ctx.rt.is_runc() {
+            out.stderr_mentions("no resctrl filesystem is mounted")?;
+        }
+        ensure!(
+            b.status().is_none(),
+            "no container after the refusal of {rdt}"
+        );
+        b.ensure_clean()?;
+    }
+    Ok(())
 }
