@@ -305,6 +305,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             ));
         }
     }
+    crate::netdev::validate(linux)?;
     if let Some(rdt) = linux.intel_rdt() {
         crate::intelrdt::check(rdt)?;
     }
@@ -317,10 +318,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
                 .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty())),
         ),
         ("linux.memoryPolicy", linux.memory_policy().is_some()),
-        (
-            "linux.netDevices",
-            linux.net_devices().as_ref().is_some_and(|n| !n.is_empty()),
-        ),
     ] {
         if set {
             return Err(format!("{name}: not supported by berth yet"));

@@ -89,6 +89,7 @@ pub fn features() -> Value {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
+            "netDevices": {"enabled": true},
             // Idmapped bind mounts need mount_setattr(2); whether a source's filesystem can
             // be idmapped is only known when it is mounted.
             "mountExtensions": {"idmap": {"enabled": crate::sys::has_mount_setattr()}}

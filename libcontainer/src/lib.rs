@@ -19,6 +19,8 @@ pub mod idmap;
 pub mod init;
 pub mod intelrdt;
 pub mod namespaces;
+pub mod netdev;
+pub mod netlink;
 pub mod procfs;
 pub mod sealed;
 pub mod seccomp;

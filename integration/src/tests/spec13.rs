@@ -2,6 +2,8 @@
 //! absent, `linux.netDevices`, `linux.memoryPolicy`.
 
 use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
 
 use serde_json::json;
 
@@ -15,6 +17,8 @@ pub fn tests() -> Vec<Test> {
         exec_cpu_affinity,
         exec_cpu_affinity_errors,
         intel_rdt_without_resctrl,
+        net_devices_move,
+        net_devices_errors,
     ]
 }
 
@@ -185,6 +189,234 @@ fn intel_rdt_without_resctrl(ctx: &Ctx) -> TestResult {
         ensure!(
             b.status().is_none(),
             "no container after the refusal of {rdt}"
+        );
+        b.ensure_clean()?;
+    }
+    Ok(())
+}
+
+/// A network namespace of the test's own, kept by a bind mount on a file in the suite's private
+/// mount namespace: its veths never touch the host's network. Unmounted (and so freed) on drop.
+struct TestNetns {
+    path: PathBuf,
+}
+
+impl TestNetns {
+    fn new(ctx: &Ctx) -> Result<TestNetns, crate::harness::Failure> {
+        let path = ctx.scratch_dir("netns")?.join("net");
+        fs::File::create(&path)?;
+        let st = Command::new("unshare")
+            .arg(format!("--net={}", path.display()))
+            .arg("true")
+            .status()?;
+        ensure!(st.success(), "unshare --net={} failed", path.display());
+        Ok(TestNetns { path })
+    }
+
+    /// `ip ARGS` in the namespace; its output, or why it failed.
+    fn ip(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.path.display()))
+            .arg("--")
+            .arg("ip")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn has(&self, dev: &str) -> bool {
+        self.ip(&["link", "show", "dev", dev]).is_ok()
+    }
+
+    /// The runtime, run in the namespace.
+    fn wrapper(&self) -> [String; 3] {
+        [
+            "nsenter".into(),
+            format!("--net={}", self.path.display()),
+            "--".into(),
+        ]
+    }
+
+    /// Run `args` of the runtime in the namespace.
+    fn runtime(&self, ctx: &Ctx, args: &[&str]) -> crate::runtime::Out {
+        let w = self.wrapper();
+        let w: Vec<&str> = w.iter().map(String::as_str).collect();
+        ctx.rt.exec_wrapped(&w, args, crate::runtime::cmd_timeout())
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+fn need_net_devices(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc() {
+        skip!("runc before 1.4 predates linux.netDevices (runtime-spec 1.3); it ignores the field");
+    }
+    Ok(())
+}
+
+/// Two veth ends move into the container: one renamed, one by a `%d` template. The renamed
+/// one keeps its permanent global addresses (IPv4 and IPv6) and not the others (one with a
+/// lifetime, one of link scope), and both are up; the test's namespace no longer has them.
+/// After delete the kernel has destroyed them with the container's namespace (and their
+/// peers with them); berth moved nothing back.
+fn net_devices_move(ctx: &Ctx) -> TestResult {
+    need_net_devices(ctx)?;
+    let ns = TestNetns::new(ctx)?;
+    for cmd in [
+        &["link", "add", "v0", "type", "veth", "peer", "name", "v1"][..],
+        &["link", "add", "v2", "type", "veth", "peer", "name", "v3"],
+        &["addr", "add", "10.99.0.1/24", "dev", "v0"],
+        &["addr", "add", "fd99::1/64", "dev", "v0", "nodad"],
+        &[
+            "addr",
+            "add",
+            "10.98.0.1/24",
+            "dev",
+            "v0",
+            "valid_lft",
+            "100",
+            "preferred_lft",
+            "100",
+        ],
+        &[
+            "addr",
+            "add",
+            "169.254.5.5/16",
+            "dev",
+            "v0",
+            "scope",
+            "link",
+        ],
+    ] {
+        ns.ip(cmd)
+            .map_err(|e| format!("ip {}: {e}", cmd.join(" ")))?;
+    }
+    let mut b = ctx.bundle()?;
+    b.shared()?;
+    b.cfg.sh(WAIT_FOR_GO);
+    b.cfg.set(
+        "/linux/netDevices",
+        json!({"v0": {"name": "ctr0"}, "v2": {"name": "ct%d"}}),
+    );
+    b.write_config()?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    ns.runtime(ctx, &["run", "--detach", "--bundle", &dir, &b.id])
+        .ok()?;
+    let out = ctx
+        .rt
+        .exec(&[
+            "exec",
+            &b.id,
+            "sh",
+            "-c",
+            "echo flags $(cat /sys/class/net/ctr0/flags) $(cat /sys/class/net/ct0/flags); \
+             echo devs $(ls /sys/class/net); ip -o addr show dev ctr0",
+        ])
+        .ok()?;
+    let text = out.stdout;
+    let flags = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flags "))
+        .unwrap_or("");
+    let up =
+        |f: &str| u32::from_str_radix(f.trim_start_matches("0x"), 16).is_ok_and(|v| v & 1 == 1);
+    let f: Vec<&str> = flags.split_whitespace().collect();
+    ensure!(
+        f.len() == 2 && f.iter().all(|x| up(x)),
+        "ctr0 and ct0 up (IFF_UP in flags): {text}"
+    );
+    let devs = text
+        .lines()
+        .find_map(|l| l.strip_prefix("devs "))
+        .unwrap_or("");
+    let mut devs: Vec<&str> = devs.split_whitespace().collect();
+    devs.sort_unstable();
+    ensure_eq!(devs, ["ct0", "ctr0", "lo"], "devices in the container");
+    for want in ["inet 10.99.0.1/24", "inet6 fd99::1/64"] {
+        ensure!(text.contains(want), "ctr0 keeps {want}: {text}");
+    }
+    for not in ["10.98.0.1", "169.254.5.5"] {
+        ensure!(
+            !text.contains(not),
+            "ctr0 must not get {not} (not permanent, or not global): {text}"
+        );
+    }
+    ensure!(
+        !ns.has("v0") && !ns.has("v2"),
+        "v0 and v2 left the test's namespace"
+    );
+    ensure!(
+        ns.has("v1") && ns.has("v3"),
+        "the peers stay in the test's namespace"
+    );
+    fs::write(b.dir.join("shared/go"), "")?;
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
+    ensure!(
+        crate::harness::wait_until(std::time::Duration::from_secs(10), || !ns.has("v1")
+            && !ns.has("v3")
+            && !ns.has("v0")),
+        "the veths are destroyed with the container's namespace (v1 or v3 still there, or v0 came back): {:?}",
+        ns.ip(&["-o", "link"])
+    );
+    b.ensure_clean()
+}
+
+/// Refusals name the field: no network namespace (config), a device that does not exist, a
+/// name taken in the container (`lo`); a device that could not move stays where it was.
+fn net_devices_errors(ctx: &Ctx) -> TestResult {
+    need_net_devices(ctx)?;
+    let ns = TestNetns::new(ctx)?;
+    ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"])?;
+    let cases: [(serde_json::Value, bool, &[&str]); 4] = [
+        (
+            json!({"v0": {}}),
+            false,
+            &["linux.netDevices", "network namespace"],
+        ),
+        (
+            json!({"nosuch0": {}}),
+            true,
+            &["linux.netDevices[", "nosuch0", "no network device"],
+        ),
+        (
+            json!({"v0": {"name": "lo"}}),
+            true,
+            &["linux.netDevices[", "v0", "there already"],
+        ),
+        (
+            json!({"v0": {"name": "a b"}}),
+            true,
+            &["linux.netDevices[", "].name", "blank"],
+        ),
+    ];
+    for (devices, netns, wants) in cases {
+        let mut b = ctx.bundle()?;
+        b.cfg.args(&["true"]);
+        if !netns {
+            b.cfg.ns_remove("network");
+        }
+        b.cfg.set("/linux/netDevices", devices.clone());
+        b.write_config()?;
+        let dir = b.dir.to_string_lossy().into_owned();
+        let out = ns
+            .runtime(ctx, &["run", "--bundle", &dir, &b.id])
+            .failed()?;
+        for w in wants {
+            out.stderr_mentions(w)?;
+        }
+        ensure!(
+            ns.has("v0"),
+            "v0 stays in the test's namespace after {devices}"
         );
         b.ensure_clean()?;
     }
