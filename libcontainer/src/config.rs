@@ -306,22 +306,18 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
         }
     }
     crate::netdev::validate(linux)?;
+    if let Some(p) = linux.memory_policy() {
+        crate::mempolicy::Policy::parse(p)?;
+    }
     if let Some(rdt) = linux.intel_rdt() {
         crate::intelrdt::check(rdt)?;
     }
-    for (name, set) in [
-        (
-            "linux.personality.flags",
-            linux
-                .personality()
-                .as_ref()
-                .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty())),
-        ),
-        ("linux.memoryPolicy", linux.memory_policy().is_some()),
-    ] {
-        if set {
-            return Err(format!("{name}: not supported by berth yet"));
-        }
+    if linux
+        .personality()
+        .as_ref()
+        .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty()))
+    {
+        return Err("linux.personality.flags: not supported by berth yet".into());
     }
     if let Some(sc) = linux.seccomp() {
         use oci_spec::runtime::LinuxSeccompAction as A;

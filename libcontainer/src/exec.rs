@@ -119,6 +119,11 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     .map_err(|e| Error::io("open", &root_path, e.into()))?;
     let linux = l.state.config.linux().as_ref();
     let personality = linux.and_then(|x| x.personality().as_ref());
+    let mempolicy = linux
+        .and_then(|x| x.memory_policy().as_ref())
+        .map(crate::mempolicy::Policy::parse)
+        .transpose()
+        .map_err(|m| Error::config("config.json", m))?;
     let seccomp = linux
         .and_then(|x| x.seccomp().as_ref())
         .map(crate::seccomp::compile)
@@ -181,6 +186,7 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
                 apparmor: apparmor.as_deref(),
                 selinux: selinux.as_deref().unwrap_or_default(),
                 cpus_final: affinity.as_ref().and_then(|a| a.final_.as_ref()),
+                mempolicy: mempolicy.as_ref(),
             };
             let err = match child.setup() {
                 Ok(never) => match never {},
@@ -256,6 +262,8 @@ struct ExecChild<'a> {
     selinux: &'a str,
     /// execCPUAffinity.final, set once in the cgroup.
     cpus_final: Option<&'a crate::cpulist::Mask>,
+    /// linux.memoryPolicy, set once in the cgroup.
+    mempolicy: Option<&'a crate::mempolicy::Policy>,
 }
 
 impl ExecChild<'_> {
@@ -266,6 +274,9 @@ impl ExecChild<'_> {
         init::join_cgroup(self.cgroup.0, self.cgroup.1)?;
         if let Some(m) = self.cpus_final {
             crate::cpuaffinity::set_final(m)?;
+        }
+        if let Some(p) = self.mempolicy {
+            crate::mempolicy::apply(p)?;
         }
         if !self.join.is_empty() {
             nix::sched::setns(self.init_fd, self.join)

@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod idmap;
 pub mod init;
 pub mod intelrdt;
+pub mod mempolicy;
 pub mod namespaces;
 pub mod netdev;
 pub mod netlink;

@@ -634,3 +634,19 @@ pub fn affinity() -> io::Result<Vec<u64>> {
         }
     }
 }
+
+/// set_mempolicy(2) of the calling thread: `mode` (with its flags) and a node mask of `bits`
+/// bits held in `mask` (empty: no nodes).
+pub fn set_mempolicy(mode: i32, mask: &[u64], bits: u64) -> io::Result<()> {
+    let bits = bits.min(mask.len() as u64 * 64);
+    let (ptr, maxnode) = if bits == 0 {
+        (std::ptr::null(), 0)
+    } else {
+        // The kernel reads maxnode - 1 bits (mm/mempolicy.c, get_nodes).
+        (mask.as_ptr(), bits + 1)
+    };
+    // SAFETY: the kernel reads at most `bits` bits from `mask`, which holds that many and
+    // outlives the call; a null mask with maxnode 0 is "no nodes".
+    cvt(unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) })?;
+    Ok(())
+}
