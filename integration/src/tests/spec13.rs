@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Test> {
         intel_rdt_without_resctrl,
         net_devices_move,
         net_devices_errors,
+        net_devices_in_a_user_namespace,
         memory_policy,
         memory_policy_errors,
     ]
@@ -369,6 +370,44 @@ fn net_devices_move(ctx: &Ctx) -> TestResult {
             && !ns.has("v0")),
         "the veths are destroyed with the container's namespace (v1 or v3 still there, or v0 came back): {:?}",
         ns.ip(&["-o", "link"])
+    );
+    b.ensure_clean()
+}
+
+/// With a user namespace (the container's network namespace is owned by it), the device moves
+/// the same way, with its address, and is up.
+fn net_devices_in_a_user_namespace(ctx: &Ctx) -> TestResult {
+    need_net_devices(ctx)?;
+    let ns = TestNetns::new(ctx)?;
+    ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"])?;
+    ns.ip(&["addr", "add", "10.97.0.1/24", "dev", "v0"])?;
+    let mut b = ctx.bundle()?;
+    super::map_to_userns(&mut b)?;
+    b.cfg
+        .sh("echo flags $(cat /sys/class/net/ctr0/flags); ip -o addr show dev ctr0");
+    b.cfg
+        .set("/linux/netDevices", json!({"v0": {"name": "ctr0"}}));
+    b.write_config()?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = ns.runtime(ctx, &["run", "--bundle", &dir, &b.id]).ok()?;
+    ensure!(
+        out.stdout.contains("inet 10.97.0.1/24"),
+        "ctr0 keeps its address: {}",
+        out.stdout
+    );
+    let flags = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("flags 0x"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 16).ok());
+    ensure!(
+        flags.is_some_and(|f| f & 1 == 1),
+        "ctr0 is up: {}",
+        out.stdout
+    );
+    ensure!(
+        crate::harness::wait_until(std::time::Duration::from_secs(10), || !ns.has("v1")),
+        "the veth went with the container's namespace"
     );
     b.ensure_clean()
 }
