@@ -150,7 +150,13 @@ pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
         Err(e) => e,
     };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, Spec>(de) {
+    let found = serde_path_to_error::deserialize::<_, Spec>(de);
+    if let Err(e) = &found {
+        if e.path().to_string().starts_with("process.execCPUAffinity.") {
+            return parse_normalized(bytes);
+        }
+    }
+    match found {
         // The path holds map keys and the message quotes values from the file: both bounded.
         Err(e) if e.path().to_string() != "." => Err(format!(
             "{}: {}",
@@ -160,6 +166,24 @@ pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
         // At the top level (or trailing characters after a valid object): serde_json's message.
         _ => Err(bound_line(&err.to_string(), 1024)),
     }
+}
+
+/// config.json whose `process.execCPUAffinity` holds lists runc reads but the types refuse
+/// (`""`, blanks): parsed again after [`crate::cpuaffinity::normalize_json`]. Only a config
+/// that failed the plain parse comes here.
+fn parse_normalized(bytes: &[u8]) -> Result<Spec, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bound_line(&e.to_string(), 1024))?;
+    if let Some(p) = v.get_mut("process") {
+        crate::cpuaffinity::normalize_json(p, "process")?;
+    }
+    serde_path_to_error::deserialize::<_, Spec>(v).map_err(|e| {
+        format!(
+            "{}: {}",
+            bound_line(&e.path().to_string(), 512),
+            bound_line(&e.inner().to_string(), 1024)
+        )
+    })
 }
 
 /// Validate what the types do not; returns the absolute rootfs path.
@@ -281,24 +305,19 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
             ));
         }
     }
-    for (name, set) in [
-        ("linux.intelRdt", linux.intel_rdt().is_some()),
-        (
-            "linux.personality.flags",
-            linux
-                .personality()
-                .as_ref()
-                .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty())),
-        ),
-        ("linux.memoryPolicy", linux.memory_policy().is_some()),
-        (
-            "linux.netDevices",
-            linux.net_devices().as_ref().is_some_and(|n| !n.is_empty()),
-        ),
-    ] {
-        if set {
-            return Err(format!("{name}: not supported by berth yet"));
-        }
+    crate::netdev::validate(linux)?;
+    if let Some(p) = linux.memory_policy() {
+        crate::mempolicy::Policy::parse(p)?;
+    }
+    if let Some(rdt) = linux.intel_rdt() {
+        crate::intelrdt::check(rdt)?;
+    }
+    if linux
+        .personality()
+        .as_ref()
+        .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty()))
+    {
+        return Err("linux.personality.flags: not supported by berth yet".into());
     }
     if let Some(sc) = linux.seccomp() {
         use oci_spec::runtime::LinuxSeccompAction as A;
@@ -460,10 +479,8 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
             crate::init::lsm::SELINUX_DISABLED
         ));
     }
-    for (name, set) in [("execCPUAffinity", process.exec_cpu_affinity().is_some())] {
-        if set {
-            return Err(format!("{field}.{name}: not supported by berth yet"));
-        }
+    if let Some(a) = process.exec_cpu_affinity() {
+        crate::cpuaffinity::Affinity::parse(a, field)?;
     }
     if let Some(env) = process.env() {
         for (i, e) in env.iter().enumerate() {
@@ -874,6 +891,45 @@ mod tests {
             e.contains("mounts[0]: id-mapped mounts must have both"),
             "{e}"
         );
+    }
+
+    /// runc reads `""` as unset and allows blanks in a CPU list; the types do not: such a
+    /// config is parsed again with the lists normalized. A list that is none names its field.
+    #[test]
+    fn exec_cpu_affinity_lists_are_read_as_runc_reads_them() {
+        use serde_json::json;
+        let mut v = base();
+        v["process"]["execCPUAffinity"] = json!({"initial": "", "final": " 1, 0,"});
+        let spec = parse(v.to_string().as_bytes()).unwrap();
+        let a = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .exec_cpu_affinity()
+            .clone()
+            .unwrap();
+        assert_eq!(a.initial(), &None);
+        assert_eq!(a.cpu_affinity_final().as_deref(), Some("0-1"));
+        validate(&spec, Path::new("/")).unwrap();
+        for (bad, want) in [
+            (
+                json!({"initial": "3-1"}),
+                "process.execCPUAffinity.initial: invalid range",
+            ),
+            (
+                json!({"final": ","}),
+                "process.execCPUAffinity.final: \",\" lists nothing",
+            ),
+            (
+                json!({"final": "99999"}),
+                "process.execCPUAffinity.final: \"99999\" is above",
+            ),
+        ] {
+            let mut v = base();
+            v["process"]["execCPUAffinity"] = bad;
+            let e = check(v).unwrap_err();
+            assert!(e.starts_with(want), "{e}");
+        }
     }
 
     #[test]

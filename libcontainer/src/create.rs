@@ -343,6 +343,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                         std::io::Error::other("hooks requested before init's pid was known"),
                     )
                 })?;
+                if let Some(devices) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
+                    crate::netdev::move_all(st.pid, devices)?;
+                }
                 let st = st.hook_state(Status::Creating);
                 if let Some(h) = spec.hooks() {
                     #[allow(deprecated)]

@@ -64,6 +64,14 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     }
     crate::config::validate_process(&opts.process, "process")
         .map_err(|m| Error::config("--process", m))?;
+    let affinity = crate::cpuaffinity::for_exec(
+        opts.process.exec_cpu_affinity().as_ref(),
+        l.state
+            .config
+            .process()
+            .as_ref()
+            .and_then(|p| p.exec_cpu_affinity().as_ref()),
+    )?;
     // Another process of the container may hold CAP_LINUX_IMMUTABLE as well as this one.
     let container_caps = l.state.config.process().as_ref();
     if crate::sealed::caps_may_clear_immutable(opts.process.capabilities().as_ref())
@@ -119,6 +127,11 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     .map_err(|e| Error::io("open", &root_path, e.into()))?;
     let linux = l.state.config.linux().as_ref();
     let personality = linux.and_then(|x| x.personality().as_ref());
+    let mempolicy = linux
+        .and_then(|x| x.memory_policy().as_ref())
+        .map(crate::mempolicy::Policy::parse)
+        .transpose()
+        .map_err(|m| Error::config("config.json", m))?;
     let seccomp = linux
         .and_then(|x| x.seccomp().as_ref())
         .map(crate::seccomp::compile)
@@ -150,8 +163,18 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
         )?)
     };
     let unified = cg.open_unified()?;
-    let (child, cg_rest) =
-        cgroups::spawn(0, unified.as_ref()).map_err(|e| Error::sys("clone3", e))?;
+    // execCPUAffinity.initial: the child is born with it, before it is in the cgroup.
+    let pinned = match affinity.as_ref().and_then(|a| a.initial.as_ref()) {
+        Some(m) => Some(crate::cpuaffinity::Pinned::initial(m)?),
+        None => None,
+    };
+    let spawned = cgroups::spawn(0, unified.as_ref());
+    if !matches!(spawned, Ok((None, _))) {
+        if let Some(p) = pinned {
+            p.restore();
+        }
+    }
+    let (child, cg_rest) = spawned.map_err(|e| Error::sys("clone3", e))?;
     drop(unified);
     let child = match child {
         None => {
@@ -170,6 +193,8 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
                 seccomp: seccomp.as_ref(),
                 apparmor: apparmor.as_deref(),
                 selinux: selinux.as_deref().unwrap_or_default(),
+                cpus_final: affinity.as_ref().and_then(|a| a.final_.as_ref()),
+                mempolicy: mempolicy.as_ref(),
             };
             let err = match child.setup() {
                 Ok(never) => match never {},
@@ -243,6 +268,10 @@ struct ExecChild<'a> {
     /// The AppArmor profile and SELinux label (empty: none) of the process.
     apparmor: Option<&'a str>,
     selinux: &'a str,
+    /// execCPUAffinity.final, set once in the cgroup.
+    cpus_final: Option<&'a crate::cpulist::Mask>,
+    /// linux.memoryPolicy, set once in the cgroup.
+    mempolicy: Option<&'a crate::mempolicy::Policy>,
 }
 
 impl ExecChild<'_> {
@@ -251,6 +280,12 @@ impl ExecChild<'_> {
         let (process, chan) = (self.process, self.chan);
         // It moves itself into the cgroup, so there is nothing to wait for from the parent.
         init::join_cgroup(self.cgroup.0, self.cgroup.1)?;
+        if let Some(m) = self.cpus_final {
+            crate::cpuaffinity::set_final(m)?;
+        }
+        if let Some(p) = self.mempolicy {
+            crate::mempolicy::apply(p)?;
+        }
         if !self.join.is_empty() {
             nix::sched::setns(self.init_fd, self.join)
                 .step("join the container's namespaces", None)?;

@@ -598,3 +598,55 @@ pub fn loopback_up() -> io::Result<()> {
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } as libc::c_long)?;
     Ok(())
 }
+
+/// sched_setaffinity(2) of the calling thread: `mask` holds one bit per CPU, lowest first.
+pub fn set_affinity(mask: &[u64]) -> io::Result<()> {
+    // SAFETY: the kernel reads `mask.len() * 8` bytes from the slice, which outlives the call.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_sched_setaffinity,
+            0,
+            std::mem::size_of_val(mask),
+            mask.as_ptr(),
+        )
+    })?;
+    Ok(())
+}
+
+/// sched_getaffinity(2) of the calling thread, as [`set_affinity`] takes it back.
+pub fn affinity() -> io::Result<Vec<u64>> {
+    let mut mask = vec![0u64; 16]; // 1024 CPUs; doubled until the kernel's cpumask fits
+    loop {
+        // SAFETY: the kernel writes at most `mask.len() * 8` bytes into the vector.
+        match cvt(unsafe {
+            libc::syscall(
+                libc::SYS_sched_getaffinity,
+                0,
+                std::mem::size_of_val(mask.as_slice()),
+                mask.as_mut_ptr(),
+            )
+        }) {
+            Ok(_) => return Ok(mask),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && mask.len() < 1 << 16 => {
+                mask.resize(mask.len() * 2, 0)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// set_mempolicy(2) of the calling thread: `mode` (with its flags) and a node mask of `bits`
+/// bits held in `mask` (empty: no nodes).
+pub fn set_mempolicy(mode: i32, mask: &[u64], bits: u64) -> io::Result<()> {
+    let bits = bits.min(mask.len() as u64 * 64);
+    let (ptr, maxnode) = if bits == 0 {
+        (std::ptr::null(), 0)
+    } else {
+        // The kernel reads maxnode - 1 bits (mm/mempolicy.c, get_nodes).
+        (mask.as_ptr(), bits + 1)
+    };
+    // SAFETY: the kernel reads at most `bits` bits from `mask`, which holds that many and
+    // outlives the call; a null mask with maxnode 0 is "no nodes".
+    cvt(unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, ptr, maxnode) })?;
+    Ok(())
+}

@@ -39,6 +39,7 @@ fn parse_process(bytes: &[u8]) -> Result<Process> {
             obj.insert(key.to_string(), zero);
         }
     }
+    libcontainer::cpuaffinity::normalize_json(&mut v, "process").map_err(anyhow::Error::msg)?;
     let p: Process = serde_json::from_value(v)?;
     if p.cwd().as_os_str().is_empty() {
         bail!("Cwd property must not be empty");

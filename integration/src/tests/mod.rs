@@ -22,6 +22,7 @@ mod races;
 mod rootless;
 mod seccomp;
 mod security;
+mod spec13;
 mod users;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,7 @@ pub fn all() -> Vec<Test> {
     v.extend(seccomp::tests());
     v.extend(security::tests());
     v.extend(lsm::tests());
+    v.extend(spec13::tests());
     v.extend(cgroups::tests());
     v.extend(clients::tests());
     v.extend(images::tests());

@@ -336,6 +336,12 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
     if ctx.wait_pid_known {
         expect(&ctx.chan, "PidKnown", |m| matches!(m, Msg::PidKnown))?;
     }
+    // In the cgroups by now (Go has come): the kernel checks the nodes against the cpuset.
+    if let Some(p) = linux.memory_policy() {
+        let p = crate::mempolicy::Policy::parse(p)
+            .map_err(|m| InitError::msg("linux.memoryPolicy", None, m))?;
+        crate::mempolicy::apply(&p)?;
+    }
     ctx.chan.send(&Msg::RunHooks).step("sync", None)?;
     expect(&ctx.chan, "HooksDone", |m| matches!(m, Msg::HooksDone))?;
     let creating_state = hook_state(ctx, crate::state::Status::Creating);
