@@ -105,6 +105,23 @@ pub fn write_tar(items: &[Item], attrs: &Attrs, out: impl Write) -> io::Result<(
     tar.finish()
 }
 
+/// Open a context file that was a regular file when listed: never through a symlink swapped
+/// in since (which could pull a host file into the image), and still a regular file.
+pub(crate) fn open_regular(path: &std::path::Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{}: no longer a regular file",
+            path.display()
+        )));
+    }
+    Ok(f)
+}
+
 fn path_entry<W: Write>(
     tar: &mut tar::Builder<W>,
     path: &std::path::Path,
@@ -141,7 +158,7 @@ fn path_entry<W: Write>(
     } else if ft.is_file() {
         h.set_entry_type(tar::EntryType::Regular);
         h.set_size(md.len());
-        let f = fs::File::open(path)?;
+        let f = open_regular(path)?;
         // The size is the one stat gave: a file that grows meanwhile is cut there.
         tar.append_data(&mut h, dest, f.take(md.len()))
     } else {

@@ -257,7 +257,7 @@ impl Tree {
                 Kind::File { size, content } => match content {
                     Content::Bytes(b) => out.file(&rel, a, &[], *size, b.as_slice())?,
                     Content::Path(p) => out
-                        .file(&rel, a, &[], *size, fs::File::open(p)?)
+                        .file(&rel, a, &[], *size, crate::copy::open_regular(p)?)
                         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?,
                 },
                 Kind::Symlink(t) => out.symlink(&rel, a, t)?,

@@ -290,8 +290,9 @@ impl BlobWriter {
             }
         }
         let dest = self.blobs.join(actual.hex());
-        if dest.is_file() {
+        if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == count) {
             // Stored already (verified and synced when it was): a rebuild of the same layer.
+            // One of another size (damaged) is replaced below.
             drop(f);
             fs::remove_file(&self.tmp).ctx("remove", &self.tmp)?;
             return Ok((actual, count));

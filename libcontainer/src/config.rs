@@ -452,7 +452,7 @@ pub fn validate_process(process: &oci_spec::runtime::Process, field: &str) -> Re
         .additional_gids()
         .as_ref()
         .is_some_and(|g| !g.is_empty())
-        && crate::namespaces::rootless()
+        && crate::namespaces::rootless_euid()
     {
         // As runc: a rootless user namespace denies setgroups, or has it only through
         // newgidmap, which runc does not trust with supplementary groups either.

@@ -191,7 +191,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let bind_trees = crate::init::open_bind_sources(
         spec,
         &bundle.dir,
-        plan.new_userns() && !crate::namespaces::rootless(),
+        plan.new_userns() && !crate::namespaces::rootless_euid(),
     )?;
     cg.ensure_unused()?;
     cleanup.cgroup = Some(cgroups::manager_for(cg.paths()));
@@ -273,7 +273,8 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     let no_resources = oci_spec::runtime::LinuxResources::default();
     cg.apply(
         linux.resources().as_ref().unwrap_or(&no_resources),
-        (!crate::namespaces::rootless()).then(|| linux.devices().as_deref().unwrap_or_default()),
+        (!crate::namespaces::rootless_cgroups())
+            .then(|| linux.devices().as_deref().unwrap_or_default()),
     )?;
     if parent_moves {
         cg.add(child.pid, rest)?;

@@ -105,7 +105,7 @@ pub fn exec(opts: &ExecOptions) -> Result<Execd> {
     // namespace, so this process joins both at once (it holds nothing of the host's to lose).
     if !for_children.is_empty()
         && join.contains(CloneFlags::CLONE_NEWUSER)
-        && namespaces::rootless()
+        && namespaces::rootless_euid()
     {
         for_children |= CloneFlags::CLONE_NEWUSER;
     }

@@ -230,7 +230,7 @@ pub fn host_root_ids(spec: &Spec) -> (u32, u32) {
 }
 
 /// Write uid_map and gid_map of a process in a new user namespace. Rootless (see
-/// [`rootless`]), as runc: a map of just the caller's own uid and gid is written directly,
+/// [`rootless_euid`]), as runc: a map of just the caller's own uid and gid is written directly,
 /// after `deny` in its setgroups file (the kernel's rule for an unprivileged gid_map); any
 /// other map goes through newuidmap and newgidmap (shadow's setuid helpers, which check
 /// /etc/subuid and /etc/subgid).
@@ -242,7 +242,7 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> std::io::Result<()> {
     let gid = linux
         .and_then(|l| l.gid_mappings().as_deref())
         .unwrap_or_default();
-    if !rootless() {
+    if !rootless_euid() {
         return write_maps(pid, uid, gid);
     }
     let only = |m: &[oci_spec::runtime::LinuxIdMapping], id: u32| matches!(m, [one] if one.host_id() == id && one.size() == 1);
@@ -319,9 +319,16 @@ pub fn in_user_namespace() -> bool {
     })
 }
 
-/// Whether the runtime runs rootless: as a user other than root, or as root of a user
-/// namespace (runc's rootless cgroup manager rule without systemd).
-pub fn rootless() -> bool {
+/// Whether the runtime runs as a user other than root (runc's RootlessEUID): what decides
+/// the id maps, setgroups, supplementary groups, idmapped mounts, bind sources and exec's
+/// namespace joins. Root of a user namespace is not rootless here: it writes maps itself.
+pub fn rootless_euid() -> bool {
+    !nix::unistd::geteuid().is_root()
+}
+
+/// Whether cgroups are handled rootless: as a user other than root, or as root of a user
+/// namespace (runc's rootless cgroup manager rule without systemd). Read once per process.
+pub fn rootless_cgroups() -> bool {
     static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ROOTLESS.get_or_init(|| !nix::unistd::geteuid().is_root() || in_user_namespace())
+    *ROOTLESS.get_or_init(|| rootless_euid() || in_user_namespace())
 }

@@ -123,6 +123,39 @@ pub fn move_all(pid: i32, devices: &HashMap<String, LinuxNetDevice>) -> Result<(
     let sys = |what: String| move |e: std::io::Error| Error::sys(what, e);
     let mut host = Socket::open().map_err(sys("open a netlink socket".into()))?;
     let mut ctr = socket_in(&ctr_ns, &own_ns)?;
+    // Every device and name first: a failure after some devices moved would strand them (the
+    // move drops their addresses, and they go with the namespace).
+    for (name, dev) in sorted(devices) {
+        let field = format!("linux.netDevices[{}]", echo(name));
+        let found = host
+            .link_by_name(name)
+            .map_err(sys(format!("{field}: look the device up")))?;
+        if found.is_none() {
+            return Err(Error::config(
+                "config.json",
+                format!("{field}: no network device of that name in berth's network namespace"),
+            ));
+        }
+        let target = target_name(name, dev);
+        if !target.contains('%')
+            && ctr
+                .link_by_name(target)
+                .map_err(sys(format!(
+                    "{field}: look {} up in the container",
+                    echo(target)
+                )))?
+                .is_some()
+        {
+            return Err(Error::sys(
+                format!(
+                    "{field}: move it into the container's network namespace as {}: a device \
+                     of that name is there already",
+                    echo(target)
+                ),
+                std::io::Error::from_raw_os_error(libc::EEXIST),
+            ));
+        }
+    }
     for (name, dev) in sorted(devices) {
         let field = format!("linux.netDevices[{}]", echo(name));
         let link = host
@@ -217,8 +250,12 @@ fn socket_in(ns: &OwnedFd, own: &OwnedFd) -> Result<Socket> {
     setns(ns, CloneFlags::CLONE_NEWNET)
         .map_err(|e| Error::sys("enter the container's network namespace", e))?;
     let sock = Socket::open();
-    setns(own, CloneFlags::CLONE_NEWNET)
-        .map_err(|e| Error::sys("return to berth's network namespace", e))?;
+    if setns(own, CloneFlags::CLONE_NEWNET).is_err() {
+        // Going on in the container's network namespace would run the rest of create (and
+        // its hooks) there: nothing is safe to do but stop.
+        eprintln!("berth: cannot return to its own network namespace");
+        std::process::abort();
+    }
     sock.map_err(|e| Error::sys("open a netlink socket in the container", e))
 }
 

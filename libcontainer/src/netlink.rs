@@ -183,7 +183,10 @@ impl Socket {
         let mut out = Vec::new();
         let mut rbuf = vec![0u8; 32 * 1024];
         loop {
-            let n = recv(self.fd.as_raw_fd(), &mut rbuf, MsgFlags::empty())?;
+            let n = match recv(self.fd.as_raw_fd(), &mut rbuf, MsgFlags::empty()) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => r?,
+            };
             if n == 0 {
                 return Err(io::Error::other("netlink socket closed"));
             }
@@ -202,7 +205,16 @@ impl Socket {
                         }
                         return Err(io::Error::from_raw_os_error(-errno));
                     }
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => {
+                        // A dump that ended in an error says so in its DONE message.
+                        let errno = payload
+                            .get(..4)
+                            .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
+                        if errno < 0 {
+                            return Err(io::Error::from_raw_os_error(-errno));
+                        }
+                        return Ok(out);
+                    }
                     _ => {
                         out.push((typ, payload.to_vec()));
                         if !dump && !acked {

@@ -418,7 +418,14 @@ fn net_devices_errors(ctx: &Ctx) -> TestResult {
     need_net_devices(ctx)?;
     let ns = TestNetns::new(ctx)?;
     ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"])?;
-    let cases: [(serde_json::Value, bool, &[&str]); 4] = [
+    let cases: [(serde_json::Value, bool, &[&str]); 5] = [
+        // Every device is checked before any moves: v0 (first in order) must not be stranded
+        // in the container by a later device that is missing.
+        (
+            json!({"v0": {}, "zz9": {}}),
+            true,
+            &["linux.netDevices[", "zz9", "no network device"],
+        ),
         (
             json!({"v0": {}}),
             false,

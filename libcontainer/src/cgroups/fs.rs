@@ -198,7 +198,11 @@ impl FsManager {
             let dir = h
                 .mount_point
                 .join(inner.strip_prefix("/").unwrap_or(&inner));
-            if rootless && !given && !may_create(&dir) {
+            // Rootless without a cgroupsPath: a hierarchy the caller may not write is left
+            // out, and so is cgroup2 always: its directory would be below the caller's own
+            // cgroup, which holds the caller, where the kernel refuses to enable controllers
+            // (EBUSY) — runc's rootless fs2 manager ignores exactly these errors.
+            if rootless && !given && (h.controllers.is_empty() || !may_create(&dir)) {
                 continue;
             }
             paths.dirs.insert(h.controllers.clone(), dir);

@@ -169,7 +169,7 @@ pub fn manager(
     Ok(Box::new(fs::FsManager::new(
         cgroups_path,
         id,
-        crate::namespaces::rootless(),
+        crate::namespaces::rootless_cgroups(),
     )?))
 }
 

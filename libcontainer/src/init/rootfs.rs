@@ -261,7 +261,7 @@ pub fn open_bind_sources(
     if !all_binds && !idmapped {
         return Ok(Vec::new());
     }
-    if idmapped && crate::namespaces::rootless() {
+    if idmapped && crate::namespaces::rootless_euid() {
         // As runc: the helper user namespace needs mappings only root may write.
         return Err(crate::Error::Config {
             path: "mounts".into(),
