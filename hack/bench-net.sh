@@ -6,6 +6,9 @@
 #   run -d -p   `run -d -p PORT:80` of busybox httpd until the first successful HTTP response
 #               (curl on 127.0.0.1:PORT, retried without pause)
 #   start       `start` of that container, stopped, until the first successful response
+#   run -d, no network   `run -d --network none` of a sleeping busybox (no CNI plugins): each
+#               client's own overhead, without the plugins both run (bridge, portmap, firewall
+#               and their ~40 iptables runs)
 # berthctl (berth, the default bridge network through the CNI plugins) and podman 4.3 (runc,
 # its CNI backend on the same plugins). Everything runs in a network and mount namespace of
 # its own (unshare -m -n: own /run/netns, /var/lib/cni, iptables), so the host's network is
@@ -105,6 +108,13 @@ bench() { # bench SECTION hyperfine-args...
 bench run \
 	--prepare "$B_RM" -n "run -d -p: berthctl" "$B_RUN" \
 	--prepare "$P_RM" -n "run -d -p: podman" "$P_RUN"
+B_NONE="$BCTL run -d --name idle --cgroup-parent /berth-bench-net --network none busybox sleep 1000 >/dev/null"
+P_NONE="$PODMAN run -d --name idle --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none busybox sleep 1000 >/dev/null"
+bench none \
+	--prepare "$BCTL rm -f idle >/dev/null 2>&1 || true" -n "run -d, no network: berthctl" "$B_NONE" \
+	--prepare "$PODMAN rm -f -t 0 idle >/dev/null 2>&1 || true" -n "run -d, no network: podman" "$P_NONE"
+eval "$BCTL rm -f idle" >/dev/null 2>&1 || true
+eval "$PODMAN rm -f -t 0 idle" >/dev/null 2>&1 || true
 # The last run's containers are there: stopped before each start.
 bench start \
 	--prepare "$BCTL stop -t 0 web >/dev/null" -n "start: berthctl" "$BCTL start web >/dev/null && $(wait_http 18080)" \
@@ -114,7 +124,7 @@ md=$BENCH_OUT/bench-net-$stamp.md
 {
 	echo "| | berthctl | podman | ÷ podman |"
 	echo "|---|---|---|---|"
-	for s in "run -d -p" start; do
+	for s in "run -d -p" start "run -d, no network"; do
 		b=$(jq -s --arg n "$s: berthctl" '[.[].results[] | select(.command == $n) | .median][0] * 1000' "${results[@]}")
 		p=$(jq -s --arg n "$s: podman" '[.[].results[] | select(.command == $n) | .median][0] * 1000' "${results[@]}")
 		awk -v s="$s" -v b="$b" -v p="$p" 'BEGIN { printf "| %s | %.1f ms | %.1f ms | %.2f× |\n", s, b, p, b / p }'

@@ -63,15 +63,71 @@ pub fn cp(ctx: &Ctx, a: &CpArgs<'_>) -> Result<i32> {
             .with_context(|| format!("container {}: its writable layer", c.name))?;
         image::snapshot::mount_all(&mounts, &root).context("mount the container's layer")?;
     }
+    // A path under a volume or a bind mount of a directory is that directory's (as docker's
+    // cp sees the container's mounts), confined to it the same way.
+    let spec: serde_json::Value = fs::read(ctx.bundle_dir(&c.id).join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default();
+    let (root, within, readonly) = match mounted_dir(&spec, inside) {
+        Some((src, rest, ro)) => (src, rest, ro),
+        None => (root, inside.to_string(), false),
+    };
     let root_fd = fsutil::open_dir(&root)?;
     if out {
-        copy_out(root_fd.as_fd(), inside, Path::new(a.dest), a)
+        copy_out(root_fd.as_fd(), &within, Path::new(a.dest), a)
             .with_context(|| format!("copy {}:{inside} to {}", c.name, a.dest))?;
     } else {
-        copy_in(&root, root_fd.as_fd(), Path::new(a.src), inside, a)
+        if readonly {
+            bail!(
+                "copy to {}:{inside}: mounted volume is marked read-only",
+                c.name
+            );
+        }
+        copy_in(&root, root_fd.as_fd(), Path::new(a.src), &within, a)
             .with_context(|| format!("copy {} to {}:{inside}", a.src, c.name))?;
     }
     Ok(0)
+}
+
+/// The bind mount of a host directory (a volume, `-v`, `--mount`) whose destination holds
+/// `inside` (the deepest one): its source, the path below it ("/..."), and whether it is
+/// read-only.
+fn mounted_dir(
+    spec: &serde_json::Value,
+    inside: &str,
+) -> Option<(std::path::PathBuf, String, bool)> {
+    let norm = |p: &str| format!("/{}", p.trim_matches('/'));
+    let inside = norm(inside);
+    spec["mounts"]
+        .as_array()?
+        .iter()
+        .filter(|m| m["type"] == "bind")
+        .filter_map(|m| {
+            let dest = norm(m["destination"].as_str()?);
+            let src = std::path::PathBuf::from(m["source"].as_str()?);
+            let rest = if inside == dest {
+                "/".to_string()
+            } else if dest == "/" {
+                return None;
+            } else {
+                inside.strip_prefix(&format!("{dest}/"))?.to_string()
+            };
+            if !src.is_dir() {
+                return None;
+            }
+            let ro = m["options"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|x| x == "ro"));
+            Some((
+                dest.len(),
+                src,
+                format!("/{}", rest.trim_start_matches('/')),
+                ro,
+            ))
+        })
+        .max_by_key(|(len, ..)| *len)
+        .map(|(_, src, rest, ro)| (src, rest, ro))
 }
 
 /// Whether `path` is a mount point in this mount namespace.

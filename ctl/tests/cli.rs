@@ -1232,3 +1232,47 @@ fn health_checks_as_docker() {
     assert!(left.is_empty(), "{left:?}");
     e.assert_clean();
 }
+
+#[test]
+fn cp_sees_the_containers_volumes_and_binds() {
+    let Some(e) = env() else { return };
+    e.import_busybox();
+    let host = e.root.path().join("ro-src");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("seen"), "from the host\n").unwrap();
+    let ro = format!("{}:/ro:ro", host.display());
+    let o = e.run_ctr(&[
+        "-d",
+        "--name",
+        "box",
+        "-v",
+        "data:/data",
+        "-v",
+        &ro,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = e.root.path().join("in.txt");
+    std::fs::write(&f, "into the volume\n").unwrap();
+    // Into the volume (not the rootfs under it): the container sees it at once.
+    e.ok(&["cp", f.to_str().unwrap(), "box:/data/in.txt"]);
+    assert_eq!(
+        e.ok(&["exec", "box", "cat", "/data/in.txt"]),
+        "into the volume\n"
+    );
+    let out = e.root.path().join("out.txt");
+    e.ok(&["cp", "box:/ro/seen", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "from the host\n");
+    let o = e.run(&["cp", f.to_str().unwrap(), "box:/ro/x"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("read-only"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!host.join("x").exists());
+    e.ok(&["rm", "-f", "-v", "box"]);
+    e.ok(&["volume", "rm", "data"]);
+}
