@@ -38,7 +38,7 @@ pub enum CriuError {
     #[error(transparent)]
     Decode(#[from] rpc::DecodeError),
     /// CRIU answered that the operation failed.
-    #[error("criu failed: {op}{}{}; see CRIU's log {}", .errno.map(|e| format!(" (errno {e})")).unwrap_or_default(), .msg.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default(), .log.display())]
+    #[error("criu failed: {op}{}{}; see CRIU's log {}{}", .errno.map(|e| format!(" (errno {e})")).unwrap_or_default(), .msg.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default(), .log.display(), last_errors(.log))]
     Failed {
         op: &'static str,
         errno: Option<i32>,
@@ -53,6 +53,23 @@ pub enum CriuError {
         value: String,
         why: &'static str,
     },
+}
+
+/// The last errors in CRIU's log (its answer carries only the first, often a harmless one),
+/// for the failure message: `", which ends: E1 | E2"`, or nothing.
+fn last_errors(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let errs: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("Error (").map(|(_, e)| e))
+        .filter_map(|e| e.split_once("): ").map(|(_, m)| m.trim()))
+        .collect();
+    let last: Vec<&str> = errs.iter().rev().take(3).rev().copied().collect();
+    if last.is_empty() {
+        String::new()
+    } else {
+        format!(", which ends: {}", last.join(" | "))
+    }
 }
 
 impl CriuError {

@@ -386,6 +386,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             rootfs::pivot_root(ctx.rootfs)?;
         }
         rootfs::finish_propagation(linux.rootfs_propagation().as_deref())?;
+        devices::reopen_dev_null(ctx)?;
         let size = process
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16));
