@@ -93,10 +93,11 @@ fn need_criu(ctx: &Ctx) -> Result<String, Failure> {
 fn count(shared: &Path) -> Option<u64> {
     let p = shared.join("count");
     for _ in 0..20 {
-        if let Ok(n) = fs::read_to_string(&p).map(|s| s.trim().parse::<u64>()) {
-            if let Ok(n) = n {
-                return Some(n);
-            }
+        if let Some(n) = fs::read_to_string(&p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            return Some(n);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -236,7 +237,11 @@ fn checkpoint_leave_running(ctx: &Ctx) -> TestResult {
         images.join("inventory.img").exists(),
         "no inventory.img in the image dir"
     );
-    ensure_eq!(b.status().as_deref(), Some("running"), "status after the dump");
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status after the dump"
+    );
     ensure_eq!(b.pid()?, pid, "pid after the dump");
     let at = count(&shared).unwrap_or_default();
     wait_count(&shared, at + 3)?;
@@ -260,7 +265,11 @@ fn restored_container_state_kill_delete(ctx: &Ctx) -> TestResult {
     let st = r.state()?;
     ensure_eq!(st["status"].as_str(), Some("running"), "state.status");
     ensure_eq!(st["id"].as_str(), Some(r.id.as_str()), "state.id");
-    ensure_eq!(st["pid"].as_u64(), Some(pid as u64), "state.pid vs --pid-file");
+    ensure_eq!(
+        st["pid"].as_u64(),
+        Some(pid as u64),
+        "state.pid vs --pid-file"
+    );
     let bundle = path_str(&r.dir);
     ensure_eq!(st["bundle"].as_str(), Some(bundle.as_str()), "state.bundle");
     ensure!(
