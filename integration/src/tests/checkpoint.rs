@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Test> {
         checkpoint_restore_keeps_counting,
         checkpoint_leave_running,
         restored_container_state_kill_delete,
+        checkpoint_stdio_dev_null_reopened_inside,
     ]
 }
 
@@ -291,5 +292,41 @@ fn restored_container_state_kill_delete(ctx: &Ctx) -> TestResult {
         r.status()
     );
     r.ensure_clean()?;
+    b.ensure_clean()
+}
+
+/// The mount id of a process's descriptor (`mnt_id` in fdinfo).
+fn fd_mnt_id(pid: u32, fd: u32) -> Option<String> {
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .map(|v| v.trim().to_string())
+}
+
+/// Stdio that is the host's /dev/null (the harness's stdin) is reopened on the container's own
+/// /dev/null (runc's reOpenDevNull): CRIU cannot dump a descriptor on a mount the container's
+/// mount namespace lacks. Needs no CRIU.
+fn checkpoint_stdio_dev_null_reopened_inside(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.shared()?;
+    b.cfg.sh(super::WAIT_FOR_GO);
+    b.run_detached().ok()?;
+    let pid = b.pid()?;
+    let link = fs::read_link(format!("/proc/{pid}/fd/0"))?;
+    ensure_eq!(link, PathBuf::from("/dev/null"), "the init's stdin");
+    let Some(id) = fd_mnt_id(pid, 0) else {
+        fail!("no mnt_id in /proc/{pid}/fdinfo/0")
+    };
+    let info = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let dev = info
+        .lines()
+        .find(|l| l.split(' ').next() == Some(id.as_str()));
+    ensure!(
+        dev.is_some_and(|l| l.split(' ').nth(4) == Some("/dev")),
+        "the init's stdin is on mount {id}, not the container's /dev: {dev:?}"
+    );
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
     b.ensure_clean()
 }
