@@ -383,20 +383,14 @@ fn global_value(args: &[String], name: &str) -> Option<String> {
 }
 
 /// The message for a command berth does not have, as runc words it (`No help topic for 'foo'`,
-/// also for `help foo` and `foo -h`); checkpoint and restore say why in the same sentence,
-/// since containerd's runc shim and podman show this text to their users.
+/// also for `help foo` and `foo -h`).
 fn unknown_command_message(words: &[String]) -> String {
     let name = match words {
         [help, topic, ..] if help == "help" => topic.as_str(),
         [name, ..] => name.as_str(),
         [] => "",
     };
-    match name {
-        "checkpoint" | "restore" => {
-            format!("No help topic for '{name}': berth does not implement checkpoint/restore")
-        }
-        _ => format!("No help topic for '{name}'"),
-    }
+    format!("No help topic for '{name}'")
 }
 
 /// An unknown subcommand: log runc's message where runc logs it (`--log`, `--log-format`) and
@@ -815,8 +809,8 @@ mod tests {
         assert_eq!(msg("--root /r help foo"), "No help topic for 'foo'");
         assert_eq!(msg("foo -h"), "No help topic for 'foo'");
         assert_eq!(
-            msg("--log /l --log-format json checkpoint --image-path /i x"),
-            "No help topic for 'checkpoint': berth does not implement checkpoint/restore"
+            msg("--log /l --log-format json frob --image-path /i x"),
+            "No help topic for 'frob'"
         );
         let args: Vec<String> = ["--log=/a", "--log-format", "json", "x"]
             .map(String::from)
