@@ -8,6 +8,14 @@
 #   containerd-2.1.9 sid's containerd (containerd, ctr, containerd-shim-runc-v2)
 #   runc-1.3.6       sid's runc, issue 10's reference runtime, with sid's libc6 (it needs
 #                    glibc 2.38+): run <dir>/runc-1.3.6/runc, a copy patched to load sid's libc
+#   criu-4.2.1       sid's criu for checkpoint/restore (issue 14): run <dir>/criu-4.2.1/bin/criu
+#                    (put <dir>/criu-4.2.1/bin in PATH for runc). Bookworm's criu 3.17 fails
+#                    `criu check` on this host's 6.18 kernel (vDSO); sid's 4.2.1 binary passes it
+#                    ("Looks good."; `check --all` lacks only autofs and soft-dirty tracking, so
+#                    no pre-dump here). Chosen over building CRIU from Debian's source: same
+#                    recipe as runc 1.3.6 (sid's libc and the libraries bookworm lacks or has too
+#                    old, a copy patched with patchelf: interpreter and a DT_RPATH, which unlike
+#                    RUNPATH also applies to the libraries' own dependencies), seconds to set up.
 # Each goes to $BERTH_PEERS_DIR/<name>/root (default /var/tmp/berth-peers), with a
 # `.complete` stamp naming the exact package versions; a peer whose stamp is there is not
 # downloaded again (idempotent, cached). The apt state used for the download is private
@@ -28,6 +36,7 @@ PEERS=(
 	"docker-26.1.5|trixie|docker.io=26.1.5+dfsg1-9+deb13u1+b1 docker-cli=26.1.5+dfsg1-9+deb13u1+b1"
 	"containerd-2.1.9|sid|containerd=2.1.9+ds1-5"
 	"runc-1.3.6|sid|runc=1.3.6+ds1-1 libc6=2.43-7"
+	"criu-4.2.1|sid|criu=4.2.1-1 libcompel1=4.2.1-1 libc6=2.43-7 libbsd0=0.12.2-3 libgnutls30t64=3.8.13-1 libnet9=1.3+dfsg-3+b2 libnftables1=1.1.7-3 libnftnl11=1.3.2-1 libnl-3-200=3.12.0-2+b1 libprotobuf-c1=1.5.1-1+b2 libunistring5=1.4.2-1 libnettle8t64=3.10.2-1+b1 libhogweed6t64=3.10.2-1+b1 libtasn1-6=4.21.0-2+b1 libidn2-0=2.3.8-5 libp11-kit0=0.26.5-1 libgmp10=2:6.3.0+dfsg-5+b2"
 )
 
 case "${1:-}" in
@@ -106,4 +115,20 @@ if [[ ! -x $r/runc ]]; then
 fi
 "$r/runc" --version | grep -q '^runc version 1\.3\.6' ||
 	die "sid's runc does not run through $r/runc: $("$r/runc" --version 2>&1 | head -n 1)"
+# criu 4.2.1 the same way, as <dir>/criu-4.2.1/bin/criu (a directory holding only criu, for
+# PATH); `criu check` must pass (it fails only on a kernel CRIU cannot dump on).
+c=$DIR/criu-4.2.1
+lib=$c/root/usr/lib/x86_64-linux-gnu
+if [[ ! -x $c/bin/criu ]]; then
+	command -v patchelf >/dev/null || die "patchelf is missing (hack/install-deps.sh installs it)"
+	mkdir -p "$c/bin"
+	cp "$c/root/usr/sbin/criu" "$c/bin/criu.tmp"
+	patchelf --set-interpreter "$lib/ld-linux-x86-64.so.2" --force-rpath --set-rpath "$lib" "$c/bin/criu.tmp"
+	mv "$c/bin/criu.tmp" "$c/bin/criu"
+	chmod 0755 "$c/bin"
+fi
+"$c/bin/criu" --version | grep -q '^Version: 4\.2\.1' ||
+	die "sid's criu does not run through $c/bin/criu: $("$c/bin/criu" --version 2>&1 | head -n 1)"
+"$c/bin/criu" check >/dev/null 2>&1 ||
+	log "warning: criu check fails here (checkpoint tests will skip): $("$c/bin/criu" check 2>&1 | tail -n 1)"
 log "peers ready in $DIR"

@@ -206,14 +206,14 @@ impl Runtime {
 
     /// Like [`Runtime::spawn`], in working directory `cwd`.
     pub fn spawn_in(&self, cwd: Option<&Path>, args: &[&str]) -> Result<Pending, Failure> {
-        self.spawn_full(cwd, &[], &[], args)
+        self.spawn_full(cwd, &[], &[], &[], args)
     }
 
     /// Run `WRAPPER... <runtime> --root R ARGS...` to completion (killed after `timeout`): the
     /// runtime under a tool such as strace.
     pub fn exec_wrapped(&self, wrapper: &[&str], args: &[&str], timeout: Duration) -> Out {
         self.finish(
-            self.spawn_full(None, &[], wrapper, args),
+            self.spawn_full(None, &[], wrapper, &[], args),
             wrapper,
             args,
             timeout,
@@ -224,12 +224,13 @@ impl Runtime {
     /// close-on-exec) as descriptor `3 + i`, the way a careless parent leaves descriptors to
     /// its children. A `/bin/sh` opens them and then `exec`s the runtime (same pid), since the
     /// standard library opens everything close-on-exec. At most 7 (descriptors 3..=9). With a
-    /// `wrapper` (and no `fds`), `WRAPPER... <runtime>` runs instead.
+    /// `wrapper` (and no `fds`), `WRAPPER... <runtime>` runs instead. `env` is added to the runtime's environment.
     fn spawn_full(
         &self,
         cwd: Option<&Path>,
         fds: &[&Path],
         wrapper: &[&str],
+        env: &[(&str, &str)],
         args: &[&str],
     ) -> Result<Pending, Failure> {
         if fds.len() > 7 {
@@ -262,6 +263,7 @@ impl Runtime {
             c
         };
         cmd.arg("--root").arg(&self.root).args(args);
+        cmd.envs(env.iter().copied());
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
@@ -299,7 +301,18 @@ impl Runtime {
     /// [`Runtime::spawn_full`]).
     pub fn exec_with_fds(&self, fds: &[&Path], args: &[&str]) -> Out {
         self.finish(
-            self.spawn_full(None, fds, &[], args),
+            self.spawn_full(None, fds, &[], &[], args),
+            &[],
+            args,
+            cmd_timeout(),
+        )
+    }
+
+    /// Run a command to completion with extra environment variables (`PATH` with CRIU's
+    /// directory for checkpoint/restore).
+    pub fn exec_env(&self, env: &[(&str, &str)], args: &[&str]) -> Out {
+        self.finish(
+            self.spawn_full(None, &[], &[], env, args),
             &[],
             args,
             cmd_timeout(),

@@ -353,6 +353,12 @@ fn has_own_pid_ns(state: &State) -> bool {
         })
 }
 
+/// Remove a container whose processes CRIU dumped and killed (`checkpoint` without
+/// `--leave-running`), as runc does: what is left in its cgroup is killed, poststop hooks run.
+pub(crate) fn destroy_checkpointed(dir: StateDir, state: &State) -> Result<Vec<String>> {
+    destroy(dir, state, None)
+}
+
 /// Remove a container after its process exited (`run` in the foreground).
 pub fn destroy_stopped(root: &Path, id: &str) -> Result<Vec<String>> {
     let dir = StateDir::open(root, id)?;

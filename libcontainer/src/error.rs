@@ -44,6 +44,8 @@ pub enum Error {
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
     Idmap(#[from] crate::idmap::IdmapError),
+    #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
 }
 
 /// How many bytes of a value an error message shows (see [`echo`]).

@@ -11,6 +11,7 @@ pub mod container;
 pub mod cpuaffinity;
 pub mod cpulist;
 pub mod create;
+pub mod criu;
 pub mod error;
 pub mod exec;
 pub mod features;

@@ -1,6 +1,7 @@
 //! All tests, grouped by area.
 
 mod cgroups;
+mod checkpoint;
 mod cli;
 mod clients;
 mod devices;
@@ -57,6 +58,7 @@ pub fn all() -> Vec<Test> {
     v.extend(cgroups::tests());
     v.extend(clients::tests());
     v.extend(images::tests());
+    v.extend(checkpoint::tests());
     v
 }
 

@@ -192,3 +192,41 @@ fn symlinks(root: &Root) -> Result<()> {
     }
     Ok(())
 }
+
+/// runc's `reOpenDevNull`: after pivot_root, stdio descriptors open on the null device (the
+/// host's /dev/null, on a mount outside the container) are reopened on the container's own
+/// /dev/null when berth set up /dev. CRIU refuses to dump a descriptor on a mount the
+/// container's mount namespace does not have.
+pub fn reopen_dev_null(ctx: &InitContext) -> Result<()> {
+    if !owns_dev(ctx) {
+        return Ok(());
+    }
+    let null_path = Path::new("/dev/null");
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(null_path)
+        .step("open", Some(null_path))?;
+    let st = nix::sys::stat::fstat(&null).step("fstat", Some(null_path))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFCHR
+        || st.st_rdev != nix::sys::stat::makedev(1, 3)
+    {
+        return Ok(());
+    }
+    let is_null = |fd: std::os::fd::BorrowedFd| {
+        nix::sys::stat::fstat(fd).is_ok_and(|s| {
+            SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+                && s.st_rdev == st.st_rdev
+        })
+    };
+    if is_null(std::io::stdin().as_fd()) {
+        nix::unistd::dup2_stdin(&null).step("dup2 /dev/null to", Some(Path::new("stdin")))?;
+    }
+    if is_null(std::io::stdout().as_fd()) {
+        nix::unistd::dup2_stdout(&null).step("dup2 /dev/null to", Some(Path::new("stdout")))?;
+    }
+    if is_null(std::io::stderr().as_fd()) {
+        nix::unistd::dup2_stderr(&null).step("dup2 /dev/null to", Some(Path::new("stderr")))?;
+    }
+    Ok(())
+}

@@ -130,6 +130,12 @@ pub(crate) fn setup_console(
     mount_console: bool,
 ) -> Result<()> {
     if matches!(console, Console::None) {
+        // Init leads a session of its own with or without a terminal, as runc's (nsexec
+        // calls setsid for every container): CRIU refuses to dump a container whose session
+        // leader is outside its pid namespace.
+        if mount_console {
+            nix::unistd::setsid().step("setsid", None)?;
+        }
         return Ok(());
     }
     let ptmx = Path::new("/dev/ptmx");
@@ -380,6 +386,7 @@ fn setup(ctx: &InitContext) -> Result<std::convert::Infallible> {
             rootfs::pivot_root(ctx.rootfs)?;
         }
         rootfs::finish_propagation(linux.rootfs_propagation().as_deref())?;
+        devices::reopen_dev_null(ctx)?;
         let size = process
             .console_size()
             .map(|b| (b.height() as u16, b.width() as u16));

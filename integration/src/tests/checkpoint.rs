@@ -1,0 +1,332 @@
+//! `checkpoint` and `restore` with CRIU: a counting container checkpointed and restored keeps
+//! counting, `--leave-running`, and the restored container's state/kill/delete. CRIU's
+//! directory is put first in the runtime's PATH; the tests skip when CRIU is missing or
+//! `criu check` fails.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::context::Ctx;
+use crate::fixture::Bundle;
+use crate::harness::{wait_until, Failure, Test, TestResult};
+use crate::{ensure, ensure_eq, fail, skip};
+
+pub fn tests() -> Vec<Test> {
+    crate::tests![
+        checkpoint_restore_keeps_counting,
+        checkpoint_leave_running,
+        restored_container_state_kill_delete,
+        checkpoint_stdio_dev_null_reopened_inside,
+    ]
+}
+
+/// Where hack/install-peers.sh puts sid's CRIU (bookworm's 3.17 fails `criu check` on 6.x).
+const PEER_CRIU: &str = "/var/tmp/berth-peers/criu-4.2.1/bin/criu";
+
+/// Counts in /shared/count every 0.1 s. The shell's stdout and stderr are the container's
+/// /dev/null: a descriptor on a host file outside the container cannot be dumped (by runc
+/// either); stdin stays the harness's /dev/null, which the runtime reopens inside.
+const COUNTER: &str = "exec >/dev/null 2>&1; i=0; while true; do i=$((i+1)); \
+                       echo $i > /shared/count; sleep 0.1; done";
+
+/// The CRIU binary: `$BERTH_TEST_CRIU`, the peer install, or `criu` in PATH.
+fn find_criu() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTH_TEST_CRIU") {
+        return Some(PathBuf::from(p));
+    }
+    if Path::new(PEER_CRIU).exists() {
+        return Some(PEER_CRIU.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("criu"))
+        .find(|p| p.is_file())
+}
+
+/// The PATH to give the runtime (CRIU's directory first), or why CRIU is not usable.
+fn criu_path() -> &'static Result<String, String> {
+    static PATH: OnceLock<Result<String, String>> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let criu = find_criu().ok_or_else(|| {
+            format!(
+                "criu not found (set BERTH_TEST_CRIU, install it at {PEER_CRIU} with \
+                 hack/install-peers.sh, or put it in PATH)"
+            )
+        })?;
+        let out = Command::new(&criu)
+            .arg("check")
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", criu.display()))?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout);
+            return Err(format!(
+                "`{} check` fails on this host: {}",
+                criu.display(),
+                crate::campaign::clip(text.trim(), 300)
+            ));
+        }
+        let dir = criu.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let mut dirs = vec![dir];
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        std::env::join_paths(dirs)
+            .map(|p| p.to_string_lossy().into_owned())
+            .map_err(|e| format!("PATH with CRIU's directory: {e}"))
+    })
+}
+
+/// Skip unless CRIU works and the runtime has checkpoint/restore with runc 1.x's flags.
+fn need_criu(ctx: &Ctx) -> Result<String, Failure> {
+    if ctx.rt.is_runc_before(1, 0) {
+        skip!("runc before 1.0 lacks checkpoint/restore's flags (--image-path, --pid-file)");
+    }
+    match criu_path() {
+        Ok(p) => Ok(p.clone()),
+        Err(why) => skip!("{why}"),
+    }
+}
+
+/// The counter's current value (retried: a read may land between truncate and write).
+fn count(shared: &Path) -> Option<u64> {
+    let p = shared.join("count");
+    for _ in 0..20 {
+        if let Some(n) = fs::read_to_string(&p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            return Some(n);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// Wait until the counter reaches `n`.
+fn wait_count(shared: &Path, n: u64) -> Result<u64, Failure> {
+    let mut last = None;
+    if wait_until(Duration::from_secs(10), || {
+        last = count(shared);
+        last.is_some_and(|c| c >= n)
+    }) {
+        Ok(last.unwrap_or_default())
+    } else {
+        fail!("the counter did not reach {n} (last value {last:?})")
+    }
+}
+
+/// A running counter container: its bundle and the host side of /shared.
+fn start_counter(ctx: &Ctx) -> Result<(Bundle<'_>, PathBuf), Failure> {
+    let mut b = ctx.bundle()?;
+    let shared = b.shared()?;
+    b.cfg.sh(COUNTER);
+    b.run_detached().ok()?;
+    wait_count(&shared, 3)?;
+    Ok((b, shared))
+}
+
+/// A bundle for restoring `from` under a new id: the same config (its /shared bind included)
+/// with the new id's cgroup path, and a fresh copy of the rootfs.
+fn restore_bundle<'a>(ctx: &'a Ctx, from: &Bundle) -> Result<Bundle<'a>, Failure> {
+    let mut b = ctx.bundle()?;
+    let cgroups_path = b.cfg.0["linux"]["cgroupsPath"].clone();
+    b.cfg = from.cfg.clone();
+    b.cfg.set("/linux/cgroupsPath", cgroups_path);
+    b.write_config()?;
+    Ok(b)
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Checkpoint `b` into a new image dir; the container is gone afterwards.
+fn checkpoint(ctx: &Ctx, path: &str, b: &Bundle, extra: &[&str]) -> Result<PathBuf, Failure> {
+    let images = ctx.scratch_dir("criu-images")?;
+    let img = path_str(&images);
+    let mut args = vec!["checkpoint", "--image-path", &img];
+    args.extend_from_slice(extra);
+    args.push(&b.id);
+    ctx.rt.exec_env(&[("PATH", path)], &args).ok()?;
+    Ok(images)
+}
+
+/// `restore -d --image-path DIR --bundle B --pid-file F ID`; the pid from the pid file.
+fn restore(ctx: &Ctx, path: &str, images: &Path, b: &Bundle) -> Result<u32, Failure> {
+    let pid_file = b.dir.join("restored.pid");
+    let (img, dir, pf) = (path_str(images), path_str(&b.dir), path_str(&pid_file));
+    ctx.rt
+        .exec_env(
+            &[("PATH", path)],
+            &[
+                "restore",
+                "-d",
+                "--image-path",
+                &img,
+                "--bundle",
+                &dir,
+                "--pid-file",
+                &pf,
+                &b.id,
+            ],
+        )
+        .ok()?;
+    let text = fs::read_to_string(&pid_file)
+        .map_err(|e| Failure::Fail(format!("read the pid file {}: {e}", pid_file.display())))?;
+    text.trim()
+        .parse()
+        .map_err(|_| Failure::Fail(format!("pid file holds {text:?}")))
+}
+
+/// The counter stands still (its container is gone or frozen).
+fn ensure_stopped_counting(shared: &Path) -> Result<u64, Failure> {
+    let before = count(shared);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = count(shared);
+    ensure!(
+        before == after,
+        "the counter still moves after the checkpoint: {before:?} -> {after:?}"
+    );
+    after.ok_or_else(|| Failure::Fail("no counter value".into()))
+}
+
+/// Checkpointed, the container is gone and stops counting; restored under a new id, it
+/// counts on from where it was (not from 1).
+fn checkpoint_restore_keeps_counting(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let (b, shared) = start_counter(ctx)?;
+    let images = checkpoint(ctx, &path, &b, &[])?;
+    ensure!(
+        b.status().is_none(),
+        "the checkpointed container still exists: {:?}",
+        b.status()
+    );
+    b.ensure_clean()?;
+    let at = ensure_stopped_counting(&shared)?;
+    ensure!(
+        images.join("inventory.img").exists(),
+        "no inventory.img in the image dir"
+    );
+
+    let r = restore_bundle(ctx, &b)?;
+    restore(ctx, &path, &images, &r)?;
+    let first = wait_count(&shared, at + 1)?;
+    ensure!(
+        first > at && first < at + 20,
+        "after the restore the counter went from {at} to {first}"
+    );
+    let later = wait_count(&shared, at + 5)?;
+    ensure!(later >= at + 5, "the restored counter is stuck at {later}");
+    ensure_eq!(r.status().as_deref(), Some("running"), "restored status");
+    r.kill("KILL").ok()?;
+    r.wait_status("stopped")?;
+    r.delete().ok()?;
+    r.ensure_clean()
+}
+
+/// `--leave-running`: the images are written and the container keeps running and counting;
+/// it is then killed and deleted as usual.
+fn checkpoint_leave_running(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let (b, shared) = start_counter(ctx)?;
+    let pid = b.pid()?;
+    let images = checkpoint(ctx, &path, &b, &["--leave-running"])?;
+    ensure!(
+        images.join("inventory.img").exists(),
+        "no inventory.img in the image dir"
+    );
+    ensure_eq!(
+        b.status().as_deref(),
+        Some("running"),
+        "status after the dump"
+    );
+    ensure_eq!(b.pid()?, pid, "pid after the dump");
+    let at = count(&shared).unwrap_or_default();
+    wait_count(&shared, at + 3)?;
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
+    b.ensure_clean()
+}
+
+/// The restored container: `state` reports it running with the pid of `--pid-file`, its
+/// bundle and id; `kill` stops it; `delete` leaves nothing (state dir, cgroups, mounts,
+/// processes); the checkpointed original left nothing either.
+fn restored_container_state_kill_delete(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let (b, shared) = start_counter(ctx)?;
+    let images = checkpoint(ctx, &path, &b, &[])?;
+    let at = ensure_stopped_counting(&shared)?;
+    let r = restore_bundle(ctx, &b)?;
+    let pid = restore(ctx, &path, &images, &r)?;
+    wait_count(&shared, at + 2)?;
+    let st = r.state()?;
+    ensure_eq!(st["status"].as_str(), Some("running"), "state.status");
+    ensure_eq!(st["id"].as_str(), Some(r.id.as_str()), "state.id");
+    ensure_eq!(
+        st["pid"].as_u64(),
+        Some(pid as u64),
+        "state.pid vs --pid-file"
+    );
+    let bundle = path_str(&r.dir);
+    ensure_eq!(st["bundle"].as_str(), Some(bundle.as_str()), "state.bundle");
+    ensure!(
+        crate::context::alive(pid),
+        "the restored pid {pid} is not alive"
+    );
+    r.kill("KILL").ok()?;
+    r.wait_status("stopped")?;
+    ensure!(
+        wait_until(Duration::from_secs(5), || !crate::context::alive(pid)),
+        "the restored init {pid} survived SIGKILL"
+    );
+    let stopped_at = ensure_stopped_counting(&shared)?;
+    ensure!(stopped_at > at, "the restored container never counted");
+    r.delete().ok()?;
+    ensure!(
+        r.status().is_none(),
+        "state still answers after delete: {:?}",
+        r.status()
+    );
+    r.ensure_clean()?;
+    b.ensure_clean()
+}
+
+/// The mount id of a process's descriptor (`mnt_id` in fdinfo).
+fn fd_mnt_id(pid: u32, fd: u32) -> Option<String> {
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .map(|v| v.trim().to_string())
+}
+
+/// Stdio that is the host's /dev/null (the harness's stdin) is reopened on the container's own
+/// /dev/null (runc's reOpenDevNull): CRIU cannot dump a descriptor on a mount the container's
+/// mount namespace lacks. Needs no CRIU.
+fn checkpoint_stdio_dev_null_reopened_inside(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.shared()?;
+    b.cfg.sh(super::WAIT_FOR_GO);
+    b.run_detached().ok()?;
+    let pid = b.pid()?;
+    let link = fs::read_link(format!("/proc/{pid}/fd/0"))?;
+    ensure_eq!(link, PathBuf::from("/dev/null"), "the init's stdin");
+    let Some(id) = fd_mnt_id(pid, 0) else {
+        fail!("no mnt_id in /proc/{pid}/fdinfo/0")
+    };
+    let info = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let dev = info
+        .lines()
+        .find(|l| l.split(' ').next() == Some(id.as_str()));
+    ensure!(
+        dev.is_some_and(|l| l.split(' ').nth(4) == Some("/dev")),
+        "the init's stdin is on mount {id}, not the container's /dev: {dev:?}"
+    );
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
+    b.ensure_clean()
+}
