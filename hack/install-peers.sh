@@ -82,6 +82,11 @@ for entry in "${PEERS[@]}"; do
 	log "$name: downloading ${list[*]}"
 	if ! (cd "$tmp" && apt_private "$suite" download "${list[@]}" >&2); then
 		rm -rf --one-file-system "$tmp"
+		if [[ $name == criu-* ]]; then
+			# Optional: without it the checkpoint tests skip, saying so.
+			log "warning: $name: cannot download ${list[*]} from $suite (a pinned version gone? update PEERS in $0); checkpoint tests will skip"
+			continue
+		fi
 		die "$name: cannot download ${list[*]} from $suite (a pinned version gone? update PEERS in $0)"
 	fi
 	mkdir -p "$tmp/root"
@@ -119,6 +124,10 @@ fi
 # PATH); `criu check` must pass (it fails only on a kernel CRIU cannot dump on).
 c=$DIR/criu-4.2.1
 lib=$c/root/usr/lib/x86_64-linux-gnu
+if [[ ! -d $c/root ]]; then
+	log "peers ready in $DIR (without criu)"
+	exit 0
+fi
 if [[ ! -x $c/bin/criu ]]; then
 	command -v patchelf >/dev/null || die "patchelf is missing (hack/install-deps.sh installs it)"
 	mkdir -p "$c/bin"
@@ -128,7 +137,7 @@ if [[ ! -x $c/bin/criu ]]; then
 	chmod 0755 "$c/bin"
 fi
 "$c/bin/criu" --version | grep -q '^Version: 4\.2\.1' ||
-	die "sid's criu does not run through $c/bin/criu: $("$c/bin/criu" --version 2>&1 | head -n 1)"
+	log "warning: sid's criu does not run through $c/bin/criu (checkpoint tests will skip): $("$c/bin/criu" --version 2>&1 | head -n 1)"
 "$c/bin/criu" check >/dev/null 2>&1 ||
 	log "warning: criu check fails here (checkpoint tests will skip): $("$c/bin/criu" check 2>&1 | tail -n 1)"
 log "peers ready in $DIR"
