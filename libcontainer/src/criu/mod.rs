@@ -779,7 +779,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<State> {
     let no_resources = oci_spec::runtime::LinuxResources::default();
     cg.apply(
         linux.resources().as_ref().unwrap_or(&no_resources),
-        (!crate::namespaces::rootless()).then(|| linux.devices().as_deref().unwrap_or_default()),
+        (!crate::namespaces::rootless_cgroups())
+            .then(|| linux.devices().as_deref().unwrap_or_default()),
     )?;
 
     let work = match &opts.work_path {
