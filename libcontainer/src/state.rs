@@ -185,9 +185,11 @@ impl StateDir {
     /// Create `<root>/<id>` for a new container. mkdir is atomic, so of two concurrent creates
     /// of one id exactly one gets here; the other gets [`Error::Exists`].
     pub fn create(root: &Path, id: &str) -> Result<StateDir> {
+        // As runc: the root is the owner's alone (0700), a container's directory 0711, its
+        // state.json 0600 (it holds the whole config, process.env included).
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o711)
+            .mode(0o700)
             .create(root)
             .map_err(|e| Error::io("create state root", root, e))?;
         let path = root.join(id);
@@ -273,7 +275,7 @@ impl StateDir {
     /// anyway; a crash of berth itself leaves the old file or the new one, never a mix.
     pub fn write(&self, state: &State) -> Result<()> {
         let data = serde_json::to_vec(state).expect("state serializes");
-        write_atomic(&self.path.join(STATE_FILE), &data)
+        write_atomic_mode(&self.path.join(STATE_FILE), &data, 0o600)
     }
 
     /// Record in the `creating` marker the cgroup `create` is about to make, before it makes
@@ -380,8 +382,13 @@ fn flock_retrying(fd: std::os::fd::BorrowedFd, op: libc::c_int) -> std::io::Resu
     }
 }
 
-/// Write a file atomically: `<path>.tmp<pid>`, renamed over `path`.
+/// Write a file atomically (mode 0644): `<path>.tmp<pid>`, renamed over `path`.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_mode(path, data, 0o644)
+}
+
+/// [`write_atomic`] with the file's mode.
+pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -389,7 +396,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
         std::fs::rename(&tmp, path)

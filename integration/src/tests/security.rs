@@ -27,6 +27,7 @@ use crate::{ensure, ensure_eq, fail, skip};
 
 pub fn tests() -> Vec<Test> {
     crate::tests![
+        state_json_is_the_owners_alone,
         cve_2019_5736_runtime_binary_not_writable_via_proc_exe,
         cve_2019_5736_immutable_runtime_binary,
         cve_2019_5736_exec_starts_from_a_protected_binary,
@@ -877,5 +878,23 @@ fn masked_paths_with_a_symlinked_dev_null(ctx: &Ctx) -> TestResult {
             f.get(4).copied().unwrap_or("?")
         );
     }
+    b.ensure_clean()
+}
+
+/// state.json holds the whole config (process.env with its secrets): only its owner may read
+/// it, as runc writes it (0600).
+fn state_json_is_the_owners_alone(ctx: &Ctx) -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let b = ctx.bundle()?;
+    b.write_config()?;
+    b.create(&[]).ok()?;
+    let p = ctx.rt.root.join(&b.id).join("state.json");
+    let mode = fs::metadata(&p)?.permissions().mode() & 0o777;
+    crate::ensure!(
+        mode & 0o077 == 0,
+        "{} is mode {mode:o}: others may read the container's config",
+        p.display()
+    );
+    b.delete().ok()?;
     b.ensure_clean()
 }
