@@ -287,16 +287,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     // state.json is written as soon as init's pid is final, while init sets up the
     // rootfs; the `creating` marker keeps the status honest until init is ready.
     let record = |pid: i32| -> Result<State> {
-        let pid_start = procfs::stat(pid)
-            .ok()
-            .flatten()
-            .ok_or_else(|| {
-                Error::sys(
-                    "read init's start time",
-                    std::io::Error::from_raw_os_error(libc::ESRCH),
-                )
-            })?
-            .start_time;
+        let pid_start = procfs::start_time_of(pid, "init")?;
         let state = State {
             id: opts.id.clone(),
             pid,

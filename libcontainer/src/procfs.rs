@@ -109,6 +109,21 @@ pub(crate) fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The start time of process `pid` (clock ticks since boot; with the pid, what identifies it):
+/// `what` names it in the error when it is gone.
+pub fn start_time_of(pid: i32, what: &str) -> crate::Result<u64> {
+    stat(pid)
+        .ok()
+        .flatten()
+        .map(|s| s.start_time)
+        .ok_or_else(|| {
+            crate::Error::sys(
+                format!("read {what}'s start time"),
+                std::io::Error::from_raw_os_error(libc::ESRCH),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

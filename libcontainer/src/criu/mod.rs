@@ -949,16 +949,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<State> {
             }
             "post-restore" => {
                 let pid = pid.unwrap_or(0);
-                let pid_start = procfs::stat(pid)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| {
-                        Error::sys(
-                            "read the restored init's start time",
-                            std::io::Error::from_raw_os_error(libc::ESRCH),
-                        )
-                    })?
-                    .start_time;
+                let pid_start = procfs::start_time_of(pid, "the restored init")?;
                 let state = State {
                     id: opts.id.clone(),
                     pid,
