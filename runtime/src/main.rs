@@ -8,6 +8,7 @@ mod log;
 mod process_args;
 mod relay;
 mod signals;
+mod single_dash;
 mod update;
 
 use std::io::Write;
@@ -15,7 +16,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use libcontainer::container;
 use libcontainer::create::{self, CreateOptions, StartMode};
 
@@ -272,11 +273,17 @@ fn main() {
     // Commands that put a process into a container re-exec from a sealed binary first (see
     // libcontainer::sealed); doing it before clap spares the first image a full parse. If this
     // guess is wrong or sealing fails here, dispatch() seals (or reports why not) all the same.
+    let args = std::env::args_os().collect::<Vec<_>>();
+    let args = if single_dash::needed(&args) {
+        single_dash::normalize(&mut Cli::command(), args)
+    } else {
+        args
+    };
     let sealed = matches!(
-        subcommand_hint(std::env::args_os().skip(1)).as_deref(),
+        subcommand_hint(args.iter().skip(1).cloned()).as_deref(),
         Some("create" | "run" | "exec")
     ) && libcontainer::sealed::ensure_sealed().is_ok();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayVersion => {
             out!("{}", version_text());

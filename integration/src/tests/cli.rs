@@ -21,6 +21,7 @@ pub fn tests() -> Vec<Test> {
         exec_failures_exit_255,
         debug_logs_debug_lines,
         unknown_command_has_no_help_topic,
+        one_dash_long_options,
     ]
 }
 
@@ -395,4 +396,73 @@ fn unknown_command_has_no_help_topic(ctx: &Ctx) -> TestResult {
         );
     }
     Ok(())
+}
+
+/// runc's parser (urfave/cli on Go's flag) takes a long option with one dash too, and
+/// go-runc relies on it: containerd's runc shim restores with `restore ... -no-subreaper`.
+/// Global and command options, `-name value` and `-name=value`, and a restore that fails for
+/// its missing image, not for its options.
+fn one_dash_long_options(ctx: &Ctx) -> TestResult {
+    let mut b = ctx.bundle()?;
+    b.cfg.args(&["sleep", "100"]);
+    b.write_config()?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    let pid_file = b.dir.join("pid");
+    let log = b.dir.join("log.json");
+    let (pid_arg, log_arg) = (
+        format!("-pid-file={}", pid_file.display()),
+        log.to_string_lossy().into_owned(),
+    );
+    ctx.rt
+        .exec(&[
+            "-log",
+            &log_arg,
+            "-log-format",
+            "json",
+            "create",
+            "-bundle",
+            &dir,
+            &pid_arg,
+            &b.id,
+        ])
+        .ok()?;
+    ensure!(pid_file.exists(), "create -pid-file= wrote no pid file");
+    let state: Value = serde_json::from_str(&ctx.rt.exec(&["state", &b.id]).ok()?.stdout)?;
+    ensure!(state["status"] == "created", "state after create: {state}");
+    ctx.rt.exec(&["delete", "-force", &b.id]).ok()?;
+    b.ensure_clean()?;
+    if ctx.rt.is_runc_before(1, 0) {
+        return Ok(());
+    }
+    let images = ctx.scratch_dir("one-dash-restore")?;
+    let missing = images.join("none").to_string_lossy().into_owned();
+    let _ = fs::remove_file(&log);
+    let out = ctx
+        .rt
+        .exec(&[
+            "-log",
+            &log_arg,
+            "-log-format",
+            "json",
+            "restore",
+            "-detach",
+            "-no-subreaper",
+            "-image-path",
+            &missing,
+            "-bundle",
+            &dir,
+            &b.id,
+        ])
+        .failed()?;
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    ensure!(
+        !text.is_empty()
+            && !out.stderr.contains("unexpected argument")
+            && !out.stderr.contains("flag provided but not defined")
+            && !out.stderr.contains("Incorrect Usage"),
+        "restore with one-dash options failed on its command line, not on the missing \
+         image: {} log {text:?}",
+        out.describe()
+    );
+    b.ensure_clean()
 }
