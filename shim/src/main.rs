@@ -6,6 +6,7 @@ mod args;
 mod bootstrap;
 mod buildinfo;
 mod cgroup;
+mod checkpoint;
 mod io;
 mod logger;
 mod mounts;

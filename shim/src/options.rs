@@ -22,6 +22,8 @@ pub struct RuntimeOpts {
     pub io_uid: u32,
     pub io_gid: u32,
     pub shim_cgroup: String,
+    /// CRIU's work directory for restores (runc's CriuWorkPath; default: the image's).
+    pub criu_work_path: String,
 }
 
 pub const OPTIONS_FILE: &str = "options.json";
@@ -47,6 +49,7 @@ impl RuntimeOpts {
                     io_uid: o.io_uid,
                     io_gid: o.io_gid,
                     shim_cgroup: o.shim_cgroup,
+                    criu_work_path: o.criu_work_path,
                 })
             }
             "runtimeoptions.v1.Options" => {
@@ -175,6 +178,7 @@ pub fn parse_toml(text: &str) -> Result<RuntimeOpts> {
             "IoUid" | "io_uid" => o.io_uid = u()?,
             "IoGid" | "io_gid" => o.io_gid = u()?,
             "ShimCgroup" | "shim_cgroup" => o.shim_cgroup = s()?,
+            "CriuWorkPath" | "criu_work_path" => o.criu_work_path = s()?,
             _ => {}
         }
     }

@@ -67,6 +67,8 @@ pub struct Container {
     pub execs: BTreeMap<String, Proc>,
     pub own_pidns: bool,
     pub oom: Option<u64>,
+    /// Created from a checkpoint: the restore that Start runs.
+    pub restore: Option<crate::checkpoint::Pending>,
 }
 
 impl Container {
@@ -140,6 +142,34 @@ fn exec_file(bundle: &Path, exec_id: &str, ext: &str) -> PathBuf {
     bundle.join(format!(".berth-exec-{safe}.{ext}"))
 }
 
+/// The TaskCreate event of a Create request whose init got `pid` (0: created from a
+/// checkpoint, restored only by Start).
+fn task_create_event(r: &CreateTaskRequest, pid: u32) -> TaskCreate {
+    let mut ev = TaskCreate::new();
+    ev.container_id = r.id.clone();
+    ev.bundle = r.bundle.clone();
+    ev.rootfs = r
+        .rootfs
+        .iter()
+        .map(|m| {
+            let mut o = Mount::new();
+            o.type_ = m.type_.clone();
+            o.source = m.source.clone();
+            o.target = m.target.clone();
+            o.options = m.options.clone();
+            o
+        })
+        .collect();
+    let mut tio = TaskIO::new();
+    tio.stdin = r.stdin.clone();
+    tio.stdout = r.stdout.clone();
+    tio.stderr = r.stderr.clone();
+    tio.terminal = r.terminal;
+    ev.io = MessageField::some(tio);
+    ev.pid = pid;
+    ev
+}
+
 fn is_gone(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
     m.contains("does not exist") || m.contains("not found") || m.contains("no such")
@@ -207,10 +237,7 @@ impl Shim {
             "Pids" => call!(PidsRequest, pids),
             "Pause" => call!(PauseRequest, pause),
             "Resume" => call!(ResumeRequest, resume),
-            "Checkpoint" => Err(status(
-                Code::UNIMPLEMENTED,
-                "checkpoint is not implemented by this shim's runtime",
-            )),
+            "Checkpoint" => call!(CheckpointTaskRequest, checkpoint),
             "Kill" => call!(KillRequest, kill),
             "Exec" => call!(ExecProcessRequest, exec),
             "ResizePty" => call!(ResizePtyRequest, resize_pty),
@@ -261,12 +288,6 @@ impl Shim {
                 format!("container {}: already exists", r.id),
             ));
         }
-        if !r.checkpoint.is_empty() {
-            return Err(status(
-                Code::UNIMPLEMENTED,
-                "restoring from a checkpoint is not implemented",
-            ));
-        }
         let bundle = PathBuf::from(&r.bundle);
         let opts = match r.options.as_ref() {
             Some(any) => RuntimeOpts::from_any(any)
@@ -307,6 +328,30 @@ impl Shim {
             opts.io_gid,
         )
         .map_err(|e| undo(unknown(format!("stdio: {e}"))))?;
+        if !r.checkpoint.is_empty() {
+            // Nothing runs until Start restores it (the runc shim's createdCheckpointState).
+            let restore = crate::checkpoint::Pending {
+                prep,
+                image: r.checkpoint.clone(),
+                parent: r.parent_checkpoint.clone(),
+                work: opts.criu_work_path.clone(),
+            };
+            let own_pidns = own_pid_namespace(&bundle);
+            let c = Container {
+                id: r.id.clone(),
+                bundle,
+                rootfs: mounted,
+                rt,
+                init: Proc::new(stdio),
+                execs: BTreeMap::new(),
+                own_pidns,
+                oom: None,
+                restore: Some(restore),
+            };
+            self.containers.insert(r.id.clone(), c);
+            self.emit("/tasks/create", "TaskCreate", &task_create_event(&r, 0));
+            return Ok(CreateTaskResponse::new());
+        }
         let pid_file = bundle.join("init.pid");
         let mut args: Vec<String> = vec![
             "create".into(),
@@ -363,6 +408,7 @@ impl Shim {
             execs: BTreeMap::new(),
             own_pidns,
             oom: None,
+            restore: None,
         };
         match crate::cgroup::OomWatch::new(pid) {
             Ok(w) => c.oom = self.add_oom(w, &r.id),
@@ -370,28 +416,7 @@ impl Shim {
         }
         self.containers.insert(r.id.clone(), c);
         self.pids.insert(pid, key);
-        let mut ev = TaskCreate::new();
-        ev.container_id = r.id.clone();
-        ev.bundle = r.bundle.clone();
-        ev.rootfs = r
-            .rootfs
-            .iter()
-            .map(|m| {
-                let mut o = Mount::new();
-                o.type_ = m.type_.clone();
-                o.source = m.source.clone();
-                o.target = m.target.clone();
-                o.options = m.options.clone();
-                o
-            })
-            .collect();
-        let mut tio = TaskIO::new();
-        tio.stdin = r.stdin;
-        tio.stdout = r.stdout;
-        tio.stderr = r.stderr;
-        tio.terminal = r.terminal;
-        ev.io = MessageField::some(tio);
-        ev.pid = pid as u32;
+        let ev = task_create_event(&r, pid as u32);
         self.emit("/tasks/create", "TaskCreate", &ev);
         let mut resp = CreateTaskResponse::new();
         resp.pid = pid as u32;
@@ -440,6 +465,15 @@ impl Shim {
             )));
         }
         let mut resp = StartResponse::new();
+        if r.exec_id.is_empty() && c.restore.is_some() {
+            let pid = self.restore(&r.id)?;
+            let mut ev = TaskStart::new();
+            ev.container_id = r.id.clone();
+            ev.pid = pid;
+            self.emit("/tasks/start", "TaskStart", &ev);
+            resp.pid = pid;
+            return Ok(resp);
+        }
         if r.exec_id.is_empty() {
             rt.call(&["start", &r.id], CallIo::default())
                 .map_err(unknown)?;
@@ -617,6 +651,9 @@ impl Shim {
         let Some(mut c) = self.containers.remove(&r.id) else {
             return Ok(resp);
         };
+        if let Some(mut l) = c.restore.take().and_then(|mut p| p.prep.logger.take()) {
+            let _ = l.kill();
+        }
         // Whoever still waits on a process of the container (one that never ran, killed by
         // the runtime's delete) learns that it is gone.
         let now = crate::util::now();
@@ -709,6 +746,108 @@ impl Shim {
         Ok(Empty::new())
     }
 
+    /// Checkpoint the container's init (running or paused) into `r.path`, as the runc shim.
+    fn checkpoint(&mut self, r: CheckpointTaskRequest) -> R<Empty> {
+        let c = self.container(&r.id)?;
+        match c.init.status {
+            TaskStatus::RUNNING | TaskStatus::PAUSED => {}
+            TaskStatus::CREATED => {
+                return Err(precondition("cannot checkpoint a task in created state"))
+            }
+            _ => return Err(precondition("cannot checkpoint a stopped container")),
+        }
+        if r.path.is_empty() {
+            return Err(status(
+                Code::INVALID_ARGUMENT,
+                "checkpoint: no image path given",
+            ));
+        }
+        let o = crate::checkpoint::options(r.options.as_ref())
+            .map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
+        let (work, temporary) = crate::checkpoint::work_dir(&o, &c.bundle);
+        let args = crate::checkpoint::checkpoint_args(&r.id, &r.path, &work, &o);
+        let result = c.rt.call(&args, CallIo::default());
+        let failed = result.as_ref().err().map(|e| {
+            match crate::checkpoint::keep_dump_log(&work, &c.bundle) {
+                Some(log) => format!("{e}: path= {}", log.display()),
+                None => e.clone(),
+            }
+        });
+        if temporary {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        match failed {
+            Some(e) => Err(unknown(e)),
+            None => Ok(Empty::new()),
+        }
+    }
+
+    /// Start of a container created from a checkpoint: `restore --detach` with the stdio
+    /// prepared at Create. Returns the restored init's pid.
+    fn restore(&mut self, id: &str) -> R<u32> {
+        let c = self
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| not_found(format!("container {id}")))?;
+        let Some(mut pending) = c.restore.take() else {
+            return Err(precondition(format!(
+                "container {id} has no checkpoint to restore"
+            )));
+        };
+        let (rt, bundle, stdio) = (c.rt.clone(), c.bundle.clone(), c.init.stdio.clone());
+        let opts = RuntimeOpts::load(&bundle);
+        let pid_file = bundle.join("init.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let args = crate::checkpoint::restore_args(
+            id,
+            &bundle.to_string_lossy(),
+            &pending,
+            &pid_file,
+            pending.prep.console.as_ref().map(|cs| cs.path.as_path()),
+            opts.no_pivot_root,
+        );
+        let call_io = CallIo {
+            stdin: pending.prep.call_stdin.take(),
+            stdout: pending.prep.call_stdout.take(),
+            stderr: pending.prep.call_stderr.take(),
+            input: None,
+            container: true,
+        };
+        if let Err(e) = rt.call(&args, call_io) {
+            if let Some(mut l) = pending.prep.logger.take() {
+                let _ = l.kill();
+            }
+            return Err(unknown(format!("OCI runtime restore failed: {e}")));
+        }
+        let pid = read_pid(&pid_file)?;
+        let key = ProcKey(id.to_string(), String::new());
+        let mut tmp = Proc::new(stdio);
+        if let Err(e) = self.attach_io(&mut tmp, &mut pending.prep, &key) {
+            let _ = rt.call(&["delete", "--force", id], CallIo::default());
+            return Err(e);
+        }
+        let watch = crate::cgroup::OomWatch::new(pid);
+        let oom = match watch {
+            Ok(w) => self.add_oom(w, id),
+            Err(e) => {
+                crate::warn!("container {id}: no OOM events: {e}");
+                None
+            }
+        };
+        let p = self.proc_mut(id, "")?;
+        p.pid = pid;
+        p.status = TaskStatus::RUNNING;
+        p.pumps = tmp.pumps;
+        p.stdin_pump = tmp.stdin_pump;
+        p.console = tmp.console;
+        p.logger = tmp.logger;
+        if let Some(c) = self.containers.get_mut(id) {
+            c.oom = oom;
+        }
+        self.pids.insert(pid, key);
+        Ok(pid as u32)
+    }
+
     fn kill(&mut self, r: KillRequest) -> R<Empty> {
         let c = self.container(&r.id)?;
         let p = Self::proc_ref(c, &r.exec_id)?;
@@ -762,6 +901,9 @@ impl Shim {
         }
         if c.init.status == TaskStatus::STOPPED {
             return Err(precondition(format!("container {} is stopped", r.id)));
+        }
+        if c.restore.is_some() {
+            return Err(precondition("cannot exec in a created state"));
         }
         let Some(spec) = r.spec.as_ref() else {
             return Err(status(Code::INVALID_ARGUMENT, "exec needs a process spec"));

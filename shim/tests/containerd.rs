@@ -5,7 +5,8 @@
 //!
 //! Opt-in (it needs root and real peers): `BERTH_SHIM_E2E=1 cargo test -p
 //! containerd-shim-berth-v2 --release --test containerd -- --nocapture`.
-//! `BERTH_SHIM_E2E_RUNTIMES=berth` (or `runc`) narrows the runtimes; `BERTH_BINARY` names berth
+//! `BERTH_SHIM_E2E_RUNTIMES=berth` (or `runc`) narrows the runtimes, `BERTH_SHIM_E2E_ONLY=TEXT`
+//! the scenarios (those whose name has TEXT); `BERTH_BINARY` names berth
 //! (default: next to the shim binary).
 
 mod common;
@@ -473,6 +474,102 @@ fn pause_resume(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
     })
 }
 
+/// The value the counter of [`checkpoint_restore`] last wrote, read through an exec.
+fn counter(env: &Env, id: &str, n: &mut u32) -> Option<u64> {
+    *n += 1;
+    let exec_id = format!("count-{n}");
+    let o = env
+        .ctr(&["task", "exec", "--exec-id", &exec_id, id, "cat", "/count"])
+        .ok()?;
+    String::from_utf8_lossy(&o.stdout).trim().parse().ok()
+}
+
+fn wait_counter(env: &Env, id: &str, n: &mut u32, at_least: u64) -> Result<u64, String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = counter(env, id, n);
+        if last.is_some_and(|c| c >= at_least) {
+            return Ok(last.unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "the counter did not reach {at_least} (last {last:?})"
+    ))
+}
+
+/// containerd's checkpoint flow through the shim: `ctr c checkpoint --task --rw` (the
+/// Checkpoint RPC, the container left running), the container removed, `ctr c restore --live
+/// --rw` (a Create naming the checkpoint, restored by Start): the counter goes on from where
+/// the checkpoint caught it, with the stdio the shim gives the restored process. Skipped
+/// without a CRIU whose `criu check` passes.
+fn checkpoint_restore(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
+    let run = env.run_args(rt, &[]);
+    checkpoint_restore_through(env, run, id)
+}
+
+/// The same through containerd's own runc shim (io.containerd.runc.v2) driving the runtime
+/// as its BinaryName: go-runc's words (`restore ... -no-subreaper`) reach the runtime as they
+/// reach runc.
+fn checkpoint_restore_runc_shim(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
+    let run = vec![
+        "run".to_string(),
+        "--runtime".into(),
+        "io.containerd.runc.v2".into(),
+        "--runc-binary".into(),
+        rt.binary.display().to_string(),
+    ];
+    checkpoint_restore_through(env, run, id)
+}
+
+fn checkpoint_restore_through(env: &mut Env, run: Vec<String>, id: &str) -> Result<(), String> {
+    if common::criu_dir().is_none() {
+        eprintln!("     skipped: no CRIU whose `criu check` passes (hack/install-peers.sh)");
+        return Ok(());
+    }
+    env.note_id(id);
+    let script = "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done";
+    let mut args = run;
+    args.extend(["-d", IMAGE, id, "sh", "-c", script].map(String::from));
+    let o = run_timeout(env.ctr_cmd().args(&args), None, Duration::from_secs(60))?;
+    check(o.status.success(), || format!("run -d: {}", err(&o)))?;
+    env.wait_status(id, "RUNNING", Duration::from_secs(5))?;
+    let mut n = 0;
+    let before = wait_counter(env, id, &mut n, 5)?;
+    let image = format!("berth-test/checkpoint-{id}:1");
+    let o = env.ctr(&["container", "checkpoint", "--task", "--rw", id, &image])?;
+    check(o.status.success(), || {
+        format!(
+            "checkpoint: {} {}; containerd: {}",
+            out(&o),
+            err(&o),
+            env.containerd_log_tail()
+        )
+    })?;
+    env.wait_status(id, "RUNNING", Duration::from_secs(5))?;
+    wait_counter(env, id, &mut n, before + 2)
+        .map_err(|e| format!("after the checkpoint (left running): {e}"))?;
+    env.remove(id);
+    let o = env.ctr(&["container", "restore", "--live", "--rw", id, &image])?;
+    let restored = (|| {
+        check(o.status.success(), || {
+            format!("restore: {} {}", out(&o), err(&o))
+        })?;
+        env.wait_status(id, "RUNNING", Duration::from_secs(10))?;
+        let first = wait_counter(env, id, &mut n, 1)?;
+        check(first >= before, || {
+            format!("the restored counter is at {first}, below {before} before the checkpoint: it started afresh")
+        })?;
+        wait_counter(env, id, &mut n, first + 3)
+            .map(|_| ())
+            .map_err(|e| format!("the restored counter does not count: {e}"))
+    })();
+    env.remove(id);
+    let _ = env.ctr(&["image", "rm", &image]);
+    restored
+}
+
 fn runtime_has_events(rt: &Runtime) -> bool {
     Command::new(&rt.binary)
         .args(["events", "--help"])
@@ -717,6 +814,11 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("OOM kill -> /tasks/oom", oom),
     ("containerd restarted", containerd_restart),
     ("shim SIGKILLed", shim_killed),
+    ("checkpoint --task --rw, restore --live", checkpoint_restore),
+    (
+        "checkpoint/restore through containerd's runc shim",
+        checkpoint_restore_runc_shim,
+    ),
     ("containers in parallel (load)", load),
 ];
 
@@ -802,8 +904,12 @@ fn e2e(mut env: Env, want_v3: bool) -> Vec<String> {
     }
     let mut failures = Vec::new();
     let mut lines = Vec::new();
+    let only = std::env::var("BERTH_SHIM_E2E_ONLY").ok();
     for rt in &runtimes {
         for (i, (name, f)) in SCENARIOS.iter().enumerate() {
+            if only.as_deref().is_some_and(|o| !name.contains(o)) {
+                continue;
+            }
             let id = format!("{}-{i}", rt.name);
             let start = Instant::now();
             let r = f(&mut env, rt, &id);

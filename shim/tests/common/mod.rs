@@ -58,6 +58,19 @@ pub fn spawn_containerd(
     if std::env::var_os("BERTH_SHIM_E2E_SAVE_LOG").is_some() {
         cmd.env("BERTH_SHIM_DEBUG", "1");
     }
+    // containerd's own shims (its runc shim) beside it come first, as in an install of it,
+    // then CRIU's directory.
+    let own_dir = Path::new(cmd.get_program())
+        .parent()
+        .filter(|d| d.is_absolute())
+        .map(Path::to_path_buf);
+    let mut path: Vec<PathBuf> = own_dir.into_iter().chain(criu_dir()).collect();
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    if let Ok(p) = std::env::join_paths(path) {
+        cmd.env("PATH", p);
+    }
     cmd.arg("--config")
         .arg(config)
         .stdin(Stdio::null())
@@ -65,6 +78,34 @@ pub fn spawn_containerd(
         .stderr(log)
         .spawn()
         .map_err(|e| format!("starting containerd: {e}"))
+}
+
+/// The directory of a CRIU whose `criu check` passes (`$BERTH_TEST_CRIU`, the peer that
+/// hack/install-peers.sh unpacks, or PATH's), put first in containerd's PATH so that the
+/// runtimes under the shims find it; None: checkpoint scenarios skip.
+pub fn criu_dir() -> Option<PathBuf> {
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(c) = std::env::var_os("BERTH_TEST_CRIU") {
+            candidates.push(PathBuf::from(c));
+        }
+        candidates.push(PathBuf::from("/var/tmp/berth-peers/criu-4.2.1/bin/criu"));
+        candidates.extend(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join("criu")),
+        );
+        candidates.into_iter().find_map(|c| {
+            let ok = Command::new(&c)
+                .arg("check")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then(|| c.parent().map(Path::to_path_buf)).flatten()
+        })
+    })
+    .clone()
 }
 
 /// containerd 1.6's shim socket for a container: /run/containerd/s/sha256(address/ns/id).
