@@ -20,6 +20,7 @@ pub fn tests() -> Vec<Test> {
         checkpoint_leave_running,
         restored_container_state_kill_delete,
         checkpoint_stdio_dev_null_reopened_inside,
+        restore_into_a_fresh_rootfs_with_a_bind_on_dev,
     ]
 }
 
@@ -329,4 +330,50 @@ fn checkpoint_stdio_dev_null_reopened_inside(ctx: &Ctx) -> TestResult {
     b.wait_status("stopped")?;
     b.delete().ok()?;
     b.ensure_clean()
+}
+
+/// What podman's checkpoint/restore lays out: a bind whose mount point is on the /dev tmpfs
+/// (podman's /dev/shm) and, for `restore --import`, a fresh rootfs without the mount points
+/// of /proc and /sys. The bind must still be mapped as external on restore (only its mount
+/// point comes from CRIU's tmpfs image), and every mount point is made again, as runc's
+/// prepareCriuRestoreMounts does.
+fn restore_into_a_fresh_rootfs_with_a_bind_on_dev(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let mut b = ctx.bundle()?;
+    let shared = b.shared()?;
+    let devdir = b.dir.join("dev-bind");
+    fs::create_dir(&devdir)?;
+    fs::write(devdir.join("mark"), "on dev\n")?;
+    b.cfg.add_bind(&devdir, "/dev/berth-bind", &[]);
+    b.cfg.sh(COUNTER);
+    b.run_detached().ok()?;
+    wait_count(&shared, 3)?;
+    let images = checkpoint(ctx, &path, &b, &[])?;
+    b.ensure_clean()?;
+    let at = ensure_stopped_counting(&shared)?;
+
+    let r = restore_bundle(ctx, &b)?;
+    for d in ["proc", "sys"] {
+        let p = r.rootfs().join(d);
+        if p.is_dir() {
+            fs::remove_dir(&p)?;
+        }
+    }
+    restore(ctx, &path, &images, &r)?;
+    let first = wait_count(&shared, at + 1)?;
+    ensure!(
+        first > at && first < at + 20,
+        "after the restore the counter went from {at} to {first}"
+    );
+    let pid = r.pid()?;
+    let mark = fs::read_to_string(format!("/proc/{pid}/root/dev/berth-bind/mark"))?;
+    ensure_eq!(
+        mark.as_str(),
+        "on dev\n",
+        "the bind on /dev after the restore"
+    );
+    r.kill("KILL").ok()?;
+    r.wait_status("stopped")?;
+    r.delete().ok()?;
+    r.ensure_clean()
 }

@@ -841,8 +841,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<State> {
                 .push((ns_name(t).into(), p.to_string_lossy().into_owned())),
         }
     }
-    // Mount points as create makes them (the rootfs may be a fresh copy), except on a tmpfs,
-    // whose content CRIU restores.
+    // Every bind is external, as at dump; its mount point is made as create makes it (the
+    // rootfs may be a fresh copy), except on a tmpfs, whose content CRIU restores (podman's
+    // /dev/shm is a bind on the /dev tmpfs).
     let mounts: Vec<&Mount> = spec.mounts().iter().flatten().collect();
     let tmpfs: Vec<&Path> = mounts
         .iter()
@@ -851,7 +852,13 @@ pub fn restore(opts: &RestoreOptions) -> Result<State> {
         .collect();
     for m in &mounts {
         let dest = m.destination();
-        if !is_bind(m) || tmpfs.iter().any(|t| dest.starts_with(t) && dest != *t) {
+        let on_tmpfs = tmpfs.iter().any(|t| dest.starts_with(t) && dest != *t);
+        if !is_bind(m) {
+            // Other filesystems' mount points are directories; cgroup's come with /sys or
+            // CRIU's image. A fresh rootfs (podman's `restore --import`) has none of them.
+            if !on_tmpfs && m.typ().as_deref() != Some("cgroup") {
+                make_mountpoint(&bundle.rootfs, dest, false)?;
+            }
             continue;
         }
         let src = m.source().clone().unwrap_or_default();
@@ -860,7 +867,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<State> {
         } else {
             bundle.dir.join(src)
         };
-        make_mountpoint(&bundle.rootfs, dest, !src.is_dir())?;
+        if !on_tmpfs {
+            make_mountpoint(&bundle.rootfs, dest, !src.is_dir())?;
+        }
         o.ext_mnt.push((
             dest.to_string_lossy().into_owned(),
             src.to_string_lossy().into_owned(),
