@@ -157,9 +157,22 @@ impl Podman {
 
     /// [`Podman::podman`] killed after `timeout` (a build of a big image takes longer).
     pub fn podman_timeout(&self, args: &[&str], timeout: std::time::Duration) -> Out {
+        self.podman_env(&[], args, timeout)
+    }
+
+    /// [`Podman::podman_timeout`] with more environment (`PATH` with CRIU's directory).
+    pub fn podman_env(
+        &self,
+        env: &[(&str, &str)],
+        args: &[&str],
+        timeout: std::time::Duration,
+    ) -> Out {
         let mut cmd = Command::new(&self.podman);
         cmd.args(self.global_args()).args(args);
         for (k, v) in self.envs() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
             cmd.env(k, v);
         }
         for v in [

@@ -21,6 +21,7 @@ pub fn tests() -> Vec<Test> {
         restored_container_state_kill_delete,
         checkpoint_stdio_dev_null_reopened_inside,
         restore_into_a_fresh_rootfs_with_a_bind_on_dev,
+        client_podman_checkpoint_restore_export_import,
     ]
 }
 
@@ -376,4 +377,96 @@ fn restore_into_a_fresh_rootfs_with_a_bind_on_dev(ctx: &Ctx) -> TestResult {
     r.wait_status("stopped")?;
     r.delete().ok()?;
     r.ensure_clean()
+}
+
+/// The value of the podman container's /count (through `podman exec`).
+fn podman_count(pm: &crate::clients::podman::Podman, name: &str) -> Option<u64> {
+    pm.podman(&["exec", name, "cat", "/count"])
+        .stdout
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn podman_wait_count(
+    pm: &crate::clients::podman::Podman,
+    name: &str,
+    n: u64,
+) -> Result<u64, Failure> {
+    let mut last = None;
+    if wait_until(Duration::from_secs(15), || {
+        last = podman_count(pm, name);
+        last.is_some_and(|c| c >= n)
+    }) {
+        Ok(last.unwrap_or_default())
+    } else {
+        fail!("{name}: the counter did not reach {n} (last value {last:?})")
+    }
+}
+
+/// podman 4.3 drives the runtime's checkpoint and restore: `container checkpoint` (the
+/// container exits), `container restore` (it counts on), `checkpoint --export` to a tarball,
+/// `rm`, and `restore --import` under a new name, which restores into a fresh rootfs with
+/// podman's binds (its /dev/shm on the /dev tmpfs, /etc/hosts, /run/.containerenv).
+fn client_podman_checkpoint_restore_export_import(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let pm = ctx.clients.podman(ctx)?;
+    let env = [("PATH", path.as_str())];
+    let long = Duration::from_secs(60);
+    let script = "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done";
+    let c = pm.run_detached(ctx, &["sh", "-c", script])?;
+    let before = podman_wait_count(&pm, &c.name, 5)?;
+    pm.podman_env(&env, &["container", "checkpoint", &c.name], long)
+        .ok()?;
+    ensure_eq!(
+        c.inspect("{{.State.Status}}")?,
+        "exited",
+        "status after podman container checkpoint"
+    );
+    pm.podman_env(&env, &["container", "restore", &c.name], long)
+        .ok()?;
+    ensure_eq!(
+        c.inspect("{{.State.Status}}")?,
+        "running",
+        "status after podman container restore"
+    );
+    let first = podman_wait_count(&pm, &c.name, 1)?;
+    ensure!(
+        first >= before,
+        "the restored counter is at {first}, below {before}: it started afresh"
+    );
+    let later = podman_wait_count(&pm, &c.name, first + 3)?;
+    let export = ctx.scratch_dir("podman-export")?.join("checkpoint.tar.gz");
+    let export_arg = path_str(&export);
+    pm.podman_env(
+        &env,
+        &["container", "checkpoint", "--export", &export_arg, &c.name],
+        long,
+    )
+    .ok()?;
+    pm.podman(&["rm", "--force", "--time", "0", &c.name]).ok()?;
+    c.ensure_gone()?;
+    let c2 = pm.container(ctx);
+    pm.podman_env(
+        &env,
+        &[
+            "container",
+            "restore",
+            "--import",
+            &export_arg,
+            "--name",
+            &c2.name,
+        ],
+        long,
+    )
+    .ok()?;
+    let imported = podman_wait_count(&pm, &c2.name, 1)?;
+    ensure!(
+        imported >= later,
+        "the imported counter is at {imported}, below {later} of the export: it started afresh"
+    );
+    podman_wait_count(&pm, &c2.name, imported + 3)?;
+    pm.podman(&["rm", "--force", "--time", "0", &c2.name])
+        .ok()?;
+    c2.ensure_gone()
 }
