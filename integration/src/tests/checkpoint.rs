@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Test> {
         checkpoint_stdio_dev_null_reopened_inside,
         restore_into_a_fresh_rootfs_with_a_bind_on_dev,
         client_podman_checkpoint_restore_export_import,
+        checkpoint_restore_terminal,
     ]
 }
 
@@ -469,4 +470,77 @@ fn client_podman_checkpoint_restore_export_import(ctx: &Ctx) -> TestResult {
     pm.podman(&["rm", "--force", "--time", "0", &c2.name])
         .ok()?;
     c2.ensure_gone()
+}
+
+/// A container with a terminal (`process.terminal`, `--console-socket`), checkpointed and
+/// restored under a new id as runc's own checkpoint tests do it (no `--shell-job`): CRIU
+/// makes a new pty on restore and the runtime hands its master to the restore's
+/// `--console-socket` (CRIU's orphan-pts-master); the counter goes on and writes to it.
+fn checkpoint_restore_terminal(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let mut b = ctx.bundle()?;
+    let shared = b.shared()?;
+    b.cfg.set("/process/terminal", serde_json::json!(true));
+    b.cfg.sh(
+        "i=0; while true; do i=$((i+1)); echo $i > /shared/count; echo tick $i; sleep 0.1; done",
+    );
+    let sock = b.dir.join("console.sock");
+    let console = crate::console::Console::listen(&sock, b.dir.join("console.out"))?;
+    let sock_arg = path_str(&sock);
+    b.create(&["--console-socket", &sock_arg]).ok()?;
+    b.start().ok()?;
+    wait_count(&shared, 3)?;
+    let images = checkpoint(ctx, &path, &b, &[])?;
+    b.ensure_clean()?;
+    let _ = console.finish(Duration::from_secs(5));
+    let at = ensure_stopped_counting(&shared)?;
+
+    let r = restore_bundle(ctx, &b)?;
+    let sock2 = r.dir.join("console2.sock");
+    let out2 = r.dir.join("console2.out");
+    let console2 = crate::console::Console::listen(&sock2, out2.clone())?;
+    let pid_file = r.dir.join("restored.pid");
+    let (img, dir, pf, cs) = (
+        path_str(&images),
+        path_str(&r.dir),
+        path_str(&pid_file),
+        path_str(&sock2),
+    );
+    ctx.rt
+        .exec_env(
+            &[("PATH", path.as_str())],
+            &[
+                "restore",
+                "-d",
+                "--image-path",
+                &img,
+                "--bundle",
+                &dir,
+                "--pid-file",
+                &pf,
+                "--console-socket",
+                &cs,
+                &r.id,
+            ],
+        )
+        .ok()?;
+    let first = wait_count(&shared, at + 1)?;
+    ensure!(
+        first > at && first < at + 20,
+        "after the restore the counter went from {at} to {first}"
+    );
+    wait_count(&shared, at + 5)?;
+    r.kill("KILL").ok()?;
+    r.wait_status("stopped")?;
+    if let Some(why) = console2.finish(Duration::from_secs(10)) {
+        fail!("the restore's console socket: {why}");
+    }
+    let text = fs::read_to_string(&out2)?;
+    ensure!(
+        text.contains(&format!("tick {}", at + 3)),
+        "the restored process did not write to the new terminal: {:?}",
+        crate::campaign::clip(&text, 300)
+    );
+    r.delete().ok()?;
+    r.ensure_clean()
 }
