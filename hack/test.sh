@@ -151,8 +151,13 @@ vm_pass() {
 	# The repository (and so the target dir) is shared into the VM uncached: binaries run from
 	# there page-fault over 9p. The suite and a berth built here run from copies on the VM's
 	# own tmpfs instead (runc comes from the cached root share).
+	# CRIU (the peer hack/install-peers.sh unpacks) is shared in: the VM's kernel has the
+	# soft-dirty tracking pre-dump needs, which the host's lacks.
+	local share=${VM_SHARE:-}
+	local criu_dir=${BERTH_PEERS_DIR:-/var/tmp/berth-peers}/criu-4.2.1
+	[[ -x $criu_dir/bin/criu ]] && share+="${share:+ }$criu_dir"
 	# shellcheck disable=SC2016 # expanded inside the VM
-	VM_APPEND=$append VM_TIMEOUT=${VM_TIMEOUT:-$INTEGRATION_TIMEOUT} "$HACK/vm-run.sh" sh -c '
+	VM_SHARE=$share VM_APPEND=$append VM_TIMEOUT=${VM_TIMEOUT:-$INTEGRATION_TIMEOUT} "$HACK/vm-run.sh" sh -c '
 		set -e
 		if [ "$4" = selinux ] && [ "$(getenforce 2>&1)" != Permissive ]; then
 			echo "SELinux is not enabled and permissive in the VM (getenforce: $(getenforce 2>&1))"
