@@ -204,6 +204,17 @@ impl Runtime {
         self.spawn_in(None, args)
     }
 
+    /// Start `WRAPPER... <runtime> --root R ARGS...` with `env` added, without waiting (a
+    /// `checkpoint --lazy-pages` that serves pages until the restore has them all).
+    pub fn spawn_wrapped(
+        &self,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Pending, Failure> {
+        self.spawn_full(None, &[], wrapper, env, args)
+    }
+
     /// Like [`Runtime::spawn`], in working directory `cwd`.
     pub fn spawn_in(&self, cwd: Option<&Path>, args: &[&str]) -> Result<Pending, Failure> {
         self.spawn_full(cwd, &[], &[], &[], args)

@@ -22,7 +22,7 @@ fn long<'a>(cmd: &'a Command, top: &'a Command, name: &str) -> Option<&'a Arg> {
     let has = |a: &&Arg| {
         a.get_long() == Some(name)
             || a.get_all_aliases()
-                .is_some_and(|v| v.iter().any(|n| *n == name))
+                .is_some_and(|v| v.contains(&name))
     };
     cmd.get_arguments()
         .find(has)

@@ -463,15 +463,48 @@ fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     for sub in subdirs(dir)? {
         remove_tree(&sub)?;
     }
-    // A process that just died may still be leaving the cgroup: retry EBUSY briefly.
-    let mut tries = 0;
+    // A process that just died may still be leaving the cgroup (CRIU's killed tasks after a
+    // lazy migration take a while on a slow machine): retry EBUSY for up to 5 s, the pause
+    // growing from 5 to 100 ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut pause = std::time::Duration::from_millis(5);
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(5));
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                // Say who holds it: the processes still in it (pid, name, state).
+                let holders: Vec<String> = std::fs::read_to_string(dir.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .take(5)
+                    .map(|pid| {
+                        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                            .unwrap_or_default();
+                        let name = stat
+                            .split_once(" (")
+                            .and_then(|(_, r)| r.rsplit_once(") "))
+                            .map(|(n, rest)| format!("{n}, state {}", &rest[..1.min(rest.len())]))
+                            .unwrap_or_default();
+                        format!("{pid} ({name})")
+                    })
+                    .collect();
+                return Err(CgroupError::Other(format!(
+                    "cgroup {:?}: rmdir: still busy after 5 s{}",
+                    dir,
+                    if holders.is_empty() {
+                        " (no process in it: a child cgroup or a dying task)".to_string()
+                    } else {
+                        format!(", processes in it: {}", holders.join(", "))
+                    }
+                )));
             }
             Err(e) => return Err(CgroupError::io("rmdir", dir, e)),
         }

@@ -71,6 +71,9 @@ pub fn spawn_containerd(
     if let Ok(p) = std::env::join_paths(path) {
         cmd.env("PATH", p);
     }
+    // containerd unpacks a checkpoint for a restore into a temporary dir of
+    // $XDG_RUNTIME_DIR (else /tmp) and leaves it: keep those in the test's dir.
+    cmd.env("XDG_RUNTIME_DIR", dir);
     cmd.arg("--config")
         .arg(config)
         .stdin(Stdio::null())
