@@ -20,9 +20,7 @@ fn one_dash_long(a: &OsString) -> bool {
 
 fn long<'a>(cmd: &'a Command, top: &'a Command, name: &str) -> Option<&'a Arg> {
     let has = |a: &&Arg| {
-        a.get_long() == Some(name)
-            || a.get_all_aliases()
-                .is_some_and(|v| v.contains(&name))
+        a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|v| v.contains(&name))
     };
     cmd.get_arguments()
         .find(has)
