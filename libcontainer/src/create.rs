@@ -89,7 +89,8 @@ impl Cleanup {
         // so `delete --force` removes it later rather than nothing knowing of it.
         let mut cgroup_left = false;
         if let Some(cg) = self.cgroup.take() {
-            cgroup_left = (0..3).all(|_| cg.destroy().is_err());
+            // destroy() itself waits (up to 5 s) for a process still leaving it.
+            cgroup_left = cg.destroy().is_err();
         }
         if let Some(dir) = self.dir.take() {
             if !cgroup_left {

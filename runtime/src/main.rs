@@ -289,7 +289,7 @@ fn main() {
             out!("{}", version_text());
             std::process::exit(0);
         }
-        Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => unknown_command(),
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => unknown_command(&args),
         Err(e) if missing_value(&e).is_some() => {
             // urfave/cli's words, which podman looks for (`restore --lsm-mount-context`).
             let flag = missing_value(&e).unwrap_or_default();
@@ -402,8 +402,9 @@ fn unknown_command_message(words: &[String]) -> String {
 
 /// An unknown subcommand: log runc's message where runc logs it (`--log`, `--log-format`) and
 /// exit 3 as runc does. Never 0: podman takes `checkpoint --help` exiting 0 as "supported".
-fn unknown_command() -> ! {
-    let args: Vec<String> = std::env::args_os()
+fn unknown_command(argv: &[std::ffi::OsString]) -> ! {
+    let args: Vec<String> = argv
+        .iter()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
@@ -784,6 +785,50 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// The one-dash rewrite on berth's own command line: the container's words (exec's and
+    /// ps's trailing arguments) and negative option values stay as they are.
+    #[test]
+    fn one_dash_words_on_berths_command_line() {
+        use clap::CommandFactory;
+        let norm = |line: &str| -> Vec<String> {
+            let args = std::iter::once("berth")
+                .chain(line.split_whitespace())
+                .map(std::ffi::OsString::from)
+                .collect();
+            super::single_dash::normalize(&mut super::Cli::command(), args)
+                .into_iter()
+                .skip(1)
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        let same = |line: &str| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        for line in [
+            "-root /r exec c1 ls -la -root",
+            "-debug ps c1 -ef",
+            "-root /r update --cpu-quota -1 c1",
+            "-root /r checkpoint --status-fd -1 c1",
+        ] {
+            let want = same(
+                &line
+                    .replacen("-root", "--root", 1)
+                    .replacen("-debug", "--debug", 1),
+            );
+            assert_eq!(norm(line), want, "{line}");
+        }
+        assert_eq!(
+            norm("-root /r checkpoint -status-fd -1 -leave-running c1"),
+            same("--root /r checkpoint --status-fd -1 --leave-running c1")
+        );
+        assert_eq!(
+            norm("-log /l -log-format json restore -no-subreaper -d c1"),
+            same("--log /l --log-format json restore --no-subreaper -d c1")
+        );
     }
 
     fn hint(line: &str) -> Option<String> {

@@ -24,7 +24,7 @@ fn long<'a>(cmd: &'a Command, top: &'a Command, name: &str) -> Option<&'a Arg> {
     };
     cmd.get_arguments()
         .find(has)
-        .or_else(|| top.get_arguments().find(|a| a.is_global_set()).filter(has))
+        .or_else(|| top.get_arguments().find(|a| a.is_global_set() && has(a)))
 }
 
 fn short<'a>(cmd: &'a Command, top: &'a Command, c: char) -> Option<&'a Arg> {
@@ -79,6 +79,17 @@ pub fn normalize(cmd: &mut Command, args: Vec<OsString>) -> Vec<OsString> {
             if body.len() > 1 {
                 if let Some(arg) = long(cur, top, name) {
                     let value_follows = !body.contains('=') && takes_value(arg);
+                    // Go's boolean flags also take `-flag=true` and `-flag=false`.
+                    if !takes_value(arg) {
+                        match body.split_once('=').map(|(_, v)| v) {
+                            Some("true" | "1" | "t" | "T" | "TRUE" | "True") => {
+                                out.push(format!("--{name}").into());
+                                continue;
+                            }
+                            Some("false" | "0" | "f" | "F" | "FALSE" | "False") => continue,
+                            _ => {}
+                        }
+                    }
                     out.push(format!("--{body}").into());
                     if value_follows {
                         out.extend(it.next());
@@ -204,6 +215,10 @@ mod tests {
         assert_eq!(
             norm(&["restore", "-bundle=/b", "-debug", "c1"]),
             ["restore", "--bundle=/b", "--debug", "c1"]
+        );
+        assert_eq!(
+            norm(&["restore", "-detach=true", "-no-subreaper=false", "c1"]),
+            ["restore", "--detach", "c1"]
         );
         // A value that looks like an option is a value.
         assert_eq!(

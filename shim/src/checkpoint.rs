@@ -15,8 +15,6 @@ pub struct Pending {
     pub prep: io::Prepared,
     /// The checkpoint's image directory (containerd unpacked it there).
     pub image: String,
-    /// The parent checkpoint (pre-dump), if any.
-    pub parent: String,
     /// CRIU's work directory (runc options' CriuWorkPath), if set.
     pub work: String,
 }
@@ -93,10 +91,6 @@ pub fn restore_args(
     if !p.work.is_empty() {
         a.push("--work-path".into());
         a.push(p.work.clone());
-    }
-    if !p.parent.is_empty() {
-        a.push("--parent-path".into());
-        a.push(p.parent.clone());
     }
     a.push("--detach".into());
     a.push("--pid-file".into());

@@ -333,7 +333,6 @@ impl Shim {
             let restore = crate::checkpoint::Pending {
                 prep,
                 image: r.checkpoint.clone(),
-                parent: r.parent_checkpoint.clone(),
                 work: opts.criu_work_path.clone(),
             };
             let own_pidns = own_pid_namespace(&bundle);
@@ -813,34 +812,57 @@ impl Shim {
             input: None,
             container: true,
         };
-        if let Err(e) = rt.call(&args, call_io) {
-            if let Some(mut l) = pending.prep.logger.take() {
-                let _ = l.kill();
-            }
-            return Err(unknown(format!("OCI runtime restore failed: {e}")));
-        }
-        let pid = read_pid(&pid_file)?;
         let key = ProcKey(id.to_string(), String::new());
         let mut tmp = Proc::new(stdio);
-        if let Err(e) = self.attach_io(&mut tmp, &mut pending.prep, &key) {
-            let _ = rt.call(&["delete", "--force", id], CallIo::default());
-            return Err(e);
-        }
-        let watch = crate::cgroup::OomWatch::new(pid);
-        let oom = match watch {
+        let result = match rt.call(&args, call_io) {
+            Err(e) => Err(unknown(format!("OCI runtime restore failed: {e}"))),
+            Ok(_) => read_pid(&pid_file)
+                .and_then(|pid| {
+                    self.attach_io(&mut tmp, &mut pending.prep, &key)
+                        .map(|()| pid)
+                })
+                .inspect_err(|_| {
+                    // Restored but not ours to track: it goes.
+                    let _ = rt.call(&["delete", "--force", id], CallIo::default());
+                }),
+        };
+        // What attach_io started belongs to the init either way (delete stops it).
+        let p = self.proc_mut(id, "")?;
+        p.pumps = tmp.pumps;
+        p.stdin_pump = tmp.stdin_pump;
+        p.console = tmp.console;
+        p.logger = tmp.logger;
+        let pid = match result {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some(mut l) = pending.prep.logger.take() {
+                    let _ = l.kill();
+                }
+                if let Some(l) = p.logger.take() {
+                    let _ = crate::sys::kill(l, libc::SIGKILL);
+                }
+                // The restore never ran: the init is stopped, and whoever waits learns so
+                // (a second Start or an Exec finds it stopped, as after a failed exec).
+                p.status = TaskStatus::STOPPED;
+                p.exit_status = 255;
+                p.exited_at = Some(crate::util::now());
+                let waiters = std::mem::take(&mut p.waiters);
+                let reply = Self::wait_reply(p);
+                for (conn, stream) in waiters {
+                    self.outbox.push((conn, stream, reply.clone()));
+                }
+                return Err(e);
+            }
+        };
+        p.pid = pid;
+        p.status = TaskStatus::RUNNING;
+        let oom = match crate::cgroup::OomWatch::new(pid) {
             Ok(w) => self.add_oom(w, id),
             Err(e) => {
                 crate::warn!("container {id}: no OOM events: {e}");
                 None
             }
         };
-        let p = self.proc_mut(id, "")?;
-        p.pid = pid;
-        p.status = TaskStatus::RUNNING;
-        p.pumps = tmp.pumps;
-        p.stdin_pump = tmp.stdin_pump;
-        p.console = tmp.console;
-        p.logger = tmp.logger;
         if let Some(c) = self.containers.get_mut(id) {
             c.oom = oom;
         }

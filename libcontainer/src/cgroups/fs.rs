@@ -496,15 +496,11 @@ fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
                         format!("{pid} ({name})")
                     })
                     .collect();
-                return Err(CgroupError::Other(format!(
-                    "cgroup {:?}: rmdir: still busy after 5 s{}",
-                    dir,
-                    if holders.is_empty() {
-                        " (no process in it: a child cgroup or a dying task)".to_string()
-                    } else {
-                        format!(", processes in it: {}", holders.join(", "))
-                    }
-                )));
+                return Err(CgroupError::Busy {
+                    path: dir.to_path_buf(),
+                    secs: 5,
+                    holders,
+                });
             }
             Err(e) => return Err(CgroupError::io("rmdir", dir, e)),
         }

@@ -29,6 +29,21 @@ pub enum CgroupError {
     Unsupported(String),
     #[error("{0}")]
     Other(String),
+    /// rmdir kept failing with EBUSY: `holders` are the processes still in it.
+    #[error("cgroup {path:?}: rmdir: still busy (EBUSY) after {secs} s{}", busy_holders(.holders))]
+    Busy {
+        path: PathBuf,
+        secs: u64,
+        holders: Vec<String>,
+    },
+}
+
+fn busy_holders(holders: &[String]) -> String {
+    if holders.is_empty() {
+        " (no process in it: a child cgroup or a dying task)".into()
+    } else {
+        format!(", processes in it: {}", holders.join(", "))
+    }
 }
 
 impl CgroupError {

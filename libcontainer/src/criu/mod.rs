@@ -638,12 +638,8 @@ impl Drop for Undo {
             for pid in cg.pids().unwrap_or_default() {
                 let _ = crate::sys::kill(pid, libc::SIGKILL);
             }
-            for _ in 0..100 {
-                if cg.destroy().is_ok() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
+            // destroy() itself waits (up to 5 s) for the killed tasks to leave.
+            let _ = cg.destroy();
         }
         if let Some(d) = self.dir.take() {
             let _ = std::fs::remove_dir_all(d);
@@ -680,31 +676,27 @@ impl Drop for CriuRoot {
     }
 }
 
-/// Make a missing mount point for a bind mount in the rootfs (a directory, or a file for a
-/// file source), refusing to follow a symlink on the way.
+/// Make a missing mount point in the rootfs (a directory, or a file for a bind of a file), as
+/// create makes it.
 fn make_mountpoint(rootfs: &Path, dest: &Path, file: bool) -> Result<()> {
-    let mut p = rootfs.to_path_buf();
-    let parts: Vec<_> = dest
-        .components()
-        .filter(|c| matches!(c, std::path::Component::Normal(_)))
-        .collect();
-    for (i, c) in parts.iter().enumerate() {
-        p.push(c);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::Config {
-                    path: "mounts".into(),
-                    msg: format!("mount point {} is a symlink", dest.display()),
-                })
-            }
-            Ok(_) => {}
-            Err(_) if i + 1 == parts.len() && file => {
-                std::fs::File::create(&p).map_err(|e| Error::io("create", &p, e))?;
-            }
-            Err(_) => std::fs::create_dir(&p).map_err(|e| Error::io("create", &p, e))?,
-        }
-    }
-    Ok(())
+    use std::os::unix::fs::OpenOptionsExt;
+    // Resolved inside the rootfs as create resolves it: a symlink on the way (/var/run ->
+    // /run) is followed there, never out of it.
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(rootfs)
+        .map_err(|e| Error::io("open the rootfs", rootfs, e))?;
+    let root = crate::init::rootfs::Root { fd: fd.into() };
+    crate::init::rootfs::create_in_root(&root, dest, file)
+        .map(drop)
+        .map_err(|e| {
+            Error::io(
+                "create the mount point",
+                &rootfs.join(dest.strip_prefix("/").unwrap_or(dest)),
+                e,
+            )
+        })
 }
 
 /// The host's cgroup mounts under /sys/fs/cgroup: mount point and controllers (`""` for

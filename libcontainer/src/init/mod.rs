@@ -7,7 +7,7 @@ mod devices;
 pub mod lsm;
 pub mod mountopts;
 pub(crate) mod process;
-mod rootfs;
+pub(crate) mod rootfs;
 
 pub use rootfs::open_bind_sources;
 
