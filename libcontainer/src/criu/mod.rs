@@ -693,7 +693,7 @@ fn make_mountpoint(rootfs: &Path, dest: &Path, file: bool) -> Result<()> {
         .map_err(|e| {
             Error::io(
                 "create the mount point",
-                &rootfs.join(dest.strip_prefix("/").unwrap_or(dest)),
+                rootfs.join(dest.strip_prefix("/").unwrap_or(dest)),
                 e,
             )
         })

@@ -65,9 +65,14 @@ pub fn spawn_containerd(
         .filter(|d| d.is_absolute())
         .map(Path::to_path_buf);
     let mut path: Vec<PathBuf> = own_dir.into_iter().chain(criu_dir()).collect();
-    path.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
+    // The PATH the caller gave the command (the CRI test puts the shim's dir there), else ours.
+    let given = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v.map(std::ffi::OsStr::to_os_string))
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    path.extend(std::env::split_paths(&given));
     if let Ok(p) = std::env::join_paths(path) {
         cmd.env("PATH", p);
     }
