@@ -547,15 +547,7 @@ impl Shim {
             Ok(pid) => pid,
             Err(e) => {
                 // The exec never ran: it is stopped, and whoever waits on it learns so.
-                let p = self.proc_mut(&r.id, &r.exec_id)?;
-                p.status = TaskStatus::STOPPED;
-                p.exit_status = 255;
-                p.exited_at = Some(crate::util::now());
-                let waiters = std::mem::take(&mut p.waiters);
-                let reply = Self::wait_reply(p);
-                for (conn, stream) in waiters {
-                    self.outbox.push((conn, stream, reply.clone()));
-                }
+                self.never_ran(&r.id, &r.exec_id)?;
                 return Err(e);
             }
         };
@@ -571,6 +563,20 @@ impl Shim {
         self.emit("/tasks/exec-started", "TaskExecStarted", &ev);
         resp.pid = pid as u32;
         Ok(resp)
+    }
+
+    /// A process whose start failed: stopped with status 255, its waiters answered.
+    fn never_ran(&mut self, id: &str, exec_id: &str) -> R<()> {
+        let p = self.proc_mut(id, exec_id)?;
+        p.status = TaskStatus::STOPPED;
+        p.exit_status = 255;
+        p.exited_at = Some(crate::util::now());
+        let waiters = std::mem::take(&mut p.waiters);
+        let reply = Self::wait_reply(p);
+        for (conn, stream) in waiters {
+            self.outbox.push((conn, stream, reply.clone()));
+        }
+        Ok(())
     }
 
     /// Finish a process's stdio: move what is buffered, close the fifos, stop the logger.
@@ -843,14 +849,7 @@ impl Shim {
                 }
                 // The restore never ran: the init is stopped, and whoever waits learns so
                 // (a second Start or an Exec finds it stopped, as after a failed exec).
-                p.status = TaskStatus::STOPPED;
-                p.exit_status = 255;
-                p.exited_at = Some(crate::util::now());
-                let waiters = std::mem::take(&mut p.waiters);
-                let reply = Self::wait_reply(p);
-                for (conn, stream) in waiters {
-                    self.outbox.push((conn, stream, reply.clone()));
-                }
+                self.never_ran(id, "")?;
                 return Err(e);
             }
         };

@@ -56,6 +56,7 @@ delete) c=$(id "$@"); kill -9 "$(cat "$root/$c/pid" 2>/dev/null)" 2>/dev/null; r
 ps) c=$(id "$@"); echo "[$(cat "$root/$c/pid")]" ;;
 pause|resume) : ;;
 update) cat > "$root/$(id "$@")/update.json" ;;
+checkpoint) echo "$@" > "$root/$(id "$@")/checkpoint.args" ;;
 *) fail "unknown command $cmd" ;;
 esac
 "#;
@@ -300,11 +301,21 @@ fn lifecycle_stdio_events_and_errors() {
         r#"{"pids":{"limit":10}}"#
     );
 
+    // Checkpoint: containerd always names the image directory; the container keeps running
+    // (no Exit in the options), CRIU's work directory is in the bundle.
     let mut ck = CheckpointTaskRequest::new();
     ck.id = "c1".into();
     assert_eq!(
         code(client.checkpoint(ctx(), &ck).unwrap_err()),
-        ttrpc::Code::UNIMPLEMENTED
+        ttrpc::Code::INVALID_ARGUMENT
+    );
+    ck.path = "/ck-image".into();
+    client.checkpoint(ctx(), &ck).unwrap();
+    let args = std::fs::read_to_string(fx.dir.join("root/protons/c1/checkpoint.args")).unwrap();
+    assert!(
+        args.starts_with("--image-path /ck-image --work-path ")
+            && args.trim_end().ends_with("/criu-work --leave-running c1"),
+        "checkpoint's words: {args:?}"
     );
 
     // Deleting a running task is refused.

@@ -168,29 +168,54 @@ fn checkpoint(ctx: &Ctx, path: &str, b: &Bundle, extra: &[&str]) -> Result<PathB
 
 /// `restore -d --image-path DIR --bundle B --pid-file F ID`; the pid from the pid file.
 fn restore(ctx: &Ctx, path: &str, images: &Path, b: &Bundle) -> Result<u32, Failure> {
+    restore_with(ctx, path, images, b, &[])
+}
+
+/// [`restore`] with `extra` options; a failure names CRIU's errors from the images' log.
+fn restore_with(
+    ctx: &Ctx,
+    path: &str,
+    images: &Path,
+    b: &Bundle,
+    extra: &[&str],
+) -> Result<u32, Failure> {
     let pid_file = b.dir.join("restored.pid");
     let (img, dir, pf) = (path_str(images), path_str(&b.dir), path_str(&pid_file));
-    ctx.rt
-        .exec_env(
-            &[("PATH", path)],
-            &[
-                "restore",
-                "-d",
-                "--image-path",
-                &img,
-                "--bundle",
-                &dir,
-                "--pid-file",
-                &pf,
-                &b.id,
-            ],
-        )
-        .ok()?;
+    let mut args = vec!["restore", "-d"];
+    args.extend_from_slice(extra);
+    args.extend([
+        "--image-path",
+        &img,
+        "--bundle",
+        &dir,
+        "--pid-file",
+        &pf,
+        &b.id,
+    ]);
+    let out = ctx.rt.exec_env(&[("PATH", path)], &args);
+    if !out.success() {
+        let log = fs::read_to_string(images.join("restore.log")).unwrap_or_default();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
+        fail!(
+            "{}; CRIU's errors: {}",
+            crate::campaign::clip(&out.describe(), 400),
+            errors.join(" | ")
+        );
+    }
     let text = fs::read_to_string(&pid_file)
         .map_err(|e| Failure::Fail(format!("read the pid file {}: {e}", pid_file.display())))?;
     text.trim()
         .parse()
         .map_err(|_| Failure::Fail(format!("pid file holds {text:?}")))
+}
+
+/// Whether this CRIU and kernel have a feature (`criu check --feature NAME`).
+fn criu_has(feature: &str) -> bool {
+    let criu = find_criu().unwrap_or_default();
+    std::process::Command::new(&criu)
+        .args(["check", "--feature", feature])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// The counter stands still (its container is gone or frozen).
@@ -524,31 +549,8 @@ fn checkpoint_restore_terminal(ctx: &Ctx) -> TestResult {
     let sock2 = r.dir.join("console2.sock");
     let out2 = r.dir.join("console2.out");
     let console2 = crate::console::Console::listen(&sock2, out2.clone())?;
-    let pid_file = r.dir.join("restored.pid");
-    let (img, dir, pf, cs) = (
-        path_str(&images),
-        path_str(&r.dir),
-        path_str(&pid_file),
-        path_str(&sock2),
-    );
-    ctx.rt
-        .exec_env(
-            &[("PATH", path.as_str())],
-            &[
-                "restore",
-                "-d",
-                "--image-path",
-                &img,
-                "--bundle",
-                &dir,
-                "--pid-file",
-                &pf,
-                "--console-socket",
-                &cs,
-                &r.id,
-            ],
-        )
-        .ok()?;
+    let cs = path_str(&sock2);
+    restore_with(ctx, &path, &images, &r, &["--console-socket", &cs])?;
     let first = wait_count(&shared, at + 1)?;
     ensure!(
         first > at && first < at + 20,
@@ -576,12 +578,7 @@ fn checkpoint_restore_terminal(ctx: &Ctx) -> TestResult {
 /// mem_dirty_track (this host's kernel has no soft-dirty tracking; the VM's Debian 6.1 has).
 fn pre_dump_then_dump_and_restore(ctx: &Ctx) -> TestResult {
     let path = need_criu(ctx)?;
-    let criu = find_criu().unwrap_or_default();
-    let tracked = std::process::Command::new(&criu)
-        .args(["check", "--feature", "mem_dirty_track"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !tracked {
+    if !criu_has("mem_dirty_track") {
         skip!("CRIU's mem_dirty_track is missing here (no soft-dirty bits in this kernel)");
     }
     let (b, shared) = start_counter(ctx)?;
@@ -731,11 +728,7 @@ fn checkpoint_to_a_page_server(ctx: &Ctx) -> TestResult {
 fn lazy_pages_migration(ctx: &Ctx) -> TestResult {
     let path = need_criu(ctx)?;
     let criu = find_criu().unwrap_or_default();
-    let uffd = std::process::Command::new(&criu)
-        .args(["check", "--feature", "uffd-noncoop"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !uffd {
+    if !criu_has("uffd-noncoop") {
         skip!("CRIU's uffd-noncoop is missing here (no userfaultfd for lazy pages)");
     }
     // CRIU 4.2.1's page transfer fails on this host's 6.18 (`page-pipe: splice: Bad file
@@ -817,33 +810,22 @@ fn lazy_pages_migration(ctx: &Ctx) -> TestResult {
             fail!("cannot start criu lazy-pages: {e} ({})", out.describe());
         }
     };
-    let pid_file = r.dir.join("restored.pid");
-    let (dir, pf) = (path_str(&r.dir), path_str(&pid_file));
-    let restored = ctx
-        .rt
-        .exec_env(
-            &[("PATH", path.as_str())],
-            &[
-                "restore",
-                "-d",
-                "--lazy-pages",
-                // The images' dir as the work dir: `criu lazy-pages` has its socket there.
-                "--work-path",
-                &img,
-                // As at dump: the restored tree stays in the new container's cgroup (in the
-                // default mode CRIU would put it back into the old container's, on v2).
-                "--manage-cgroups-mode",
-                "ignore",
-                "--image-path",
-                &img,
-                "--bundle",
-                &dir,
-                "--pid-file",
-                &pf,
-                &r.id,
-            ],
-        )
-        .ok();
+    let restored = restore_with(
+        ctx,
+        &path,
+        &images,
+        &r,
+        &[
+            "--lazy-pages",
+            // The images' dir as the work dir: `criu lazy-pages` has its socket there.
+            "--work-path",
+            &img,
+            // As at dump: the restored tree stays in the new container's cgroup (in the
+            // default mode CRIU would put it back into the old container's, on v2).
+            "--manage-cgroups-mode",
+            "ignore",
+        ],
+    );
     let dumped = cpt.wait(Duration::from_secs(60)).ok();
     let fetched = reap_child(&mut lazy, "criu lazy-pages");
     restored?;
@@ -921,32 +903,7 @@ fn tcp_established_connection_survives(ctx: &Ctx) -> TestResult {
     b.ensure_clean()?;
     let at = ensure_stopped_counting(&shared)?;
     let r = restore_bundle(ctx, &b)?;
-    let pid_file = r.dir.join("restored.pid");
-    let (img, dir, pf) = (path_str(&images), path_str(&r.dir), path_str(&pid_file));
-    let out = ctx.rt.exec_env(
-        &[("PATH", path.as_str())],
-        &[
-            "restore",
-            "-d",
-            "--tcp-established",
-            "--image-path",
-            &img,
-            "--bundle",
-            &dir,
-            "--pid-file",
-            &pf,
-            &r.id,
-        ],
-    );
-    if !out.success() {
-        let log = fs::read_to_string(images.join("restore.log")).unwrap_or_default();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
-        fail!(
-            "restore --tcp-established failed: {}; CRIU's errors: {}",
-            crate::campaign::clip(&out.describe(), 300),
-            errors.join(" | ")
-        );
-    }
+    restore_with(ctx, &path, &images, &r, &["--tcp-established"])?;
     wait_count(&shared, at + 5)?;
     ensure!(
         wait_until(Duration::from_secs(10), || last_number(&recv)
