@@ -464,23 +464,18 @@ impl Shim {
             )));
         }
         let mut resp = StartResponse::new();
-        if r.exec_id.is_empty() && c.restore.is_some() {
-            let pid = self.restore(&r.id)?;
-            let mut ev = TaskStart::new();
-            ev.container_id = r.id.clone();
-            ev.pid = pid;
-            self.emit("/tasks/start", "TaskStart", &ev);
-            resp.pid = pid;
-            return Ok(resp);
-        }
         if r.exec_id.is_empty() {
-            rt.call(&["start", &r.id], CallIo::default())
-                .map_err(unknown)?;
-            let p = self.proc_mut(&r.id, "")?;
-            if p.status == TaskStatus::CREATED {
-                p.status = TaskStatus::RUNNING;
-            }
-            let pid = p.pid as u32;
+            let pid = if c.restore.is_some() {
+                self.restore(&r.id)?
+            } else {
+                rt.call(&["start", &r.id], CallIo::default())
+                    .map_err(unknown)?;
+                let p = self.proc_mut(&r.id, "")?;
+                if p.status == TaskStatus::CREATED {
+                    p.status = TaskStatus::RUNNING;
+                }
+                p.pid as u32
+            };
             let mut ev = TaskStart::new();
             ev.container_id = r.id.clone();
             ev.pid = pid;

@@ -218,6 +218,14 @@ fn criu_has(feature: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// SIGKILL a container, wait for it to stop, delete it; nothing may be left.
+fn kill_and_delete(b: &Bundle) -> TestResult {
+    b.kill("KILL").ok()?;
+    b.wait_status("stopped")?;
+    b.delete().ok()?;
+    b.ensure_clean()
+}
+
 /// The counter stands still (its container is gone or frozen).
 fn ensure_stopped_counting(shared: &Path) -> Result<u64, Failure> {
     let before = count(shared);
@@ -258,10 +266,7 @@ fn checkpoint_restore_keeps_counting(ctx: &Ctx) -> TestResult {
     let later = wait_count(&shared, at + 5)?;
     ensure!(later >= at + 5, "the restored counter is stuck at {later}");
     ensure_eq!(r.status().as_deref(), Some("running"), "restored status");
-    r.kill("KILL").ok()?;
-    r.wait_status("stopped")?;
-    r.delete().ok()?;
-    r.ensure_clean()
+    kill_and_delete(&r)
 }
 
 /// `--leave-running`: the images are written and the container keeps running and counting;
@@ -370,9 +375,9 @@ fn checkpoint_stdio_dev_null_reopened_inside(ctx: &Ctx) -> TestResult {
 
 /// What podman's checkpoint/restore lays out: a bind whose mount point is on the /dev tmpfs
 /// (podman's /dev/shm) and, for `restore --import`, a fresh rootfs without the mount points
-/// of /proc, /sys and a tmpfs at /var/run (a symlink to /run, as in Debian images). The bind must still be mapped as external on restore (only its mount
-/// point comes from CRIU's tmpfs image), and every mount point is made again, as runc's
-/// prepareCriuRestoreMounts does.
+/// of /proc, /sys and a tmpfs at /var/run (a symlink to /run, as in Debian images). The bind
+/// must still be mapped as external on restore (only its mount point comes from CRIU's tmpfs
+/// image), and every mount point is made again, as runc's prepareCriuRestoreMounts does.
 fn restore_into_a_fresh_rootfs_with_a_bind_on_dev(ctx: &Ctx) -> TestResult {
     let path = need_criu(ctx)?;
     let mut b = ctx.bundle()?;
@@ -420,10 +425,7 @@ fn restore_into_a_fresh_rootfs_with_a_bind_on_dev(ctx: &Ctx) -> TestResult {
         "on dev\n",
         "the bind on /dev after the restore"
     );
-    r.kill("KILL").ok()?;
-    r.wait_status("stopped")?;
-    r.delete().ok()?;
-    r.ensure_clean()
+    kill_and_delete(&r)
 }
 
 /// The value of the podman container's /count (through `podman exec`).
@@ -609,10 +611,7 @@ fn pre_dump_then_dump_and_restore(ctx: &Ctx) -> TestResult {
         "after the restore the counter went from {at} to {first}"
     );
     wait_count(&shared, at + 5)?;
-    r.kill("KILL").ok()?;
-    r.wait_status("stopped")?;
-    r.delete().ok()?;
-    r.ensure_clean()
+    kill_and_delete(&r)
 }
 
 /// A TCP port nobody listens on right now (for CRIU's page server).
@@ -714,10 +713,7 @@ fn checkpoint_to_a_page_server(ctx: &Ctx) -> TestResult {
         first > at && first < at + 20,
         "after the restore the counter went from {at} to {first}"
     );
-    r.kill("KILL").ok()?;
-    r.wait_status("stopped")?;
-    r.delete().ok()?;
-    r.ensure_clean()
+    kill_and_delete(&r)
 }
 
 /// runc's lazy migration: `checkpoint --lazy-pages --page-server --status-fd` dumps
@@ -839,10 +835,7 @@ fn lazy_pages_migration(ctx: &Ctx) -> TestResult {
         "after the lazy restore the counter went from {at} to {first}"
     );
     wait_count(&shared, first + 3)?;
-    r.kill("KILL").ok()?;
-    r.wait_status("stopped")?;
-    r.delete().ok()?;
-    r.ensure_clean()
+    kill_and_delete(&r)
 }
 
 /// The last number a file of lines holds (the receiving end of the TCP test).
@@ -911,8 +904,5 @@ fn tcp_established_connection_survives(ctx: &Ctx) -> TestResult {
         "the restored connection carries nothing: the receiver stopped at {:?} (counter at {at})",
         last_number(&recv)
     );
-    r.kill("KILL").ok()?;
-    r.wait_status("stopped")?;
-    r.delete().ok()?;
-    r.ensure_clean()
+    kill_and_delete(&r)
 }
