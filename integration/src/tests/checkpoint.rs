@@ -620,6 +620,27 @@ fn free_port() -> Result<u16, Failure> {
     Ok(l.local_addr()?.port())
 }
 
+/// `criu MODE... --address 127.0.0.1 --port PORT -D IMAGES -o LOG` in the background (a page
+/// server, or the lazy-pages daemon that fetches from one).
+fn criu_serving(
+    criu: &Path,
+    mode: &[&str],
+    port: &str,
+    images: &Path,
+    log: &Path,
+) -> std::io::Result<std::process::Child> {
+    std::process::Command::new(criu)
+        .args(mode)
+        .args(["--address", "127.0.0.1", "--port", port, "-D"])
+        .arg(images)
+        .arg("-o")
+        .arg(log)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+}
+
 /// Wait (at most 30 s) for a process to end; kill it if it does not.
 fn reap_child(
     c: &mut std::process::Child,
@@ -648,22 +669,13 @@ fn checkpoint_to_a_page_server(ctx: &Ctx) -> TestResult {
     let (b, shared) = start_counter(ctx)?;
     let images = ctx.scratch_dir("page-server-images")?;
     let port = free_port()?.to_string();
-    let mut server = std::process::Command::new(&criu)
-        .args([
-            "page-server",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "-D",
-        ])
-        .arg(&images)
-        .arg("-o")
-        .arg(images.join("page-server.log"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
+    let mut server = criu_serving(
+        &criu,
+        &["page-server"],
+        &port,
+        &images,
+        &images.join("page-server.log"),
+    )?;
     // Listening: a connect would take its one session, so wait for the socket in /proc.
     let hex_port = format!(":{:04X} ", port.parse::<u16>().unwrap_or_default());
     if !wait_until(Duration::from_secs(10), || {
@@ -782,23 +794,13 @@ fn lazy_pages_migration(ctx: &Ctx) -> TestResult {
         );
     }
     let at = count(&shared).unwrap_or_default();
-    let lazy = std::process::Command::new(&criu)
-        .args([
-            "lazy-pages",
-            "--page-server",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "-D",
-        ])
-        .arg(&images)
-        .arg("-o")
-        .arg(work.join("lazy-pages.log"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
+    let lazy = criu_serving(
+        &criu,
+        &["lazy-pages", "--page-server"],
+        &port,
+        &images,
+        &work.join("lazy-pages.log"),
+    );
     let mut lazy = match lazy {
         Ok(c) => c,
         Err(e) => {
