@@ -42,11 +42,9 @@ pub fn needed(args: &[OsString]) -> bool {
     args.iter().skip(1).any(one_dash_long)
 }
 
-/// `args` (argv, the program first) with every one-dash long option of `cmd` given two dashes.
+/// `args` (argv, the program first) with every one-dash long option of `cmd` given two dashes
+/// (the caller asks [`needed`] first: this builds all of `cmd`).
 pub fn normalize(cmd: &mut Command, args: Vec<OsString>) -> Vec<OsString> {
-    if !needed(&args) {
-        return args;
-    }
     cmd.build();
     let top: &Command = cmd;
     let mut cur = top;

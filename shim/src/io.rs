@@ -327,6 +327,26 @@ pub struct Prepared {
     pub logger: Option<Child>,
 }
 
+impl Prepared {
+    /// The stdio of the runtime call that starts the process (taken: there is one such call).
+    pub fn call_io(&mut self) -> crate::runtime::CallIo {
+        crate::runtime::CallIo {
+            stdin: self.call_stdin.take(),
+            stdout: self.call_stdout.take(),
+            stderr: self.call_stderr.take(),
+            input: None,
+            container: true,
+        }
+    }
+
+    /// The process never ran: its logger goes.
+    pub fn kill_logger(&mut self) {
+        if let Some(mut l) = self.logger.take() {
+            let _ = l.kill();
+        }
+    }
+}
+
 /// A sink for output: fd to pump into, or a pipe end the container writes directly.
 enum Sink {
     Pumped(Dst),

@@ -41,6 +41,14 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Take over the stdio that attach_io set up on `from` (pumps, terminal, logger).
+    fn adopt_io(&mut self, from: Proc) {
+        self.pumps = from.pumps;
+        self.stdin_pump = from.stdin_pump;
+        self.console = from.console;
+        self.logger = from.logger;
+    }
+
     fn new(stdio: StdioPaths) -> Proc {
         Proc {
             pid: 0,
@@ -370,17 +378,9 @@ impl Shim {
             args.push("--no-new-keyring".into());
         }
         args.push(r.id.clone());
-        let call_io = CallIo {
-            stdin: prep.call_stdin.take(),
-            stdout: prep.call_stdout.take(),
-            stderr: prep.call_stderr.take(),
-            input: None,
-            container: true,
-        };
+        let call_io = prep.call_io();
         if let Err(e) = rt.call(&args, call_io) {
-            if let Some(mut l) = prep.logger.take() {
-                let _ = l.kill();
-            }
+            prep.kill_logger();
             return Err(undo(unknown(e)));
         }
         let pid = match read_pid(&pid_file) {
@@ -409,10 +409,7 @@ impl Shim {
             oom: None,
             restore: None,
         };
-        match crate::cgroup::OomWatch::new(pid) {
-            Ok(w) => c.oom = self.add_oom(w, &r.id),
-            Err(e) => crate::warn!("container {}: no OOM events: {e}", r.id),
-        }
+        c.oom = self.watch_oom(&r.id, pid);
         self.containers.insert(r.id.clone(), c);
         self.pids.insert(pid, key);
         let ev = task_create_event(&r, pid as u32);
@@ -512,28 +509,16 @@ impl Shim {
                 args.push(cs.path.to_string_lossy().into_owned());
             }
             args.push(r.id.clone());
-            let call_io = CallIo {
-                stdin: prep.call_stdin.take(),
-                stdout: prep.call_stdout.take(),
-                stderr: prep.call_stderr.take(),
-                input: None,
-                container: true,
-            };
+            let call_io = prep.call_io();
             if let Err(e) = rt.call(&args, call_io) {
-                if let Some(mut l) = prep.logger.take() {
-                    let _ = l.kill();
-                }
+                prep.kill_logger();
                 return Err(unknown(e));
             }
             let pid = read_pid(&pid_file)?;
             let key = ProcKey(r.id.clone(), r.exec_id.clone());
             let mut tmp = Proc::new(stdio.clone());
             self.attach_io(&mut tmp, &mut prep, &key)?;
-            let p = self.proc_mut(&r.id, &r.exec_id)?;
-            p.pumps = tmp.pumps;
-            p.stdin_pump = tmp.stdin_pump;
-            p.console = tmp.console;
-            p.logger = tmp.logger;
+            self.proc_mut(&r.id, &r.exec_id)?.adopt_io(tmp);
             Ok(pid)
         })();
         let _ = std::fs::remove_file(&spec_file);
@@ -558,6 +543,18 @@ impl Shim {
         self.emit("/tasks/exec-started", "TaskExecStarted", &ev);
         resp.pid = pid as u32;
         Ok(resp)
+    }
+
+    /// OOM events of the container whose init is `pid` (none, with a warning, if the cgroup
+    /// cannot be watched).
+    fn watch_oom(&mut self, id: &str, pid: i32) -> Option<u64> {
+        match crate::cgroup::OomWatch::new(pid) {
+            Ok(w) => self.add_oom(w, id),
+            Err(e) => {
+                crate::warn!("container {id}: no OOM events: {e}");
+                None
+            }
+        }
     }
 
     /// A process whose start failed: stopped with status 255, its waiters answered.
@@ -651,8 +648,8 @@ impl Shim {
         let Some(mut c) = self.containers.remove(&r.id) else {
             return Ok(resp);
         };
-        if let Some(mut l) = c.restore.take().and_then(|mut p| p.prep.logger.take()) {
-            let _ = l.kill();
+        if let Some(mut pending) = c.restore.take() {
+            pending.prep.kill_logger();
         }
         // Whoever still waits on a process of the container (one that never ran, killed by
         // the runtime's delete) learns that it is gone.
@@ -806,13 +803,7 @@ impl Shim {
             pending.prep.console.as_ref().map(|cs| cs.path.as_path()),
             opts.no_pivot_root,
         );
-        let call_io = CallIo {
-            stdin: pending.prep.call_stdin.take(),
-            stdout: pending.prep.call_stdout.take(),
-            stderr: pending.prep.call_stderr.take(),
-            input: None,
-            container: true,
-        };
+        let call_io = pending.prep.call_io();
         let key = ProcKey(id.to_string(), String::new());
         let mut tmp = Proc::new(stdio);
         let result = match rt.call(&args, call_io) {
@@ -829,16 +820,11 @@ impl Shim {
         };
         // What attach_io started belongs to the init either way (delete stops it).
         let p = self.proc_mut(id, "")?;
-        p.pumps = tmp.pumps;
-        p.stdin_pump = tmp.stdin_pump;
-        p.console = tmp.console;
-        p.logger = tmp.logger;
+        p.adopt_io(tmp);
         let pid = match result {
             Ok(pid) => pid,
             Err(e) => {
-                if let Some(mut l) = pending.prep.logger.take() {
-                    let _ = l.kill();
-                }
+                pending.prep.kill_logger();
                 if let Some(l) = p.logger.take() {
                     let _ = crate::sys::kill(l, libc::SIGKILL);
                 }
@@ -850,13 +836,7 @@ impl Shim {
         };
         p.pid = pid;
         p.status = TaskStatus::RUNNING;
-        let oom = match crate::cgroup::OomWatch::new(pid) {
-            Ok(w) => self.add_oom(w, id),
-            Err(e) => {
-                crate::warn!("container {id}: no OOM events: {e}");
-                None
-            }
-        };
+        let oom = self.watch_oom(id, pid);
         if let Some(c) = self.containers.get_mut(id) {
             c.oom = oom;
         }

@@ -218,6 +218,17 @@ fn criu_has(feature: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// After a restore: the counter goes on from where the checkpoint stopped it (just above
+/// `at`, not from 1).
+fn ensure_counts_on(shared: &Path, at: u64) -> TestResult {
+    let first = wait_count(shared, at + 1)?;
+    ensure!(
+        first > at && first < at + 20,
+        "after the restore the counter went from {at} to {first}"
+    );
+    Ok(())
+}
+
 /// SIGKILL a container, wait for it to stop, delete it; nothing may be left.
 fn kill_and_delete(b: &Bundle) -> TestResult {
     b.kill("KILL").ok()?;
@@ -258,11 +269,7 @@ fn checkpoint_restore_keeps_counting(ctx: &Ctx) -> TestResult {
 
     let r = restore_bundle(ctx, &b)?;
     restore(ctx, &path, &images, &r)?;
-    let first = wait_count(&shared, at + 1)?;
-    ensure!(
-        first > at && first < at + 20,
-        "after the restore the counter went from {at} to {first}"
-    );
+    ensure_counts_on(&shared, at)?;
     let later = wait_count(&shared, at + 5)?;
     ensure!(later >= at + 5, "the restored counter is stuck at {later}");
     ensure_eq!(r.status().as_deref(), Some("running"), "restored status");
@@ -413,11 +420,7 @@ fn restore_into_a_fresh_rootfs_with_a_bind_on_dev(ctx: &Ctx) -> TestResult {
     }
     symlinked_run(&r.rootfs())?;
     restore(ctx, &path, &images, &r)?;
-    let first = wait_count(&shared, at + 1)?;
-    ensure!(
-        first > at && first < at + 20,
-        "after the restore the counter went from {at} to {first}"
-    );
+    ensure_counts_on(&shared, at)?;
     let pid = r.pid()?;
     let mark = fs::read_to_string(format!("/proc/{pid}/root/dev/berth-bind/mark"))?;
     ensure_eq!(
@@ -553,11 +556,7 @@ fn checkpoint_restore_terminal(ctx: &Ctx) -> TestResult {
     let console2 = crate::console::Console::listen(&sock2, out2.clone())?;
     let cs = path_str(&sock2);
     restore_with(ctx, &path, &images, &r, &["--console-socket", &cs])?;
-    let first = wait_count(&shared, at + 1)?;
-    ensure!(
-        first > at && first < at + 20,
-        "after the restore the counter went from {at} to {first}"
-    );
+    ensure_counts_on(&shared, at)?;
     wait_count(&shared, at + 5)?;
     r.kill("KILL").ok()?;
     r.wait_status("stopped")?;
@@ -605,11 +604,7 @@ fn pre_dump_then_dump_and_restore(ctx: &Ctx) -> TestResult {
     let at = ensure_stopped_counting(&shared)?;
     let r = restore_bundle(ctx, &b)?;
     restore(ctx, &path, &images, &r)?;
-    let first = wait_count(&shared, at + 1)?;
-    ensure!(
-        first > at && first < at + 20,
-        "after the restore the counter went from {at} to {first}"
-    );
+    ensure_counts_on(&shared, at)?;
     wait_count(&shared, at + 5)?;
     kill_and_delete(&r)
 }
@@ -720,11 +715,7 @@ fn checkpoint_to_a_page_server(ctx: &Ctx) -> TestResult {
     let at = ensure_stopped_counting(&shared)?;
     let r = restore_bundle(ctx, &b)?;
     restore(ctx, &path, &images, &r)?;
-    let first = wait_count(&shared, at + 1)?;
-    ensure!(
-        first > at && first < at + 20,
-        "after the restore the counter went from {at} to {first}"
-    );
+    ensure_counts_on(&shared, at)?;
     kill_and_delete(&r)
 }
 

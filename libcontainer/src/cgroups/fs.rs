@@ -481,19 +481,16 @@ fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
             }
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 // Say who holds it: the processes still in it (pid, name, state).
-                let holders: Vec<String> = std::fs::read_to_string(dir.join("cgroup.procs"))
-                    .unwrap_or_default()
-                    .split_whitespace()
+                let mut pids = Vec::new();
+                let _ = all_procs(dir, &mut pids);
+                let holders = pids
+                    .into_iter()
                     .take(5)
                     .map(|pid| {
-                        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
                             .unwrap_or_default();
-                        let name = stat
-                            .split_once(" (")
-                            .and_then(|(_, r)| r.rsplit_once(") "))
-                            .map(|(n, rest)| format!("{n}, state {}", &rest[..1.min(rest.len())]))
-                            .unwrap_or_default();
-                        format!("{pid} ({name})")
+                        let state = crate::procfs::stat(pid).ok().flatten().map(|s| s.state);
+                        format!("{pid} ({}, state {})", name.trim(), state.unwrap_or('?'))
                     })
                     .collect();
                 return Err(CgroupError::Busy {

@@ -679,24 +679,17 @@ impl Drop for CriuRoot {
 /// Make a missing mount point in the rootfs (a directory, or a file for a bind of a file), as
 /// create makes it.
 fn make_mountpoint(rootfs: &Path, dest: &Path, file: bool) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use crate::init::rootfs::{create_in_root, Root};
     // Resolved inside the rootfs as create resolves it: a symlink on the way (/var/run ->
     // /run) is followed there, never out of it.
-    let fd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(rootfs)
-        .map_err(|e| Error::io("open the rootfs", rootfs, e))?;
-    let root = crate::init::rootfs::Root { fd: fd.into() };
-    crate::init::rootfs::create_in_root(&root, dest, file)
-        .map(drop)
-        .map_err(|e| {
-            Error::io(
-                "create the mount point",
-                rootfs.join(dest.strip_prefix("/").unwrap_or(dest)),
-                e,
-            )
-        })
+    let root = Root::open(rootfs).map_err(|e| Error::io("open the rootfs", rootfs, e.into()))?;
+    create_in_root(&root, dest, file).map(drop).map_err(|e| {
+        Error::io(
+            "create the mount point",
+            rootfs.join(dest.strip_prefix("/").unwrap_or(dest)),
+            e,
+        )
+    })
 }
 
 /// The host's cgroup mounts under /sys/fs/cgroup: mount point and controllers (`""` for

@@ -66,13 +66,21 @@ pub fn prepare_root(rootfs: &Path, propagation: Option<&str>) -> Result<Root> {
         none(),
     )
     .step("bind rootfs", Some(rootfs))?;
-    let fd = nix::fcntl::open(
-        rootfs,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .step("open rootfs", Some(rootfs))?;
-    Ok(Root { fd })
+    Root::open(rootfs).step("open rootfs", Some(rootfs))
+}
+
+impl Root {
+    /// The rootfs directory as an O_PATH descriptor, the base every destination resolves in.
+    pub fn open(rootfs: &Path) -> nix::Result<Root> {
+        let fd = nix::fcntl::open(
+            rootfs,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        Ok(Root { fd })
+    }
 }
 
 /// The mount point of the mount that holds `path` (the longest mount point prefixing it).
