@@ -23,6 +23,7 @@ pub fn tests() -> Vec<crate::harness::Test> {
         rootless_create_start_exec_kill_delete,
         rootless_limits_without_a_cgroup_are_an_error,
         rootless_subordinate_ids_through_newuidmap,
+        rootless_in_a_delegated_cgroup,
     ]
 }
 
@@ -349,4 +350,163 @@ fn rootless_subordinate_ids_through_newuidmap(ctx: &Ctx) -> TestResult {
         out.stderr
     );
     Ok(())
+}
+
+/// A cgroup delegated to the user on every hierarchy mounted here (v1, v2 or both), as a
+/// service manager delegates one (cgroups(7), "Cgroup v2 delegation"): the directory and its
+/// files are the user's. On v2 the memory and pids controllers are available to it (not
+/// enabled in it: that is the runtime's job), and the user's processes are put in an empty
+/// child `caller`, since moving a process needs write access to the common ancestor's
+/// cgroup.procs. Removed, children first, with this value.
+struct Delegated {
+    name: String,
+    /// (mount point, is cgroup2)
+    mounts: Vec<(PathBuf, bool)>,
+}
+
+impl Delegated {
+    fn new(name: &str) -> Result<Delegated, Failure> {
+        let info = fs::read_to_string("/proc/self/mountinfo")?;
+        let mut seen = Vec::new();
+        let mut d = Delegated {
+            name: name.to_string(),
+            mounts: Vec::new(),
+        };
+        for line in info.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let Some(dash) = f.iter().position(|w| *w == "-") else {
+                continue;
+            };
+            let fstype = f.get(dash + 1).copied().unwrap_or_default();
+            if !matches!(fstype, "cgroup" | "cgroup2") || f[3] != "/" || seen.contains(&f[2]) {
+                continue;
+            }
+            seen.push(f[2]);
+            d.mounts.push((PathBuf::from(f[4]), fstype == "cgroup2"));
+        }
+        ensure!(!d.mounts.is_empty(), "no cgroup hierarchy is mounted");
+        for (mp, v2) in d.mounts.clone() {
+            let dir = mp.join(name);
+            if v2 {
+                // Best effort: on a hybrid host's unified hierarchy there are no controllers.
+                let _ = fs::write(mp.join("cgroup.subtree_control"), "+memory +pids");
+            }
+            fs::create_dir(&dir)?;
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                // v1 starts a cpuset empty; v2's root has no such files (its children inherit).
+                if !v2 && dir.join(f).exists() {
+                    fs::write(dir.join(f), fs::read(mp.join(f))?)?;
+                }
+            }
+            std::os::unix::fs::chown(&dir, Some(UID), Some(UID))?;
+            for e in fs::read_dir(&dir)? {
+                std::os::unix::fs::chown(e?.path(), Some(UID), Some(UID))?;
+            }
+            if v2 {
+                fs::create_dir(dir.join("caller"))?;
+            }
+        }
+        Ok(d)
+    }
+
+    /// The directory of `sub` below the delegated cgroup on each hierarchy.
+    fn dirs(&self, sub: &str) -> Vec<(PathBuf, bool)> {
+        self.mounts
+            .iter()
+            .map(|(mp, v2)| (mp.join(&self.name).join(sub), *v2))
+            .collect()
+    }
+
+    /// The shell line that moves the shell into `caller` on each v2 hierarchy.
+    fn enter(&self) -> String {
+        let mut line = String::from("true");
+        for (caller, v2) in self.dirs("caller") {
+            if v2 {
+                line.push_str(&format!(" && echo $$ > {}/cgroup.procs", caller.display()));
+            }
+        }
+        line
+    }
+
+    /// The value of `file` in the container's cgroup `ctr` of the hierarchy that has it.
+    fn read(&self, file: &str) -> Option<String> {
+        self.mounts.iter().find_map(|(mp, _)| {
+            fs::read_to_string(mp.join(&self.name).join("ctr").join(file))
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        for (mp, _) in &self.mounts {
+            let dir = mp.join(&self.name);
+            for sub in ["ctr", "caller"] {
+                let _ = fs::remove_dir(dir.join(sub));
+            }
+            let _ = fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// A cgroupsPath in a subtree delegated to the user: limits hold (v1 and v2), the user's
+/// runtime enables v2 controllers where it may and leaves the levels it may not write to
+/// whoever delegated (runc ignores those errors); pause, update, kill and delete work, and
+/// delete removes the cgroup on every hierarchy.
+fn rootless_in_a_delegated_cgroup(ctx: &Ctx) -> TestResult {
+    need_rootless(ctx)?;
+    let name = format!("berth-deleg-{}-{}", std::process::id(), ctx.new_id());
+    let d = Delegated::new(&name)?;
+    let (h, mut cfg) = home(ctx, &["sleep", "1000"])?;
+    cfg["linux"]["cgroupsPath"] = json!(format!("/{name}/ctr"));
+    cfg["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 50}});
+    write_config(&h, &cfg)?;
+    let id = format!("rl-{}", ctx.new_id());
+    let enter = d.enter();
+    let user = |args: &[&str]| as_user(ctx, &h, args, Some(&enter));
+    let r = (|| -> TestResult {
+        user(&["create", &id]).ok()?;
+        let st: Value = serde_json::from_str(&user(&["state", &id]).ok()?.stdout)
+            .map_err(|e| Failure::Fail(format!("state: {e}")))?;
+        let pid = st["pid"].as_u64().unwrap_or(0).to_string();
+        for (ctr, _) in d.dirs("ctr") {
+            let procs = fs::read_to_string(ctr.join("cgroup.procs")).unwrap_or_default();
+            ensure!(
+                procs.lines().any(|l| l == pid),
+                "init {pid} is not in {}: {procs:?}",
+                ctr.display()
+            );
+        }
+        let mem = d
+            .read("memory.max")
+            .or_else(|| d.read("memory.limit_in_bytes"));
+        ensure_eq!(mem.as_deref(), Some("67108864"), "the memory limit");
+        ensure_eq!(d.read("pids.max").as_deref(), Some("50"), "the pids limit");
+        user(&["start", &id]).ok()?;
+        user(&["pause", &id]).ok()?;
+        ensure!(
+            user(&["state", &id]).ok()?.stdout.contains("\"paused\""),
+            "not paused after pause"
+        );
+        user(&["resume", &id]).ok()?;
+        user(&["update", "--pids-limit", "60", &id]).ok()?;
+        ensure_eq!(
+            d.read("pids.max").as_deref(),
+            Some("60"),
+            "pids after update"
+        );
+        user(&["kill", &id, "KILL"]).ok()?;
+        let stopped = crate::harness::wait_until(std::time::Duration::from_secs(10), || {
+            user(&["state", &id]).stdout.contains("\"stopped\"")
+        });
+        ensure!(stopped, "the container did not stop after kill");
+        user(&["delete", &id]).ok()?;
+        for (ctr, _) in d.dirs("ctr") {
+            ensure!(!ctr.exists(), "delete left the cgroup {}", ctr.display());
+        }
+        Ok(())
+    })();
+    let _ = user(&["delete", "-f", &id]);
+    r
 }

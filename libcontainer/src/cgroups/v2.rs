@@ -9,12 +9,49 @@ use super::emulator::Emulator;
 use super::{bpf, devices, CgroupError};
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    use std::io::Write as _;
     let p = dir.join(file);
-    std::fs::write(&p, value).map_err(|e| CgroupError::io("write", &p, e))
+    // Never O_CREAT: a cgroup's files are the kernel's.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| CgroupError::io("write", &p, e))
+}
+
+/// A controller's file is missing when the controller is not enabled for the cgroup
+/// (enable_controllers leaves levels it may not write, as runc does): say so.
+fn explain_missing(e: CgroupError) -> CgroupError {
+    match e {
+        CgroupError::Io {
+            ref path, ref err, ..
+        } if err.kind() == std::io::ErrorKind::NotFound => {
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default();
+            let Some(controller) = file.split('.').next().filter(|c| *c != "cgroup") else {
+                return e;
+            };
+            let parent = path
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("/"));
+            CgroupError::Other(format!(
+                "{}: no such file: the {controller} controller is not enabled for this cgroup (missing from cgroup.subtree_control of {}, or not in this kernel)",
+                path.display(),
+                parent.display()
+            ))
+        }
+        e => e,
+    }
 }
 
 /// Enable every available controller for the children of each level from the hierarchy's
-/// root down to the container's parent, so that its own files exist.
+/// root down to the container's parent, so that its own files exist. As runc, a level that
+/// refuses (a rootless caller below the root of its delegated subtree, a controller that a
+/// level's processes keep from being enabled) is tried controller by controller and then
+/// left as it is: a limit that needs a missing controller fails when it is written.
 pub fn enable_controllers(root: &Path, leaf: &Path) -> Result<(), CgroupError> {
     let Ok(rel) = leaf.strip_prefix(root) else {
         return Ok(());
@@ -23,9 +60,11 @@ pub fn enable_controllers(root: &Path, leaf: &Path) -> Result<(), CgroupError> {
     for c in rel.components() {
         let p = dir.join("cgroup.controllers");
         let ctrls = std::fs::read_to_string(&p).map_err(|e| CgroupError::io("read", &p, e))?;
-        let want: String = ctrls.split_whitespace().map(|c| format!("+{c} ")).collect();
-        if !want.is_empty() {
-            write(&dir, "cgroup.subtree_control", want.trim_end())?;
+        let want: Vec<String> = ctrls.split_whitespace().map(|c| format!("+{c}")).collect();
+        if !want.is_empty() && write(&dir, "cgroup.subtree_control", &want.join(" ")).is_err() {
+            for one in &want {
+                let _ = write(&dir, "cgroup.subtree_control", one);
+            }
         }
         dir.push(c);
     }
@@ -57,6 +96,14 @@ fn limit(v: i64) -> String {
 }
 
 pub fn apply(
+    dir: &Path,
+    r: &LinuxResources,
+    devs: Option<&[oci_spec::runtime::LinuxDevice]>,
+) -> Result<(), CgroupError> {
+    apply_all(dir, r, devs).map_err(explain_missing)
+}
+
+fn apply_all(
     dir: &Path,
     r: &LinuxResources,
     devs: Option<&[oci_spec::runtime::LinuxDevice]>,
@@ -319,6 +366,36 @@ fn io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
 mod tests {
     use super::*;
 
+    /// A level that refuses cgroup.subtree_control (here: it is a directory, so every write
+    /// fails) is left as it is and the levels below still get their controllers, as runc's
+    /// rootless caller in a delegated subtree needs; a limit whose controller is then missing
+    /// names it.
+    #[test]
+    fn a_level_that_refuses_controllers_is_skipped() {
+        let root = std::env::temp_dir().join(format!("berth-v2-enable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let own = root.join("delegated");
+        std::fs::create_dir_all(root.join("cgroup.subtree_control")).unwrap();
+        std::fs::create_dir_all(own.join("ctr")).unwrap();
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        std::fs::write(own.join("cgroup.controllers"), "memory pids\n").unwrap();
+        std::fs::write(own.join("cgroup.subtree_control"), "").unwrap();
+        enable_controllers(&root, &own.join("ctr")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids"
+        );
+        let e =
+            explain_missing(write(&own.join("ctr"), "memory.max", "1").unwrap_err()).to_string();
+        assert!(
+            e.contains("the memory controller is not enabled for this cgroup")
+                && e.contains("cgroup.subtree_control of")
+                && e.contains("delegated"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
     #[test]
     fn runc_conversions() {
         assert_eq!(shares_to_weight(1024), 39);
@@ -346,10 +423,31 @@ pub(crate) mod zero_tests {
         "network": {"classID": 0}
     }"#;
 
+    /// The files apply may write, empty (it never creates one, as a cgroup's are the
+    /// kernel's); `files` lists those written.
     fn tmp(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("berth-v2-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
+        for f in [
+            "cpu.idle",
+            "cpu.max",
+            "cpu.max.burst",
+            "cpu.weight",
+            "cpuset.cpus",
+            "cpuset.mems",
+            "io.bfq.weight",
+            "io.max",
+            "io.weight",
+            "memory.high",
+            "memory.low",
+            "memory.max",
+            "memory.swap.max",
+            "pids.max",
+            "rdma.max",
+        ] {
+            std::fs::write(d.join(f), "").unwrap();
+        }
         d
     }
 
@@ -363,6 +461,7 @@ pub(crate) mod zero_tests {
                     std::fs::read_to_string(e.path()).unwrap(),
                 )
             })
+            .filter(|(_, v)| !v.is_empty())
             .collect();
         v.sort();
         v
