@@ -156,8 +156,9 @@ vm_pass() {
 	local share=${VM_SHARE:-}
 	local criu_dir=${BERTH_PEERS_DIR:-/var/tmp/berth-peers}/criu-4.2.1
 	[[ -x $criu_dir/bin/criu ]] && share+="${share:+ }$criu_dir"
+	# Two NUMA nodes, for memory_policy_two_nodes (the host has one).
 	# shellcheck disable=SC2016 # expanded inside the VM
-	VM_SHARE=$share VM_APPEND=$append VM_TIMEOUT=${VM_TIMEOUT:-$INTEGRATION_TIMEOUT} "$HACK/vm-run.sh" sh -c '
+	VM_NUMA=${VM_NUMA:-2} VM_SHARE=$share VM_APPEND=$append VM_TIMEOUT=${VM_TIMEOUT:-$INTEGRATION_TIMEOUT} "$HACK/vm-run.sh" sh -c '
 		set -e
 		if [ "$4" = selinux ] && [ "$(getenforce 2>&1)" != Permissive ]; then
 			echo "SELinux is not enabled and permissive in the VM (getenforce: $(getenforce 2>&1))"

@@ -45,6 +45,7 @@
 # Environment:
 #   VM_TIMEOUT  seconds before QEMU is killed (default 1200)
 #   VM_CPUS     guest CPUs (default 2), VM_MEM guest memory in MiB (default 2048)
+#   VM_NUMA     NUMA nodes (default 1): VM_MEM split evenly, CPU i on node i mod VM_NUMA
 #   VM_DISK     size of /tmp's disk (truncate(1) sizes, default 8G, sparse; 0: a tmpfs)
 #   VM_KERNEL   kernel version to boot (default: the newest installed *-amd64 one)
 #   VM_APPEND   more kernel command-line arguments (e.g. loglevel=5: warnings and backtraces;
@@ -84,9 +85,10 @@ vm_die() {
 VM_TIMEOUT=${VM_TIMEOUT:-1200}
 VM_CPUS=${VM_CPUS:-2}
 VM_MEM=${VM_MEM:-2048}
+VM_NUMA=${VM_NUMA:-1}
 VM_DISK=${VM_DISK:-8G}
-[[ $VM_TIMEOUT =~ ^[0-9]+$ && $VM_CPUS =~ ^[0-9]+$ && $VM_MEM =~ ^[0-9]+$ ]] ||
-	vm_die "VM_TIMEOUT, VM_CPUS and VM_MEM must be integers"
+[[ $VM_TIMEOUT =~ ^[0-9]+$ && $VM_CPUS =~ ^[0-9]+$ && $VM_MEM =~ ^[0-9]+$ && $VM_NUMA =~ ^[1-9][0-9]*$ ]] ||
+	vm_die "VM_TIMEOUT, VM_CPUS, VM_MEM and VM_NUMA must be integers (VM_NUMA at least 1)"
 [[ $VM_DISK =~ ^[0-9]+[KMGT]?$ ]] || vm_die "VM_DISK must be a size such as 8G (or 0)"
 command -v qemu-system-x86_64 >/dev/null || vm_die "qemu-system-x86_64 not found (hack/install-deps.sh)"
 
@@ -245,15 +247,26 @@ if [[ $VM_DISK != 0 ]]; then
 	qemu_disk=(-drive "file=${disk//,/,,},format=raw,if=virtio,cache=unsafe")
 fi
 
+# NUMA nodes: each a RAM backend of VM_MEM/VM_NUMA MiB, CPU i on node i mod VM_NUMA.
+qemu_numa=()
+if ((VM_NUMA > 1)); then
+	for ((n = 0; n < VM_NUMA; n++)); do
+		cpus=''
+		for ((c = n; c < VM_CPUS; c += VM_NUMA)); do cpus+=",cpus=$c"; done
+		qemu_numa+=(-object "memory-backend-ram,id=numa$n,size=$((VM_MEM / VM_NUMA))M"
+			-numa "node,nodeid=$n,memdev=numa$n$cpus")
+	done
+fi
+
 log "booting $kver (VM_TIMEOUT=${VM_TIMEOUT}s): $*"
 start=$SECONDS
-qemu-system-x86_64 -accel tcg -cpu max -smp "$VM_CPUS" -m "$VM_MEM" \
+qemu-system-x86_64 -accel tcg -cpu max -smp "$VM_CPUS" -m "$((VM_MEM / VM_NUMA * VM_NUMA))" \
 	-nodefaults -no-user-config -no-reboot -display none -monitor none \
 	-chardev "file,id=kcon,path=${scratch//,/,,}/console.log" -serial chardev:kcon \
 	-chardev stdio,id=out -serial chardev:out \
 	-kernel "$kernel" -initrd "$initrd" \
 	-append "console=ttyS0 quiet panic=-1 softlockup_panic=1 mitigations=off cgroup_no_v1=all rdinit=/init${VM_APPEND:+ $VM_APPEND}" \
-	"${qemu_fs[@]}" "${qemu_disk[@]}" -device virtio-rng-pci </dev/null &
+	"${qemu_fs[@]}" "${qemu_disk[@]}" "${qemu_numa[@]}" -device virtio-rng-pci </dev/null &
 qemu_pid=$!
 sleep "$VM_TIMEOUT" &
 sleep_pid=$!

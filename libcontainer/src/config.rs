@@ -15,6 +15,8 @@ pub struct Bundle {
     pub spec: Spec,
     /// Absolute path of the root filesystem.
     pub rootfs: PathBuf,
+    /// What the config asks for that berth ignores, as runc does, with a warning.
+    pub warnings: Vec<String>,
 }
 
 impl Bundle {
@@ -25,8 +27,33 @@ impl Bundle {
         let bytes = read_config(&path)?;
         let (spec, rootfs) = parse_and_validate(&bytes, &dir)
             .map_err(|msg| Error::config(path.display().to_string(), msg))?;
-        Ok(Bundle { dir, spec, rootfs })
+        let warnings = warnings(&spec);
+        Ok(Bundle {
+            dir,
+            spec,
+            rootfs,
+            warnings,
+        })
     }
+}
+
+/// Fields of a valid config that berth ignores, as runc does, each with runc's warning.
+pub fn warnings(spec: &Spec) -> Vec<String> {
+    let mut w = Vec::new();
+    let flags = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.personality().as_ref())
+        .and_then(|p| p.flags().as_ref())
+        .filter(|f| !f.is_empty());
+    if let Some(f) = flags {
+        // runtime-spec: "Currently no flag values are supported."
+        let names: Vec<String> = f.iter().map(|x| x.to_string()).collect();
+        w.push(format!(
+            "linux.personality.flags: ignoring {names:?}: the runtime-spec defines no flag values yet"
+        ));
+    }
+    w
 }
 
 /// The largest config.json berth reads (docker's default seccomp profile makes a config of
@@ -311,13 +338,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     }
     if let Some(rdt) = linux.intel_rdt() {
         crate::intelrdt::check(rdt)?;
-    }
-    if linux
-        .personality()
-        .as_ref()
-        .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty()))
-    {
-        return Err("linux.personality.flags: not supported by berth yet".into());
     }
     if let Some(sc) = linux.seccomp() {
         use oci_spec::runtime::LinuxSeccompAction as A;

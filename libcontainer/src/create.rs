@@ -46,6 +46,8 @@ pub struct NewContainer {
     pub direct_child: bool,
     /// The pty master, for a foreground `run` with a terminal.
     pub pty: Option<OwnedFd>,
+    /// What the config asks for that was ignored (see [`crate::config::warnings`]).
+    pub warnings: Vec<String>,
     dir: StateDir,
     chan: Channel,
     cleanup: Cleanup,
@@ -411,6 +413,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
         pidfd,
         direct_child: direct,
         pty,
+        warnings: bundle.warnings.clone(),
         dir,
         chan,
         cleanup,

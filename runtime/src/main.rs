@@ -470,6 +470,7 @@ fn dispatch(cli: &Cli, logger: &log::Logger, sealed: bool) -> Result<i32> {
             let new = create::create(&create_options(cli, a, true), StartMode::Fifo)
                 .with_context(|| format!("create container {:?}", a.id))?;
             logger.debug(|| format!("container {:?} created: init pid {}", a.id, new.state.pid));
+            warn_all(logger, &new.warnings);
             new.detach();
         }
         Cmd::Run {
@@ -665,6 +666,7 @@ fn run(cli: &Cli, logger: &log::Logger, a: &CreateArgs, detach: bool, keep: bool
     let new = create::create(&opts, StartMode::Now)
         .with_context(|| format!("create container {:?}", a.id))?;
     logger.debug(|| format!("container {:?} created: init pid {}", a.id, new.state.pid));
+    warn_all(logger, &new.warnings);
     let started = match new.start() {
         Ok(s) => s,
         Err(hook_error @ libcontainer::error::Error::Hook(_)) => {

@@ -1,5 +1,5 @@
 //! runtime-spec 1.2/1.3 fields: `process.execCPUAffinity`, `linux.intelRdt` where resctrl is
-//! absent, `linux.netDevices`, `linux.memoryPolicy`.
+//! absent, `linux.netDevices`, `linux.memoryPolicy`, `linux.personality`.
 
 use std::fs;
 use std::path::PathBuf;
@@ -21,7 +21,9 @@ pub fn tests() -> Vec<Test> {
         net_devices_errors,
         net_devices_in_a_user_namespace,
         memory_policy,
+        memory_policy_two_nodes,
         memory_policy_errors,
+        personality,
     ]
 }
 
@@ -494,9 +496,6 @@ fn need_memory_policy(ctx: &Ctx) -> TestResult {
 /// (the first mapping: the program's text).
 const SHOW_POLICY: &str = "echo policy $(head -1 /proc/self/numa_maps | cut -d' ' -f2)";
 
-/// Each mode reaches the container's process (numa_maps shows the task policy: `bind:0`,
-/// `interleave:0`, ...), flags too (`bind=static:0`), and an exec'd process gets it as well.
-/// Node 0 only: the host has one NUMA node (two-node policies are tested nowhere yet).
 /// Whether the running kernel is at least `major.minor`.
 fn kernel_at_least(major: u32, minor: u32) -> bool {
     let u = nix::sys::utsname::uname().ok();
@@ -510,6 +509,9 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     (it.next().unwrap_or(0), it.next().unwrap_or(0)) >= (major, minor)
 }
 
+/// Each mode reaches the container's process (numa_maps shows the task policy: `bind:0`,
+/// `interleave:0`, ...), flags too (`bind=static:0`), and an exec'd process gets it as well.
+/// Node 0 only (this host has one node): two nodes are `memory_policy_two_nodes`.
 fn memory_policy(ctx: &Ctx) -> TestResult {
     need_memory_policy(ctx)?;
     for (policy, want) in [
@@ -581,6 +583,66 @@ fn memory_policy(ctx: &Ctx) -> TestResult {
     b.ensure_clean()
 }
 
+/// The task policy, then the nodes of the anonymous pages (heap, stack, anonymous maps; not
+/// a file's, whose page cache may be anywhere) of the process that reads numa_maps: `N1`.
+const SHOW_PAGE_NODES: &str = "echo policy $(head -1 /proc/self/numa_maps | cut -d' ' -f2); \
+    grep -v file= /proc/self/numa_maps | grep -E 'anon=|heap|stack' | tr ' ' '\\n' | grep -E '^N[0-9]+=' | cut -d= -f1 | sort -u | tr '\\n' ' '";
+
+/// On two nodes (the VM passes boot with VM_NUMA=2): the policy's nodes are the ones shown,
+/// and the container's process's own pages are where the policy puts them: all on node 1
+/// when bound to it, all on node 0 when bound to 0 (so the first check is not luck), an
+/// interleave over both shows both nodes.
+fn memory_policy_two_nodes(ctx: &Ctx) -> TestResult {
+    need_memory_policy(ctx)?;
+    let online = read_trim("/sys/devices/system/node/online".as_ref())?;
+    if online != "0-1" {
+        skip!("needs NUMA nodes 0 and 1 online (online: {online}; hack/vm-run.sh: VM_NUMA=2)");
+    }
+    for (policy, want) in [
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "1"}),
+            "policy bind:1\nN1",
+        ),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0"}),
+            "policy bind:0\nN0",
+        ),
+        (
+            json!({"mode": "MPOL_PREFERRED", "nodes": "1"}),
+            "policy prefer:1\nN1",
+        ),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0-1", "flags": ["MPOL_F_STATIC_NODES"]}),
+            "policy bind=static:0-1\n",
+        ),
+        (
+            json!({"mode": "MPOL_INTERLEAVE", "nodes": "0,1"}),
+            "policy interleave:0-1\n",
+        ),
+    ] {
+        let mut b = ctx.bundle()?;
+        b.cfg.sh(SHOW_PAGE_NODES);
+        b.cfg.set("/linux/memoryPolicy", policy.clone());
+        let out = b.run_ok()?;
+        let got = out.trim();
+        ensure!(
+            got.starts_with(want),
+            "with {policy}: want {want:?} (policy, then the nodes of the process's private pages), got {got:?}"
+        );
+        if want.ends_with('\n') {
+            // Bound to both or interleaved: the pages may be on either, but on no other.
+            let nodes = got.lines().nth(1).unwrap_or("").trim();
+            ensure!(
+                !nodes.is_empty() && nodes.split(' ').all(|n| n == "N0" || n == "N1"),
+                "with {policy}: pages on {nodes:?}"
+            );
+        } else {
+            ensure_eq!(got, want, format!("with {policy}: the pages' nodes"));
+        }
+    }
+    Ok(())
+}
+
 /// A node that is not online is the kernel's EINVAL, at create, with the field named; a
 /// policy the kernel would refuse anyway is refused with its reason before anything is made.
 fn memory_policy_errors(ctx: &Ctx) -> TestResult {
@@ -620,4 +682,41 @@ fn memory_policy_errors(ctx: &Ctx) -> TestResult {
         b.ensure_clean()?;
     }
     Ok(())
+}
+
+/// `linux.personality`: LINUX32 makes `uname -m` i686 in the container; flags (the spec
+/// defines no values yet) are ignored with a warning, as runc 1.2+ ignores them, so that a
+/// config runc runs runs here too.
+fn personality(ctx: &Ctx) -> TestResult {
+    if ctx.rt.is_runc_before(1, 2) {
+        skip!("runc before 1.2 ignores linux.personality");
+    }
+    if std::env::consts::ARCH != "x86_64" {
+        skip!("LINUX32 on x86_64 only");
+    }
+    let mut b = ctx.bundle()?;
+    b.cfg.sh("uname -m");
+    b.cfg
+        .set("/linux/personality", json!({"domain": "LINUX32"}));
+    ensure_eq!(b.run_ok()?.trim(), "i686", "uname -m with LINUX32");
+    let mut b = ctx.bundle()?;
+    b.cfg.sh("uname -m");
+    b.cfg.set(
+        "/linux/personality",
+        json!({"domain": "LINUX", "flags": ["ADDR_NO_RANDOMIZE"]}),
+    );
+    let out = b.run(&[]).ok()?;
+    ensure_eq!(
+        out.stdout.trim(),
+        "x86_64",
+        "uname -m with LINUX and a flag"
+    );
+    ensure!(
+        out.stderr.contains("warn")
+            && out.stderr.contains("personality")
+            && out.stderr.contains("ADDR_NO_RANDOMIZE"),
+        "no warning that the flags are ignored: {:?}",
+        out.stderr
+    );
+    b.ensure_clean()
 }
