@@ -233,7 +233,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 join_cgroup: None,
                 unshare_cgroupns,
                 in_new_userns: plan.new_userns(),
-                in_userns: plan.userns(),
+                // runc: device nodes are bound, not made, in a user namespace the
+                // container creates or joins, or the one the runtime itself runs in.
+                in_userns: plan.userns() || crate::namespaces::in_user_namespace(),
                 cgroupns: plan.has_cgroupns(),
                 bind_trees: &bind_trees,
             };

@@ -310,12 +310,17 @@ pub fn write_maps(
         .map_err(|e| std::io::Error::new(e.kind(), format!("write /proc/{pid}/gid_map: {e}")))
 }
 
-/// Whether this process runs in a user namespace other than the initial one (its uid_map is
-/// not the identity of every uid), as runc's userns.RunningInUserNS.
+/// Whether the runtime runs in a user namespace other than the initial one (its uid_map is
+/// not the identity of every uid), as runc's userns.RunningInUserNS: rootless podman runs it
+/// so, as root of podman's own user namespace. Read once per process (so a child forked into a
+/// container's new user namespace still answers for the runtime).
 pub fn in_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
-        let f: Vec<&str> = m.split_whitespace().collect();
-        f.as_slice() != ["0", "0", "4294967295"]
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+            let f: Vec<&str> = m.split_whitespace().collect();
+            f.as_slice() != ["0", "0", "4294967295"]
+        })
     })
 }
 

@@ -24,6 +24,8 @@ pub fn tests() -> Vec<crate::harness::Test> {
         rootless_limits_without_a_cgroup_are_an_error,
         rootless_subordinate_ids_through_newuidmap,
         rootless_in_a_delegated_cgroup,
+        runtime_in_a_user_namespace_binds_devices,
+        client_podman_rootless,
     ]
 }
 
@@ -102,6 +104,19 @@ fn write_config(h: &Home, cfg: &Value) -> Result<(), Failure> {
 /// `<runtime> ARGS...` run by the user in its bundle, $XDG_RUNTIME_DIR its own (no --root:
 /// the runtime's default), killed after 30 s; `wrap`: a shell line run (as root) before.
 fn as_user(ctx: &Ctx, h: &Home, args: &[&str], wrap: Option<&str>) -> Out {
+    let desc = format!("(uid {UID}) {} {}", ctx.rt.name(), args.join(" "));
+    run_as_user(h, &h.runtime, args, wrap, &desc, 30)
+}
+
+/// `PROGRAM ARGS...` run by the user (see [`as_user`]), killed after `secs` seconds.
+fn run_as_user(
+    h: &Home,
+    program: &Path,
+    args: &[&str],
+    wrap: Option<&str>,
+    desc: &str,
+    secs: u32,
+) -> Out {
     let id = UID.to_string();
     let mut user: Vec<String> = vec![
         "setpriv".into(),
@@ -113,34 +128,23 @@ fn as_user(ctx: &Ctx, h: &Home, args: &[&str], wrap: Option<&str>) -> Out {
         "env".into(),
         format!("XDG_RUNTIME_DIR={}", h.xdg().display()),
         "HOME=/".into(),
-        h.runtime.to_string_lossy().into_owned(),
+        program.to_string_lossy().into_owned(),
     ];
     user.extend(args.iter().map(|a| a.to_string()));
-    let mut cmd = match wrap {
+    let secs = secs.to_string();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", &secs]);
+    match wrap {
         Some(line) => {
-            let mut c = Command::new("timeout");
-            c.args([
-                "-k",
-                "5",
-                "30",
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-            ])
-            .arg(format!("{line} && exec \"$@\""))
-            .arg("sh")
-            .args(&user);
-            c
+            cmd.args(["unshare", "-m", "--propagation", "private", "sh", "-c"])
+                .arg(format!("{line} && exec \"$@\""))
+                .arg("sh")
+                .args(&user);
         }
         None => {
-            let mut c = Command::new("timeout");
-            c.args(["-k", "5", "30"]).args(&user);
-            c
+            cmd.args(&user);
         }
-    };
+    }
     // Output to files: a created container keeps its stdio, which a pipe would wait for.
     let (out, err) = (h.dir.join("out"), h.dir.join("err"));
     let status = cmd
@@ -151,12 +155,46 @@ fn as_user(ctx: &Ctx, h: &Home, args: &[&str], wrap: Option<&str>) -> Out {
         .status()
         .expect("run timeout");
     Out {
-        cmd: format!("(uid {UID}) {} {}", ctx.rt.name(), args.join(" ")),
+        cmd: desc.to_string(),
         code: status.code(),
         stdout: fs::read_to_string(&out).unwrap_or_default(),
         stderr: fs::read_to_string(&err).unwrap_or_default(),
         timed_out: status.code() == Some(124),
     }
+}
+
+/// Skip unless shadow's setuid newuidmap/newgidmap can run here; then give the user
+/// subordinate ids (SUB_START, 65536 of them) and a name, in files of the test's own, and
+/// return the shell line that binds them over /etc's in a mount namespace of the test's
+/// (the host's files are untouched).
+fn user_with_subids(h: &Home) -> Result<String, Failure> {
+    for tool in ["/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
+        if !Path::new(tool).exists() {
+            skip!("{tool} is missing (Debian: uidmap)");
+        }
+        // The VM sees the host's /usr through a mount without setuid.
+        let nosuid = nix::sys::statvfs::statvfs(tool)
+            .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID));
+        if nosuid {
+            skip!("{tool} is on a nosuid mount here: it cannot act as the setuid helper it is");
+        }
+    }
+    for f in ["/etc/passwd", "/etc/subuid", "/etc/subgid"] {
+        if !Path::new(f).exists() {
+            skip!("{f} is missing: no file to bind the test's own over");
+        }
+    }
+    let etc = h.dir.join("etc");
+    fs::create_dir_all(&etc)?;
+    let mut passwd = fs::read_to_string("/etc/passwd")?;
+    passwd.push_str(&format!("berthrl:x:{UID}:{UID}::/:/bin/false\n"));
+    fs::write(etc.join("passwd"), passwd)?;
+    fs::write(etc.join("subuid"), format!("berthrl:{SUB_START}:65536\n"))?;
+    fs::write(etc.join("subgid"), format!("berthrl:{SUB_START}:65536\n"))?;
+    let e = etc.display();
+    Ok(format!(
+        "mount --bind {e}/passwd /etc/passwd && mount --bind {e}/subuid /etc/subuid && mount --bind {e}/subgid /etc/subgid"
+    ))
 }
 
 /// The runtime's state root as the user's: $XDG_RUNTIME_DIR/<berth|runc>.
@@ -279,22 +317,6 @@ fn rootless_limits_without_a_cgroup_are_an_error(ctx: &Ctx) -> TestResult {
 
 fn rootless_subordinate_ids_through_newuidmap(ctx: &Ctx) -> TestResult {
     need_rootless(ctx)?;
-    for tool in ["/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
-        if !Path::new(tool).exists() {
-            skip!("{tool} is missing (Debian: uidmap)");
-        }
-        // The VM sees the host's /usr through a mount without setuid.
-        let nosuid = nix::sys::statvfs::statvfs(tool)
-            .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID));
-        if nosuid {
-            skip!("{tool} is on a nosuid mount here: it cannot act as the setuid helper it is");
-        }
-    }
-    for f in ["/etc/passwd", "/etc/subuid", "/etc/subgid"] {
-        if !Path::new(f).exists() {
-            skip!("{f} is missing: no file to bind the test's own over");
-        }
-    }
     let (h, mut cfg) = home(
         ctx,
         &[
@@ -311,17 +333,7 @@ fn rootless_subordinate_ids_through_newuidmap(ctx: &Ctx) -> TestResult {
     write_config(&h, &cfg)?;
     // The user exists (newuidmap looks its name up) with subordinate ids, in this mount
     // namespace only.
-    let etc = h.dir.join("etc");
-    fs::create_dir_all(&etc)?;
-    let mut passwd = fs::read_to_string("/etc/passwd")?;
-    passwd.push_str(&format!("berthrl:x:{UID}:{UID}::/:/bin/false\n"));
-    fs::write(etc.join("passwd"), passwd)?;
-    fs::write(etc.join("subuid"), format!("berthrl:{SUB_START}:65536\n"))?;
-    fs::write(etc.join("subgid"), format!("berthrl:{SUB_START}:65536\n"))?;
-    let e = etc.display();
-    let binds = format!(
-        "mount --bind {e}/passwd /etc/passwd && mount --bind {e}/subuid /etc/subuid && mount --bind {e}/subgid /etc/subgid"
-    );
+    let binds = user_with_subids(&h)?;
     let id = format!("rl-{}", ctx.new_id());
     let out = as_user(ctx, &h, &["run", &id], Some(&binds)).ok()?;
     let lines: Vec<String> = out
@@ -508,5 +520,187 @@ fn rootless_in_a_delegated_cgroup(ctx: &Ctx) -> TestResult {
         Ok(())
     })();
     let _ = user(&["delete", "-f", &id]);
+    r
+}
+
+/// The runtime run as root of a user namespace it did not make, on a config without one of
+/// its own: rootless podman runs it so, in podman's namespace. Device nodes cannot be made
+/// there (mknod needs CAP_MKNOD in the initial user namespace) and are bound from the host,
+/// as runc decides by RunningInUserNS; berth made them and failed with EPERM (found trying
+/// rootless podman).
+fn runtime_in_a_user_namespace_binds_devices(ctx: &Ctx) -> TestResult {
+    need_rootless(ctx)?;
+    let mut b = ctx.bundle()?;
+    b.cfg.sh(
+        "for d in null zero full random urandom tty; do [ -c /dev/$d ] || echo not a device: $d; done; \
+         echo x > /dev/null && head -c 3 /dev/zero | wc -c",
+    );
+    // The namespace maps root alone (util-linux's unshare maps more only through newuidmap):
+    // devpts's gid=5 would be unmapped there.
+    if let Some(o) = b.cfg.0.pointer_mut("/mounts/2/options") {
+        *o = json!([
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620"
+        ]);
+    }
+    b.write_config()?;
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = ctx
+        .rt
+        .exec_wrapped(
+            &[
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--propagation",
+                "private",
+            ],
+            &["run", "--bundle", &dir, &b.id],
+            crate::runtime::cmd_timeout(),
+        )
+        .ok()?;
+    ensure_eq!(out.stdout.trim(), "3", "the devices inside");
+    b.ensure_clean()
+}
+
+/// Rootless podman 4.3 (run by the user, subordinate ids through newuidmap, vfs storage,
+/// cgroupfs, no network) with `--runtime` the runtime under test: conmon runs it as root of
+/// podman's user namespace on a config without a user namespace of its own. A plain and a
+/// `--privileged` container (podman binds the host's devices there), `run -d`, `exec` as root
+/// and as another user, `rm -f`. Found failing on berth with mknod EPERM; runc passes.
+fn client_podman_rootless(ctx: &Ctx) -> TestResult {
+    need_rootless(ctx)?;
+    let podman = crate::clients::require_program("podman", "podman (Debian package podman)")
+        .map_err(Failure::Skip)?;
+    crate::clients::require_program("conmon", "conmon (Debian package conmon)")
+        .map_err(Failure::Skip)?;
+    let (h, _) = home(ctx, &["true"])?;
+    let binds = user_with_subids(&h)?;
+    let image = ctx.clients.image()?;
+    let archive = h.dir.join("image.tar");
+    fs::copy(&image.archive, &archive)?;
+    let store = h.dir.join("podman");
+    let home_dir = h.dir.join("home");
+    fs::create_dir_all(&store)?;
+    fs::create_dir_all(&home_dir)?;
+    for p in [&archive, &store, &home_dir] {
+        std::os::unix::fs::chown(p, Some(UID), Some(UID))?;
+    }
+    let s = store.display();
+    let files = [
+        (
+            "containers.conf",
+            "[containers]\nnetns = \"none\"\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n".to_string(),
+        ),
+        (
+            "storage.conf",
+            format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{s}/root\"\nrunroot = \"{s}/run\"\n"),
+        ),
+        ("registries.conf", "unqualified-search-registries = []\n".into()),
+        (
+            "policy.json",
+            "{\"default\": [{\"type\": \"insecureAcceptAnything\"}]}\n".into(),
+        ),
+    ];
+    for (name, text) in &files {
+        fs::write(h.dir.join(name), text)?;
+    }
+    let d = h.dir.display();
+    let (home_env, conf, storage, registries) = (
+        format!("HOME={d}/home"),
+        format!("CONTAINERS_CONF={d}/containers.conf"),
+        format!("CONTAINERS_STORAGE_CONF={d}/storage.conf"),
+        format!("CONTAINERS_REGISTRIES_CONF={d}/registries.conf"),
+    );
+    let runtime = h.runtime.to_string_lossy().into_owned();
+    let podman = podman.to_string_lossy().into_owned();
+    let pm = |args: &[&str]| {
+        let mut all = vec![
+            home_env.as_str(),
+            &conf,
+            &storage,
+            &registries,
+            &podman,
+            "--runtime",
+            &runtime,
+        ];
+        all.extend_from_slice(args);
+        let desc = format!(
+            "(uid {UID}) podman --runtime {} {}",
+            ctx.rt.name(),
+            args.join(" ")
+        );
+        run_as_user(
+            &h,
+            Path::new("/usr/bin/env"),
+            &all,
+            Some(&binds),
+            &desc,
+            120,
+        )
+    };
+    let r = (|| -> TestResult {
+        let policy = format!("{d}/policy.json");
+        let src = format!("oci-archive:{}", archive.display());
+        pm(&["pull", "--quiet", "--signature-policy", &policy, &src]).ok()?;
+        let img = crate::clients::image::IMAGE_REF;
+        let script = "id -u; cat /proc/self/uid_map; \
+            for d in null zero full random urandom tty; do [ -c /dev/$d ] || echo not a device: $d; done; \
+            echo x > /dev/null && echo devices ok";
+        let out = pm(&["run", "--rm", img, "sh", "-c", script]).ok()?;
+        let lines: Vec<String> = out
+            .stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        ensure_eq!(
+            lines,
+            vec![
+                "0".to_string(),
+                format!("0 {UID} 1"),
+                format!("1 {SUB_START} 65536"),
+                "devices ok".into()
+            ],
+            "a rootless podman container"
+        );
+        let out = pm(&[
+            "run",
+            "--rm",
+            "--privileged",
+            img,
+            "sh",
+            "-c",
+            "echo x > /dev/null && echo ok",
+        ])
+        .ok()?;
+        ensure_eq!(out.stdout.trim(), "ok", "--privileged");
+        pm(&["run", "-d", "--name", "rl", img, "sleep", "1000"]).ok()?;
+        ensure_eq!(
+            pm(&["exec", "rl", "id", "-u"]).ok()?.stdout.trim(),
+            "0",
+            "exec"
+        );
+        ensure_eq!(
+            pm(&["exec", "--user", "1000", "rl", "id", "-u"])
+                .ok()?
+                .stdout
+                .trim(),
+            "1000",
+            "exec --user 1000"
+        );
+        pm(&["rm", "-f", "-t", "0", "rl"]).ok()?;
+        Ok(())
+    })();
+    // podman's pause process (holding its user namespace) and anything of the store's.
+    let _ = pm(&["rm", "-a", "-f", "-t", "0"]);
+    let mut left = crate::clients::processes_with_args(&[&d.to_string()]);
+    if let Ok(p) = fs::read_to_string(h.xdg().join("libpod/tmp/pause.pid")) {
+        left.extend(p.trim().parse::<u32>().ok());
+    }
+    crate::clients::kill_all(&left);
     r
 }
