@@ -163,20 +163,31 @@ fn run_as_user(
     }
 }
 
-/// Skip unless shadow's setuid newuidmap/newgidmap can run here; then give the user
+/// Skip unless shadow's setuid newuidmap/newgidmap can run here (a setuid copy where /usr is
+/// nosuid, as in the VM); then give the user
 /// subordinate ids (SUB_START, 65536 of them) and a name, in files of the test's own, and
 /// return the shell line that binds them over /etc's in a mount namespace of the test's
 /// (the host's files are untouched).
 fn user_with_subids(h: &Home) -> Result<String, Failure> {
+    let mut line = String::from("true");
     for tool in ["/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
         if !Path::new(tool).exists() {
             skip!("{tool} is missing (Debian: uidmap)");
         }
-        // The VM sees the host's /usr through a mount without setuid.
+        // The VM sees the host's /usr through a mount without setuid: a setuid copy on the
+        // test's own disk is bound over it.
         let nosuid = nix::sys::statvfs::statvfs(tool)
             .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID));
         if nosuid {
-            skip!("{tool} is on a nosuid mount here: it cannot act as the setuid helper it is");
+            let copy = h.dir.join(Path::new(tool).file_name().unwrap_or_default());
+            fs::copy(tool, &copy)?;
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o4755))?;
+            let on_nosuid = nix::sys::statvfs::statvfs(&copy)
+                .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID));
+            if on_nosuid {
+                skip!("{tool} and the test's dir are on nosuid mounts: no setuid helper here");
+            }
+            line.push_str(&format!(" && mount --bind {} {tool}", copy.display()));
         }
     }
     for f in ["/etc/passwd", "/etc/subuid", "/etc/subgid"] {
@@ -193,7 +204,7 @@ fn user_with_subids(h: &Home) -> Result<String, Failure> {
     fs::write(etc.join("subgid"), format!("berthrl:{SUB_START}:65536\n"))?;
     let e = etc.display();
     Ok(format!(
-        "mount --bind {e}/passwd /etc/passwd && mount --bind {e}/subuid /etc/subuid && mount --bind {e}/subgid /etc/subgid"
+        "{line} && mount --bind {e}/passwd /etc/passwd && mount --bind {e}/subuid /etc/subuid && mount --bind {e}/subgid /etc/subgid"
     ))
 }
 
