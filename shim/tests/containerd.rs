@@ -578,6 +578,59 @@ fn checkpoint_restore_through(env: &mut Env, run: Vec<String>, id: &str) -> Resu
     restored
 }
 
+/// `ctr task checkpoint --exit` (CheckpointTaskRequest with exit): the checkpoint is made
+/// (ctr prints the name of the checkpoint image it stores), the task is stopped by it and reported STOPPED (the
+/// runtime's checkpoint without --leave-running kills the container; the shim sees init
+/// exit), the counter stops, and the task deletes cleanly.
+fn checkpoint_exit(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
+    if common::criu_dir().is_none() {
+        return Err(format!(
+            "{SKIP}no CRIU whose `criu check` passes (hack/install-peers.sh)"
+        ));
+    }
+    // ctr 1.6 sets CheckpointOptions (and so Exit) only for runtimes named io.containerd.runc.*
+    // (its withCheckpointOpts): for this shim it sends no options, and the task runs on.
+    let version = env.ctr_ok(&["version"])?;
+    if version.contains("Version:  1.") || version.contains("Version:  v1.") {
+        return Err(format!(
+            "{SKIP}ctr 1.x sends --exit only to runtimes named io.containerd.runc.*"
+        ));
+    }
+    env.note_id(id);
+    let script = "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done";
+    let o = ctr_run(env, rt, &["-d", IMAGE, id, "sh", "-c", script], None)?;
+    check(o.status.success(), || format!("run -d: {}", err(&o)))?;
+    env.wait_status(id, "RUNNING", Duration::from_secs(5))?;
+    let mut n = 0;
+    wait_counter(env, id, &mut n, 3)?;
+    let o = env.ctr(&["task", "checkpoint", "--exit", id])?;
+    let r = (|| {
+        check(o.status.success(), || {
+            format!(
+                "task checkpoint --exit: {} {}; containerd: {}",
+                out(&o),
+                err(&o),
+                env.containerd_log_tail()
+            )
+        })?;
+        let image = out(&o).trim().to_string();
+        let images = env.ctr_ok(&["image", "ls", "-q"])?;
+        let _ = env.ctr(&["image", "rm", &image]);
+        check(
+            image.starts_with("containerd.io/checkpoint/") && images.lines().any(|l| l == image),
+            || format!("ctr printed {image:?}, not a checkpoint image it keeps: {images:?}"),
+        )?;
+        env.wait_status(id, "STOPPED", Duration::from_secs(10))
+            .map_err(|e| format!("after checkpoint --exit: {e}"))?;
+        env.ctr_ok(&["task", "rm", id])?;
+        check(env.task_status(id).is_empty(), || {
+            "task still listed".into()
+        })
+    })();
+    env.remove(id);
+    r
+}
+
 fn runtime_has_events(rt: &Runtime) -> bool {
     Command::new(&rt.binary)
         .args(["events", "--help"])
@@ -827,6 +880,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "checkpoint/restore through containerd's runc shim",
         checkpoint_restore_runc_shim,
     ),
+    ("task checkpoint --exit", checkpoint_exit),
     ("containers in parallel (load)", load),
 ];
 
