@@ -27,6 +27,8 @@ pub fn tests() -> Vec<Test> {
         checkpoint_to_a_page_server,
         lazy_pages_migration,
         tcp_established_connection_survives,
+        checkpoint_restore_user_namespace,
+        checkpoint_restore_non_root_process,
     ]
 }
 
@@ -897,5 +899,96 @@ fn tcp_established_connection_survives(ctx: &Ctx) -> TestResult {
         "the restored connection carries nothing: the receiver stopped at {:?} (counter at {at})",
         last_number(&recv)
     );
+    kill_and_delete(&r)
+}
+
+/// [`start_counter`] after `prepare` has changed the bundle (before it is written).
+fn start_counter_with<'a>(
+    ctx: &'a Ctx,
+    prepare: impl FnOnce(&mut Bundle) -> TestResult,
+) -> Result<(Bundle<'a>, PathBuf), Failure> {
+    let mut b = ctx.bundle()?;
+    let shared = b.shared()?;
+    b.cfg.sh(COUNTER);
+    prepare(&mut b)?;
+    b.run_detached().ok()?;
+    wait_count(&shared, 3)?;
+    Ok((b, shared))
+}
+
+/// A container with its own user namespace (ids 0..65536 mapped to 100000..): CRIU dumps the
+/// namespace's maps and restores the tree into a new one with the same maps; the restored
+/// counter counts on, as the mapped root (100000 on the host).
+fn checkpoint_restore_user_namespace(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let (b, shared) = start_counter_with(ctx, |b| {
+        super::map_to_userns(b)?;
+        std::os::unix::fs::chown(b.dir.join("shared"), Some(100_000), Some(100_000))?;
+        Ok(())
+    })?;
+    let images = checkpoint(ctx, &path, &b, &[])?;
+    b.ensure_clean()?;
+    let at = ensure_stopped_counting(&shared)?;
+    let r = restore_bundle(ctx, &b)?;
+    let st = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(r.rootfs())
+        .status()?;
+    ensure!(st.success(), "chown of the restore rootfs failed");
+    let pid = restore(ctx, &path, &images, &r)?;
+    ensure_counts_on(&shared, at)?;
+    let map = fs::read_to_string(format!("/proc/{pid}/uid_map"))?;
+    ensure_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        vec!["0", "100000", "65536"],
+        "the restored init's uid_map"
+    );
+    let owner = fs::metadata(format!("/proc/{pid}"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0);
+    ensure_eq!(owner, 100_000, "the restored init's uid on the host");
+    kill_and_delete(&r)
+}
+
+/// A container whose process runs as uid/gid 1000 with a supplementary group: restored, it
+/// still does (CRIU restores credentials) and counts on.
+fn checkpoint_restore_non_root_process(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    // CRIU reads the rlimits of a process of another user with prlimit, which needs
+    // CAP_SYS_RESOURCE (runc fails here the same way without it).
+    const SYS_RESOURCE: u64 = 1 << 24;
+    let eff = fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if eff & SYS_RESOURCE == 0 {
+        skip!("no CAP_SYS_RESOURCE here: CRIU cannot read another user's rlimits to dump them");
+    }
+    let (b, shared) = start_counter_with(ctx, |b| {
+        b.cfg.set(
+            "/process/user",
+            serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [1001]}),
+        );
+        std::os::unix::fs::chown(b.dir.join("shared"), Some(1000), Some(1000))?;
+        Ok(())
+    })?;
+    let images = checkpoint(ctx, &path, &b, &[])?;
+    b.ensure_clean()?;
+    let at = ensure_stopped_counting(&shared)?;
+    let r = restore_bundle(ctx, &b)?;
+    let pid = restore(ctx, &path, &images, &r)?;
+    ensure_counts_on(&shared, at)?;
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    ensure_eq!(field("Uid:"), "1000 1000 1000 1000", "restored Uid");
+    ensure_eq!(field("Gid:"), "1000 1000 1000 1000", "restored Gid");
+    ensure_eq!(field("Groups:"), "1001", "restored Groups");
     kill_and_delete(&r)
 }

@@ -541,12 +541,8 @@ pub fn checkpoint(root: &Path, id: &str, opts: &CheckpointOptions) -> Result<()>
                 _ => {}
             }
         }
-        for d in linux
-            .and_then(|l| l.devices().as_ref())
-            .into_iter()
-            .flatten()
-        {
-            let p = d.path().to_string_lossy().into_owned();
+        // Device nodes are binds of the host's in a user namespace: external, as runc.
+        for p in crate::init::devices::node_paths(spec) {
             o.ext_mnt.push((p.clone(), p));
         }
         let fds = serde_json::to_vec(&descriptors(state.pid)).expect("strings serialize");
@@ -865,8 +861,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<State> {
     if linux.masked_paths().as_ref().is_some_and(|m| !m.is_empty()) {
         o.ext_mnt.push(("/dev/null".into(), "/dev/null".into()));
     }
-    for d in linux.devices().iter().flatten() {
-        let p = d.path().to_string_lossy().into_owned();
+    for p in crate::init::devices::node_paths(spec) {
         o.ext_mnt.push((p.clone(), p));
     }
     for (i, s) in recorded.iter().enumerate() {

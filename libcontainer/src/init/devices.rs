@@ -22,6 +22,26 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
     ("/dev/tty", 5, 0),
 ];
 
+/// Every device node path of a container: the defaults and `linux.devices` (what runc's
+/// config.Devices holds; its checkpoint and restore give each to CRIU as an external mount,
+/// since in a user namespace each is a bind of the host's node).
+pub(crate) fn node_paths(spec: &oci_spec::runtime::Spec) -> Vec<String> {
+    let configured: Vec<String> = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_deref())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| d.path().to_string_lossy().into_owned())
+        .collect();
+    DEFAULT_DEVICES
+        .iter()
+        .map(|(p, _, _)| p.to_string())
+        .filter(|p| !configured.contains(p))
+        .chain(configured.iter().cloned())
+        .collect()
+}
+
 struct Node {
     path: PathBuf,
     kind: SFlag,

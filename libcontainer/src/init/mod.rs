@@ -3,7 +3,7 @@
 //! step, path and errno, waits to be started, and execs the user's process.
 
 mod copyup;
-mod devices;
+pub(crate) mod devices;
 pub mod lsm;
 pub mod mountopts;
 pub(crate) mod process;
