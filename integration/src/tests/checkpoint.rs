@@ -29,6 +29,7 @@ pub fn tests() -> Vec<Test> {
         tcp_established_connection_survives,
         checkpoint_restore_user_namespace,
         checkpoint_restore_non_root_process,
+        checkpoint_restore_in_a_joined_network_namespace,
     ]
 }
 
@@ -991,4 +992,40 @@ fn checkpoint_restore_non_root_process(ctx: &Ctx) -> TestResult {
     ensure_eq!(field("Gid:"), "1000 1000 1000 1000", "restored Gid");
     ensure_eq!(field("Groups:"), "1001", "restored Groups");
     kill_and_delete(&r)
+}
+
+/// A container that joined another's network namespace by path: CRIU dumps that namespace as
+/// external (runc's `extRootNetNS` key) and the restore puts the tree back into the namespace
+/// the restored config names, not a new one.
+fn checkpoint_restore_in_a_joined_network_namespace(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let mut holder = ctx.bundle()?;
+    let hs = holder.shared()?;
+    holder.cfg.sh(&format!("touch /shared/ready; {}", super::WAIT_FOR_GO));
+    holder.run_detached().ok()?;
+    super::wait_file(&hs.join("ready"))?;
+    let holder_pid = holder.pid()?;
+    let netns = format!("/proc/{holder_pid}/ns/net");
+    let want = fs::read_link(&netns)?;
+    let r = (|| -> TestResult {
+        let (b, shared) = start_counter_with(ctx, |b| {
+            b.cfg.ns_join("network", &netns);
+            Ok(())
+        })?;
+        let images = checkpoint(ctx, &path, &b, &[])?;
+        b.ensure_clean()?;
+        let at = ensure_stopped_counting(&shared)?;
+        let r = restore_bundle(ctx, &b)?;
+        let pid = restore(ctx, &path, &images, &r)?;
+        ensure_counts_on(&shared, at)?;
+        ensure_eq!(
+            fs::read_link(format!("/proc/{pid}/ns/net"))?,
+            want,
+            "the restored init's network namespace"
+        );
+        kill_and_delete(&r)
+    })();
+    fs::write(hs.join("go"), "")?;
+    holder.wait_status("stopped")?;
+    r
 }
