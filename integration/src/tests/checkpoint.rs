@@ -580,6 +580,18 @@ fn checkpoint_restore_terminal(ctx: &Ctx) -> TestResult {
 /// with soft-dirty bits), then `checkpoint --parent-path` (only what changed since; CRIU
 /// links the images to their parent), then a restore that counts on. Needs CRIU's
 /// mem_dirty_track (this host's kernel has no soft-dirty tracking; the VM's Debian 6.1 has).
+/// The 512-byte blocks the pages images of an image dir hold (a hole holds none).
+fn page_blocks(dir: &Path) -> Result<u64, Failure> {
+    let mut n = 0;
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with("pages-") {
+            n += std::os::unix::fs::MetadataExt::blocks(&e.metadata()?);
+        }
+    }
+    Ok(n)
+}
+
 fn pre_dump_then_dump_and_restore(ctx: &Ctx) -> TestResult {
     let path = need_criu(ctx)?;
     if !criu_has("mem_dirty_track") {
@@ -598,10 +610,22 @@ fn pre_dump_then_dump_and_restore(ctx: &Ctx) -> TestResult {
         "../{}",
         pre.file_name().unwrap_or_default().to_string_lossy()
     );
-    let images = checkpoint(ctx, &path, &b, &["--parent-path", &parent])?;
+    let blocks_before = page_blocks(&pre)?;
+    let images = checkpoint(
+        ctx,
+        &path,
+        &b,
+        &["--parent-path", &parent, "--auto-dedup"],
+    )?;
     ensure!(
         fs::symlink_metadata(images.join("parent")).is_ok_and(|m| m.file_type().is_symlink()),
         "the dump's images have no `parent` link to the pre-dump"
+    );
+    // --auto-dedup: pages the dump found unchanged are punched out of the parent's images.
+    let blocks_after = page_blocks(&pre)?;
+    ensure!(
+        blocks_after < blocks_before,
+        "--auto-dedup punched no hole in the pre-dump's pages: {blocks_before} -> {blocks_after} blocks"
     );
     b.ensure_clean()?;
     let at = ensure_stopped_counting(&shared)?;
