@@ -30,6 +30,7 @@ pub fn tests() -> Vec<Test> {
         checkpoint_restore_user_namespace,
         checkpoint_restore_non_root_process,
         checkpoint_restore_in_a_joined_network_namespace,
+        checkpoint_external_unix_socket,
     ]
 }
 
@@ -611,12 +612,7 @@ fn pre_dump_then_dump_and_restore(ctx: &Ctx) -> TestResult {
         pre.file_name().unwrap_or_default().to_string_lossy()
     );
     let blocks_before = page_blocks(&pre)?;
-    let images = checkpoint(
-        ctx,
-        &path,
-        &b,
-        &["--parent-path", &parent, "--auto-dedup"],
-    )?;
+    let images = checkpoint(ctx, &path, &b, &["--parent-path", &parent, "--auto-dedup"])?;
     ensure!(
         fs::symlink_metadata(images.join("parent")).is_ok_and(|m| m.file_type().is_symlink()),
         "the dump's images have no `parent` link to the pre-dump"
@@ -1025,7 +1021,9 @@ fn checkpoint_restore_in_a_joined_network_namespace(ctx: &Ctx) -> TestResult {
     let path = need_criu(ctx)?;
     let mut holder = ctx.bundle()?;
     let hs = holder.shared()?;
-    holder.cfg.sh(&format!("touch /shared/ready; {}", super::WAIT_FOR_GO));
+    holder
+        .cfg
+        .sh(&format!("touch /shared/ready; {}", super::WAIT_FOR_GO));
     holder.run_detached().ok()?;
     super::wait_file(&hs.join("ready"))?;
     let holder_pid = holder.pid()?;
@@ -1052,4 +1050,122 @@ fn checkpoint_restore_in_a_joined_network_namespace(ctx: &Ctx) -> TestResult {
     fs::write(hs.join("go"), "")?;
     holder.wait_status("stopped")?;
     r
+}
+
+/// A container whose process holds a unix datagram socket connected to a peer outside it (a
+/// socket of the test's bound to a path, passed in with --preserve-fds): a plain checkpoint refuses (CRIU: an
+/// external socket) and leaves the container running; `--ext-unix-sk` dumps it, and a restore
+/// with `--ext-unix-sk` brings the process back with its socket.
+fn checkpoint_external_unix_socket(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let mut b = ctx.bundle()?;
+    let shared = b.shared()?;
+    b.cfg.sh(COUNTER);
+    // CRIU finds a socket's peer through sock_diag of the dumped tree's network namespace:
+    // the peer must be in it, so the container shares the host's.
+    b.cfg.ns_remove("network");
+    // CRIU dumps an external socket by its peer's name, and a restore connects to that name
+    // from inside the container: the test's end is bound in a dir the container sees at the
+    // same path.
+    let sockdir = b.dir.join("sockdir");
+    fs::create_dir_all(&sockdir)?;
+    let sd = path_str(&sockdir);
+    b.cfg.push(
+        "/mounts",
+        serde_json::json!({"destination": sd, "source": sd, "type": "bind", "options": ["rbind"]}),
+    );
+    b.write_config()?;
+    let peer = sockdir.join("peer.sock");
+    let ours = std::os::unix::net::UnixDatagram::bind(&peer)?;
+    let theirs = std::os::unix::net::UnixDatagram::unbound()?;
+    theirs.connect(&peer)?;
+    let dir = path_str(&b.dir);
+    let rt = &ctx.rt;
+    // The socket arrives as the shell's stdin and becomes fd 3 of the runtime.
+    let st = Command::new("/bin/sh")
+        .args(["-c", "exec 3<&0 </dev/null; exec \"$@\"", "sh"])
+        .arg(&rt.path)
+        .arg("--root")
+        .arg(&rt.root)
+        .args(["run", "-d", "--preserve-fds", "1", "--bundle", &dir, &b.id])
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    ensure!(st.success(), "run -d --preserve-fds 1: {st}");
+    let r = (|| -> TestResult {
+        wait_count(&shared, 3)?;
+        let fd3 = fs::read_link(format!("/proc/{}/fd/3", b.pid()?))?;
+        ensure!(
+            fd3.to_string_lossy().starts_with("socket:"),
+            "the container's fd 3 is {fd3:?}, not the socket"
+        );
+        let images = ctx.scratch_dir("criu-images")?;
+        let img = path_str(&images);
+        let out = rt.exec_env(
+            &[("PATH", &path)],
+            &["checkpoint", "--image-path", &img, &b.id],
+        );
+        let out = out.failed()?;
+        // runc 1.1 says only "container still running"; berth quotes CRIU's reason.
+        ensure!(
+            ctx.rt.is_runc() || out.stderr.contains("unix") || out.stderr.contains("external"),
+            "the refusal does not name the external socket: {}",
+            out.stderr
+        );
+        ensure_eq!(
+            b.status().as_deref(),
+            Some("running"),
+            "status after the refused checkpoint"
+        );
+        let images = ctx.scratch_dir("criu-images")?;
+        let img = path_str(&images);
+        rt.exec_env(
+            &[("PATH", &path)],
+            &[
+                "checkpoint",
+                "--ext-unix-sk",
+                "--leave-running",
+                "--image-path",
+                &img,
+                &b.id,
+            ],
+        )
+        .ok()?;
+        ensure!(
+            images.join("inventory.img").exists(),
+            "no inventory.img after --ext-unix-sk"
+        );
+        ensure_eq!(
+            b.status().as_deref(),
+            Some("running"),
+            "status after --leave-running"
+        );
+        // Restored (`restore --ext-unix-sk`) under a new id: CRIU connects the socket to the
+        // peer's name again.
+        b.kill("KILL").ok()?;
+        b.wait_status("stopped")?;
+        b.delete().ok()?;
+        let at = ensure_stopped_counting(&shared)?;
+        let r = restore_bundle(ctx, &b)?;
+        let pid = restore_with(ctx, &path, &images, &r, &["--ext-unix-sk"])?;
+        let restored = (|| -> TestResult {
+            ensure_counts_on(&shared, at)?;
+            let fd3 = fs::read_link(format!("/proc/{pid}/fd/3"))?;
+            ensure!(
+                fd3.to_string_lossy().starts_with("socket:"),
+                "the restored process's fd 3 is {fd3:?}, not a socket"
+            );
+            Ok(())
+        })();
+        kill_and_delete(&r)?;
+        restored
+    })();
+    drop(ours);
+    let _ = b.kill("KILL");
+    let _ = b.wait_status("stopped");
+    let _ = b.delete();
+    r.and_then(|()| b.ensure_clean())
 }
