@@ -31,6 +31,7 @@ pub fn tests() -> Vec<Test> {
         checkpoint_restore_non_root_process,
         checkpoint_restore_in_a_joined_network_namespace,
         checkpoint_external_unix_socket,
+        checkpoint_restore_nested_binds,
     ]
 }
 
@@ -1168,4 +1169,40 @@ fn checkpoint_external_unix_socket(ctx: &Ctx) -> TestResult {
     let _ = b.wait_status("stopped");
     let _ = b.delete();
     r.and_then(|()| b.ensure_clean())
+}
+
+/// A bind inside another bind (runc#2748): /shared, and /shared/inner from another host dir,
+/// plus a tmpfs inside the outer bind. Restored under a new id with the same binds, the
+/// counter counts on and the nested mounts are back in place (a file of the inner source is
+/// seen through it).
+fn checkpoint_restore_nested_binds(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let inner = ctx.scratch_dir("nested-inner")?;
+    fs::write(inner.join("marker"), "inner\n")?;
+    let (b, shared) = start_counter_with(ctx, |b| {
+        let src = path_str(&inner);
+        b.cfg.push(
+            "/mounts",
+            serde_json::json!({"destination": "/shared/inner", "source": src, "type": "bind", "options": ["rbind"]}),
+        );
+        b.cfg.push(
+            "/mounts",
+            serde_json::json!({"destination": "/shared/tmp", "source": "tmpfs", "type": "tmpfs", "options": ["size=1m"]}),
+        );
+        Ok(())
+    })?;
+    let images = checkpoint(ctx, &path, &b, &[])?;
+    b.ensure_clean()?;
+    let at = ensure_stopped_counting(&shared)?;
+    let r = restore_bundle(ctx, &b)?;
+    let pid = restore(ctx, &path, &images, &r)?;
+    ensure_counts_on(&shared, at)?;
+    let seen = fs::read_to_string(format!("/proc/{pid}/root/shared/inner/marker"))?;
+    ensure_eq!(seen, "inner\n", "the inner bind's file, seen inside");
+    let mounts = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    ensure!(
+        mounts.lines().any(|l| l.split(' ').nth(4) == Some("/shared/tmp") && l.contains(" - tmpfs ")),
+        "no tmpfs at /shared/tmp after the restore"
+    );
+    kill_and_delete(&r)
 }
