@@ -1201,7 +1201,9 @@ fn checkpoint_restore_nested_binds(ctx: &Ctx) -> TestResult {
     ensure_eq!(seen, "inner\n", "the inner bind's file, seen inside");
     let mounts = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
     ensure!(
-        mounts.lines().any(|l| l.split(' ').nth(4) == Some("/shared/tmp") && l.contains(" - tmpfs ")),
+        mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some("/shared/tmp") && l.contains(" - tmpfs ")),
         "no tmpfs at /shared/tmp after the restore"
     );
     kill_and_delete(&r)
