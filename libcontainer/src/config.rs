@@ -37,7 +37,9 @@ impl Bundle {
     }
 }
 
-/// Fields of a valid config that berth ignores, as runc does, each with runc's warning.
+/// Fields of a valid config that berth ignores where runc ignores them, each with a warning
+/// (logged by create, run and restore once the container exists; runc logs it while it reads
+/// the config).
 pub fn warnings(spec: &Spec) -> Vec<String> {
     let mut w = Vec::new();
     let flags = spec
@@ -48,9 +50,11 @@ pub fn warnings(spec: &Spec) -> Vec<String> {
         .filter(|f| !f.is_empty());
     if let Some(f) = flags {
         // runtime-spec: "Currently no flag values are supported."
+        // runc's words, its Go list format included: "[A B]".
         let names: Vec<String> = f.iter().map(|x| x.to_string()).collect();
         w.push(format!(
-            "linux.personality.flags: ignoring {names:?}: the runtime-spec defines no flag values yet"
+            "ignoring unsupported personality flags: [{}] because linux.personality.flags has no values in the runtime-spec yet",
+            names.join(" ")
         ));
     }
     w

@@ -201,6 +201,9 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
     dir.record_cgroups(cg.paths())?;
     cg.create()?;
     let unified = cg.open_unified()?;
+    // runc: device nodes are bound, not made, in a user namespace the container creates or
+    // joins, or the one the runtime itself runs in (read here, before the clone).
+    let in_userns = plan.userns() || crate::namespaces::in_user_namespace();
     let (child, rest) =
         cgroups::spawn(flags, unified.as_ref()).map_err(|e| Error::sys("clone3", e))?;
     drop(unified);
@@ -233,9 +236,7 @@ pub fn create(opts: &CreateOptions, mode: StartMode) -> Result<NewContainer> {
                 join_cgroup: None,
                 unshare_cgroupns,
                 in_new_userns: plan.new_userns(),
-                // runc: device nodes are bound, not made, in a user namespace the
-                // container creates or joins, or the one the runtime itself runs in.
-                in_userns: plan.userns() || crate::namespaces::in_user_namespace(),
+                in_userns,
                 cgroupns: plan.has_cgroupns(),
                 bind_trees: &bind_trees,
             };

@@ -312,8 +312,8 @@ pub fn write_maps(
 
 /// Whether the runtime runs in a user namespace other than the initial one (its uid_map is
 /// not the identity of every uid), as runc's userns.RunningInUserNS: rootless podman runs it
-/// so, as root of podman's own user namespace. Read once per process (so a child forked into a
-/// container's new user namespace still answers for the runtime).
+/// so, as root of podman's own user namespace. Read once per process and cached: call it in the
+/// runtime's own process (a child in a container's new user namespace would read its own).
 pub fn in_user_namespace() -> bool {
     static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *IN.get_or_init(|| {

@@ -706,8 +706,9 @@ fn restore(cli: &Cli, logger: &log::Logger, a: &checkpoint::RestoreArgs) -> Resu
     } else {
         None
     };
-    let state = libcontainer::criu::restore(&opts)
+    let (state, warnings) = libcontainer::criu::restore(&opts)
         .with_context(|| format!("restore container {:?}", a.id))?;
+    warn_all(logger, &warnings);
     logger.debug(|| format!("container {:?} restored: init pid {}", a.id, state.pid));
     let Some(sigfd) = sigfd else { return Ok(0) };
     let pidfd = libcontainer::sys::pidfd_open(state.pid)?;

@@ -581,7 +581,7 @@ fn checkpoint_restore_through(env: &mut Env, run: Vec<String>, id: &str) -> Resu
 /// `ctr task checkpoint --exit` (CheckpointTaskRequest with exit): the checkpoint is made
 /// (ctr prints the name of the checkpoint image it stores), the task is stopped by it and reported STOPPED (the
 /// runtime's checkpoint without --leave-running kills the container; the shim sees init
-/// exit), the counter stops, and the task deletes cleanly.
+/// exit), and the task deletes cleanly.
 fn checkpoint_exit(env: &mut Env, rt: &Runtime, id: &str) -> Result<(), String> {
     if common::criu_dir().is_none() {
         return Err(format!(

@@ -578,10 +578,6 @@ fn checkpoint_restore_terminal(ctx: &Ctx) -> TestResult {
     r.ensure_clean()
 }
 
-/// `checkpoint --pre-dump` (the container keeps running, its memory is written and tracked
-/// with soft-dirty bits), then `checkpoint --parent-path` (only what changed since; CRIU
-/// links the images to their parent), then a restore that counts on. Needs CRIU's
-/// mem_dirty_track (this host's kernel has no soft-dirty tracking; the VM's Debian 6.1 has).
 /// The 512-byte blocks the pages images of an image dir hold (a hole holds none).
 fn page_blocks(dir: &Path) -> Result<u64, Failure> {
     let mut n = 0;
@@ -594,6 +590,10 @@ fn page_blocks(dir: &Path) -> Result<u64, Failure> {
     Ok(n)
 }
 
+/// `checkpoint --pre-dump` (the container keeps running, its memory is written and tracked
+/// with soft-dirty bits), then `checkpoint --parent-path` (only what changed since; CRIU
+/// links the images to their parent), then a restore that counts on. Needs CRIU's
+/// mem_dirty_track (this host's kernel has no soft-dirty tracking; the VM's Debian 6.1 has).
 fn pre_dump_then_dump_and_restore(ctx: &Ctx) -> TestResult {
     let path = need_criu(ctx)?;
     if !criu_has("mem_dirty_track") {
@@ -618,7 +618,7 @@ fn pre_dump_then_dump_and_restore(ctx: &Ctx) -> TestResult {
         fs::symlink_metadata(images.join("parent")).is_ok_and(|m| m.file_type().is_symlink()),
         "the dump's images have no `parent` link to the pre-dump"
     );
-    // --auto-dedup: pages the dump found unchanged are punched out of the parent's images.
+    // --auto-dedup: the parent's copies of the pages the dump writes again are punched out.
     let blocks_after = page_blocks(&pre)?;
     ensure!(
         blocks_after < blocks_before,
@@ -1048,20 +1048,26 @@ fn checkpoint_restore_in_a_joined_network_namespace(ctx: &Ctx) -> TestResult {
         );
         kill_and_delete(&r)
     })();
-    fs::write(hs.join("go"), "")?;
-    holder.wait_status("stopped")?;
-    r
+    let stopped = fs::write(hs.join("go"), "")
+        .map_err(Failure::from)
+        .and_then(|()| holder.wait_status("stopped"));
+    r.and(stopped)
 }
 
 /// A container whose process holds a unix datagram socket connected to a peer outside it (a
-/// socket of the test's bound to a path, passed in with --preserve-fds): a plain checkpoint refuses (CRIU: an
-/// external socket) and leaves the container running; `--ext-unix-sk` dumps it, and a restore
-/// with `--ext-unix-sk` brings the process back with its socket.
+/// socket of the test's bound to a path, passed in with --preserve-fds): a plain checkpoint
+/// refuses (CRIU: an external socket) and leaves the container running; `--ext-unix-sk` dumps it, and a restore
+/// with `--ext-unix-sk` brings the process back with its socket connected: the peer receives
+/// the restored counter's values.
 fn checkpoint_external_unix_socket(ctx: &Ctx) -> TestResult {
     let path = need_criu(ctx)?;
     let mut b = ctx.bundle()?;
     let shared = b.shared()?;
-    b.cfg.sh(COUNTER);
+    // The counter also sends each value to the peer through fd 3 (the socket).
+    b.cfg.sh(&COUNTER.replace(
+        "echo $i > /shared/count;",
+        "echo $i > /shared/count; echo $i >&3;",
+    ));
     // CRIU finds a socket's peer through sock_diag of the dumped tree's network namespace:
     // the peer must be in it, so the container shares the host's.
     b.cfg.ns_remove("network");
@@ -1096,6 +1102,23 @@ fn checkpoint_external_unix_socket(ctx: &Ctx) -> TestResult {
         .stderr(std::process::Stdio::null())
         .status()?;
     ensure!(st.success(), "run -d --preserve-fds 1: {st}");
+    // The peer reads every datagram (a full queue would block the sender) and keeps the
+    // highest value, so that the restored process is seen sending on its socket again.
+    let highest = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    ours.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let reader = {
+        let (highest, stop) = (highest.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = ours.recv(&mut buf) {
+                    let v = String::from_utf8_lossy(&buf[..n]).trim().parse().unwrap_or(0);
+                    highest.fetch_max(v, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
     let r = (|| -> TestResult {
         wait_count(&shared, 3)?;
         let fd3 = fs::read_link(format!("/proc/{}/fd/3", b.pid()?))?;
@@ -1154,6 +1177,13 @@ fn checkpoint_external_unix_socket(ctx: &Ctx) -> TestResult {
         let pid = restore_with(ctx, &path, &images, &r, &["--ext-unix-sk"])?;
         let restored = (|| -> TestResult {
             ensure_counts_on(&shared, at)?;
+            let sent = wait_until(Duration::from_secs(10), || {
+                highest.load(std::sync::atomic::Ordering::Relaxed) > at
+            });
+            ensure!(
+                sent,
+                "no datagram above {at} reached the peer after the restore: the socket is not connected again"
+            );
             let fd3 = fs::read_link(format!("/proc/{pid}/fd/3"))?;
             ensure!(
                 fd3.to_string_lossy().starts_with("socket:"),
@@ -1164,7 +1194,8 @@ fn checkpoint_external_unix_socket(ctx: &Ctx) -> TestResult {
         kill_and_delete(&r)?;
         restored
     })();
-    drop(ours);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reader.join();
     let _ = b.kill("KILL");
     let _ = b.wait_status("stopped");
     let _ = b.delete();

@@ -411,7 +411,9 @@ impl Delegated {
         for (mp, v2) in d.mounts.clone() {
             let dir = mp.join(name);
             if v2 {
-                // Best effort: on a hybrid host's unified hierarchy there are no controllers.
+                // Best effort, and left so: where the root has them enabled already (the VM
+                // enables every controller at boot) this changes nothing; a hybrid host's
+                // unified hierarchy has no controllers.
                 let _ = fs::write(mp.join("cgroup.subtree_control"), "+memory +pids");
             }
             fs::create_dir(&dir)?;
@@ -462,11 +464,21 @@ impl Delegated {
 }
 
 impl Drop for Delegated {
+    /// A container a failed test left in `ctr` is killed first (its state dir may be gone
+    /// with the user's home): every process of the cgroups, SIGKILLed, then the directories.
     fn drop(&mut self) {
+        for (ctr, _) in self.dirs("ctr") {
+            let procs = fs::read_to_string(ctr.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<u32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
+            crate::clients::kill_all(&pids);
+        }
         for (mp, _) in &self.mounts {
             let dir = mp.join(&self.name);
             for sub in ["ctr", "caller"] {
-                let _ = fs::remove_dir(dir.join(sub));
+                let d = dir.join(sub);
+                crate::harness::wait_until(std::time::Duration::from_secs(5), || {
+                    !d.exists() || fs::remove_dir(&d).is_ok()
+                });
             }
             let _ = fs::remove_dir(&dir);
         }
@@ -548,14 +560,10 @@ fn runtime_in_a_user_namespace_binds_devices(ctx: &Ctx) -> TestResult {
     );
     // The namespace maps root alone (util-linux's unshare maps more only through newuidmap):
     // devpts's gid=5 would be unmapped there.
-    if let Some(o) = b.cfg.0.pointer_mut("/mounts/2/options") {
-        *o = json!([
-            "nosuid",
-            "noexec",
-            "newinstance",
-            "ptmxmode=0666",
-            "mode=0620"
-        ]);
+    for m in b.cfg.0["mounts"].as_array_mut().into_iter().flatten() {
+        if m["destination"] == "/dev/pts" {
+            m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+        }
     }
     b.write_config()?;
     let dir = b.dir.to_string_lossy().into_owned();
@@ -706,12 +714,28 @@ fn client_podman_rootless(ctx: &Ctx) -> TestResult {
         pm(&["rm", "-f", "-t", "0", "rl"]).ok()?;
         Ok(())
     })();
-    // podman's pause process (holding its user namespace) and anything of the store's.
+    // Then every process left of the user's (its ids are the test's alone): podman's pause
+    // process holding its user namespace, conmon, a container `rm` could not remove.
     let _ = pm(&["rm", "-a", "-f", "-t", "0"]);
-    let mut left = crate::clients::processes_with_args(&[&d.to_string()]);
-    if let Ok(p) = fs::read_to_string(h.xdg().join("libpod/tmp/pause.pid")) {
-        left.extend(p.trim().parse::<u32>().ok());
-    }
-    crate::clients::kill_all(&left);
+    crate::clients::kill_all(&processes_of_test_ids());
     r
+}
+
+/// The processes running as UID or one of its subordinate ids.
+fn processes_of_test_ids() -> Vec<u32> {
+    let ours = |uid: u32| uid == UID || (SUB_START..SUB_START + 65536).contains(&uid);
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                    .is_some_and(ours)
+            })
+        })
+        .collect()
 }

@@ -639,6 +639,7 @@ fn memory_policy_two_nodes(ctx: &Ctx) -> TestResult {
         } else {
             ensure_eq!(got, want, format!("with {policy}: the pages' nodes"));
         }
+        b.ensure_clean()?;
     }
     Ok(())
 }
@@ -699,6 +700,7 @@ fn personality(ctx: &Ctx) -> TestResult {
     b.cfg
         .set("/linux/personality", json!({"domain": "LINUX32"}));
     ensure_eq!(b.run_ok()?.trim(), "i686", "uname -m with LINUX32");
+    b.ensure_clean()?;
     let mut b = ctx.bundle()?;
     b.cfg.sh("uname -m");
     b.cfg.set(

@@ -1,6 +1,6 @@
 //! The cgroupfs manager: one directory per mounted hierarchy.
 
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use crate::procfs::{parse_mountinfo, MountEntry};
 use nix::fcntl::OFlag;
 use oci_spec::runtime::LinuxResources;
 
-use super::{CgroupError, CgroupPaths, Hierarchies, Manager};
+use super::{write_file, CgroupError, CgroupPaths, Hierarchies, Manager};
 
 pub struct FsManager {
     paths: CgroupPaths,
@@ -225,14 +225,6 @@ impl FsManager {
     }
 }
 
-fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| CgroupError::io("open", path, e))?;
-    f.write_all(value.as_bytes())
-        .map_err(|e| CgroupError::io("write", path, e))
-}
 
 /// v1: write the state, then wait while the kernel is FREEZING (there is no notification).
 fn freeze_v1(dir: &Path, frozen: bool) -> Result<(), CgroupError> {

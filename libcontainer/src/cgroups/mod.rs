@@ -88,6 +88,18 @@ impl CgroupPaths {
 }
 
 /// The `rdma.max` lines of `linux.resources.rdma` (the same on v1 and v2).
+/// Write a cgroup file. Never O_CREAT: a cgroup's files are the kernel's, and on kernfs
+/// O_CREAT of a missing one fails EACCES, where its absence (no swap accounting, a controller
+/// not enabled) must read as ENOENT.
+pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| CgroupError::io("write", path, e))
+}
+
 pub(crate) fn rdma_lines(r: &LinuxResources) -> Vec<String> {
     let mut out = Vec::new();
     for (dev, rd) in r.rdma().iter().flatten() {

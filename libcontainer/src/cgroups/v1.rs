@@ -26,8 +26,7 @@ impl V1<'_> {
         file: &str,
         value: &str,
     ) -> Result<(), CgroupError> {
-        let p = self.dir(controller, field)?.join(file);
-        std::fs::write(&p, value).map_err(|e| CgroupError::io("write", &p, e))
+        super::write_file(&self.dir(controller, field)?.join(file), value)
     }
 }
 
@@ -73,9 +72,10 @@ pub fn apply(
             .unified()
             .filter(|d| d.join(format!("hugetlb.{size}.max")).exists())
         {
-            let p = dir.join(format!("hugetlb.{size}.max"));
-            std::fs::write(&p, h.limit().to_string())
-                .map_err(|e| CgroupError::io("write", &p, e))?;
+            super::write_file(
+                &dir.join(format!("hugetlb.{size}.max")),
+                &h.limit().to_string(),
+            )?;
         } else {
             return Err(CgroupError::Other(format!(
                 "linux.resources.hugepageLimits: no hugetlb.{size} files for this container: hugetlb is \
@@ -388,8 +388,8 @@ fn set_swap(v: &V1, swap: i64) -> Result<(), CgroupError> {
     }
 }
 
-/// The zero and -1 rules against plain directories (no root needed): `std::fs::write`
-/// creates the files written, so what exists afterwards is exactly what was written.
+/// The zero and -1 rules against plain directories (no root needed): the files the rules may
+/// write exist, empty (apply never creates one); those written are what is listed.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +410,17 @@ mod tests {
             std::fs::create_dir_all(&d).unwrap();
             paths.dirs.insert(c.to_string(), d);
         }
+        for f in [
+            "memory/memory.limit_in_bytes",
+            "memory/memory.soft_limit_in_bytes",
+            "memory/memory.swappiness",
+            "cpu,cpuacct/cpu.shares",
+            "cpu,cpuacct/cpu.cfs_quota_us",
+            "cpu,cpuacct/cpu.cfs_period_us",
+            "pids/pids.max",
+        ] {
+            std::fs::write(root.join(f), "").unwrap();
+        }
         // A weight file, as CFQ or BFQ would have.
         std::fs::write(root.join("blkio/blkio.bfq.weight"), "100").unwrap();
         let r: LinuxResources = serde_json::from_str(json).unwrap();
@@ -419,7 +430,9 @@ mod tests {
             for e in std::fs::read_dir(d).unwrap() {
                 let e = e.unwrap();
                 let v = std::fs::read_to_string(e.path()).unwrap();
-                out.push(format!("{c}/{}={v}", e.file_name().to_string_lossy()));
+                if !v.is_empty() {
+                    out.push(format!("{c}/{}={v}", e.file_name().to_string_lossy()));
+                }
             }
         }
         out.sort();

@@ -727,8 +727,8 @@ fn proc_cgroups(pid: i32) -> Vec<(Vec<String>, String)> {
 
 /// `restore`: create container `opts.id` from the bundle and restore its processes from the
 /// images. Returns the restored container's state (its init is this process's child: CRIU
-/// restores it as criu's sibling).
-pub fn restore(opts: &RestoreOptions) -> Result<State> {
+/// restores it as criu's sibling) and the config's warnings (see [`crate::config::warnings`]).
+pub fn restore(opts: &RestoreOptions) -> Result<(State, Vec<String>)> {
     crate::config::validate_id(&opts.id)?;
     let bundle = Bundle::load(&opts.bundle)?;
     let spec = &bundle.spec;
@@ -992,5 +992,5 @@ pub fn restore(opts: &RestoreOptions) -> Result<State> {
     dir.created()?;
     undo.dir = None;
     undo.cgroup = None;
-    Ok(state)
+    Ok((state, bundle.warnings))
 }

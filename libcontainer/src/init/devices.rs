@@ -22,23 +22,25 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
     ("/dev/tty", 5, 0),
 ];
 
+/// The default nodes a config does not configure itself (`linux.devices` wins, by path).
+fn defaults_left(configured: &[LinuxDevice]) -> impl Iterator<Item = &'static (&'static str, u64, u64)> + '_ {
+    DEFAULT_DEVICES
+        .iter()
+        .filter(move |(p, _, _)| !configured.iter().any(|d| d.path() == Path::new(p)))
+}
+
 /// Every device node path of a container: the defaults and `linux.devices` (what runc's
 /// config.Devices holds; its checkpoint and restore give each to CRIU as an external mount,
 /// since in a user namespace each is a bind of the host's node).
 pub(crate) fn node_paths(spec: &oci_spec::runtime::Spec) -> Vec<String> {
-    let configured: Vec<String> = spec
+    let configured = spec
         .linux()
         .as_ref()
         .and_then(|l| l.devices().as_deref())
-        .unwrap_or_default()
-        .iter()
-        .map(|d| d.path().to_string_lossy().into_owned())
-        .collect();
-    DEFAULT_DEVICES
-        .iter()
+        .unwrap_or_default();
+    defaults_left(configured)
         .map(|(p, _, _)| p.to_string())
-        .filter(|p| !configured.contains(p))
-        .chain(configured.iter().cloned())
+        .chain(configured.iter().map(|d| d.path().to_string_lossy().into_owned()))
         .collect()
 }
 
@@ -80,9 +82,7 @@ pub fn setup(ctx: &InitContext, root: &Root) -> Result<()> {
         .as_ref()
         .and_then(|l| l.devices().as_deref())
         .unwrap_or_default();
-    let mut nodes: Vec<Node> = DEFAULT_DEVICES
-        .iter()
-        .filter(|(p, _, _)| !configured.iter().any(|d| d.path() == Path::new(p)))
+    let mut nodes: Vec<Node> = defaults_left(configured)
         .map(|&(p, major, minor)| Node {
             path: p.into(),
             kind: SFlag::S_IFCHR,
