@@ -1113,7 +1113,10 @@ fn checkpoint_external_unix_socket(ctx: &Ctx) -> TestResult {
             let mut buf = [0u8; 64];
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(n) = ours.recv(&mut buf) {
-                    let v = String::from_utf8_lossy(&buf[..n]).trim().parse().unwrap_or(0);
+                    let v = String::from_utf8_lossy(&buf[..n])
+                        .trim()
+                        .parse()
+                        .unwrap_or(0);
                     highest.fetch_max(v, std::sync::atomic::Ordering::Relaxed);
                 }
             }

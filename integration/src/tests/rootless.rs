@@ -562,7 +562,13 @@ fn runtime_in_a_user_namespace_binds_devices(ctx: &Ctx) -> TestResult {
     // devpts's gid=5 would be unmapped there.
     for m in b.cfg.0["mounts"].as_array_mut().into_iter().flatten() {
         if m["destination"] == "/dev/pts" {
-            m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+            m["options"] = json!([
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620"
+            ]);
         }
     }
     b.write_config()?;

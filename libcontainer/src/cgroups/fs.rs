@@ -225,7 +225,6 @@ impl FsManager {
     }
 }
 
-
 /// v1: write the state, then wait while the kernel is FREEZING (there is no notification).
 fn freeze_v1(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
     let want = if frozen { "FROZEN" } else { "THAWED" };

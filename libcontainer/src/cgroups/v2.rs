@@ -17,7 +17,10 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
 /// the cgroup exists and its cgroup.controllers lacks that controller (a file newer than the
 /// kernel, a page size it lacks or a removed cgroup keep the plain error).
 fn explain_missing(e: CgroupError) -> CgroupError {
-    let CgroupError::Io { ref path, ref err, .. } = e else {
+    let CgroupError::Io {
+        ref path, ref err, ..
+    } = e
+    else {
         return e;
     };
     if err.kind() != std::io::ErrorKind::NotFound {
@@ -382,6 +385,8 @@ mod tests {
             std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),
             "+memory +pids"
         );
+        // The cgroup has pids (its parent enables it) but not memory.
+        std::fs::write(own.join("ctr/cgroup.controllers"), "pids\n").unwrap();
         let e =
             explain_missing(write(&own.join("ctr"), "memory.max", "1").unwrap_err()).to_string();
         assert!(
@@ -390,6 +395,9 @@ mod tests {
                 && e.contains("delegated"),
             "{e}"
         );
+        // Enabled, yet missing (a file newer than the kernel): the plain error.
+        let e = explain_missing(write(&own.join("ctr"), "pids.peak", "1").unwrap_err());
+        assert!(matches!(e, CgroupError::Io { .. }), "{e}");
         // Enabled, yet missing (a file newer than the kernel): the plain error.
         let e = explain_missing(write(&own.join("ctr"), "pids.peak", "1").unwrap_err());
         assert!(matches!(e, CgroupError::Io { .. }), "{e}");

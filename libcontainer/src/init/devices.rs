@@ -23,7 +23,9 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
 ];
 
 /// The default nodes a config does not configure itself (`linux.devices` wins, by path).
-fn defaults_left(configured: &[LinuxDevice]) -> impl Iterator<Item = &'static (&'static str, u64, u64)> + '_ {
+fn defaults_left(
+    configured: &[LinuxDevice],
+) -> impl Iterator<Item = &'static (&'static str, u64, u64)> + '_ {
     DEFAULT_DEVICES
         .iter()
         .filter(move |(p, _, _)| !configured.iter().any(|d| d.path() == Path::new(p)))
@@ -40,7 +42,11 @@ pub(crate) fn node_paths(spec: &oci_spec::runtime::Spec) -> Vec<String> {
         .unwrap_or_default();
     defaults_left(configured)
         .map(|(p, _, _)| p.to_string())
-        .chain(configured.iter().map(|d| d.path().to_string_lossy().into_owned()))
+        .chain(
+            configured
+                .iter()
+                .map(|d| d.path().to_string_lossy().into_owned()),
+        )
         .collect()
 }
 
