@@ -938,6 +938,26 @@ fn start_counter_with<'a>(
     Ok((b, shared))
 }
 
+/// Checkpoint `b` (the container is gone afterwards and its counter stands still), restore it
+/// under a new id after `adjust` has prepared the new bundle, and check that the counter counts
+/// on from where it stopped: the restored bundle and its init's pid.
+fn checkpoint_then_restore<'a>(
+    ctx: &'a Ctx,
+    path: &str,
+    b: &Bundle,
+    shared: &Path,
+    adjust: impl FnOnce(&Bundle) -> TestResult,
+) -> Result<(Bundle<'a>, u32), Failure> {
+    let images = checkpoint(ctx, path, b, &[])?;
+    b.ensure_clean()?;
+    let at = ensure_stopped_counting(shared)?;
+    let r = restore_bundle(ctx, b)?;
+    adjust(&r)?;
+    let pid = restore(ctx, path, &images, &r)?;
+    ensure_counts_on(shared, at)?;
+    Ok((r, pid))
+}
+
 /// A container with its own user namespace (ids 0..65536 mapped to 100000..): CRIU dumps the
 /// namespace's maps and restores the tree into a new one with the same maps; the restored
 /// counter counts on, as the mapped root (100000 on the host).
@@ -948,17 +968,14 @@ fn checkpoint_restore_user_namespace(ctx: &Ctx) -> TestResult {
         std::os::unix::fs::chown(b.dir.join("shared"), Some(100_000), Some(100_000))?;
         Ok(())
     })?;
-    let images = checkpoint(ctx, &path, &b, &[])?;
-    b.ensure_clean()?;
-    let at = ensure_stopped_counting(&shared)?;
-    let r = restore_bundle(ctx, &b)?;
-    let st = std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(r.rootfs())
-        .status()?;
-    ensure!(st.success(), "chown of the restore rootfs failed");
-    let pid = restore(ctx, &path, &images, &r)?;
-    ensure_counts_on(&shared, at)?;
+    let (r, pid) = checkpoint_then_restore(ctx, &path, &b, &shared, |r| {
+        let st = Command::new("chown")
+            .args(["-R", "100000:100000"])
+            .arg(r.rootfs())
+            .status()?;
+        ensure!(st.success(), "chown of the restore rootfs failed");
+        Ok(())
+    })?;
     let map = fs::read_to_string(format!("/proc/{pid}/uid_map"))?;
     ensure_eq!(
         map.split_whitespace().collect::<Vec<_>>(),
@@ -995,12 +1012,7 @@ fn checkpoint_restore_non_root_process(ctx: &Ctx) -> TestResult {
         std::os::unix::fs::chown(b.dir.join("shared"), Some(1000), Some(1000))?;
         Ok(())
     })?;
-    let images = checkpoint(ctx, &path, &b, &[])?;
-    b.ensure_clean()?;
-    let at = ensure_stopped_counting(&shared)?;
-    let r = restore_bundle(ctx, &b)?;
-    let pid = restore(ctx, &path, &images, &r)?;
-    ensure_counts_on(&shared, at)?;
+    let (r, pid) = checkpoint_then_restore(ctx, &path, &b, &shared, |_| Ok(()))?;
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| {
         status
@@ -1035,12 +1047,7 @@ fn checkpoint_restore_in_a_joined_network_namespace(ctx: &Ctx) -> TestResult {
             b.cfg.ns_join("network", &netns);
             Ok(())
         })?;
-        let images = checkpoint(ctx, &path, &b, &[])?;
-        b.ensure_clean()?;
-        let at = ensure_stopped_counting(&shared)?;
-        let r = restore_bundle(ctx, &b)?;
-        let pid = restore(ctx, &path, &images, &r)?;
-        ensure_counts_on(&shared, at)?;
+        let (r, pid) = checkpoint_then_restore(ctx, &path, &b, &shared, |_| Ok(()))?;
         ensure_eq!(
             fs::read_link(format!("/proc/{pid}/ns/net"))?,
             want,
@@ -1225,12 +1232,7 @@ fn checkpoint_restore_nested_binds(ctx: &Ctx) -> TestResult {
         );
         Ok(())
     })?;
-    let images = checkpoint(ctx, &path, &b, &[])?;
-    b.ensure_clean()?;
-    let at = ensure_stopped_counting(&shared)?;
-    let r = restore_bundle(ctx, &b)?;
-    let pid = restore(ctx, &path, &images, &r)?;
-    ensure_counts_on(&shared, at)?;
+    let (r, pid) = checkpoint_then_restore(ctx, &path, &b, &shared, |_| Ok(()))?;
     let seen = fs::read_to_string(format!("/proc/{pid}/root/shared/inner/marker"))?;
     ensure_eq!(seen, "inner\n", "the inner bind's file, seen inside");
     let mounts = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;

@@ -1210,11 +1210,7 @@ fn client_podman_run_uidmap(ctx: &Ctx) -> TestResult {
         ],
     );
     let out = pm.podman(&strs(&args)).ok()?;
-    let lines: Vec<String> = out
-        .stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let lines = super::word_lines(&out.stdout);
     ensure_eq!(
         lines,
         vec![

@@ -101,6 +101,14 @@ pub fn wait_file(p: &Path) -> Result<(), Failure> {
     }
 }
 
+/// Each line of `text` with its words joined by one blank (`0 61000 1` however the kernel
+/// pads a map line).
+pub fn word_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
 /// Read a file, trimmed.
 pub fn read_trim(p: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(p)

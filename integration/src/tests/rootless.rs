@@ -227,11 +227,7 @@ fn rootless_run_as_the_callers_own_id(ctx: &Ctx) -> TestResult {
     write_config(&h, &cfg)?;
     let id = format!("rl-{}", ctx.new_id());
     let out = as_user(ctx, &h, &["run", &id], None).ok()?;
-    let lines: Vec<String> = out
-        .stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let lines = super::word_lines(&out.stdout);
     ensure_eq!(
         lines,
         vec![
@@ -347,11 +343,7 @@ fn rootless_subordinate_ids_through_newuidmap(ctx: &Ctx) -> TestResult {
     let binds = user_with_subids(&h)?;
     let id = format!("rl-{}", ctx.new_id());
     let out = as_user(ctx, &h, &["run", &id], Some(&binds)).ok()?;
-    let lines: Vec<String> = out
-        .stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
+    let lines = super::word_lines(&out.stdout);
     let want_map = [format!("0 {UID} 1"), format!("1 {SUB_START} 65536")];
     ensure_eq!(lines.get(..2), Some(&want_map[..]), "uid_map inside");
     ensure_eq!(lines.get(2..4), Some(&want_map[..]), "gid_map inside");
@@ -677,11 +669,7 @@ fn client_podman_rootless(ctx: &Ctx) -> TestResult {
             for d in null zero full random urandom tty; do [ -c /dev/$d ] || echo not a device: $d; done; \
             echo x > /dev/null && echo devices ok";
         let out = pm(&["run", "--rm", img, "sh", "-c", script]).ok()?;
-        let lines: Vec<String> = out
-            .stdout
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
+        let lines = super::word_lines(&out.stdout);
         ensure_eq!(
             lines,
             vec![
