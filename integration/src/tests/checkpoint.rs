@@ -1154,20 +1154,7 @@ fn checkpoint_external_unix_socket(ctx: &Ctx) -> TestResult {
             Some("running"),
             "status after the refused checkpoint"
         );
-        let images = ctx.scratch_dir("criu-images")?;
-        let img = path_str(&images);
-        rt.exec_env(
-            &[("PATH", &path)],
-            &[
-                "checkpoint",
-                "--ext-unix-sk",
-                "--leave-running",
-                "--image-path",
-                &img,
-                &b.id,
-            ],
-        )
-        .ok()?;
+        let images = checkpoint(ctx, &path, &b, &["--ext-unix-sk", "--leave-running"])?;
         ensure!(
             images.join("inventory.img").exists(),
             "no inventory.img after --ext-unix-sk"
@@ -1235,11 +1222,9 @@ fn checkpoint_restore_nested_binds(ctx: &Ctx) -> TestResult {
     let (r, pid) = checkpoint_then_restore(ctx, &path, &b, &shared, |_| Ok(()))?;
     let seen = fs::read_to_string(format!("/proc/{pid}/root/shared/inner/marker"))?;
     ensure_eq!(seen, "inner\n", "the inner bind's file, seen inside");
-    let mounts = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let mounts = crate::mountinfo::parse(&fs::read_to_string(format!("/proc/{pid}/mountinfo"))?);
     ensure!(
-        mounts
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some("/shared/tmp") && l.contains(" - tmpfs ")),
+        crate::mountinfo::find(&mounts, "/shared/tmp").is_some_and(|m| m.fstype == "tmpfs"),
         "no tmpfs at /shared/tmp after the restore"
     );
     kill_and_delete(&r)
