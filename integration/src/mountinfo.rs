@@ -2,6 +2,10 @@
 
 #[derive(Clone, Debug)]
 pub struct Mount {
+    /// The filesystem's device (`major:minor`).
+    pub dev: String,
+    /// The root of the mount within its filesystem.
+    pub root: String,
     pub mount_point: String,
     /// Per-mount options (`rw,nosuid,...`).
     pub opts: Vec<String>,
@@ -59,6 +63,8 @@ pub fn parse(text: &str) -> Vec<Mount> {
             continue;
         }
         v.push(Mount {
+            dev: f[2].to_string(),
+            root: unescape(f[3]),
             mount_point: unescape(f[4]),
             opts: f[5].split(',').map(str::to_string).collect(),
             optional: f[6..sep].iter().map(|s| s.to_string()).collect(),

@@ -381,23 +381,22 @@ struct Delegated {
 
 impl Delegated {
     fn new(name: &str) -> Result<Delegated, Failure> {
-        let info = fs::read_to_string("/proc/self/mountinfo")?;
         let mut seen = Vec::new();
         let mut d = Delegated {
             name: name.to_string(),
             mounts: Vec::new(),
         };
-        for line in info.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let Some(dash) = f.iter().position(|w| *w == "-") else {
-                continue;
-            };
-            let fstype = f.get(dash + 1).copied().unwrap_or_default();
-            if !matches!(fstype, "cgroup" | "cgroup2") || f[3] != "/" || seen.contains(&f[2]) {
+        let info = crate::mountinfo::parse(&fs::read_to_string("/proc/self/mountinfo")?);
+        for m in info {
+            if !matches!(m.fstype.as_str(), "cgroup" | "cgroup2")
+                || m.root != "/"
+                || seen.contains(&m.dev)
+            {
                 continue;
             }
-            seen.push(f[2]);
-            d.mounts.push((PathBuf::from(f[4]), fstype == "cgroup2"));
+            d.mounts
+                .push((PathBuf::from(&m.mount_point), m.fstype == "cgroup2"));
+            seen.push(m.dev);
         }
         ensure!(!d.mounts.is_empty(), "no cgroup hierarchy is mounted");
         for (mp, v2) in d.mounts.clone() {
