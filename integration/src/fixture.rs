@@ -128,6 +128,7 @@ impl<'a> Bundle<'a> {
                 stdout: String::new(),
                 stderr: format!("harness could not write config.json: {e:?}"),
                 timed_out: false,
+                hang: String::new(),
             };
         }
         self.ctx.rt.exec(args)

@@ -107,25 +107,45 @@ fn real_main() -> Result<ExitCode, String> {
     let parents_before = context::cgroup_parents();
     let ctx = Ctx::new(rt, tmp.clone(), rootfs);
 
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let (mut passed, mut failed, mut skipped, mut flaky) = (0, 0, 0, 0);
     let started = Instant::now();
     for t in tests::all() {
         if !t.name.contains(&filter) {
             continue;
         }
         let t0 = Instant::now();
-        let res = (t.run)(&ctx);
+        let mut res = (t.run)(&ctx);
+        let mut first_run = None;
+        if let Err(Failure::Fail(why)) = &res {
+            if peer_hung(&ctx.rt, why) {
+                println!(
+                    "FLAKY {}: the peer hung; once more. First run: {why}",
+                    t.name
+                );
+                first_run = Some(why.clone());
+                res = (t.run)(&ctx);
+            }
+        }
         let ms = t0.elapsed().as_millis();
-        match res {
-            Ok(()) => {
+        match (res, first_run) {
+            (Ok(()), None) => {
                 passed += 1;
                 println!("PASS {} ({ms} ms)", t.name);
             }
-            Err(Failure::Fail(why)) => {
+            (Ok(()), Some(_)) => {
+                passed += 1;
+                flaky += 1;
+                println!("PASS {} ({ms} ms, on its second run)", t.name);
+            }
+            (Err(Failure::Fail(why)), None) => {
                 failed += 1;
                 println!("FAIL {}: {why}", t.name);
             }
-            Err(Failure::Skip(why)) => {
+            (Err(Failure::Fail(why)), Some(first)) => {
+                failed += 1;
+                println!("FAIL {}: {why} (first run: {first})", t.name);
+            }
+            (Err(Failure::Skip(why)), _) => {
                 skipped += 1;
                 println!("SKIP {}: {why}", t.name);
             }
@@ -159,8 +179,13 @@ fn real_main() -> Result<ExitCode, String> {
     }
 
     println!("({} s)", started.elapsed().as_secs());
+    let flaky = if flaky > 0 {
+        format!(" ({flaky} passed only on a second run: the peer hung, see FLAKY)")
+    } else {
+        String::new()
+    };
     println!(
-        "runtime {}: {passed} passed, {failed} failed, {skipped} skipped",
+        "runtime {}: {passed} passed, {failed} failed, {skipped} skipped{flaky}",
         path.display()
     );
     Ok(if failed == 0 {
@@ -168,6 +193,15 @@ fn real_main() -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A failure of a peer runtime (runc) that is one of its commands timing out: such a test
+/// runs once more. Seen once in the VM under TCG (`runc run --detach` not returning within
+/// 100 s, in a test that passes in 25 runs of its own); the peer passes only check the tests,
+/// so a peer's rare hang should not fail them. A test that hangs on its second run fails, and
+/// berth's own passes never run a test twice: a hang there is a defect.
+fn peer_hung(rt: &Runtime, why: &str) -> bool {
+    rt.is_runc() && why.contains(&format!("`{} ", rt.name())) && why.contains("-> timed out")
 }
 
 fn mkdir_mode(p: &Path, mode: u32) -> Result<(), String> {

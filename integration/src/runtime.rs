@@ -37,6 +37,8 @@ pub struct Out {
     pub stdout: String,
     pub stderr: String,
     pub timed_out: bool,
+    /// After a timeout: where the command's processes waited ([`hang_report`]).
+    pub hang: String,
 }
 
 impl Out {
@@ -56,7 +58,7 @@ impl Out {
             self.cmd,
             crate::campaign::clip(&self.stdout, 600),
             crate::campaign::clip(&self.stderr, 600)
-        )
+        ) + &self.hang
     }
 
     /// Require exit status 0.
@@ -120,6 +122,7 @@ impl Pending {
     pub fn wait(mut self, timeout: Duration) -> Out {
         let deadline = Instant::now() + timeout;
         let mut timed_out = false;
+        let mut hang = String::new();
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(st)) => break Some(st),
@@ -128,6 +131,7 @@ impl Pending {
                 }
                 Ok(None) => {
                     timed_out = true;
+                    hang = hang_report(self.child.id());
                     // Our own child, by pid (Child::kill).
                     let _ = self.child.kill();
                     break self.child.wait().ok();
@@ -152,8 +156,59 @@ impl Pending {
             stdout: read(&self.out),
             stderr: read(&self.err),
             timed_out,
+            hang,
         }
     }
+}
+
+/// Where a timed-out command and its descendants wait, appended to its stderr so that a hang
+/// seen once (in CI, in the VM) says where it was: each process's pid, name, state and
+/// wchan, and its kernel stack where readable.
+pub fn hang_report(root: u32) -> String {
+    // (pid, ppid, comm, state) of every process, from /proc/PID/stat.
+    let procs: Vec<(u32, u32, String, String)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // comm is in parentheses and may hold spaces: split after its last ')'.
+            let (head, tail) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_string();
+            let mut f = tail.split_whitespace();
+            let state = f.next()?.to_string();
+            let ppid = f.next()?.parse().ok()?;
+            Some((pid, ppid, comm, state))
+        })
+        .collect();
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        i += 1;
+    }
+    let mut report = String::from("\n[hang report: the command's process tree when it timed out]");
+    for pid in tree {
+        let Some((_, ppid, comm, state)) = procs.iter().find(|p| p.0 == pid) else {
+            continue;
+        };
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let stack = std::fs::read_to_string(format!("/proc/{pid}/stack"))
+            .map(|s| {
+                s.lines()
+                    .take(8)
+                    .map(|l| l.trim_start_matches("[<0>] "))
+                    .collect::<Vec<_>>()
+                    .join(" < ")
+            })
+            .unwrap_or_default();
+        report += &format!(
+            "\n  pid {pid} ppid {ppid} {comm:?} state {state} wchan {wchan:?} stack [{stack}]"
+        );
+    }
+    report
 }
 
 /// The runtime binary under test, with its private `--root`.
@@ -346,6 +401,7 @@ impl Runtime {
                 stdout: String::new(),
                 stderr: format!("harness could not spawn the runtime: {e:?}"),
                 timed_out: false,
+                hang: String::new(),
             },
         }
     }

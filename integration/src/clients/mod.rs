@@ -319,6 +319,7 @@ impl Runner {
                 stdout: String::new(),
                 stderr: format!("harness could not start the command: {e}"),
                 timed_out: false,
+                hang: String::new(),
             }),
         }
     }
@@ -376,6 +377,7 @@ impl Pending {
     /// Wait for the command, killing it at its deadline, and collect its output.
     pub fn wait(mut self) -> Out {
         let mut timed_out = false;
+        let mut hang = String::new();
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(st)) => break Some(st),
@@ -384,6 +386,7 @@ impl Pending {
                 }
                 Ok(None) => {
                     timed_out = true;
+                    hang = crate::runtime::hang_report(self.child.id());
                     // The group we created for this command, by its id, and the
                     // session the command started below it.
                     kill_group(self.child.id());
@@ -418,6 +421,7 @@ impl Pending {
             stdout: read(&self.out),
             stderr: read(&self.err),
             timed_out,
+            hang,
         }
     }
 }

@@ -316,6 +316,7 @@ impl Bg {
             stdout: fs::read_to_string(&self.out).unwrap_or_default(),
             stderr: fs::read_to_string(&self.err).unwrap_or_default(),
             timed_out,
+            hang: String::new(),
         }
     }
 }
@@ -560,6 +561,7 @@ exec "$@"
         stdout: fs::read_to_string(&out_f).unwrap_or_default(),
         stderr: fs::read_to_string(&err_f).unwrap_or_default(),
         timed_out,
+        hang: String::new(),
     };
     ensure!(
         out.code != Some(99),

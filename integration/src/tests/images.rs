@@ -86,6 +86,7 @@ impl Ctl {
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
             timed_out: false,
+            hang: String::new(),
         }
     }
 

@@ -160,6 +160,7 @@ fn run_as_user(
         stdout: fs::read_to_string(&out).unwrap_or_default(),
         stderr: fs::read_to_string(&err).unwrap_or_default(),
         timed_out: status.code() == Some(124),
+        hang: String::new(),
     }
 }
 
