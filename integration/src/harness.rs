@@ -153,3 +153,30 @@ mod unit {
         assert!(!is_rfc3339("2024-01-02T03:04:05.Z"));
     }
 }
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// On SIGTERM (hack/test.sh's `timeout`) or SIGINT the suite stops after the test that is
+/// running and still removes what it made (the clients' daemons, containers, cgroups) instead
+/// of dying with them left on the host; `timeout --kill-after` is the bound on that.
+pub fn stop_on_term() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; musl's
+        // and glibc's signal() install it with SA_RESTART, so no blocking call fails with EINTR.
+        unsafe {
+            libc::signal(
+                sig,
+                request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+}
+
+/// Whether SIGTERM or SIGINT arrived since [`stop_on_term`].
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}

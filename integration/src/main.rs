@@ -109,9 +109,16 @@ fn real_main() -> Result<ExitCode, String> {
 
     let (mut passed, mut failed, mut skipped, mut flaky) = (0, 0, 0, 0);
     let started = Instant::now();
+    harness::stop_on_term();
+    let mut interrupted = false;
     for t in tests::all() {
         if !t.name.contains(&filter) {
             continue;
+        }
+        if harness::stop_requested() {
+            interrupted = true;
+            println!("INTERRUPTED: a signal stopped the suite before {}", t.name);
+            break;
         }
         let t0 = Instant::now();
         let mut res = (t.run)(&ctx);
@@ -184,11 +191,16 @@ fn real_main() -> Result<ExitCode, String> {
     } else {
         String::new()
     };
+    let flaky = if interrupted {
+        flaky + " (interrupted by a signal: not every test ran)"
+    } else {
+        flaky
+    };
     println!(
         "runtime {}: {passed} passed, {failed} failed, {skipped} skipped{flaky}",
         path.display()
     );
-    Ok(if failed == 0 {
+    Ok(if failed == 0 && !interrupted {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -1236,6 +1236,7 @@ mod unit {
             stdout: stdout.into(),
             stderr: String::new(),
             timed_out: false,
+            hang: String::new(),
         }
     }
 
