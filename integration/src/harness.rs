@@ -139,21 +139,6 @@ pub fn is_rfc3339(s: &str) -> bool {
     }
 }
 
-#[cfg(test)]
-mod unit {
-    use super::is_rfc3339;
-
-    #[test]
-    fn rfc3339() {
-        assert!(is_rfc3339("2024-01-02T03:04:05Z"));
-        assert!(is_rfc3339("2024-01-02T03:04:05.123456789Z"));
-        assert!(is_rfc3339("2024-01-02T03:04:05.1+02:00"));
-        assert!(!is_rfc3339("2024-01-02 03:04:05Z"));
-        assert!(!is_rfc3339("2024-01-02T03:04:05"));
-        assert!(!is_rfc3339("2024-01-02T03:04:05.Z"));
-    }
-}
-
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn request_stop(_: libc::c_int) {
@@ -179,4 +164,19 @@ pub fn stop_on_term() {
 /// Whether SIGTERM or SIGINT arrived since [`stop_on_term`].
 pub fn stop_requested() -> bool {
     STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::is_rfc3339;
+
+    #[test]
+    fn rfc3339() {
+        assert!(is_rfc3339("2024-01-02T03:04:05Z"));
+        assert!(is_rfc3339("2024-01-02T03:04:05.123456789Z"));
+        assert!(is_rfc3339("2024-01-02T03:04:05.1+02:00"));
+        assert!(!is_rfc3339("2024-01-02 03:04:05Z"));
+        assert!(!is_rfc3339("2024-01-02T03:04:05"));
+        assert!(!is_rfc3339("2024-01-02T03:04:05.Z"));
+    }
 }
