@@ -32,6 +32,7 @@ pub fn tests() -> Vec<Test> {
         checkpoint_restore_in_a_joined_network_namespace,
         checkpoint_external_unix_socket,
         checkpoint_restore_nested_binds,
+        checkpoint_restore_lsm_profile,
     ]
 }
 
@@ -1228,4 +1229,147 @@ fn checkpoint_restore_nested_binds(ctx: &Ctx) -> TestResult {
         "no tmpfs at /shared/tmp after the restore"
     );
     kill_and_delete(&r)
+}
+
+/// The LSM this host enforces labels with, for [`checkpoint_restore_lsm_profile`]: two
+/// process labels the container may run under, how a config names the first, and the
+/// `TYPE:` of `restore --lsm-profile`.
+enum Lsm {
+    AppArmor {
+        /// Unloaded on drop.
+        _loaded: super::lsm::Profiles,
+        a: String,
+        b: String,
+    },
+    SeLinux(String, String),
+}
+
+impl Lsm {
+    fn here(ctx: &Ctx) -> Result<Lsm, Failure> {
+        if super::lsm::apparmor_enabled() {
+            let tag = std::process::id();
+            let (a, b) = (
+                format!("berth-it-{tag}-ck-a"),
+                format!("berth-it-{tag}-ck-b"),
+            );
+            let profiles = super::lsm::Profiles::load(&ctx.scratch_dir("apparmor")?, &[&a, &b])?;
+            return Ok(Lsm::AppArmor {
+                _loaded: profiles,
+                a,
+                b,
+            });
+        }
+        if super::lsm::selinux_enabled() {
+            let (process, _) = super::lsm::selinux_types()?;
+            return Ok(Lsm::SeLinux(
+                format!("{process}:s0:c1,c2"),
+                format!("{process}:s0:c3,c4"),
+            ));
+        }
+        skip!(
+            "neither AppArmor nor SELinux is enabled here; it runs in the cgroup v2 VM \
+             (AppArmor) and in its SELinux boot"
+        )
+    }
+
+    /// The two labels.
+    fn labels(&self) -> (&str, &str) {
+        match self {
+            Lsm::AppArmor { a, b, .. } | Lsm::SeLinux(a, b) => (a, b),
+        }
+    }
+
+    /// Set the first label as the container's process label.
+    fn confine(&self, b: &mut Bundle) {
+        match self {
+            Lsm::AppArmor { a, .. } => b.cfg.set("/process/apparmorProfile", serde_json::json!(a)),
+            Lsm::SeLinux(a, _) => b.cfg.set("/process/selinuxLabel", serde_json::json!(a)),
+        };
+    }
+
+    /// `--lsm-profile`'s argument for `label`.
+    fn profile_arg(&self, label: &str) -> String {
+        match self {
+            Lsm::AppArmor { .. } => format!("apparmor:{label}"),
+            Lsm::SeLinux(..) => format!("selinux:{label}"),
+        }
+    }
+
+    /// Whether /proc/PID/attr/current shows `label` (AppArmor adds the mode).
+    fn shows(&self, current: &str, label: &str) -> bool {
+        let current = super::lsm::trim_label(current);
+        match self {
+            Lsm::AppArmor { .. } => current == format!("{label} (enforce)"),
+            Lsm::SeLinux(..) => current == label,
+        }
+    }
+}
+
+/// `restore --lsm-profile TYPE:NAME` (CRIU's lsm_profile): a container confined by one
+/// AppArmor profile (or SELinux process label) is checkpointed and restored twice: without
+/// the option the restored process runs under the label it was dumped with, with it under the
+/// one the option names. In SELinux's boot, `--lsm-mount-context` also relabels the restored
+/// /dev tmpfs (it had the config's `linux.mountLabel`). With AppArmor (the cgroup v2 VM) or
+/// SELinux (its SELinux boot, permissive); skipped without either.
+fn checkpoint_restore_lsm_profile(ctx: &Ctx) -> TestResult {
+    let path = need_criu(ctx)?;
+    let lsm = Lsm::here(ctx)?;
+    let (first, second) = lsm.labels();
+    let mount_labels = match &lsm {
+        Lsm::SeLinux(..) => {
+            let (_, file) = super::lsm::selinux_types()?;
+            Some((format!("{file}:s0:c1,c2"), format!("{file}:s0:c3,c4")))
+        }
+        Lsm::AppArmor { .. } => None,
+    };
+    let (b, shared) = start_counter_with(ctx, |b| {
+        lsm.confine(b);
+        if let Some((label, _)) = &mount_labels {
+            b.cfg.set("/linux/mountLabel", serde_json::json!(label));
+        }
+        Ok(())
+    })?;
+    let label_of = |pid: u32| fs::read_to_string(format!("/proc/{pid}/attr/current"));
+    let current = label_of(b.pid()?)?;
+    ensure!(
+        lsm.shows(&current, first),
+        "the container runs as {current:?}, not {first:?}"
+    );
+
+    // Restored as it was dumped.
+    let (r, pid) = checkpoint_then_restore(ctx, &path, &b, &shared, |_| Ok(()))?;
+    let current = label_of(pid)?;
+    ensure!(
+        lsm.shows(&current, first),
+        "restored without --lsm-profile: {current:?}, want the dumped {first:?}"
+    );
+
+    // Restored under the label --lsm-profile names (and the mount context).
+    let images = checkpoint(ctx, &path, &r, &[])?;
+    r.ensure_clean()?;
+    let at = ensure_stopped_counting(&shared)?;
+    let r2 = restore_bundle(ctx, &r)?;
+    let profile = lsm.profile_arg(second);
+    let mut extra = vec!["--lsm-profile", &profile];
+    if let Some((_, context)) = &mount_labels {
+        extra.extend(["--lsm-mount-context", context]);
+    }
+    let pid = restore_with(ctx, &path, &images, &r2, &extra)?;
+    ensure_counts_on(&shared, at)?;
+    let current = label_of(pid)?;
+    ensure!(
+        lsm.shows(&current, second),
+        "restored with --lsm-profile {profile}: {current:?}, want {second:?}"
+    );
+    if let Some((_, context)) = &mount_labels {
+        let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+        let mounts = crate::mountinfo::parse(&mountinfo);
+        let dev = crate::mountinfo::require(&mounts, "/dev")?;
+        let supers = dev.super_opts.join(",");
+        ensure!(
+            supers.contains(&format!("context=\"{context}\"")),
+            "restored with --lsm-mount-context {context}: /dev is {dev:?}"
+        );
+    }
+    kill_and_delete(&r2)
 }

@@ -39,7 +39,7 @@ const SELINUX_DISABLED: &str =
     "selinux label is specified in config, but selinux is disabled or not supported";
 
 /// Whether AppArmor is the host's (enabled) LSM: runc's test, after mounting securityfs.
-fn apparmor_enabled() -> bool {
+pub(super) fn apparmor_enabled() -> bool {
     std::fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|b| b.first() == Some(&b'Y'))
         && ensure_securityfs()
         && Path::new("/sys/kernel/security/apparmor").exists()
@@ -60,7 +60,7 @@ fn ensure_securityfs() -> bool {
 }
 
 /// Whether SELinux is enabled (selinuxfs mounted and a label other than `kernel`).
-fn selinux_enabled() -> bool {
+pub(super) fn selinux_enabled() -> bool {
     let mounted = std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|mi| {
         mi.lines().any(|l| {
             l.split_once(" - ")
@@ -73,7 +73,8 @@ fn selinux_enabled() -> bool {
 }
 
 /// Why an SELinux test is skipped where SELinux is not enabled.
-const NO_SELINUX: &str = "SELinux is not enabled (no selinuxfs or no policy loaded); it runs in \
+pub(super) const NO_SELINUX: &str =
+    "SELinux is not enabled (no selinuxfs or no policy loaded); it runs in \
                           the cgroup v2 VM booted with security=selinux, where hack/vm/stage2 \
                           loads selinux-policy-default permissive (hack/test.sh's vm-selinux pass)";
 
@@ -91,7 +92,7 @@ fn selinux_context_valid(context: &str) -> bool {
 /// (the MCS level is added by the caller): container_t and container_file_t where the policy
 /// has the container module (Fedora's, runc's and podman's defaults), else refpolicy's virt
 /// types, which Debian's selinux-policy-default has (it ships no container module).
-fn selinux_types() -> Result<(&'static str, &'static str), Failure> {
+pub(super) fn selinux_types() -> Result<(&'static str, &'static str), Failure> {
     for (process, file) in [
         (
             "system_u:system_r:container_t",
@@ -112,7 +113,7 @@ fn selinux_types() -> Result<(&'static str, &'static str), Failure> {
 }
 
 /// An SELinux label as /proc/PID/attr/current shows it (NUL-terminated).
-fn trim_label(s: &str) -> &str {
+pub(super) fn trim_label(s: &str) -> &str {
     s.trim_end_matches(['\0', '\n'])
 }
 
@@ -222,12 +223,12 @@ fn lsm_mount_label_without_selinux_fails_at_the_mount(ctx: &Ctx) -> TestResult {
 }
 
 /// Loaded AppArmor profiles, removed on drop.
-struct Profiles {
+pub(super) struct Profiles {
     files: Vec<PathBuf>,
 }
 
 impl Profiles {
-    fn load(dir: &Path, names: &[&str]) -> Result<Profiles, Failure> {
+    pub(super) fn load(dir: &Path, names: &[&str]) -> Result<Profiles, Failure> {
         let mut p = Profiles { files: Vec::new() };
         for name in names {
             // Permissive but enforcing: the container's shell and the runtime's access to it
