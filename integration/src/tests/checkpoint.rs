@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::context::Ctx;
 use crate::fixture::Bundle;
 use crate::harness::{wait_until, Failure, Test, TestResult};
+use crate::runtime::Out;
 use crate::{ensure, ensure_eq, fail, skip};
 
 pub fn tests() -> Vec<Test> {
@@ -177,16 +178,18 @@ fn restore(ctx: &Ctx, path: &str, images: &Path, b: &Bundle) -> Result<u32, Fail
     restore_with(ctx, path, images, b, &[])
 }
 
-/// [`restore`] with `extra` options; a failure names CRIU's errors from the images' log.
-fn restore_with(
-    ctx: &Ctx,
-    path: &str,
-    images: &Path,
-    b: &Bundle,
-    extra: &[&str],
-) -> Result<u32, Failure> {
-    let pid_file = b.dir.join("restored.pid");
-    let (img, dir, pf) = (path_str(images), path_str(&b.dir), path_str(&pid_file));
+/// The pid file [`restore_command`] names, in the bundle's dir.
+fn restored_pid_file(b: &Bundle) -> PathBuf {
+    b.dir.join("restored.pid")
+}
+
+/// Run `restore -d EXTRA... --image-path DIR --bundle B --pid-file F ID` and return its result.
+fn restore_command(ctx: &Ctx, path: &str, images: &Path, b: &Bundle, extra: &[&str]) -> Out {
+    let (img, dir, pf) = (
+        path_str(images),
+        path_str(&b.dir),
+        path_str(&restored_pid_file(b)),
+    );
     let mut args = vec!["restore", "-d"];
     args.extend_from_slice(extra);
     args.extend([
@@ -198,7 +201,19 @@ fn restore_with(
         &pf,
         &b.id,
     ]);
-    let out = ctx.rt.exec_env(&[("PATH", path)], &args);
+    ctx.rt.exec_env(&[("PATH", path)], &args)
+}
+
+/// [`restore`] with `extra` options; a failure names CRIU's errors from the images' log.
+fn restore_with(
+    ctx: &Ctx,
+    path: &str,
+    images: &Path,
+    b: &Bundle,
+    extra: &[&str],
+) -> Result<u32, Failure> {
+    let pid_file = restored_pid_file(b);
+    let out = restore_command(ctx, path, images, b, extra);
     if !out.success() {
         let log = fs::read_to_string(images.join("restore.log")).unwrap_or_default();
         let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
@@ -1377,20 +1392,7 @@ fn checkpoint_restore_lsm_profile(ctx: &Ctx) -> TestResult {
     if matches!(lsm, Lsm::SeLinux(..)) && !criu_links("libselinux") {
         // CRIU built without libselinux (Debian's) does not know SELinux as an LSM: the
         // restore is refused with CRIU's reason, and nothing of the container is left.
-        let pid_file = path_str(&r2.dir.join("restored.pid"));
-        let (img, dir) = (path_str(&images), path_str(&r2.dir));
-        let mut args = vec!["restore", "-d"];
-        args.extend_from_slice(&extra);
-        args.extend([
-            "--image-path",
-            &img,
-            "--bundle",
-            &dir,
-            "--pid-file",
-            &pid_file,
-        ]);
-        args.push(&r2.id);
-        let out = ctx.rt.exec_env(&[("PATH", &path)], &args).failed()?;
+        let out = restore_command(ctx, &path, &images, &r2, &extra).failed()?;
         out.stderr_mentions("selinux LSM specified but selinux not supported")?;
         return r2.ensure_clean();
     }
