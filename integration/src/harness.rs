@@ -147,17 +147,22 @@ extern "C" fn request_stop(_: libc::c_int) {
 
 /// On SIGTERM (hack/test.sh's `timeout`) or SIGINT the suite stops after the test that is
 /// running and still removes what it made (the clients' daemons, containers, cgroups) instead
-/// of dying with them left on the host; `timeout --kill-after` is the bound on that.
+/// of dying with them left on the host; `timeout --kill-after` is the bound on that. (GNU
+/// timeout signals its whole process group: the runtime command running then gets the signal
+/// too and that test fails.) The handler is one-shot: a second signal kills as usual.
 pub fn stop_on_term() {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; musl's
-        // and glibc's signal() install it with SA_RESTART, so no blocking call fails with EINTR.
-        unsafe {
-            libc::signal(
-                sig,
-                request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(request_stop),
+        SaFlags::SA_RESTART | SaFlags::SA_RESETHAND,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; with
+        // SA_RESTART no blocking call of the suite fails with EINTR.
+        if let Err(e) = unsafe { sigaction(sig, &action) } {
+            eprintln!("integration: cannot handle {sig}: {e} (a signal will kill the suite)");
+        }
     }
 }
 

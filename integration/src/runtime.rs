@@ -37,7 +37,8 @@ pub struct Out {
     pub stdout: String,
     pub stderr: String,
     pub timed_out: bool,
-    /// After a timeout: where the command's processes waited ([`hang_report`]).
+    /// After a timeout: where the command's processes waited ([`hang_report`]); shown by
+    /// [`Out::describe`].
     pub hang: String,
 }
 
@@ -131,9 +132,12 @@ impl Pending {
                 }
                 Ok(None) => {
                     timed_out = true;
-                    hang = hang_report(self.child.id());
-                    // Our own child, by pid (Child::kill).
+                    let tree;
+                    (hang, tree) = hang_report(self.child.id());
+                    // Our own child, by pid (Child::kill), then what it started (the tree just
+                    // read: a runtime's init left behind would otherwise outlive the test).
                     let _ = self.child.kill();
+                    kill_pids(&tree[1..]);
                     break self.child.wait().ok();
                 }
                 Err(_) => break None,
@@ -161,10 +165,27 @@ impl Pending {
     }
 }
 
-/// Where a timed-out command and its descendants wait, appended to its stderr so that a hang
-/// seen once (in CI, in the VM) says where it was: each process's pid, name, state and
-/// wchan, and its kernel stack where readable.
-pub fn hang_report(root: u32) -> String {
+/// SIGKILL each of `pids` (descendants of a child of ours, read from /proc just before).
+pub fn kill_pids(pids: &[u32]) {
+    for &pid in pids {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// At most this many processes in a hang report.
+const HANG_REPORT_MAX: usize = 32;
+
+/// Where a timed-out command and its descendants wait, for [`Out::describe`], so that a hang
+/// seen once (in CI, in the VM) says where it was: each process's pid, name, state, wchan, the
+/// wchans of its threads (Go's runc blocks in a thread other than its first) and its kernel
+/// stack where readable. Also the pids of that tree, children after parents, at most
+/// [`HANG_REPORT_MAX`].
+pub fn hang_report(root: u32) -> (String, Vec<u32>) {
     // (pid, ppid, comm, state) of every process, from /proc/PID/stat.
     let procs: Vec<(u32, u32, String, String)> = std::fs::read_dir("/proc")
         .into_iter()
@@ -184,31 +205,58 @@ pub fn hang_report(root: u32) -> String {
         .collect();
     let mut tree = vec![root];
     let mut i = 0;
-    while i < tree.len() {
+    while i < tree.len() && tree.len() < HANG_REPORT_MAX {
         let parent = tree[i];
-        tree.extend(procs.iter().filter(|p| p.1 == parent).map(|p| p.0));
+        for p in procs.iter().filter(|p| p.1 == parent) {
+            if !tree.contains(&p.0) && tree.len() < HANG_REPORT_MAX {
+                tree.push(p.0);
+            }
+        }
         i += 1;
     }
+    let read = |p: String| std::fs::read_to_string(p).unwrap_or_default();
     let mut report = String::from("\n[hang report: the command's process tree when it timed out]");
-    for pid in tree {
+    for &pid in &tree {
         let Some((_, ppid, comm, state)) = procs.iter().find(|p| p.0 == pid) else {
             continue;
         };
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        let stack = std::fs::read_to_string(format!("/proc/{pid}/stack"))
-            .map(|s| {
-                s.lines()
-                    .take(8)
-                    .map(|l| l.trim_start_matches("[<0>] "))
-                    .collect::<Vec<_>>()
-                    .join(" < ")
+        let wchan = read(format!("/proc/{pid}/wchan"));
+        let stack = read(format!("/proc/{pid}/stack"))
+            .lines()
+            .take(8)
+            .map(|l| l.trim_start_matches("[<0>] ").to_string())
+            .collect::<Vec<_>>()
+            .join(" < ");
+        // The threads' wchans, counted: "futex_wait_queue x5, ep_poll".
+        let mut threads: Vec<(String, usize)> = Vec::new();
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let w = read(format!("{}/wchan", t.path().display()));
+            let w = if w.is_empty() { "-".to_string() } else { w };
+            match threads.iter_mut().find(|(name, _)| *name == w) {
+                Some((_, n)) => *n += 1,
+                None => threads.push((w, 1)),
+            }
+        }
+        let threads = threads
+            .iter()
+            .map(|(w, n)| {
+                if *n > 1 {
+                    format!("{w} x{n}")
+                } else {
+                    w.clone()
+                }
             })
-            .unwrap_or_default();
+            .collect::<Vec<_>>()
+            .join(", ");
         report += &format!(
-            "\n  pid {pid} ppid {ppid} {comm:?} state {state} wchan {wchan:?} stack [{stack}]"
+            "\n  pid {pid} ppid {ppid} {comm:?} state {state} wchan {wchan:?} threads [{threads}] stack [{stack}]"
         );
     }
-    report
+    (report, tree)
 }
 
 /// The runtime binary under test, with its private `--root`.

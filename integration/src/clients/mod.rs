@@ -386,7 +386,7 @@ impl Pending {
                 }
                 Ok(None) => {
                     timed_out = true;
-                    hang = crate::runtime::hang_report(self.child.id());
+                    hang = crate::runtime::hang_report(self.child.id()).0;
                     // The group we created for this command, by its id, and the
                     // session the command started below it.
                     kill_group(self.child.id());

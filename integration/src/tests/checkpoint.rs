@@ -230,15 +230,6 @@ fn restore_with(
         .map_err(|_| Failure::Fail(format!("pid file holds {text:?}")))
 }
 
-/// Whether the CRIU binary links a library whose name starts with `lib` (`ldd`).
-fn criu_links(lib: &str) -> bool {
-    let criu = find_criu().unwrap_or_default();
-    Command::new("ldd")
-        .arg(&criu)
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(lib))
-}
-
 /// Whether this CRIU and kernel have a feature (`criu check --feature NAME`).
 fn criu_has(feature: &str) -> bool {
     let criu = find_criu().unwrap_or_default();
@@ -1256,16 +1247,25 @@ fn checkpoint_restore_nested_binds(ctx: &Ctx) -> TestResult {
 }
 
 /// The LSM this host enforces labels with, for [`checkpoint_restore_lsm_profile`]: two
-/// process labels the container may run under, how a config names the first, and the
+/// process labels the container may run under (A and B), how a config names A, and the
 /// `TYPE:` of `restore --lsm-profile`.
 enum Lsm {
     AppArmor {
-        /// Unloaded on drop.
+        /// Unloaded on drop (after the containers, which are declared later).
         _loaded: super::lsm::Profiles,
         a: String,
         b: String,
     },
-    SeLinux(String, String),
+    SeLinux {
+        a: String,
+        b: String,
+        /// Mount labels for `linux.mountLabel` (A) and `--lsm-mount-context` (B).
+        mount_a: String,
+        mount_b: String,
+        /// Whether CRIU was built with libselinux (it names the library among those it
+        /// needs): without it CRIU neither dumps the label nor takes `--lsm-profile selinux:`.
+        criu_knows: bool,
+    },
 }
 
 impl Lsm {
@@ -1284,11 +1284,17 @@ impl Lsm {
             });
         }
         if super::lsm::selinux_enabled() {
-            let (process, _) = super::lsm::selinux_types()?;
-            return Ok(Lsm::SeLinux(
-                format!("{process}:s0:c1,c2"),
-                format!("{process}:s0:c3,c4"),
-            ));
+            let (process, file) = super::lsm::selinux_types()?;
+            let criu = find_criu().ok_or_else(|| Failure::Skip("no CRIU".into()))?;
+            let binary = fs::read(&criu)?;
+            let criu_knows = binary.windows(13).any(|w| w == b"libselinux.so");
+            return Ok(Lsm::SeLinux {
+                a: format!("{process}:s0:c1,c2"),
+                b: format!("{process}:s0:c3,c4"),
+                mount_a: format!("{file}:s0:c1,c2"),
+                mount_b: format!("{file}:s0:c3,c4"),
+                criu_knows,
+            });
         }
         skip!(
             "neither AppArmor nor SELinux is enabled here; it runs in the cgroup v2 VM \
@@ -1296,26 +1302,29 @@ impl Lsm {
         )
     }
 
-    /// The two labels.
+    /// The labels A and B.
     fn labels(&self) -> (&str, &str) {
         match self {
-            Lsm::AppArmor { a, b, .. } | Lsm::SeLinux(a, b) => (a, b),
+            Lsm::AppArmor { a, b, .. } | Lsm::SeLinux { a, b, .. } => (a, b),
         }
     }
 
-    /// Set the first label as the container's process label.
-    fn confine(&self, b: &mut Bundle) {
+    /// Confine the container with A (and SELinux's mount label A).
+    fn confine(&self, bundle: &mut Bundle) {
         match self {
-            Lsm::AppArmor { a, .. } => b.cfg.set("/process/apparmorProfile", serde_json::json!(a)),
-            Lsm::SeLinux(a, _) => b.cfg.set("/process/selinuxLabel", serde_json::json!(a)),
-        };
-    }
-
-    /// `--lsm-profile`'s argument for `label`.
-    fn profile_arg(&self, label: &str) -> String {
-        match self {
-            Lsm::AppArmor { .. } => format!("apparmor:{label}"),
-            Lsm::SeLinux(..) => format!("selinux:{label}"),
+            Lsm::AppArmor { a, .. } => {
+                bundle
+                    .cfg
+                    .set("/process/apparmorProfile", serde_json::json!(a));
+            }
+            Lsm::SeLinux { a, mount_a, .. } => {
+                bundle
+                    .cfg
+                    .set("/process/selinuxLabel", serde_json::json!(a));
+                bundle
+                    .cfg
+                    .set("/linux/mountLabel", serde_json::json!(mount_a));
+            }
         }
     }
 
@@ -1324,37 +1333,55 @@ impl Lsm {
         let current = super::lsm::trim_label(current);
         match self {
             Lsm::AppArmor { .. } => current == format!("{label} (enforce)"),
-            Lsm::SeLinux(..) => current == label,
+            Lsm::SeLinux { .. } => current == label,
         }
+    }
+
+    /// The label a restore without `--lsm-profile` gives: the dumped A, except SELinux's
+    /// under a CRIU without libselinux, which leaves the restorer's own (the suite's).
+    fn restored_without_option(&self) -> Result<String, Failure> {
+        Ok(match self {
+            Lsm::SeLinux {
+                criu_knows: false, ..
+            } => {
+                super::lsm::trim_label(&fs::read_to_string("/proc/self/attr/current")?).to_string()
+            }
+            _ => self.labels().0.to_string(),
+        })
     }
 }
 
-/// `restore --lsm-profile TYPE:NAME` (CRIU's lsm_profile): a container confined by one
-/// AppArmor profile (or SELinux process label) is checkpointed and restored twice: without
-/// the option the restored process runs under the AppArmor profile it was dumped with (an
-/// SELinux label is not restored: runc 1.3.6 gives the same), with it under the label the
-/// option names. A CRIU built without libselinux (Debian's) refuses `--lsm-profile selinux:`
-/// and `--lsm-mount-context`: the restore fails with CRIU's reason and leaves nothing. In SELinux's boot, `--lsm-mount-context` also relabels the restored
-/// /dev tmpfs (it had the config's `linux.mountLabel`). With AppArmor (the cgroup v2 VM) or
-/// SELinux (its SELinux boot, permissive); skipped without either. CRIU finds the LSM once a
-/// boot (its cached kerndat) in /sys/kernel/security: without securityfs mounted then, it
-/// dumps no label (the first restore comes back unconfined) and refuses `--lsm-profile`.
+/// The restored /dev tmpfs carries `context="CONTEXT"` (`--lsm-mount-context`).
+fn ensure_dev_context(pid: u32, context: &str) -> TestResult {
+    let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+    let mounts = crate::mountinfo::parse(&mountinfo);
+    let dev = crate::mountinfo::require(&mounts, "/dev")?;
+    // The label holds commas (s0:c3,c4): look in the joined super options.
+    ensure!(
+        dev.super_opts
+            .join(",")
+            .contains(&format!("context=\"{context}\"")),
+        "restored with --lsm-mount-context {context}: /dev is {dev:?}"
+    );
+    Ok(())
+}
+
+/// `restore --lsm-profile TYPE:NAME` and `--lsm-mount-context` (CRIU's lsm_profile and
+/// lsm_mount_context), with AppArmor (the cgroup v2 VM) or SELinux (its SELinux boot,
+/// permissive); skipped without either. A container confined by label A is checkpointed and
+/// restored: without the option it comes back under A, but for SELinux under a CRIU without
+/// libselinux (Debian's), which leaves the restorer's own label (runc 1.3.6: the same). Then
+/// checkpointed again and restored under B with `--lsm-profile` (SELinux: and its /dev tmpfs
+/// relabelled with `--lsm-mount-context`). A CRIU without libselinux refuses `--lsm-profile
+/// selinux:` with its reason, which the runtime reports, leaving nothing; `--lsm-mount-context`
+/// alone, a rewrite of the mounts' `context=`, it still takes. CRIU looks for the LSM once a
+/// boot (its cached kerndat) in /sys/kernel/security: hack/vm/init mounts securityfs at boot.
 fn checkpoint_restore_lsm_profile(ctx: &Ctx) -> TestResult {
     let path = need_criu(ctx)?;
     let lsm = Lsm::here(ctx)?;
     let (first, second) = lsm.labels();
-    let mount_labels = match &lsm {
-        Lsm::SeLinux(..) => {
-            let (_, file) = super::lsm::selinux_types()?;
-            Some((format!("{file}:s0:c1,c2"), format!("{file}:s0:c3,c4")))
-        }
-        Lsm::AppArmor { .. } => None,
-    };
     let (b, shared) = start_counter_with(ctx, |b| {
         lsm.confine(b);
-        if let Some((label, _)) = &mount_labels {
-            b.cfg.set("/linux/mountLabel", serde_json::json!(label));
-        }
         Ok(())
     })?;
     let label_of = |pid: u32| fs::read_to_string(format!("/proc/{pid}/attr/current"));
@@ -1364,54 +1391,58 @@ fn checkpoint_restore_lsm_profile(ctx: &Ctx) -> TestResult {
         "the container runs as {current:?}, not {first:?}"
     );
 
-    // Restored without the option: AppArmor's profile as it was dumped; SELinux's label is
-    // not restored (CRIU's restorer's own context, the suite's), under runc 1.3.6 as well.
     let (r, pid) = checkpoint_then_restore(ctx, &path, &b, &shared, |_| Ok(()))?;
     let current = label_of(pid)?;
-    let want = match &lsm {
-        Lsm::AppArmor { .. } => first.to_string(),
-        Lsm::SeLinux(..) => {
-            super::lsm::trim_label(&fs::read_to_string("/proc/self/attr/current")?).to_string()
-        }
-    };
+    let want = lsm.restored_without_option()?;
     ensure!(
         lsm.shows(&current, &want),
         "restored without --lsm-profile: {current:?}, want {want:?}"
     );
 
-    // Restored under the label --lsm-profile names (and the mount context).
     let images = checkpoint(ctx, &path, &r, &[])?;
     r.ensure_clean()?;
     let at = ensure_stopped_counting(&shared)?;
     let r2 = restore_bundle(ctx, &r)?;
-    let profile = lsm.profile_arg(second);
-    let mut extra = vec!["--lsm-profile", &profile];
-    if let Some((_, context)) = &mount_labels {
-        extra.extend(["--lsm-mount-context", context]);
-    }
-    if matches!(lsm, Lsm::SeLinux(..)) && !criu_links("libselinux") {
-        // CRIU built without libselinux (Debian's) does not know SELinux as an LSM: the
-        // restore is refused with CRIU's reason, and nothing of the container is left.
-        let out = restore_command(ctx, &path, &images, &r2, &extra).failed()?;
-        out.stderr_mentions("selinux LSM specified but selinux not supported")?;
-        return r2.ensure_clean();
+    let profile = match &lsm {
+        Lsm::AppArmor { .. } => format!("apparmor:{second}"),
+        Lsm::SeLinux { .. } => format!("selinux:{second}"),
+    };
+    let mut extra = vec!["--lsm-profile", profile.as_str()];
+    let mut context = None;
+    if let Lsm::SeLinux {
+        mount_b,
+        criu_knows,
+        ..
+    } = &lsm
+    {
+        if !criu_knows {
+            let out = restore_command(ctx, &path, &images, &r2, &extra).failed()?;
+            out.stderr_mentions("selinux LSM specified but selinux not supported")?;
+            r2.ensure_clean()?;
+            ensure_eq!(
+                count(&shared),
+                Some(at),
+                "the counter after the refused restore"
+            );
+            extra.clear();
+        }
+        extra.extend(["--lsm-mount-context", mount_b.as_str()]);
+        context = Some(mount_b);
     }
     let pid = restore_with(ctx, &path, &images, &r2, &extra)?;
     ensure_counts_on(&shared, at)?;
     let current = label_of(pid)?;
+    let want = if extra.contains(&"--lsm-profile") {
+        second.to_string()
+    } else {
+        want
+    };
     ensure!(
-        lsm.shows(&current, second),
-        "restored with --lsm-profile {profile}: {current:?}, want {second:?}"
+        lsm.shows(&current, &want),
+        "restored with {extra:?}: {current:?}, want {want:?}"
     );
-    if let Some((_, context)) = &mount_labels {
-        let mountinfo = fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
-        let mounts = crate::mountinfo::parse(&mountinfo);
-        let dev = crate::mountinfo::require(&mounts, "/dev")?;
-        let supers = dev.super_opts.join(",");
-        ensure!(
-            supers.contains(&format!("context=\"{context}\"")),
-            "restored with --lsm-mount-context {context}: /dev is {dev:?}"
-        );
+    if let Some(context) = context {
+        ensure_dev_context(pid, context)?;
     }
     kill_and_delete(&r2)
 }

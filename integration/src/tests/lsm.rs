@@ -45,8 +45,9 @@ pub(super) fn apparmor_enabled() -> bool {
         && Path::new("/sys/kernel/security/apparmor").exists()
 }
 
-/// Mount securityfs on /sys/kernel/security if it is not (the VM's init does not). The suite
-/// runs in a mount namespace of its own, so the mount goes away with it.
+/// Mount securityfs on /sys/kernel/security if it is not (systemd and hack/vm/init mount it at
+/// boot; a bare host may not). The suite runs in a mount namespace of its own, so the mount
+/// goes away with it.
 fn ensure_securityfs() -> bool {
     let p = Path::new("/sys/kernel/security");
     if p.join("lsm").exists() {
@@ -73,8 +74,7 @@ pub(super) fn selinux_enabled() -> bool {
 }
 
 /// Why an SELinux test is skipped where SELinux is not enabled.
-pub(super) const NO_SELINUX: &str =
-    "SELinux is not enabled (no selinuxfs or no policy loaded); it runs in \
+const NO_SELINUX: &str = "SELinux is not enabled (no selinuxfs or no policy loaded); it runs in \
                           the cgroup v2 VM booted with security=selinux, where hack/vm/stage2 \
                           loads selinux-policy-default permissive (hack/test.sh's vm-selinux pass)";
 
