@@ -211,13 +211,26 @@ pub fn processes_of(id: &str, dir: &Path) -> Vec<u32> {
 }
 
 fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next().map(|st| st == "Z"))
-        })
-        .unwrap_or(true)
+    proc_stat(pid).is_none_or(|st| st.state == 'Z')
+}
+
+/// What /proc/PID/stat says of a process: its command name, state letter and parent.
+pub struct ProcStat {
+    pub comm: String,
+    pub state: char,
+    pub ppid: u32,
+}
+
+/// /proc/PID/stat of `pid`, or None when it is gone (or unreadable).
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm is in parentheses and may hold spaces and ')': split after the last ')'.
+    let (head, tail) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let mut f = tail.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some(ProcStat { comm, state, ppid })
 }
 
 /// The command name of `pid`.

@@ -883,19 +883,14 @@ fn injected_calls(trace: &str) -> Vec<String> {
 
 /// Live strace processes whose parent is this process (detached tracers of syscall cases).
 fn tracers() -> Vec<u32> {
-    let me = std::process::id().to_string();
+    let me = std::process::id();
     let mut v = Vec::new();
     if let Ok(rd) = fs::read_dir("/proc") {
         for e in rd.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let Some((head, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let mut f = rest.split_whitespace();
-            if head.ends_with("(strace") && f.nth(1) == Some(me.as_str()) {
+            if context::proc_stat(pid).is_some_and(|st| st.comm == "strace" && st.ppid == me) {
                 v.push(pid);
             }
         }

@@ -137,7 +137,9 @@ impl Pending {
                     // Our own child, by pid (Child::kill), then what it started (the tree just
                     // read: a runtime's init left behind would otherwise outlive the test).
                     let _ = self.child.kill();
-                    kill_pids(&tree[1..]);
+                    for &pid in &tree[1..] {
+                        crate::clients::kill_pid(pid, "KILL");
+                    }
                     break self.child.wait().ok();
                 }
                 Err(_) => break None,
@@ -165,18 +167,6 @@ impl Pending {
     }
 }
 
-/// SIGKILL each of `pids` (descendants of a child of ours, read from /proc just before).
-pub fn kill_pids(pids: &[u32]) {
-    for &pid in pids {
-        if let Ok(pid) = i32::try_from(pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
 /// At most this many processes in a hang report.
 const HANG_REPORT_MAX: usize = 32;
 
@@ -186,28 +176,19 @@ const HANG_REPORT_MAX: usize = 32;
 /// stack where readable. Also the pids of that tree, children after parents, at most
 /// [`HANG_REPORT_MAX`].
 pub fn hang_report(root: u32) -> (String, Vec<u32>) {
-    // (pid, ppid, comm, state) of every process, from /proc/PID/stat.
-    let procs: Vec<(u32, u32, String, String)> = std::fs::read_dir("/proc")
+    // (pid, stat) of every process.
+    let procs: Vec<(u32, crate::context::ProcStat)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // comm is in parentheses and may hold spaces: split after its last ')'.
-            let (head, tail) = stat.rsplit_once(')')?;
-            let comm = head.split_once('(')?.1.to_string();
-            let mut f = tail.split_whitespace();
-            let state = f.next()?.to_string();
-            let ppid = f.next()?.parse().ok()?;
-            Some((pid, ppid, comm, state))
-        })
+        .filter_map(|pid| Some((pid, crate::context::proc_stat(pid)?)))
         .collect();
     let mut tree = vec![root];
     let mut i = 0;
     while i < tree.len() && tree.len() < HANG_REPORT_MAX {
         let parent = tree[i];
-        for p in procs.iter().filter(|p| p.1 == parent) {
+        for p in procs.iter().filter(|p| p.1.ppid == parent) {
             if !tree.contains(&p.0) && tree.len() < HANG_REPORT_MAX {
                 tree.push(p.0);
             }
@@ -217,9 +198,10 @@ pub fn hang_report(root: u32) -> (String, Vec<u32>) {
     let read = |p: String| std::fs::read_to_string(p).unwrap_or_default();
     let mut report = String::from("\n[hang report: the command's process tree when it timed out]");
     for &pid in &tree {
-        let Some((_, ppid, comm, state)) = procs.iter().find(|p| p.0 == pid) else {
+        let Some((_, st)) = procs.iter().find(|p| p.0 == pid) else {
             continue;
         };
+        let (ppid, comm, state) = (st.ppid, &st.comm, st.state);
         let wchan = read(format!("/proc/{pid}/wchan"));
         let stack = read(format!("/proc/{pid}/stack"))
             .lines()

@@ -1408,7 +1408,6 @@ fn checkpoint_restore_lsm_profile(ctx: &Ctx) -> TestResult {
         Lsm::SeLinux { .. } => format!("selinux:{second}"),
     };
     let mut extra = vec!["--lsm-profile", profile.as_str()];
-    let mut context = None;
     if let Lsm::SeLinux {
         mount_b,
         criu_knows,
@@ -1427,7 +1426,6 @@ fn checkpoint_restore_lsm_profile(ctx: &Ctx) -> TestResult {
             extra.clear();
         }
         extra.extend(["--lsm-mount-context", mount_b.as_str()]);
-        context = Some(mount_b);
     }
     let pid = restore_with(ctx, &path, &images, &r2, &extra)?;
     ensure_counts_on(&shared, at)?;
@@ -1441,8 +1439,8 @@ fn checkpoint_restore_lsm_profile(ctx: &Ctx) -> TestResult {
         lsm.shows(&current, &want),
         "restored with {extra:?}: {current:?}, want {want:?}"
     );
-    if let Some(context) = context {
-        ensure_dev_context(pid, context)?;
+    if let Lsm::SeLinux { mount_b, .. } = &lsm {
+        ensure_dev_context(pid, mount_b)?;
     }
     kill_and_delete(&r2)
 }
